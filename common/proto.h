@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hmmu wire protocol, shared by libhmmu and hmmud. docs/protocol.md is
+ * the prose version of this file; keep the two in step.
+ *
+ * Transport: AF_UNIX SOCK_SEQPACKET, so every send is one message and a
+ * message is never split or merged. Every message starts with struct
+ * hmmu_wire_hdr; the payload that follows has a size fixed by the op
+ * (requests) or a minimum size (replies). All integers are host-endian: both
+ * ends are on one machine.
+ *
+ * A request carries an id chosen by the client; the reply echoes it, which
+ * lets one connection carry requests of many threads at once. Replies may
+ * come in any order.
+ */
+#ifndef HMMU_PROTO_H
+#define HMMU_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HMMU_PROTO_MAGIC 0x554d4d48u /* "HMMU" in memory order */
+#define HMMU_PROTO_VERSION 1u
+#define HMMU_MSG_MAX 512u /* no message, either way, is longer */
+#define HMMU_NAME_MAX 32u /* device names and models, NUL included */
+
+enum hmmu_op {
+	HMMU_OP_NONE = 0,	       /* reply to a message too broken to name */
+	HMMU_OP_HELLO = 1,	       /* must be the first request */
+	HMMU_OP_DEVICE_COUNT = 2,      /* -> count */
+	HMMU_OP_DEVICE_INFO = 3,       /* index -> device info */
+	HMMU_OP_MIRROR_CREATE = 4,     /* device name -> mirror id */
+	HMMU_OP_MIRROR_REGISTER = 5,   /* mirror id [+ userfaultfd] */
+	HMMU_OP_MIRROR_UNREGISTER = 6, /* mirror id */
+	HMMU_OP_MIRROR_DESTROY = 7,    /* mirror id */
+	HMMU_OP_STATS = 8,	       /* -> counters */
+	HMMU_OP_DEVICE_CMD = 9,	       /* dmirror-style command on a mirror */
+	HMMU_OP_MAX_
+};
+
+#define HMMU_MSG_REPLY 0x1u /* hdr.flags: this is a reply */
+
+struct hmmu_wire_hdr {
+	uint32_t magic;
+	uint16_t op;
+	uint16_t flags;
+	uint32_t len;	/* whole message, header included */
+	int32_t status; /* reply: 0, a HMMU_STATUS_*, or -errno; request: 0 */
+	uint64_t id;	/* chosen by the client, echoed in the reply */
+};
+
+/*
+ * Positive statuses are protocol signals, not errors; the library never
+ * returns them to its caller.
+ *
+ * NEED_UFFD: the calling process has no per-process state in the daemon
+ * (first registration, or all its mirrors were unregistered since): send the
+ * same MIRROR_REGISTER again with a userfaultfd attached (SCM_RIGHTS).
+ */
+#define HMMU_STATUS_NEED_UFFD 1
+
+struct hmmu_wire_hello {
+	uint32_t version; /* request: client's; reply: daemon's */
+	uint32_t reserved;
+};
+
+struct hmmu_wire_index {
+	uint32_t index;
+	uint32_t reserved;
+};
+
+struct hmmu_wire_count {
+	uint32_t count;
+	uint32_t reserved;
+};
+
+struct hmmu_wire_device_info {
+	char name[HMMU_NAME_MAX];
+	char model[HMMU_NAME_MAX];
+	uint64_t mem_bytes;
+	int32_t numa_node;
+	uint32_t page_size;
+};
+
+struct hmmu_wire_device_name {
+	char name[HMMU_NAME_MAX]; /* NUL-terminated, not empty */
+};
+
+struct hmmu_wire_mirror {
+	uint64_t mirror; /* id given by MIRROR_CREATE, scoped to the connection */
+};
+
+/*
+ * The counters of HMMU_OP_STATS, in reply order. The reply carries as many
+ * u64 as the daemon knows; a client reads the ones it knows. New counters go
+ * at the end, never in between.
+ */
+enum hmmu_stat {
+	HMMU_STAT_PROCESSES,
+	HMMU_STAT_MIRRORS,
+	HMMU_STAT_MY_STATE,
+	HMMU_STAT_MY_MIRRORS,
+	HMMU_STAT_DEVICE_FAULTS,
+	HMMU_STAT_CPU_FAULTS,
+	HMMU_STAT_INVALIDATIONS,
+	HMMU_STAT_MIGRATED_TO_DEVICE,
+	HMMU_STAT_MIGRATED_TO_SYSTEM,
+	HMMU_STAT_RELEASES,
+	HMMU_STAT_SESSIONS,
+	HMMU_STAT_DEVICE_PAGES,
+	HMMU_STAT_NR_
+};
+
+struct hmmu_wire_stats {
+	uint64_t value[HMMU_STAT_NR_];
+};
+
+enum hmmu_device_cmd {
+	HMMU_CMD_READ = 1,     /* device reads client memory into buf */
+	HMMU_CMD_WRITE = 2,    /* device writes buf into client memory */
+	HMMU_CMD_SNAPSHOT = 3, /* one state byte per page into buf */
+	HMMU_CMD_MAX_
+};
+
+struct hmmu_wire_device_cmd {
+	uint64_t mirror;
+	uint32_t cmd;
+	uint32_t reserved;
+	uint64_t addr;	 /* page aligned */
+	uint64_t npages; /* > 0, at most HMMU_CMD_MAX_PAGES */
+	uint64_t buf;	 /* client address of the data buffer */
+	uint64_t buf_len;
+};
+
+#define HMMU_CMD_MAX_PAGES (1ull << 20) /* 4 GiB of 4 KiB pages per command */
+
+struct hmmu_wire_cmd_result {
+	uint64_t cpages;
+	uint64_t faults;
+};
+
+/*
+ * Check a received message: magic, flags, op, length for that op, reserved
+ * fields and strings. `reply` says which direction is expected. Returns 0
+ * or a negative errno; -EPROTO for a broken header, -EINVAL for a bad
+ * payload, -EMSGSIZE for a wrong length, -EOPNOTSUPP for an unknown op.
+ */
+int hmmu_proto_check(const void *msg, size_t len, int reply);
+
+/* Payload size of a request of this op, or 0 for an unknown op. */
+size_t hmmu_proto_request_size(unsigned op);
+
+/* Minimum payload size of a successful reply to this op. */
+size_t hmmu_proto_reply_min_size(unsigned op);
+
+const char *hmmu_proto_op_name(unsigned op);
+int hmmu_proto_op_known(unsigned op);
+
+#endif

@@ -1,0 +1,4 @@
+/* SPDX-License-Identifier: MIT */
+#include "counters.h"
+
+struct counters counters;

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* Daemon-wide event counters, reported by HMMU_OP_STATS. Lock-free. */
+#ifndef HMMUD_COUNTERS_H
+#define HMMUD_COUNTERS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct counters {
+	atomic_uint_fast64_t device_faults;
+	atomic_uint_fast64_t cpu_faults;
+	atomic_uint_fast64_t invalidations;
+	atomic_uint_fast64_t migrated_to_device;
+	atomic_uint_fast64_t migrated_to_system;
+	atomic_uint_fast64_t sessions;	   /* open connections, not a total */
+	atomic_uint_fast64_t device_pages; /* held in device page tables, now */
+};
+
+extern struct counters counters;
+
+static inline void counter_add(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static inline void counter_sub(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_fetch_sub_explicit(c, n, memory_order_relaxed);
+}
+
+static inline uint64_t counter_read(atomic_uint_fast64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The range fault: the counterpart of the kernel's hmm_range_fault() with
+ * mmu_interval_read_begin()/read_retry(). A device that needs pages of the
+ * client it does not hold asks for a snapshot of them; the snapshot is
+ * handed to the device's commit() under the device's page-table lock, and
+ * only if no invalidation of the process happened since the snapshot began.
+ *
+ * Runs on a worker, never on the loop thread: reading the client's memory
+ * may wait for the client's userfaultfd, which the loop thread services.
+ */
+#ifndef HMMUD_FAULT_H
+#define HMMUD_FAULT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+struct mirror;
+
+struct range_fault {
+	struct mirror *m;
+	uint64_t start, end; /* page aligned */
+	int write;	     /* the device wants to write: need a writable VMA */
+	void *buf;	     /* end - start bytes: receives the snapshot */
+	pthread_mutex_t *lock; /* the device's page-table lock */
+	/* With *lock held and the snapshot still valid: install it. */
+	int (*commit)(struct range_fault *rf);
+	void *arg; /* the device's */
+};
+
+/*
+ * Take a snapshot of [start, end) and commit it. Errors: -EFAULT (part of the
+ * range is not mapped, or PROT_NONE), -EPERM (write to a read-only mapping,
+ * or memory userfaultfd cannot write-protect), -ESRCH (the process is
+ * gone), -EAGAIN (invalidated on every one of many tries), or commit's.
+ */
+int range_fault(struct range_fault *rf);
+
+/*
+ * Copy @len bytes from the daemon's @src into the client's memory at
+ * @remote, as copy_to_user() would. -EFAULT if it is not all writable.
+ */
+int client_write(struct mirror *m, uint64_t remote, const void *src,
+		 uint64_t len);
+
+#endif

@@ -1,0 +1,410 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hmmud: the hmmu daemon. Sets up the listening socket (its own, or the one
+ * systemd passes), the devices, the worker pool and the event loop, then
+ * serves until SIGTERM or SIGINT.
+ */
+#include "daemon.h"
+#include "log.h"
+#include "probe.h"
+#include "session.h"
+#include "workers.h"
+#include "../devices/device.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/hmmu/hmmud.sock"
+#define DEFAULT_WORKERS 4
+#define MAX_DEVICES 64
+
+static const char *const default_devices[] = {
+	"dmirror:name=dmirror0",
+	"dmirror:name=dmirror1",
+};
+
+struct options {
+	const char *socket_path;
+	const char *devices[MAX_DEVICES];
+	unsigned ndevices;
+	unsigned workers;
+	int foreground;
+	int check;
+	const char *log_level;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: hmmud [--socket PATH] [--device SPEC]... [--workers N]\n"
+		"             [--foreground] [--log-level error|warning|info|debug]\n"
+		"       hmmud --check\n"
+		"\n"
+		"  --socket PATH   listen on PATH (default " DEFAULT_SOCKET
+		"; under\n"
+		"                  systemd socket activation, the passed socket)\n"
+		"  --device SPEC   offer a device, MODEL:name=NAME[,opt=val...];\n"
+		"                  default: dmirror0 and dmirror1\n"
+		"  --workers N     request worker threads (default %d)\n"
+		"  --foreground    do not detach (always so under systemd)\n"
+		"  --check         print what the running kernel offers, and exit\n",
+		DEFAULT_WORKERS);
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "device", required_argument, NULL, 'd' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "check", no_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->workers = DEFAULT_WORKERS;
+	while ((c = getopt_long(argc, argv, "s:d:w:fl:ch", longopts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 's':
+			o->socket_path = optarg;
+			break;
+		case 'd':
+			if (o->ndevices == MAX_DEVICES) {
+				fprintf(stderr, "hmmud: at most %d devices\n",
+					MAX_DEVICES);
+				return -EINVAL;
+			}
+			o->devices[o->ndevices++] = optarg;
+			break;
+		case 'w': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (*end || n == 0 || n > 256) {
+				fprintf(stderr, "hmmud: --workers takes 1 to 256\n");
+				return -EINVAL;
+			}
+			o->workers = (unsigned)n;
+			break;
+		}
+		case 'f':
+			o->foreground = 1;
+			break;
+		case 'l':
+			if (log_parse_level(optarg) < 0) {
+				fprintf(stderr, "hmmud: unknown log level '%s'\n",
+					optarg);
+				return -EINVAL;
+			}
+			o->log_level = optarg;
+			break;
+		case 'c':
+			o->check = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int make_devices(struct daemon *d, const struct options *o)
+{
+	const char *const *specs = o->ndevices ? o->devices : default_devices;
+	unsigned n = o->ndevices ? o->ndevices :
+				   sizeof(default_devices) / sizeof(default_devices[0]);
+
+	d->devices = calloc(n, sizeof(*d->devices));
+	if (!d->devices)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct device *dev;
+		int err = device_create(specs[i], &dev);
+
+		if (err) {
+			log_err("device '%s': %s", specs[i], strerror(-err));
+			return err;
+		}
+		for (unsigned j = 0; j < d->ndevices; j++) {
+			if (strcmp(d->devices[j]->name, dev->name) == 0) {
+				log_err("device '%s': name used twice", specs[i]);
+				device_destroy(dev);
+				return -EEXIST;
+			}
+		}
+		d->devices[d->ndevices++] = dev;
+		log_info("device %s (%s)", dev->name, dev->ops->model);
+	}
+	return 0;
+}
+
+/* A stale socket file (nobody listening) may be replaced; a live one not. */
+static int remove_stale_socket(const struct sockaddr_un *addr)
+{
+	struct stat st;
+	int fd, err;
+
+	if (lstat(addr->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	err = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
+	close(fd);
+	if (err == 0)
+		return -EADDRINUSE;
+	return unlink(addr->sun_path) < 0 ? -errno : 0;
+}
+
+static int listen_on(const char *path, int *out)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd, err;
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, path);
+	if (strcmp(path, DEFAULT_SOCKET) == 0 && mkdir("/run/hmmu", 0755) < 0 &&
+	    errno != EEXIST)
+		return -errno;
+	err = remove_stale_socket(&addr);
+	if (err)
+		return err;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	/* Any local user may connect; each only ever reaches its own memory. */
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    chmod(path, 0666) < 0 || listen(fd, 128) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	return 0;
+}
+
+/* The socket systemd passed, if any: 1 if found, 0 if none, or -errno. */
+static int activated_socket(int *out)
+{
+	int n = sd_listen_fds(1);
+
+	if (n <= 0)
+		return n;
+	if (n > 1)
+		return -E2BIG;
+	if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <=
+	    0)
+		return -ENOTSOCK;
+	*out = SD_LISTEN_FDS_START;
+	return 1;
+}
+
+static void listen_ready(struct loop_watch *w, unsigned revents)
+{
+	struct daemon *d = (struct daemon *)((char *)w -
+					     offsetof(struct daemon, listen_watch));
+
+	(void)revents;
+	for (;;) {
+		int fd = accept4(w->fd, NULL, NULL,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				log_err("accept: %s", strerror(errno));
+			else if (errno != EAGAIN && errno != ECONNABORTED &&
+				 errno != EINTR)
+				log_err("accept: %s", strerror(errno));
+			return;
+		}
+		int err = session_accept(d, fd);
+
+		if (err)
+			log_warn("refused a connection: %s", strerror(-err));
+	}
+}
+
+static void signal_ready(struct loop_watch *w, unsigned revents)
+{
+	struct daemon *d = (struct daemon *)((char *)w -
+					     offsetof(struct daemon, signal_watch));
+	struct signalfd_siginfo si;
+
+	(void)revents;
+	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+		log_info("signal %u: stopping", si.ssi_signo);
+		sd_notify(0, "STOPPING=1");
+		loop_stop(d->loop);
+	}
+}
+
+static void no_gone(struct loop_watch *w)
+{
+	(void)w;
+}
+
+/*
+ * Without --foreground and outside systemd, detach: the parent returns
+ * once the daemon listens, so "hmmud --socket X && client" just works.
+ */
+static int detach_from_terminal(int *ready_fd)
+{
+	int pipefd[2];
+	pid_t pid;
+	char c;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(pipefd[1]);
+		exit(read(pipefd[0], &c, 1) == 1 ? 0 : 1);
+	}
+	close(pipefd[0]);
+	setsid();
+	*ready_fd = pipefd[1];
+	return 0;
+}
+
+static int run(const struct options *o)
+{
+	struct daemon d = { 0 };
+	int listen_fd = -1, sig_fd = -1, ready_fd = -1, err, own_socket = 0;
+	const char *path = o->socket_path ? o->socket_path : DEFAULT_SOCKET;
+	sigset_t sigs;
+	int one = 1;
+
+	err = activated_socket(&listen_fd);
+	if (err < 0) {
+		log_err("socket from systemd: %s", strerror(-err));
+		return 1;
+	}
+	if (err == 0) {
+		err = listen_on(path, &listen_fd);
+		if (err) {
+			log_err("listen on %s: %s", path, strerror(-err));
+			return 1;
+		}
+		own_socket = 1;
+	} else {
+		fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
+	}
+	/* Accepted sockets inherit it: the kernel tells us every sender. */
+	setsockopt(listen_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+
+	if (!o->foreground && !getenv("NOTIFY_SOCKET") &&
+	    detach_from_terminal(&ready_fd) < 0) {
+		log_err("cannot detach: %s", strerror(errno));
+		return 1;
+	}
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	err = make_devices(&d, o);
+	if (!err)
+		err = loop_create(&d.loop);
+	if (!err) {
+		registry_init(&d.registry, d.loop);
+		err = workers_start(o->workers, &d.workers);
+	}
+	if (!err && sig_fd < 0)
+		err = -errno;
+	if (err) {
+		log_err("start: %s", strerror(-err));
+		return 1;
+	}
+
+	d.listen_watch = (struct loop_watch){ .fd = listen_fd,
+					      .ready = listen_ready,
+					      .gone = no_gone };
+	d.signal_watch = (struct loop_watch){ .fd = sig_fd,
+					      .ready = signal_ready,
+					      .gone = no_gone };
+	err = loop_watch_add(d.loop, &d.listen_watch);
+	if (!err)
+		err = loop_watch_add(d.loop, &d.signal_watch);
+	if (err) {
+		log_err("event loop: %s", strerror(-err));
+		return 1;
+	}
+
+	log_info("listening on %s, %u device(s), %u worker(s)",
+		 own_socket ? path : "the socket from systemd", d.ndevices,
+		 o->workers);
+	sd_notify(0, "READY=1");
+	if (ready_fd >= 0) {
+		(void)!write(ready_fd, "r", 1);
+		close(ready_fd);
+	}
+
+	err = loop_run(d.loop);
+	if (err)
+		log_err("event loop: %s", strerror(-err));
+
+	/*
+	 * Release every client's mirrors, so no client is left protected:
+	 * end the watches being removed, close the other connections (their
+	 * teardown is queued on the workers), then let the workers finish.
+	 */
+	loop_finish(d.loop);
+	while (d.sessions)
+		session_close(d.sessions);
+	workers_stop(d.workers);
+	loop_destroy(d.loop);
+	registry_fini(&d.registry);
+	for (unsigned i = 0; i < d.ndevices; i++)
+		device_destroy(d.devices[i]);
+	free(d.devices);
+	close(sig_fd);
+	close(listen_fd);
+	if (own_socket)
+		unlink(path);
+	log_info("stopped");
+	return err ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+
+	if (parse_options(argc, argv, &o) < 0)
+		return 2;
+	log_init(o.log_level);
+	if (o.check)
+		return probe_print(stdout) < 0 ? 1 : 0;
+	return run(&o);
+}

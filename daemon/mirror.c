@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+#include "mirror.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+struct mirror *mirror_new(uint64_t id, struct device *dev,
+			  const struct peer *owner)
+{
+	struct mirror *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->id = id;
+	m->dev = dev;
+	m->owner = *owner;
+	atomic_init(&m->refs, 1);
+	pthread_rwlock_init(&m->state_lock, NULL);
+	return m;
+}
+
+void mirror_get(struct mirror *m)
+{
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+}
+
+void mirror_put(struct mirror *m)
+{
+	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	assert(!m->registered);
+	pthread_rwlock_destroy(&m->state_lock);
+	free(m);
+}

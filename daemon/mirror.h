@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A mirror: one device bound to one client process (the kernel's struct
+ * hmm_mirror). Created unregistered by a connection, which owns it; the
+ * registry moves it between unregistered and registered.
+ */
+#ifndef HMMUD_MIRROR_H
+#define HMMUD_MIRROR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "peer.h"
+
+struct device;
+struct process;
+
+struct mirror {
+	uint64_t id;	    /* scoped to the owning connection */
+	struct device *dev; /* devices live as long as the daemon */
+	struct peer owner;  /* the process that created it (borrowed pidfd) */
+	atomic_uint refs;   /* the connection's table + each user in flight */
+
+	/*
+	 * state_lock: held for write while the mirror is registered,
+	 * unregistered or released (inside the registry lock); held for read
+	 * by a device command for its whole run, so that unregister waits for
+	 * commands in flight (rule 6) and a command never sees a half-changed
+	 * mirror. Never taken on the loop thread.
+	 */
+	pthread_rwlock_t state_lock;
+	bool registered;      /* state_lock + registry lock */
+	struct process *proc; /* while registered: the process's state */
+	void *dev_priv;	      /* the device's per-mirror state, while registered */
+
+	struct mirror *proc_next;    /* proc->mirrors, under proc->lock */
+	struct mirror *session_next; /* owner connection's list */
+};
+
+struct mirror *mirror_new(uint64_t id, struct device *dev,
+			  const struct peer *owner);
+void mirror_get(struct mirror *m);
+/* Drop a reference; the last one frees (the mirror must be unregistered). */
+void mirror_put(struct mirror *m);
+
+#endif

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+#include "probe.h"
+#include "../common/uffd_uapi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int open_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int dev;
+
+	if (fd >= 0 || errno != EPERM)
+		return fd >= 0 ? fd : -errno;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -EPERM;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	close(dev);
+	return fd >= 0 ? fd : -errno;
+}
+
+int probe_uffd_features(uint64_t *features)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	int fd = open_uffd(), err = 0;
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		err = -errno;
+	else
+		*features = api.features;
+	close(fd);
+	return err;
+}
+
+int probe_io_uring(void)
+{
+	struct io_uring ring;
+	struct io_uring_probe *p;
+	int ok;
+
+	if (io_uring_queue_init(2, &ring, 0) < 0)
+		return 0;
+	p = io_uring_get_probe_ring(&ring);
+	ok = p && io_uring_opcode_supported(p, IORING_OP_POLL_ADD) &&
+	     io_uring_opcode_supported(p, IORING_OP_POLL_REMOVE);
+	io_uring_free_probe(p);
+	io_uring_queue_exit(&ring);
+	return ok;
+}
+
+static const struct {
+	uint64_t bit;
+	const char *name;
+	const char *what;
+} uffd_features[] = {
+	{ UFFD_FEATURE_PAGEFAULT_FLAG_WP, "wp", "write-protect faults (required)" },
+	{ UFFD_FEATURE_EVENT_FORK, "event-fork", "fork events (clients with CAP_SYS_PTRACE)" },
+	{ UFFD_FEATURE_EVENT_REMAP, "event-remap", "mremap events (required)" },
+	{ UFFD_FEATURE_EVENT_REMOVE, "event-remove", "madvise events (required)" },
+	{ UFFD_FEATURE_EVENT_UNMAP, "event-unmap", "munmap events (required)" },
+	{ UFFD_FEATURE_MISSING_SHMEM, "missing-shmem", "missing faults on shmem" },
+	{ UFFD_FEATURE_WP_HUGETLBFS_SHMEM, "wp-shmem", "write-protect on shmem and hugetlbfs" },
+	{ UFFD_FEATURE_WP_UNPOPULATED, "wp-unpopulated", "write-protect of untouched pages" },
+	{ UFFD_FEATURE_POISON, "poison", "UFFDIO_POISON" },
+	{ UFFD_FEATURE_WP_ASYNC, "wp-async", "asynchronous write-protect" },
+	{ UFFD_FEATURE_MOVE, "move", "UFFDIO_MOVE" },
+};
+
+int probe_print(FILE *f)
+{
+	uint64_t features = 0;
+	int err = probe_uffd_features(&features);
+
+	if (err) {
+		fprintf(f, "userfaultfd: unavailable (%s)\n",
+			err == -EPERM ? "not permitted" : "error");
+	} else {
+		for (size_t i = 0; i < sizeof(uffd_features) / sizeof(uffd_features[0]); i++)
+			fprintf(f, "userfaultfd %-15s %-4s %s\n",
+				uffd_features[i].name,
+				features & uffd_features[i].bit ? "yes" : "no",
+				uffd_features[i].what);
+	}
+	fprintf(f, "io_uring    %-15s %-4s %s\n", "poll",
+		probe_io_uring() ? "yes" : "no", "event loop (required)");
+	return err;
+}

@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: MIT */
+#include "process.h"
+#include "counters.h"
+#include "log.h"
+#include "mirror.h"
+#include "uffd_events.h"
+#include "../common/uffd_uapi.h"
+#include "../devices/device.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* Is @fd a userfaultfd, and with which features? Both from /proc. */
+static int uffd_inspect(int fd, uint64_t *features)
+{
+	char path[64], target[64], line[128];
+	unsigned long long api, feat, ioctls;
+	ssize_t n;
+	FILE *f;
+	int err = -EBADF;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	if (strcmp(target, "anon_inode:[userfaultfd]") != 0)
+		return -EBADF;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "API:\t%llx:%llx:%llx", &api, &feat,
+			   &ioctls) == 3) {
+			*features = feat;
+			err = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return err;
+}
+
+int process_create(const struct peer *peer, int uffd, struct loop *loop,
+		   struct process **out)
+{
+	struct process *p;
+	uint64_t features = 0;
+	int err, flags;
+
+	err = uffd_inspect(uffd, &features);
+	if (err)
+		return err;
+	if ((features & HMMU_UFFD_REQUIRED_FEATURES) !=
+	    HMMU_UFFD_REQUIRED_FEATURES)
+		return -EINVAL;
+	/*
+	 * The daemon polls the fd, and poll on a blocking userfaultfd reports
+	 * EPOLLERR. The flag lives on the open file, so this also changes the
+	 * client's copy, which the client never reads.
+	 */
+	flags = fcntl(uffd, F_GETFL);
+	if (flags < 0 || fcntl(uffd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -errno;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->pidfd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3);
+	if (p->pidfd < 0) {
+		err = -errno;
+		free(p);
+		return err;
+	}
+	p->pid = peer->pid;
+	p->pid_ino = peer->pid_ino;
+	p->uffd = uffd;
+	p->uffd_features = features;
+	p->loop = loop;
+	atomic_init(&p->refs, 1); /* the registry's table */
+	pthread_rwlock_init(&p->lock, NULL);
+	p->uffd_watch.fd = uffd;
+	*out = p;
+	return 0;
+}
+
+void process_get(struct process *p)
+{
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void process_put(struct process *p)
+{
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (p->uffd >= 0)
+		close(p->uffd);
+	close(p->pidfd);
+	pthread_rwlock_destroy(&p->lock);
+	free(p->ranges);
+	free(p);
+}
+
+static struct process *watch_to_process(struct loop_watch *w)
+{
+	return (struct process *)((char *)w - offsetof(struct process, uffd_watch));
+}
+
+static void uffd_ready(struct loop_watch *w, unsigned revents)
+{
+	uffd_events_handle(watch_to_process(w), revents);
+}
+
+/* The loop is done with the fd: close it now, not at the last put. */
+static void uffd_gone(struct loop_watch *w)
+{
+	struct process *p = watch_to_process(w);
+
+	close(p->uffd);
+	p->uffd = -1;
+	process_put(p);
+}
+
+static void start_watch(void *arg)
+{
+	struct process *p = arg;
+
+	p->uffd_watch.ready = uffd_ready;
+	p->uffd_watch.gone = uffd_gone;
+	if (loop_watch_add(p->loop, &p->uffd_watch) < 0) {
+		log_err("client %d: cannot watch its userfaultfd", p->pid);
+		process_put(p);
+	}
+}
+
+int process_start(struct process *p)
+{
+	int err;
+
+	if (!p->loop)
+		return 0;
+	process_get(p); /* the loop's, dropped by uffd_gone() */
+	err = loop_defer(p->loop, start_watch, p);
+	if (err)
+		process_put(p);
+	return err;
+}
+
+static void stop_watch(void *arg)
+{
+	struct process *p = arg;
+
+	loop_watch_remove(p->loop, &p->uffd_watch);
+}
+
+void process_stop(struct process *p)
+{
+	pthread_rwlock_wrlock(&p->lock);
+	p->stopped = true;
+	for (unsigned i = 0; i < p->nranges; i++) {
+		struct uffdio_range r = {
+			.start = p->ranges[i].start,
+			.len = p->ranges[i].end - p->ranges[i].start,
+		};
+
+		/* ESRCH: the process is gone, and its ranges with it. */
+		if (ioctl(p->uffd, UFFDIO_UNREGISTER, &r) < 0 &&
+		    errno != ESRCH && errno != ENOMEM && errno != EINVAL)
+			log_warn("client %d: UFFDIO_UNREGISTER %#" PRIx64
+				 "+%#" PRIx64 ": %s",
+				 p->pid, (uint64_t)r.start, (uint64_t)r.len,
+				 strerror(errno));
+	}
+	p->nranges = 0;
+	pthread_rwlock_unlock(&p->lock);
+
+	/*
+	 * Closing the fd is the loop's job: it may be reading from it right
+	 * now. The loop drains what is queued, then uffd_gone() closes it.
+	 * A started watch always ends in uffd_gone(), even when the loop has
+	 * already stopped. Without a loop, process_put() closes it.
+	 */
+	if (p->loop && loop_defer(p->loop, stop_watch, p) < 0)
+		log_err("client %d: cannot stop watching its userfaultfd",
+			p->pid);
+}
+
+void process_add_mirror(struct process *p, struct mirror *m)
+{
+	pthread_rwlock_wrlock(&p->lock);
+	m->proc_next = p->mirrors;
+	p->mirrors = m;
+	pthread_rwlock_unlock(&p->lock);
+}
+
+void process_del_mirror(struct process *p, struct mirror *m)
+{
+	/*
+	 * Taking the lock for write waits out any invalidation walking the
+	 * list: once we return, no callback for @m runs again (rule 6).
+	 */
+	pthread_rwlock_wrlock(&p->lock);
+	for (struct mirror **pp = &p->mirrors; *pp; pp = &(*pp)->proc_next) {
+		if (*pp == m) {
+			*pp = m->proc_next;
+			break;
+		}
+	}
+	m->proc_next = NULL;
+	pthread_rwlock_unlock(&p->lock);
+}
+
+void process_invalidate_start(struct process *p, uint64_t start, uint64_t end)
+{
+	atomic_fetch_add(&p->inval_active, 1);
+	atomic_fetch_add(&p->seq, 1);
+	pthread_rwlock_rdlock(&p->lock);
+	for (struct mirror *m = p->mirrors; m; m = m->proc_next)
+		m->dev->ops->invalidate(m->dev, m, start, end);
+	pthread_rwlock_unlock(&p->lock);
+	counter_add(&counters.invalidations, 1);
+}
+
+void process_invalidate_end(struct process *p)
+{
+	atomic_fetch_sub(&p->inval_active, 1);
+}
+
+void process_invalidate(struct process *p, uint64_t start, uint64_t end)
+{
+	process_invalidate_start(p, start, end);
+	process_invalidate_end(p);
+}
+
+/* Range bookkeeping; p->lock held for write. */
+static bool range_covered(struct process *p, uint64_t start, uint64_t end)
+{
+	for (unsigned i = 0; i < p->nranges; i++)
+		if (p->ranges[i].start <= start && end <= p->ranges[i].end)
+			return true;
+	return false;
+}
+
+static int range_add(struct process *p, uint64_t start, uint64_t end)
+{
+	if (p->nranges == p->ranges_cap) {
+		unsigned cap = p->ranges_cap ? 2 * p->ranges_cap : 16;
+		struct uffd_range *r = realloc(p->ranges, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		p->ranges = r;
+		p->ranges_cap = cap;
+	}
+	p->ranges[p->nranges++] = (struct uffd_range){ start, end };
+	return 0;
+}
+
+void process_forget_range(struct process *p, uint64_t start, uint64_t end)
+{
+	pthread_rwlock_wrlock(&p->lock);
+	for (unsigned i = 0; i < p->nranges;) {
+		struct uffd_range *r = &p->ranges[i];
+
+		if (r->end <= start || end <= r->start) {
+			i++;
+			continue;
+		}
+		if (r->start < start && end < r->end) {
+			/* A hole in the middle: keep both sides. */
+			uint64_t tail = r->end;
+
+			r->end = start;
+			if (range_add(p, end, tail) < 0)
+				log_warn("client %d: out of memory for ranges",
+					 p->pid);
+			i++;
+			continue;
+		}
+		if (start <= r->start && r->end <= end) {
+			*r = p->ranges[--p->nranges];
+			continue;
+		}
+		if (r->start < start)
+			r->end = start;
+		else
+			r->start = end;
+		i++;
+	}
+	pthread_rwlock_unlock(&p->lock);
+}
+
+void process_add_range(struct process *p, uint64_t start, uint64_t end)
+{
+	pthread_rwlock_wrlock(&p->lock);
+	if (!p->stopped && range_add(p, start, end) < 0)
+		log_warn("client %d: out of memory for ranges", p->pid);
+	pthread_rwlock_unlock(&p->lock);
+}
+
+/*
+ * The VMAs of @pid over [start, end), from /proc/PID/maps: -EFAULT if any
+ * page is unmapped or not readable, -EPERM if @write and any is read-only.
+ */
+static int find_vmas(pid_t pid, uint64_t start, uint64_t end, int write,
+		     struct uffd_range *vmas, unsigned max, unsigned *count)
+{
+	char path[64], line[512], perms[5];
+	unsigned long long s, e;
+	uint64_t covered = start;
+	unsigned n = 0;
+	int err = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (covered < end && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx %4s", &s, &e, perms) != 3)
+			continue;
+		if (e <= covered)
+			continue;
+		if (s > covered || perms[0] != 'r') {
+			err = -EFAULT;
+			break;
+		}
+		if (write && perms[1] != 'w') {
+			err = -EPERM;
+			break;
+		}
+		if (n == max) {
+			err = -E2BIG;
+			break;
+		}
+		vmas[n++] = (struct uffd_range){ s, e };
+		covered = e;
+	}
+	fclose(f);
+	if (!err && covered < end)
+		err = -EFAULT;
+	*count = n;
+	return err;
+}
+
+#define MAX_VMAS_PER_FAULT 64
+
+int process_register_range(struct process *p, uint64_t start, uint64_t end,
+			   int write)
+{
+	struct uffd_range vmas[MAX_VMAS_PER_FAULT];
+	unsigned n = 0;
+	int err;
+
+	err = find_vmas(p->pid, start, end, write, vmas, MAX_VMAS_PER_FAULT, &n);
+	if (err)
+		return err;
+
+	pthread_rwlock_wrlock(&p->lock);
+	if (p->stopped) {
+		err = -ESRCH;
+		goto out;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct uffdio_register reg = {
+			.range = { .start = vmas[i].start,
+				   .len = vmas[i].end - vmas[i].start },
+			.mode = UFFDIO_REGISTER_MODE_WP,
+		};
+
+		if (range_covered(p, vmas[i].start, vmas[i].end))
+			continue;
+		/* Whole VMAs: a registration never splits one. */
+		if (ioctl(p->uffd, UFFDIO_REGISTER, &reg) < 0) {
+			err = -errno;
+			log_debug("client %d: UFFDIO_REGISTER %#" PRIx64
+				  "-%#" PRIx64 ": %s",
+				  p->pid, vmas[i].start, vmas[i].end,
+				  strerror(-err));
+			/* EINVAL: memory userfaultfd cannot write-protect. */
+			if (err == -EINVAL)
+				err = -EPERM;
+			break;
+		}
+		err = range_add(p, vmas[i].start, vmas[i].end);
+		if (err)
+			break;
+	}
+out:
+	pthread_rwlock_unlock(&p->lock);
+	return err;
+}

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-process state: the counterpart of the kernel's struct hmm. One per
+ * client process that has at least one registered mirror. It owns the
+ * process's userfaultfd, the address ranges registered with it, and the
+ * list of the process's registered mirrors, which every invalidation walks.
+ *
+ * Lifetime: created by the registry for the first registration, removed
+ * from the registry's table by the last unregistration (process_stop()).
+ * References: the registry's table holds one while the process is in it;
+ * the event loop holds one while it watches the userfaultfd; a fault in
+ * flight holds one. The last process_put() frees.
+ */
+#ifndef HMMUD_PROCESS_H
+#define HMMUD_PROCESS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+#include "peer.h"
+
+struct mirror;
+struct registry;
+
+struct uffd_range {
+	uint64_t start, end;
+};
+
+struct process {
+	pid_t pid;
+	uint64_t pid_ino;
+	int pidfd; /* our own dup: the connection's may close first */
+	int uffd;
+	uint64_t uffd_features;
+	struct loop *loop; /* NULL: nobody watches the userfaultfd (unit tests) */
+	atomic_uint refs;
+
+	unsigned nmirrors;	    /* registry lock */
+	struct process *hash_next;  /* registry lock */
+
+	/*
+	 * lock protects mirrors, ranges and stopped. Read-held by whoever
+	 * walks the mirrors to invalidate (the loop thread); write-held to
+	 * change the list or the ranges. Nothing that waits for the client
+	 * runs under it. Taken after the registry lock and a mirror's
+	 * state_lock.
+	 */
+	pthread_rwlock_t lock;
+	struct mirror *mirrors;
+	struct uffd_range *ranges; /* registered with the userfaultfd */
+	unsigned nranges, ranges_cap;
+	bool stopped; /* process_stop() ran: register nothing more */
+
+	/*
+	 * The invalidation sequence, as the kernel's mmu_interval_notifier:
+	 * an invalidation raises inval_active and bumps seq before it drops
+	 * device copies, and lowers inval_active when the CPU side has been
+	 * let go (page un-protected). A range fault samples seq when no
+	 * invalidation is active, and installs pages only if seq is still
+	 * the same under the device's page-table lock. See fault.c.
+	 */
+	atomic_uint_fast64_t seq;
+	atomic_int inval_active;
+
+	struct loop_watch uffd_watch;
+};
+
+/*
+ * Make the state for @peer around @uffd, which must be a userfaultfd that
+ * went through UFFDIO_API with the features hmmu needs. On success the
+ * process owns @uffd. Errors: -EBADF (not a userfaultfd), -EINVAL (missing
+ * features), -ENOMEM.
+ */
+int process_create(const struct peer *peer, int uffd, struct loop *loop,
+		   struct process **out);
+/* Start watching the userfaultfd on the loop. */
+int process_start(struct process *p);
+/*
+ * Tear down: unregister every range from the userfaultfd (so the client's
+ * VMAs lose their uffd flags now), stop watching it and close it. The
+ * caller has removed @p from the registry and holds the registry lock.
+ */
+void process_stop(struct process *p);
+void process_get(struct process *p);
+void process_put(struct process *p);
+
+/* Mirror list changes; called under the registry lock. */
+void process_add_mirror(struct process *p, struct mirror *m);
+void process_del_mirror(struct process *p, struct mirror *m);
+
+/*
+ * Invalidate [start, end) in every mirror of @p, before the CPU-side change
+ * completes: process_invalidate_start() bumps the sequence and drops the
+ * device copies, process_invalidate_end() closes the window once the CPU
+ * side has been let go. Any thread; takes p->lock for read.
+ */
+void process_invalidate_start(struct process *p, uint64_t start, uint64_t end);
+void process_invalidate_end(struct process *p);
+
+/* Both at once, for changes that need nothing done in between. */
+void process_invalidate(struct process *p, uint64_t start, uint64_t end);
+
+/*
+ * Make sure the VMAs covering [start, end) are registered with the
+ * userfaultfd for write-protect, whole VMAs at a time so that registration
+ * never splits a VMA. -EFAULT if part of the range is not mapped or not
+ * readable, -EPERM if @write and part is read-only, or if a VMA is of a
+ * kind userfaultfd cannot write-protect; -ESRCH if the state is stopping.
+ */
+int process_register_range(struct process *p, uint64_t start, uint64_t end,
+			   int write);
+
+/* The CPU side moved or unmapped a range: update what is registered. */
+void process_forget_range(struct process *p, uint64_t start, uint64_t end);
+void process_add_range(struct process *p, uint64_t start, uint64_t end);
+
+#endif

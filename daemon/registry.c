@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+#include "registry.h"
+#include "counters.h"
+#include "log.h"
+#include "mirror.h"
+#include "process.h"
+#include "../devices/device.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+void registry_init(struct registry *r, struct loop *loop)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	r->loop = loop;
+}
+
+void registry_fini(struct registry *r)
+{
+	pthread_mutex_destroy(&r->lock);
+}
+
+static struct process **bucket(struct registry *r, pid_t pid)
+{
+	return &r->table[(unsigned)pid % REGISTRY_BUCKETS];
+}
+
+/* reg->lock held. */
+static struct process *lookup(struct registry *r, const struct peer *peer)
+{
+	for (struct process *p = *bucket(r, peer->pid); p; p = p->hash_next)
+		if (p->pid == peer->pid && p->pid_ino == peer->pid_ino)
+			return p;
+	return NULL;
+}
+
+/* reg->lock held: the last mirror left, so the state goes (rule 4). */
+static void remove_process(struct registry *r, struct process *p)
+{
+	for (struct process **pp = bucket(r, p->pid); *pp;
+	     pp = &(*pp)->hash_next) {
+		if (*pp == p) {
+			*pp = p->hash_next;
+			break;
+		}
+	}
+	r->processes--;
+	/*
+	 * Still under the registry lock: a registration racing with this
+	 * teardown waits for the lock, then finds no state and builds fresh
+	 * state, with a new userfaultfd, on ranges we have unregistered.
+	 */
+	process_stop(p);
+	process_put(p); /* the table's reference */
+}
+
+/* reg->lock held; creates, starts and inserts the state for @m's owner. */
+static int add_process(struct registry *r, struct mirror *m, int *uffd,
+		       struct process **out)
+{
+	struct process *p;
+	int err;
+
+	err = process_create(&m->owner, *uffd, r->loop, &p);
+	if (err)
+		return err;
+	*uffd = -1; /* p owns it now */
+	err = process_start(p);
+	if (err) {
+		process_put(p);
+		return err;
+	}
+	p->hash_next = *bucket(r, p->pid);
+	*bucket(r, p->pid) = p;
+	r->processes++;
+	*out = p;
+	return 0;
+}
+
+int registry_register(struct registry *r, struct mirror *m, int *uffd)
+{
+	struct process *p;
+	int err = 0;
+
+	pthread_mutex_lock(&r->lock);
+	pthread_rwlock_wrlock(&m->state_lock);
+	if (m->registered) {
+		err = -EBUSY;
+		goto out;
+	}
+	p = lookup(r, &m->owner);
+	if (!p) {
+		if (*uffd < 0) {
+			err = HMMU_STATUS_NEED_UFFD;
+			goto out;
+		}
+		err = add_process(r, m, uffd, &p);
+		if (err)
+			goto out;
+	}
+	err = m->dev->ops->attach(m->dev, m);
+	if (err) {
+		if (p->nmirrors == 0)
+			remove_process(r, p);
+		goto out;
+	}
+	process_get(p); /* the mirror's, while registered */
+	m->proc = p;
+	m->registered = true;
+	p->nmirrors++;
+	r->mirrors++;
+	process_add_mirror(p, m);
+out:
+	pthread_rwlock_unlock(&m->state_lock);
+	pthread_mutex_unlock(&r->lock);
+	return err;
+}
+
+/* reg->lock and m->state_lock held, m registered. */
+static void detach(struct registry *r, struct mirror *m, int release)
+{
+	struct process *p = m->proc;
+
+	process_del_mirror(p, m);
+	if (release)
+		m->dev->ops->release(m->dev, m);
+	m->dev->ops->detach(m->dev, m);
+	m->registered = false;
+	m->proc = NULL;
+	r->mirrors--;
+	if (--p->nmirrors == 0)
+		remove_process(r, p);
+	process_put(p); /* the mirror's */
+}
+
+int registry_unregister(struct registry *r, struct mirror *m)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&r->lock);
+	pthread_rwlock_wrlock(&m->state_lock);
+	if (m->registered)
+		detach(r, m, 0);
+	else
+		err = -EINVAL;
+	pthread_rwlock_unlock(&m->state_lock);
+	pthread_mutex_unlock(&r->lock);
+	return err;
+}
+
+void registry_release(struct registry *r, struct mirror *m)
+{
+	pthread_mutex_lock(&r->lock);
+	pthread_rwlock_wrlock(&m->state_lock);
+	if (m->registered) {
+		detach(r, m, 1);
+		r->releases++;
+	}
+	pthread_rwlock_unlock(&m->state_lock);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void registry_stats(struct registry *r, const struct peer *peer,
+		    struct hmmu_wire_stats *out)
+{
+	struct process *p;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&r->lock);
+	out->value[HMMU_STAT_PROCESSES] = r->processes;
+	out->value[HMMU_STAT_MIRRORS] = r->mirrors;
+	out->value[HMMU_STAT_RELEASES] = r->releases;
+	p = peer ? lookup(r, peer) : NULL;
+	out->value[HMMU_STAT_MY_STATE] = p != NULL;
+	out->value[HMMU_STAT_MY_MIRRORS] = p ? p->nmirrors : 0;
+	pthread_mutex_unlock(&r->lock);
+
+	out->value[HMMU_STAT_DEVICE_FAULTS] = counter_read(&counters.device_faults);
+	out->value[HMMU_STAT_CPU_FAULTS] = counter_read(&counters.cpu_faults);
+	out->value[HMMU_STAT_INVALIDATIONS] = counter_read(&counters.invalidations);
+	out->value[HMMU_STAT_MIGRATED_TO_DEVICE] =
+		counter_read(&counters.migrated_to_device);
+	out->value[HMMU_STAT_MIGRATED_TO_SYSTEM] =
+		counter_read(&counters.migrated_to_system);
+	out->value[HMMU_STAT_SESSIONS] = counter_read(&counters.sessions);
+	out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&counters.device_pages);
+}
+
+struct process *registry_find_process(struct registry *r,
+				      const struct peer *peer)
+{
+	struct process *p;
+
+	pthread_mutex_lock(&r->lock);
+	p = lookup(r, peer);
+	if (p)
+		process_get(p);
+	pthread_mutex_unlock(&r->lock);
+	return p;
+}

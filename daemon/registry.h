@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The mirror registry: which processes have per-process state and which
+ * mirrors are registered. It implements the lifecycle rules of the spec:
+ * register once, unregister once, state created by the first registration
+ * and torn down by the last, release on process death.
+ *
+ * Locking: one mutex, reg->lock, serialises every lifecycle change (register,
+ * unregister, release) and guards the process table and the counts. It is
+ * taken first: registry lock -> mirror state_lock -> process lock. The
+ * fault path and the event loop never take it, so lifecycle changes may
+ * block (on a device command in flight) without stalling faults.
+ */
+#ifndef HMMUD_REGISTRY_H
+#define HMMUD_REGISTRY_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "../common/proto.h"
+#include "peer.h"
+
+struct loop;
+struct mirror;
+struct process;
+
+#define REGISTRY_BUCKETS 64
+
+struct registry {
+	pthread_mutex_t lock;
+	struct process *table[REGISTRY_BUCKETS]; /* by pid */
+	uint64_t processes;			 /* live per-process states */
+	uint64_t mirrors;			 /* registered mirrors */
+	uint64_t releases;			 /* releases on process death */
+	struct loop *loop;			 /* may be NULL (unit tests) */
+};
+
+void registry_init(struct registry *r, struct loop *loop);
+void registry_fini(struct registry *r);
+
+/*
+ * Register @m for its owner process. If the process has no state yet and
+ * *@uffd is -1, returns HMMU_STATUS_NEED_UFFD and changes nothing. If it
+ * uses *@uffd it sets it to -1 (the registry owns it now); otherwise the
+ * caller still owns and closes it. Errors: -EBUSY (already registered),
+ * -EBADF/-EINVAL (not a usable userfaultfd), -ENOMEM, or the device's.
+ */
+int registry_register(struct registry *r, struct mirror *m, int *uffd);
+
+/* Unregister @m. -EINVAL if it is not registered. */
+int registry_unregister(struct registry *r, struct mirror *m);
+
+/*
+ * The owner of @m is gone (exited, crashed or disconnected): if @m is
+ * registered, the device gets release, then the mirror is unregistered.
+ */
+void registry_release(struct registry *r, struct mirror *m);
+
+/* Fill the registry's counters, and the caller's own for @peer. */
+void registry_stats(struct registry *r, const struct peer *peer,
+		    struct hmmu_wire_stats *out);
+
+/*
+ * The state of @peer's process with a reference taken, or NULL. For the
+ * fault path, which then works without the registry lock.
+ */
+struct process *registry_find_process(struct registry *r,
+				      const struct peer *peer);
+
+#endif

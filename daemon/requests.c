@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+#include "requests.h"
+#include "daemon.h"
+#include "log.h"
+#include "mirror.h"
+#include "registry.h"
+#include "session.h"
+#include "workers.h"
+#include "../devices/device.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct request {
+	struct work work;
+	struct session *s;
+	int fd;
+	union {
+		struct hmmu_wire_hdr hdr;
+		char buf[HMMU_MSG_MAX];
+	} msg;
+};
+
+static const void *payload(const struct request *r)
+{
+	return &r->msg.hdr + 1;
+}
+
+static void reply(struct request *r, int status, const void *p, size_t len)
+{
+	session_reply(r->s, &r->msg.hdr, status, p, len);
+}
+
+static struct daemon *daemon_of(struct request *r)
+{
+	return r->s->d;
+}
+
+static void do_device_count(struct request *r)
+{
+	struct hmmu_wire_count c = { .count = daemon_of(r)->ndevices };
+
+	reply(r, 0, &c, sizeof(c));
+}
+
+static void do_device_info(struct request *r)
+{
+	const struct hmmu_wire_index *req = payload(r);
+	struct daemon *d = daemon_of(r);
+	struct hmmu_wire_device_info info;
+	const struct device *dev;
+
+	if (req->index >= d->ndevices) {
+		reply(r, -ENODEV, NULL, 0);
+		return;
+	}
+	dev = d->devices[req->index];
+	memset(&info, 0, sizeof(info));
+	memcpy(info.name, dev->name, sizeof(info.name));
+	strncpy(info.model, dev->ops->model, sizeof(info.model) - 1);
+	info.mem_bytes = dev->mem_bytes;
+	info.numa_node = dev->numa_node;
+	info.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+	reply(r, 0, &info, sizeof(info));
+}
+
+static struct device *find_device(struct daemon *d, const char *name)
+{
+	for (unsigned i = 0; i < d->ndevices; i++)
+		if (strcmp(d->devices[i]->name, name) == 0)
+			return d->devices[i];
+	return NULL;
+}
+
+static void do_mirror_create(struct request *r)
+{
+	const struct hmmu_wire_device_name *req = payload(r);
+	struct hmmu_wire_mirror rep;
+	struct device *dev = find_device(daemon_of(r), req->name);
+	struct mirror *m;
+	int err;
+
+	if (!dev) {
+		log_warn("client %d: no device named '%s'", r->s->peer.pid,
+			 req->name);
+		reply(r, -ENODEV, NULL, 0);
+		return;
+	}
+	m = mirror_new(0, dev, &r->s->peer);
+	if (!m) {
+		reply(r, -ENOMEM, NULL, 0);
+		return;
+	}
+	err = session_add_mirror(r->s, m);
+	if (err) {
+		log_warn("client %d: too many mirrors", r->s->peer.pid);
+		mirror_put(m);
+		reply(r, err, NULL, 0);
+		return;
+	}
+	rep.mirror = m->id;
+	reply(r, 0, &rep, sizeof(rep));
+}
+
+/* The mirror named by the request, with a reference, or NULL (replied). */
+static struct mirror *request_mirror(struct request *r, uint64_t id)
+{
+	struct mirror *m = session_find_mirror(r->s, id);
+
+	if (!m) {
+		log_warn("client %d: %s: no mirror %llu", r->s->peer.pid,
+			 hmmu_proto_op_name(r->msg.hdr.op),
+			 (unsigned long long)id);
+		reply(r, -ENOENT, NULL, 0);
+	}
+	return m;
+}
+
+static void do_mirror_register(struct request *r)
+{
+	const struct hmmu_wire_mirror *req = payload(r);
+	struct mirror *m = request_mirror(r, req->mirror);
+	int err;
+
+	if (!m)
+		return;
+	err = registry_register(&daemon_of(r)->registry, m, &r->fd);
+	if (err < 0)
+		log_warn("client %d: register mirror %llu on %s: %s",
+			 r->s->peer.pid, (unsigned long long)m->id,
+			 m->dev->name, strerror(-err));
+	mirror_put(m);
+	reply(r, err, NULL, 0);
+}
+
+static void do_mirror_unregister(struct request *r)
+{
+	const struct hmmu_wire_mirror *req = payload(r);
+	struct mirror *m = request_mirror(r, req->mirror);
+	int err;
+
+	if (!m)
+		return;
+	err = registry_unregister(&daemon_of(r)->registry, m);
+	if (err)
+		log_warn("client %d: unregister mirror %llu: not registered",
+			 r->s->peer.pid, (unsigned long long)m->id);
+	mirror_put(m);
+	reply(r, err, NULL, 0);
+}
+
+static void do_mirror_destroy(struct request *r)
+{
+	const struct hmmu_wire_mirror *req = payload(r);
+	struct mirror *m = session_take_mirror(r->s, req->mirror);
+
+	if (!m) {
+		log_warn("client %d: destroy: no mirror %llu", r->s->peer.pid,
+			 (unsigned long long)req->mirror);
+		reply(r, -ENOENT, NULL, 0);
+		return;
+	}
+	/* Destroying a registered mirror is an unregistration, not a death. */
+	registry_unregister(&daemon_of(r)->registry, m);
+	mirror_put(m);
+	reply(r, 0, NULL, 0);
+}
+
+static void do_stats(struct request *r)
+{
+	struct hmmu_wire_stats st;
+
+	registry_stats(&daemon_of(r)->registry, &r->s->peer, &st);
+	reply(r, 0, &st, sizeof(st));
+}
+
+static void do_device_cmd(struct request *r)
+{
+	const struct hmmu_wire_device_cmd *req = payload(r);
+	struct hmmu_wire_cmd_result res = { 0, 0 };
+	struct mirror *m = request_mirror(r, req->mirror);
+	int err;
+
+	if (!m)
+		return;
+	pthread_rwlock_rdlock(&m->state_lock);
+	if (!m->registered)
+		err = -EINVAL;
+	else if (!m->dev->ops->command)
+		err = -EOPNOTSUPP;
+	else
+		err = m->dev->ops->command(m->dev, m, req, &res);
+	pthread_rwlock_unlock(&m->state_lock);
+	if (err && err != -EFAULT && err != -EPERM)
+		log_warn("client %d: %s command %u at %#llx+%llu pages: %s",
+			 r->s->peer.pid, m->dev->name, req->cmd,
+			 (unsigned long long)req->addr,
+			 (unsigned long long)req->npages, strerror(-err));
+	mirror_put(m);
+	reply(r, err, &res, sizeof(res));
+}
+
+static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
+	[HMMU_OP_DEVICE_COUNT] = do_device_count,
+	[HMMU_OP_DEVICE_INFO] = do_device_info,
+	[HMMU_OP_MIRROR_CREATE] = do_mirror_create,
+	[HMMU_OP_MIRROR_REGISTER] = do_mirror_register,
+	[HMMU_OP_MIRROR_UNREGISTER] = do_mirror_unregister,
+	[HMMU_OP_MIRROR_DESTROY] = do_mirror_destroy,
+	[HMMU_OP_STATS] = do_stats,
+	[HMMU_OP_DEVICE_CMD] = do_device_cmd,
+};
+
+static void request_run(struct work *w)
+{
+	struct request *r = (struct request *)w;
+	struct session *s = r->s;
+
+	handlers[r->msg.hdr.op](r);
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r);
+	session_put(s);
+}
+
+int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
+		     size_t len, int fd)
+{
+	struct request *r;
+
+	if (!handlers[h->op])
+		return -EOPNOTSUPP;
+	r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->work.fn = request_run;
+	r->s = s;
+	r->fd = fd;
+	memcpy(r->msg.buf, h, len);
+	session_get(s);
+	workers_queue(s->d->workers, &r->work);
+	return 0;
+}

@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: MIT */
+#include "session.h"
+#include "counters.h"
+#include "daemon.h"
+#include "log.h"
+#include "mirror.h"
+#include "registry.h"
+#include "requests.h"
+#include "../common/proto.h"
+#include "../common/uffd_uapi.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MAX_FDS_PER_MSG 4
+
+void session_get(struct session *s)
+{
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+/* On a worker: release every mirror the connection still has (rule 5). */
+static void session_teardown(struct work *w)
+{
+	struct session *s = (struct session *)((char *)w -
+					       offsetof(struct session, teardown));
+	struct mirror *m;
+	unsigned n = 0;
+
+	while ((m = s->mirrors)) {
+		s->mirrors = m->session_next;
+		if (m->registered)
+			n++;
+		registry_release(&s->d->registry, m);
+		mirror_put(m);
+	}
+	if (n)
+		log_info("client %d: gone, released %u mirror(s)", s->peer.pid,
+			 n);
+	close(s->fd);
+	close(s->peer.pidfd);
+	pthread_mutex_destroy(&s->lock);
+	counter_sub(&counters.sessions, 1);
+	free(s);
+}
+
+void session_put(struct session *s)
+{
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	s->teardown.fn = session_teardown;
+	workers_queue(s->d->workers, &s->teardown);
+}
+
+void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
+		   int status, const void *payload, size_t len)
+{
+	struct hmmu_wire_hdr h = {
+		.magic = HMMU_PROTO_MAGIC,
+		.op = req ? req->op : HMMU_OP_NONE,
+		.flags = HMMU_MSG_REPLY,
+		.len = (uint32_t)(sizeof(h) + len),
+		.status = status,
+		.id = req ? req->id : 0,
+	};
+	struct iovec iov[2] = {
+		{ .iov_base = &h, .iov_len = sizeof(h) },
+		{ .iov_base = (void *)payload, .iov_len = len },
+	};
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+
+	/*
+	 * Never block a worker on a client that does not read its replies:
+	 * a full socket buffer means it stopped reading, and we hang up.
+	 */
+	if (sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+		return;
+	if (errno == EAGAIN) {
+		log_warn("client %d: does not read its replies, hanging up",
+			 s->peer.pid);
+		shutdown(s->fd, SHUT_RDWR);
+	} else if (errno != EPIPE && errno != ECONNRESET) {
+		log_warn("client %d: send reply: %s", s->peer.pid,
+			 strerror(errno));
+	}
+}
+
+static void watch_gone(struct session *s)
+{
+	if (--s->watches)
+		return;
+	if (s->pprev) {
+		*s->pprev = s->next;
+		if (s->next)
+			s->next->pprev = s->pprev;
+		s->pprev = NULL;
+	}
+	session_put(s); /* the loop's */
+}
+
+static void sock_gone(struct loop_watch *w)
+{
+	watch_gone((struct session *)((char *)w -
+				      offsetof(struct session, sock_watch)));
+}
+
+static void pidfd_gone(struct loop_watch *w)
+{
+	watch_gone((struct session *)((char *)w -
+				      offsetof(struct session, pidfd_watch)));
+}
+
+void session_close(struct session *s)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	/* Wake any worker blocked on nothing; the client sees EOF. */
+	shutdown(s->fd, SHUT_RDWR);
+	loop_watch_remove(s->d->loop, &s->sock_watch);
+	loop_watch_remove(s->d->loop, &s->pidfd_watch);
+}
+
+static void pidfd_ready(struct loop_watch *w, unsigned revents)
+{
+	struct session *s = (struct session *)((char *)w -
+					       offsetof(struct session, pidfd_watch));
+
+	(void)revents;
+	log_debug("client %d: process exited", s->peer.pid);
+	session_close(s);
+}
+
+static void handle_hello(struct session *s, const struct hmmu_wire_hdr *h)
+{
+	const struct hmmu_wire_hello *req = (const void *)(h + 1);
+	struct hmmu_wire_hello rep = { .version = HMMU_PROTO_VERSION };
+
+	if (s->hello_done) {
+		session_reply(s, h, -EPROTO, NULL, 0);
+		return;
+	}
+	if (req->version != HMMU_PROTO_VERSION) {
+		log_warn("client %d: speaks protocol version %u, we speak %u",
+			 s->peer.pid, req->version, HMMU_PROTO_VERSION);
+		session_reply(s, h, -EPROTONOSUPPORT, &rep, sizeof(rep));
+		session_close(s);
+		return;
+	}
+	s->hello_done = true;
+	session_reply(s, h, 0, &rep, sizeof(rep));
+}
+
+/* Pull the fds and the sender's credentials out of the control data. */
+static int read_cmsgs(struct session *s, struct msghdr *msg, int *fd)
+{
+	int err = 0;
+
+	*fd = -1;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c;
+	     c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET)
+			continue;
+		if (c->cmsg_type == SCM_RIGHTS) {
+			size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			int fds[MAX_FDS_PER_MSG];
+
+			memcpy(fds, CMSG_DATA(c), n * sizeof(int));
+			for (size_t i = 0; i < n; i++) {
+				if (*fd < 0 && i == 0)
+					*fd = fds[i];
+				else {
+					close(fds[i]);
+					err = -EINVAL; /* one fd at most */
+				}
+			}
+		} else if (c->cmsg_type == SCM_CREDENTIALS) {
+			struct ucred cred;
+
+			memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+			/*
+			 * The kernel says who sent this message. A process
+			 * that inherited the connection (a forked child) may
+			 * not speak for the one that opened it.
+			 */
+			if (cred.pid && cred.pid != s->peer.pid)
+				err = -EPERM;
+		}
+	}
+	if (msg->msg_flags & MSG_CTRUNC)
+		err = -EINVAL;
+	return err;
+}
+
+/* Receive and dispatch one message. Returns 0, or -EAGAIN when empty. */
+static int receive_one(struct session *s)
+{
+	union {
+		struct hmmu_wire_hdr hdr;
+		char buf[HMMU_MSG_MAX];
+	} in;
+	union {
+		char buf[CMSG_SPACE(MAX_FDS_PER_MSG * sizeof(int)) +
+			 CMSG_SPACE(sizeof(struct ucred))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = in.buf, .iov_len = sizeof(in.buf) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	const struct hmmu_wire_hdr *h = NULL;
+	ssize_t n;
+	int fd, err;
+
+	n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? -errno : -EPIPE;
+	if (n == 0)
+		return -EPIPE;
+
+	err = read_cmsgs(s, &msg, &fd);
+	if ((size_t)n >= sizeof(in.hdr))
+		h = &in.hdr;
+	if (!err && (msg.msg_flags & MSG_TRUNC))
+		err = -EMSGSIZE;
+	if (!err)
+		err = hmmu_proto_check(in.buf, (size_t)n, 0);
+	if (!err && fd >= 0 && h->op != HMMU_OP_MIRROR_REGISTER)
+		err = -EINVAL;
+	if (!err && !s->hello_done && h->op != HMMU_OP_HELLO)
+		err = -EPROTO;
+	if (err) {
+		log_warn("client %d: bad %s message (%zd bytes): %s",
+			 s->peer.pid, h ? hmmu_proto_op_name(h->op) : "short",
+			 n, strerror(-err));
+		if (fd >= 0)
+			close(fd);
+		/* Answer with the op only if the header itself was sound. */
+		if (h && (h->magic != HMMU_PROTO_MAGIC || h->flags ||
+			  !hmmu_proto_op_known(h->op)))
+			h = NULL;
+		session_reply(s, h, err, NULL, 0);
+		return 0;
+	}
+
+	if (h->op == HMMU_OP_HELLO) {
+		handle_hello(s, h);
+		return 0;
+	}
+	err = request_dispatch(s, h, (size_t)n, fd);
+	if (err) {
+		log_err("client %d: %s: %s", s->peer.pid,
+			hmmu_proto_op_name(h->op), strerror(-err));
+		if (fd >= 0)
+			close(fd);
+		session_reply(s, h, err, NULL, 0);
+	}
+	return 0;
+}
+
+static void sock_ready(struct loop_watch *w, unsigned revents)
+{
+	struct session *s = (struct session *)((char *)w -
+					       offsetof(struct session, sock_watch));
+	int err;
+
+	(void)revents;
+	while (!s->closing) {
+		err = receive_one(s);
+		if (err == -EAGAIN)
+			break;
+		if (err == -EPIPE) {
+			log_debug("client %d: hung up", s->peer.pid);
+			session_close(s);
+		}
+	}
+}
+
+static int peer_identify(int fd, struct peer *peer)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct stat st;
+	int pidfd;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	len = sizeof(pidfd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
+		/*
+		 * Before 6.5: open a pidfd by pid. The peer is connected, so
+		 * unless it already exited this is the same process; if it
+		 * exited, the pidfd reports that at once and we hang up.
+		 */
+		pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
+		if (pidfd < 0)
+			return -errno;
+	}
+	if (fstat(pidfd, &st) < 0) {
+		int err = -errno;
+
+		close(pidfd);
+		return err;
+	}
+	peer->pid = cred.pid;
+	peer->uid = cred.uid;
+	peer->gid = cred.gid;
+	peer->pidfd = pidfd;
+	peer->pid_ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
+int session_accept(struct daemon *d, int fd)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	int err;
+
+	if (!s) {
+		close(fd);
+		return -ENOMEM;
+	}
+	err = peer_identify(fd, &s->peer);
+	if (err) {
+		free(s);
+		close(fd);
+		return err;
+	}
+	s->d = d;
+	s->fd = fd;
+	atomic_init(&s->refs, 1); /* the loop's */
+	pthread_mutex_init(&s->lock, NULL);
+	counter_add(&counters.sessions, 1);
+
+	s->sock_watch.fd = fd;
+	s->sock_watch.ready = sock_ready;
+	s->sock_watch.gone = sock_gone;
+	s->pidfd_watch.fd = s->peer.pidfd;
+	s->pidfd_watch.ready = pidfd_ready;
+	s->pidfd_watch.gone = pidfd_gone;
+	s->next = d->sessions;
+	if (s->next)
+		s->next->pprev = &s->next;
+	s->pprev = &d->sessions;
+	d->sessions = s;
+
+	err = loop_watch_add(d->loop, &s->sock_watch);
+	if (!err) {
+		s->watches++;
+		err = loop_watch_add(d->loop, &s->pidfd_watch);
+		if (!err)
+			s->watches++;
+	}
+	if (err) {
+		log_err("client %d: cannot watch its connection: %s",
+			s->peer.pid, strerror(-err));
+		s->watches++; /* so that the removal below ends in one put */
+		session_close(s);
+		watch_gone(s);
+		return err;
+	}
+	log_debug("client %d (uid %u): connected", s->peer.pid, s->peer.uid);
+	return 0;
+}
+
+struct mirror *session_find_mirror(struct session *s, uint64_t id)
+{
+	struct mirror *m;
+
+	pthread_mutex_lock(&s->lock);
+	for (m = s->mirrors; m; m = m->session_next)
+		if (m->id == id)
+			break;
+	if (m)
+		mirror_get(m);
+	pthread_mutex_unlock(&s->lock);
+	return m;
+}
+
+int session_add_mirror(struct session *s, struct mirror *m)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->nmirrors >= SESSION_MAX_MIRRORS) {
+		err = -ENOSPC;
+	} else {
+		m->id = ++s->next_id;
+		m->session_next = s->mirrors;
+		s->mirrors = m;
+		s->nmirrors++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+struct mirror *session_take_mirror(struct session *s, uint64_t id)
+{
+	struct mirror *m = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	for (struct mirror **pp = &s->mirrors; *pp; pp = &(*pp)->session_next) {
+		if ((*pp)->id == id) {
+			m = *pp;
+			*pp = m->session_next;
+			s->nmirrors--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return m;
+}

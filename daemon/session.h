@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A session is one client connection: who the peer is, the mirrors it
+ * created, and the requests in flight on it.
+ *
+ * The loop thread accepts, receives and decodes; requests run on workers,
+ * which send the replies themselves (a SOCK_SEQPACKET send is atomic, so
+ * concurrent replies never interleave).
+ *
+ * Lifetime: the loop holds a reference while it watches the socket or the
+ * pidfd, each request in flight holds one. When the peer hangs up or its
+ * process exits, the loop stops watching; the last reference queues the
+ * teardown (release of every registered mirror) on a worker, never on the
+ * loop thread, which must not wait for the registry lock.
+ */
+#ifndef HMMUD_SESSION_H
+#define HMMUD_SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/proto.h"
+#include "loop.h"
+#include "peer.h"
+#include "workers.h"
+
+struct daemon;
+struct mirror;
+
+/* At most this many mirrors per connection: bounds what a client can pin. */
+#define SESSION_MAX_MIRRORS 4096
+
+struct session {
+	struct daemon *d;
+	int fd;
+	struct peer peer;
+	atomic_uint refs;
+
+	/* Loop thread only. */
+	struct loop_watch sock_watch, pidfd_watch;
+	unsigned watches; /* how many of the two are on the ring */
+	bool closing;
+	bool hello_done;
+	struct session *next, **pprev; /* d->sessions */
+
+	pthread_mutex_t lock; /* protects mirrors, nmirrors, next_id */
+	struct mirror *mirrors;
+	unsigned nmirrors;
+	uint64_t next_id;
+
+	struct work teardown;
+};
+
+/* Take a new connection (loop thread). Closes @fd on failure. */
+int session_accept(struct daemon *d, int fd);
+
+/* Stop serving @s (loop thread): used at shutdown and on hang-up. */
+void session_close(struct session *s);
+
+void session_get(struct session *s);
+void session_put(struct session *s);
+
+/* Send a reply; any thread. */
+void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
+		   int status, const void *payload, size_t len);
+
+/* Mirror table of the connection. */
+struct mirror *session_find_mirror(struct session *s, uint64_t id);
+int session_add_mirror(struct session *s, struct mirror *m);
+struct mirror *session_take_mirror(struct session *s, uint64_t id);
+
+#endif

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device model interface. A device is an instance of a model (dmirror,
+ * accel) with a name; each registered mirror binds one device to one client
+ * process. The daemon calls the ops below; a model implements them.
+ *
+ * Which thread calls what, and with which locks held (lock order in
+ * docs/design.md):
+ *
+ *   create, destroy   required  main thread, before the loop starts / after
+ *                               it stopped.
+ *   attach            required  a worker, under the registry lock, when a
+ *                               mirror is registered. Sets up the mirror's
+ *                               device page table in m->dev_priv.
+ *   invalidate        required  the loop thread (userfaultfd events, write
+ *                               faults) or a worker, with the process's
+ *                               mirror list read-locked. The device drops its
+ *                               copies of [start, end) before returning. Must
+ *                               not wait for the client.
+ *   release           required  a worker or the loop thread, under the
+ *                               registry lock, once per mirror when the
+ *                               process exits or its connection closes with
+ *                               the mirror still registered. detach follows.
+ *   detach            required  under the registry lock, after the mirror
+ *                               left the process's mirror list: drop every
+ *                               page and free m->dev_priv. No op runs for
+ *                               this mirror afterwards.
+ *   command           optional  a worker, mirror registered: dmirror-style
+ *                               commands (read, write, snapshot).
+ */
+#ifndef HMMU_DEVICE_H
+#define HMMU_DEVICE_H
+
+#include <stdint.h>
+
+#include "../common/proto.h"
+
+struct device;
+struct mirror;
+
+struct device_ops {
+	const char *model;
+	int (*create)(struct device *dev, const char *args);
+	void (*destroy)(struct device *dev);
+	int (*attach)(struct device *dev, struct mirror *m);
+	void (*invalidate)(struct device *dev, struct mirror *m, uint64_t start,
+			   uint64_t end);
+	void (*release)(struct device *dev, struct mirror *m);
+	void (*detach)(struct device *dev, struct mirror *m);
+	int (*command)(struct device *dev, struct mirror *m,
+		       const struct hmmu_wire_device_cmd *cmd,
+		       struct hmmu_wire_cmd_result *res);
+};
+
+struct device {
+	char name[HMMU_NAME_MAX];
+	const struct device_ops *ops;
+	uint64_t mem_bytes;
+	int numa_node;
+	void *priv; /* the model's */
+};
+
+/*
+ * Parse "MODEL:name=NAME[,key=value...]" and create the device. Unknown
+ * models, names that are empty or too long, and bad options give -EINVAL.
+ */
+int device_create(const char *spec, struct device **out);
+void device_destroy(struct device *dev);
+
+extern const struct device_ops dmirror_ops;
+
+#endif

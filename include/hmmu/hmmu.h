@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libhmmu: the client side of hmmu, a userspace emulation of Linux HMM.
+ *
+ * A process connects to the hmmud daemon, creates mirrors (one device bound
+ * to this process's address space) and registers them. While a mirror is
+ * registered, the device sees this process's memory through its own page
+ * table, kept coherent with the CPU by the daemon.
+ *
+ * Conventions, for every call below:
+ *  - the return value is 0 (or a count) on success, a negative errno on
+ *    failure; errno itself is left alone and nothing is printed;
+ *  - a failed call changes nothing;
+ *  - a struct hmmu and its mirrors may be used from many threads at once;
+ *  - after fork() the child must connect anew: calls on a handle inherited
+ *    from the parent fail with -ECHILD.
+ */
+#ifndef HMMU_HMMU_H
+#define HMMU_HMMU_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hmmu;
+struct hmmu_mirror;
+
+/* Where hmmu_connect() looks when given NULL and $HMMU_SOCKET is unset. */
+#define HMMU_DEFAULT_SOCKET "/run/hmmu/hmmud.sock"
+
+/*
+ * hmmu_connect - connect to hmmud and agree on the protocol version.
+ * @socket_path: the daemon's socket; NULL means $HMMU_SOCKET, else
+ *               HMMU_DEFAULT_SOCKET.
+ * @out: the new connection, on success.
+ *
+ * Errors: -ENOENT or -ECONNREFUSED (no daemon there), -EPROTONOSUPPORT (the
+ * daemon speaks another protocol version), -ENAMETOOLONG, -ENOMEM.
+ */
+int hmmu_connect(const char *socket_path, struct hmmu **out);
+
+/*
+ * hmmu_disconnect - close the connection. Mirrors still registered through
+ * it are released by the daemon; every mirror handle of this connection is
+ * freed and must not be used again. NULL is ignored.
+ */
+void hmmu_disconnect(struct hmmu *h);
+
+/* hmmu_device_count - number of devices the daemon offers, or -errno. */
+int hmmu_device_count(struct hmmu *h);
+
+struct hmmu_device_info {
+	char name[32];	    /* "dmirror0" */
+	char model[32];	    /* "dmirror", "accel", ... */
+	uint64_t mem_bytes; /* device memory */
+	int32_t numa_node;  /* node of its memory, -1 if none */
+	uint32_t page_size;
+};
+
+/*
+ * hmmu_device_info - describe device @index (0 <= index < device count).
+ * Errors: -ENODEV (no such index), -EINVAL (@out is NULL).
+ */
+int hmmu_device_info(struct hmmu *h, unsigned index,
+		     struct hmmu_device_info *out);
+
+/*
+ * hmmu_mirror_create - a new, unregistered mirror of this process on
+ * @device (a name from hmmu_device_info()).
+ * Errors: -ENODEV (unknown device), -EINVAL, -ENOMEM.
+ */
+int hmmu_mirror_create(struct hmmu *h, const char *device,
+		       struct hmmu_mirror **out);
+
+/*
+ * hmmu_mirror_register - start mirroring this process into the device.
+ * The first registration of a process creates the process's userfaultfd
+ * and hands it to the daemon.
+ *
+ * Errors: -EBUSY (already registered; nothing changes), -EPERM (this
+ * process may not create a userfaultfd: hmmu_error_detail() names the fix),
+ * -ENODEV (the device was removed), -EINVAL.
+ */
+int hmmu_mirror_register(struct hmmu_mirror *m);
+
+/*
+ * hmmu_mirror_unregister - stop mirroring. When it returns, the device
+ * holds no page of this mirror and runs no callback for it. The last
+ * unregistration of a process removes its userfaultfd registrations.
+ * Errors: -EINVAL (not registered).
+ */
+int hmmu_mirror_unregister(struct hmmu_mirror *m);
+
+/* hmmu_mirror_destroy - unregister if needed, then free. NULL is ignored. */
+void hmmu_mirror_destroy(struct hmmu_mirror *m);
+
+/*
+ * Device commands, like the kernel's test_hmm ioctls. @addr is page aligned,
+ * @npages counts pages of the host page size; on return @cpages says how
+ * many pages the command completed and @faults how many device faults it
+ * took (one range fault that brings in a whole cold range counts as one).
+ */
+struct hmmu_cmd {
+	uint64_t addr;
+	uint64_t npages;
+	uint64_t cpages;
+	uint64_t faults;
+};
+
+/*
+ * hmmu_device_read - the device reads [addr, addr + npages pages) through
+ * its page table into @buf (npages pages long).
+ * Errors: -EFAULT (unmapped or PROT_NONE memory; @buf untouched), -EINVAL
+ * (not registered, misaligned, npages 0 or absurd).
+ */
+int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
+
+/* hmmu_stats - counters of the daemon and of the calling process. */
+struct hmmu_stats {		     /* fields may be added at the end, never removed */
+	uint64_t processes;	     /* live per-process states in the daemon */
+	uint64_t mirrors;	     /* live registered mirrors in the daemon */
+	uint32_t my_state;	     /* 1 if the calling process has per-process state */
+	uint32_t my_mirrors;	     /* registered mirrors of the calling process */
+	uint64_t device_faults;
+	uint64_t cpu_faults;
+	uint64_t invalidations;
+	uint64_t migrated_to_device; /* pages */
+	uint64_t migrated_to_system; /* pages */
+	uint64_t releases;	     /* mirror releases on process exit, ever */
+	uint64_t sessions;	     /* open client connections */
+	uint64_t device_pages;	     /* pages held in device page tables, all devices */
+};
+
+int hmmu_stats(struct hmmu *h, struct hmmu_stats *out);
+
+/*
+ * hmmu_error_detail - a sentence about the last failure of a call in this
+ * thread, where the errno alone does not say enough (for example which
+ * setting forbids userfaultfd and how to allow it); "" if there is none.
+ * The string belongs to the library and lives until the next call.
+ */
+const char *hmmu_error_detail(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

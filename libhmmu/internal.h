@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/* libhmmu internals: the connection, its request multiplexer, mirrors. */
+#ifndef LIBHMMU_INTERNAL_H
+#define LIBHMMU_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../common/proto.h"
+#include <hmmu/hmmu.h>
+
+#define HMMU_EXPORT __attribute__((visibility("default")))
+
+/* A request waiting for its reply. */
+struct pending {
+	uint64_t id;
+	bool done;
+	int status;
+	size_t len; /* payload bytes received */
+	void *out;  /* where the payload goes */
+	size_t cap; /* its size */
+	struct pending *next;
+};
+
+struct hmmu {
+	int fd;
+	pid_t pid; /* the process that connected: see hmmu_call() */
+
+	/*
+	 * lock protects everything below. One thread at a time receives
+	 * (reading); it files each reply under its pending entry and wakes
+	 * the others on cond, one of which takes over receiving when the
+	 * reader's own reply has come.
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool reading;
+	int broken; /* the connection failed: -errno for every later call */
+	uint64_t next_id;
+	struct pending *pending;
+	struct hmmu_mirror *mirrors;
+};
+
+struct hmmu_mirror {
+	struct hmmu *h;
+	uint64_t id; /* the daemon's */
+	struct hmmu_mirror *next;
+};
+
+/*
+ * One request, one reply. @fd is sent along if >= 0. The reply payload goes
+ * to @out (up to @cap bytes). Returns the reply status: 0, -errno, or a
+ * positive HMMU_STATUS_*. -ECHILD if called in a child of the process that
+ * connected.
+ */
+int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
+	      int fd, void *out, size_t cap);
+
+/* The process's userfaultfd, made for hand-off to the daemon. */
+int hmmu_uffd_create(int *out);
+
+/* Set the detail returned by hmmu_error_detail() for this thread. */
+__attribute__((format(printf, 1, 2))) void hmmu_set_detail(const char *fmt,
+							   ...);
+void hmmu_clear_detail(void);
+
+#endif

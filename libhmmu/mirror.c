@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/* Mirrors: create, register, unregister, destroy. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+HMMU_EXPORT int hmmu_mirror_create(struct hmmu *h, const char *device,
+				   struct hmmu_mirror **out)
+{
+	struct hmmu_wire_device_name req;
+	struct hmmu_wire_mirror rep;
+	struct hmmu_mirror *m;
+	int err;
+
+	hmmu_clear_detail();
+	if (!h || !device || !out)
+		return -EINVAL;
+	if (!*device || strlen(device) >= sizeof(req.name))
+		return -ENODEV;
+	memset(&req, 0, sizeof(req));
+	strcpy(req.name, device);
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	err = hmmu_call(h, HMMU_OP_MIRROR_CREATE, &req, sizeof(req), -1, &rep,
+			sizeof(rep));
+	if (err) {
+		free(m);
+		return err < 0 ? err : -EPROTO;
+	}
+	m->h = h;
+	m->id = rep.mirror;
+	pthread_mutex_lock(&h->lock);
+	m->next = h->mirrors;
+	h->mirrors = m;
+	pthread_mutex_unlock(&h->lock);
+	*out = m;
+	return 0;
+}
+
+static int mirror_call(struct hmmu_mirror *m, unsigned op, int fd)
+{
+	struct hmmu_wire_mirror req = { .mirror = m->id };
+
+	return hmmu_call(m->h, op, &req, sizeof(req), fd, NULL, 0);
+}
+
+HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
+{
+	int err, uffd;
+
+	hmmu_clear_detail();
+	if (!m)
+		return -EINVAL;
+	err = mirror_call(m, HMMU_OP_MIRROR_REGISTER, -1);
+	if (err != HMMU_STATUS_NEED_UFFD)
+		return err;
+
+	/*
+	 * First mirror of this process (or the first since the last one
+	 * left): the daemon needs our userfaultfd. Another thread may be
+	 * doing the same right now; the daemon keeps one and closes the
+	 * other, so this needs no lock of ours.
+	 */
+	err = hmmu_uffd_create(&uffd);
+	if (err)
+		return err;
+	err = mirror_call(m, HMMU_OP_MIRROR_REGISTER, uffd);
+	close(uffd);
+	return err == HMMU_STATUS_NEED_UFFD ? -EPROTO : err;
+}
+
+HMMU_EXPORT int hmmu_mirror_unregister(struct hmmu_mirror *m)
+{
+	hmmu_clear_detail();
+	if (!m)
+		return -EINVAL;
+	return mirror_call(m, HMMU_OP_MIRROR_UNREGISTER, -1);
+}
+
+HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
+{
+	struct hmmu *h;
+
+	if (!m)
+		return;
+	h = m->h;
+	/* The daemon unregisters it if needed. In a child, just forget it. */
+	mirror_call(m, HMMU_OP_MIRROR_DESTROY, -1);
+	pthread_mutex_lock(&h->lock);
+	for (struct hmmu_mirror **pp = &h->mirrors; *pp; pp = &(*pp)->next) {
+		if (*pp == m) {
+			*pp = m->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	free(m);
+}
