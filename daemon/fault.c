@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -69,9 +70,10 @@ static int read_retry(struct process *p, uint64_t seq)
  */
 static int check_alive(struct process *p)
 {
-	if (syscall(SYS_pidfd_send_signal, p->pidfd, 0, NULL, 0) < 0)
-		return -ESRCH;
-	return 0;
+	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+
+	/* A pidfd turns readable when its process exits. */
+	return poll(&pfd, 1, 0) == 0 ? 0 : -ESRCH;
 }
 
 static int copy_from_client(struct process *p, uint64_t start, void *buf,

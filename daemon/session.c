@@ -142,6 +142,8 @@ static void handle_hello(struct session *s, const struct hmmu_wire_hdr *h)
 	struct hmmu_wire_hello rep = { .version = HMMU_PROTO_VERSION };
 
 	if (s->hello_done) {
+		log_warn("client %d: bad hello message: said hello twice",
+			 s->peer.pid);
 		session_reply(s, h, -EPROTO, NULL, 0);
 		return;
 	}
@@ -168,14 +170,16 @@ static int read_cmsgs(struct session *s, struct msghdr *msg, int *fd)
 			continue;
 		if (c->cmsg_type == SCM_RIGHTS) {
 			size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			int fds[MAX_FDS_PER_MSG];
 
-			memcpy(fds, CMSG_DATA(c), n * sizeof(int));
 			for (size_t i = 0; i < n; i++) {
-				if (*fd < 0 && i == 0)
-					*fd = fds[i];
-				else {
-					close(fds[i]);
+				int one;
+
+				memcpy(&one, CMSG_DATA(c) + i * sizeof(int),
+				       sizeof(int));
+				if (*fd < 0 && i == 0) {
+					*fd = one;
+				} else {
+					close(one);
 					err = -EINVAL; /* one fd at most */
 				}
 			}
@@ -188,7 +192,7 @@ static int read_cmsgs(struct session *s, struct msghdr *msg, int *fd)
 			 * that inherited the connection (a forked child) may
 			 * not speak for the one that opened it.
 			 */
-			if (cred.pid && cred.pid != s->peer.pid)
+			if (cred.pid != s->peer.pid)
 				err = -EPERM;
 		}
 	}
@@ -220,10 +224,15 @@ static int receive_one(struct session *s)
 	ssize_t n;
 	int fd, err;
 
-	n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	/* MSG_TRUNC: n is the real length, even when it did not fit. */
+	n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? -errno : -EPIPE;
-	if (n == 0)
+	/*
+	 * An empty record and end-of-file both read 0 bytes; only a record
+	 * comes with control data (our SO_PASSCRED credentials).
+	 */
+	if (n == 0 && msg.msg_controllen == 0)
 		return -EPIPE;
 
 	err = read_cmsgs(s, &msg, &fd);

@@ -96,7 +96,8 @@ static void receive_one(struct hmmu *h)
 	p->len = (size_t)n - sizeof(in.hdr);
 	if (p->len > p->cap)
 		p->len = p->cap;
-	memcpy(p->out, &in.hdr + 1, p->len);
+	if (p->len)
+		memcpy(p->out, &in.hdr + 1, p->len);
 	p->status = in.hdr.status;
 	p->done = true;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -53,6 +54,9 @@ void daemon_start_args(const char *const *extra)
 	cr_assert(d->pid >= 0);
 	if (d->pid == 0) {
 		int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		/* Never outlive the test, however it ends. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 
 		dup2(fd, 2);
 		dup2(fd, 1);

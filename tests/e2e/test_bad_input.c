@@ -1,0 +1,1075 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Broken and hostile clients, end to end: hand-built messages on a raw
+ * SOCK_SEQPACKET connection to a private hmmud. For each kind of bad input:
+ *  1. the daemon answers with a well-formed reply carrying the exact errno
+ *     (and names the request's op and id only if its header was sound);
+ *  2. it logs one line about it;
+ *  3. nothing changes: counters and the daemon's open fds are as before, and
+ *     fds that came with the message are not kept;
+ *  4. it still serves, on the same connection (unless it hangs up on
+ *     purpose) and on a new one.
+ */
+#include "harness.h"
+/*
+ * The decoder itself, to judge the daemon's replies with the same rules
+ * libhmmu uses: libhmmu.so does not export it.
+ */
+#include "common/proto.c"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+TestSuite(bad_input, .init = daemon_start, .fini = daemon_stop, .timeout = 60);
+
+#define HDR sizeof(struct hmmu_wire_hdr)
+/* Only so that a daemon that never answers fails the test, not hangs it. */
+#define REPLY_WAIT_MS 5000
+#define MAX_SEND_FDS 8
+
+union msg {
+	struct hmmu_wire_hdr hdr;
+	unsigned char buf[4096];
+	uint64_t align;
+};
+
+static void *payload(union msg *m)
+{
+	return &m->hdr + 1;
+}
+
+/* A request of @op with @plen bytes of payload (zeroed if @p is NULL). */
+static size_t build(union msg *m, unsigned op, uint64_t id, const void *p,
+		    size_t plen)
+{
+	memset(m, 0, sizeof(*m));
+	m->hdr.magic = HMMU_PROTO_MAGIC;
+	m->hdr.op = (uint16_t)op;
+	m->hdr.len = (uint32_t)(HDR + plen);
+	m->hdr.id = id;
+	if (p)
+		memcpy(payload(m), p, plen);
+	return HDR + plen;
+}
+
+static int raw_connect(void)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	strcpy(addr.sun_path, daemon_under_test.socket);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0,
+		     "connect: %s", strerror(errno));
+	return fd;
+}
+
+/*
+ * Send @len bytes as one message with @nfds fds attached and, if @cred is
+ * not NULL, explicit credentials. Returns 0 or -errno; asserts nothing, so
+ * that a forked child may use it.
+ */
+static int send_msg(int sock, const void *buf, size_t len, const int *fds,
+		    int nfds, const struct ucred *cred)
+{
+	union {
+		char buf[CMSG_SPACE(MAX_SEND_FDS * sizeof(int)) +
+			 CMSG_SPACE(sizeof(struct ucred))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+
+	if (nfds > MAX_SEND_FDS)
+		return -E2BIG;
+	memset(&control, 0, sizeof(control));
+	msg.msg_control = control.buf;
+	msg.msg_controllen = (nfds ? CMSG_SPACE(nfds * sizeof(int)) : 0) +
+			     (cred ? CMSG_SPACE(sizeof(*cred)) : 0);
+	if (!msg.msg_controllen)
+		msg.msg_control = NULL;
+	c = CMSG_FIRSTHDR(&msg);
+	if (nfds) {
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+		c = CMSG_NXTHDR(&msg, c);
+	}
+	if (cred) {
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_CREDENTIALS;
+		c->cmsg_len = CMSG_LEN(sizeof(*cred));
+		memcpy(CMSG_DATA(c), cred, sizeof(*cred));
+	}
+	if (sendmsg(sock, &msg, MSG_NOSIGNAL) != (ssize_t)len)
+		return -errno;
+	return 0;
+}
+
+static void send_raw(int sock, const void *buf, size_t len, const int *fds,
+		     int nfds)
+{
+	int err = send_msg(sock, buf, len, fds, nfds, NULL);
+
+	cr_assert_eq(err, 0, "sendmsg of %zu bytes: %s", len, strerror(-err));
+}
+
+/* One message into @m: its length, 0 when the daemon hung up, or -errno. */
+static ssize_t recv_msg(int sock, union msg *m)
+{
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+	ssize_t n;
+
+	n = poll(&p, 1, REPLY_WAIT_MS);
+	if (n <= 0)
+		return n == 0 ? -ETIMEDOUT : -errno;
+	n = recv(sock, m->buf, sizeof(m->buf), MSG_DONTWAIT);
+	return n < 0 ? -errno : n;
+}
+
+/*
+ * Receive one reply and check that it is a well-formed reply for @op and
+ * @id with @status. Returns its length.
+ */
+static size_t expect_reply(int sock, union msg *m, unsigned op, uint64_t id,
+			   int status, const char *what)
+{
+	ssize_t n = recv_msg(sock, m);
+
+	cr_assert_geq(n, 0, "%s: no reply: %s", what, strerror((int)-n));
+	cr_assert_gt(n, 0, "%s: the daemon hung up instead of replying", what);
+	cr_assert_eq(hmmu_proto_check(m, (size_t)n, 1), 0,
+		     "%s: malformed reply (%zd bytes)", what, n);
+	cr_assert_eq(m->hdr.status, status, "%s: status %d (%s), want %d (%s)",
+		     what, m->hdr.status, strerror(-m->hdr.status), status,
+		     strerror(-status));
+	cr_assert_eq(m->hdr.op, op, "%s: reply op %u, want %u", what, m->hdr.op,
+		     op);
+	cr_assert_eq(m->hdr.id, id, "%s: reply id %llu, want %llu", what,
+		     (unsigned long long)m->hdr.id, (unsigned long long)id);
+	return (size_t)n;
+}
+
+/* Send @len bytes of @m, expect one reply for @op and @id with @status. */
+static size_t call(int sock, union msg *m, size_t len, unsigned op,
+		   uint64_t id, int status, const char *what)
+{
+	send_raw(sock, m, len, NULL, 0);
+	return expect_reply(sock, m, op, id, status, what);
+}
+
+static void say_hello(int sock, uint64_t id)
+{
+	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
+	union msg m;
+	size_t n = build(&m, HMMU_OP_HELLO, id, &hello, sizeof(hello));
+
+	n = call(sock, &m, n, HMMU_OP_HELLO, id, 0, "hello");
+	cr_assert_eq(n, HDR + sizeof(hello));
+	cr_assert_eq(((struct hmmu_wire_hello *)payload(&m))->version,
+		     HMMU_PROTO_VERSION);
+}
+
+/* A raw connection past its HELLO. */
+static int raw_session(void)
+{
+	int sock = raw_connect();
+
+	say_hello(sock, 1);
+	return sock;
+}
+
+/* A mirror on @device created over the raw connection; its id. */
+static uint64_t raw_mirror_create(int sock, const char *device)
+{
+	struct hmmu_wire_device_name name = { { 0 } };
+	union msg m;
+	size_t n;
+
+	strcpy(name.name, device);
+	n = build(&m, HMMU_OP_MIRROR_CREATE, 77, &name, sizeof(name));
+	call(sock, &m, n, HMMU_OP_MIRROR_CREATE, 77, 0, "mirror create");
+	return ((struct hmmu_wire_mirror *)payload(&m))->mirror;
+}
+
+static void raw_mirror_op(int sock, unsigned op, uint64_t mirror, int status,
+			  const char *what)
+{
+	struct hmmu_wire_mirror req = { .mirror = mirror };
+	union msg m;
+	size_t n = build(&m, op, 78, &req, sizeof(req));
+
+	call(sock, &m, n, op, 78, status, what);
+}
+
+/*
+ * The daemon still serves: on @sock (unless it is -1) a DEVICE_COUNT gets
+ * the right answer, and so does a new libhmmu connection. @h watches the
+ * daemon's sessions, so that the new one is gone when this returns.
+ */
+static void still_serves(struct hmmu *h, int sock)
+{
+	uint64_t before = stats_of(h).sessions;
+	struct hmmu *fresh;
+	union msg m;
+
+	if (sock >= 0) {
+		size_t n = build(&m, HMMU_OP_DEVICE_COUNT, 0x5e5e, NULL, 0);
+
+		n = call(sock, &m, n, HMMU_OP_DEVICE_COUNT, 0x5e5e, 0,
+			 "device count on the same connection");
+		cr_assert_eq(n, HDR + sizeof(struct hmmu_wire_count));
+		cr_assert_geq(((struct hmmu_wire_count *)payload(&m))->count, 2);
+	}
+	fresh = connect_or_die();
+	cr_assert_geq(hmmu_device_count(fresh), 2, "a new connection is served");
+	hmmu_disconnect(fresh);
+	cr_assert_eq(wait_for_stat(h, sessions, before), before,
+		     "the new connection's session is gone");
+}
+
+/* What must not change: the daemon's counters and open fds. */
+struct snapshot {
+	struct hmmu_stats st;
+	int fds;
+};
+
+static struct snapshot snapshot(struct hmmu *h)
+{
+	return (struct snapshot){ .st = stats_of(h),
+				  .fds = count_fds(daemon_under_test.pid) };
+}
+
+static void expect_unchanged(struct hmmu *h, const struct snapshot *before,
+			     const char *what)
+{
+	struct hmmu_stats st = stats_of(h);
+
+	cr_expect_eq(st.processes, before->st.processes, "%s: processes", what);
+	cr_expect_eq(st.mirrors, before->st.mirrors, "%s: mirrors", what);
+	cr_expect_eq(st.my_state, before->st.my_state, "%s: my_state", what);
+	cr_expect_eq(st.my_mirrors, before->st.my_mirrors, "%s: my_mirrors",
+		     what);
+	cr_expect_eq(st.sessions, before->st.sessions, "%s: sessions", what);
+	cr_expect_eq(st.device_pages, before->st.device_pages,
+		     "%s: device_pages", what);
+	cr_expect_eq(st.releases, before->st.releases, "%s: releases", what);
+	cr_expect_eq(count_fds(daemon_under_test.pid), before->fds,
+		     "%s: the daemon's open fds", what);
+}
+
+/* Lines of the daemon's log about this process's connections. */
+static int my_log_lines(void)
+{
+	char tag[32];
+
+	snprintf(tag, sizeof(tag), "client %d:", (int)getpid());
+	return daemon_log_count(tag);
+}
+
+/* The log line of receive_one() for a message it refused. */
+static void bad_line(char *out, size_t size, const char *op, size_t len,
+		     int err)
+{
+	snprintf(out, size, "bad %s message (%zu bytes): %s", op, len,
+		 strerror(-err));
+}
+
+/* A pipe whose read end goes to the daemon: p[0] read, p[1] write. */
+static void pipe_or_die(int p[2])
+{
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+}
+
+/*
+ * 1 once no process holds the read end of the pipe whose write end is
+ * @wfd: the fd we sent is closed everywhere, in the daemon too.
+ */
+static int readers_gone(int wfd)
+{
+	struct pollfd p = { .fd = wfd, .events = 0 };
+
+	return poll(&p, 1, REPLY_WAIT_MS) == 1 && (p.revents & POLLERR);
+}
+
+/* ---- malformed messages, one table -------------------------------------- */
+
+static void cut_to_10_bytes(union msg *m, size_t *len)
+{
+	(void)m;
+	*len = 10;
+}
+
+static void drop_last_payload_byte(union msg *m, size_t *len)
+{
+	m->hdr.len = (uint32_t)--*len;
+}
+
+static void add_payload_byte(union msg *m, size_t *len)
+{
+	m->hdr.len = (uint32_t)++*len;
+}
+
+static void len_field_one_more(union msg *m, size_t *len)
+{
+	m->hdr.len = (uint32_t)*len + 1;
+}
+
+static void len_field_one_less(union msg *m, size_t *len)
+{
+	m->hdr.len = (uint32_t)*len - 1;
+}
+
+static void bad_magic(union msg *m, size_t *len)
+{
+	(void)len;
+	m->hdr.magic = ~HMMU_PROTO_MAGIC;
+}
+
+static void reply_flag(union msg *m, size_t *len)
+{
+	(void)len;
+	m->hdr.flags = HMMU_MSG_REPLY;
+}
+
+static void unknown_flag(union msg *m, size_t *len)
+{
+	(void)len;
+	m->hdr.flags = 0x100;
+}
+
+static void status_set(union msg *m, size_t *len)
+{
+	(void)len;
+	m->hdr.status = -EIO;
+}
+
+static void op_none(union msg *m, size_t *len)
+{
+	(void)len;
+	m->hdr.op = HMMU_OP_NONE;
+}
+
+static void op_max(union msg *m, size_t *len)
+{
+	(void)len;
+	m->hdr.op = HMMU_OP_MAX_;
+}
+
+static void op_ffff(union msg *m, size_t *len)
+{
+	(void)len;
+	m->hdr.op = 0xffff;
+}
+
+/* The reserved word follows the first u32 of hello and index payloads. */
+static void reserved_word_set(union msg *m, size_t *len)
+{
+	(void)len;
+	((uint32_t *)payload(m))[1] = 1;
+}
+
+static void name_empty(union msg *m, size_t *len)
+{
+	(void)len;
+	memset(payload(m), 0, HMMU_NAME_MAX);
+}
+
+static void name_unterminated(union msg *m, size_t *len)
+{
+	(void)len;
+	memset(payload(m), 'd', HMMU_NAME_MAX);
+}
+
+static void name_garbage_after_nul(union msg *m, size_t *len)
+{
+	(void)len;
+	((char *)payload(m))[HMMU_NAME_MAX - 1] = 'x';
+}
+
+static struct hmmu_wire_device_cmd *cmd_of(union msg *m)
+{
+	return payload(m);
+}
+
+static void cmd_zero(union msg *m, size_t *len)
+{
+	(void)len;
+	cmd_of(m)->cmd = 0;
+}
+
+static void cmd_max(union msg *m, size_t *len)
+{
+	(void)len;
+	cmd_of(m)->cmd = HMMU_CMD_MAX_;
+}
+
+static void cmd_npages_zero(union msg *m, size_t *len)
+{
+	(void)len;
+	cmd_of(m)->npages = 0;
+}
+
+static void cmd_npages_absurd(union msg *m, size_t *len)
+{
+	(void)len;
+	cmd_of(m)->npages = HMMU_CMD_MAX_PAGES + 1;
+}
+
+static void cmd_npages_huge(union msg *m, size_t *len)
+{
+	(void)len;
+	cmd_of(m)->npages = UINT64_MAX;
+}
+
+static void cmd_reserved(union msg *m, size_t *len)
+{
+	(void)len;
+	cmd_of(m)->reserved = 1;
+}
+
+/* A valid request of @op (for a mirror that does not exist). */
+static size_t valid_request(union msg *m, unsigned op, uint64_t id)
+{
+	size_t n = build(m, op, id, NULL, hmmu_proto_request_size(op));
+
+	switch (op) {
+	case HMMU_OP_HELLO:
+		((struct hmmu_wire_hello *)payload(m))->version =
+			HMMU_PROTO_VERSION;
+		break;
+	case HMMU_OP_MIRROR_CREATE:
+		strcpy(payload(m), "dmirror0");
+		break;
+	case HMMU_OP_DEVICE_CMD:
+		*cmd_of(m) = (struct hmmu_wire_device_cmd){
+			.mirror = 1,
+			.cmd = HMMU_CMD_READ,
+			.addr = 0x100000,
+			.npages = 1,
+			.buf = 0x200000,
+			.buf_len = 4096,
+		};
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+static const struct malformed {
+	const char *what;
+	unsigned op; /* a valid request of this op, then mangled */
+	void (*mangle)(union msg *m, size_t *len);
+	int err;    /* the reply's status */
+	int echoed; /* the reply names the op and id; else op NONE, id 0 */
+} malformed[] = {
+	{ "shorter than the header", HMMU_OP_DEVICE_COUNT, cut_to_10_bytes,
+	  -EMSGSIZE, 0 },
+	{ "truncated payload", HMMU_OP_DEVICE_INFO, drop_last_payload_byte,
+	  -EMSGSIZE, 1 },
+	{ "truncated device cmd", HMMU_OP_DEVICE_CMD, drop_last_payload_byte,
+	  -EMSGSIZE, 1 },
+	{ "oversized payload", HMMU_OP_MIRROR_DESTROY, add_payload_byte,
+	  -EMSGSIZE, 1 },
+	{ "payload on device count", HMMU_OP_DEVICE_COUNT, add_payload_byte,
+	  -EMSGSIZE, 1 },
+	{ "len field too big", HMMU_OP_DEVICE_INFO, len_field_one_more,
+	  -EMSGSIZE, 1 },
+	{ "len field too small", HMMU_OP_STATS, len_field_one_less, -EMSGSIZE,
+	  1 },
+	{ "bad magic", HMMU_OP_DEVICE_COUNT, bad_magic, -EPROTO, 0 },
+	{ "reply flag on a request", HMMU_OP_STATS, reply_flag, -EPROTO, 0 },
+	{ "unknown flag", HMMU_OP_STATS, unknown_flag, -EPROTO, 0 },
+	{ "nonzero status", HMMU_OP_DEVICE_COUNT, status_set, -EPROTO, 1 },
+	{ "op 0", HMMU_OP_DEVICE_COUNT, op_none, -EOPNOTSUPP, 0 },
+	{ "op HMMU_OP_MAX_", HMMU_OP_DEVICE_COUNT, op_max, -EOPNOTSUPP, 0 },
+	{ "op 0xffff", HMMU_OP_DEVICE_INFO, op_ffff, -EOPNOTSUPP, 0 },
+	{ "hello reserved", HMMU_OP_HELLO, reserved_word_set, -EINVAL, 1 },
+	{ "device info reserved", HMMU_OP_DEVICE_INFO, reserved_word_set,
+	  -EINVAL, 1 },
+	{ "device name empty", HMMU_OP_MIRROR_CREATE, name_empty, -EINVAL, 1 },
+	{ "device name unterminated", HMMU_OP_MIRROR_CREATE, name_unterminated,
+	  -EINVAL, 1 },
+	{ "device name with garbage after NUL", HMMU_OP_MIRROR_CREATE,
+	  name_garbage_after_nul, -EINVAL, 1 },
+	{ "device cmd 0", HMMU_OP_DEVICE_CMD, cmd_zero, -EINVAL, 1 },
+	{ "device cmd HMMU_CMD_MAX_", HMMU_OP_DEVICE_CMD, cmd_max, -EINVAL, 1 },
+	{ "device cmd npages 0", HMMU_OP_DEVICE_CMD, cmd_npages_zero, -EINVAL,
+	  1 },
+	{ "device cmd npages past the max", HMMU_OP_DEVICE_CMD,
+	  cmd_npages_absurd, -EINVAL, 1 },
+	{ "device cmd npages UINT64_MAX", HMMU_OP_DEVICE_CMD, cmd_npages_huge,
+	  -EINVAL, 1 },
+	{ "device cmd reserved", HMMU_OP_DEVICE_CMD, cmd_reserved, -EINVAL, 1 },
+};
+
+Test(bad_input, malformed_request_gets_its_errno_and_daemon_still_serves)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+
+	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+		const struct malformed *c = &malformed[i];
+		struct snapshot before = snapshot(h);
+		uint64_t id = 1000 + i;
+		int lines = my_log_lines(), bad;
+		char line[160];
+		union msg m;
+		size_t len = valid_request(&m, c->op, id);
+
+		c->mangle(&m, &len);
+		bad_line(line, sizeof(line),
+			 len < HDR ? "short" : hmmu_proto_op_name(m.hdr.op), len,
+			 c->err);
+		bad = daemon_log_count(line);
+		call(sock, &m, len, c->echoed ? c->op : HMMU_OP_NONE,
+		     c->echoed ? id : 0, c->err, c->what);
+		cr_expect_eq(daemon_log_count(line), bad + 1,
+			     "%s: logged \"%s\"", c->what, line);
+		cr_expect_eq(my_log_lines(), lines + 1, "%s: one log line",
+			     c->what);
+		expect_unchanged(h, &before, c->what);
+		still_serves(h, sock);
+	}
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+/* ---- the handshake ------------------------------------------------------- */
+
+/* Send a valid request of @op before HELLO: refused, logged. */
+static void before_hello(int sock, unsigned op, uint64_t id)
+{
+	int lines = my_log_lines(), bad;
+	char line[160];
+	union msg m;
+	size_t len = valid_request(&m, op, id);
+
+	bad_line(line, sizeof(line), hmmu_proto_op_name(op), len, -EPROTO);
+	bad = daemon_log_count(line);
+	call(sock, &m, len, op, id, -EPROTO, hmmu_proto_op_name(op));
+	cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"", line);
+	cr_expect_eq(my_log_lines(), lines + 1);
+}
+
+Test(bad_input, request_before_hello_is_eproto_and_changes_nothing)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_connect();
+	struct snapshot before;
+
+	/* Once it answered, the daemon has accepted: its session counts. */
+	before_hello(sock, HMMU_OP_DEVICE_COUNT, 10);
+	before = snapshot(h);
+	before_hello(sock, HMMU_OP_STATS, 11);
+	before_hello(sock, HMMU_OP_MIRROR_CREATE, 12);
+	before_hello(sock, HMMU_OP_MIRROR_REGISTER, 13);
+	expect_unchanged(h, &before, "before hello");
+	say_hello(sock, 20);
+	/* The MIRROR_CREATE before HELLO created nothing. */
+	raw_mirror_op(sock, HMMU_OP_MIRROR_DESTROY, 1, -ENOENT,
+		      "destroy of the mirror refused before hello");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+Test(bad_input, second_hello_is_eproto_and_logged)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	struct snapshot before = snapshot(h);
+	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
+	int lines = my_log_lines();
+	union msg m;
+	size_t len = build(&m, HMMU_OP_HELLO, 2, &hello, sizeof(hello));
+
+	call(sock, &m, len, HMMU_OP_HELLO, 2, -EPROTO, "second hello");
+	cr_expect_eq(my_log_lines(), lines + 1,
+		     "the daemon logs a second hello like any other "
+		     "protocol violation");
+	expect_unchanged(h, &before, "second hello");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+Test(bad_input, version_mismatch_is_eprotonosupport_then_daemon_hangs_up)
+{
+	static const uint32_t versions[] = { 0, HMMU_PROTO_VERSION + 1,
+					     UINT32_MAX };
+	struct hmmu *h = connect_or_die();
+	struct snapshot before = snapshot(h);
+
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		struct hmmu_wire_hello hello = { .version = versions[i] };
+		int sock = raw_connect();
+		char line[96];
+		int logged;
+		union msg m;
+		size_t n = build(&m, HMMU_OP_HELLO, 5, &hello, sizeof(hello));
+
+		snprintf(line, sizeof(line),
+			 "speaks protocol version %u, we speak %u", versions[i],
+			 HMMU_PROTO_VERSION);
+		logged = daemon_log_count(line);
+		n = call(sock, &m, n, HMMU_OP_HELLO, 5, -EPROTONOSUPPORT,
+			 "version mismatch");
+		cr_assert_eq(n, HDR + sizeof(hello), "the daemon's version");
+		cr_expect_eq(((struct hmmu_wire_hello *)payload(&m))->version,
+			     HMMU_PROTO_VERSION);
+		cr_expect_eq(daemon_log_count(line), logged + 1, "logged \"%s\"",
+			     line);
+		/* Then it hangs up: EOF, and a request gets no answer. */
+		cr_expect_eq(recv_msg(sock, &m), 0, "hung up after the reply");
+		close(sock);
+		cr_expect_eq(wait_for_stat(h, sessions, before.st.sessions),
+			     before.st.sessions, "the session is gone");
+		expect_unchanged(h, &before, "version mismatch");
+	}
+	still_serves(h, -1);
+	hmmu_disconnect(h);
+}
+
+/* ---- fds where none belong ----------------------------------------------- */
+
+Test(bad_input, fd_on_non_register_op_is_einval_and_not_kept)
+{
+	static const unsigned ops[] = { HMMU_OP_DEVICE_COUNT, HMMU_OP_STATS,
+					HMMU_OP_MIRROR_UNREGISTER,
+					HMMU_OP_HELLO };
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		struct snapshot before = snapshot(h);
+		const char *what = hmmu_proto_op_name(ops[i]);
+		int lines = my_log_lines(), bad, p[2];
+		char line[160];
+		union msg m;
+		size_t len = valid_request(&m, ops[i], 30 + i);
+
+		pipe_or_die(p);
+		bad_line(line, sizeof(line), what, len, -EINVAL);
+		bad = daemon_log_count(line);
+		send_raw(sock, &m, len, &p[0], 1);
+		close(p[0]);
+		expect_reply(sock, &m, ops[i], 30 + i, -EINVAL, what);
+		cr_expect(readers_gone(p[1]), "%s: the daemon closed the fd",
+			  what);
+		close(p[1]);
+		cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"",
+			     line);
+		cr_expect_eq(my_log_lines(), lines + 1);
+		expect_unchanged(h, &before, what);
+	}
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+/* Send MIRROR_REGISTER of @mirror with @nfds pipe read ends attached. */
+static void register_with_pipes(int nfds, int status)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	uint64_t mirror = raw_mirror_create(sock, "dmirror0");
+	struct snapshot before = snapshot(h);
+	struct hmmu_wire_mirror req = { .mirror = mirror };
+	int lines = my_log_lines(), bad, r[MAX_SEND_FDS], w[MAX_SEND_FDS];
+	char line[160];
+	union msg m;
+	size_t len = build(&m, HMMU_OP_MIRROR_REGISTER, 40, &req, sizeof(req));
+
+	for (int i = 0; i < nfds; i++) {
+		int p[2];
+
+		pipe_or_die(p);
+		r[i] = p[0];
+		w[i] = p[1];
+	}
+	bad_line(line, sizeof(line), "mirror-register", len, status);
+	bad = daemon_log_count(line);
+	send_raw(sock, &m, len, r, nfds);
+	for (int i = 0; i < nfds; i++)
+		close(r[i]);
+	expect_reply(sock, &m, HMMU_OP_MIRROR_REGISTER, 40, status,
+		     "register with many fds");
+	for (int i = 0; i < nfds; i++) {
+		cr_expect(readers_gone(w[i]), "fd %d of %d was closed", i + 1,
+			  nfds);
+		close(w[i]);
+	}
+	cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"", line);
+	cr_expect_eq(my_log_lines(), lines + 1);
+	expect_unchanged(h, &before, "register with many fds");
+	/* Still no per-process state: the daemon asks for a userfaultfd. */
+	raw_mirror_op(sock, HMMU_OP_MIRROR_REGISTER, mirror,
+		      HMMU_STATUS_NEED_UFFD, "register without fd");
+	raw_mirror_op(sock, HMMU_OP_MIRROR_DESTROY, mirror, 0, "destroy");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+Test(bad_input, two_fds_on_register_are_einval_and_neither_kept)
+{
+	register_with_pipes(2, -EINVAL);
+}
+
+/* More fds than the daemon makes room for: control data is truncated. */
+Test(bad_input, six_fds_on_register_are_einval_and_none_kept)
+{
+	register_with_pipes(6, -EINVAL);
+}
+
+Test(bad_input, pipe_as_userfaultfd_is_ebadf_and_creates_no_state)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	uint64_t mirror = raw_mirror_create(sock, "dmirror0");
+	struct snapshot before = snapshot(h);
+	struct hmmu_wire_mirror req = { .mirror = mirror };
+	int lines = my_log_lines(), logged, p[2];
+	char line[96];
+	union msg m;
+	size_t len;
+
+	cr_assert_eq(before.st.my_state, 0);
+	raw_mirror_op(sock, HMMU_OP_MIRROR_REGISTER, mirror,
+		      HMMU_STATUS_NEED_UFFD, "register without fd");
+
+	pipe_or_die(p);
+	snprintf(line, sizeof(line), "register mirror %llu on dmirror0: %s",
+		 (unsigned long long)mirror, strerror(EBADF));
+	logged = daemon_log_count(line);
+	len = build(&m, HMMU_OP_MIRROR_REGISTER, 50, &req, sizeof(req));
+	send_raw(sock, &m, len, &p[0], 1);
+	close(p[0]);
+	expect_reply(sock, &m, HMMU_OP_MIRROR_REGISTER, 50, -EBADF,
+		     "register with a pipe");
+	cr_expect(readers_gone(p[1]), "the daemon closed the pipe");
+	close(p[1]);
+	cr_expect_eq(daemon_log_count(line), logged + 1, "logged \"%s\"", line);
+	cr_expect_eq(my_log_lines(), lines + 1);
+	expect_unchanged(h, &before, "register with a pipe");
+	raw_mirror_op(sock, HMMU_OP_MIRROR_REGISTER, mirror,
+		      HMMU_STATUS_NEED_UFFD, "register without fd, again");
+	raw_mirror_op(sock, HMMU_OP_MIRROR_DESTROY, mirror, 0, "destroy");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+/* ---- requests naming what does not exist --------------------------------- */
+
+Test(bad_input, mirror_never_created_is_enoent_for_every_mirror_op)
+{
+	static const unsigned ops[] = { HMMU_OP_MIRROR_REGISTER,
+					HMMU_OP_MIRROR_UNREGISTER,
+					HMMU_OP_MIRROR_DESTROY,
+					HMMU_OP_DEVICE_CMD };
+	const uint64_t ghost = 12345;
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	struct snapshot before = snapshot(h);
+	char line[64];
+
+	snprintf(line, sizeof(line), "no mirror %llu",
+		 (unsigned long long)ghost);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		const char *what = hmmu_proto_op_name(ops[i]);
+		int lines = my_log_lines(), logged = daemon_log_count(line);
+		union msg m;
+		size_t len = valid_request(&m, ops[i], 60 + i);
+
+		/* The mirror id is the first field of every mirror op. */
+		*(uint64_t *)payload(&m) = ghost;
+		call(sock, &m, len, ops[i], 60 + i, -ENOENT, what);
+		cr_expect_eq(daemon_log_count(line), logged + 1,
+			     "%s: logged \"%s\"", what, line);
+		cr_expect_eq(my_log_lines(), lines + 1, "%s", what);
+	}
+	expect_unchanged(h, &before, "mirror never created");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+Test(bad_input, register_of_mirror_never_created_with_fd_does_not_keep_it)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	struct snapshot before = snapshot(h);
+	struct hmmu_wire_mirror req = { .mirror = 999 };
+	int p[2];
+	union msg m;
+	size_t len = build(&m, HMMU_OP_MIRROR_REGISTER, 70, &req, sizeof(req));
+
+	pipe_or_die(p);
+	send_raw(sock, &m, len, &p[0], 1);
+	close(p[0]);
+	expect_reply(sock, &m, HMMU_OP_MIRROR_REGISTER, 70, -ENOENT,
+		     "register of a ghost with an fd");
+	cr_expect(readers_gone(p[1]), "the daemon closed the fd");
+	close(p[1]);
+	cr_expect_eq(daemon_log_count("no mirror 999"), 1);
+	expect_unchanged(h, &before, "register of a ghost with an fd");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+/*
+ * An index past the last device is a lookup miss that libhmmu passes on to
+ * its caller (hmmu_device_info() documents -ENODEV), not a broken message;
+ * the daemon does not log it, and this test does not ask it to.
+ */
+Test(bad_input, device_info_with_huge_index_is_enodev)
+{
+	static const uint32_t indexes[] = { 2, 1000, UINT32_MAX };
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	struct snapshot before = snapshot(h);
+
+	cr_assert_eq(hmmu_device_count(h), 2, "indexes below assume two");
+	for (size_t i = 0; i < sizeof(indexes) / sizeof(indexes[0]); i++) {
+		struct hmmu_wire_index req = { .index = indexes[i] };
+		union msg m;
+		size_t len = build(&m, HMMU_OP_DEVICE_INFO, 80 + i, &req,
+				   sizeof(req));
+
+		call(sock, &m, len, HMMU_OP_DEVICE_INFO, 80 + i, -ENODEV,
+		     "device info past the end");
+	}
+	expect_unchanged(h, &before, "device info past the end");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+/* ---- sizes the decoder never sees ---------------------------------------- */
+
+Test(bad_input, message_larger_than_msg_max_is_emsgsize)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	struct snapshot before = snapshot(h);
+	int lines = my_log_lines(), bad = daemon_log_count("bad ");
+	union msg m;
+
+	/* A sound header: the reply names it. */
+	build(&m, HMMU_OP_DEVICE_COUNT, 90, NULL, 0);
+	m.hdr.len = sizeof(m.buf);
+	call(sock, &m, sizeof(m.buf), HMMU_OP_DEVICE_COUNT, 90, -EMSGSIZE,
+	     "4096 bytes");
+	/* Zeros: no header to speak of. */
+	memset(&m, 0, sizeof(m));
+	call(sock, &m, HMMU_MSG_MAX + 1, HMMU_OP_NONE, 0, -EMSGSIZE,
+	     "HMMU_MSG_MAX + 1 bytes");
+	cr_expect_eq(daemon_log_count("bad "), bad + 2);
+	cr_expect_eq(my_log_lines(), lines + 2);
+	expect_unchanged(h, &before, "oversized messages");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+/*
+ * SOCK_SEQPACKET delivers an empty message as a record of its own: it is
+ * a message shorter than the header, not a hang-up.
+ */
+Test(bad_input, zero_length_message_is_emsgsize_and_daemon_still_serves)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	struct snapshot before = snapshot(h);
+	int lines = my_log_lines(), bad;
+	char line[160];
+	union msg m;
+
+	bad_line(line, sizeof(line), "short", 0, -EMSGSIZE);
+	bad = daemon_log_count(line);
+	send_raw(sock, "", 0, NULL, 0);
+	expect_reply(sock, &m, HMMU_OP_NONE, 0, -EMSGSIZE, "empty message");
+	cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"", line);
+	cr_expect_eq(my_log_lines(), lines + 1);
+	expect_unchanged(h, &before, "empty message");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+/* ---- who is speaking ----------------------------------------------------- */
+
+/*
+ * In a forked child: send DEVICE_COUNT on the parent's connection (with
+ * the child's own credentials attached explicitly if @explicit_cred, else
+ * as the kernel adds them for a receiver with SO_PASSCRED) and read the
+ * reply. Exit status 0: refused with -EPERM, as the parent's request.
+ */
+static void child_speaks_for_parent(int sock, int explicit_cred)
+{
+	struct ucred cred = { .pid = getpid(), .uid = getuid(),
+			      .gid = getgid() };
+	union msg m;
+	size_t len = build(&m, HMMU_OP_DEVICE_COUNT, 0xc41d, NULL, 0);
+	ssize_t n;
+
+	if (send_msg(sock, &m, len, NULL, 0, explicit_cred ? &cred : NULL))
+		_exit(10);
+	n = recv_msg(sock, &m);
+	if (n <= 0)
+		_exit(11);
+	if (hmmu_proto_check(&m, (size_t)n, 1))
+		_exit(12);
+	if (m.hdr.op != HMMU_OP_DEVICE_COUNT || m.hdr.id != 0xc41d)
+		_exit(13);
+	_exit(m.hdr.status == -EPERM ? 0 : 14);
+}
+
+static void forked_child_is_refused(int explicit_cred)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	struct snapshot before = snapshot(h);
+	int lines = my_log_lines(), bad, status;
+	char line[160];
+	pid_t pid;
+
+	bad_line(line, sizeof(line), "device-count", HDR, -EPERM);
+	bad = daemon_log_count(line);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		child_speaks_for_parent(sock, explicit_cred);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the child got -EPERM (exit status %d: 10 send failed, "
+		  "11 no reply, 12 malformed, 13 wrong op/id, 14 other "
+		  "status)",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"", line);
+	cr_expect_eq(my_log_lines(), lines + 1);
+	expect_unchanged(h, &before, "forked child");
+	/* The parent itself is still served on that connection. */
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+Test(bad_input, forked_child_on_parent_connection_is_eperm)
+{
+	forked_child_is_refused(0);
+}
+
+Test(bad_input, forked_child_with_its_own_explicit_credentials_is_eperm)
+{
+	forked_child_is_refused(1);
+}
+
+/* ---- volume -------------------------------------------------------------- */
+
+/* Does the daemon answer a refused message with its op and id? */
+static int header_sound(const union msg *m, size_t len)
+{
+	return len >= HDR && m->hdr.magic == HMMU_PROTO_MAGIC &&
+	       m->hdr.flags == 0 && hmmu_proto_op_known(m->hdr.op);
+}
+
+#define FLOOD_MESSAGES 10000
+#define FLOOD_MAX_LEN 600
+
+Test(bad_input, garbage_flood_gets_one_error_reply_each_and_daemon_still_serves)
+{
+	struct hmmu *h = connect_or_die();
+	int sock = raw_session();
+	struct snapshot before = snapshot(h);
+	int bad = daemon_log_count("bad ");
+	union msg m, r;
+
+	srand(0x484d4d55);
+	for (int sent = 0; sent < FLOOD_MESSAGES;) {
+		size_t len = (size_t)rand() % (FLOOD_MAX_LEN + 1);
+		int want;
+		ssize_t n;
+
+		for (size_t i = 0; i < len; i++)
+			m.buf[i] = (unsigned char)rand();
+		/* Often a believable header, so the later checks run too. */
+		if (len >= HDR && rand() % 2) {
+			m.hdr.magic = HMMU_PROTO_MAGIC;
+			m.hdr.len = (uint32_t)len;
+			m.hdr.op = (uint16_t)(rand() % (HMMU_OP_MAX_ + 2));
+			if (rand() % 2) {
+				m.hdr.flags = 0;
+				m.hdr.status = 0;
+			}
+		}
+		/* The daemon reads HMMU_MSG_MAX bytes; more is too long. */
+		want = len > HMMU_MSG_MAX ? -EMSGSIZE :
+					    hmmu_proto_check(&m, len, 0);
+		if (want == 0)
+			continue; /* a valid request by chance: not garbage */
+		send_raw(sock, &m, len, NULL, 0);
+		sent++;
+
+		/* Read as we go: the daemon hangs up on a client that doesn't. */
+		n = recv_msg(sock, &r);
+		if (n <= 0)
+			cr_assert_fail("message %d (%zu bytes): %s", sent, len,
+				       n ? strerror((int)-n) :
+					   "the daemon hung up");
+		if (hmmu_proto_check(&r, (size_t)n, 1) || r.hdr.status != want)
+			cr_assert_fail("message %d (%zu bytes): reply status "
+				       "%d, want %d",
+				       sent, len, r.hdr.status, want);
+		if (header_sound(&m, len) ?
+			    r.hdr.op != m.hdr.op || r.hdr.id != m.hdr.id :
+			    r.hdr.op != HMMU_OP_NONE || r.hdr.id != 0)
+			cr_assert_fail("message %d (%zu bytes): reply names "
+				       "op %u id %llu",
+				       sent, len, r.hdr.op,
+				       (unsigned long long)r.hdr.id);
+	}
+	cr_expect_eq(daemon_log_count("bad "), bad + FLOOD_MESSAGES,
+		     "one log line per message");
+	expect_unchanged(h, &before, "flood");
+	still_serves(h, sock);
+	close(sock);
+	hmmu_disconnect(h);
+}
+
+Test(bad_input, silent_connect_and_close_200_times_leaves_no_session_or_fd)
+{
+	struct hmmu *h = connect_or_die();
+	struct snapshot before = snapshot(h);
+	int sock;
+
+	for (int i = 0; i < 200; i++)
+		close(raw_connect());
+	/*
+	 * The daemon accepts in order: once this one is past its HELLO, all
+	 * 200 have been accepted, and each had a session to tear down.
+	 */
+	sock = raw_session();
+	close(sock);
+	cr_expect_eq(wait_for_stat(h, sessions, before.st.sessions),
+		     before.st.sessions);
+	/* Teardown closes the session's fds before it drops the count. */
+	expect_unchanged(h, &before, "200 silent clients");
+	still_serves(h, -1);
+	hmmu_disconnect(h);
+}
