@@ -31,8 +31,11 @@ struct loop {
 	struct loop_watch *watches;
 };
 
-/* user_data of SQEs whose completion we do not care about (poll removal). */
-#define UD_IGNORE 0
+/*
+ * user_data of a poll is its watch; that of a poll removal is the watch
+ * with the low bit set (watches are at least 8-byte aligned).
+ */
+#define UD_REMOVAL 1ul
 
 static struct io_uring_sqe *get_sqe(struct loop *l)
 {
@@ -113,7 +116,7 @@ void loop_watch_remove(struct loop *l, struct loop_watch *w)
 		return;
 	}
 	io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)w);
-	io_uring_sqe_set_data64(sqe, UD_IGNORE);
+	io_uring_sqe_set_data64(sqe, (__u64)(uintptr_t)w | UD_REMOVAL);
 }
 
 static void run_deferred(struct loop *l)
@@ -251,8 +254,17 @@ static void handle_cqe(struct loop *l, struct io_uring_cqe *cqe)
 {
 	struct loop_watch *w = io_uring_cqe_get_data(cqe);
 
-	if (!w)
-		return; /* UD_IGNORE */
+	if ((uintptr_t)w & UD_REMOVAL) {
+		w = (struct loop_watch *)((uintptr_t)w & ~UD_REMOVAL);
+		/* -ENOENT: the poll ended already; its last CQE comes anyway. */
+		if (cqe->res < 0 && cqe->res != -ENOENT)
+			log_err("io_uring: removing the poll on fd %d: %s",
+				w->fd, strerror(-cqe->res));
+		else
+			log_debug("io_uring: poll on fd %d removed: %d", w->fd,
+				  cqe->res);
+		return;
+	}
 
 	/*
 	 * w stays armed while ready() runs, so that a loop_watch_remove() from

@@ -87,6 +87,8 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	p->loop = loop;
 	atomic_init(&p->refs, 1); /* the registry's table */
 	pthread_rwlock_init(&p->lock, NULL);
+	pthread_mutex_init(&p->close_lock, NULL);
+	pthread_cond_init(&p->close_cond, NULL);
 	p->uffd_watch.fd = uffd;
 	*out = p;
 	return 0;
@@ -105,6 +107,8 @@ void process_put(struct process *p)
 		close(p->uffd);
 	close(p->pidfd);
 	pthread_rwlock_destroy(&p->lock);
+	pthread_mutex_destroy(&p->close_lock);
+	pthread_cond_destroy(&p->close_cond);
 	free(p->ranges);
 	free(p);
 }
@@ -119,14 +123,21 @@ static void uffd_ready(struct loop_watch *w, unsigned revents)
 	uffd_events_handle(watch_to_process(w), revents);
 }
 
-/* The loop is done with the fd: close it now, not at the last put. */
-static void uffd_gone(struct loop_watch *w)
+/* The loop is done with the fd: close it, and drop the loop's reference. */
+static void close_uffd(struct process *p)
 {
-	struct process *p = watch_to_process(w);
-
 	close(p->uffd);
 	p->uffd = -1;
+	pthread_mutex_lock(&p->close_lock);
+	p->uffd_closed = true;
+	pthread_cond_broadcast(&p->close_cond);
+	pthread_mutex_unlock(&p->close_lock);
 	process_put(p);
+}
+
+static void uffd_gone(struct loop_watch *w)
+{
+	close_uffd(watch_to_process(w));
 }
 
 static void start_watch(void *arg)
@@ -137,7 +148,9 @@ static void start_watch(void *arg)
 	p->uffd_watch.gone = uffd_gone;
 	if (loop_watch_add(p->loop, &p->uffd_watch) < 0) {
 		log_err("client %d: cannot watch its userfaultfd", p->pid);
-		process_put(p);
+		/* Never on the ring: stop_watch() must not remove it. */
+		p->uffd_watch.removing = true;
+		close_uffd(p);
 	}
 }
 
@@ -158,7 +171,8 @@ static void stop_watch(void *arg)
 {
 	struct process *p = arg;
 
-	loop_watch_remove(p->loop, &p->uffd_watch);
+	if (!p->uffd_watch.removing)
+		loop_watch_remove(p->loop, &p->uffd_watch);
 }
 
 void process_stop(struct process *p)
@@ -184,13 +198,20 @@ void process_stop(struct process *p)
 
 	/*
 	 * Closing the fd is the loop's job: it may be reading from it right
-	 * now. The loop drains what is queued, then uffd_gone() closes it.
-	 * A started watch always ends in uffd_gone(), even when the loop has
-	 * already stopped. Without a loop, process_put() closes it.
+	 * now. A started watch always ends in close_uffd(), even when the
+	 * loop has already stopped. Without a loop, process_put() closes it.
 	 */
-	if (p->loop && loop_defer(p->loop, stop_watch, p) < 0)
+	if (!p->loop)
+		return;
+	if (loop_defer(p->loop, stop_watch, p) < 0) {
 		log_err("client %d: cannot stop watching its userfaultfd",
 			p->pid);
+		return;
+	}
+	pthread_mutex_lock(&p->close_lock);
+	while (!p->uffd_closed)
+		pthread_cond_wait(&p->close_cond, &p->close_lock);
+	pthread_mutex_unlock(&p->close_lock);
 }
 
 void process_add_mirror(struct process *p, struct mirror *m)

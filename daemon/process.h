@@ -66,6 +66,10 @@ struct process {
 	atomic_int inval_active;
 
 	struct loop_watch uffd_watch;
+	/* uffd_closed: the loop closed the fd; process_stop() waits for it. */
+	pthread_mutex_t close_lock;
+	pthread_cond_t close_cond;
+	bool uffd_closed;
 };
 
 /*
@@ -80,8 +84,10 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 int process_start(struct process *p);
 /*
  * Tear down: unregister every range from the userfaultfd (so the client's
- * VMAs lose their uffd flags now), stop watching it and close it. The
- * caller has removed @p from the registry and holds the registry lock.
+ * VMAs lose their uffd flags now), stop watching it and close it, and return
+ * once it is closed. The caller has removed @p from the registry and holds
+ * the registry lock; the loop thread never waits for that lock, so waiting
+ * for the loop here cannot deadlock.
  */
 void process_stop(struct process *p);
 void process_get(struct process *p);

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,28 +18,57 @@
 
 struct daemon_instance daemon_under_test;
 
-static int socket_answers(const char *path)
+/*
+ * The daemon says READY=1 on $NOTIFY_SOCKET once it listens, as under
+ * systemd. Waiting for that, rather than probing the socket, leaves no
+ * probe connection behind to skew a test's first counts.
+ */
+static int notify_socket(const char *path)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	int ok;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
+	cr_assert_geq(fd, 0);
 	strcpy(addr.sun_path, path);
-	ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
-	close(fd);
-	return ok;
+	cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	return fd;
+}
+
+static int wait_ready(int fd, pid_t pid)
+{
+	char buf[256];
+
+	for (int i = 0; i < 1000; i++) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&pfd, 1, 10) == 1) {
+			n = recv(fd, buf, sizeof(buf) - 1, 0);
+			if (n > 0) {
+				buf[n] = '\0';
+				if (strstr(buf, "READY=1"))
+					return 1;
+			}
+		}
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return 0;
+	}
+	return 0;
 }
 
 void daemon_start_args(const char *const *extra)
 {
 	struct daemon_instance *d = &daemon_under_test;
 	const char *argv[32];
-	int n = 0;
+	char notify[128];
+	int n = 0, nfd;
 
 	strcpy(d->dir, "/tmp/hmmu-test-XXXXXX");
 	cr_assert_not_null(mkdtemp(d->dir));
 	snprintf(d->socket, sizeof(d->socket), "%s/hmmud.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/hmmud.log", d->dir);
+	snprintf(notify, sizeof(notify), "%s/notify", d->dir);
+	nfd = notify_socket(notify);
 
 	argv[n++] = HMMUD_PATH;
 	argv[n++] = "--foreground";
@@ -57,20 +87,15 @@ void daemon_start_args(const char *const *extra)
 
 		/* Never outlive the test, however it ends. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
-
 		dup2(fd, 2);
 		dup2(fd, 1);
+		setenv("NOTIFY_SOCKET", notify, 1);
 		execv(HMMUD_PATH, (char *const *)argv);
 		_exit(127);
 	}
-	for (int i = 0; i < 1000; i++) {
-		if (socket_answers(d->socket))
-			break;
-		if (waitpid(d->pid, NULL, WNOHANG) == d->pid)
-			cr_assert_fail("hmmud exited at start; see %s", d->log);
-		usleep(5000);
-	}
-	cr_assert(socket_answers(d->socket), "hmmud does not answer");
+	if (!wait_ready(nfd, d->pid))
+		cr_assert_fail("hmmud did not get ready; see %s", d->log);
+	close(nfd);
 	setenv("HMMU_SOCKET", d->socket, 1);
 }
 
