@@ -35,6 +35,8 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 	[HMMU_OP_DEVICE_CMD] = { "device-cmd",
 				 sizeof(struct hmmu_wire_device_cmd),
 				 sizeof(struct hmmu_wire_cmd_result) },
+	[HMMU_OP_JOB] = { "job", sizeof(struct hmmu_wire_job),
+			  sizeof(struct hmmu_wire_job_result) },
 };
 
 static const struct op_desc *op_desc(unsigned op)
@@ -107,6 +109,13 @@ static int check_request_payload(unsigned op, const void *p)
 		if (c->reserved || c->cmd == 0 || c->cmd >= HMMU_CMD_MAX_)
 			return -EINVAL;
 		if (c->npages == 0 || c->npages > HMMU_CMD_MAX_PAGES)
+			return -EINVAL;
+		return 0;
+	}
+	case HMMU_OP_JOB: {
+		const struct hmmu_wire_job *j = p;
+
+		if (j->reserved || j->kind == 0 || j->kind >= HMMU_WIRE_JOB_MAX_)
 			return -EINVAL;
 		return 0;
 	}

@@ -35,6 +35,7 @@ enum hmmu_op {
 	HMMU_OP_MIRROR_DESTROY = 7,    /* mirror id */
 	HMMU_OP_STATS = 8,	       /* -> counters */
 	HMMU_OP_DEVICE_CMD = 9,	       /* dmirror-style command on a mirror */
+	HMMU_OP_JOB = 10,	       /* run an accelerator job, wait for it */
 	HMMU_OP_MAX_
 };
 
@@ -137,6 +138,33 @@ struct hmmu_wire_device_cmd {
 struct hmmu_wire_cmd_result {
 	uint64_t cpages;
 	uint64_t faults;
+};
+
+/* Job kinds: the values of enum hmmu_job_kind in <hmmu/hmmu.h>. */
+enum hmmu_wire_job_kind {
+	HMMU_WIRE_JOB_FILL = 1,
+	HMMU_WIRE_JOB_COPY = 2,
+	HMMU_WIRE_JOB_SUM64 = 3,
+	HMMU_WIRE_JOB_LIST_SUM = 4,
+	HMMU_WIRE_JOB_MAX_
+};
+
+struct hmmu_wire_job {
+	uint64_t mirror;
+	uint32_t kind;
+	uint32_t reserved;
+	uint64_t dst;
+	uint64_t src;
+	uint64_t len;
+	uint64_t value;
+	uint32_t next_offset;
+	uint32_t value_offset;
+};
+
+struct hmmu_wire_job_result {
+	uint64_t result;
+	uint64_t faults;
+	uint64_t elapsed_ns;
 };
 
 /*

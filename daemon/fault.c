@@ -68,7 +68,7 @@ static int read_retry(struct process *p, uint64_t seq)
  * pidfd of, just before using it. (Reuse within the one syscall that
  * follows would need the whole pid space to wrap around meanwhile.)
  */
-static int check_alive(struct process *p)
+int process_alive(struct process *p)
 {
 	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
 
@@ -84,7 +84,7 @@ static int copy_from_client(struct process *p, uint64_t start, void *buf,
 				.iov_len = len };
 	ssize_t n;
 
-	if (check_alive(p))
+	if (process_alive(p))
 		return -ESRCH;
 	n = process_vm_readv(p->pid, &local, 1, &remote, 1, 0);
 	if (n < 0)
@@ -92,11 +92,12 @@ static int copy_from_client(struct process *p, uint64_t start, void *buf,
 	return (uint64_t)n == len ? 0 : -EFAULT;
 }
 
-static int write_protect(struct process *p, uint64_t start, uint64_t len)
+static int write_protect(struct process *p, uint64_t start, uint64_t len,
+			 int protect)
 {
 	struct uffdio_writeprotect wp = {
 		.range = { .start = start, .len = len },
-		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
 	};
 
 	for (int tries = 0; tries < MAX_TRIES; tries++) {
@@ -129,7 +130,7 @@ int range_fault(struct range_fault *rf)
 			if (err)
 				return err;
 		}
-		err = write_protect(p, rf->start, len);
+		err = write_protect(p, rf->start, len, 1);
 		if (err)
 			return err;
 		err = copy_from_client(p, rf->start, rf->buf, len);
@@ -150,6 +151,16 @@ int range_fault(struct range_fault *rf)
 	return -EAGAIN;
 }
 
+int client_unprotect(struct mirror *m, uint64_t start, uint64_t len)
+{
+	return write_protect(m->proc, start, len, 0);
+}
+
+int client_read(struct mirror *m, uint64_t remote, void *dst, uint64_t len)
+{
+	return copy_from_client(m->proc, remote, dst, len);
+}
+
 int client_write(struct mirror *m, uint64_t remote, const void *src,
 		 uint64_t len)
 {
@@ -159,7 +170,7 @@ int client_write(struct mirror *m, uint64_t remote, const void *src,
 			     .iov_len = len };
 	ssize_t n;
 
-	if (check_alive(p))
+	if (process_alive(p))
 		return -ESRCH;
 	n = process_vm_writev(p->pid, &local, 1, &rem, 1, 0);
 	if (n < 0)

@@ -32,6 +32,7 @@
 static const char *const default_devices[] = {
 	"dmirror:name=dmirror0",
 	"dmirror:name=dmirror1",
+	"accel:name=acc0",
 };
 
 struct options {
@@ -55,7 +56,7 @@ static void usage(FILE *f)
 		"; under\n"
 		"                  systemd socket activation, the passed socket)\n"
 		"  --device SPEC   offer a device, MODEL:name=NAME[,opt=val...];\n"
-		"                  default: dmirror0 and dmirror1\n"
+		"                  default: dmirror0, dmirror1 and accel acc0\n"
 		"  --workers N     request worker threads (default %d)\n"
 		"  --foreground    do not detach (always so under systemd)\n"
 		"  --check         print what the running kernel offers, and exit\n",

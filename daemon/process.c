@@ -270,6 +270,30 @@ static bool range_covered(struct process *p, uint64_t start, uint64_t end)
 	return false;
 }
 
+/*
+ * p->lock held. True if registered ranges cover [start, end), writable ones
+ * if @write: the range fault's fast path, which then needs no /proc read.
+ * (Permissions are those seen at registration: mprotect is not observed.)
+ */
+static bool range_known(struct process *p, uint64_t start, uint64_t end,
+			int write)
+{
+	uint64_t addr = start;
+
+	while (addr < end) {
+		unsigned i;
+
+		for (i = 0; i < p->nranges; i++)
+			if (p->ranges[i].start <= addr && addr < p->ranges[i].end &&
+			    (!write || p->ranges[i].writable))
+				break;
+		if (i == p->nranges)
+			return false;
+		addr = p->ranges[i].end;
+	}
+	return true;
+}
+
 static int range_add(struct process *p, uint64_t start, uint64_t end)
 {
 	if (p->nranges == p->ranges_cap) {
@@ -281,7 +305,7 @@ static int range_add(struct process *p, uint64_t start, uint64_t end)
 		p->ranges = r;
 		p->ranges_cap = cap;
 	}
-	p->ranges[p->nranges++] = (struct uffd_range){ start, end };
+	p->ranges[p->nranges++] = (struct uffd_range){ start, end, false };
 	return 0;
 }
 
@@ -362,7 +386,7 @@ static int find_vmas(pid_t pid, uint64_t start, uint64_t end, int write,
 			err = -E2BIG;
 			break;
 		}
-		vmas[n++] = (struct uffd_range){ s, e };
+		vmas[n++] = (struct uffd_range){ s, e, perms[1] == 'w' };
 		covered = e;
 	}
 	fclose(f);
@@ -374,12 +398,28 @@ static int find_vmas(pid_t pid, uint64_t start, uint64_t end, int write,
 
 #define MAX_VMAS_PER_FAULT 64
 
+/* p->lock held for write: note the permission of a registered VMA. */
+static void remember_writable(struct process *p, const struct uffd_range *vma)
+{
+	for (unsigned i = 0; i < p->nranges; i++)
+		if (p->ranges[i].start == vma->start &&
+		    p->ranges[i].end == vma->end)
+			p->ranges[i].writable = vma->writable;
+}
+
 int process_register_range(struct process *p, uint64_t start, uint64_t end,
 			   int write)
 {
 	struct uffd_range vmas[MAX_VMAS_PER_FAULT];
 	unsigned n = 0;
+	bool known;
 	int err;
+
+	pthread_rwlock_rdlock(&p->lock);
+	known = !p->stopped && range_known(p, start, end, write);
+	pthread_rwlock_unlock(&p->lock);
+	if (known)
+		return 0;
 
 	err = find_vmas(p->pid, start, end, write, vmas, MAX_VMAS_PER_FAULT, &n);
 	if (err)
@@ -397,8 +437,10 @@ int process_register_range(struct process *p, uint64_t start, uint64_t end,
 			.mode = UFFDIO_REGISTER_MODE_WP,
 		};
 
-		if (range_covered(p, vmas[i].start, vmas[i].end))
+		if (range_covered(p, vmas[i].start, vmas[i].end)) {
+			remember_writable(p, &vmas[i]);
 			continue;
+		}
 		/* Whole VMAs: a registration never splits one. */
 		if (ioctl(p->uffd, UFFDIO_REGISTER, &reg) < 0) {
 			err = -errno;
@@ -414,6 +456,7 @@ int process_register_range(struct process *p, uint64_t start, uint64_t end,
 		err = range_add(p, vmas[i].start, vmas[i].end);
 		if (err)
 			break;
+		remember_writable(p, &vmas[i]);
 	}
 out:
 	pthread_rwlock_unlock(&p->lock);

@@ -27,6 +27,7 @@ struct registry;
 
 struct uffd_range {
 	uint64_t start, end;
+	bool writable; /* the VMA was writable when we last looked */
 };
 
 struct process {

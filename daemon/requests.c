@@ -176,6 +176,34 @@ static void do_stats(struct request *r)
 	reply(r, 0, &st, sizeof(st));
 }
 
+/*
+ * Device commands and jobs run with the mirror's state_lock read-held, so
+ * that an unregistration waits for them to finish (rule 6).
+ */
+static int run_on_mirror(struct request *r, struct mirror *m, void *res)
+{
+	const void *req = payload(r);
+	struct device *dev = m->dev;
+	int err;
+
+	pthread_rwlock_rdlock(&m->state_lock);
+	if (!m->registered)
+		err = -EINVAL;
+	else if (r->msg.hdr.op == HMMU_OP_JOB)
+		err = dev->ops->job ? dev->ops->job(dev, m, req, res) :
+				      -EOPNOTSUPP;
+	else
+		err = dev->ops->command ? dev->ops->command(dev, m, req, res) :
+					  -EOPNOTSUPP;
+	pthread_rwlock_unlock(&m->state_lock);
+	/* Faults on bad addresses are the client's business, not news. */
+	if (err && err != -EFAULT && err != -EPERM)
+		log_warn("client %d: %s on %s: %s", r->s->peer.pid,
+			 hmmu_proto_op_name(r->msg.hdr.op), dev->name,
+			 strerror(-err));
+	return err;
+}
+
 static void do_device_cmd(struct request *r)
 {
 	const struct hmmu_wire_device_cmd *req = payload(r);
@@ -185,19 +213,21 @@ static void do_device_cmd(struct request *r)
 
 	if (!m)
 		return;
-	pthread_rwlock_rdlock(&m->state_lock);
-	if (!m->registered)
-		err = -EINVAL;
-	else if (!m->dev->ops->command)
-		err = -EOPNOTSUPP;
-	else
-		err = m->dev->ops->command(m->dev, m, req, &res);
-	pthread_rwlock_unlock(&m->state_lock);
-	if (err && err != -EFAULT && err != -EPERM)
-		log_warn("client %d: %s command %u at %#llx+%llu pages: %s",
-			 r->s->peer.pid, m->dev->name, req->cmd,
-			 (unsigned long long)req->addr,
-			 (unsigned long long)req->npages, strerror(-err));
+	err = run_on_mirror(r, m, &res);
+	mirror_put(m);
+	reply(r, err, &res, sizeof(res));
+}
+
+static void do_job(struct request *r)
+{
+	const struct hmmu_wire_job *req = payload(r);
+	struct hmmu_wire_job_result res = { 0, 0, 0 };
+	struct mirror *m = request_mirror(r, req->mirror);
+	int err;
+
+	if (!m)
+		return;
+	err = run_on_mirror(r, m, &res);
 	mirror_put(m);
 	reply(r, err, &res, sizeof(res));
 }
@@ -211,6 +241,7 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_MIRROR_DESTROY] = do_mirror_destroy,
 	[HMMU_OP_STATS] = do_stats,
 	[HMMU_OP_DEVICE_CMD] = do_device_cmd,
+	[HMMU_OP_JOB] = do_job,
 };
 
 static void request_run(struct work *w)

@@ -8,6 +8,7 @@
 
 static const struct device_ops *const models[] = {
 	&dmirror_ops,
+	&accel_ops,
 };
 
 static const struct device_ops *find_model(const char *name, size_t len)

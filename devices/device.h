@@ -27,6 +27,8 @@
  *                               this mirror afterwards.
  *   command           optional  a worker, mirror registered: dmirror-style
  *                               commands (read, write, snapshot).
+ *   job               optional  a worker, mirror registered: run an
+ *                               accelerator job to completion.
  */
 #ifndef HMMU_DEVICE_H
 #define HMMU_DEVICE_H
@@ -50,6 +52,9 @@ struct device_ops {
 	int (*command)(struct device *dev, struct mirror *m,
 		       const struct hmmu_wire_device_cmd *cmd,
 		       struct hmmu_wire_cmd_result *res);
+	int (*job)(struct device *dev, struct mirror *m,
+		   const struct hmmu_wire_job *job,
+		   struct hmmu_wire_job_result *res);
 };
 
 struct device {
@@ -68,5 +73,6 @@ int device_create(const char *spec, struct device **out);
 void device_destroy(struct device *dev);
 
 extern const struct device_ops dmirror_ops;
+extern const struct device_ops accel_ops;
 
 #endif

@@ -119,3 +119,56 @@ HMMU_EXPORT int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c,
 	return device_cmd(m, c, HMMU_CMD_READ, buf,
 			  c->npages * (uint64_t)sysconf(_SC_PAGESIZE));
 }
+
+HMMU_EXPORT int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
+				  const void *buf)
+{
+	int err;
+
+	hmmu_clear_detail();
+	err = check_cmd(m, c, buf);
+	if (err)
+		return err;
+	return device_cmd(m, c, HMMU_CMD_WRITE, buf,
+			  c->npages * (uint64_t)sysconf(_SC_PAGESIZE));
+}
+
+HMMU_EXPORT int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c,
+			      uint8_t *states)
+{
+	int err;
+
+	hmmu_clear_detail();
+	err = check_cmd(m, c, states);
+	if (err)
+		return err;
+	return device_cmd(m, c, HMMU_CMD_SNAPSHOT, states, c->npages);
+}
+
+HMMU_EXPORT int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job)
+{
+	struct hmmu_wire_job req;
+	struct hmmu_wire_job_result rep = { 0, 0, 0 };
+	int err;
+
+	hmmu_clear_detail();
+	if (!m || !job || job->reserved || job->kind < HMMU_JOB_FILL ||
+	    job->kind > HMMU_JOB_LIST_SUM)
+		return -EINVAL;
+	req = (struct hmmu_wire_job){
+		.mirror = m->id,
+		.kind = job->kind,
+		.dst = job->dst,
+		.src = job->src,
+		.len = job->len,
+		.value = job->value,
+		.next_offset = job->next_offset,
+		.value_offset = job->value_offset,
+	};
+	err = hmmu_call(m->h, HMMU_OP_JOB, &req, sizeof(req), -1, &rep,
+			sizeof(rep));
+	job->result = rep.result;
+	job->faults = rep.faults;
+	job->elapsed_ns = rep.elapsed_ns;
+	return err;
+}

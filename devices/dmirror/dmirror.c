@@ -1,44 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dmirror: the kernel's test_hmm device, re-created. Each mirror has a
- * device page table holding the device's own copy of each mirrored page;
- * commands read and write client memory through it, faulting pages in with
- * the daemon's range fault, and the daemon's invalidations drop copies.
+ * dmirror: the kernel's test_hmm device, re-created. Its commands read and
+ * write client memory through the device MMU (devices/mmu.c), and report
+ * cpages and faults as test_hmm does; its snapshot reports what the CPU's
+ * page table says, as test_hmm's does.
  */
 #include "../device.h"
-#include "../pagetable.h"
-#include "../../daemon/counters.h"
+#include "../mmu.h"
+#include "../../daemon/cpu_pages.h"
 #include "../../daemon/fault.h"
 #include "../../daemon/mirror.h"
+#include "../../daemon/process.h"
+#include "../../daemon/counters.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
-/* Entry flags. */
-#define DM_READ 0x1u
-#define DM_WRITE 0x2u
-
-/* Commands work through this many pages at a time. */
+/* Commands move data between client and device this much at a time. */
 #define CHUNK_PAGES 1024u
-
-struct dmirror_mirror {
-	pthread_mutex_t lock; /* protects pt; taken inside the process lock */
-	struct pt *pt;
-};
 
 static uint64_t page_size(void)
 {
-	static uint64_t ps;
-
-	if (!ps)
-		ps = (uint64_t)sysconf(_SC_PAGESIZE);
-	return ps;
+	return (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-static struct dmirror_mirror *dm_of(struct mirror *m)
+static struct dev_mmu *mmu_of(struct mirror *m)
 {
 	return m->dev_priv;
 }
@@ -59,172 +46,125 @@ static void dmirror_destroy(struct device *dev)
 
 static int dmirror_attach(struct device *dev, struct mirror *m)
 {
-	struct dmirror_mirror *dm = calloc(1, sizeof(*dm));
+	struct dev_mmu *mmu = malloc(sizeof(*mmu));
 	int err;
 
 	(void)dev;
-	if (!dm)
+	if (!mmu)
 		return -ENOMEM;
-	err = pt_create(&dm->pt);
+	err = mmu_init(mmu, m);
 	if (err) {
-		free(dm);
+		free(mmu);
 		return err;
 	}
-	pthread_mutex_init(&dm->lock, NULL);
-	m->dev_priv = dm;
+	m->dev_priv = mmu;
 	return 0;
-}
-
-static void free_page(struct pt_entry *e, void *arg)
-{
-	(void)arg;
-	free(e->data);
-}
-
-static void drop_range(struct dmirror_mirror *dm, uint64_t start, uint64_t end)
-{
-	uint64_t n = pt_clear_range(dm->pt, start, end, free_page, NULL);
-
-	counter_sub(&counters.device_pages, n);
 }
 
 static void dmirror_invalidate(struct device *dev, struct mirror *m,
 			       uint64_t start, uint64_t end)
 {
-	struct dmirror_mirror *dm = dm_of(m);
-
 	(void)dev;
-	pthread_mutex_lock(&dm->lock);
-	drop_range(dm, start, end);
-	pthread_mutex_unlock(&dm->lock);
+	mmu_invalidate(mmu_of(m), start, end);
 }
 
 static void dmirror_release(struct device *dev, struct mirror *m)
 {
-	/* The process is gone: nothing to write back, detach drops all. */
+	/* The process is gone: nothing to write back; detach drops all. */
 	(void)dev;
 	(void)m;
 }
 
 static void dmirror_detach(struct device *dev, struct mirror *m)
 {
-	struct dmirror_mirror *dm = dm_of(m);
-
 	(void)dev;
-	pthread_mutex_lock(&dm->lock);
-	drop_range(dm, 0, PT_VA_LIMIT);
-	pthread_mutex_unlock(&dm->lock);
-	pt_destroy(dm->pt, NULL, NULL);
-	pthread_mutex_destroy(&dm->lock);
-	free(dm);
+	mmu_fini(mmu_of(m));
+	free(m->dev_priv);
 	m->dev_priv = NULL;
-}
-
-/* dm->lock held: copy the chunk out of the page table, if all present. */
-static int copy_out_if_present(struct dmirror_mirror *dm, uint64_t start,
-			       uint64_t end, char *buf)
-{
-	for (uint64_t a = start; a < end; a += page_size()) {
-		struct pt_entry *e = pt_lookup(dm->pt, a);
-
-		if (!e)
-			return 0;
-		memcpy(buf + (a - start), e->data, page_size());
-	}
-	return 1;
-}
-
-/* Range fault commit: install the snapshot as the device's copy. */
-static int install_snapshot(struct range_fault *rf)
-{
-	struct dmirror_mirror *dm = rf->arg;
-	const char *src = rf->buf;
-	uint32_t flags = DM_READ | (rf->write ? DM_WRITE : 0);
-
-	for (uint64_t a = rf->start; a < rf->end; a += page_size()) {
-		struct pt_entry *e = pt_lookup(dm->pt, a);
-		struct pt_entry ne;
-		int err;
-
-		if (e) {
-			memcpy(e->data, src + (a - rf->start), page_size());
-			e->flags = flags;
-			continue;
-		}
-		ne.data = malloc(page_size());
-		ne.flags = flags;
-		if (!ne.data)
-			return -ENOMEM;
-		memcpy(ne.data, src + (a - rf->start), page_size());
-		err = pt_set(dm->pt, a, &ne, NULL, NULL);
-		if (err) {
-			free(ne.data);
-			return err;
-		}
-		counter_add(&counters.device_pages, 1);
-	}
-	return 0;
 }
 
 static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 		   struct hmmu_wire_cmd_result *res)
 {
-	struct dmirror_mirror *dm = dm_of(m);
 	uint64_t chunk = CHUNK_PAGES * page_size();
 	uint64_t end = cmd->addr + cmd->npages * page_size();
-	int faulted = 0, err = 0;
-	char *tmp;
+	int faulted = 0, chunk_faulted, err;
+	char *bounce;
 
 	if (cmd->buf_len < cmd->npages * page_size())
 		return -EINVAL;
-	tmp = malloc(chunk);
-	if (!tmp)
+	/* As test_hmm: everything is faulted in before anything is copied. */
+	err = mmu_fault_in(mmu_of(m), cmd->addr, end, 0, &faulted);
+	if (err)
+		return err;
+	bounce = malloc(chunk);
+	if (!bounce)
 		return -ENOMEM;
-
-	/* As test_hmm: all pages are faulted in before any is copied out. */
 	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
-		uint64_t ce = a + chunk < end ? a + chunk : end;
-		struct range_fault rf = {
-			.m = m, .start = a, .end = ce, .buf = tmp,
-			.lock = &dm->lock, .commit = install_snapshot, .arg = dm,
-		};
-		int present;
+		uint64_t ce = end - a < chunk ? end : a + chunk;
 
-		pthread_mutex_lock(&dm->lock);
-		present = copy_out_if_present(dm, a, ce, tmp);
-		pthread_mutex_unlock(&dm->lock);
-		if (present)
-			continue;
-		err = range_fault(&rf);
-		faulted = 1;
-	}
-	/*
-	 * Copy out. A page invalidated since it was faulted in is faulted
-	 * again (its new contents are what the device must see); that does
-	 * not count as another fault of this command, as in test_hmm.
-	 */
-	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
-		uint64_t ce = a + chunk < end ? a + chunk : end;
-		struct range_fault rf = {
-			.m = m, .start = a, .end = ce, .buf = tmp,
-			.lock = &dm->lock, .commit = install_snapshot, .arg = dm,
-		};
-		int present;
-
-		pthread_mutex_lock(&dm->lock);
-		present = copy_out_if_present(dm, a, ce, tmp);
-		pthread_mutex_unlock(&dm->lock);
-		if (!present)
-			err = range_fault(&rf);
+		err = mmu_read(mmu_of(m), a, ce, bounce, &chunk_faulted);
 		if (!err)
-			err = client_write(m, cmd->buf + (a - cmd->addr), tmp,
+			err = client_write(m, cmd->buf + (a - cmd->addr), bounce,
 					   ce - a);
 		if (!err)
 			res->cpages += (ce - a) / page_size();
 	}
-	free(tmp);
+	free(bounce);
 	res->faults = (uint64_t)faulted;
 	counter_add(&counters.device_faults, (uint64_t)faulted);
+	return err;
+}
+
+static int do_write(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
+		    struct hmmu_wire_cmd_result *res)
+{
+	uint64_t chunk = CHUNK_PAGES * page_size();
+	uint64_t end = cmd->addr + cmd->npages * page_size();
+	int faulted = 0, chunk_faulted, err;
+	char *bounce;
+
+	if (cmd->buf_len < cmd->npages * page_size())
+		return -EINVAL;
+	bounce = malloc(chunk);
+	if (!bounce)
+		return -ENOMEM;
+	/* The whole target is checked before the first byte is written. */
+	err = process_register_range(m->proc, cmd->addr, end, 1);
+	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
+		uint64_t ce = end - a < chunk ? end : a + chunk;
+
+		err = client_read(m, cmd->buf + (a - cmd->addr), bounce, ce - a);
+		if (!err)
+			err = mmu_write(mmu_of(m), a, ce - a, bounce, &chunk_faulted);
+		if (!err) {
+			faulted |= chunk_faulted;
+			res->cpages += (ce - a) / page_size();
+		}
+	}
+	free(bounce);
+	res->faults = (uint64_t)faulted;
+	counter_add(&counters.device_faults, (uint64_t)faulted);
+	return err;
+}
+
+static int do_snapshot(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
+		       struct hmmu_wire_cmd_result *res)
+{
+	uint8_t *states;
+	int err;
+
+	if (cmd->buf_len < cmd->npages)
+		return -EINVAL;
+	states = malloc(cmd->npages);
+	if (!states)
+		return -ENOMEM;
+	err = cpu_pages_snapshot(m->proc, cmd->addr, cmd->npages, states);
+	if (!err)
+		err = client_write(m, cmd->buf, states, cmd->npages);
+	if (!err)
+		res->cpages = cmd->npages;
+	free(states);
 	return err;
 }
 
@@ -232,15 +172,18 @@ static int dmirror_command(struct device *dev, struct mirror *m,
 			   const struct hmmu_wire_device_cmd *cmd,
 			   struct hmmu_wire_cmd_result *res)
 {
+	uint64_t end = cmd->addr + cmd->npages * page_size();
+
 	(void)dev;
-	if (cmd->addr % page_size())
-		return -EINVAL;
-	if (cmd->addr + cmd->npages * page_size() < cmd->addr ||
-	    cmd->addr + cmd->npages * page_size() > PT_VA_LIMIT)
+	if (cmd->addr % page_size() || end < cmd->addr || end > (1ull << 48))
 		return -EINVAL;
 	switch (cmd->cmd) {
 	case HMMU_CMD_READ:
 		return do_read(m, cmd, res);
+	case HMMU_CMD_WRITE:
+		return do_write(m, cmd, res);
+	case HMMU_CMD_SNAPSHOT:
+		return do_snapshot(m, cmd, res);
 	default:
 		return -EOPNOTSUPP;
 	}

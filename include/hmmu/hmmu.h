@@ -117,6 +117,73 @@ struct hmmu_cmd {
  */
 int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
 
+/*
+ * hmmu_device_write - the device writes @buf (npages pages) into
+ * [addr, addr + npages pages), as DMA into system memory: the CPU sees the
+ * data when the call returns, and every device's stale copy is dropped.
+ * Errors: -EPERM (read-only memory; nothing written), -EFAULT (unmapped or
+ * PROT_NONE memory, or @buf not readable; nothing written), -EINVAL.
+ */
+int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
+		      const void *buf);
+
+/* Page states of hmmu_snapshot(), with the values of the kernel's test_hmm. */
+enum hmmu_page_state {
+	HMMU_PAGE_NONE = 0x00,	      /* mapped, not present */
+	HMMU_PAGE_READ = 0x01,	      /* present, read-only to the CPU */
+	HMMU_PAGE_WRITE = 0x02,	      /* present and writable */
+	HMMU_PAGE_HUGE = 0x04,	      /* flag: part of a PMD-sized page */
+	HMMU_PAGE_ZERO = 0x10,	      /* the shared zero page */
+	HMMU_PAGE_DEV_LOCAL = 0x20,   /* device-private, on this device */
+	HMMU_PAGE_DEV_REMOTE = 0x30,  /* device-private, on another device */
+	HMMU_PAGE_ERROR = 0xff,	      /* unmapped, or no access (PROT_NONE) */
+};
+
+/*
+ * hmmu_snapshot - the state of each page of [addr, addr + npages pages) as
+ * the device would find it in the CPU's page table, without faulting
+ * anything in: one enum hmmu_page_state byte per page into @states.
+ * cpages is npages on success. Errors: -EINVAL.
+ */
+int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c, uint8_t *states);
+
+/*
+ * Accelerator jobs. A device of model "accel" runs jobs on its compute
+ * units over this process's virtual addresses, touching memory only through
+ * its MMU: every page it does not hold is a device fault, counted in
+ * @faults. Writes are DMA into system memory, visible to the CPU when
+ * hmmu_job_run() returns.
+ */
+enum hmmu_job_kind {
+	HMMU_JOB_FILL = 1,     /* len bytes at dst = the 64-bit value, repeated */
+	HMMU_JOB_COPY = 2,     /* len bytes from src to dst (no overlap) */
+	HMMU_JOB_SUM64 = 3,    /* result = sum of len uint64_t at src */
+	HMMU_JOB_LIST_SUM = 4, /* result = sum of the values of a linked list */
+};
+
+struct hmmu_job {
+	uint32_t kind;	       /* enum hmmu_job_kind */
+	uint32_t reserved;     /* 0 */
+	uint64_t dst;	       /* FILL, COPY: 8-byte aligned for FILL */
+	uint64_t src;	       /* COPY; SUM64: 8-byte aligned; LIST_SUM: first node */
+	uint64_t len;	       /* FILL, COPY: bytes; SUM64: elements; LIST_SUM: node limit */
+	uint64_t value;	       /* FILL: the pattern */
+	uint32_t next_offset;  /* LIST_SUM: where a node keeps its next pointer (0 ends) */
+	uint32_t value_offset; /* LIST_SUM: where a node keeps its uint64_t value */
+	/* Filled in by hmmu_job_run(): */
+	uint64_t result;       /* SUM64, LIST_SUM: the sum (mod 2^64) */
+	uint64_t faults;       /* device faults the job took */
+	uint64_t elapsed_ns;   /* on the device */
+};
+
+/*
+ * hmmu_job_run - launch @job on the mirror's device and wait for it.
+ * Errors: -EOPNOTSUPP (the device runs no jobs), -EFAULT (the job touched
+ * unmapped or PROT_NONE memory), -EPERM (it wrote read-only memory), -ELOOP
+ * (a list longer than len nodes), -EINVAL (bad job), -ENOMEM.
+ */
+int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job);
+
 /* hmmu_stats - counters of the daemon and of the calling process. */
 struct hmmu_stats {		     /* fields may be added at the end, never removed */
 	uint64_t processes;	     /* live per-process states in the daemon */

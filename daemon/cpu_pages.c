@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+#include "cpu_pages.h"
+#include "fault.h"
+#include "process.h"
+#include <hmmu/hmmu.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* PAGEMAP_SCAN (Linux 6.7), newer than the system headers. */
+#ifndef PAGEMAP_SCAN
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_PFNZERO (1 << 5)
+#define PAGE_IS_HUGE (1 << 6)
+struct page_region {
+	uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask;
+	uint64_t return_mask;
+};
+#endif
+
+/* /proc/PID/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PRESENT (1ull << 63)
+#define PM_UFFD_WP (1ull << 57)
+#define PM_EXCLUSIVE (1ull << 56)
+
+static uint64_t page_size(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * From the VMAs: ERROR for holes and PROT_NONE, NONE elsewhere; and which
+ * pages lie in writable VMAs (writable[i], so that a present page can be
+ * told READ or WRITE).
+ */
+static int mark_vmas(pid_t pid, uint64_t start, uint64_t end, uint8_t *states,
+		     uint8_t *writable)
+{
+	unsigned long long s, e;
+	char path[64], line[512], perms[5];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -ESRCH;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx %4s", &s, &e, perms) != 3)
+			continue;
+		if (e <= start)
+			continue;
+		if (s >= end)
+			break;
+		if (perms[0] != 'r')
+			continue;
+		for (uint64_t a = s < start ? start : s; a < e && a < end;
+		     a += page_size()) {
+			states[(a - start) / page_size()] = HMMU_PAGE_NONE;
+			writable[(a - start) / page_size()] = perms[1] == 'w';
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static int mark_present(int fd, uint64_t start, uint64_t npages,
+			uint8_t *states, const uint8_t *writable)
+{
+	uint64_t entries[512];
+
+	for (uint64_t i = 0; i < npages;) {
+		uint64_t n = npages - i < 512 ? npages - i : 512;
+		ssize_t got = pread(fd, entries, n * 8,
+				    (off_t)((start / page_size() + i) * 8));
+
+		if (got < (ssize_t)(n * 8))
+			return -ESRCH;
+		for (uint64_t j = 0; j < n; j++, i++) {
+			uint64_t e = entries[j];
+
+			if (states[i] == HMMU_PAGE_ERROR || !(e & PM_PRESENT))
+				continue;
+			/* The CPU may write it without faulting first. */
+			if (writable[i] && !(e & PM_UFFD_WP) && (e & PM_EXCLUSIVE))
+				states[i] = HMMU_PAGE_WRITE;
+			else
+				states[i] = HMMU_PAGE_READ;
+		}
+	}
+	return 0;
+}
+
+/* Zero page and huge pages, from PAGEMAP_SCAN; silently absent before 6.7. */
+static void mark_zero_and_huge(int fd, uint64_t start, uint64_t end,
+			       uint8_t *states)
+{
+	struct page_region regions[64];
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg),
+		.start = start,
+		.end = end,
+		.vec = (uint64_t)(uintptr_t)regions,
+		.vec_len = 64,
+		.category_anyof_mask = PAGE_IS_PFNZERO | PAGE_IS_HUGE,
+		.return_mask = PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT,
+	};
+
+	while (arg.start < end) {
+		int n = ioctl(fd, PAGEMAP_SCAN, &arg);
+
+		if (n < 0)
+			return;
+		for (int r = 0; r < n; r++) {
+			for (uint64_t a = regions[r].start; a < regions[r].end;
+			     a += page_size()) {
+				uint8_t *st = &states[(a - start) / page_size()];
+
+				if (*st == HMMU_PAGE_ERROR)
+					continue;
+				if (regions[r].categories & PAGE_IS_PFNZERO)
+					*st = HMMU_PAGE_ZERO;
+				else if (regions[r].categories & PAGE_IS_HUGE)
+					*st |= HMMU_PAGE_HUGE;
+			}
+		}
+		if (arg.walk_end <= arg.start)
+			return;
+		arg.start = arg.walk_end;
+	}
+}
+
+int cpu_pages_snapshot(struct process *p, uint64_t start, uint64_t npages,
+		       uint8_t *states)
+{
+	uint64_t end = start + npages * page_size();
+	char path[64];
+	uint8_t *writable;
+	int fd, err;
+
+	writable = calloc(npages, 1);
+	if (!writable)
+		return -ENOMEM;
+	memset(states, HMMU_PAGE_ERROR, npages);
+	err = process_alive(p);
+	if (!err)
+		err = mark_vmas(p->pid, start, end, states, writable);
+	if (err)
+		goto out;
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", p->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -ESRCH;
+		goto out;
+	}
+	err = mark_present(fd, start, npages, states, writable);
+	if (!err)
+		mark_zero_and_huge(fd, start, end, states);
+	close(fd);
+	/* The pid might have been reused while we read: check again. */
+	if (!err)
+		err = process_alive(p);
+out:
+	free(writable);
+	return err;
+}

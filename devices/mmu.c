@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+#include "mmu.h"
+#include "pagetable.h"
+#include "../daemon/counters.h"
+#include "../daemon/fault.h"
+#include "../daemon/mirror.h"
+#include "../daemon/process.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Work through this many pages at a time (bounds the bounce buffer). */
+#define CHUNK_PAGES 1024u
+
+static uint64_t page_size(void)
+{
+	static uint64_t ps;
+
+	if (!ps)
+		ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	return ps;
+}
+
+int mmu_init(struct dev_mmu *mmu, struct mirror *m)
+{
+	int err = pt_create(&mmu->pt);
+
+	if (err)
+		return err;
+	pthread_mutex_init(&mmu->lock, NULL);
+	mmu->m = m;
+	return 0;
+}
+
+static void free_page(struct pt_entry *e, void *arg)
+{
+	(void)arg;
+	free(e->data);
+}
+
+/* mmu->lock held. */
+static void drop_range(struct dev_mmu *mmu, uint64_t start, uint64_t end)
+{
+	uint64_t n = pt_clear_range(mmu->pt, start, end, free_page, NULL);
+
+	counter_sub(&counters.device_pages, n);
+}
+
+void mmu_fini(struct dev_mmu *mmu)
+{
+	pthread_mutex_lock(&mmu->lock);
+	drop_range(mmu, 0, PT_VA_LIMIT);
+	pthread_mutex_unlock(&mmu->lock);
+	pt_destroy(mmu->pt, NULL, NULL);
+	pthread_mutex_destroy(&mmu->lock);
+}
+
+void mmu_invalidate(struct dev_mmu *mmu, uint64_t start, uint64_t end)
+{
+	pthread_mutex_lock(&mmu->lock);
+	drop_range(mmu, start, end);
+	pthread_mutex_unlock(&mmu->lock);
+}
+
+uint64_t mmu_pages(struct dev_mmu *mmu)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&mmu->lock);
+	n = pt_count(mmu->pt);
+	pthread_mutex_unlock(&mmu->lock);
+	return n;
+}
+
+uint32_t mmu_page_flags(struct dev_mmu *mmu, uint64_t addr)
+{
+	struct pt_entry *e;
+	uint32_t flags;
+
+	pthread_mutex_lock(&mmu->lock);
+	e = pt_lookup(mmu->pt, addr);
+	flags = e ? e->flags : 0;
+	pthread_mutex_unlock(&mmu->lock);
+	return flags;
+}
+
+/* Range fault commit, mmu->lock held: the snapshot becomes our copy. */
+static int install_snapshot(struct range_fault *rf)
+{
+	struct dev_mmu *mmu = rf->arg;
+	const char *src = rf->buf;
+	uint32_t flags = MMU_READ | (rf->write ? MMU_WRITE : 0);
+
+	for (uint64_t a = rf->start; a < rf->end; a += page_size()) {
+		struct pt_entry *e = pt_lookup(mmu->pt, a);
+		struct pt_entry ne = { .flags = flags };
+		int err;
+
+		if (e) {
+			memcpy(e->data, src + (a - rf->start), page_size());
+			e->flags = flags;
+			continue;
+		}
+		ne.data = malloc(page_size());
+		if (!ne.data)
+			return -ENOMEM;
+		memcpy(ne.data, src + (a - rf->start), page_size());
+		err = pt_set(mmu->pt, a, &ne, NULL, NULL);
+		if (err) {
+			free(ne.data);
+			return err;
+		}
+		counter_add(&counters.device_pages, 1);
+	}
+	return 0;
+}
+
+/*
+ * Copy [start, end) out of the page table into @buf if every page is there
+ * (with write permission if @write). Returns 1 if so, 0 if any is missing.
+ */
+static int copy_if_present(struct dev_mmu *mmu, uint64_t start, uint64_t end,
+			   char *buf, int write)
+{
+	int present = 1;
+
+	pthread_mutex_lock(&mmu->lock);
+	for (uint64_t a = start; a < end; a += page_size()) {
+		struct pt_entry *e = pt_lookup(mmu->pt, a);
+
+		if (!e || (write && !(e->flags & MMU_WRITE))) {
+			present = 0;
+			break;
+		}
+		if (buf)
+			memcpy(buf + (a - start), e->data, page_size());
+	}
+	pthread_mutex_unlock(&mmu->lock);
+	return present;
+}
+
+static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
+		       int write, char *bounce)
+{
+	struct range_fault rf = {
+		.m = mmu->m, .start = start, .end = end, .write = write,
+		.buf = bounce, .lock = &mmu->lock, .commit = install_snapshot,
+		.arg = mmu,
+	};
+
+	return range_fault(&rf);
+}
+
+int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
+		 int *faulted)
+{
+	uint64_t chunk = CHUNK_PAGES * page_size();
+	char *bounce = malloc(end - start < chunk ? end - start : chunk);
+	int err = 0;
+
+	if (!bounce)
+		return -ENOMEM;
+	for (uint64_t a = start; a < end && !err; a += chunk) {
+		uint64_t ce = end - a < chunk ? end : a + chunk;
+
+		if (copy_if_present(mmu, a, ce, NULL, write))
+			continue;
+		err = fault_chunk(mmu, a, ce, write, bounce);
+		*faulted = 1;
+	}
+	free(bounce);
+	return err;
+}
+
+int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
+	     int *faulted)
+{
+	uint64_t chunk = CHUNK_PAGES * page_size();
+	char *bounce = malloc(end - start < chunk ? end - start : chunk);
+	int err;
+
+	*faulted = 0;
+	if (!bounce)
+		return -ENOMEM;
+	/* As test_hmm: the whole range is faulted in before any copy out. */
+	err = mmu_fault_in(mmu, start, end, 0, faulted);
+	for (uint64_t a = start; a < end && !err; a += chunk) {
+		uint64_t ce = end - a < chunk ? end : a + chunk;
+
+		/*
+		 * A page invalidated since it was faulted in is brought in
+		 * again: its new contents are what the device must see.
+		 */
+		if (!copy_if_present(mmu, a, ce, bounce, 0))
+			err = fault_chunk(mmu, a, ce, 0, bounce);
+		if (!err)
+			memcpy((char *)buf + (a - start), bounce, ce - a);
+	}
+	free(bounce);
+	return err;
+}
+
+int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
+	      const void *buf, int *faulted)
+{
+	struct process *p = mmu->m->proc;
+	uint64_t start = addr & ~(page_size() - 1);
+	uint64_t end = (addr + len + page_size() - 1) & ~(page_size() - 1);
+	uint64_t chunk = CHUNK_PAGES * page_size();
+	char *bounce;
+	int err;
+
+	/* Checked before anything changes: writable, mapped, trackable. */
+	err = process_register_range(p, start, end, 1);
+	if (err)
+		return err;
+	bounce = malloc(end - start < chunk ? end - start : chunk);
+	if (!bounce)
+		return -ENOMEM;
+
+	*faulted = !copy_if_present(mmu, start, end, NULL, 1);
+	/*
+	 * DMA into system memory: every device's copy of the pages goes
+	 * first, then they are un-protected and written, all inside one
+	 * invalidation window so that no range fault snapshots them
+	 * half-written. Un-protecting first keeps the write from faulting
+	 * into our own userfaultfd handler page by page.
+	 */
+	process_invalidate_start(p, start, end);
+	err = client_unprotect(mmu->m, start, end - start);
+	if (!err)
+		err = client_write(mmu->m, addr, buf, len);
+	process_invalidate_end(p);
+
+	/* Protect again, and hold the written pages as our copy. */
+	for (uint64_t a = start; a < end && !err; a += chunk) {
+		uint64_t ce = end - a < chunk ? end : a + chunk;
+
+		err = fault_chunk(mmu, a, ce, 1, bounce);
+	}
+	free(bounce);
+	return err;
+}
+
+int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
+	     uint64_t *faults)
+{
+	char *out = dst;
+
+	while (len) {
+		uint64_t page = addr & ~(page_size() - 1);
+		uint64_t off = addr - page;
+		uint64_t n = page_size() - off < len ? page_size() - off : len;
+		struct pt_entry *e;
+		int err, faulted = 0;
+
+		pthread_mutex_lock(&mmu->lock);
+		e = pt_lookup(mmu->pt, page);
+		if (e)
+			memcpy(out, (char *)e->data + off, n);
+		pthread_mutex_unlock(&mmu->lock);
+		if (!e) {
+			/* A device fault: bring the page in, then retry. */
+			err = mmu_fault_in(mmu, page, page + page_size(), 0,
+					   &faulted);
+			if (err)
+				return err;
+			*faults += (uint64_t)faulted;
+			continue;
+		}
+		out += n;
+		addr += n;
+		len -= n;
+	}
+	return 0;
+}

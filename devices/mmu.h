@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device MMU: what every device model uses to see a client's memory.
+ * One per registered mirror: the device's page table for that process,
+ * holding the device's own copy of each mirrored page, filled by range
+ * faults and emptied by invalidations.
+ *
+ * Locking: lock protects pt. It is taken inside the process lock (by
+ * invalidations) and by the range fault's commit; nothing that waits for the
+ * client runs under it. Calls that read or write client memory run on a
+ * worker, never on the loop thread.
+ */
+#ifndef HMMU_DEVICE_MMU_H
+#define HMMU_DEVICE_MMU_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+struct mirror;
+struct pt;
+
+/* Page-table entry flags. */
+#define MMU_READ 0x1u
+#define MMU_WRITE 0x2u /* faulted in for a device write */
+
+struct dev_mmu {
+	pthread_mutex_t lock;
+	struct pt *pt;
+	struct mirror *m;
+};
+
+int mmu_init(struct dev_mmu *mmu, struct mirror *m);
+/* Drop every page and free the table. */
+void mmu_fini(struct dev_mmu *mmu);
+
+/* Drop the device's copies of [start, end). Never waits for the client. */
+void mmu_invalidate(struct dev_mmu *mmu, uint64_t start, uint64_t end);
+
+/*
+ * Make every page of [start, end) present in the device page table (with
+ * write permission if @write), with range faults. *@faulted is set to 1 if
+ * a fault was taken (left alone otherwise). Errors as mmu_read().
+ */
+int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
+		 int *faulted);
+
+/*
+ * Device reads [start, end) (page aligned) into @buf, faulting in pages it
+ * does not hold. All pages are faulted in before any byte is copied, so an
+ * error leaves @buf untouched. *@faulted is set to 1 if a range fault was
+ * taken. -EFAULT (unmapped or PROT_NONE), -EPERM (memory that cannot be
+ * tracked), -ESRCH (process gone).
+ */
+int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
+	     int *faulted);
+
+/*
+ * DMA write of @len bytes of @buf to the client's @addr (any alignment):
+ * every device's copy of the pages is invalidated, client memory is written
+ * (exactly those bytes), and this device's copy of the pages is refreshed
+ * from it. -EPERM for read-only memory, -EFAULT as mmu_read(); those are
+ * found before anything is written. *@faulted as mmu_fault_in().
+ */
+int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
+	      const void *buf, int *faulted);
+
+/*
+ * Device load of @len bytes at @addr (any alignment) into @dst, through the
+ * page table, a page at a time: each page the device does not hold is one
+ * device fault, added to *@faults.
+ */
+int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
+	     uint64_t *faults);
+
+/* Number of pages the device holds. */
+uint64_t mmu_pages(struct dev_mmu *mmu);
+
+/* The entry flags of the page at @addr, 0 if the device does not hold it. */
+uint32_t mmu_page_flags(struct dev_mmu *mmu, uint64_t addr);
+
+#endif

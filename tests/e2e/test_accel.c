@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The accelerator: jobs that run over the client's virtual addresses through
+ * the device MMU, with the data, the results and the device faults checked.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+TestSuite(accel, .init = daemon_start, .fini = daemon_stop, .timeout = 120);
+
+static size_t page(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void *map(size_t pages, int prot)
+{
+	void *p = mmap(NULL, pages * page(), prot, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+
+	cr_assert_neq(p, MAP_FAILED);
+	return p;
+}
+
+static struct hmmu_mirror *acc(struct hmmu *h)
+{
+	return mirror_registered(h, "acc0");
+}
+
+Test(accel, acc0_is_offered_as_model_accel)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_device_info info;
+	int n = hmmu_device_count(h), found = 0;
+
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(hmmu_device_info(h, (unsigned)i, &info), 0);
+		if (strcmp(info.name, "acc0") == 0) {
+			cr_expect_str_eq(info.model, "accel");
+			found = 1;
+		}
+	}
+	cr_expect(found, "no acc0 among %d devices", n);
+	hmmu_disconnect(h);
+}
+
+Test(accel, sum64_of_cold_array_takes_one_fault_per_page)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = acc(h);
+	size_t pages = 64, n = pages * page() / 8;
+	uint64_t *v = map(pages, PROT_READ | PROT_WRITE), expect = 0;
+	struct hmmu_job job = { .kind = HMMU_JOB_SUM64,
+				.src = (uintptr_t)v, .len = n };
+
+	for (size_t i = 0; i < n; i++) {
+		v[i] = i * 3 + 1;
+		expect += v[i];
+	}
+	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_expect_eq(job.result, expect);
+	cr_expect_eq(job.faults, pages, "one device fault per cold page");
+	/* Warm: the device holds every page now. */
+	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_expect_eq(job.result, expect);
+	cr_expect_eq(job.faults, 0);
+	/* The CPU writes one page: one new fault, the new data. */
+	v[5 * page() / 8] += 100;
+	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_expect_eq(job.result, expect + 100);
+	cr_expect_eq(job.faults, 1);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(accel, fill_writes_the_pattern_and_nothing_else)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = acc(h);
+	size_t pages = 40;
+	uint64_t *v = map(pages, PROT_READ | PROT_WRITE);
+	size_t first = 3, count = 30 * page() / 8 + 5; /* unaligned ends */
+	struct hmmu_job job = { .kind = HMMU_JOB_FILL,
+				.dst = (uintptr_t)(v + first),
+				.len = count * 8,
+				.value = 0x1122334455667788ull };
+
+	memset(v, 0xee, pages * page());
+	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_expect_gt(job.faults, 0);
+	for (size_t i = 0; i < pages * page() / 8; i++) {
+		uint64_t want = i >= first && i < first + count ?
+					0x1122334455667788ull :
+					0xeeeeeeeeeeeeeeeeull;
+
+		cr_assert_eq(v[i], want, "word %zu: %#lx", i, (unsigned long)v[i]);
+	}
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(accel, copy_moves_bytes_between_unaligned_ranges)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = acc(h);
+	size_t pages = 32, len = 20 * page() + 123;
+	unsigned char *src = map(pages, PROT_READ | PROT_WRITE);
+	unsigned char *dst = map(pages, PROT_READ | PROT_WRITE);
+	struct hmmu_job job = { .kind = HMMU_JOB_COPY,
+				.src = (uintptr_t)(src + 7),
+				.dst = (uintptr_t)(dst + 1001),
+				.len = len };
+
+	for (size_t i = 0; i < pages * page(); i++)
+		src[i] = (unsigned char)(i * 13 + 5);
+	memset(dst, 0, pages * page());
+	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_expect_eq(memcmp(dst + 1001, src + 7, len), 0);
+	for (size_t i = 0; i < 1001; i++)
+		cr_assert_eq(dst[i], 0);
+	for (size_t i = 1001 + len; i < pages * page(); i++)
+		cr_assert_eq(dst[i], 0);
+	/* Overlapping copies are refused. */
+	job.dst = job.src + 8;
+	cr_expect_eq(hmmu_job_run(m, &job), -EINVAL);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+struct node {
+	uint64_t pad;
+	struct node *next;
+	uint64_t value;
+};
+
+Test(accel, list_walk_follows_malloc_pointers_and_sees_rewrites)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = acc(h);
+	struct node *head = NULL, *nodes[500];
+	uint64_t expect = 0;
+	struct hmmu_job job = {
+		.kind = HMMU_JOB_LIST_SUM,
+		.len = 1000,
+		.next_offset = offsetof(struct node, next),
+		.value_offset = offsetof(struct node, value),
+	};
+
+	/* Spread over the heap, with garbage in between. */
+	for (int i = 0; i < 500; i++) {
+		void *gap = malloc((size_t)(i % 7) * 200 + 16);
+
+		nodes[i] = malloc(sizeof(struct node));
+		nodes[i]->value = (uint64_t)i * i;
+		nodes[i]->next = head;
+		head = nodes[i];
+		expect += nodes[i]->value;
+		(void)gap; /* kept: the list must not be contiguous */
+	}
+	job.src = (uintptr_t)head;
+	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_expect_eq(job.result, expect);
+	cr_expect_gt(job.faults, 0);
+
+	/* Rewrite: drop every other node, change some values. */
+	expect = 0;
+	for (int i = 499; i >= 0; i -= 2) {
+		nodes[i]->value += 7;
+		nodes[i]->next = i >= 2 ? nodes[i - 2] : NULL;
+		expect += nodes[i]->value;
+	}
+	job.src = (uintptr_t)nodes[499];
+	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_expect_eq(job.result, expect, "the device sees the rewritten list");
+
+	/* A cycle ends at the node limit. */
+	nodes[1]->next = nodes[499];
+	cr_expect_eq(hmmu_job_run(m, &job), -ELOOP);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(accel, job_on_unmapped_memory_is_efault_and_changes_nothing)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = acc(h);
+	uint64_t *v = map(4, PROT_READ | PROT_WRITE);
+	struct hmmu_job job = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
+				.len = 4 * page() / 8 };
+	uint64_t pages_before = stats_of(h).device_pages;
+
+	munmap(v, 4 * page());
+	cr_expect_eq(hmmu_job_run(m, &job), -EFAULT);
+	job.kind = HMMU_JOB_FILL;
+	job.dst = job.src;
+	job.len = page();
+	cr_expect_eq(hmmu_job_run(m, &job), -EFAULT);
+	cr_expect_eq(stats_of(h).device_pages, pages_before);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(accel, fill_of_read_only_memory_is_eperm)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = acc(h);
+	uint64_t *v = map(2, PROT_READ);
+	struct hmmu_job job = { .kind = HMMU_JOB_FILL, .dst = (uintptr_t)v,
+				.len = 2 * page(), .value = 1 };
+
+	cr_expect_eq(hmmu_job_run(m, &job), -EPERM);
+	cr_expect_eq(v[0], 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(accel, dmirror_runs_no_jobs)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	uint64_t v[4] = { 1, 2, 3, 4 };
+	struct hmmu_job job = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
+				.len = 4 };
+
+	cr_expect_eq(hmmu_job_run(m, &job), -EOPNOTSUPP);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
