@@ -320,7 +320,12 @@ static int run(const struct options *o)
 		fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
 	}
 	/* Accepted sockets inherit it: the kernel tells us every sender. */
-	setsockopt(listen_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
+	if (setsockopt(listen_fd, SOL_SOCKET, SO_PASSCRED, &one,
+		       sizeof(one)) < 0) {
+		log_err("SO_PASSCRED on the listening socket: %s",
+			strerror(errno));
+		return 1;
+	}
 
 	if (!o->foreground && !getenv("NOTIFY_SOCKET") &&
 	    detach_from_terminal(&ready_fd) < 0) {

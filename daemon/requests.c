@@ -53,6 +53,8 @@ static void do_device_info(struct request *r)
 	const struct device *dev;
 
 	if (req->index >= d->ndevices) {
+		log_warn("client %d: no device number %u", r->s->peer.pid,
+			 req->index);
 		reply(r, -ENODEV, NULL, 0);
 		return;
 	}

@@ -180,7 +180,9 @@ static int read_cmsgs(struct session *s, struct msghdr *msg, int *fd)
 					*fd = one;
 				} else {
 					close(one);
-					err = -EINVAL; /* one fd at most */
+					/* One fd at most; -EPERM says more. */
+					if (err != -EPERM)
+						err = -EINVAL;
 				}
 			}
 		} else if (c->cmsg_type == SCM_CREDENTIALS) {
@@ -252,10 +254,20 @@ static int receive_one(struct session *s)
 			 n, strerror(-err));
 		if (fd >= 0)
 			close(fd);
-		/* Answer with the op only if the header itself was sound. */
-		if (h && (h->magic != HMMU_PROTO_MAGIC || h->flags ||
-			  !hmmu_proto_op_known(h->op)))
+		/*
+		 * Name the op and id only if the header was sound: an
+		 * unknown op is answered as op NONE but with its id, so
+		 * that a newer client learns -EOPNOTSUPP instead of waiting.
+		 */
+		if (h && (h->magic != HMMU_PROTO_MAGIC || h->flags))
 			h = NULL;
+		if (h && !hmmu_proto_op_known(h->op)) {
+			struct hmmu_wire_hdr none = *h;
+
+			none.op = HMMU_OP_NONE;
+			session_reply(s, &none, err, NULL, 0);
+			return 0;
+		}
 		session_reply(s, h, err, NULL, 0);
 		return 0;
 	}

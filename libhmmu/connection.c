@@ -93,6 +93,11 @@ static void receive_one(struct hmmu *h)
 	p = find_pending(h, in.hdr.id);
 	if (!p)
 		return; /* nobody waits for it (an answer to a broken message) */
+	/* Op NONE: the daemon did not know the op (an older daemon). */
+	if (in.hdr.op != p->op && in.hdr.op != HMMU_OP_NONE) {
+		h->broken = -EPROTO;
+		return;
+	}
 	p->len = (size_t)n - sizeof(in.hdr);
 	if (p->len > p->cap)
 		p->len = p->cap;
@@ -105,7 +110,7 @@ static void receive_one(struct hmmu *h)
 int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 	      int fd, void *out, size_t cap)
 {
-	struct pending p = { .out = out, .cap = cap };
+	struct pending p = { .op = op, .out = out, .cap = cap };
 	int err;
 
 	if (getpid() != h->pid)

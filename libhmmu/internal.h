@@ -17,6 +17,7 @@
 /* A request waiting for its reply. */
 struct pending {
 	uint64_t id;
+	unsigned op;
 	bool done;
 	int status;
 	size_t len; /* payload bytes received */

@@ -9,6 +9,7 @@
 #include <hmmu/hmmu.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,81 @@ static double device_read(struct hmmu_mirror *m, const char *name, void *mem,
 	return t;
 }
 
+struct node {
+	struct node *next;
+	uint64_t value;
+};
+
+static void job(struct hmmu_mirror *m, struct hmmu_job *j, const char *what)
+{
+	int err = hmmu_job_run(m, j);
+
+	if (err)
+		die(what, err);
+	printf("  %-34s result %-12" PRIu64 " %4" PRIu64
+	       " device faults, %7.0f us on the device\n",
+	       what, j->result, j->faults, j->elapsed_ns / 1e3);
+}
+
+/*
+ * The accelerator computes over this process's memory, following its
+ * pointers: a linked list built with malloc, walked by the device.
+ */
+static void run_accelerator(struct hmmu *h, uint64_t *mem, size_t len,
+			    uint64_t expect)
+{
+	struct hmmu_mirror *acc;
+	struct node *head = NULL;
+	uint64_t list_sum = 0;
+	struct hmmu_job j;
+	int err;
+
+	if ((err = hmmu_mirror_create(h, "acc0", &acc)) ||
+	    (err = hmmu_mirror_register(acc)))
+		die("accelerator mirror", err);
+	for (int i = 1; i <= 1000; i++) {
+		struct node *n = malloc(sizeof(*n));
+
+		n->value = (uint64_t)i * i;
+		n->next = head;
+		head = n;
+		list_sum += n->value;
+	}
+	printf("\nThe accelerator acc0 runs jobs over this process's memory:\n");
+	j = (struct hmmu_job){ .kind = HMMU_JOB_SUM64, .src = (uintptr_t)mem,
+			       .len = len / 8 };
+	job(acc, &j, "sum64 of the buffer (cold)");
+	if (j.result != expect)
+		die("sum64 gave a wrong result", -EIO);
+	job(acc, &j, "sum64 of the buffer (warm)");
+	j = (struct hmmu_job){ .kind = HMMU_JOB_LIST_SUM, .src = (uintptr_t)head,
+			       .len = 1000000,
+			       .next_offset = offsetof(struct node, next),
+			       .value_offset = offsetof(struct node, value) };
+	job(acc, &j, "walk of a 1000-node malloc list");
+	if (j.result != list_sum)
+		die("list walk gave a wrong result", -EIO);
+	head->next->value += 1;
+	job(acc, &j, "walk again after the CPU wrote it");
+	if (j.result != list_sum + 1)
+		die("list walk missed the CPU's write", -EIO);
+	j = (struct hmmu_job){ .kind = HMMU_JOB_FILL, .dst = (uintptr_t)mem,
+			       .len = len, .value = 7 };
+	job(acc, &j, "fill of the buffer with 7s");
+	printf("  the CPU reads mem[0] = %" PRIu64 ", mem[last] = %" PRIu64 "\n",
+	       mem[0], mem[len / 8 - 1]);
+	if (mem[0] != 7 || mem[len / 8 - 1] != 7)
+		die("the CPU does not see the device's writes", -EIO);
+	show_stats(h, "after jobs");
+	hmmu_mirror_destroy(acc);
+	while (head) {
+		struct node *next = head->next;
+
+		free(head);
+		head = next;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	size_t len = NPAGES * (size_t)sysconf(_SC_PAGESIZE);
@@ -139,6 +215,8 @@ int main(int argc, char **argv)
 	show_stats(h, "written");
 	device_read(m0, "dmirror0", mem, out, len, expect);
 	device_read(m1, "dmirror1", mem, out, len, expect);
+
+	run_accelerator(h, mem, len, expect);
 
 	printf("\nUnregistering:\n");
 	hmmu_mirror_destroy(m0);

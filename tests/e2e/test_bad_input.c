@@ -3,7 +3,8 @@
  * Broken and hostile clients, end to end: hand-built messages on a raw
  * SOCK_SEQPACKET connection to a private hmmud. For each kind of bad input:
  *  1. the daemon answers with a well-formed reply carrying the exact errno
- *     (and names the request's op and id only if its header was sound);
+ *     (naming the request's op and id if its header was sound, its id alone
+ *     with op NONE if only the op was unknown);
  *  2. it logs one line about it;
  *  3. nothing changes: counters and the daemon's open fds are as before, and
  *     fds that came with the message are not kept;
@@ -11,11 +12,8 @@
  *     purpose) and on a new one.
  */
 #include "harness.h"
-/*
- * The decoder itself, to judge the daemon's replies with the same rules
- * libhmmu uses: libhmmu.so does not export it.
- */
-#include "common/proto.c"
+/* The decoder itself, to judge the daemon's replies by libhmmu's rules. */
+#include "common/proto.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -468,12 +466,18 @@ static size_t valid_request(union msg *m, unsigned op, uint64_t id)
 	return n;
 }
 
+enum {
+	ECHO_NOTHING = 0, /* op NONE, id 0: the header was not sound */
+	ECHO_OP_ID = 1,	  /* the request's op and id */
+	ECHO_ID = 2,	  /* op NONE with the request's id: unknown op */
+};
+
 static const struct malformed {
 	const char *what;
 	unsigned op; /* a valid request of this op, then mangled */
 	void (*mangle)(union msg *m, size_t *len);
 	int err;    /* the reply's status */
-	int echoed; /* the reply names the op and id; else op NONE, id 0 */
+	int echoed; /* ECHO_*: what of the request the reply names */
 } malformed[] = {
 	{ "shorter than the header", HMMU_OP_DEVICE_COUNT, cut_to_10_bytes,
 	  -EMSGSIZE, 0 },
@@ -493,9 +497,9 @@ static const struct malformed {
 	{ "reply flag on a request", HMMU_OP_STATS, reply_flag, -EPROTO, 0 },
 	{ "unknown flag", HMMU_OP_STATS, unknown_flag, -EPROTO, 0 },
 	{ "nonzero status", HMMU_OP_DEVICE_COUNT, status_set, -EPROTO, 1 },
-	{ "op 0", HMMU_OP_DEVICE_COUNT, op_none, -EOPNOTSUPP, 0 },
-	{ "op HMMU_OP_MAX_", HMMU_OP_DEVICE_COUNT, op_max, -EOPNOTSUPP, 0 },
-	{ "op 0xffff", HMMU_OP_DEVICE_INFO, op_ffff, -EOPNOTSUPP, 0 },
+	{ "op 0", HMMU_OP_DEVICE_COUNT, op_none, -EOPNOTSUPP, ECHO_ID },
+	{ "op HMMU_OP_MAX_", HMMU_OP_DEVICE_COUNT, op_max, -EOPNOTSUPP, ECHO_ID },
+	{ "op 0xffff", HMMU_OP_DEVICE_INFO, op_ffff, -EOPNOTSUPP, ECHO_ID },
 	{ "hello reserved", HMMU_OP_HELLO, reserved_word_set, -EINVAL, 1 },
 	{ "device info reserved", HMMU_OP_DEVICE_INFO, reserved_word_set,
 	  -EINVAL, 1 },
@@ -534,8 +538,8 @@ Test(bad_input, malformed_request_gets_its_errno_and_daemon_still_serves)
 			 len < HDR ? "short" : hmmu_proto_op_name(m.hdr.op), len,
 			 c->err);
 		bad = daemon_log_count(line);
-		call(sock, &m, len, c->echoed ? c->op : HMMU_OP_NONE,
-		     c->echoed ? id : 0, c->err, c->what);
+		call(sock, &m, len, c->echoed == ECHO_OP_ID ? c->op : HMMU_OP_NONE,
+		     c->echoed != ECHO_NOTHING ? id : 0, c->err, c->what);
 		cr_expect_eq(daemon_log_count(line), bad + 1,
 			     "%s: logged \"%s\"", c->what, line);
 		cr_expect_eq(my_log_lines(), lines + 1, "%s: one log line",
@@ -832,27 +836,29 @@ Test(bad_input, register_of_mirror_never_created_with_fd_does_not_keep_it)
 	hmmu_disconnect(h);
 }
 
-/*
- * An index past the last device is a lookup miss that libhmmu passes on to
- * its caller (hmmu_device_info() documents -ENODEV), not a broken message;
- * the daemon does not log it, and this test does not ask it to.
- */
+/* An index past the last device: -ENODEV, and one log line naming it. */
 Test(bad_input, device_info_with_huge_index_is_enodev)
 {
-	static const uint32_t indexes[] = { 2, 1000, UINT32_MAX };
+	static const uint32_t indexes[] = { 3, 1000, UINT32_MAX };
 	struct hmmu *h = connect_or_die();
 	int sock = raw_session();
 	struct snapshot before = snapshot(h);
 
-	cr_assert_eq(hmmu_device_count(h), 2, "indexes below assume two");
+	cr_assert_eq(hmmu_device_count(h), 3, "indexes below assume three");
 	for (size_t i = 0; i < sizeof(indexes) / sizeof(indexes[0]); i++) {
 		struct hmmu_wire_index req = { .index = indexes[i] };
 		union msg m;
 		size_t len = build(&m, HMMU_OP_DEVICE_INFO, 80 + i, &req,
 				   sizeof(req));
+		char line[64];
+		int logged;
 
+		snprintf(line, sizeof(line), "no device number %u", indexes[i]);
+		logged = daemon_log_count(line);
 		call(sock, &m, len, HMMU_OP_DEVICE_INFO, 80 + i, -ENODEV,
 		     "device info past the end");
+		cr_expect_eq(daemon_log_count(line), logged + 1,
+			     "logged \"%s\"", line);
 	}
 	expect_unchanged(h, &before, "device info past the end");
 	still_serves(h, sock);
@@ -983,10 +989,12 @@ Test(bad_input, forked_child_with_its_own_explicit_credentials_is_eperm)
 /* ---- volume -------------------------------------------------------------- */
 
 /* Does the daemon answer a refused message with its op and id? */
-static int header_sound(const union msg *m, size_t len)
+/* What the reply to this garbage must name: ECHO_*. */
+static int echo_of(const union msg *m, size_t len)
 {
-	return len >= HDR && m->hdr.magic == HMMU_PROTO_MAGIC &&
-	       m->hdr.flags == 0 && hmmu_proto_op_known(m->hdr.op);
+	if (len < HDR || m->hdr.magic != HMMU_PROTO_MAGIC || m->hdr.flags)
+		return ECHO_NOTHING;
+	return hmmu_proto_op_known(m->hdr.op) ? ECHO_OP_ID : ECHO_ID;
 }
 
 #define FLOOD_MESSAGES 10000
@@ -1003,7 +1011,7 @@ Test(bad_input, garbage_flood_gets_one_error_reply_each_and_daemon_still_serves)
 	srand(0x484d4d55);
 	for (int sent = 0; sent < FLOOD_MESSAGES;) {
 		size_t len = (size_t)rand() % (FLOOD_MAX_LEN + 1);
-		int want;
+		int want, echo;
 		ssize_t n;
 
 		for (size_t i = 0; i < len; i++)
@@ -1036,9 +1044,9 @@ Test(bad_input, garbage_flood_gets_one_error_reply_each_and_daemon_still_serves)
 			cr_assert_fail("message %d (%zu bytes): reply status "
 				       "%d, want %d",
 				       sent, len, r.hdr.status, want);
-		if (header_sound(&m, len) ?
-			    r.hdr.op != m.hdr.op || r.hdr.id != m.hdr.id :
-			    r.hdr.op != HMMU_OP_NONE || r.hdr.id != 0)
+		echo = echo_of(&m, len);
+		if (r.hdr.op != (echo == ECHO_OP_ID ? m.hdr.op : HMMU_OP_NONE) ||
+		    r.hdr.id != (echo == ECHO_NOTHING ? 0 : m.hdr.id))
 			cr_assert_fail("message %d (%zu bytes): reply names "
 				       "op %u id %llu",
 				       sent, len, r.hdr.op,

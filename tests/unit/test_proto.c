@@ -71,6 +71,15 @@ static size_t valid_request(union msg *m, unsigned op)
 		c->buf_len = 4096;
 		break;
 	}
+	case HMMU_OP_JOB: {
+		struct hmmu_wire_job *j = payload(m);
+
+		j->mirror = 1;
+		j->kind = HMMU_WIRE_JOB_SUM64;
+		j->src = 0x10000;
+		j->len = 8;
+		break;
+	}
 	default:
 		break;
 	}
@@ -82,7 +91,7 @@ static const unsigned sized_ops[] = {
 	HMMU_OP_HELLO,		   HMMU_OP_DEVICE_INFO,
 	HMMU_OP_MIRROR_CREATE,	   HMMU_OP_MIRROR_REGISTER,
 	HMMU_OP_MIRROR_UNREGISTER, HMMU_OP_MIRROR_DESTROY,
-	HMMU_OP_DEVICE_CMD,
+	HMMU_OP_DEVICE_CMD,	   HMMU_OP_JOB,
 };
 
 #define NR_SIZED_OPS (sizeof(sized_ops) / sizeof(sized_ops[0]))
@@ -454,4 +463,21 @@ Test(proto, stats_reply_with_more_counters_than_known_is_accepted)
 	cr_expect_eq(hmmu_proto_check(&m, n, 1), 0, "older daemon");
 	n = reply(&m, HMMU_OP_STATS, 0, 0);
 	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EMSGSIZE, "no counter");
+}
+
+Test(proto, job_with_bad_kind_or_reserved_is_einval)
+{
+	static const uint32_t kinds[] = { 0, HMMU_WIRE_JOB_MAX_, 0xffffffffu };
+	union msg m;
+	size_t n;
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		n = valid_request(&m, HMMU_OP_JOB);
+		((struct hmmu_wire_job *)payload(&m))->kind = kinds[i];
+		cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL, "kind %u",
+			     kinds[i]);
+	}
+	n = valid_request(&m, HMMU_OP_JOB);
+	((struct hmmu_wire_job *)payload(&m))->reserved = 1;
+	cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL);
 }
