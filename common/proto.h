@@ -109,6 +109,7 @@ enum hmmu_stat {
 	HMMU_STAT_RELEASES,
 	HMMU_STAT_SESSIONS,
 	HMMU_STAT_DEVICE_PAGES,
+	HMMU_STAT_DEVICE_MEM_PAGES,
 	HMMU_STAT_NR_
 };
 
@@ -120,6 +121,17 @@ enum hmmu_device_cmd {
 	HMMU_CMD_READ = 1,     /* device reads client memory into buf */
 	HMMU_CMD_WRITE = 2,    /* device writes buf into client memory */
 	HMMU_CMD_SNAPSHOT = 3, /* one state byte per page into buf */
+	/*
+	 * Migration takes the client's help (docs/design.md): PREPARE copies
+	 * the pages and writes one byte per page into buf, 1 for each page
+	 * the client must now discard (MADV_DONTNEED); FINISH settles it.
+	 */
+	HMMU_CMD_MIGRATE_PREPARE = 4,
+	HMMU_CMD_EXCLUSIVE_PREPARE = 5, /* the same, for exclusive access */
+	HMMU_CMD_MIGRATE_FINISH = 6,
+	HMMU_CMD_MIGRATE_TO_SYSTEM = 7,
+	HMMU_CMD_CHECK_EXCLUSIVE = 8,
+	HMMU_CMD_RELEASE = 9, /* device release: every page comes back */
 	HMMU_CMD_MAX_
 };
 

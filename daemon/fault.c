@@ -53,8 +53,11 @@ static void short_pause(void)
 
 static uint64_t read_begin(struct process *p)
 {
-	while (atomic_load(&p->inval_active))
+	/* Zaps announced by REMOVE keep it raised until we see them done. */
+	while (atomic_load(&p->inval_active)) {
+		process_settle_zaps(p);
 		sched_yield();
+	}
 	return atomic_load(&p->seq);
 }
 
@@ -149,6 +152,11 @@ int range_fault(struct range_fault *rf)
 		 " invalidated %d times in a row",
 		 p->pid, rf->start, rf->end, MAX_TRIES);
 	return -EAGAIN;
+}
+
+int client_protect(struct mirror *m, uint64_t start, uint64_t len)
+{
+	return write_protect(m->proc, start, len, 1);
 }
 
 int client_unprotect(struct mirror *m, uint64_t start, uint64_t len)

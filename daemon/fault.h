@@ -47,7 +47,8 @@ int client_write(struct mirror *m, uint64_t remote, const void *src,
 		 uint64_t len);
 int client_read(struct mirror *m, uint64_t remote, void *dst, uint64_t len);
 
-/* Lift our write-protection from [start, start + len) of the client. */
+/* Set or lift our write-protection on [start, start + len) of the client. */
+int client_protect(struct mirror *m, uint64_t start, uint64_t len);
 int client_unprotect(struct mirror *m, uint64_t start, uint64_t len);
 
 /* 0 while the process behind @p lives, -ESRCH once it has exited. */

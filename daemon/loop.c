@@ -227,6 +227,44 @@ int loop_defer(struct loop *l, void (*fn)(void *arg), void *arg)
 	return 0;
 }
 
+struct call {
+	void (*fn)(void *arg);
+	void *arg;
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond;
+	bool done;
+};
+
+static void call_on_loop(void *arg)
+{
+	struct call *c = arg;
+
+	c->fn(c->arg);
+	pthread_mutex_lock(&c->lock);
+	c->done = true;
+	pthread_cond_signal(&c->done_cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int loop_call(struct loop *l, void (*fn)(void *arg), void *arg)
+{
+	struct call c = { .fn = fn, .arg = arg };
+	int err;
+
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.done_cond, NULL);
+	err = loop_defer(l, call_on_loop, &c);
+	if (!err) {
+		pthread_mutex_lock(&c.lock);
+		while (!c.done)
+			pthread_cond_wait(&c.done_cond, &c.lock);
+		pthread_mutex_unlock(&c.lock);
+	}
+	pthread_cond_destroy(&c.done_cond);
+	pthread_mutex_destroy(&c.lock);
+	return err;
+}
+
 void loop_stop(struct loop *l)
 {
 	pthread_mutex_lock(&l->lock);

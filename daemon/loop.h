@@ -52,6 +52,12 @@ void loop_watch_remove(struct loop *l, struct loop_watch *w);
  */
 int loop_defer(struct loop *l, void (*fn)(void *arg), void *arg);
 
+/*
+ * Run fn(arg) on the loop thread and wait until it has run. Not from the
+ * loop thread. Once the loop has stopped, runs fn at once in the caller.
+ */
+int loop_call(struct loop *l, void (*fn)(void *arg), void *arg);
+
 /* True on the loop thread while the loop runs. */
 bool loop_is_current(struct loop *l);
 

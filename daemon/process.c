@@ -2,6 +2,7 @@
 #include "process.h"
 #include "counters.h"
 #include "log.h"
+#include "migrate.h"
 #include "mirror.h"
 #include "uffd_events.h"
 #include "../common/uffd_uapi.h"
@@ -13,8 +14,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+
+/* A REMOVE whose zap we wait for (see process_remove_begin()). */
+struct pending_zap {
+	uint64_t start, npages;
+	uint64_t *before; /* pagemap words when the event was read, or NULL */
+	struct timespec since;
+	struct pending_zap *next;
+};
 
 /* Is @fd a userfaultfd, and with which features? Both from /proc. */
 static int uffd_inspect(int fd, uint64_t *features)
@@ -49,6 +59,19 @@ static int uffd_inspect(int fd, uint64_t *features)
 	return err;
 }
 
+/*
+ * Opened once: the file holds on to the process's memory, not to its pid,
+ * so a reused pid cannot redirect it. -1 if not allowed (zaps then settle
+ * by time alone).
+ */
+static int open_pagemap(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 int process_create(const struct peer *peer, int uffd, struct loop *loop,
 		   struct process **out)
 {
@@ -74,9 +97,15 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	err = migrate_init(p);
+	if (err) {
+		free(p);
+		return err;
+	}
 	p->pidfd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3);
 	if (p->pidfd < 0) {
 		err = -errno;
+		migrate_fini(p);
 		free(p);
 		return err;
 	}
@@ -89,6 +118,8 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	pthread_rwlock_init(&p->lock, NULL);
 	pthread_mutex_init(&p->close_lock, NULL);
 	pthread_cond_init(&p->close_cond, NULL);
+	pthread_mutex_init(&p->zap_lock, NULL);
+	p->pagemap_fd = open_pagemap(peer->pid);
 	p->uffd_watch.fd = uffd;
 	*out = p;
 	return 0;
@@ -106,6 +137,17 @@ void process_put(struct process *p)
 	if (p->uffd >= 0)
 		close(p->uffd);
 	close(p->pidfd);
+	if (p->pagemap_fd >= 0)
+		close(p->pagemap_fd);
+	while (p->zaps) {
+		struct pending_zap *z = p->zaps;
+
+		p->zaps = z->next;
+		free(z->before);
+		free(z);
+	}
+	pthread_mutex_destroy(&p->zap_lock);
+	migrate_fini(p);
 	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->close_lock);
 	pthread_cond_destroy(&p->close_cond);
@@ -255,6 +297,111 @@ void process_invalidate_end(struct process *p)
 	atomic_fetch_sub(&p->inval_active, 1);
 }
 
+/* ---- REMOVE: invalidations that end when the kernel's zap is done ---- */
+
+/* /proc/PID/pagemap bits. */
+#define PM_PRESENT (1ull << 63)
+#define PM_UFFD_WP (1ull << 57)
+#define PM_PFN_MASK ((1ull << 55) - 1)
+
+/* A zap is taken as done after this long, whatever pagemap says. */
+#define ZAP_SETTLE_NS 20000000ll
+#define ZAP_MAX_PAGES 65536u
+
+static uint64_t page_sz(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint64_t *read_pagemap(struct process *p, uint64_t start,
+			      uint64_t npages)
+{
+	uint64_t *w;
+	off_t off = (off_t)(start / page_sz() * 8);
+
+	if (p->pagemap_fd < 0 || npages > ZAP_MAX_PAGES)
+		return NULL;
+	w = malloc(npages * 8);
+	if (w && pread(p->pagemap_fd, w, npages * 8, off) != (ssize_t)(npages * 8)) {
+		free(w);
+		w = NULL;
+	}
+	return w;
+}
+
+void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
+{
+	struct pending_zap *z = calloc(1, sizeof(*z));
+
+	process_invalidate_start(p, start, end);
+	if (!z) {
+		/* No record: close at once, as a plain invalidation. */
+		process_invalidate_end(p);
+		return;
+	}
+	z->start = start;
+	z->npages = (end - start) / page_sz();
+	/* The zap may be running already: a page seen gone is just done. */
+	z->before = read_pagemap(p, start, z->npages);
+	clock_gettime(CLOCK_MONOTONIC, &z->since);
+	pthread_mutex_lock(&p->zap_lock);
+	z->next = p->zaps;
+	p->zaps = z;
+	pthread_mutex_unlock(&p->zap_lock);
+}
+
+/*
+ * The zap is done once no page that was present then is still the same
+ * page now: gone, or another frame (with PFNs, which need CAP_SYS_ADMIN),
+ * or no longer write-protected by us. Past ZAP_SETTLE_NS we stop waiting.
+ */
+static bool zap_done(struct process *p, const struct pending_zap *z)
+{
+	struct timespec now;
+	uint64_t *cur;
+	bool done = true;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if ((now.tv_sec - z->since.tv_sec) * 1000000000ll +
+		    (now.tv_nsec - z->since.tv_nsec) > ZAP_SETTLE_NS)
+		return true;
+	if (!z->before)
+		return false;
+	cur = read_pagemap(p, z->start, z->npages);
+	if (!cur)
+		return false;
+	for (uint64_t i = 0; i < z->npages && done; i++) {
+		uint64_t b = z->before[i], c = cur[i];
+
+		if (!(b & PM_PRESENT) || !(c & PM_PRESENT))
+			continue;
+		if (b & PM_PFN_MASK)
+			done = (b & PM_PFN_MASK) != (c & PM_PFN_MASK);
+		else
+			done = (b & PM_UFFD_WP) && !(c & PM_UFFD_WP);
+	}
+	free(cur);
+	return done;
+}
+
+void process_settle_zaps(struct process *p)
+{
+	struct pending_zap **pz, *z;
+
+	pthread_mutex_lock(&p->zap_lock);
+	for (pz = &p->zaps; (z = *pz);) {
+		if (!zap_done(p, z)) {
+			pz = &z->next;
+			continue;
+		}
+		*pz = z->next;
+		free(z->before);
+		free(z);
+		process_invalidate_end(p);
+	}
+	pthread_mutex_unlock(&p->zap_lock);
+}
+
 void process_invalidate(struct process *p, uint64_t start, uint64_t end)
 {
 	process_invalidate_start(p, start, end);
@@ -276,7 +423,7 @@ static bool range_covered(struct process *p, uint64_t start, uint64_t end)
  * (Permissions are those seen at registration: mprotect is not observed.)
  */
 static bool range_known(struct process *p, uint64_t start, uint64_t end,
-			int write)
+			int write, int missing)
 {
 	uint64_t addr = start;
 
@@ -285,7 +432,8 @@ static bool range_known(struct process *p, uint64_t start, uint64_t end,
 
 		for (i = 0; i < p->nranges; i++)
 			if (p->ranges[i].start <= addr && addr < p->ranges[i].end &&
-			    (!write || p->ranges[i].writable))
+			    (!write || p->ranges[i].writable) &&
+			    (!missing || p->ranges[i].missing))
 				break;
 		if (i == p->nranges)
 			return false;
@@ -305,7 +453,7 @@ static int range_add(struct process *p, uint64_t start, uint64_t end)
 		p->ranges = r;
 		p->ranges_cap = cap;
 	}
-	p->ranges[p->nranges++] = (struct uffd_range){ start, end, false };
+	p->ranges[p->nranges++] = (struct uffd_range){ start, end, false, false };
 	return 0;
 }
 
@@ -386,7 +534,7 @@ static int find_vmas(pid_t pid, uint64_t start, uint64_t end, int write,
 			err = -E2BIG;
 			break;
 		}
-		vmas[n++] = (struct uffd_range){ s, e, perms[1] == 'w' };
+		vmas[n++] = (struct uffd_range){ s, e, perms[1] == 'w', false };
 		covered = e;
 	}
 	fclose(f);
@@ -398,17 +546,20 @@ static int find_vmas(pid_t pid, uint64_t start, uint64_t end, int write,
 
 #define MAX_VMAS_PER_FAULT 64
 
-/* p->lock held for write: note the permission of a registered VMA. */
-static void remember_writable(struct process *p, const struct uffd_range *vma)
+/* p->lock held for write: note the permission and mode of a VMA. */
+static void remember_vma(struct process *p, const struct uffd_range *vma)
 {
-	for (unsigned i = 0; i < p->nranges; i++)
+	for (unsigned i = 0; i < p->nranges; i++) {
 		if (p->ranges[i].start == vma->start &&
-		    p->ranges[i].end == vma->end)
+		    p->ranges[i].end == vma->end) {
 			p->ranges[i].writable = vma->writable;
+			p->ranges[i].missing |= vma->missing;
+		}
+	}
 }
 
-int process_register_range(struct process *p, uint64_t start, uint64_t end,
-			   int write)
+static int register_vmas(struct process *p, uint64_t start, uint64_t end,
+			 int write, int missing)
 {
 	struct uffd_range vmas[MAX_VMAS_PER_FAULT];
 	unsigned n = 0;
@@ -416,7 +567,7 @@ int process_register_range(struct process *p, uint64_t start, uint64_t end,
 	int err;
 
 	pthread_rwlock_rdlock(&p->lock);
-	known = !p->stopped && range_known(p, start, end, write);
+	known = !p->stopped && range_known(p, start, end, write, missing);
 	pthread_rwlock_unlock(&p->lock);
 	if (known)
 		return 0;
@@ -437,8 +588,13 @@ int process_register_range(struct process *p, uint64_t start, uint64_t end,
 			.mode = UFFDIO_REGISTER_MODE_WP,
 		};
 
-		if (range_covered(p, vmas[i].start, vmas[i].end)) {
-			remember_writable(p, &vmas[i]);
+		vmas[i].missing = missing;
+		if (missing)
+			reg.mode |= UFFDIO_REGISTER_MODE_MISSING;
+		/* Same fd, same VMA, more modes: the kernel updates it. */
+		if (range_covered(p, vmas[i].start, vmas[i].end) &&
+		    (!missing || range_known(p, vmas[i].start, vmas[i].end, 0, 1))) {
+			remember_vma(p, &vmas[i]);
 			continue;
 		}
 		/* Whole VMAs: a registration never splits one. */
@@ -453,12 +609,24 @@ int process_register_range(struct process *p, uint64_t start, uint64_t end,
 				err = -EPERM;
 			break;
 		}
-		err = range_add(p, vmas[i].start, vmas[i].end);
+		if (!range_covered(p, vmas[i].start, vmas[i].end))
+			err = range_add(p, vmas[i].start, vmas[i].end);
 		if (err)
 			break;
-		remember_writable(p, &vmas[i]);
+		remember_vma(p, &vmas[i]);
 	}
 out:
 	pthread_rwlock_unlock(&p->lock);
 	return err;
+}
+
+int process_register_range(struct process *p, uint64_t start, uint64_t end,
+			   int write)
+{
+	return register_vmas(p, start, end, write, 0);
+}
+
+int process_register_missing(struct process *p, uint64_t start, uint64_t end)
+{
+	return register_vmas(p, start, end, 1, 1);
 }

@@ -28,6 +28,7 @@ struct registry;
 struct uffd_range {
 	uint64_t start, end;
 	bool writable; /* the VMA was writable when we last looked */
+	bool missing;  /* registered for missing faults too (migration) */
 };
 
 struct process {
@@ -65,6 +66,28 @@ struct process {
 	 */
 	atomic_uint_fast64_t seq;
 	atomic_int inval_active;
+
+	/*
+	 * REMOVE (madvise) is the one change userfaultfd announces before it
+	 * happens: the kernel zaps the pages after we read the event. Each
+	 * such zap keeps an invalidation open (inval_active) until
+	 * process_settle_zaps() sees it done. zap_lock protects zaps.
+	 */
+	pthread_mutex_t zap_lock;
+	struct pending_zap *zaps;
+	int pagemap_fd;
+
+	/*
+	 * Pages in device memory (migrate.c): a page table keyed by the
+	 * client's virtual address, protected by migrate_lock, which nests
+	 * outside lock (the migration code invalidates while holding it).
+	 * held: write faults on pages being migrated, kept asleep until the
+	 * migration settles; loop thread only.
+	 */
+	pthread_mutex_t migrate_lock;
+	struct pt *devpages;
+	struct uffd_msg *held;
+	unsigned nheld, held_cap;
 
 	struct loop_watch uffd_watch;
 	/* uffd_closed: the loop closed the fd; process_stop() waits for it. */
@@ -107,6 +130,18 @@ void process_del_mirror(struct process *p, struct mirror *m);
 void process_invalidate_start(struct process *p, uint64_t start, uint64_t end);
 void process_invalidate_end(struct process *p);
 
+/*
+ * A REMOVE event for [start, end): invalidate, and keep the invalidation
+ * open until the kernel has really discarded the pages (loop thread).
+ */
+void process_remove_begin(struct process *p, uint64_t start, uint64_t end);
+
+/*
+ * Close the invalidations of the REMOVEs whose pages are gone by now.
+ * Called by whoever waits for inval_active to drop (fault.c).
+ */
+void process_settle_zaps(struct process *p);
+
 /* Both at once, for changes that need nothing done in between. */
 void process_invalidate(struct process *p, uint64_t start, uint64_t end);
 
@@ -119,6 +154,12 @@ void process_invalidate(struct process *p, uint64_t start, uint64_t end);
  */
 int process_register_range(struct process *p, uint64_t start, uint64_t end,
 			   int write);
+
+/*
+ * The same, for missing faults as well as write-protect: what a range
+ * needs before its pages can move to device memory.
+ */
+int process_register_missing(struct process *p, uint64_t start, uint64_t end);
 
 /* The CPU side moved or unmapped a range: update what is registered. */
 void process_forget_range(struct process *p, uint64_t start, uint64_t end);

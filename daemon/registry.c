@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include "registry.h"
 #include "counters.h"
+#include "fault.h"
 #include "log.h"
+#include "migrate.h"
 #include "mirror.h"
 #include "process.h"
 #include "../devices/device.h"
@@ -122,10 +124,20 @@ out:
 static void detach(struct registry *r, struct mirror *m, int release)
 {
 	struct process *p = m->proc;
+	uint64_t n;
 
 	process_del_mirror(p, m);
 	if (release)
 		m->dev->ops->release(m->dev, m);
+	/*
+	 * Rule 8: pages in device memory come back with their data while the
+	 * process lives (a closed connection is not a dead process); what
+	 * cannot come back belonged to a process that is gone.
+	 */
+	if (process_alive(p) == 0 && migrate_to_system(m, 0, 0, &n) < 0)
+		log_err("client %d: could not bring every page back from %s",
+			p->pid, m->dev->name);
+	migrate_drop_mirror(p, m);
 	m->dev->ops->detach(m->dev, m);
 	m->registered = false;
 	m->proc = NULL;

@@ -7,6 +7,7 @@
 #include "session.h"
 #include "workers.h"
 #include "../devices/device.h"
+#include "../devices/devmem.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -62,7 +63,7 @@ static void do_device_info(struct request *r)
 	memset(&info, 0, sizeof(info));
 	memcpy(info.name, dev->name, sizeof(info.name));
 	strncpy(info.model, dev->ops->model, sizeof(info.model) - 1);
-	info.mem_bytes = dev->mem_bytes;
+	info.mem_bytes = devmem_pages_total(dev->mem) * (uint64_t)sysconf(_SC_PAGESIZE);
 	info.numa_node = dev->numa_node;
 	info.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
 	reply(r, 0, &info, sizeof(info));
@@ -175,6 +176,9 @@ static void do_stats(struct request *r)
 	struct hmmu_wire_stats st;
 
 	registry_stats(&daemon_of(r)->registry, &r->s->peer, &st);
+	for (unsigned i = 0; i < daemon_of(r)->ndevices; i++)
+		st.value[HMMU_STAT_DEVICE_MEM_PAGES] +=
+			devmem_pages_used(daemon_of(r)->devices[i]->mem);
 	reply(r, 0, &st, sizeof(st));
 }
 

@@ -21,12 +21,14 @@
  */
 #include "uffd_events.h"
 #include "counters.h"
+#include "migrate.h"
 #include "log.h"
 #include "process.h"
 #include "../common/uffd_uapi.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -48,6 +50,7 @@ static void handle_event(struct process *p, const struct uffd_msg *msg)
 {
 	switch (msg->event) {
 	case UFFD_EVENT_FORK:
+		migrate_on_fork(p, (int)msg->arg.fork.ufd);
 		close((int)msg->arg.fork.ufd);
 		break;
 	case UFFD_EVENT_REMAP: {
@@ -55,19 +58,26 @@ static void handle_event(struct process *p, const struct uffd_msg *msg)
 		uint64_t len = msg->arg.remap.len;
 
 		process_invalidate(p, from, from + len);
-		/* The VMA moved with its registration. */
+		/* The VMA moved with its registration and device pages. */
 		process_forget_range(p, from, from + len);
 		process_add_range(p, to, to + len);
+		migrate_on_remap(p, from, to, len);
 		break;
 	}
 	case UFFD_EVENT_REMOVE:
-		/* The VMA stays registered; only its pages went. */
-		process_invalidate(p, msg->arg.remove.start, msg->arg.remove.end);
+		/*
+		 * The VMA stays registered; its pages go once we have read
+		 * this: the invalidation stays open until they are gone.
+		 */
+		process_remove_begin(p, msg->arg.remove.start,
+				     msg->arg.remove.end);
+		migrate_on_remove(p, msg->arg.remove.start, msg->arg.remove.end);
 		break;
 	case UFFD_EVENT_UNMAP:
 		process_invalidate(p, msg->arg.remove.start, msg->arg.remove.end);
 		process_forget_range(p, msg->arg.remove.start,
 				     msg->arg.remove.end);
+		migrate_on_unmap(p, msg->arg.remove.start, msg->arg.remove.end);
 		break;
 	default:
 		log_warn("client %d: unexpected userfaultfd event %u", p->pid,
@@ -75,7 +85,30 @@ static void handle_event(struct process *p, const struct uffd_msg *msg)
 	}
 }
 
-/* Returns 0 when handled, -EAGAIN to retry after reading more. */
+/*
+ * Faults that cannot be handled yet wait in p->held (loop thread only):
+ * write faults on a page being migrated, until the migration settles, and
+ * faults whose ioctl said EAGAIN, until the queued event has been read.
+ */
+static void hold(struct process *p, const struct uffd_msg *msg)
+{
+	if (p->nheld == p->held_cap) {
+		unsigned cap = p->held_cap ? 2 * p->held_cap : 16;
+		struct uffd_msg *h = realloc(p->held, cap * sizeof(*h));
+
+		if (!h) {
+			/* The thread stays asleep until its next fault. */
+			log_err("client %d: no room to hold a fault", p->pid);
+			return;
+		}
+		p->held = h;
+		p->held_cap = cap;
+	}
+	p->held[p->nheld++] = *msg;
+}
+
+enum { HANDLED, HELD, AGAIN };
+
 static int handle_fault(struct process *p, const struct uffd_msg *msg)
 {
 	uint64_t addr = msg->arg.pagefault.address & ~(page_size() - 1);
@@ -84,12 +117,12 @@ static int handle_fault(struct process *p, const struct uffd_msg *msg)
 		.mode = 0, /* un-protect, and wake the writer */
 	};
 
-	if (!(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
-		log_warn("client %d: missing fault at %#" PRIx64
-			 " in a range registered for write-protect only",
-			 p->pid, addr);
-		return 0;
-	}
+	if (!(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP))
+		return migrate_missing_fault(p, msg) == -EAGAIN ? AGAIN :
+								  HANDLED;
+	/* Its page is being migrated: the writer waits until that settles. */
+	if (migrate_holds_write(p, addr))
+		return HELD;
 	/*
 	 * The window stays open until the page is writable again, so that a
 	 * range fault cannot protect and copy the page in between, only to
@@ -99,28 +132,52 @@ static int handle_fault(struct process *p, const struct uffd_msg *msg)
 	if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
 		process_invalidate_end(p);
 		if (errno == EAGAIN)
-			return -EAGAIN;
+			return AGAIN;
 		/* ESRCH/ENOENT: the process or the VMA went away. */
 		if (errno != ESRCH && errno != ENOENT)
 			log_err("client %d: UFFDIO_WRITEPROTECT %#" PRIx64
 				": %s",
 				p->pid, addr, strerror(errno));
-		return 0;
+		return HANDLED;
 	}
 	process_invalidate_end(p);
 	counter_add(&counters.cpu_faults, 1);
-	return 0;
+	return HANDLED;
+}
+
+/* Handle @msg, or hold it. Returns 1 if it must be retried soon (EAGAIN). */
+static int handle_or_hold(struct process *p, const struct uffd_msg *msg)
+{
+	int r = handle_fault(p, msg);
+
+	if (r != HANDLED)
+		hold(p, msg);
+	return r == AGAIN;
+}
+
+/* Retry every held fault; returns how many still get EAGAIN. */
+static unsigned retry_held(struct process *p)
+{
+	struct uffd_msg *held = p->held;
+	unsigned n = p->nheld, again = 0;
+
+	p->held = NULL;
+	p->nheld = p->held_cap = 0;
+	for (unsigned i = 0; i < n; i++)
+		again += (unsigned)handle_or_hold(p, &held[i]);
+	free(held);
+	return again;
 }
 
 void uffd_events_handle(struct process *p, unsigned revents)
 {
-	struct uffd_msg msgs[BATCH], deferred[BATCH];
-	unsigned ndeferred = 0, rounds = 0;
+	struct uffd_msg msgs[BATCH];
+	unsigned rounds = 0;
 
 	(void)revents;
 	for (;;) {
 		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
-		unsigned count, kept = 0;
+		unsigned count, again;
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -138,33 +195,22 @@ void uffd_events_handle(struct process *p, unsigned revents)
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
 				handle_event(p, &msgs[i]);
 
-		/* Faults: the deferred ones first, then the new ones. */
-		for (unsigned i = 0; i < ndeferred; i++)
-			if (handle_fault(p, &deferred[i]) == -EAGAIN)
-				deferred[kept++] = deferred[i];
-		for (unsigned i = 0; i < count; i++) {
-			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
-				continue;
-			if (handle_fault(p, &msgs[i]) == -EAGAIN) {
-				if (kept < BATCH)
-					deferred[kept++] = msgs[i];
-				else
-					log_err("client %d: fault dropped, too many deferred",
-						p->pid);
-			}
-		}
-		ndeferred = kept;
+		/* Faults: the held ones first, then the new ones. */
+		again = retry_held(p);
+		for (unsigned i = 0; i < count; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				again += (unsigned)handle_or_hold(p, &msgs[i]);
 
-		if (count == 0 && ndeferred == 0)
+		if (count == 0 && again == 0)
 			return;
 		if (count == 0 && ++rounds > MAX_EAGAIN_ROUNDS) {
 			/*
 			 * Nothing to read, yet the ioctl keeps saying EAGAIN.
-			 * The faulting threads stay asleep; the next message
+			 * The faulting threads stay held; the next message
 			 * brings us back. Should not happen: report it.
 			 */
 			log_err("client %d: %u faults still get EAGAIN with no event queued",
-				p->pid, ndeferred);
+				p->pid, again);
 			return;
 		}
 		if (count == 0) {
@@ -178,4 +224,11 @@ void uffd_events_handle(struct process *p, unsigned revents)
 			nanosleep(&ts, NULL);
 		}
 	}
+}
+
+void uffd_events_release_held(struct process *p)
+{
+	/* A full pass: reads what is queued, retries what is held. */
+	if (p->uffd >= 0)
+		uffd_events_handle(p, 0);
 }

@@ -11,4 +11,10 @@ struct process;
 /* The userfaultfd of @p is readable: read and handle until it is empty. */
 void uffd_events_handle(struct process *p, unsigned revents);
 
+/*
+ * Retry the write faults held while their pages were being migrated; the
+ * ones whose migration has settled are handled now. Loop thread.
+ */
+void uffd_events_release_held(struct process *p);
+
 #endif

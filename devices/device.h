@@ -57,17 +57,25 @@ struct device_ops {
 		   struct hmmu_wire_job_result *res);
 };
 
+struct devmem;
+
 struct device {
 	char name[HMMU_NAME_MAX];
 	const struct device_ops *ops;
 	uint64_t mem_bytes;
 	int numa_node;
-	void *priv; /* the model's */
+	struct devmem *mem; /* device memory, where migrated pages live */
+	void *priv;	    /* the model's */
 };
 
+/* Device memory of a device unless its spec says mem=SIZE. */
+#define DEVICE_DEFAULT_MEM (256ull << 20)
+
 /*
- * Parse "MODEL:name=NAME[,key=value...]" and create the device. Unknown
- * models, names that are empty or too long, and bad options give -EINVAL.
+ * Parse "MODEL:name=NAME[,mem=SIZE][,node=N][,model options...]" and create
+ * the device. SIZE takes a K, M or G suffix. Unknown models, names that are
+ * empty or too long, bad sizes, nodes that do not exist and options the
+ * model does not know give -EINVAL.
  */
 int device_create(const char *spec, struct device **out);
 void device_destroy(struct device *dev);

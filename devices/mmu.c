@@ -3,6 +3,7 @@
 #include "pagetable.h"
 #include "../daemon/counters.h"
 #include "../daemon/fault.h"
+#include "../daemon/migrate.h"
 #include "../daemon/mirror.h"
 #include "../daemon/process.h"
 
@@ -118,27 +119,30 @@ static int install_snapshot(struct range_fault *rf)
 }
 
 /*
- * Copy [start, end) out of the page table into @buf if every page is there
- * (with write permission if @write). Returns 1 if so, 0 if any is missing.
+ * Copy [start, end) into @buf (if not NULL) from what the device holds: its
+ * page table, and for reads its own memory, where pages migrated to it
+ * live. Returns 1 if every page was there (with write permission if
+ * @write), 0 as soon as one is missing. Locks a page at a time: the
+ * migration lock nests outside ours.
  */
 static int copy_if_present(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 			   char *buf, int write)
 {
-	int present = 1;
-
-	pthread_mutex_lock(&mmu->lock);
 	for (uint64_t a = start; a < end; a += page_size()) {
-		struct pt_entry *e = pt_lookup(mmu->pt, a);
+		char *dst = buf ? buf + (a - start) : NULL;
+		struct pt_entry *e;
+		int hit;
 
-		if (!e || (write && !(e->flags & MMU_WRITE))) {
-			present = 0;
-			break;
-		}
-		if (buf)
-			memcpy(buf + (a - start), e->data, page_size());
+		pthread_mutex_lock(&mmu->lock);
+		e = pt_lookup(mmu->pt, a);
+		hit = e && (!write || (e->flags & MMU_WRITE));
+		if (hit && dst)
+			memcpy(dst, e->data, page_size());
+		pthread_mutex_unlock(&mmu->lock);
+		if (!hit && (write || migrate_copy_local(mmu->m, a, dst) < 0))
+			return 0;
 	}
-	pthread_mutex_unlock(&mmu->lock);
-	return present;
+	return 1;
 }
 
 static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
@@ -247,26 +251,38 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 	     uint64_t *faults)
 {
-	char *out = dst;
+	char *out = dst, *local = NULL;
+	int err = 0;
 
-	while (len) {
+	while (len && !err) {
 		uint64_t page = addr & ~(page_size() - 1);
 		uint64_t off = addr - page;
 		uint64_t n = page_size() - off < len ? page_size() - off : len;
 		struct pt_entry *e;
-		int err, faulted = 0;
+		int hit, faulted = 0;
 
 		pthread_mutex_lock(&mmu->lock);
 		e = pt_lookup(mmu->pt, page);
-		if (e)
+		hit = e != NULL;
+		if (hit)
 			memcpy(out, (char *)e->data + off, n);
 		pthread_mutex_unlock(&mmu->lock);
-		if (!e) {
+		if (!hit) {
+			/* Migrated to our own memory: read it there, no fault. */
+			if (!local)
+				local = malloc(page_size());
+			if (!local) {
+				err = -ENOMEM;
+				break;
+			}
+			hit = migrate_copy_local(mmu->m, page, local) == 0;
+			if (hit)
+				memcpy(out, local + off, n);
+		}
+		if (!hit) {
 			/* A device fault: bring the page in, then retry. */
 			err = mmu_fault_in(mmu, page, page + page_size(), 0,
 					   &faulted);
-			if (err)
-				return err;
 			*faults += (uint64_t)faulted;
 			continue;
 		}
@@ -274,5 +290,6 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 		addr += n;
 		len -= n;
 	}
-	return 0;
+	free(local);
+	return err;
 }

@@ -67,17 +67,17 @@ HMMU_EXPORT int hmmu_stats(struct hmmu *h, struct hmmu_stats *out)
 		.releases = rep.value[HMMU_STAT_RELEASES],
 		.sessions = rep.value[HMMU_STAT_SESSIONS],
 		.device_pages = rep.value[HMMU_STAT_DEVICE_PAGES],
+		.device_mem_pages = rep.value[HMMU_STAT_DEVICE_MEM_PAGES],
 	};
 	return 0;
 }
 
 /* Check a command's arguments at the boundary, before any message goes. */
-static int check_cmd(struct hmmu_mirror *m, const struct hmmu_cmd *c,
-		     const void *buf)
+static int check_cmd(struct hmmu_mirror *m, const struct hmmu_cmd *c)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 
-	if (!m || !c || !buf)
+	if (!m || !c)
 		return -EINVAL;
 	if (c->addr % page || c->npages == 0 || c->npages > HMMU_CMD_MAX_PAGES)
 		return -EINVAL;
@@ -86,10 +86,17 @@ static int check_cmd(struct hmmu_mirror *m, const struct hmmu_cmd *c,
 	return 0;
 }
 
-static int device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c,
-		      unsigned cmd, const void *buf, uint64_t buf_len)
+int hmmu_device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned cmd,
+		    const void *buf, uint64_t buf_len)
 {
-	struct hmmu_wire_device_cmd req = {
+	struct hmmu_wire_device_cmd req;
+	struct hmmu_wire_cmd_result rep = { 0, 0 };
+	int err;
+
+	err = check_cmd(m, c);
+	if (err)
+		return err;
+	req = (struct hmmu_wire_device_cmd){
 		.mirror = m->id,
 		.cmd = cmd,
 		.addr = c->addr,
@@ -97,9 +104,6 @@ static int device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		.buf = (uint64_t)(uintptr_t)buf,
 		.buf_len = buf_len,
 	};
-	struct hmmu_wire_cmd_result rep = { 0, 0 };
-	int err;
-
 	err = hmmu_call(m->h, HMMU_OP_DEVICE_CMD, &req, sizeof(req), -1, &rep,
 			sizeof(rep));
 	c->cpages = rep.cpages;
@@ -107,44 +111,37 @@ static int device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c,
 	return err;
 }
 
+static uint64_t bytes(const struct hmmu_cmd *c)
+{
+	return c->npages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 HMMU_EXPORT int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c,
 				 void *buf)
 {
-	int err;
-
 	hmmu_clear_detail();
-	err = check_cmd(m, c, buf);
-	if (err)
-		return err;
-	return device_cmd(m, c, HMMU_CMD_READ, buf,
-			  c->npages * (uint64_t)sysconf(_SC_PAGESIZE));
+	if (!buf || !c)
+		return -EINVAL;
+	return hmmu_device_cmd(m, c, HMMU_CMD_READ, buf, bytes(c));
 }
 
 HMMU_EXPORT int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
 				  const void *buf)
 {
-	int err;
-
 	hmmu_clear_detail();
-	err = check_cmd(m, c, buf);
-	if (err)
-		return err;
-	return device_cmd(m, c, HMMU_CMD_WRITE, buf,
-			  c->npages * (uint64_t)sysconf(_SC_PAGESIZE));
+	if (!buf || !c)
+		return -EINVAL;
+	return hmmu_device_cmd(m, c, HMMU_CMD_WRITE, buf, bytes(c));
 }
 
 HMMU_EXPORT int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c,
 			      uint8_t *states)
 {
-	int err;
-
 	hmmu_clear_detail();
-	err = check_cmd(m, c, states);
-	if (err)
-		return err;
-	return device_cmd(m, c, HMMU_CMD_SNAPSHOT, states, c->npages);
+	if (!states || !c)
+		return -EINVAL;
+	return hmmu_device_cmd(m, c, HMMU_CMD_SNAPSHOT, states, c->npages);
 }
-
 HMMU_EXPORT int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job)
 {
 	struct hmmu_wire_job req;

@@ -60,6 +60,13 @@ struct hmmu_mirror {
 int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 	      int fd, void *out, size_t cap);
 
+/*
+ * A device command: the command checks of the public calls, the request,
+ * cpages and faults back into @c. @buf is the data or state buffer.
+ */
+int hmmu_device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned cmd,
+		    const void *buf, uint64_t buf_len);
+
 /* The process's userfaultfd, made for hand-off to the daemon. */
 int hmmu_uffd_create(int *out);
 

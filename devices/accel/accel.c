@@ -89,8 +89,6 @@ static int accel_create(struct device *dev, const char *args)
 		return err;
 	}
 	dev->priv = a;
-	dev->mem_bytes = 0;
-	dev->numa_node = -1;
 	return 0;
 invalid:
 	free(a);

@@ -8,6 +8,7 @@
 #include "../device.h"
 #include "../mmu.h"
 #include "../../daemon/cpu_pages.h"
+#include "../../daemon/migrate.h"
 #include "../../daemon/fault.h"
 #include "../../daemon/mirror.h"
 #include "../../daemon/process.h"
@@ -32,10 +33,9 @@ static struct dev_mmu *mmu_of(struct mirror *m)
 
 static int dmirror_create(struct device *dev, const char *args)
 {
+	(void)dev;
 	if (args && *args)
 		return -EINVAL; /* no options yet */
-	dev->mem_bytes = 0;
-	dev->numa_node = -1;
 	return 0;
 }
 
@@ -160,11 +160,38 @@ static int do_snapshot(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 	if (!states)
 		return -ENOMEM;
 	err = cpu_pages_snapshot(m->proc, cmd->addr, cmd->npages, states);
+	/* Pages in device memory are missing from the CPU's page table. */
+	for (uint64_t i = 0; !err && i < cmd->npages; i++) {
+		uint8_t dev = migrate_page_state(m, cmd->addr + i * page_size());
+
+		if (dev)
+			states[i] = dev;
+	}
 	if (!err)
 		err = client_write(m, cmd->buf, states, cmd->npages);
 	if (!err)
 		res->cpages = cmd->npages;
 	free(states);
+	return err;
+}
+
+static int do_migrate_prepare(struct mirror *m,
+			      const struct hmmu_wire_device_cmd *cmd,
+			      struct hmmu_wire_cmd_result *res, int exclusive)
+{
+	uint8_t *map;
+	int err;
+
+	if (cmd->buf_len < cmd->npages)
+		return -EINVAL;
+	map = malloc(cmd->npages);
+	if (!map)
+		return -ENOMEM;
+	err = migrate_prepare(m, cmd->addr, cmd->npages, map, exclusive,
+			      &res->cpages);
+	if (!err)
+		err = client_write(m, cmd->buf, map, cmd->npages);
+	free(map);
 	return err;
 }
 
@@ -184,6 +211,23 @@ static int dmirror_command(struct device *dev, struct mirror *m,
 		return do_write(m, cmd, res);
 	case HMMU_CMD_SNAPSHOT:
 		return do_snapshot(m, cmd, res);
+	case HMMU_CMD_MIGRATE_PREPARE:
+		return do_migrate_prepare(m, cmd, res, 0);
+	case HMMU_CMD_EXCLUSIVE_PREPARE:
+		return do_migrate_prepare(m, cmd, res, 1);
+	case HMMU_CMD_MIGRATE_FINISH:
+		return migrate_finish(m, cmd->addr, cmd->npages, &res->cpages);
+	case HMMU_CMD_MIGRATE_TO_SYSTEM:
+		return migrate_to_system(m, cmd->addr, end, &res->cpages);
+	case HMMU_CMD_CHECK_EXCLUSIVE:
+		return migrate_check_exclusive(m, cmd->addr, end);
+	case HMMU_CMD_RELEASE: {
+		int err = migrate_to_system(m, 0, 0, &res->cpages);
+
+		/* The device is gone: so are its copies. */
+		mmu_invalidate(mmu_of(m), 0, 1ull << 48);
+		return err;
+	}
 	default:
 		return -EOPNOTSUPP;
 	}

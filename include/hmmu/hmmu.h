@@ -148,6 +148,38 @@ enum hmmu_page_state {
 int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c, uint8_t *states);
 
 /*
+ * Device memory. hmmu_migrate_to_device moves the pages' contents into the
+ * device's memory; the CPU's copy goes away, and any later CPU access (from
+ * any thread, or by the kernel on this process's behalf, as in write(2)
+ * from such a buffer) brings the page back. Only anonymous private writable
+ * memory migrates; other pages are simply not counted in cpages. The call
+ * discards this process's copies of the migrated pages itself
+ * (madvise(MADV_DONTNEED)); a concurrent CPU write to them waits until the
+ * migration settles and is never lost.
+ * Errors: -ENOMEM (device memory full; nothing migrated), -EINVAL.
+ */
+int hmmu_migrate_to_device(struct hmmu_mirror *m, struct hmmu_cmd *c);
+
+/* Bring the mirror's device pages in the range back; cpages counts them. */
+int hmmu_migrate_to_system(struct hmmu_mirror *m, struct hmmu_cmd *c);
+
+/*
+ * Exclusive access, like make_device_exclusive(): the device holds the only
+ * accessible copy, for atomics; any CPU access revokes it and restores the
+ * page. hmmu_check_exclusive returns 0 while every page of the range is
+ * still exclusive to the device, -EPERM once any is not.
+ */
+int hmmu_make_exclusive(struct hmmu_mirror *m, struct hmmu_cmd *c);
+int hmmu_check_exclusive(struct hmmu_mirror *m, struct hmmu_cmd *c);
+
+/*
+ * hmmu_device_release - simulate the removal of the mirror's device: every
+ * page it holds of this process comes back to system memory with its
+ * contents, and its copies are dropped. The mirror stays registered.
+ */
+int hmmu_device_release(struct hmmu_mirror *m);
+
+/*
  * Accelerator jobs. A device of model "accel" runs jobs on its compute
  * units over this process's virtual addresses, touching memory only through
  * its MMU: every page it does not hold is a device fault, counted in
@@ -198,6 +230,7 @@ struct hmmu_stats {		     /* fields may be added at the end, never removed */
 	uint64_t releases;	     /* mirror releases on process exit, ever */
 	uint64_t sessions;	     /* open client connections */
 	uint64_t device_pages;	     /* pages held in device page tables, all devices */
+	uint64_t device_mem_pages;   /* device memory in use (migrated pages), all devices */
 };
 
 int hmmu_stats(struct hmmu *h, struct hmmu_stats *out);

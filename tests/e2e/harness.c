@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "harness.h"
+#include "common/uffd_uapi.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -10,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +59,67 @@ static int wait_ready(int fd, pid_t pid)
 	return 0;
 }
 
+/* A userfaultfd as hmmud's probe makes one, or -errno. */
+static int probe_open_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int dev;
+
+	if (fd >= 0 || errno != EPERM)
+		return fd >= 0 ? fd : -errno;
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0)
+		return -EPERM;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	close(dev);
+	return fd >= 0 ? fd : -errno;
+}
+
+void require_userfaultfd(void)
+{
+	static const struct {
+		uint64_t bit;
+		const char *name;
+	} required[] = {
+		{ UFFD_FEATURE_PAGEFAULT_FLAG_WP, "write-protect faults" },
+		{ UFFD_FEATURE_EVENT_REMAP, "mremap events" },
+		{ UFFD_FEATURE_EVENT_REMOVE, "madvise events" },
+		{ UFFD_FEATURE_EVENT_UNMAP, "munmap events" },
+	};
+	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	char missing[256] = "";
+	int fd = probe_open_uffd(), err = 0;
+
+	if (fd < 0)
+		cr_skip_test("this process cannot create a userfaultfd (%s); "
+			     "hmmu needs one (kernel with CONFIG_USERFAULTFD, "
+			     "and root, /dev/userfaultfd access or "
+			     "vm.unprivileged_userfaultfd=1)",
+			     strerror(-fd));
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		err = errno;
+	close(fd);
+	if (err)
+		cr_skip_test("UFFDIO_API fails (%s): this kernel's userfaultfd "
+			     "is unusable for hmmu", strerror(err));
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+		if (api.features & required[i].bit)
+			continue;
+		if (missing[0])
+			strcat(missing, ", ");
+		strcat(missing, required[i].name);
+	}
+	/* Whatever HMMU_UFFD_REQUIRED_FEATURES may come to hold. */
+	if (!missing[0] && (api.features & HMMU_UFFD_REQUIRED_FEATURES) !=
+				   HMMU_UFFD_REQUIRED_FEATURES)
+		snprintf(missing, sizeof(missing), "features %#llx",
+			 (unsigned long long)(HMMU_UFFD_REQUIRED_FEATURES &
+					      ~api.features));
+	if (missing[0])
+		cr_skip_test("this kernel's userfaultfd lacks what hmmu "
+			     "requires: %s", missing);
+}
+
 void daemon_start_args(const char *const *extra)
 {
 	struct daemon_instance *d = &daemon_under_test;
@@ -63,6 +127,7 @@ void daemon_start_args(const char *const *extra)
 	char notify[128];
 	int n = 0, nfd;
 
+	require_userfaultfd();
 	strcpy(d->dir, "/tmp/hmmu-test-XXXXXX");
 	cr_assert_not_null(mkdtemp(d->dir));
 	snprintf(d->socket, sizeof(d->socket), "%s/hmmud.sock", d->dir);

@@ -21,6 +21,13 @@ struct daemon_instance {
 
 extern struct daemon_instance daemon_under_test;
 
+/*
+ * Skip the test (cr_skip_test, naming what is missing) unless this machine
+ * can give hmmu a userfaultfd with the features it requires. Probed at run
+ * time, as hmmud's own probe does. daemon_start_args() calls it first.
+ */
+void require_userfaultfd(void);
+
 /* Start hmmud with extra arguments (NULL-terminated list, may be empty). */
 void daemon_start_args(const char *const *extra);
 /* Criterion .init / .fini of the end-to-end suites. */

@@ -1,0 +1,729 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Migration to and from device memory; the protocol and why it loses no
+ * write are in migrate.h. Locking: p->migrate_lock protects p->devpages and
+ * every struct devpage; it nests outside p->lock and the device MMU locks
+ * (bringing a page back invalidates while holding it). It is never held
+ * while waiting for the client: an ioctl that says EAGAIN (an event is
+ * queued) is retried after dropping it, so the loop thread, which needs it
+ * to handle that event, can go on.
+ */
+#include "migrate.h"
+#include "counters.h"
+#include "fault.h"
+#include "log.h"
+#include "loop.h"
+#include "mirror.h"
+#include "process.h"
+#include "uffd_events.h"
+#include "../common/uffd_uapi.h"
+#include "../devices/device.h"
+#include "../devices/devmem.h"
+#include "../devices/pagetable.h"
+#include <hmmu/hmmu.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+enum devpage_state {
+	DP_MIGRATING, /* copied or being copied; the CPU page still exists */
+	DP_DEVICE,    /* device-private: the CPU page is gone */
+};
+
+struct devpage {
+	void *mem;	     /* a page of the owner's device memory */
+	struct devmem *pool; /* where mem goes back to */
+	struct mirror *owner;
+	uint8_t state;
+	uint8_t fresh;	   /* became DP_DEVICE in a migration not finished */
+	uint8_t exclusive; /* made exclusive for device atomics */
+};
+
+#define COPY_CHUNK_PAGES 256u
+#define MAX_EAGAIN 10000
+
+static uint64_t page_size(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void pause_briefly(void)
+{
+	struct timespec ts = { 0, 20000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static void free_devpage(struct pt_entry *e, void *arg)
+{
+	struct devpage *dp = e->data;
+
+	(void)arg;
+	devmem_free_page(dp->pool, dp->mem);
+	free(dp);
+}
+
+int migrate_init(struct process *p)
+{
+	int err = pt_create(&p->devpages);
+
+	if (!err)
+		pthread_mutex_init(&p->migrate_lock, NULL);
+	return err;
+}
+
+void migrate_fini(struct process *p)
+{
+	pt_destroy(p->devpages, free_devpage, NULL);
+	pthread_mutex_destroy(&p->migrate_lock);
+	free(p->held);
+}
+
+static struct devpage *lookup(struct process *p, uint64_t page)
+{
+	struct pt_entry *e = pt_lookup(p->devpages, page);
+
+	return e ? e->data : NULL;
+}
+
+/* migrate_lock held. */
+static void forget(struct process *p, uint64_t page)
+{
+	pt_clear_range(p->devpages, page, page + page_size(), free_devpage,
+		       NULL);
+}
+
+/* ---- step 1: prepare ---------------------------------------------------- */
+
+/*
+ * Mark in @cand the pages of [start, end) that may migrate: anonymous,
+ * private, readable and writable memory, as test_hmm's device would take.
+ */
+static int find_candidates(struct process *p, uint64_t start, uint64_t end,
+			   uint8_t *cand)
+{
+	unsigned long long s, e, off, inode;
+	char path[64], line[512], perms[5], dev[16];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", p->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -ESRCH;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llx-%llx %4s %llx %15s %llu", &s, &e, perms,
+			   &off, dev, &inode) != 6)
+			continue;
+		if (e <= start)
+			continue;
+		if (s >= end)
+			break;
+		if (strcmp(perms, "rw-p") != 0 || inode != 0)
+			continue;
+		for (uint64_t a = s < start ? start : s; a < e && a < end;
+		     a += page_size())
+			cand[(a - start) / page_size()] = 1;
+	}
+	fclose(f);
+	return 0;
+}
+
+/* Register each run of candidates for missing faults; drop failing runs. */
+static void register_candidates(struct process *p, uint64_t start,
+				uint64_t npages, uint8_t *cand)
+{
+	for (uint64_t i = 0; i < npages;) {
+		uint64_t j = i;
+
+		if (!cand[i]) {
+			i++;
+			continue;
+		}
+		while (j < npages && cand[j])
+			j++;
+		if (process_register_missing(p, start + i * page_size(),
+					     start + j * page_size()) < 0)
+			memset(cand + i, 0, j - i);
+		i = j;
+	}
+}
+
+/* migrate_lock held: give back what this call reserved. */
+static void unreserve(struct process *p, struct mirror *m, uint64_t start,
+		      uint64_t npages, uint8_t *map)
+{
+	for (uint64_t i = 0; i < npages; i++) {
+		struct devpage *dp;
+
+		if (!map[i])
+			continue;
+		dp = lookup(p, start + i * page_size());
+		if (dp && dp->owner == m && dp->state == DP_MIGRATING)
+			forget(p, start + i * page_size());
+		map[i] = 0;
+	}
+}
+
+static int reserve(struct process *p, struct mirror *m, uint64_t start,
+		   uint64_t npages, const uint8_t *cand, uint8_t *map,
+		   int exclusive, uint64_t *count)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	for (uint64_t i = 0; i < npages && !err; i++) {
+		uint64_t a = start + i * page_size();
+		struct pt_entry e;
+		struct devpage *dp;
+
+		if (!cand[i] || lookup(p, a))
+			continue; /* not migratable, or already on a device */
+		dp = calloc(1, sizeof(*dp));
+		if (dp)
+			dp->mem = devmem_alloc_page(m->dev->mem);
+		if (!dp || !dp->mem) {
+			free(dp);
+			err = -ENOMEM;
+			break;
+		}
+		/* The pool is shared: never let old contents show through. */
+		memset(dp->mem, 0, page_size());
+		dp->pool = m->dev->mem;
+		dp->owner = m;
+		dp->state = DP_MIGRATING;
+		dp->exclusive = (uint8_t)exclusive;
+		e = (struct pt_entry){ .data = dp };
+		err = pt_set(p->devpages, a, &e, NULL, NULL);
+		if (err) {
+			devmem_free_page(dp->pool, dp->mem);
+			free(dp);
+			break;
+		}
+		map[i] = 1;
+		(*count)++;
+	}
+	if (err) {
+		unreserve(p, m, start, npages, map);
+		*count = 0;
+	}
+	pthread_mutex_unlock(&p->migrate_lock);
+	return err;
+}
+
+/* Copy a run of reserved pages into device memory, write-protected first. */
+static int copy_run(struct mirror *m, uint64_t start, uint64_t npages,
+		    char *bounce)
+{
+	struct process *p = m->proc;
+	int err;
+
+	err = client_protect(m, start, npages * page_size());
+	for (uint64_t i = 0; i < npages && !err; i += COPY_CHUNK_PAGES) {
+		uint64_t n = npages - i < COPY_CHUNK_PAGES ? npages - i :
+							     COPY_CHUNK_PAGES;
+		uint64_t a = start + i * page_size();
+
+		err = client_read(m, a, bounce, n * page_size());
+		if (err)
+			break;
+		pthread_mutex_lock(&p->migrate_lock);
+		for (uint64_t k = 0; k < n; k++) {
+			struct devpage *dp = lookup(p, a + k * page_size());
+
+			/* Gone (unmapped) or taken over: leave it be. */
+			if (dp && dp->owner == m && dp->state == DP_MIGRATING)
+				memcpy(dp->mem, bounce + k * page_size(),
+				       page_size());
+		}
+		pthread_mutex_unlock(&p->migrate_lock);
+	}
+	return err;
+}
+
+int migrate_prepare(struct mirror *m, uint64_t start, uint64_t npages,
+		    uint8_t *map, int exclusive, uint64_t *count)
+{
+	struct process *p = m->proc;
+	uint8_t *cand = calloc(npages, 1);
+	char *bounce = malloc(COPY_CHUNK_PAGES * page_size());
+	int err;
+
+	*count = 0;
+	memset(map, 0, npages);
+	if (!cand || !bounce) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = find_candidates(p, start, start + npages * page_size(), cand);
+	if (err)
+		goto out;
+	register_candidates(p, start, npages, cand);
+	err = reserve(p, m, start, npages, cand, map, exclusive, count);
+	if (err)
+		goto out;
+
+	for (uint64_t i = 0; i < npages;) {
+		uint64_t j = i;
+
+		if (!map[i]) {
+			i++;
+			continue;
+		}
+		while (j < npages && map[j])
+			j++;
+		if (copy_run(m, start + i * page_size(), j - i, bounce) < 0) {
+			/* Unmapped under us: those pages do not migrate. */
+			pthread_mutex_lock(&p->migrate_lock);
+			unreserve(p, m, start + i * page_size(), j - i, map + i);
+			pthread_mutex_unlock(&p->migrate_lock);
+			*count -= j - i;
+		}
+		i = j;
+	}
+out:
+	free(cand);
+	free(bounce);
+	return err;
+}
+
+/* ---- step 3: finish, on the loop thread ---------------------------------- */
+
+struct finish_args {
+	struct mirror *m;
+	uint64_t start, end;
+	uint64_t cpages;
+};
+
+static int finish_page(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct finish_args *fa = arg;
+	struct devpage *dp = e->data;
+
+	(void)addr;
+	if (dp->owner != fa->m)
+		return 0;
+	if (dp->state == DP_DEVICE && dp->fresh) {
+		dp->fresh = 0;
+		fa->cpages++;
+	}
+	return 0;
+}
+
+static int still_migrating(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct devpage *dp = e->data;
+	struct finish_args *fa = arg;
+
+	/* Stop at the first page the client kept: walk again after. */
+	if (dp->owner == fa->m && dp->state == DP_MIGRATING) {
+		fa->start = addr;
+		return 1;
+	}
+	return 0;
+}
+
+static void finish_on_loop(void *arg)
+{
+	struct finish_args *fa = arg;
+	struct process *p = fa->m->proc;
+	uint64_t end = fa->end;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	pt_walk(p->devpages, fa->start, end, finish_page, fa);
+	/* Pages the client did not discard stay with the CPU. */
+	for (uint64_t from = fa->start;
+	     pt_walk(p->devpages, from, end, still_migrating, fa);
+	     from = fa->start + page_size())
+		forget(p, fa->start);
+	pthread_mutex_unlock(&p->migrate_lock);
+	counter_add(&counters.migrated_to_device, fa->cpages);
+	/* Writers held during the migration may go on now. */
+	uffd_events_release_held(p);
+}
+
+int migrate_finish(struct mirror *m, uint64_t start, uint64_t npages,
+		   uint64_t *cpages)
+{
+	struct finish_args fa = {
+		.m = m,
+		.start = start,
+		.end = start + npages * page_size(),
+	};
+	struct process *p = m->proc;
+	int err;
+
+	/*
+	 * On the loop thread: the client discarded the pages before asking
+	 * us to finish, so the loop has read the REMOVE events by now, and a
+	 * call queued behind them sees them handled.
+	 */
+	if (p->loop)
+		err = loop_call(p->loop, finish_on_loop, &fa);
+	else
+		err = (finish_on_loop(&fa), 0);
+	*cpages = fa.cpages;
+	return err;
+}
+
+/* ---- coming back ---------------------------------------------------------- */
+
+/*
+ * migrate_lock held, @dp is DP_DEVICE at @page: copy it into the client's
+ * page table (the page is missing there), inside an invalidation window so
+ * that a racing range fault retries. -EAGAIN: an event is queued.
+ */
+static int restore(struct process *p, uint64_t page, struct devpage *dp)
+{
+	struct uffdio_copy copy = {
+		.dst = page,
+		.src = (uint64_t)(uintptr_t)dp->mem,
+		.len = page_size(),
+	};
+	int err = 0;
+
+	process_invalidate_start(p, page, page + page_size());
+	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST) {
+		err = -errno;
+		if (err != -EAGAIN && err != -ESRCH && err != -ENOENT)
+			log_err("client %d: UFFDIO_COPY %#" PRIx64 ": %s",
+				p->pid, page, strerror(-err));
+	}
+	process_invalidate_end(p);
+	if (err == -EAGAIN)
+		return err;
+	forget(p, page);
+	if (!err)
+		counter_add(&counters.migrated_to_system, 1);
+	return err;
+}
+
+/* A list of page addresses, gathered under the lock, acted on after. */
+struct collect {
+	struct mirror *m;
+	uint64_t *addrs;
+	uint64_t n, cap;
+};
+
+static int push(struct collect *c, uint64_t addr)
+{
+	if (c->n == c->cap) {
+		uint64_t cap = c->cap ? 2 * c->cap : 64;
+		uint64_t *a = realloc(c->addrs, cap * sizeof(*a));
+
+		if (!a)
+			return -ENOMEM;
+		c->addrs = a;
+		c->cap = cap;
+	}
+	c->addrs[c->n++] = addr;
+	return 0;
+}
+
+/* The mirror's device-private pages. */
+static int collect_owned(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct devpage *dp = e->data;
+	struct collect *c = arg;
+
+	if (dp->owner != c->m || dp->state != DP_DEVICE)
+		return 0;
+	return push(c, addr);
+}
+
+/* All the mirror's pages, whatever their state. */
+static int collect_mine(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct devpage *dp = e->data;
+	struct collect *c = arg;
+
+	return dp->owner == c->m ? push(c, addr) : 0;
+}
+
+int migrate_to_system(struct mirror *m, uint64_t start, uint64_t end,
+		      uint64_t *cpages)
+{
+	struct process *p = m->proc;
+	struct collect c = { .m = m };
+	int err;
+
+	*cpages = 0;
+	pthread_mutex_lock(&p->migrate_lock);
+	err = pt_walk(p->devpages, start, end ? end : PT_VA_LIMIT,
+		      collect_owned, &c);
+	pthread_mutex_unlock(&p->migrate_lock);
+
+	for (uint64_t i = 0; i < c.n && !err; i++) {
+		for (int tries = 0;; tries++) {
+			struct devpage *dp;
+			int r = 0;
+
+			pthread_mutex_lock(&p->migrate_lock);
+			dp = lookup(p, c.addrs[i]);
+			if (dp && dp->owner == m && dp->state == DP_DEVICE)
+				r = restore(p, c.addrs[i], dp);
+			pthread_mutex_unlock(&p->migrate_lock);
+			if (r != -EAGAIN) {
+				*cpages += !r;
+				break;
+			}
+			if (tries == MAX_EAGAIN) {
+				err = -EAGAIN;
+				break;
+			}
+			pause_briefly(); /* the loop reads the queued event */
+		}
+	}
+	free(c.addrs);
+	return err;
+}
+
+void migrate_drop_mirror(struct process *p, struct mirror *m)
+{
+	struct collect c = { .m = m };
+
+	pthread_mutex_lock(&p->migrate_lock);
+	if (pt_walk(p->devpages, 0, PT_VA_LIMIT, collect_mine, &c) < 0)
+		log_err("client %d: out of memory dropping device pages",
+			p->pid);
+	for (uint64_t i = 0; i < c.n; i++)
+		forget(p, c.addrs[i]);
+	pthread_mutex_unlock(&p->migrate_lock);
+	free(c.addrs);
+}
+
+/* ---- device side ---------------------------------------------------------- */
+
+int migrate_check_exclusive(struct mirror *m, uint64_t start, uint64_t end)
+{
+	struct process *p = m->proc;
+	int err = 0;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	for (uint64_t a = start; a < end && !err; a += page_size()) {
+		struct devpage *dp = lookup(p, a);
+
+		if (!dp || dp->owner != m || dp->state != DP_DEVICE ||
+		    !dp->exclusive)
+			err = -EPERM;
+	}
+	pthread_mutex_unlock(&p->migrate_lock);
+	return err;
+}
+
+int migrate_copy_local(struct mirror *m, uint64_t page, void *dst)
+{
+	struct process *p = m->proc;
+	struct devpage *dp;
+	int err = -ENOENT;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	dp = lookup(p, page);
+	if (dp && dp->owner == m && dp->state == DP_DEVICE) {
+		if (dst)
+			memcpy(dst, dp->mem, page_size());
+		err = 0;
+	}
+	pthread_mutex_unlock(&p->migrate_lock);
+	return err;
+}
+
+uint8_t migrate_page_state(struct mirror *m, uint64_t page)
+{
+	struct process *p = m->proc;
+	struct devpage *dp;
+	uint8_t st = 0;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	dp = lookup(p, page);
+	if (dp && dp->state == DP_DEVICE)
+		st = dp->owner->dev == m->dev ? HMMU_PAGE_DEV_LOCAL :
+						HMMU_PAGE_DEV_REMOTE;
+	pthread_mutex_unlock(&p->migrate_lock);
+	return st;
+}
+
+/* ---- userfaultfd traffic, on the loop thread ------------------------------ */
+
+static const char zero_page[65536] __attribute__((aligned(4096)));
+
+/*
+ * A missing fault in a range registered for migration. A device-private
+ * page comes back; a page being migrated (never populated) gets a zero page
+ * that is write-protected, so its writer is held like the others; any other
+ * page is plain new memory.
+ */
+int migrate_missing_fault(struct process *p, const struct uffd_msg *msg)
+{
+	uint64_t page = msg->arg.pagefault.address & ~(page_size() - 1);
+	struct uffdio_copy copy = {
+		.dst = page,
+		.src = (uint64_t)(uintptr_t)zero_page,
+		.len = page_size(),
+	};
+	struct devpage *dp;
+	int err = 0;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	dp = lookup(p, page);
+	if (dp && dp->state == DP_DEVICE) {
+		err = restore(p, page, dp);
+		if (!err)
+			counter_add(&counters.cpu_faults, 1);
+		pthread_mutex_unlock(&p->migrate_lock);
+		return err == -EAGAIN ? err : 0;
+	}
+	if (dp)
+		copy.mode = UFFDIO_COPY_MODE_WP;
+	/* A device may be snapshotting this page right now: make it retry. */
+	process_invalidate_start(p, page, page + page_size());
+	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
+		err = -errno;
+	process_invalidate_end(p);
+	pthread_mutex_unlock(&p->migrate_lock);
+	if (err == -EEXIST || err == -ESRCH || err == -ENOENT)
+		err = 0;
+	if (err && err != -EAGAIN)
+		log_err("client %d: missing fault at %#" PRIx64 ": %s", p->pid,
+			page, strerror(-err));
+	return err == -EAGAIN ? err : 0;
+}
+
+int migrate_holds_write(struct process *p, uint64_t page)
+{
+	struct devpage *dp;
+	int held;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	dp = lookup(p, page);
+	held = dp && dp->state == DP_MIGRATING;
+	pthread_mutex_unlock(&p->migrate_lock);
+	return held;
+}
+
+static int on_remove(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct devpage *dp = e->data;
+	struct collect *gone = arg;
+
+	if (dp->state == DP_MIGRATING) {
+		/* The client discarded its copy: the device's is the page. */
+		dp->state = DP_DEVICE;
+		dp->fresh = 1;
+	} else if (!dp->fresh) {
+		/* madvise of a device-private page: its data is discarded. */
+		return push(gone, addr);
+	}
+	return 0;
+}
+
+void migrate_on_remove(struct process *p, uint64_t start, uint64_t end)
+{
+	struct collect gone = { .m = NULL };
+
+	pthread_mutex_lock(&p->migrate_lock);
+	pt_walk(p->devpages, start, end, on_remove, &gone);
+	for (uint64_t i = 0; i < gone.n; i++)
+		forget(p, gone.addrs[i]);
+	pthread_mutex_unlock(&p->migrate_lock);
+	free(gone.addrs);
+}
+
+void migrate_on_unmap(struct process *p, uint64_t start, uint64_t end)
+{
+	pthread_mutex_lock(&p->migrate_lock);
+	pt_clear_range(p->devpages, start, end, free_devpage, NULL);
+	pthread_mutex_unlock(&p->migrate_lock);
+}
+
+struct moving {
+	uint64_t *addrs;
+	struct devpage **pages;
+	uint64_t n, cap;
+};
+
+static int collect_all(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct moving *mv = arg;
+
+	if (mv->n == mv->cap) {
+		uint64_t cap = mv->cap ? 2 * mv->cap : 64;
+		uint64_t *a = realloc(mv->addrs, cap * sizeof(*a));
+		struct devpage **d;
+
+		if (!a)
+			return -ENOMEM;
+		mv->addrs = a;
+		d = realloc(mv->pages, cap * sizeof(*d));
+		if (!d)
+			return -ENOMEM;
+		mv->pages = d;
+		mv->cap = cap;
+	}
+	mv->addrs[mv->n] = addr;
+	mv->pages[mv->n++] = e->data;
+	return 0;
+}
+
+void migrate_on_remap(struct process *p, uint64_t from, uint64_t to,
+		      uint64_t len)
+{
+	struct moving mv = { 0 };
+
+	pthread_mutex_lock(&p->migrate_lock);
+	if (pt_walk(p->devpages, from, from + len, collect_all, &mv) == 0) {
+		/* The pages moved with their VMA: move our entries too. */
+		pt_clear_range(p->devpages, from, from + len, NULL, NULL);
+		for (uint64_t i = 0; i < mv.n; i++) {
+			struct pt_entry e = { .data = mv.pages[i] };
+
+			if (pt_set(p->devpages, to + (mv.addrs[i] - from), &e,
+				   NULL, NULL) < 0) {
+				log_err("client %d: lost a device page in mremap",
+					p->pid);
+				devmem_free_page(mv.pages[i]->pool,
+						 mv.pages[i]->mem);
+				free(mv.pages[i]);
+			}
+		}
+	} else {
+		log_err("client %d: out of memory moving device pages", p->pid);
+	}
+	pthread_mutex_unlock(&p->migrate_lock);
+	free(mv.addrs);
+	free(mv.pages);
+}
+
+static int copy_to_child(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct devpage *dp = e->data;
+	int child = *(int *)arg;
+	struct uffdio_copy copy = {
+		.dst = addr,
+		.src = (uint64_t)(uintptr_t)dp->mem,
+		.len = page_size(),
+	};
+
+	if (dp->state != DP_DEVICE)
+		return 0; /* the child got the CPU page itself */
+	if (ioctl(child, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
+		log_err("fork: child's copy of %#" PRIx64 ": %s", addr,
+			strerror(errno));
+	return 0;
+}
+
+void migrate_on_fork(struct process *p, int child_uffd)
+{
+	/*
+	 * The child inherited no CPU page for a device-private one: give it
+	 * the contents through its own userfaultfd before we close that fd.
+	 */
+	pthread_mutex_lock(&p->migrate_lock);
+	pt_walk(p->devpages, 0, PT_VA_LIMIT, copy_to_child, &child_uffd);
+	pthread_mutex_unlock(&p->migrate_lock);
+}

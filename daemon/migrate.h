@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Device memory and migration: the counterpart of the kernel's device
+ * private memory and migrate_vma_*(). A page migrated to a device lives in
+ * that device's memory (devices/devmem.c) and not in the CPU's page table;
+ * any CPU access raises a userfaultfd MISSING fault that brings it back.
+ *
+ * The daemon cannot discard a page of another process, so migrating to a
+ * device takes three steps, the middle one done by libhmmu in the client:
+ *
+ *   1. prepare (worker): register the range for missing faults, reserve
+ *      device pages, write-protect the pages, copy them. From here on a CPU
+ *      write to them is held asleep by the daemon.
+ *   2. the client discards them: madvise(MADV_DONTNEED), which the daemon
+ *      sees as a REMOVE event.
+ *   3. finish (on the loop thread, after that event was handled): pages the
+ *      client discarded are now device-private; pages it did not are rolled
+ *      back (device page freed, write-protect lifted). Held writers wake up
+ *      and, for device-private pages, fault the page straight back.
+ *
+ * Why no write is lost: a write before step 1's write-protect is in the
+ * copy; a write after it sleeps until step 3, and then lands either on the
+ * CPU page that was never discarded or, through a missing fault, on the page
+ * brought back from the device with the migrated contents. A page that was
+ * never populated is zero either way; a missing fault on one during
+ * migration installs it write-protected, so its writer is held too.
+ */
+#ifndef HMMUD_MIGRATE_H
+#define HMMUD_MIGRATE_H
+
+#include <stdint.h>
+#include <linux/userfaultfd.h>
+
+struct device;
+struct mirror;
+struct process;
+
+int migrate_init(struct process *p);
+/* The process is gone: free its device pages. */
+void migrate_fini(struct process *p);
+
+/*
+ * Step 1 for [start, start + npages pages) on @m's device. One byte per
+ * page into @map: 1 if the page is being migrated (the client must discard
+ * it), 0 if not (not anonymous private writable memory, a hole, or already
+ * in device memory). -ENOMEM if the device memory is full (nothing changes).
+ */
+int migrate_prepare(struct mirror *m, uint64_t start, uint64_t npages,
+		    uint8_t *map, int exclusive, uint64_t *count);
+/* Step 3. *@cpages: pages now in @m's device memory from this migration. */
+int migrate_finish(struct mirror *m, uint64_t start, uint64_t npages,
+		   uint64_t *cpages);
+
+/*
+ * Bring @m's pages in [start, end) back to system memory (all of them if
+ * end is 0). *@cpages counts them. Worker.
+ */
+int migrate_to_system(struct mirror *m, uint64_t start, uint64_t end,
+		      uint64_t *cpages);
+/* The mirror's process is gone: free its device pages without copying. */
+void migrate_drop_mirror(struct process *p, struct mirror *m);
+
+/* 0 if every page of [start, end) is exclusive to @m, else -EPERM. */
+int migrate_check_exclusive(struct mirror *m, uint64_t start, uint64_t end);
+
+/*
+ * For the device MMU: copy the page at @page from @m's device memory into
+ * @dst, without a CPU fault. -ENOENT if it is not there.
+ */
+int migrate_copy_local(struct mirror *m, uint64_t page, void *dst);
+
+/* Snapshot overlay: 0, HMMU_PAGE_DEV_LOCAL or HMMU_PAGE_DEV_REMOTE. */
+uint8_t migrate_page_state(struct mirror *m, uint64_t page);
+
+/* Loop thread: userfaultfd traffic that concerns device memory. */
+int migrate_missing_fault(struct process *p, const struct uffd_msg *msg);
+int migrate_holds_write(struct process *p, uint64_t page);
+void migrate_on_remove(struct process *p, uint64_t start, uint64_t end);
+void migrate_on_unmap(struct process *p, uint64_t start, uint64_t end);
+void migrate_on_remap(struct process *p, uint64_t from, uint64_t to,
+		      uint64_t len);
+void migrate_on_fork(struct process *p, int child_uffd);
+
+#endif

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+#include "devmem.h"
+
+#include <errno.h>
+#include <hwloc.h>
+#include <numa.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct devmem {
+	char *base;
+	uint64_t npages;
+	size_t bytes;
+	int numa; /* allocated with libnuma (else mmap) */
+	pthread_mutex_t lock; /* protects free_list, nfree */
+	uint32_t *free_list;  /* a stack of free page numbers */
+	uint64_t nfree;
+	char cpus[64];
+};
+
+static uint64_t page_size(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Which CPUs sit on @node, as hwloc sees the machine. -EINVAL: no node. */
+static int node_cpus(int node, char *buf, size_t len)
+{
+	hwloc_topology_t topo;
+	hwloc_obj_t obj;
+	int err = 0;
+
+	if (hwloc_topology_init(&topo) < 0)
+		return -ENOMEM;
+	if (hwloc_topology_load(topo) < 0) {
+		hwloc_topology_destroy(topo);
+		return -EIO;
+	}
+	if (node < 0) {
+		hwloc_bitmap_list_snprintf(buf, len,
+					   hwloc_topology_get_topology_cpuset(topo));
+	} else {
+		obj = hwloc_get_numanode_obj_by_os_index(topo, (unsigned)node);
+		if (!obj)
+			err = -EINVAL;
+		else
+			hwloc_bitmap_list_snprintf(buf, len, obj->cpuset);
+	}
+	hwloc_topology_destroy(topo);
+	return err;
+}
+
+int devmem_create(uint64_t bytes, int node, struct devmem **out)
+{
+	struct devmem *dm = calloc(1, sizeof(*dm));
+	int err;
+
+	if (!dm)
+		return -ENOMEM;
+	err = node_cpus(node, dm->cpus, sizeof(dm->cpus));
+	if (err) {
+		free(dm);
+		return err;
+	}
+	dm->npages = bytes / page_size();
+	if (dm->npages > UINT32_MAX) {
+		free(dm);
+		return -EINVAL;
+	}
+	dm->bytes = (size_t)(dm->npages * page_size());
+	pthread_mutex_init(&dm->lock, NULL);
+	if (dm->npages) {
+		/* Lazily backed: the pool costs memory only as it fills. */
+		if (node >= 0 && numa_available() >= 0) {
+			dm->base = numa_alloc_onnode(dm->bytes, node);
+			dm->numa = 1;
+		} else {
+			dm->base = mmap(NULL, dm->bytes, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS |
+						MAP_NORESERVE,
+					-1, 0);
+			if (dm->base == MAP_FAILED)
+				dm->base = NULL;
+		}
+		dm->free_list = malloc(dm->npages * sizeof(uint32_t));
+		if (!dm->base || !dm->free_list) {
+			devmem_destroy(dm);
+			return -ENOMEM;
+		}
+		/* Lowest pages on top: they are handed out first. */
+		for (uint64_t i = 0; i < dm->npages; i++)
+			dm->free_list[i] = (uint32_t)(dm->npages - 1 - i);
+		dm->nfree = dm->npages;
+	}
+	*out = dm;
+	return 0;
+}
+
+void devmem_destroy(struct devmem *dm)
+{
+	if (!dm)
+		return;
+	if (dm->base && dm->numa)
+		numa_free(dm->base, dm->bytes);
+	else if (dm->base)
+		munmap(dm->base, dm->bytes);
+	free(dm->free_list);
+	pthread_mutex_destroy(&dm->lock);
+	free(dm);
+}
+
+void *devmem_alloc_page(struct devmem *dm)
+{
+	void *page = NULL;
+
+	pthread_mutex_lock(&dm->lock);
+	if (dm->nfree)
+		page = dm->base + (uint64_t)dm->free_list[--dm->nfree] *
+					  page_size();
+	pthread_mutex_unlock(&dm->lock);
+	return page;
+}
+
+void devmem_free_page(struct devmem *dm, void *page)
+{
+	uint64_t n = (uint64_t)((char *)page - dm->base) / page_size();
+
+	pthread_mutex_lock(&dm->lock);
+	dm->free_list[dm->nfree++] = (uint32_t)n;
+	pthread_mutex_unlock(&dm->lock);
+}
+
+uint64_t devmem_pages_total(const struct devmem *dm)
+{
+	return dm->npages;
+}
+
+uint64_t devmem_pages_used(struct devmem *dm)
+{
+	uint64_t used;
+
+	pthread_mutex_lock(&dm->lock);
+	used = dm->npages - dm->nfree;
+	pthread_mutex_unlock(&dm->lock);
+	return used;
+}
+
+const char *devmem_cpus(const struct devmem *dm)
+{
+	return dm->cpus;
+}

@@ -1,0 +1,497 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hmmu_snapshot end to end: the state of each page in the CPU's page table,
+ * as the kernel's test_hmm reports it (none, zero page, read, write, huge,
+ * error), through untouched, CPU-read, CPU-written, device-mirrored,
+ * unmirrored, PROT_NONE, unmapped, copy-on-write and transparent huge
+ * pages. A snapshot only looks: it never faults a page in, neither for the
+ * CPU nor for the device.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+TestSuite(snapshot, .init = daemon_start, .fini = daemon_stop, .timeout = 120);
+
+#define HUGE_SIZE (2ul << 20)
+
+/* PAGEMAP_SCAN (Linux 6.7), newer than the system headers. */
+#ifndef PAGEMAP_SCAN
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_PRESENT (1 << 3)
+struct page_region {
+	uint64_t start, end, categories;
+};
+struct pm_scan_arg {
+	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	uint64_t category_inverted, category_mask, category_anyof_mask;
+	uint64_t return_mask;
+};
+#endif
+
+static size_t page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint8_t *map_rw(size_t npages)
+{
+	void *p = mmap(NULL, npages * page_size(), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert_neq(p, MAP_FAILED, "mmap: %s", strerror(errno));
+	return p;
+}
+
+static void *xmalloc(size_t len)
+{
+	void *p = malloc(len);
+
+	cr_assert_not_null(p);
+	return p;
+}
+
+static const char *state_name(uint8_t s)
+{
+	switch (s) {
+	case HMMU_PAGE_NONE: return "NONE";
+	case HMMU_PAGE_READ: return "READ";
+	case HMMU_PAGE_WRITE: return "WRITE";
+	case HMMU_PAGE_READ | HMMU_PAGE_HUGE: return "READ|HUGE";
+	case HMMU_PAGE_WRITE | HMMU_PAGE_HUGE: return "WRITE|HUGE";
+	case HMMU_PAGE_ZERO: return "ZERO";
+	case HMMU_PAGE_DEV_LOCAL: return "DEV_LOCAL";
+	case HMMU_PAGE_DEV_REMOTE: return "DEV_REMOTE";
+	case HMMU_PAGE_ERROR: return "ERROR";
+	default: return "?";
+	}
+}
+
+/*
+ * Snapshot [addr, addr + npages pages) into @states, asserting success,
+ * cpages == npages, and that nothing was faulted in for the device.
+ */
+static void snap(struct hmmu *h, struct hmmu_mirror *m, const void *addr,
+		 size_t npages, uint8_t *states)
+{
+	struct hmmu_cmd c = { .addr = (uintptr_t)addr, .npages = npages };
+	struct hmmu_stats before = stats_of(h), after;
+	int err;
+
+	memset(states, 0xee, npages); /* no valid state */
+	err = hmmu_snapshot(m, &c, states);
+	cr_assert_eq(err, 0, "snapshot of %p, %zu pages: %s", addr, npages,
+		     strerror(-err));
+	cr_assert_eq(c.cpages, npages, "cpages %llu, want %zu",
+		     (unsigned long long)c.cpages, npages);
+	after = stats_of(h);
+	cr_assert_eq(after.device_pages, before.device_pages,
+		     "a snapshot faults nothing into the device");
+	cr_assert_eq(after.device_faults, before.device_faults,
+		     "a snapshot takes no device fault");
+	cr_assert_eq(after.cpu_faults, before.cpu_faults);
+}
+
+static void expect_state(const uint8_t *states, size_t first, size_t count,
+			 uint8_t want, const char *what)
+{
+	for (size_t i = first; i < first + count; i++)
+		if (states[i] != want)
+			cr_assert_fail("%s: page %zu is %#x (%s), want %#x (%s)",
+				       what, i, states[i], state_name(states[i]),
+				       want, state_name(want));
+}
+
+/* Snapshot @npages at @addr and expect every page to be @want. */
+static void expect_all(struct hmmu *h, struct hmmu_mirror *m, const void *addr,
+		       size_t npages, uint8_t want, const char *what)
+{
+	uint8_t *states = xmalloc(npages);
+
+	snap(h, m, addr, npages, states);
+	expect_state(states, 0, npages, want, what);
+	free(states);
+}
+
+static void require_pagemap_scan(void)
+{
+	uint8_t *p = map_rw(1);
+	struct page_region r;
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg),
+		.start = (uintptr_t)p,
+		.end = (uintptr_t)p + page_size(),
+		.vec = (uintptr_t)&r,
+		.vec_len = 1,
+		.category_anyof_mask = PAGE_IS_PRESENT,
+		.return_mask = PAGE_IS_PRESENT,
+	};
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), n, err;
+
+	cr_assert_geq(fd, 0);
+	n = ioctl(fd, PAGEMAP_SCAN, &arg);
+	err = errno;
+	close(fd);
+	munmap(p, page_size());
+	if (n < 0)
+		cr_skip_test("no PAGEMAP_SCAN on /proc/self/pagemap (%s): the "
+			     "zero page cannot be told (Linux 6.7 or later)",
+			     strerror(err));
+}
+
+/* Resident pages of [p, p + npages pages), by mincore. */
+static size_t resident(const void *p, size_t npages)
+{
+	unsigned char *vec = xmalloc(npages);
+	size_t n = 0;
+
+	cr_assert_eq(mincore((void *)p, npages * page_size(), vec), 0);
+	for (size_t i = 0; i < npages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	return n;
+}
+
+static void device_read(struct hmmu_mirror *m, const void *p, size_t npages)
+{
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = npages };
+	uint8_t *buf = xmalloc(npages * page_size());
+	int err = hmmu_device_read(m, &c, buf);
+
+	cr_assert_eq(err, 0, "device read: %s", strerror(-err));
+	cr_assert_eq(c.cpages, npages);
+	cr_assert_eq(memcmp(buf, p, npages * page_size()), 0);
+	free(buf);
+}
+
+static void touch_read(const uint8_t *p, size_t npages)
+{
+	unsigned sum = 0;
+
+	for (size_t i = 0; i < npages; i++)
+		sum += ((volatile const uint8_t *)p)[i * page_size()];
+	cr_assert_eq(sum, 0);
+}
+
+static void touch_write(uint8_t *p, size_t npages, uint8_t v)
+{
+	for (size_t i = 0; i < npages; i++)
+		memset(p + i * page_size(), v + (uint8_t)i, page_size());
+}
+
+Test(snapshot, fresh_mapped_pages_are_none_and_stay_unfaulted)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	const size_t n = 16;
+	uint8_t *p = map_rw(n);
+
+	expect_all(h, m, p, n, HMMU_PAGE_NONE, "fresh pages");
+	expect_all(h, m, p, n, HMMU_PAGE_NONE, "fresh pages, again");
+	cr_expect_eq(resident(p, n), 0, "the snapshot made no page resident");
+	cr_expect_eq(stats_of(h).device_pages, 0);
+	cr_expect_eq(stats_of(h).device_faults, 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(snapshot, cpu_read_of_untouched_page_is_zero_page)
+{
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	const size_t n = 8;
+	uint8_t *p;
+
+	require_pagemap_scan();
+	h = connect_or_die();
+	m = mirror_registered(h, "dmirror0");
+	p = map_rw(n);
+	touch_read(p, n);
+	expect_all(h, m, p, n, HMMU_PAGE_ZERO, "CPU-read untouched pages");
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(snapshot, cpu_written_pages_are_write)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	const size_t n = 8;
+	uint8_t *p = map_rw(n);
+
+	touch_write(p, n, 1);
+	expect_all(h, m, p, n, HMMU_PAGE_WRITE, "CPU-written pages");
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(snapshot, device_mirrored_pages_are_read_until_the_cpu_writes)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	const size_t n = 8;
+	uint8_t *p = map_rw(n), *states = xmalloc(n);
+
+	touch_write(p, n, 2);
+	device_read(m, p, n);
+	/* Write-protected so that the CPU's next write reaches the daemon. */
+	expect_all(h, m, p, n, HMMU_PAGE_READ, "device-mirrored pages");
+
+	p[3 * page_size()] = 0x77;
+	snap(h, m, p, n, states);
+	expect_state(states, 3, 1, HMMU_PAGE_WRITE,
+		     "the page the CPU wrote after mirroring");
+	expect_state(states, 0, 3, HMMU_PAGE_READ, "still mirrored");
+	expect_state(states, 4, n - 4, HMMU_PAGE_READ, "still mirrored");
+
+	/* Mirrored again: protected again. */
+	device_read(m, p, n);
+	expect_all(h, m, p, n, HMMU_PAGE_READ, "mirrored again");
+	free(states);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(snapshot, pages_are_write_again_after_last_unregister)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
+	struct hmmu_mirror *b;
+	const size_t n = 8;
+	uint8_t *p = map_rw(n);
+
+	touch_write(p, n, 3);
+	device_read(a, p, n);
+	expect_all(h, a, p, n, HMMU_PAGE_READ, "mirrored pages");
+	cr_assert_eq(hmmu_mirror_unregister(a), 0);
+	cr_assert_eq(stats_of(h).my_state, 0, "the last mirror is gone");
+
+	/* A fresh mirror, to look: the old protection must be gone. */
+	b = mirror_registered(h, "dmirror1");
+	expect_all(h, b, p, n, HMMU_PAGE_WRITE,
+		   "pages after the last unregistration");
+	/* And they really are writable: no fault reaches the daemon. */
+	touch_write(p, n, 4);
+	cr_expect_eq(stats_of(h).cpu_faults, 0);
+	hmmu_mirror_destroy(a);
+	hmmu_mirror_destroy(b);
+	hmmu_disconnect(h);
+}
+
+Test(snapshot, prot_none_pages_are_error)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	const size_t n = 4;
+	uint8_t *p = map_rw(n), *states = xmalloc(n);
+
+	touch_write(p, n, 5);
+	cr_assert_eq(mprotect(p + page_size(), 2 * page_size(), PROT_NONE), 0);
+	snap(h, m, p, n, states);
+	expect_state(states, 0, 1, HMMU_PAGE_WRITE, "before the PROT_NONE pages");
+	expect_state(states, 1, 2, HMMU_PAGE_ERROR, "PROT_NONE pages");
+	expect_state(states, 3, 1, HMMU_PAGE_WRITE, "after the PROT_NONE pages");
+	/* Untouched PROT_NONE pages too. */
+	{
+		uint8_t *q = mmap(NULL, n * page_size(), PROT_NONE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		cr_assert_neq(q, MAP_FAILED);
+		expect_all(h, m, q, n, HMMU_PAGE_ERROR, "fresh PROT_NONE pages");
+	}
+	free(states);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(snapshot, unmapped_pages_are_error)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	const size_t n = 8;
+	uint8_t *p = map_rw(n), *states = xmalloc(n);
+
+	touch_write(p, n, 6);
+	cr_assert_eq(munmap(p + 2 * page_size(), 3 * page_size()), 0);
+	snap(h, m, p, n, states);
+	expect_state(states, 0, 2, HMMU_PAGE_WRITE, "mapped pages");
+	expect_state(states, 2, 3, HMMU_PAGE_ERROR, "the hole");
+	expect_state(states, 5, 3, HMMU_PAGE_WRITE, "mapped pages");
+	expect_all(h, m, p + 2 * page_size(), 3, HMMU_PAGE_ERROR,
+		   "a wholly unmapped range");
+	free(states);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(snapshot, cow_pages_after_fork_are_read_in_parent)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	const size_t n = 4;
+	uint8_t *p = map_rw(n);
+	int go[2], ready[2], status;
+	char c;
+	pid_t pid;
+
+	/* Never mirrored: only the fork makes them read-only. */
+	touch_write(p, n, 7);
+	expect_all(h, m, p, n, HMMU_PAGE_WRITE, "before fork");
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(ready), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		(void)!write(ready[1], "r", 1);
+		(void)!read(go[0], &c, 1);
+		_exit(p[0] == 7 ? 0 : 1);
+	}
+	cr_assert_eq(read(ready[0], &c, 1), 1);
+	expect_all(h, m, p, n, HMMU_PAGE_READ, "shared copy-on-write pages");
+
+	/* The parent's write breaks COW on that page only. */
+	p[page_size()] = 0x42;
+	{
+		uint8_t states[4];
+
+		snap(h, m, p, n, states);
+		expect_state(states, 1, 1, HMMU_PAGE_WRITE, "page the parent wrote");
+		expect_state(states, 0, 1, HMMU_PAGE_READ, "still shared");
+		expect_state(states, 2, 2, HMMU_PAGE_READ, "still shared");
+	}
+	(void)!write(go[1], "g", 1);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/* A 2 MiB-aligned THP region of @len bytes filled by the CPU, or skip. */
+static uint8_t *map_thp(size_t len)
+{
+	char mode[128] = "", line[512];
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	unsigned long s, e;
+	uint8_t *raw, *p;
+	int in_vma = 0;
+	long kb = 0;
+
+	if (!f)
+		cr_skip_test("no transparent huge pages in this kernel");
+	if (!fgets(mode, sizeof(mode), f))
+		mode[0] = '\0';
+	fclose(f);
+	if (strstr(mode, "[never]") || !mode[0])
+		cr_skip_test("transparent huge pages are disabled (%s)", mode);
+	raw = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(raw, MAP_FAILED);
+	p = (uint8_t *)(((uintptr_t)raw + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1));
+	if (p > raw)
+		munmap(raw, (size_t)(p - raw));
+	munmap(p + len, (size_t)(raw + len + HUGE_SIZE - (p + len)));
+	cr_assert_eq(madvise(p, len, MADV_HUGEPAGE), 0);
+	memset(p, 0x3c, len);
+
+	f = fopen("/proc/self/smaps", "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2)
+			in_vma = (uintptr_t)p >= s && (uintptr_t)p < e;
+		else if (in_vma && strncmp(line, "AnonHugePages:", 14) == 0)
+			kb = strtol(line + 14, NULL, 10);
+	}
+	fclose(f);
+	if (kb <= 0)
+		cr_skip_test("the MADV_HUGEPAGE region did not get huge pages");
+	return p;
+}
+
+static void expect_huge(const uint8_t *states, size_t n, uint8_t base,
+			const char *what)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!(states[i] & HMMU_PAGE_HUGE) ||
+		    (states[i] & ~HMMU_PAGE_HUGE) != base)
+			cr_assert_fail("%s: page %zu is %#x (%s), want %s|HUGE",
+				       what, i, states[i], state_name(states[i]),
+				       state_name(base));
+	}
+}
+
+Test(snapshot, thp_pages_are_huge_with_read_or_write)
+{
+	const size_t len = 2 * HUGE_SIZE, n = len / page_size();
+	uint8_t *p = map_thp(len);
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	uint8_t *states = xmalloc(n);
+
+	snap(h, m, p, n, states);
+	expect_huge(states, n, HMMU_PAGE_WRITE, "CPU-written THP");
+	device_read(m, p, n);
+	snap(h, m, p, n, states);
+	expect_huge(states, n, HMMU_PAGE_READ, "device-mirrored THP");
+	free(states);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/* Every state in one call, across VMAs and holes. */
+Test(snapshot, mixed_range_reports_each_page)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	uint8_t *p = map_rw(5), states[5];
+
+	/* 0: untouched, 1: written, 2: mirrored, 3: PROT_NONE, 4: unmapped */
+	touch_write(p + page_size(), 2, 8);
+	cr_assert_eq(mprotect(p + 3 * page_size(), page_size(), PROT_NONE), 0);
+	cr_assert_eq(munmap(p + 4 * page_size(), page_size()), 0);
+	device_read(m, p + 2 * page_size(), 1);
+	snap(h, m, p, 5, states);
+	expect_state(states, 0, 1, HMMU_PAGE_NONE, "untouched");
+	expect_state(states, 1, 1, HMMU_PAGE_WRITE, "CPU-written");
+	expect_state(states, 2, 1, HMMU_PAGE_READ, "device-mirrored");
+	expect_state(states, 3, 1, HMMU_PAGE_ERROR, "PROT_NONE");
+	expect_state(states, 4, 1, HMMU_PAGE_ERROR, "unmapped");
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/* Many alternating runs, more than one batch of the daemon's page walks. */
+Test(snapshot, large_range_of_alternating_zero_and_written_pages)
+{
+	const size_t n = 1100;
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	uint8_t *p, *states = xmalloc(n);
+
+	require_pagemap_scan();
+	h = connect_or_die();
+	m = mirror_registered(h, "dmirror0");
+	p = map_rw(n);
+	for (size_t i = 0; i < n; i++) {
+		if (i % 2)
+			p[i * page_size()] = 1;
+		else
+			touch_read(p + i * page_size(), 1);
+	}
+	snap(h, m, p, n, states);
+	for (size_t i = 0; i < n; i++)
+		expect_state(states, i, 1,
+			     i % 2 ? HMMU_PAGE_WRITE : HMMU_PAGE_ZERO,
+			     "alternating pages");
+	free(states);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}

@@ -1,0 +1,576 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The mirror registry on its own: no daemon, no socket, no event loop
+ * (registry_init() with a NULL loop, so nobody watches a userfaultfd and
+ * the last process_put() closes it). Pins down the lifecycle rules as the
+ * registry implements them: when a userfaultfd is asked for and when it is
+ * taken, when per-process state is created and torn down, -EBUSY / -EINVAL
+ * / -EBADF without side effects, releases, two processes, pid reuse, and
+ * register/unregister from many threads at once.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/uffd_uapi.h"
+#include "daemon/mirror.h"
+#include "daemon/process.h"
+#include "daemon/registry.h"
+#include "devices/device.h"
+
+#define MAX_MIRRORS 32
+
+static struct registry reg;
+static struct device *dev;
+static struct peer self;		  /* this test process */
+static struct mirror *mirrors[MAX_MIRRORS]; /* made by new_mirror() */
+static unsigned nmirrors;
+static int extra_pidfds[4];
+static unsigned nextra_pidfds;
+static pid_t child = -1;		  /* a second process, if any */
+static int child_pipe = -1;		  /* its stdin: closing it ends it */
+
+static int pidfd_of(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	cr_assert_geq(fd, 0, "pidfd_open(%d): %s", pid, strerror(errno));
+	return fd;
+}
+
+static struct peer peer_of(pid_t pid, int pidfd)
+{
+	struct peer p = { .pid = pid, .uid = getuid(), .gid = getgid(),
+			  .pidfd = pidfd };
+	struct stat st;
+
+	cr_assert_eq(fstat(pidfd, &st), 0);
+	p.pid_ino = (uint64_t)st.st_ino;
+	return p;
+}
+
+static void setup(void)
+{
+	self.pidfd = -1;
+	registry_init(&reg, NULL);
+	cr_assert_eq(device_create("dmirror:name=d0", &dev), 0);
+	self = peer_of(getpid(), pidfd_of(getpid()));
+}
+
+/* Whatever a test left registered is unregistered, then all is freed. */
+static void teardown(void)
+{
+	for (unsigned i = 0; i < nmirrors; i++) {
+		if (mirrors[i]->registered)
+			registry_unregister(&reg, mirrors[i]);
+		mirror_put(mirrors[i]);
+	}
+	nmirrors = 0;
+	device_destroy(dev);
+	registry_fini(&reg);
+	if (self.pidfd >= 0)
+		close(self.pidfd);
+	for (unsigned i = 0; i < nextra_pidfds; i++)
+		close(extra_pidfds[i]);
+	nextra_pidfds = 0;
+	if (child > 0) {
+		close(child_pipe);
+		waitpid(child, NULL, 0);
+		child = -1;
+	}
+}
+
+TestSuite(registry, .init = setup, .fini = teardown, .timeout = 120);
+
+static struct mirror *new_mirror(const struct peer *owner)
+{
+	struct mirror *m = mirror_new(0, dev, owner);
+
+	cr_assert_not_null(m);
+	cr_assert_lt(nmirrors, MAX_MIRRORS);
+	mirrors[nmirrors++] = m;
+	return m;
+}
+
+/* A userfaultfd with no UFFDIO_API yet, or -errno. */
+static int raw_uffd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+
+	return fd >= 0 ? fd : -errno;
+}
+
+/* A userfaultfd after UFFDIO_API asking for @features, or -errno. */
+static int uffd_with(uint64_t features)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	int fd = raw_uffd(), err;
+
+	if (fd < 0)
+		return fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* What the daemon accepts: a userfaultfd with the required features. */
+static int good_uffd(void)
+{
+	int fd = uffd_with(HMMU_UFFD_REQUIRED_FEATURES);
+
+	cr_assert_geq(fd, 0, "userfaultfd with the required features: %s",
+		      strerror(-fd));
+	return fd;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int fd_is_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* The registry's counts, and @peer's own as registry_stats() gives them. */
+#define assert_counts(peer, procs, mirs, rels, my_state, my_mirrors)          \
+	do {                                                                   \
+		struct hmmu_wire_stats st_;                                    \
+                                                                               \
+		cr_assert_eq(reg.processes, (uint64_t)(procs), "processes");   \
+		cr_assert_eq(reg.mirrors, (uint64_t)(mirs), "mirrors");        \
+		cr_assert_eq(reg.releases, (uint64_t)(rels), "releases");      \
+		registry_stats(&reg, (peer), &st_);                            \
+		cr_assert_eq(st_.value[HMMU_STAT_PROCESSES], (uint64_t)(procs)); \
+		cr_assert_eq(st_.value[HMMU_STAT_MIRRORS], (uint64_t)(mirs));  \
+		cr_assert_eq(st_.value[HMMU_STAT_RELEASES], (uint64_t)(rels)); \
+		cr_assert_eq(st_.value[HMMU_STAT_MY_STATE],                    \
+			     (uint64_t)(my_state), "my_state");                \
+		cr_assert_eq(st_.value[HMMU_STAT_MY_MIRRORS],                  \
+			     (uint64_t)(my_mirrors), "my_mirrors");            \
+	} while (0)
+
+static void assert_unregistered(const struct mirror *m)
+{
+	cr_assert_not(m->registered);
+	cr_assert_null(m->proc);
+	cr_assert_null(m->dev_priv);
+}
+
+/* Register @m, handing over a fresh userfaultfd; asserts it was taken. */
+static void register_first(struct mirror *m)
+{
+	int fd = good_uffd();
+
+	cr_assert_eq(registry_register(&reg, m, &fd), 0);
+	cr_assert_eq(fd, -1, "the registry owns the userfaultfd");
+}
+
+/* Register @m with no userfaultfd: the process must have state. */
+static void register_join(struct mirror *m)
+{
+	int fd = -1;
+
+	cr_assert_eq(registry_register(&reg, m, &fd), 0);
+	cr_assert_eq(fd, -1);
+}
+
+Test(registry, first_register_without_uffd_needs_uffd_and_changes_nothing)
+{
+	struct mirror *m = new_mirror(&self);
+	int fd = -1;
+
+	cr_assert_eq(registry_register(&reg, m, &fd), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(fd, -1);
+	assert_unregistered(m);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	cr_assert_null(registry_find_process(&reg, &self));
+}
+
+Test(registry, first_register_takes_the_uffd_and_creates_process_state)
+{
+	struct mirror *m = new_mirror(&self);
+	int fd = good_uffd(), fds = count_fds();
+	struct process *p;
+
+	cr_assert_eq(registry_register(&reg, m, &fd), 0);
+	cr_assert_eq(fd, -1, "ownership of the userfaultfd moved");
+	cr_assert_eq(count_fds(), fds + 2, "the pidfd is duplicated, "
+		     "/proc/PID/pagemap opened, the userfaultfd kept, nothing "
+		     "else opened");
+	cr_assert(m->registered);
+	cr_assert_not_null(m->proc);
+	cr_assert_not_null(m->dev_priv, "dmirror attached its page table");
+	assert_counts(&self, 1, 1, 0, 1, 1);
+
+	p = registry_find_process(&reg, &self);
+	cr_assert_eq(p, m->proc);
+	cr_assert_eq(p->pid, self.pid);
+	cr_assert_eq(p->pid_ino, self.pid_ino);
+	cr_assert_eq(p->nmirrors, 1);
+	cr_assert_eq(p->mirrors, m);
+	cr_assert_eq(p->uffd_features & HMMU_UFFD_REQUIRED_FEATURES,
+		     HMMU_UFFD_REQUIRED_FEATURES);
+	cr_assert_eq(fcntl(p->uffd, F_GETFL) & O_NONBLOCK, O_NONBLOCK);
+	process_put(p);
+}
+
+Test(registry, second_mirror_of_same_process_joins_without_uffd)
+{
+	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+
+	register_first(a);
+	register_join(b);
+	cr_assert(b->registered);
+	cr_assert_eq(b->proc, a->proc, "one state per process");
+	cr_assert_eq(a->proc->nmirrors, 2);
+	assert_counts(&self, 1, 2, 0, 1, 2);
+}
+
+Test(registry, uffd_offered_while_state_exists_is_not_taken)
+{
+	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	struct process *p;
+	int fd;
+
+	register_first(a);
+	p = a->proc;
+	fd = good_uffd();
+	cr_assert_eq(registry_register(&reg, b, &fd), 0);
+	cr_assert_geq(fd, 0, "the caller still owns the spare userfaultfd");
+	cr_assert(fd_is_open(fd));
+	cr_assert_neq(fd, p->uffd, "the state keeps its own userfaultfd");
+	cr_assert_eq(b->proc, p);
+	assert_counts(&self, 1, 2, 0, 1, 2);
+	close(fd);
+}
+
+Test(registry, double_register_is_ebusy_and_changes_nothing)
+{
+	struct mirror *m = new_mirror(&self);
+	struct process *p;
+	int fd = -1;
+
+	register_first(m);
+	p = m->proc;
+	cr_assert_eq(registry_register(&reg, m, &fd), -EBUSY);
+	assert_counts(&self, 1, 1, 0, 1, 1);
+	cr_assert_eq(m->proc, p);
+	cr_assert_eq(p->nmirrors, 1);
+
+	/* Not even a userfaultfd offered with it is taken. */
+	fd = good_uffd();
+	cr_assert_eq(registry_register(&reg, m, &fd), -EBUSY);
+	cr_assert_geq(fd, 0);
+	cr_assert(fd_is_open(fd));
+	assert_counts(&self, 1, 1, 0, 1, 1);
+	close(fd);
+}
+
+Test(registry, unregister_of_unregistered_mirror_is_einval)
+{
+	struct mirror *m = new_mirror(&self);
+
+	cr_assert_eq(registry_unregister(&reg, m), -EINVAL);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	register_first(m);
+	cr_assert_eq(registry_unregister(&reg, m), 0);
+	cr_assert_eq(registry_unregister(&reg, m), -EINVAL, "twice");
+	assert_unregistered(m);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+}
+
+Test(registry, unregister_of_one_of_two_mirrors_keeps_the_state)
+{
+	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	struct process *p;
+
+	register_first(a);
+	register_join(b);
+	p = a->proc;
+	cr_assert_eq(registry_unregister(&reg, a), 0);
+	assert_unregistered(a);
+	assert_counts(&self, 1, 1, 0, 1, 1);
+	cr_assert_eq(b->proc, p);
+	cr_assert_eq(p->nmirrors, 1);
+	cr_assert_eq(p->mirrors, b, "a left the process's mirror list");
+	cr_assert_null(b->proc_next);
+}
+
+Test(registry, last_unregister_removes_state_and_next_register_needs_uffd)
+{
+	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	int fds = count_fds(), fd = -1;
+
+	register_first(a);
+	register_join(b);
+	cr_assert_eq(registry_unregister(&reg, a), 0);
+	cr_assert_eq(registry_unregister(&reg, b), 0);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	cr_assert_null(registry_find_process(&reg, &self));
+	cr_assert_eq(count_fds(), fds,
+		     "the state's userfaultfd and pidfd are closed");
+
+	/* Fresh state: a userfaultfd is asked for again, for either mirror. */
+	cr_assert_eq(registry_register(&reg, b, &fd), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, a, &fd), HMMU_STATUS_NEED_UFFD);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	register_first(b);
+	register_join(a);
+	assert_counts(&self, 1, 2, 0, 1, 2);
+}
+
+Test(registry, pipe_as_uffd_is_ebadf_and_not_taken)
+{
+	struct mirror *m = new_mirror(&self);
+	int pfd[2], fd;
+
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	fd = pfd[0];
+	cr_assert_eq(registry_register(&reg, m, &fd), -EBADF);
+	cr_assert_eq(fd, pfd[0], "not taken");
+	cr_assert(fd_is_open(pfd[0]));
+	cr_assert_eq(fcntl(pfd[0], F_GETFL) & O_NONBLOCK, 0,
+		     "a rejected fd is left as it was");
+	assert_unregistered(m);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
+Test(registry, uffd_without_uffdio_api_is_einval_and_not_taken)
+{
+	struct mirror *m = new_mirror(&self);
+	int fd = raw_uffd(), orig = fd;
+
+	cr_assert_geq(fd, 0, "userfaultfd: %s", strerror(-fd));
+	cr_assert_eq(registry_register(&reg, m, &fd), -EINVAL);
+	cr_assert_eq(fd, orig, "not taken");
+	cr_assert(fd_is_open(orig));
+	assert_unregistered(m);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	close(orig);
+}
+
+Test(registry, uffd_without_required_features_is_einval_and_not_taken)
+{
+	struct mirror *m = new_mirror(&self);
+	uint64_t required = HMMU_UFFD_REQUIRED_FEATURES;
+
+	/* With none of them, and with each one of them missing. */
+	for (int i = -1; i < 64; i++) {
+		uint64_t want;
+		int fd, orig;
+
+		if (i >= 0 && !(required & (1ULL << i)))
+			continue;
+		want = i < 0 ? 0 : required & ~(1ULL << i);
+		fd = orig = uffd_with(want);
+		cr_assert_geq(fd, 0, "UFFDIO_API %#llx: %s",
+			      (unsigned long long)want, strerror(-fd));
+		cr_assert_eq(registry_register(&reg, m, &fd), -EINVAL,
+			     "features %#llx", (unsigned long long)want);
+		cr_assert_eq(fd, orig, "not taken");
+		cr_assert(fd_is_open(orig));
+		close(orig);
+		assert_unregistered(m);
+		assert_counts(&self, 0, 0, 0, 0, 0);
+	}
+}
+
+Test(registry, release_of_registered_mirror_counts_and_unregisters)
+{
+	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	int fd = -1;
+
+	register_first(a);
+	register_join(b);
+	registry_release(&reg, a);
+	assert_unregistered(a);
+	assert_counts(&self, 1, 1, 1, 1, 1);
+	registry_release(&reg, b);
+	assert_unregistered(b);
+	assert_counts(&self, 0, 0, 2, 0, 0);
+	/* Released is unregistered: unregister finds nothing to do... */
+	cr_assert_eq(registry_unregister(&reg, a), -EINVAL);
+	/* ... and registering again needs a new userfaultfd. */
+	cr_assert_eq(registry_register(&reg, a, &fd), HMMU_STATUS_NEED_UFFD);
+	assert_counts(&self, 0, 0, 2, 0, 0);
+}
+
+Test(registry, release_of_unregistered_mirror_changes_nothing)
+{
+	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+
+	registry_release(&reg, a);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+
+	register_first(b);
+	registry_release(&reg, a); /* never registered */
+	assert_counts(&self, 1, 1, 0, 1, 1);
+	cr_assert_eq(registry_unregister(&reg, b), 0);
+	registry_release(&reg, b); /* no longer registered */
+	assert_counts(&self, 0, 0, 0, 0, 0);
+}
+
+/* A second, real process, alive until teardown. */
+static struct peer other_process(void)
+{
+	int pfd[2];
+	char c;
+
+	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		close(pfd[1]);
+		(void)!read(pfd[0], &c, 1); /* EOF: the test is over */
+		_exit(0);
+	}
+	close(pfd[0]);
+	child_pipe = pfd[1];
+	extra_pidfds[nextra_pidfds] = pidfd_of(child);
+	return peer_of(child, extra_pidfds[nextra_pidfds++]);
+}
+
+Test(registry, two_processes_get_two_states_torn_down_independently)
+{
+	struct peer other = other_process();
+	struct mirror *a = new_mirror(&self), *b = new_mirror(&other);
+	struct mirror *a2 = new_mirror(&self);
+	int fd = -1;
+
+	register_first(a);
+	/* The other process has no state: it must bring its own fd. */
+	cr_assert_eq(registry_register(&reg, b, &fd), HMMU_STATUS_NEED_UFFD);
+	register_first(b);
+	register_join(a2);
+	cr_assert_neq(a->proc, b->proc);
+	cr_assert_eq(a->proc, a2->proc);
+	cr_assert_eq(b->proc->pid, other.pid);
+	assert_counts(&self, 2, 3, 0, 1, 2);
+	assert_counts(&other, 2, 3, 0, 1, 1);
+
+	cr_assert_eq(registry_unregister(&reg, b), 0);
+	assert_counts(&self, 1, 2, 0, 1, 2);
+	assert_counts(&other, 1, 2, 0, 0, 0);
+	cr_assert_null(registry_find_process(&reg, &other));
+
+	registry_release(&reg, a);
+	registry_release(&reg, a2);
+	assert_counts(&self, 0, 0, 2, 0, 0);
+	assert_counts(&other, 0, 0, 2, 0, 0);
+}
+
+Test(registry, same_pid_with_another_pid_inode_is_another_process)
+{
+	/* pid reuse: the pidfs inode tells the two processes apart. */
+	struct peer reused = self;
+	struct mirror *a = new_mirror(&self), *b;
+	int fd = -1;
+
+	reused.pid_ino = self.pid_ino + 1;
+	b = new_mirror(&reused);
+	register_first(a);
+	cr_assert_eq(registry_register(&reg, b, &fd), HMMU_STATUS_NEED_UFFD,
+		     "the old process's state is not the new one's");
+	register_first(b);
+	cr_assert_neq(a->proc, b->proc);
+	assert_counts(&self, 2, 2, 0, 1, 1);
+	cr_assert_eq(registry_unregister(&reg, a), 0);
+	assert_counts(&reused, 1, 1, 0, 1, 1);
+	assert_counts(&self, 1, 1, 0, 0, 0);
+	cr_assert_eq(registry_unregister(&reg, b), 0);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+}
+
+#define THREADS 8
+#define ROUNDS 2000
+
+struct worker {
+	pthread_t thread;
+	struct mirror *m;
+	int err;     /* first unexpected result, 0 if none */
+	int round;   /* ... and in which round */
+	int fd_used; /* rounds whose userfaultfd the registry took */
+};
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int i = 0; i < ROUNDS && !w->err; i++) {
+		int fd = -1, err;
+
+		err = registry_register(&reg, w->m, &fd);
+		if (err == HMMU_STATUS_NEED_UFFD) {
+			fd = uffd_with(HMMU_UFFD_REQUIRED_FEATURES);
+			if (fd < 0) {
+				err = fd;
+			} else {
+				/* Another thread may have made state since. */
+				err = registry_register(&reg, w->m, &fd);
+				if (fd >= 0)
+					close(fd);
+				else
+					w->fd_used++;
+			}
+		}
+		if (!err && !w->m->registered)
+			err = -ENOTRECOVERABLE;
+		if (!err)
+			err = registry_unregister(&reg, w->m);
+		if (err) {
+			w->err = err;
+			w->round = i;
+		}
+	}
+	return NULL;
+}
+
+Test(registry, concurrent_register_unregister_leaves_nothing_behind)
+{
+	struct worker w[THREADS];
+	int fds = count_fds(), used = 0;
+
+	for (int i = 0; i < THREADS; i++) {
+		w[i] = (struct worker){ .m = new_mirror(&self) };
+		cr_assert_eq(pthread_create(&w[i].thread, NULL, worker_run,
+					    &w[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++)
+		cr_assert_eq(pthread_join(w[i].thread, NULL), 0);
+	for (int i = 0; i < THREADS; i++) {
+		cr_assert_eq(w[i].err, 0, "thread %d, round %d: %d (%s)", i,
+			     w[i].round, w[i].err, strerror(-w[i].err));
+		assert_unregistered(w[i].m);
+		used += w[i].fd_used;
+	}
+	cr_assert_geq(used, 1, "some round created the state");
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	cr_assert_null(registry_find_process(&reg, &self));
+	cr_assert_eq(count_fds(), fds, "no userfaultfd or pidfd leaked");
+}
