@@ -296,62 +296,78 @@ static int detach_from_terminal(int *ready_fd)
 	return 0;
 }
 
+/* The listening socket: systemd's, or our own at @path. */
+static int open_listener(const char *path, int *fd, int *own)
+{
+	int one = 1, err;
+
+	err = activated_socket(fd);
+	if (err < 0) {
+		log_err("socket from systemd: %s", strerror(-err));
+		return err;
+	}
+	if (err == 0) {
+		err = listen_on(path, fd);
+		if (err) {
+			log_err("listen on %s: %s", path, strerror(-err));
+			return err;
+		}
+		*own = 1;
+	} else if (fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) | O_NONBLOCK) < 0) {
+		return -errno;
+	}
+	/* Accepted sockets inherit it: the kernel tells us every sender. */
+	if (setsockopt(*fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
+		err = -errno;
+		log_err("SO_PASSCRED on the listening socket: %s",
+			strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
 static int run(const struct options *o)
 {
 	struct daemon d = { 0 };
 	int listen_fd = -1, sig_fd = -1, ready_fd = -1, err, own_socket = 0;
 	const char *path = o->socket_path ? o->socket_path : DEFAULT_SOCKET;
 	sigset_t sigs;
-	int one = 1;
 
-	err = activated_socket(&listen_fd);
-	if (err < 0) {
-		log_err("socket from systemd: %s", strerror(-err));
-		return 1;
-	}
-	if (err == 0) {
-		err = listen_on(path, &listen_fd);
-		if (err) {
-			log_err("listen on %s: %s", path, strerror(-err));
-			return 1;
-		}
-		own_socket = 1;
-	} else {
-		fcntl(listen_fd, F_SETFL, fcntl(listen_fd, F_GETFL) | O_NONBLOCK);
-	}
-	/* Accepted sockets inherit it: the kernel tells us every sender. */
-	if (setsockopt(listen_fd, SOL_SOCKET, SO_PASSCRED, &one,
-		       sizeof(one)) < 0) {
-		log_err("SO_PASSCRED on the listening socket: %s",
-			strerror(errno));
-		return 1;
-	}
-
+	/* Before any thread exists: threads do not survive fork(). */
 	if (!o->foreground && !getenv("NOTIFY_SOCKET") &&
 	    detach_from_terminal(&ready_fd) < 0) {
 		log_err("cannot detach: %s", strerror(errno));
 		return 1;
 	}
-
+	/*
+	 * Blocked before any thread starts (threads inherit the mask), so
+	 * that SIGTERM reaches the signalfd and not a default handler.
+	 */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 
+	/* A bad device spec fails before the socket is touched. */
 	err = make_devices(&d, o);
+	if (!err)
+		err = open_listener(path, &listen_fd, &own_socket);
+	if (err)
+		goto out;
+
+	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sig_fd < 0)
+		err = -errno;
 	if (!err)
 		err = loop_create(&d.loop);
 	if (!err) {
 		registry_init(&d.registry, d.loop);
 		err = workers_start(o->workers, &d.workers);
 	}
-	if (!err && sig_fd < 0)
-		err = -errno;
 	if (err) {
 		log_err("start: %s", strerror(-err));
-		return 1;
+		goto out;
 	}
 
 	d.listen_watch = (struct loop_watch){ .fd = listen_fd,
@@ -365,7 +381,7 @@ static int run(const struct options *o)
 		err = loop_watch_add(d.loop, &d.signal_watch);
 	if (err) {
 		log_err("event loop: %s", strerror(-err));
-		return 1;
+		goto out;
 	}
 
 	log_info("listening on %s, %u device(s), %u worker(s)",
@@ -375,6 +391,7 @@ static int run(const struct options *o)
 	if (ready_fd >= 0) {
 		(void)!write(ready_fd, "r", 1);
 		close(ready_fd);
+		ready_fd = -1;
 	}
 
 	err = loop_run(d.loop);
@@ -389,17 +406,26 @@ static int run(const struct options *o)
 	loop_finish(d.loop);
 	while (d.sessions)
 		session_close(d.sessions);
-	workers_stop(d.workers);
-	loop_destroy(d.loop);
-	registry_fini(&d.registry);
+out:
+	if (d.workers)
+		workers_stop(d.workers);
+	if (d.loop) {
+		loop_destroy(d.loop);
+		registry_fini(&d.registry);
+	}
 	for (unsigned i = 0; i < d.ndevices; i++)
 		device_destroy(d.devices[i]);
 	free(d.devices);
-	close(sig_fd);
-	close(listen_fd);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	if (listen_fd >= 0)
+		close(listen_fd);
 	if (own_socket)
 		unlink(path);
-	log_info("stopped");
+	if (ready_fd >= 0)
+		close(ready_fd); /* the waiting parent reads EOF: failed */
+	if (!err)
+		log_info("stopped");
 	return err ? 1 : 0;
 }
 

@@ -24,7 +24,7 @@ static uint64_t page_size(void)
 	return ps;
 }
 
-int mmu_init(struct dev_mmu *mmu, struct mirror *m)
+int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
 {
 	int err = pt_create(&mmu->pt);
 
@@ -32,6 +32,7 @@ int mmu_init(struct dev_mmu *mmu, struct mirror *m)
 		return err;
 	pthread_mutex_init(&mmu->lock, NULL);
 	mmu->m = m;
+	mmu->prefetch = prefetch ? prefetch : 1;
 	return 0;
 }
 
@@ -280,9 +281,19 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 				memcpy(out, local + off, n);
 		}
 		if (!hit) {
-			/* A device fault: bring the page in, then retry. */
-			err = mmu_fault_in(mmu, page, page + page_size(), 0,
-					   &faulted);
+			/*
+			 * A device fault: bring the page in with its prefetch
+			 * window, then retry. A window that runs past the
+			 * mapping fails as a whole: then the page alone.
+			 */
+			uint64_t wend = page + mmu->prefetch * page_size();
+
+			err = mmu->prefetch > 1 && wend > page ?
+				      mmu_fault_in(mmu, page, wend, 0, &faulted) :
+				      -EFAULT;
+			if (err == -EFAULT || err == -EPERM)
+				err = mmu_fault_in(mmu, page, page + page_size(),
+						   0, &faulted);
 			*faults += (uint64_t)faulted;
 			continue;
 		}

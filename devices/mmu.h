@@ -27,9 +27,16 @@ struct dev_mmu {
 	pthread_mutex_t lock;
 	struct pt *pt;
 	struct mirror *m;
+	/*
+	 * Pages a load fault brings in at once (1: just the page). Like a
+	 * GPU's replayable fault buffer with prefetch: the neighbours of a
+	 * faulting page come in the same write-protect call and the same
+	 * process_vm_readv, and count as one fault.
+	 */
+	unsigned prefetch;
 };
 
-int mmu_init(struct dev_mmu *mmu, struct mirror *m);
+int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch);
 /* Drop every page and free the table. */
 void mmu_fini(struct dev_mmu *mmu);
 
@@ -67,7 +74,8 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 /*
  * Device load of @len bytes at @addr (any alignment) into @dst, through the
  * page table, a page at a time: each page the device does not hold is one
- * device fault, added to *@faults.
+ * device fault, added to *@faults, which brings in mmu->prefetch pages
+ * from there (fewer where the mapping ends).
  */
 int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 	     uint64_t *faults);

@@ -12,7 +12,8 @@
  * received the job waits for its slices, with the mirror's state_lock
  * read-held, so an unregistration waits for running jobs.
  *
- * Options: cus=N, the number of compute units (default 2, at most 64).
+ * Options: cus=N, the number of compute units (default 2, at most 64);
+ * prefetch=N, pages a device fault brings in at once (default 16, 64 KiB).
  */
 #include "../device.h"
 #include "../mmu.h"
@@ -29,12 +30,15 @@
 
 #define DEFAULT_CUS 2u
 #define MAX_CUS 64u
+#define DEFAULT_PREFETCH 16u
+#define MAX_PREFETCH 512u
 #define BLOCK_BYTES (64u * 1024u) /* what a compute unit moves at once */
 #define MAX_JOB_BYTES (1ull << 36)
 
 struct accel {
 	struct workers *cus;
 	unsigned ncus;
+	unsigned prefetch;
 };
 
 /* One job in flight: its slices report here. */
@@ -65,34 +69,51 @@ static struct dev_mmu *mmu_of(struct mirror *m)
 	return m->dev_priv;
 }
 
+/* "key=N" with 1 <= N <= max into *out; 1 if @opt was that key. */
+static int parse_option(const char *opt, const char *key, unsigned max,
+			unsigned *out, int *err)
+{
+	size_t len = strlen(key);
+	unsigned long v;
+	char *end;
+
+	if (strncmp(opt, key, len) != 0 || opt[len] != '=')
+		return 0;
+	v = strtoul(opt + len + 1, &end, 10);
+	if (*end || end == opt + len + 1 || v == 0 || v > max)
+		*err = -EINVAL;
+	*out = (unsigned)v;
+	return 1;
+}
+
 static int accel_create(struct device *dev, const char *args)
 {
 	struct accel *a = calloc(1, sizeof(*a));
-	unsigned long cus = DEFAULT_CUS;
-	int err;
+	char *copy = strdup(args ? args : ""), *opt, *save = NULL;
+	int err = 0;
 
-	if (!a)
+	if (!a || !copy) {
+		free(a);
+		free(copy);
 		return -ENOMEM;
-	if (args && *args) {
-		char *end;
-
-		if (strncmp(args, "cus=", 4) != 0)
-			goto invalid;
-		cus = strtoul(args + 4, &end, 10);
-		if (*end || cus == 0 || cus > MAX_CUS)
-			goto invalid;
 	}
-	a->ncus = (unsigned)cus;
-	err = workers_start(a->ncus, &a->cus);
+	a->ncus = DEFAULT_CUS;
+	a->prefetch = DEFAULT_PREFETCH;
+	for (opt = strtok_r(copy, ",", &save); opt && !err;
+	     opt = strtok_r(NULL, ",", &save))
+		if (!parse_option(opt, "cus", MAX_CUS, &a->ncus, &err) &&
+		    !parse_option(opt, "prefetch", MAX_PREFETCH, &a->prefetch,
+				  &err))
+			err = -EINVAL;
+	free(copy);
+	if (!err)
+		err = workers_start(a->ncus, &a->cus);
 	if (err) {
 		free(a);
 		return err;
 	}
 	dev->priv = a;
 	return 0;
-invalid:
-	free(a);
-	return -EINVAL;
 }
 
 static void accel_destroy(struct device *dev)
@@ -105,13 +126,13 @@ static void accel_destroy(struct device *dev)
 
 static int accel_attach(struct device *dev, struct mirror *m)
 {
+	struct accel *a = dev->priv;
 	struct dev_mmu *mmu = malloc(sizeof(*mmu));
 	int err;
 
-	(void)dev;
 	if (!mmu)
 		return -ENOMEM;
-	err = mmu_init(mmu, m);
+	err = mmu_init(mmu, m, a->prefetch);
 	if (err) {
 		free(mmu);
 		return err;

@@ -52,7 +52,7 @@ static int dmirror_attach(struct device *dev, struct mirror *m)
 	(void)dev;
 	if (!mmu)
 		return -ENOMEM;
-	err = mmu_init(mmu, m);
+	err = mmu_init(mmu, m, 1);
 	if (err) {
 		free(mmu);
 		return err;

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 TestSuite(accel, .init = daemon_start, .fini = daemon_stop, .timeout = 120);
@@ -50,10 +52,14 @@ Test(accel, acc0_is_offered_as_model_accel)
 	hmmu_disconnect(h);
 }
 
-Test(accel, sum64_of_cold_array_takes_one_fault_per_page)
+/*
+ * Sum a cold array twice, then once more after the CPU wrote one page.
+ * @window: the device's prefetch, in pages; the array is cut in two slices
+ * of pages / 2 (two compute units), each faulting window by window.
+ */
+static void sum_cold_array(struct hmmu *h, const char *device, size_t window)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = acc(h);
+	struct hmmu_mirror *m = mirror_registered(h, device);
 	size_t pages = 64, n = pages * page() / 8;
 	uint64_t *v = map(pages, PROT_READ | PROT_WRITE), expect = 0;
 	struct hmmu_job job = { .kind = HMMU_JOB_SUM64,
@@ -65,7 +71,8 @@ Test(accel, sum64_of_cold_array_takes_one_fault_per_page)
 	}
 	cr_assert_eq(hmmu_job_run(m, &job), 0);
 	cr_expect_eq(job.result, expect);
-	cr_expect_eq(job.faults, pages, "one device fault per cold page");
+	cr_expect_eq(job.faults, pages / window,
+		     "one device fault per %zu-page window", window);
 	/* Warm: the device holds every page now. */
 	cr_assert_eq(hmmu_job_run(m, &job), 0);
 	cr_expect_eq(job.result, expect);
@@ -76,7 +83,53 @@ Test(accel, sum64_of_cold_array_takes_one_fault_per_page)
 	cr_expect_eq(job.result, expect + 100);
 	cr_expect_eq(job.faults, 1);
 	hmmu_mirror_destroy(m);
+}
+
+Test(accel, sum64_of_cold_array_faults_once_per_prefetch_window)
+{
+	struct hmmu *h = connect_or_die();
+
+	sum_cold_array(h, "acc0", 16); /* the default window */
 	hmmu_disconnect(h);
+}
+
+Test(accel, without_prefetch_every_cold_page_is_a_fault)
+{
+	const char *args[] = { "--device", "accel:name=acc1,prefetch=1", NULL };
+	struct hmmu *h;
+
+	daemon_stop();
+	daemon_start_args(args);
+	h = connect_or_die();
+	sum_cold_array(h, "acc1", 1);
+	hmmu_disconnect(h);
+}
+
+Test(accel, bad_options_are_refused_at_start)
+{
+	static const char *const bad[] = { "accel:name=x,cus=0",
+					   "accel:name=x,prefetch=100000",
+					   "accel:name=x,bogus=1",
+					   "accel:name=x,mem=12Q" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pid_t pid = fork();
+		int status;
+
+		cr_assert_geq(pid, 0);
+		if (pid == 0) {
+			int null = open("/dev/null", O_WRONLY);
+
+			dup2(null, 2);
+			execl(HMMUD_PATH, "hmmud", "--foreground", "--socket",
+			      "/tmp/hmmu-bad-option.sock", "--device", bad[i],
+			      (char *)NULL);
+			_exit(127);
+		}
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 1,
+			  "%s: status %#x", bad[i], status);
+	}
 }
 
 Test(accel, fill_writes_the_pattern_and_nothing_else)
