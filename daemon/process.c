@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,7 @@ static int uffd_inspect(int fd, uint64_t *features)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	n = readlink(path, target, sizeof(target) - 1);
 	if (n < 0)
-		return -errno;
+		return errno == ENOENT ? -EBADF : -errno;
 	target[n] = '\0';
 	if (strcmp(target, "anon_inode:[userfaultfd]") != 0)
 		return -EBADF;
@@ -60,16 +61,24 @@ static int uffd_inspect(int fd, uint64_t *features)
 }
 
 /*
- * Opened once: the file holds on to the process's memory, not to its pid,
- * so a reused pid cannot redirect it. -1 if not allowed (zaps then settle
- * by time alone).
+ * Opened once: the open file holds on to the process's memory, not to its
+ * pid. The pid is checked to still name the peer after the open (its pidfd
+ * has not turned readable), so the file is that process's. -1 if not
+ * allowed or the process is gone (zaps then settle by time alone).
  */
-static int open_pagemap(pid_t pid)
+static int open_pagemap(const struct peer *peer)
 {
+	struct pollfd pfd = { .fd = peer->pidfd, .events = POLLIN };
 	char path[64];
+	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", pid);
-	return open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", peer->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && poll(&pfd, 1, 0) != 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
 }
 
 int process_create(const struct peer *peer, int uffd, struct loop *loop,
@@ -85,15 +94,6 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	if ((features & HMMU_UFFD_REQUIRED_FEATURES) !=
 	    HMMU_UFFD_REQUIRED_FEATURES)
 		return -EINVAL;
-	/*
-	 * The daemon polls the fd, and poll on a blocking userfaultfd reports
-	 * EPOLLERR. The flag lives on the open file, so this also changes the
-	 * client's copy, which the client never reads.
-	 */
-	flags = fcntl(uffd, F_GETFL);
-	if (flags < 0 || fcntl(uffd, F_SETFL, flags | O_NONBLOCK) < 0)
-		return -errno;
-
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -119,7 +119,20 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	pthread_mutex_init(&p->close_lock, NULL);
 	pthread_cond_init(&p->close_cond, NULL);
 	pthread_mutex_init(&p->zap_lock, NULL);
-	p->pagemap_fd = open_pagemap(peer->pid);
+	p->pagemap_fd = open_pagemap(peer);
+	/*
+	 * The daemon polls the fd, and poll on a blocking userfaultfd reports
+	 * EPOLLERR. The flag lives on the open file, so this also changes the
+	 * client's copy, which the client never reads. Last, so that a
+	 * failure above leaves the caller's fd as it was.
+	 */
+	flags = fcntl(uffd, F_GETFL);
+	if (flags < 0 || fcntl(uffd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		err = -errno;
+		p->uffd = -1; /* still the caller's */
+		process_put(p);
+		return err;
+	}
 	p->uffd_watch.fd = uffd;
 	*out = p;
 	return 0;

@@ -1354,7 +1354,7 @@ Test(coherence, munmap_invalidates_before_returning_while_busy)
  * whatever those racing reads see, once madvise has returned the device
  * holds no copy of the old data, and a read ordered after it sees zeros.
  */
-#define RACE_ROUNDS 5000
+#define RACE_ROUNDS 3000
 #define RACERS 2
 
 Test(coherence, madv_dontneed_racing_device_reads_leave_no_stale_copy)
