@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "probe.h"
+#include "../common/uffd_open.h"
 #include "../common/uffd_uapi.h"
 
 #include <errno.h>
@@ -9,34 +10,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int open_uffd(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	int dev;
-
-	if (fd >= 0 || errno != EPERM)
-		return fd >= 0 ? fd : -errno;
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0)
-		return -EPERM;
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-	close(dev);
-	return fd >= 0 ? fd : -errno;
-}
-
 int probe_uffd_features(uint64_t *features)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int fd = open_uffd(), err = 0;
-
-	if (fd < 0)
-		return fd;
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		err = -errno;
-	else
-		*features = api.features;
-	close(fd);
-	return err;
+	return hmmu_uffd_supported(features);
 }
 
 int probe_io_uring(void)

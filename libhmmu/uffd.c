@@ -5,6 +5,7 @@
  * keeps no copy, so the daemon alone decides when it goes away.
  */
 #include "internal.h"
+#include "../common/uffd_open.h"
 #include "../common/uffd_uapi.h"
 
 #include <errno.h>
@@ -19,43 +20,12 @@
 
 static int open_uffd(void)
 {
-	int fd, dev;
+	int fd = hmmu_uffd_open();
 
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd >= 0)
-		return fd;
-	if (errno != EPERM)
-		return -errno;
-	/*
-	 * Not allowed through the syscall (vm.unprivileged_userfaultfd=0 and
-	 * no CAP_SYS_PTRACE). /dev/userfaultfd grants the same by file
-	 * permission. UFFD_USER_MODE_ONLY is no way out: the daemon's own
-	 * reads of this process's memory must be able to fault.
-	 */
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0) {
+	if (fd == -EPERM)
 		hmmu_set_detail("this process may not create a userfaultfd: "
 				FIX_PERMISSION);
-		return -EPERM;
-	}
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-	close(dev);
-	return fd >= 0 ? fd : -errno;
-}
-
-/* UFFDIO_API is accepted once per fd: ask on a throw-away one first. */
-static int supported_features(uint64_t *features)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int fd = open_uffd(), err = 0;
-
-	if (fd < 0)
-		return fd;
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		err = -errno;
-	*features = api.features;
-	close(fd);
-	return err;
+	return fd;
 }
 
 static int try_api(int fd, uint64_t features)
@@ -70,7 +40,10 @@ int hmmu_uffd_create(int *out)
 	uint64_t supported, want;
 	int fd, err;
 
-	err = supported_features(&supported);
+	err = hmmu_uffd_supported(&supported);
+	if (err == -EPERM)
+		hmmu_set_detail("this process may not create a userfaultfd: "
+				FIX_PERMISSION);
 	if (err)
 		return err;
 	if ((supported & HMMU_UFFD_REQUIRED_FEATURES) !=

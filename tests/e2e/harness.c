@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "harness.h"
+#include "common/uffd_open.h"
 #include "common/uffd_uapi.h"
 
 #include <criterion/criterion.h>
@@ -59,22 +60,6 @@ static int wait_ready(int fd, pid_t pid)
 	return 0;
 }
 
-/* A userfaultfd as hmmud's probe makes one, or -errno. */
-static int probe_open_uffd(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	int dev;
-
-	if (fd >= 0 || errno != EPERM)
-		return fd >= 0 ? fd : -errno;
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0)
-		return -EPERM;
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-	close(dev);
-	return fd >= 0 ? fd : -errno;
-}
-
 void require_userfaultfd(void)
 {
 	static const struct {
@@ -86,35 +71,32 @@ void require_userfaultfd(void)
 		{ UFFD_FEATURE_EVENT_REMOVE, "madvise events" },
 		{ UFFD_FEATURE_EVENT_UNMAP, "munmap events" },
 	};
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	uint64_t features = 0;
 	char missing[256] = "";
-	int fd = probe_open_uffd(), err = 0;
+	int err = hmmu_uffd_supported(&features);
 
-	if (fd < 0)
+	if (err == -EPERM || err == -ENOSYS)
 		cr_skip_test("this process cannot create a userfaultfd (%s); "
 			     "hmmu needs one (kernel with CONFIG_USERFAULTFD, "
 			     "and root, /dev/userfaultfd access or "
 			     "vm.unprivileged_userfaultfd=1)",
-			     strerror(-fd));
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		err = errno;
-	close(fd);
+			     strerror(-err));
 	if (err)
 		cr_skip_test("UFFDIO_API fails (%s): this kernel's userfaultfd "
-			     "is unusable for hmmu", strerror(err));
+			     "is unusable for hmmu", strerror(-err));
 	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-		if (api.features & required[i].bit)
+		if (features & required[i].bit)
 			continue;
 		if (missing[0])
 			strcat(missing, ", ");
 		strcat(missing, required[i].name);
 	}
 	/* Whatever HMMU_UFFD_REQUIRED_FEATURES may come to hold. */
-	if (!missing[0] && (api.features & HMMU_UFFD_REQUIRED_FEATURES) !=
+	if (!missing[0] && (features & HMMU_UFFD_REQUIRED_FEATURES) !=
 				   HMMU_UFFD_REQUIRED_FEATURES)
 		snprintf(missing, sizeof(missing), "features %#llx",
 			 (unsigned long long)(HMMU_UFFD_REQUIRED_FEATURES &
-					      ~api.features));
+					      ~features));
 	if (missing[0])
 		cr_skip_test("this kernel's userfaultfd lacks what hmmu "
 			     "requires: %s", missing);
