@@ -6,10 +6,12 @@
  */
 #include "daemon.h"
 #include "log.h"
+#include "placement.h"
 #include "probe.h"
 #include "session.h"
 #include "workers.h"
 #include "../devices/device.h"
+#include "../devices/devmem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -158,7 +160,10 @@ static int make_devices(struct daemon *d, const struct options *o)
 			}
 		}
 		d->devices[d->ndevices++] = dev;
-		log_info("device %s (%s)", dev->name, dev->ops->model);
+		log_info("device %s (%s), %llu MiB of memory on node %d, cpus %s",
+			 dev->name, dev->ops->model,
+			 (unsigned long long)(dev->mem_bytes >> 20),
+			 dev->numa_node, devmem_cpus(dev->mem));
 	}
 	return 0;
 }
@@ -296,6 +301,16 @@ static int detach_from_terminal(int *ready_fd)
 	return 0;
 }
 
+/* Request workers go near the devices' memory (no binding if on no node). */
+static int place_workers(struct daemon *d, struct placement **out)
+{
+	int nodes[MAX_DEVICES];
+
+	for (unsigned i = 0; i < d->ndevices; i++)
+		nodes[i] = d->devices[i]->numa_node;
+	return placement_create(nodes, d->ndevices, out);
+}
+
 /* The listening socket: systemd's, or our own at @path. */
 static int open_listener(const char *path, int *fd, int *own)
 {
@@ -329,6 +344,7 @@ static int open_listener(const char *path, int *fd, int *own)
 static int run(const struct options *o)
 {
 	struct daemon d = { 0 };
+	struct placement *near = NULL;
 	int listen_fd = -1, sig_fd = -1, ready_fd = -1, err, own_socket = 0;
 	const char *path = o->socket_path ? o->socket_path : DEFAULT_SOCKET;
 	sigset_t sigs;
@@ -361,9 +377,12 @@ static int run(const struct options *o)
 		err = -errno;
 	if (!err)
 		err = loop_create(&d.loop);
+	if (!err)
+		err = place_workers(&d, &near);
 	if (!err) {
 		registry_init(&d.registry, d.loop);
-		err = workers_start(o->workers, &d.workers);
+		err = workers_start(o->workers, placement_bind_self, near,
+				    &d.workers);
 	}
 	if (err) {
 		log_err("start: %s", strerror(-err));
@@ -384,9 +403,9 @@ static int run(const struct options *o)
 		goto out;
 	}
 
-	log_info("listening on %s, %u device(s), %u worker(s)",
+	log_info("listening on %s, %u device(s), %u worker(s) on cpus %s",
 		 own_socket ? path : "the socket from systemd", d.ndevices,
-		 o->workers);
+		 o->workers, placement_cpus(near));
 	sd_notify(0, "READY=1");
 	if (ready_fd >= 0) {
 		(void)!write(ready_fd, "r", 1);
@@ -409,6 +428,7 @@ static int run(const struct options *o)
 out:
 	if (d.workers)
 		workers_stop(d.workers);
+	placement_destroy(near);
 	if (d.loop) {
 		loop_destroy(d.loop);
 		registry_fini(&d.registry);

@@ -11,6 +11,8 @@ struct workers {
 	pthread_cond_t cond;
 	struct work *head, *tail;
 	bool stopping;
+	void (*on_start)(void *arg);
+	void *arg;
 	unsigned nthreads;
 	pthread_t threads[];
 };
@@ -19,6 +21,8 @@ static void *worker_main(void *arg)
 {
 	struct workers *ws = arg;
 
+	if (ws->on_start)
+		ws->on_start(ws->arg);
 	for (;;) {
 		struct work *w;
 
@@ -38,7 +42,8 @@ static void *worker_main(void *arg)
 	}
 }
 
-int workers_start(unsigned nthreads, struct workers **out)
+int workers_start(unsigned nthreads, void (*on_start)(void *arg), void *arg,
+		  struct workers **out)
 {
 	struct workers *ws;
 	int err;
@@ -50,6 +55,8 @@ int workers_start(unsigned nthreads, struct workers **out)
 		return -ENOMEM;
 	pthread_mutex_init(&ws->lock, NULL);
 	pthread_cond_init(&ws->cond, NULL);
+	ws->on_start = on_start;
+	ws->arg = arg;
 	for (unsigned i = 0; i < nthreads; i++) {
 		err = pthread_create(&ws->threads[i], NULL, worker_main, ws);
 		if (err) {

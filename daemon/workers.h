@@ -15,7 +15,9 @@ struct work {
 	struct work *next;
 };
 
-int workers_start(unsigned nthreads, struct workers **out);
+/* @on_start (may be NULL) runs first in each thread, with @arg. */
+int workers_start(unsigned nthreads, void (*on_start)(void *arg), void *arg,
+		  struct workers **out);
 /* Queue @w; fn runs on some worker thread. Never fails. */
 void workers_queue(struct workers *ws, struct work *w);
 /* Run everything queued, then join and free the threads. */

@@ -19,6 +19,7 @@
 #include "../mmu.h"
 #include "../../daemon/counters.h"
 #include "../../daemon/mirror.h"
+#include "../../daemon/placement.h"
 #include "../../daemon/workers.h"
 
 #include <errno.h>
@@ -37,6 +38,7 @@
 
 struct accel {
 	struct workers *cus;
+	struct placement *near; /* the CPUs of the device's node */
 	unsigned ncus;
 	unsigned prefetch;
 };
@@ -106,9 +108,14 @@ static int accel_create(struct device *dev, const char *args)
 				  &err))
 			err = -EINVAL;
 	free(copy);
+	/* Compute units run on the CPUs next to the device's memory. */
 	if (!err)
-		err = workers_start(a->ncus, &a->cus);
+		err = placement_create(&dev->numa_node, 1, &a->near);
+	if (!err)
+		err = workers_start(a->ncus, placement_bind_self, a->near,
+				    &a->cus);
 	if (err) {
+		placement_destroy(a->near);
 		free(a);
 		return err;
 	}
@@ -121,6 +128,7 @@ static void accel_destroy(struct device *dev)
 	struct accel *a = dev->priv;
 
 	workers_stop(a->cus);
+	placement_destroy(a->near);
 	free(a);
 }
 
