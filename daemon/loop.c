@@ -91,10 +91,21 @@ int loop_watch_add(struct loop *l, struct loop_watch *w)
 	return 0;
 }
 
+static void submit_removal(struct loop *l, struct loop_watch *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+
+	if (!sqe) {
+		/* Cannot happen after a submit; the final CQE still comes. */
+		log_err("io_uring: no SQE to cancel a poll on fd %d", w->fd);
+		return;
+	}
+	io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)w);
+	io_uring_sqe_set_data64(sqe, (__u64)(uintptr_t)w | UD_REMOVAL);
+}
+
 void loop_watch_remove(struct loop *l, struct loop_watch *w)
 {
-	struct io_uring_sqe *sqe;
-
 	bool stopped;
 
 	if (w->removing)
@@ -109,14 +120,7 @@ void loop_watch_remove(struct loop *l, struct loop_watch *w)
 		finish(l, w);
 		return;
 	}
-	sqe = get_sqe(l);
-	if (!sqe) {
-		/* Cannot happen after a submit; the final CQE still comes. */
-		log_err("io_uring: no SQE to cancel a poll on fd %d", w->fd);
-		return;
-	}
-	io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)w);
-	io_uring_sqe_set_data64(sqe, (__u64)(uintptr_t)w | UD_REMOVAL);
+	submit_removal(l, w);
 }
 
 static void run_deferred(struct loop *l)
@@ -294,13 +298,17 @@ static void handle_cqe(struct loop *l, struct io_uring_cqe *cqe)
 
 	if ((uintptr_t)w & UD_REMOVAL) {
 		w = (struct loop_watch *)((uintptr_t)w & ~UD_REMOVAL);
-		/* -ENOENT: the poll ended already; its last CQE comes anyway. */
-		if (cqe->res < 0 && cqe->res != -ENOENT)
+		/*
+		 * -EALREADY: the multishot poll was busy posting a completion
+		 * and goes on; ask again, or it never ends. -ENOENT: it ended
+		 * already, and its last CQE comes anyway.
+		 */
+		if (cqe->res == -EALREADY && w->armed)
+			submit_removal(l, w);
+		else if (cqe->res < 0 && cqe->res != -ENOENT &&
+			 cqe->res != -EALREADY)
 			log_err("io_uring: removing the poll on fd %d: %s",
 				w->fd, strerror(-cqe->res));
-		else
-			log_debug("io_uring: poll on fd %d removed: %d", w->fd,
-				  cqe->res);
 		return;
 	}
 

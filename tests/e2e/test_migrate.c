@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -394,5 +395,81 @@ Test(migrate, client_killed_with_pages_on_device_frees_them)
 	waitpid(pid, NULL, 0);
 	cr_expect_eq(wait_for_stat(h, device_mem_pages, 0), 0);
 	cr_expect_eq(wait_for_stat(h, processes, 0), 0);
+	hmmu_disconnect(h);
+}
+
+/* The daemon's resident memory, in KiB, from /proc/PID/status. */
+static long daemon_rss_kib(void)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", daemon_under_test.pid);
+	f = fopen(path, "r");
+	cr_assert_not_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* One lifecycle with pages on the device: unregistered, or the process dies. */
+static void lifecycle_with_device_pages(int die)
+{
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	unsigned char *p;
+	struct hmmu_cmd c;
+	pid_t pid = die ? fork() : 0;
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid > 0) {
+		cr_assert_eq(waitpid(pid, &status, 0), pid);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		return;
+	}
+	p = filled(8, 2);
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 8 };
+	if (hmmu_connect(NULL, &h) || hmmu_mirror_create(h, "dmirror0", &m) ||
+	    hmmu_mirror_register(m) || hmmu_migrate_to_device(m, &c) ||
+	    c.cpages != 8) {
+		if (die)
+			_exit(1);
+		cr_assert_fail("lifecycle");
+	}
+	if (die)
+		_exit(0); /* with the mirror registered and pages on the device */
+	cr_assert_eq(hmmu_mirror_unregister(m), 0);
+	expect_filled(p, 8, 2);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, 8 * page());
+}
+
+Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 600)
+{
+	struct hmmu *h = connect_or_die();
+	int fds;
+	long rss;
+
+	/* Warm up: first-use allocations are not leaks. */
+	for (int i = 0; i < 20; i++)
+		lifecycle_with_device_pages(i % 2);
+	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
+	fds = count_fds(daemon_under_test.pid);
+	rss = daemon_rss_kib();
+	for (int i = 0; i < 1000; i++)
+		lifecycle_with_device_pages(i % 2);
+	cr_expect_eq(wait_for_stat(h, processes, 0), 0);
+	cr_expect_eq(wait_for_stat(h, sessions, 1), 1);
+	cr_expect_eq(stats_of(h).device_mem_pages, 0);
+	cr_expect_eq(stats_of(h).mirrors, 0);
+	cr_expect_eq(count_fds(daemon_under_test.pid), fds, "the daemon leaked fds");
+	/* 1000 lifecycles of 8 pages: a leak of them would show as 32 MiB. */
+	cr_expect_lt(daemon_rss_kib() - rss, 8 * 1024,
+		     "the daemon grew from %ld to %ld KiB", rss, daemon_rss_kib());
 	hmmu_disconnect(h);
 }

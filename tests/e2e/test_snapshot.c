@@ -351,10 +351,15 @@ Test(snapshot, cow_pages_after_fork_are_read_in_parent)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
+		/* If the parent fails and goes, we get EOF and go too. */
+		close(go[1]);
+		close(ready[0]);
 		(void)!write(ready[1], "r", 1);
 		(void)!read(go[0], &c, 1);
 		_exit(p[0] == 7 ? 0 : 1);
 	}
+	close(go[0]);
+	close(ready[1]);
 	cr_assert_eq(read(ready[0], &c, 1), 1);
 	expect_all(h, m, p, n, HMMU_PAGE_READ, "shared copy-on-write pages");
 

@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: MIT */
+#include "report.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int measured(const struct result *r)
+{
+	return !r->skipped[0] && r->sum.count;
+}
+
+int target_met(const struct report *rp, enum class_id id)
+{
+	const struct class_def *d = &class_defs[id];
+	double ratio = rp->classes[id].ratio;
+
+	if (!d->target_op || !measured(&rp->classes[id]) || isnan(ratio))
+		return -1;
+	return d->target_op == '<' ? ratio <= d->target : ratio >= d->target;
+}
+
+static const char *floor_name(int floor)
+{
+	return floor == F_NONE ? "none" : floor_defs[floor].name;
+}
+
+/* Microseconds, 3 or 4 significant digits, into @buf. */
+static const char *us(char *buf, size_t len, uint64_t ns)
+{
+	double v = (double)ns / 1000.0;
+
+	if (v < 10)
+		snprintf(buf, len, "%.2f", v);
+	else if (v < 1000)
+		snprintf(buf, len, "%.1f", v);
+	else
+		snprintf(buf, len, "%.0f", v);
+	return buf;
+}
+
+/* ---- terminal ------------------------------------------------------------ */
+
+static void row(FILE *f, const struct result *r, const char *floor,
+		const char *ratio, const char *target)
+{
+	char b[7][16];
+
+	if (!measured(r)) {
+		fprintf(f, "%-22s  %s\n", r->name,
+			r->skipped[0] ? r->skipped : "not measured");
+		return;
+	}
+	fprintf(f, "%-22s %6" PRIu64 " %7s %7s %7s %7s %7s %8s", r->name,
+		r->sum.count, us(b[0], 16, r->sum.min), us(b[1], 16, r->sum.p50),
+		us(b[2], 16, r->sum.p90), us(b[3], 16, r->sum.p99),
+		us(b[4], 16, r->sum.p999), us(b[5], 16, r->sum.max));
+	if (r->gbps > 0)
+		snprintf(b[6], 16, "%.2f", r->gbps);
+	else
+		strcpy(b[6], "");
+	fprintf(f, " %6s", b[6]);
+	if (floor)
+		fprintf(f, "  %-18s %7s  %s", floor, ratio, target);
+	fputc('\n', f);
+}
+
+void report_table(FILE *f, const struct report *rp)
+{
+	const struct config *cfg = rp->cfg;
+
+	fprintf(f, "\nhmmu-bench: %" PRIu64 " samples a class, stream %" PRIu64
+		" MiB x %u; %s; %ld CPUs, Linux %s\n\n",
+		cfg->pages, cfg->stream_mib, cfg->stream_reps, rp->daemon,
+		rp->cpus, rp->kernel);
+	fprintf(f, "%-22s %6s %7s %7s %7s %7s %7s %8s %6s  %-18s %7s  %s\n",
+		"class (us)", "count", "min", "p50", "p90", "p99", "p99.9",
+		"max", "GB/s", "floor", "ratio", "target");
+	for (int i = 0; i < NCLASSES; i++) {
+		const struct class_def *d = &class_defs[i];
+		const struct result *r = &rp->classes[i];
+		char ratio[16] = "-", target[32] = "-";
+		int met = target_met(rp, i);
+
+		if (!isnan(r->ratio))
+			snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
+		if (d->target_op)
+			snprintf(target, sizeof(target), "%s %.2fx%s",
+				 d->target_op == '<' ? "<=" : ">=", d->target,
+				 met < 0 ? "" : met ? "  met" : "  MISSED");
+		row(f, r, floor_name(d->floor), ratio, target);
+	}
+	fprintf(f, "\n%-22s %6s %7s %7s %7s %7s %7s %8s %6s\n", "floor (us)",
+		"count", "min", "p50", "p90", "p99", "p99.9", "max", "GB/s");
+	for (int i = 0; i < NFLOORS; i++)
+		row(f, &rp->floors[i], NULL, NULL, NULL);
+	fprintf(f,
+		"\nTimes in microseconds; device-stream and pvm-read-bulk per 4 KiB "
+		"page (one sample a repetition).\nratio: p50 over the floor's p50; "
+		"device-stream: GB/s over the floor's GB/s. Derived floors add\n"
+		"percentiles. What each line measures: docs/benchmark.md.\n");
+}
+
+void report_summary(FILE *f, const struct report *rp)
+{
+	char a[16], b[16];
+
+	fprintf(f, "fault latency, p50 (floor: the bare kernel operation, same "
+		   "run)\n");
+	for (int i = 0; i < NCLASSES; i++) {
+		const struct class_def *d = &class_defs[i];
+		const struct result *r = &rp->classes[i];
+		const struct result *fl =
+			d->floor == F_NONE ? NULL : &rp->floors[d->floor];
+		int met = target_met(rp, i);
+
+		if (!measured(r)) {
+			if (r->skipped[0] && strncmp(r->skipped, "not selected", 12))
+				fprintf(f, "  %-21s skipped\n", r->name);
+			continue;
+		}
+		if (d->kind == RATIO_BANDWIDTH)
+			fprintf(f, "  %-21s %6.2f GB/s", r->name, r->gbps);
+		else
+			fprintf(f, "  %-21s %6s us%s", r->name,
+				us(a, sizeof(a), r->sum.p50), fl ? "  " : "");
+		if (fl && measured(fl) && !isnan(r->ratio)) {
+			if (d->kind == RATIO_BANDWIDTH)
+				fprintf(f, "  %-18s %6.2f GB/s  %5.2fx", fl->name,
+					fl->gbps, r->ratio);
+			else
+				fprintf(f, "  %-18s %6s us    %5.2fx", fl->name,
+					us(b, sizeof(b), fl->sum.p50), r->ratio);
+		}
+		if (met >= 0)
+			fprintf(f, "  (target %s %.2fx: %s)",
+				d->target_op == '<' ? "<=" : ">=", d->target,
+				met ? "met" : "missed");
+		fputc('\n', f);
+	}
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void json_number(FILE *f, double v)
+{
+	if (isnan(v) || isinf(v))
+		fputs("null", f);
+	else
+		fprintf(f, "%.6g", v);
+}
+
+static void json_figures(FILE *f, const struct result *r)
+{
+	fprintf(f,
+		"\"count\": %" PRIu64 ", \"min_ns\": %" PRIu64
+		", \"p50_ns\": %" PRIu64 ", \"p90_ns\": %" PRIu64
+		", \"p99_ns\": %" PRIu64 ", \"p999_ns\": %" PRIu64
+		", \"max_ns\": %" PRIu64,
+		r->sum.count, r->sum.min, r->sum.p50, r->sum.p90, r->sum.p99,
+		r->sum.p999, r->sum.max);
+	if (r->bytes) {
+		fprintf(f, ", \"bytes\": %" PRIu64 ", \"gbps\": ", r->bytes);
+		json_number(f, r->gbps);
+	}
+	for (unsigned i = 0; i < r->nextra; i++) {
+		fprintf(f, ", \"%s\": ", r->extra[i].key);
+		json_number(f, r->extra[i].value);
+	}
+}
+
+int report_json(const char *path, const struct report *rp)
+{
+	const struct config *cfg = rp->cfg;
+	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+	int err;
+
+	if (!f) {
+		err = -errno;
+		warnx_("cannot write %s: %s", path, strerror(errno));
+		return err;
+	}
+	fprintf(f, "{\n  \"version\": 1,\n  \"config\": {\"pages\": %" PRIu64
+		", \"stream_mib\": %" PRIu64 ", \"stream_reps\": %u, "
+		"\"page_size\": %zu, \"cpus\": %ld, \"kernel\": ",
+		cfg->pages, cfg->stream_mib, cfg->stream_reps, rp->page,
+		rp->cpus);
+	json_string(f, rp->kernel);
+	fputs(", \"daemon\": ", f);
+	json_string(f, rp->daemon);
+	fputs("},\n  \"classes\": {", f);
+	for (int i = 0; i < NCLASSES; i++) {
+		const struct class_def *d = &class_defs[i];
+		const struct result *r = &rp->classes[i];
+		int met = target_met(rp, i);
+
+		fprintf(f, "%s\n    ", i ? "," : "");
+		json_string(f, r->name);
+		fputs(": {", f);
+		if (!measured(r)) {
+			fputs("\"skipped\": ", f);
+			json_string(f, r->skipped[0] ? r->skipped : "not measured");
+			fputc('}', f);
+			continue;
+		}
+		json_figures(f, r);
+		fputs(", \"floor\": ", f);
+		json_string(f, floor_name(d->floor));
+		fputs(", \"ratio\": ", f);
+		json_number(f, r->ratio);
+		if (d->target_op) {
+			fprintf(f, ", \"target\": {\"op\": \"%s\", \"ratio\": ",
+				d->target_op == '<' ? "<=" : ">=");
+			json_number(f, d->target);
+			fprintf(f, ", \"met\": %s}",
+				met < 0 ? "null" : met ? "true" : "false");
+		}
+		fputc('}', f);
+	}
+	fputs("\n  },\n  \"floors\": {", f);
+	for (int i = 0; i < NFLOORS; i++) {
+		const struct floor_def *d = &floor_defs[i];
+		const struct result *r = &rp->floors[i];
+
+		fprintf(f, "%s\n    ", i ? "," : "");
+		json_string(f, r->name);
+		fputs(": {", f);
+		if (!measured(r)) {
+			fputs("\"skipped\": ", f);
+			json_string(f, r->skipped[0] ? r->skipped : "not measured");
+			fputc('}', f);
+			continue;
+		}
+		json_figures(f, r);
+		if (d->of[0] != F_NONE) {
+			fputs(", \"derived\": \"", f);
+			for (int k = 0; k < 2 && d->of[k] != F_NONE; k++)
+				fprintf(f, "%s%g x %s", k ? " + " : "",
+					d->factor[k], floor_defs[d->of[k]].name);
+			fputs(", percentile by percentile\"", f);
+		}
+		fputc('}', f);
+	}
+	fputs("\n  }\n}\n", f);
+	err = ferror(f) ? -EIO : 0;
+	if (f == stdout)
+		fflush(f);
+	else if (fclose(f) != 0)
+		err = -EIO;
+	if (err)
+		warnx_("writing %s failed", path);
+	return err;
+}
+
+/* ---- the plot ---------------------------------------------------------- */
+
+/*
+ * Percentile curve of sorted samples: x on a "nines" scale,
+ * x = -log10(1 - q) (0: the minimum, 1: p90, 2: p99, 3: p99.9), y in us.
+ * At most ~700 points, denser in the tail.
+ */
+static int write_curve(const char *path, const struct samples *s)
+{
+	FILE *f = fopen(path, "w");
+	double top = log10((double)s->n);
+	size_t last = (size_t)-1;
+
+	if (!f)
+		return -errno;
+	for (int k = 0; k <= 700; k++) {
+		double x = top * k / 700.0;
+		size_t i = (size_t)((double)s->n * (1.0 - pow(10.0, -x)));
+
+		if (i >= s->n)
+			i = s->n - 1;
+		if (i == last)
+			continue;
+		last = i;
+		fprintf(f, "%.5f %.4f\n",
+			-log10(1.0 - (double)i / (double)s->n),
+			(double)s->v[i] / 1000.0);
+	}
+	return fclose(f) ? -errno : 0;
+}
+
+/* @s single-quoted for gnuplot (a quote is doubled). */
+static void gp_quoted(FILE *f, const char *s)
+{
+	fputc('\'', f);
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputc('\'', f);
+		fputc(*s, f);
+	}
+	fputc('\'', f);
+}
+
+static int have_gnuplot(void)
+{
+	return system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+/* The nines axis up to the largest sample count of the panel. */
+static void nines_axis(FILE *gp, double top)
+{
+	static const struct {
+		const char *label;
+		double x;
+	} tics[] = { { "min", 0 }, { "50", 0.30103 }, { "90", 1 },
+		     { "99", 2 },  { "99.9", 3 },	 { "99.99", 4 },
+		     { "99.999", 5 } };
+	const char *sep = "";
+
+	fprintf(gp, "set xrange [0:%.4f]\nset xtics (", top);
+	for (size_t i = 0; i < sizeof(tics) / sizeof(tics[0]); i++) {
+		if (tics[i].x > top - 0.15)
+			break;
+		fprintf(gp, "%s'%s' %.5f", sep, tics[i].label, tics[i].x);
+		sep = ", ";
+	}
+	fprintf(gp, "%s'max' %.4f)\n", sep, top);
+}
+
+static void plot_panel(FILE *gp, const char *dir, const struct report *rp,
+		       enum class_id id)
+{
+	const struct class_def *d = &class_defs[id];
+	const struct result *r = &rp->classes[id];
+	const struct result *fl = d->floor == F_NONE ? NULL : &rp->floors[d->floor];
+	int met = target_met(rp, id);
+	char p50[16], fp50[16];
+	double top;
+
+	if (fl && !measured(fl))
+		fl = NULL;
+	if (d->kind == RATIO_BANDWIDTH) {
+		fprintf(gp, "set title \"%s: %.2f GB/s", r->name, r->gbps);
+		if (!isnan(r->ratio))
+			fprintf(gp, ", %.2fx the floor", r->ratio);
+		if (met >= 0)
+			fprintf(gp, " (target >= %.2fx: %s)", d->target,
+				met ? "met" : "MISSED");
+		fprintf(gp, "\"\n"
+			    "unset logscale y\nset style fill solid 0.7\n"
+			    "set boxwidth 0.5\nset yrange [0:*]\n"
+			    "set xrange [-0.6:1.6]\nset ylabel 'GB/s (p50 of the repetitions)'\n"
+			    "set xlabel ''\n"
+			    "set xtics ('%s' 0, 'floor: %s' 1)\n",
+			r->name, fl ? fl->name : "(none)");
+		if (fl && d->target_op)
+			fprintf(gp, "set arrow from -0.6,%.4f to 1.6,%.4f nohead "
+				    "dt 3 lw 2 lc rgb '#cc0000'\n",
+				d->target * fl->gbps, d->target * fl->gbps);
+		fprintf(gp, "plot '-' using 1:2:3 with boxes lc rgb variable "
+			    "notitle\n0 %.4f %d\n1 %.4f %d\ne\nunset arrow\n",
+			r->gbps, 0x1f5fa8, fl ? fl->gbps : 0.0, 0x888888);
+		return;
+	}
+	top = log10((double)r->s.n);
+	if (fl && log10((double)fl->s.n) > top)
+		top = log10((double)fl->s.n);
+	if (top < 0.5)
+		top = 0.5;
+	fprintf(gp, "set logscale y\nset yrange [*:*]\nset style fill empty\n"
+		    "set ylabel 'latency (us)'\nset xlabel 'percentile'\n");
+	nines_axis(gp, top);
+	fprintf(gp, "set title \"%s: p50 %s us", r->name,
+		us(p50, sizeof(p50), r->sum.p50));
+	if (fl && !isnan(r->ratio))
+		fprintf(gp, ", %.2fx the floor", r->ratio);
+	if (met >= 0)
+		fprintf(gp, " (target <= %.2fx: %s)", d->target,
+			met ? "met" : "MISSED");
+	fprintf(gp, "\"\nplot '%s/c%d.dat' using 1:2 with lines lw 2 "
+		    "lc rgb '#1f5fa8' title '%s (p50 %s us)'",
+		dir, id, r->name, p50);
+	if (fl)
+		fprintf(gp, ", '%s/f%d.dat' using 1:2 with lines lw 2 dt 2 "
+			    "lc rgb '#888888' title 'floor: %s (p50 %s us)'",
+			dir, d->floor, fl->name, us(fp50, sizeof(fp50), fl->sum.p50));
+	if (fl && d->target_op)
+		fprintf(gp, ", %.4f with lines dt 3 lw 2 lc rgb '#cc0000' "
+			    "title 'target for p50: %.2fx the floor p50'",
+			d->target * (double)fl->sum.p50 / 1000.0, d->target);
+	fputc('\n', gp);
+}
+
+int report_plot(const char *path, const struct report *rp)
+{
+	char dir[] = "/tmp/hmmu-bench-plot-XXXXXX", file[128], cmd[256];
+	int panels = 0, rows, err = 0;
+	FILE *gp;
+
+	if (!have_gnuplot()) {
+		warnx_("gnuplot is not installed (Debian: apt-get install "
+		       "gnuplot-nox): no plot written to %s", path);
+		return 1;
+	}
+	if (!mkdtemp(dir)) {
+		warnx_("plot: %s", strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < NCLASSES; i++) {
+		const struct class_def *d = &class_defs[i];
+		struct result *r = &rp->classes[i];
+
+		if (!measured(r))
+			continue;
+		panels++;
+		if (d->kind == RATIO_BANDWIDTH)
+			continue;
+		snprintf(file, sizeof(file), "%s/c%d.dat", dir, i);
+		err = err ? err : write_curve(file, &r->s);
+		if (d->floor != F_NONE && measured(&rp->floors[d->floor])) {
+			snprintf(file, sizeof(file), "%s/f%d.dat", dir, d->floor);
+			err = err ? err : write_curve(file, &rp->floors[d->floor].s);
+		}
+	}
+	snprintf(file, sizeof(file), "%s/plot.gp", dir);
+	gp = err ? NULL : fopen(file, "w");
+	if (!gp || !panels) {
+		warnx_("plot: %s", panels ? strerror(errno) : "nothing measured");
+		err = -1;
+		goto out;
+	}
+	rows = (panels + 1) / 2;
+	fprintf(gp, "set terminal pngcairo size 1400,%d font 'sans,10'\n"
+		    "set output ", 60 + 360 * rows);
+	gp_quoted(gp, path);
+	fprintf(gp, "\nset grid\nset key top left\n"
+		    "set multiplot layout %d,2 title \"hmmu-bench: each fault class "
+		    "(solid) against its floor, the bare kernel operation "
+		    "(dashed); %ld CPUs, Linux %s\"\n",
+		rows, rp->cpus, rp->kernel);
+	for (int i = 0; i < NCLASSES; i++)
+		if (measured(&rp->classes[i]))
+			plot_panel(gp, dir, rp, i);
+	fputs("unset multiplot\n", gp);
+	if (fclose(gp)) {
+		err = -1;
+		goto out;
+	}
+	snprintf(cmd, sizeof(cmd), "gnuplot %s/plot.gp", dir);
+	if (system(cmd) != 0) {
+		warnx_("gnuplot failed; its script is kept in %s", dir);
+		return -1;
+	}
+out:
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	(void)!system(cmd);
+	return err ? -1 : 0;
+}
