@@ -6,10 +6,12 @@
 #include "../daemon/migrate.h"
 #include "../daemon/mirror.h"
 #include "../daemon/process.h"
+#include "../daemon/scratch.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Work through this many pages at a time (bounds the bounce buffer). */
@@ -22,6 +24,50 @@ static uint64_t page_size(void)
 	if (!ps)
 		ps = (uint64_t)sysconf(_SC_PAGESIZE);
 	return ps;
+}
+
+/*
+ * The device's page copies come from slabs of pages, recycled through a
+ * free list: malloc() of a page per fault made the workers' arenas grow
+ * (an mprotect and a page fault per page). Slabs are kept for the
+ * daemon's life; freed pages are reused. pool_lock is a leaf lock.
+ */
+#define SLAB_PAGES 512
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *pool_free_list;
+
+static void *copy_alloc(void)
+{
+	void *page;
+
+	pthread_mutex_lock(&pool_lock);
+	if (!pool_free_list) {
+		char *slab = mmap(NULL, SLAB_PAGES * page_size(),
+				  PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (slab == MAP_FAILED) {
+			pthread_mutex_unlock(&pool_lock);
+			return NULL;
+		}
+		for (unsigned i = 0; i < SLAB_PAGES; i++) {
+			*(void **)(slab + i * page_size()) = pool_free_list;
+			pool_free_list = slab + i * page_size();
+		}
+	}
+	page = pool_free_list;
+	pool_free_list = *(void **)page;
+	pthread_mutex_unlock(&pool_lock);
+	return page;
+}
+
+static void copy_free(void *page)
+{
+	pthread_mutex_lock(&pool_lock);
+	*(void **)page = pool_free_list;
+	pool_free_list = page;
+	pthread_mutex_unlock(&pool_lock);
 }
 
 int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
@@ -39,7 +85,7 @@ int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
 static void free_page(struct pt_entry *e, void *arg)
 {
 	(void)arg;
-	free(e->data);
+	copy_free(e->data);
 }
 
 /* mmu->lock held. */
@@ -105,13 +151,13 @@ static int install_snapshot(struct range_fault *rf)
 			e->flags = flags;
 			continue;
 		}
-		ne.data = malloc(page_size());
+		ne.data = copy_alloc();
 		if (!ne.data)
 			return -ENOMEM;
 		memcpy(ne.data, src + (a - rf->start), page_size());
 		err = pt_set(mmu->pt, a, &ne, NULL, NULL);
 		if (err) {
-			free(ne.data);
+			copy_free(ne.data);
 			return err;
 		}
 		counter_add(&counters.device_pages, 1);
@@ -162,7 +208,8 @@ int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
 		 int *faulted)
 {
 	uint64_t chunk = CHUNK_PAGES * page_size();
-	char *bounce = malloc(end - start < chunk ? end - start : chunk);
+	char *bounce = scratch_get(SCRATCH_FAULT,
+				   end - start < chunk ? end - start : chunk);
 	int err = 0;
 
 	if (!bounce)
@@ -175,7 +222,6 @@ int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
 		err = fault_chunk(mmu, a, ce, write, bounce);
 		*faulted = 1;
 	}
-	free(bounce);
 	return err;
 }
 
@@ -183,27 +229,27 @@ int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
 	     int *faulted)
 {
 	uint64_t chunk = CHUNK_PAGES * page_size();
-	char *bounce = malloc(end - start < chunk ? end - start : chunk);
 	int err;
 
 	*faulted = 0;
-	if (!bounce)
-		return -ENOMEM;
 	/* As test_hmm: the whole range is faulted in before any copy out. */
 	err = mmu_fault_in(mmu, start, end, 0, faulted);
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
+		char *out = (char *)buf + (a - start);
+		char *bounce;
 
+		if (copy_if_present(mmu, a, ce, out, 0))
+			continue;
 		/*
 		 * A page invalidated since it was faulted in is brought in
 		 * again: its new contents are what the device must see.
 		 */
-		if (!copy_if_present(mmu, a, ce, bounce, 0))
-			err = fault_chunk(mmu, a, ce, 0, bounce);
+		bounce = scratch_get(SCRATCH_FAULT, ce - a);
+		err = bounce ? fault_chunk(mmu, a, ce, 0, bounce) : -ENOMEM;
 		if (!err)
-			memcpy((char *)buf + (a - start), bounce, ce - a);
+			memcpy(out, bounce, ce - a);
 	}
-	free(bounce);
 	return err;
 }
 
@@ -221,7 +267,7 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 	err = process_register_range(p, start, end, 1);
 	if (err)
 		return err;
-	bounce = malloc(end - start < chunk ? end - start : chunk);
+	bounce = scratch_get(SCRATCH_FAULT, end - start < chunk ? end - start : chunk);
 	if (!bounce)
 		return -ENOMEM;
 
@@ -245,7 +291,6 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 
 		err = fault_chunk(mmu, a, ce, 1, bounce);
 	}
-	free(bounce);
 	return err;
 }
 

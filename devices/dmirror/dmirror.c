@@ -12,6 +12,7 @@
 #include "../../daemon/fault.h"
 #include "../../daemon/mirror.h"
 #include "../../daemon/process.h"
+#include "../../daemon/scratch.h"
 #include "../../daemon/counters.h"
 
 #include <errno.h>
@@ -97,7 +98,8 @@ static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 	err = mmu_fault_in(mmu_of(m), cmd->addr, end, 0, &faulted);
 	if (err)
 		return err;
-	bounce = malloc(chunk);
+	bounce = scratch_get(SCRATCH_COMMAND,
+			     end - cmd->addr < chunk ? end - cmd->addr : chunk);
 	if (!bounce)
 		return -ENOMEM;
 	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
@@ -110,7 +112,6 @@ static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 		if (!err)
 			res->cpages += (ce - a) / page_size();
 	}
-	free(bounce);
 	res->faults = (uint64_t)faulted;
 	counter_add(&counters.device_faults, (uint64_t)faulted);
 	return err;
@@ -126,7 +127,8 @@ static int do_write(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 
 	if (cmd->buf_len < cmd->npages * page_size())
 		return -EINVAL;
-	bounce = malloc(chunk);
+	bounce = scratch_get(SCRATCH_COMMAND,
+			     end - cmd->addr < chunk ? end - cmd->addr : chunk);
 	if (!bounce)
 		return -ENOMEM;
 	/* The whole target is checked before the first byte is written. */
@@ -142,7 +144,6 @@ static int do_write(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 			res->cpages += (ce - a) / page_size();
 		}
 	}
-	free(bounce);
 	res->faults = (uint64_t)faulted;
 	counter_add(&counters.device_faults, (uint64_t)faulted);
 	return err;

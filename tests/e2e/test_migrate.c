@@ -467,6 +467,9 @@ Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 6
 	cr_expect_eq(wait_for_stat(h, sessions, 1), 1);
 	cr_expect_eq(stats_of(h).device_mem_pages, 0);
 	cr_expect_eq(stats_of(h).mirrors, 0);
+	/* Teardown of the dead is asynchronous: give the last fds a moment. */
+	for (int i = 0; i < 500 && count_fds(daemon_under_test.pid) != fds; i++)
+		usleep(10000);
 	cr_expect_eq(count_fds(daemon_under_test.pid), fds, "the daemon leaked fds");
 	/* 1000 lifecycles of 8 pages: a leak of them would show as 32 MiB. */
 	cr_expect_lt(daemon_rss_kib() - rss, 8 * 1024,

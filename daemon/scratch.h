@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Per-thread scratch buffers, kept from one call to the next: a fault path
+ * that allocated (and page-faulted in) a fresh multi-megabyte bounce buffer
+ * on every call spent more time on that than on copying. Freed when the
+ * thread exits.
+ */
+#ifndef HMMUD_SCRATCH_H
+#define HMMUD_SCRATCH_H
+
+#include <stddef.h>
+
+enum scratch_slot {
+	SCRATCH_FAULT,	 /* range faults' snapshot */
+	SCRATCH_COMMAND, /* a device command's data on its way to the client */
+	SCRATCH_NR_
+};
+
+/*
+ * A buffer of at least @size bytes, this thread's for @slot: valid until
+ * the next call with the same slot on this thread. NULL if out of memory.
+ */
+void *scratch_get(enum scratch_slot slot, size_t size);
+
+#endif
