@@ -2,7 +2,8 @@
 # hmmu's one entry point on a fresh Debian machine.
 #
 #   ./run.sh demo    install what is missing, build, and run the demo:
-#                    a private hmmud, devices mirroring a client's memory
+#                    a private hmmud, devices mirroring a client's memory,
+#                    the accelerator at work, a fault-latency summary
 #   ./run.sh test    install what is missing, build, and run the whole test
 #                    suite twice: plain, then under ASan + UBSan
 #
@@ -11,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(cmake make gcc pkg-config libcriterion-dev liburing-dev
-	  libsystemd-dev libhwloc-dev libnuma-dev systemd)
+PACKAGES=(cmake make gcc pkg-config python3 libcriterion-dev liburing-dev
+	  libsystemd-dev libhwloc-dev libnuma-dev systemd gnuplot-nox)
 
 install_missing() {
 	local missing=()
@@ -54,6 +55,10 @@ run_demo() {
 		sleep 0.05
 	done
 	build/hmmu-demo "$DEMO_DIR/hmmud.sock"
+	echo
+	# The same daemon, measured: per-fault latency against the kernel's own.
+	build/bench/hmmu-bench --socket "$DEMO_DIR/hmmud.sock" --summary \
+		--pages 1024 --stream-mib 64 --stream-reps 3
 }
 
 run_tests() {

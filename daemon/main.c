@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/hmmu/hmmud.sock"
-#define DEFAULT_WORKERS 4
 #define MAX_DEVICES 64
 
 static const char *const default_devices[] = {
@@ -47,6 +46,17 @@ struct options {
 	const char *log_level;
 };
 
+/*
+ * One worker per CPU, two at least: workers mostly wait on the client or
+ * the kernel, and more threads than CPUs only add wake-up latency.
+ */
+static unsigned default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 2 ? 2 : n > 64 ? 64 : (unsigned)n;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -59,10 +69,9 @@ static void usage(FILE *f)
 		"                  systemd socket activation, the passed socket)\n"
 		"  --device SPEC   offer a device, MODEL:name=NAME[,opt=val...];\n"
 		"                  default: dmirror0, dmirror1 and accel acc0\n"
-		"  --workers N     request worker threads (default %d)\n"
+		"  --workers N     request worker threads (default: one per CPU)\n"
 		"  --foreground    do not detach (always so under systemd)\n"
-		"  --check         print what the running kernel offers, and exit\n",
-		DEFAULT_WORKERS);
+		"  --check         print what the running kernel offers, and exit\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -80,7 +89,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	int c;
 
 	memset(o, 0, sizeof(*o));
-	o->workers = DEFAULT_WORKERS;
+	o->workers = default_workers();
 	while ((c = getopt_long(argc, argv, "s:d:w:fl:ch", longopts, NULL)) !=
 	       -1) {
 		switch (c) {

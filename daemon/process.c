@@ -613,13 +613,20 @@ static int register_vmas(struct process *p, uint64_t start, uint64_t end,
 		/* Whole VMAs: a registration never splits one. */
 		if (ioctl(p->uffd, UFFDIO_REGISTER, &reg) < 0) {
 			err = -errno;
-			log_debug("client %d: UFFDIO_REGISTER %#" PRIx64
-				  "-%#" PRIx64 ": %s",
-				  p->pid, vmas[i].start, vmas[i].end,
-				  strerror(-err));
 			/* EINVAL: memory userfaultfd cannot write-protect. */
-			if (err == -EINVAL)
+			if (err == -EINVAL) {
+				log_warn("client %d: %#" PRIx64 "-%#" PRIx64
+					 " cannot be mirrored: userfaultfd "
+					 "write-protects only anonymous, shmem "
+					 "and hugetlbfs memory",
+					 p->pid, vmas[i].start, vmas[i].end);
 				err = -EPERM;
+			} else {
+				log_warn("client %d: UFFDIO_REGISTER %#" PRIx64
+					 "-%#" PRIx64 ": %s",
+					 p->pid, vmas[i].start, vmas[i].end,
+					 strerror(-err));
+			}
 			break;
 		}
 		if (!range_covered(p, vmas[i].start, vmas[i].end))

@@ -2,10 +2,18 @@
 /*
  * What each message means for the mirrors, and the order we act in:
  *
- *  UNMAP, REMOVE, REMAP: the CPU range changed; every mirror drops its
- *    copies before we read the next message, and the thread doing munmap,
- *    madvise or mremap sleeps until we have read this one. So the device
- *    copy is gone before the CPU operation completes (rule 7).
+ *  UNMAP, REMAP: sent once the kernel has changed the page tables; every
+ *    mirror drops its copies of the range before we handle the next
+ *    message. The thread doing munmap or mremap is released when we read
+ *    the event, a moment before we handle it: but its next request to us
+ *    comes through its socket, which the same loop thread reads only after
+ *    this batch, and a range fault already in flight sees the sequence
+ *    move and retries. So no device access that follows the CPU operation
+ *    sees the old pages (rule 7).
+ *  REMOVE (madvise): sent before the kernel zaps the pages, which happens
+ *    after we read it. The invalidation stays open until the zap is seen
+ *    done (process_remove_begin()), so no range fault snapshots the pages
+ *    in between.
  *  FORK: the kernel put a userfaultfd for the child in our fd table. The
  *    child is not mirrored: close it, which unregisters the child's ranges.
  *  PAGEFAULT with the WP flag: the CPU writes a page some device mirrors.

@@ -140,11 +140,12 @@ static int install_snapshot(struct range_fault *rf)
 	struct dev_mmu *mmu = rf->arg;
 	const char *src = rf->buf;
 	uint32_t flags = MMU_READ | (rf->write ? MMU_WRITE : 0);
+	uint64_t added = 0;
+	int err = 0;
 
 	for (uint64_t a = rf->start; a < rf->end; a += page_size()) {
 		struct pt_entry *e = pt_lookup(mmu->pt, a);
 		struct pt_entry ne = { .flags = flags };
-		int err;
 
 		if (e) {
 			memcpy(e->data, src + (a - rf->start), page_size());
@@ -152,42 +153,52 @@ static int install_snapshot(struct range_fault *rf)
 			continue;
 		}
 		ne.data = copy_alloc();
-		if (!ne.data)
-			return -ENOMEM;
+		if (!ne.data) {
+			err = -ENOMEM;
+			break;
+		}
 		memcpy(ne.data, src + (a - rf->start), page_size());
 		err = pt_set(mmu->pt, a, &ne, NULL, NULL);
 		if (err) {
 			copy_free(ne.data);
-			return err;
+			break;
 		}
-		counter_add(&counters.device_pages, 1);
+		added++;
 	}
-	return 0;
+	counter_add(&counters.device_pages, added);
+	return err;
 }
 
 /*
  * Copy [start, end) into @buf (if not NULL) from what the device holds: its
  * page table, and for reads its own memory, where pages migrated to it
  * live. Returns 1 if every page was there (with write permission if
- * @write), 0 as soon as one is missing. Locks a page at a time: the
- * migration lock nests outside ours.
+ * @write), 0 as soon as one is missing. The page table is walked under one
+ * lock; device memory is asked only for a page the table lacks, with the
+ * lock dropped: the migration lock nests outside ours.
  */
 static int copy_if_present(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 			   char *buf, int write)
 {
-	for (uint64_t a = start; a < end; a += page_size()) {
-		char *dst = buf ? buf + (a - start) : NULL;
-		struct pt_entry *e;
-		int hit;
+	uint64_t a = start;
 
+	while (a < end) {
 		pthread_mutex_lock(&mmu->lock);
-		e = pt_lookup(mmu->pt, a);
-		hit = e && (!write || (e->flags & MMU_WRITE));
-		if (hit && dst)
-			memcpy(dst, e->data, page_size());
+		for (; a < end; a += page_size()) {
+			struct pt_entry *e = pt_lookup(mmu->pt, a);
+
+			if (!e || (write && !(e->flags & MMU_WRITE)))
+				break;
+			if (buf)
+				memcpy(buf + (a - start), e->data, page_size());
+		}
 		pthread_mutex_unlock(&mmu->lock);
-		if (!hit && (write || migrate_copy_local(mmu->m, a, dst) < 0))
+		if (a == end)
+			return 1;
+		if (write || migrate_copy_local(mmu->m, a,
+						buf ? buf + (a - start) : NULL) < 0)
 			return 0;
+		a += page_size();
 	}
 	return 1;
 }

@@ -112,8 +112,10 @@ struct hmmu_cmd {
 /*
  * hmmu_device_read - the device reads [addr, addr + npages pages) through
  * its page table into @buf (npages pages long).
- * Errors: -EFAULT (unmapped or PROT_NONE memory; @buf untouched), -EINVAL
- * (not registered, misaligned, npages 0 or absurd).
+ * Errors: -EFAULT (unmapped or PROT_NONE memory; @buf untouched), -EPERM
+ * (memory userfaultfd cannot write-protect, such as a private file mapping:
+ * the device could not stay coherent with it), -EINVAL (not registered,
+ * misaligned, npages 0 or absurd).
  */
 int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
 
