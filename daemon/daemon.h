@@ -3,6 +3,8 @@
 #ifndef HMMUD_DAEMON_H
 #define HMMUD_DAEMON_H
 
+#include <stdatomic.h>
+
 #include "loop.h"
 #include "registry.h"
 
@@ -19,6 +21,15 @@ struct daemon {
 	struct loop_watch listen_watch;
 	struct loop_watch signal_watch;
 	struct session *sessions; /* open connections; loop thread only */
+	/*
+	 * Set on SIGTERM: every connection is being closed, and the loop
+	 * stops once the last one is torn down, not before, so that the
+	 * teardowns still have the loop to service the userfaultfds.
+	 */
+	atomic_bool stopping;
 };
+
+/* A connection's teardown is complete (any thread). */
+void daemon_session_gone(struct daemon *d);
 
 #endif

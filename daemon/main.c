@@ -4,6 +4,7 @@
  * systemd passes), the devices, the worker pool and the event loop, then
  * serves until SIGTERM or SIGINT.
  */
+#include "counters.h"
 #include "daemon.h"
 #include "log.h"
 #include "placement.h"
@@ -266,6 +267,30 @@ static void listen_ready(struct loop_watch *w, unsigned revents)
 	}
 }
 
+/*
+ * A clean stop releases every client's mirrors while the loop still runs:
+ * bringing pages back from device memory and tearing down userfaultfds may
+ * need it to read events. The loop stops when the last connection is gone.
+ */
+static void begin_shutdown(struct daemon *d)
+{
+	atomic_store(&d->stopping, true);
+	loop_watch_remove(d->loop, &d->listen_watch);
+	for (struct session *s = d->sessions, *next; s; s = next) {
+		next = s->next; /* closing may unlink s */
+		session_close(s);
+	}
+	if (counter_read(&counters.sessions) == 0)
+		loop_stop(d->loop);
+}
+
+void daemon_session_gone(struct daemon *d)
+{
+	if (atomic_load(&d->stopping) &&
+	    counter_read(&counters.sessions) == 0)
+		loop_stop(d->loop);
+}
+
 static void signal_ready(struct loop_watch *w, unsigned revents)
 {
 	struct daemon *d = (struct daemon *)((char *)w -
@@ -274,9 +299,11 @@ static void signal_ready(struct loop_watch *w, unsigned revents)
 
 	(void)revents;
 	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (atomic_load(&d->stopping))
+			continue;
 		log_info("signal %u: stopping", si.ssi_signo);
 		sd_notify(0, "STOPPING=1");
-		loop_stop(d->loop);
+		begin_shutdown(d);
 	}
 }
 

@@ -46,6 +46,7 @@ static void session_teardown(struct work *w)
 	close(s->peer.pidfd);
 	pthread_mutex_destroy(&s->lock);
 	counter_sub(&counters.sessions, 1);
+	daemon_session_gone(s->d);
 	free(s);
 }
 

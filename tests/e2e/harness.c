@@ -151,6 +151,16 @@ void daemon_start(void)
 	daemon_start_args(NULL);
 }
 
+void daemon_remove_dir(void)
+{
+	char cmd[160];
+
+	if (getenv("HMMU_TEST_KEEP") || !daemon_under_test.dir[0])
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", daemon_under_test.dir);
+	(void)!system(cmd);
+}
+
 void daemon_stop(void)
 {
 	struct daemon_instance *d = &daemon_under_test;
@@ -168,10 +178,7 @@ void daemon_stop(void)
 		(void)!system(cmd);
 		cr_assert_fail("hmmud did not stop cleanly (status %#x)", status);
 	}
-	if (!getenv("HMMU_TEST_KEEP")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
-		(void)!system(cmd);
-	}
+	daemon_remove_dir();
 }
 
 struct hmmu *connect_or_die(void)

@@ -33,6 +33,8 @@ void daemon_start_args(const char *const *extra);
 /* Criterion .init / .fini of the end-to-end suites. */
 void daemon_start(void);
 void daemon_stop(void);
+/* Remove the daemon's temporary directory (done by daemon_stop()). */
+void daemon_remove_dir(void);
 
 /* Connect to the daemon under test, asserting success. */
 struct hmmu *connect_or_die(void);

@@ -476,3 +476,27 @@ Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 6
 		     "the daemon grew from %ld to %ld KiB", rss, daemon_rss_kib());
 	hmmu_disconnect(h);
 }
+
+Test(migrate, daemon_stop_brings_device_pages_back_first)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	size_t n = 16;
+	unsigned char *p = filled(n, 30);
+	int status;
+
+	migrate(m, p, n, n);
+	cr_assert_eq(stats_of(h).device_mem_pages, n);
+	/* A clean stop releases the mirror while it can still copy back. */
+	kill(daemon_under_test.pid, SIGTERM);
+	cr_assert_eq(waitpid(daemon_under_test.pid, &status, 0),
+		     daemon_under_test.pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "status %#x", status);
+	daemon_under_test.pid = 0; /* stopped already: .fini has nothing to do */
+	expect_filled(p, n, 30);
+	cr_expect_not(smaps_has_uffd_flags());
+	cr_expect_eq(hmmu_mirror_unregister(m), -ECONNRESET);
+	hmmu_disconnect(h);
+	daemon_remove_dir();
+}
