@@ -37,6 +37,8 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 				 sizeof(struct hmmu_wire_cmd_result) },
 	[HMMU_OP_JOB] = { "job", sizeof(struct hmmu_wire_job),
 			  sizeof(struct hmmu_wire_job_result) },
+	[HMMU_OP_LIST] = { "list", sizeof(struct hmmu_wire_list),
+			   sizeof(struct hmmu_wire_list_reply) },
 };
 
 static const struct op_desc *op_desc(unsigned op)
@@ -111,6 +113,11 @@ static int check_request_payload(unsigned op, const void *p)
 		if (c->npages == 0 || c->npages > HMMU_CMD_MAX_PAGES)
 			return -EINVAL;
 		return 0;
+	}
+	case HMMU_OP_LIST: {
+		const struct hmmu_wire_list *l = p;
+
+		return l->what == 0 || l->what >= HMMU_LIST_MAX_ ? -EINVAL : 0;
 	}
 	case HMMU_OP_JOB: {
 		const struct hmmu_wire_job *j = p;

@@ -25,7 +25,7 @@
 #define HMMU_NAME_MAX 32u /* device names and models, NUL included */
 
 enum hmmu_op {
-	HMMU_OP_NONE = 0,	       /* reply to a message too broken to name */
+	HMMU_OP_NONE = 0,	       /* reply to a broken header or unknown op */
 	HMMU_OP_HELLO = 1,	       /* must be the first request */
 	HMMU_OP_DEVICE_COUNT = 2,      /* -> count */
 	HMMU_OP_DEVICE_INFO = 3,       /* index -> device info */
@@ -36,6 +36,7 @@ enum hmmu_op {
 	HMMU_OP_STATS = 8,	       /* -> counters */
 	HMMU_OP_DEVICE_CMD = 9,	       /* dmirror-style command on a mirror */
 	HMMU_OP_JOB = 10,	       /* run an accelerator job, wait for it */
+	HMMU_OP_LIST = 11,	       /* what the daemon holds, a page at a time */
 	HMMU_OP_MAX_
 };
 
@@ -178,6 +179,42 @@ struct hmmu_wire_job_result {
 	uint64_t faults;
 	uint64_t elapsed_ns;
 };
+
+/*
+ * HMMU_OP_LIST: entries @start.. of the list @what; the reply carries
+ * struct hmmu_wire_list_reply then @count entries, and @total says how
+ * many there are in all. A client sees every process if it is root, else
+ * those of its own uid.
+ */
+enum hmmu_list_what {
+	HMMU_LIST_PROCESSES = 1,
+	HMMU_LIST_MIRRORS = 2,
+	HMMU_LIST_MAX_
+};
+
+struct hmmu_wire_list {
+	uint32_t what;
+	uint32_t start;
+};
+
+struct hmmu_wire_list_reply {
+	uint32_t total;
+	uint32_t count;
+};
+
+struct hmmu_wire_list_entry {
+	int32_t pid;
+	uint32_t uid;
+	uint32_t mirrors;     /* processes: registered mirrors */
+	uint32_t reserved;
+	char device[HMMU_NAME_MAX]; /* mirrors: the device */
+	uint64_t device_pages;	    /* mirrors: pages its device holds */
+};
+
+#define HMMU_LIST_PER_REPLY                                                   \
+	((HMMU_MSG_MAX - sizeof(struct hmmu_wire_hdr) -                       \
+	  sizeof(struct hmmu_wire_list_reply)) /                               \
+	 sizeof(struct hmmu_wire_list_entry))
 
 /*
  * Check a received message: magic, flags, op, length for that op, reserved

@@ -458,7 +458,7 @@ int migrate_to_system(struct mirror *m, uint64_t start, uint64_t end,
 		      collect_owned, &c);
 	pthread_mutex_unlock(&p->migrate_lock);
 
-	for (uint64_t i = 0; i < c.n && !err; i++) {
+	for (uint64_t i = 0; i < c.n && err != -EAGAIN; i++) {
 		for (int tries = 0;; tries++) {
 			struct devpage *dp;
 			int r = 0;
@@ -470,6 +470,9 @@ int migrate_to_system(struct mirror *m, uint64_t start, uint64_t end,
 			pthread_mutex_unlock(&p->migrate_lock);
 			if (r != -EAGAIN) {
 				*cpages += !r;
+				/* -ESRCH: the process is gone, and the page with it. */
+				if (r && !err)
+					err = r;
 				break;
 			}
 			if (tries == MAX_EAGAIN) {

@@ -110,6 +110,7 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 		return err;
 	}
 	p->pid = peer->pid;
+	p->uid = peer->uid;
 	p->pid_ino = peer->pid_ino;
 	p->uffd = uffd;
 	p->uffd_features = features;

@@ -33,6 +33,7 @@ struct uffd_range {
 
 struct process {
 	pid_t pid;
+	uid_t uid;
 	uint64_t pid_ino;
 	int pidfd; /* our own dup: the connection's may close first */
 	int uffd;

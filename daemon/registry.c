@@ -134,9 +134,14 @@ static void detach(struct registry *r, struct mirror *m, int release)
 	 * process lives (a closed connection is not a dead process); what
 	 * cannot come back belonged to a process that is gone.
 	 */
-	if (process_alive(p) == 0 && migrate_to_system(m, 0, 0, &n) < 0)
-		log_err("client %d: could not bring every page back from %s",
-			p->pid, m->dev->name);
+	if (process_alive(p) == 0) {
+		int err = migrate_to_system(m, 0, 0, &n);
+
+		/* -ESRCH: it died meanwhile, and its pages with it. */
+		if (err < 0 && err != -ESRCH)
+			log_err("client %d: could not bring every page back from %s: %s",
+				p->pid, m->dev->name, strerror(-err));
+	}
 	migrate_drop_mirror(p, m);
 	m->dev->ops->detach(m->dev, m);
 	m->registered = false;
@@ -198,6 +203,53 @@ void registry_stats(struct registry *r, const struct peer *peer,
 		counter_read(&counters.migrated_to_system);
 	out->value[HMMU_STAT_SESSIONS] = counter_read(&counters.sessions);
 	out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&counters.device_pages);
+}
+
+/* One entry (if it falls in the window), counting all. r->lock held. */
+static void list_add(uint32_t *n, uint32_t start, uint32_t max, uint32_t *count,
+		     struct hmmu_wire_list_entry *out,
+		     const struct hmmu_wire_list_entry *e)
+{
+	if (*n >= start && *count < max)
+		out[(*count)++] = *e;
+	(*n)++;
+}
+
+uint32_t registry_list(struct registry *r, const struct peer *viewer,
+		       unsigned what, uint32_t start,
+		       struct hmmu_wire_list_entry *out, uint32_t max,
+		       uint32_t *count)
+{
+	uint32_t n = 0;
+
+	*count = 0;
+	pthread_mutex_lock(&r->lock);
+	for (unsigned b = 0; b < REGISTRY_BUCKETS; b++) {
+		for (struct process *p = r->table[b]; p; p = p->hash_next) {
+			struct hmmu_wire_list_entry e = {
+				.pid = p->pid,
+				.uid = p->uid,
+				.mirrors = p->nmirrors,
+			};
+
+			if (viewer->uid != 0 && viewer->uid != p->uid)
+				continue;
+			if (what == HMMU_LIST_PROCESSES) {
+				list_add(&n, start, max, count, out, &e);
+				continue;
+			}
+			/* The mirror list changes only under r->lock. */
+			for (struct mirror *m = p->mirrors; m; m = m->proc_next) {
+				/* Names are NUL-terminated within 32 bytes. */
+				memcpy(e.device, m->dev->name, sizeof(e.device));
+				e.device_pages = m->dev->ops->pages ?
+					m->dev->ops->pages(m->dev, m) : 0;
+				list_add(&n, start, max, count, out, &e);
+			}
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	return n;
 }
 
 struct process *registry_find_process(struct registry *r,

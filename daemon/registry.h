@@ -61,6 +61,16 @@ void registry_stats(struct registry *r, const struct peer *peer,
 		    struct hmmu_wire_stats *out);
 
 /*
+ * Entries @start.. (at most @max) of the processes or the registered
+ * mirrors @viewer may see (all if root, else its uid's). Returns how many
+ * there are in all.
+ */
+uint32_t registry_list(struct registry *r, const struct peer *viewer,
+		       unsigned what, uint32_t start,
+		       struct hmmu_wire_list_entry *out, uint32_t max,
+		       uint32_t *count);
+
+/*
  * The state of @peer's process with a reference taken, or NULL. For the
  * fault path, which then works without the registry lock.
  */

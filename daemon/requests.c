@@ -238,6 +238,21 @@ static void do_job(struct request *r)
 	reply(r, err, &res, sizeof(res));
 }
 
+static void do_list(struct request *r)
+{
+	const struct hmmu_wire_list *req = payload(r);
+	struct {
+		struct hmmu_wire_list_reply head;
+		struct hmmu_wire_list_entry e[HMMU_LIST_PER_REPLY];
+	} rep;
+
+	memset(&rep, 0, sizeof(rep));
+	rep.head.total = registry_list(&daemon_of(r)->registry, &r->s->peer,
+				       req->what, req->start, rep.e,
+				       HMMU_LIST_PER_REPLY, &rep.head.count);
+	reply(r, 0, &rep, sizeof(rep.head) + rep.head.count * sizeof(rep.e[0]));
+}
+
 static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_DEVICE_COUNT] = do_device_count,
 	[HMMU_OP_DEVICE_INFO] = do_device_info,
@@ -248,6 +263,7 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_STATS] = do_stats,
 	[HMMU_OP_DEVICE_CMD] = do_device_cmd,
 	[HMMU_OP_JOB] = do_job,
+	[HMMU_OP_LIST] = do_list,
 };
 
 static void request_run(struct work *w)

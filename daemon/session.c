@@ -199,7 +199,7 @@ static int read_cmsgs(struct session *s, struct msghdr *msg, int *fd)
 				err = -EPERM;
 		}
 	}
-	if (msg->msg_flags & MSG_CTRUNC)
+	if ((msg->msg_flags & MSG_CTRUNC) && err != -EPERM)
 		err = -EINVAL;
 	return err;
 }
@@ -315,6 +315,9 @@ static int peer_identify(int fd, struct peer *peer)
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
 		return -errno;
+	/* A peer in a pid namespace we cannot see has no pid for us. */
+	if (cred.pid <= 0)
+		return -ESRCH;
 	len = sizeof(pidfd);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
 		/*

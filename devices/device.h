@@ -29,6 +29,8 @@
  *                               commands (read, write, snapshot).
  *   job               optional  a worker, mirror registered: run an
  *                               accelerator job to completion.
+ *   pages             optional  any thread, under the registry lock: how
+ *                               many pages the device holds for @m.
  */
 #ifndef HMMU_DEVICE_H
 #define HMMU_DEVICE_H
@@ -55,6 +57,7 @@ struct device_ops {
 	int (*job)(struct device *dev, struct mirror *m,
 		   const struct hmmu_wire_job *job,
 		   struct hmmu_wire_job_result *res);
+	uint64_t (*pages)(struct device *dev, struct mirror *m);
 };
 
 struct devmem;

@@ -2,7 +2,7 @@
 /*
  * hmmuctl: what the daemon holds, for a person at a terminal.
  *
- *   hmmuctl [--socket PATH] devices|stats
+ *   hmmuctl [--socket PATH] devices|processes|mirrors|stats
  */
 #include <hmmu/hmmu.h>
 
@@ -13,7 +13,7 @@
 
 static int usage(FILE *f)
 {
-	fprintf(f, "usage: hmmuctl [--socket PATH] devices|stats\n");
+	fprintf(f, "usage: hmmuctl [--socket PATH] devices|processes|mirrors|stats\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -43,6 +43,35 @@ static int show_devices(struct hmmu *h)
 		printf("%-12s %-10s %10" PRIu64 "Mi %5d %9u\n", d.name, d.model,
 		       d.mem_bytes >> 20, d.numa_node, d.page_size);
 	}
+	return 0;
+}
+
+#define LIST_MAX 4096
+
+static int show_processes(struct hmmu *h)
+{
+	static struct hmmu_process_info p[LIST_MAX];
+	int n = hmmu_list_processes(h, p, LIST_MAX);
+
+	if (n < 0)
+		return fail("list processes", n);
+	printf("%-8s %-6s %7s\n", "PID", "UID", "MIRRORS");
+	for (int i = 0; i < n && i < LIST_MAX; i++)
+		printf("%-8d %-6u %7u\n", p[i].pid, p[i].uid, p[i].mirrors);
+	return 0;
+}
+
+static int show_mirrors(struct hmmu *h)
+{
+	static struct hmmu_mirror_info m[LIST_MAX];
+	int n = hmmu_list_mirrors(h, m, LIST_MAX);
+
+	if (n < 0)
+		return fail("list mirrors", n);
+	printf("%-8s %-6s %-12s %12s\n", "PID", "UID", "DEVICE", "DEVICE PAGES");
+	for (int i = 0; i < n && i < LIST_MAX; i++)
+		printf("%-8d %-6u %-12s %12" PRIu64 "\n", m[i].pid, m[i].uid,
+		       m[i].device, m[i].device_pages);
 	return 0;
 }
 
@@ -87,14 +116,27 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return usage(stderr);
-	if (strcmp(argv[optind], "devices") && strcmp(argv[optind], "stats"))
+	static const struct {
+		const char *name;
+		int (*show)(struct hmmu *h);
+	} commands[] = {
+		{ "devices", show_devices },
+		{ "processes", show_processes },
+		{ "mirrors", show_mirrors },
+		{ "stats", show_stats },
+	};
+	int (*show)(struct hmmu *h) = NULL;
+
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[optind], commands[i].name) == 0)
+			show = commands[i].show;
+	if (!show)
 		return usage(stderr);
 
 	err = hmmu_connect(socket_path, &h);
 	if (err)
 		return fail("connect", err);
-	ret = strcmp(argv[optind], "devices") == 0 ? show_devices(h) :
-						     show_stats(h);
+	ret = show(h);
 	hmmu_disconnect(h);
 	return ret;
 }

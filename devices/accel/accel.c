@@ -400,6 +400,12 @@ static int accel_job(struct device *dev, struct mirror *m,
 	return run.err;
 }
 
+static uint64_t accel_pages(struct device *dev, struct mirror *m)
+{
+	(void)dev;
+	return mmu_pages(m->dev_priv);
+}
+
 const struct device_ops accel_ops = {
 	.model = "accel",
 	.create = accel_create,
@@ -408,5 +414,6 @@ const struct device_ops accel_ops = {
 	.invalidate = accel_invalidate,
 	.release = accel_release,
 	.detach = accel_detach,
+	.pages = accel_pages,
 	.job = accel_job,
 };

@@ -190,8 +190,16 @@ static int do_migrate_prepare(struct mirror *m,
 		return -ENOMEM;
 	err = migrate_prepare(m, cmd->addr, cmd->npages, map, exclusive,
 			      &res->cpages);
-	if (!err)
+	if (!err) {
 		err = client_write(m, cmd->buf, map, cmd->npages);
+		/* The client cannot know what to discard: roll it all back. */
+		if (err) {
+			uint64_t none;
+
+			migrate_finish(m, cmd->addr, cmd->npages, &none);
+			res->cpages = 0;
+		}
+	}
 	free(map);
 	return err;
 }
@@ -234,6 +242,12 @@ static int dmirror_command(struct device *dev, struct mirror *m,
 	}
 }
 
+static uint64_t dmirror_pages(struct device *dev, struct mirror *m)
+{
+	(void)dev;
+	return mmu_pages(m->dev_priv);
+}
+
 const struct device_ops dmirror_ops = {
 	.model = "dmirror",
 	.create = dmirror_create,
@@ -242,5 +256,6 @@ const struct device_ops dmirror_ops = {
 	.invalidate = dmirror_invalidate,
 	.release = dmirror_release,
 	.detach = dmirror_detach,
+	.pages = dmirror_pages,
 	.command = dmirror_command,
 };

@@ -123,8 +123,10 @@ int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
  * hmmu_device_write - the device writes @buf (npages pages) into
  * [addr, addr + npages pages), as DMA into system memory: the CPU sees the
  * data when the call returns, and every device's stale copy is dropped.
- * Errors: -EPERM (read-only memory; nothing written), -EFAULT (unmapped or
- * PROT_NONE memory, or @buf not readable; nothing written), -EINVAL.
+ * Errors: -EPERM (read-only memory, or memory userfaultfd cannot track;
+ * nothing written), -EFAULT (unmapped or PROT_NONE memory: nothing written;
+ * or @buf not readable: the data is moved 1024 pages at a time, and what
+ * came before the unreadable part is written), -EINVAL.
  */
 int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		      const void *buf);
@@ -213,7 +215,8 @@ struct hmmu_job {
 /*
  * hmmu_job_run - launch @job on the mirror's device and wait for it.
  * Errors: -EOPNOTSUPP (the device runs no jobs), -EFAULT (the job touched
- * unmapped or PROT_NONE memory), -EPERM (it wrote read-only memory), -ELOOP
+ * unmapped or PROT_NONE memory), -EPERM (it wrote read-only memory, or
+ * touched memory userfaultfd cannot track), -ELOOP
  * (a list longer than len nodes), -EINVAL (bad job), -ENOMEM.
  */
 int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job);
@@ -236,6 +239,32 @@ struct hmmu_stats {		     /* fields may be added at the end, never removed */
 };
 
 int hmmu_stats(struct hmmu *h, struct hmmu_stats *out);
+
+/*
+ * What the daemon holds, for tools: the processes with registered mirrors,
+ * and those mirrors. A client sees them all if it runs as root, else those
+ * of its own user. Each call fills at most @max entries and returns how
+ * many there are in all (which may be more), or -errno. The list is read in
+ * pages: an entry may appear twice or not at all if it changes meanwhile.
+ */
+struct hmmu_process_info {
+	int32_t pid;
+	uint32_t uid;
+	uint32_t mirrors; /* registered mirrors */
+	uint32_t reserved;
+};
+
+struct hmmu_mirror_info {
+	int32_t pid;
+	uint32_t uid;
+	char device[32];
+	uint64_t device_pages; /* pages its device holds for it */
+};
+
+int hmmu_list_processes(struct hmmu *h, struct hmmu_process_info *out,
+			unsigned max);
+int hmmu_list_mirrors(struct hmmu *h, struct hmmu_mirror_info *out,
+		      unsigned max);
 
 /*
  * hmmu_error_detail - a sentence about the last failure of a call in this

@@ -136,6 +136,8 @@ void daemon_start_args(const char *const *extra)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(fd, 2);
 		dup2(fd, 1);
+		/* The daemon gets none of the test runner's fds. */
+		close_range(3, ~0u, 0);
 		setenv("NOTIFY_SOCKET", notify, 1);
 		execv(HMMUD_PATH, (char *const *)argv);
 		_exit(127);

@@ -71,6 +71,9 @@ static size_t valid_request(union msg *m, unsigned op)
 		c->buf_len = 4096;
 		break;
 	}
+	case HMMU_OP_LIST:
+		((struct hmmu_wire_list *)payload(m))->what = HMMU_LIST_MIRRORS;
+		break;
 	case HMMU_OP_JOB: {
 		struct hmmu_wire_job *j = payload(m);
 
@@ -92,6 +95,7 @@ static const unsigned sized_ops[] = {
 	HMMU_OP_MIRROR_CREATE,	   HMMU_OP_MIRROR_REGISTER,
 	HMMU_OP_MIRROR_UNREGISTER, HMMU_OP_MIRROR_DESTROY,
 	HMMU_OP_DEVICE_CMD,	   HMMU_OP_JOB,
+	HMMU_OP_LIST,
 };
 
 #define NR_SIZED_OPS (sizeof(sized_ops) / sizeof(sized_ops[0]))
@@ -480,4 +484,18 @@ Test(proto, job_with_bad_kind_or_reserved_is_einval)
 	n = valid_request(&m, HMMU_OP_JOB);
 	((struct hmmu_wire_job *)payload(&m))->reserved = 1;
 	cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL);
+}
+
+Test(proto, list_of_unknown_kind_is_einval)
+{
+	static const uint32_t whats[] = { 0, HMMU_LIST_MAX_, 0xffffffffu };
+	union msg m;
+
+	for (size_t i = 0; i < sizeof(whats) / sizeof(whats[0]); i++) {
+		size_t n = valid_request(&m, HMMU_OP_LIST);
+
+		((struct hmmu_wire_list *)payload(&m))->what = whats[i];
+		cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL, "what %u",
+			     whats[i]);
+	}
 }

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Listing what the daemon holds (hmmuctl processes|mirrors): the right
+ * entries, across reply pages, and only those the caller may see.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+TestSuite(list, .init = daemon_start, .fini = daemon_stop, .timeout = 60);
+
+static const struct hmmu_mirror_info *find_mirror(const struct hmmu_mirror_info *m,
+						  int n, pid_t pid,
+						  const char *device)
+{
+	for (int i = 0; i < n; i++)
+		if (m[i].pid == pid && strcmp(m[i].device, device) == 0)
+			return &m[i];
+	return NULL;
+}
+
+Test(list, processes_and_mirrors_are_listed_with_their_pages)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
+	struct hmmu_mirror *b = mirror_registered(h, "acc0");
+	struct hmmu_process_info procs[8];
+	struct hmmu_mirror_info mirrors[8];
+	const struct hmmu_mirror_info *mi;
+	long page = sysconf(_SC_PAGESIZE);
+	char *p = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), buf[3 * 4096];
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 3 };
+	int n;
+
+	cr_assert_eq(hmmu_device_read(a, &c, buf), 0);
+	n = hmmu_list_processes(h, procs, 8);
+	cr_assert_eq(n, 1);
+	cr_expect_eq(procs[0].pid, getpid());
+	cr_expect_eq(procs[0].uid, getuid());
+	cr_expect_eq(procs[0].mirrors, 2);
+	n = hmmu_list_mirrors(h, mirrors, 8);
+	cr_assert_eq(n, 2);
+	mi = find_mirror(mirrors, n, getpid(), "dmirror0");
+	cr_assert_not_null(mi);
+	cr_expect_eq(mi->device_pages, 3);
+	mi = find_mirror(mirrors, n, getpid(), "acc0");
+	cr_assert_not_null(mi);
+	cr_expect_eq(mi->device_pages, 0);
+	hmmu_mirror_destroy(a);
+	hmmu_mirror_destroy(b);
+	cr_expect_eq(hmmu_list_processes(h, procs, 8), 0);
+	hmmu_disconnect(h);
+}
+
+Test(list, long_lists_span_several_replies)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m[20];
+	struct hmmu_mirror_info mirrors[32];
+	int n;
+
+	for (int i = 0; i < 20; i++)
+		m[i] = mirror_registered(h, i % 2 ? "dmirror1" : "dmirror0");
+	n = hmmu_list_mirrors(h, mirrors, 32);
+	cr_assert_eq(n, 20);
+	for (int i = 0; i < n; i++) {
+		cr_expect_eq(mirrors[i].pid, getpid());
+		cr_expect(strcmp(mirrors[i].device, "dmirror0") == 0 ||
+			  strcmp(mirrors[i].device, "dmirror1") == 0);
+	}
+	/* Fewer slots than entries: the total, and only that many filled. */
+	memset(mirrors, 0x77, sizeof(mirrors));
+	cr_expect_eq(hmmu_list_mirrors(h, mirrors, 5), 20);
+	cr_expect_eq(mirrors[4].pid, getpid());
+	cr_expect_eq(mirrors[5].pid, 0x77777777);
+	cr_expect_eq(hmmu_list_mirrors(h, NULL, 0), 20);
+	for (int i = 0; i < 20; i++)
+		hmmu_mirror_destroy(m[i]);
+	hmmu_disconnect(h);
+}
+
+Test(list, other_users_processes_are_not_shown)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	int status;
+	pid_t pid;
+
+	if (getuid() != 0)
+		cr_skip_test("needs root to run a client as another user");
+	/* The socket's directory must let the other user in. */
+	cr_assert_eq(chmod(daemon_under_test.dir, 0755), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct hmmu_process_info procs[4];
+		struct hmmu *hc;
+
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534) ||
+		    hmmu_connect(daemon_under_test.socket, &hc))
+			_exit(2);
+		/* Root's process is there, but not for this user. */
+		_exit(hmmu_list_processes(hc, procs, 4) == 0 ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "status %#x", status);
+	/* Root sees its own. */
+	cr_expect_eq(hmmu_list_processes(h, NULL, 0), 1);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
