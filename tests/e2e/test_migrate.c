@@ -472,9 +472,17 @@ Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 6
 	cr_expect_eq(count_fds(daemon_under_test.pid), fds,
 		     "the daemon leaked fds (%d, had %d)",
 		     count_fds(daemon_under_test.pid), fds);
+#ifndef __SANITIZE_ADDRESS__
 	/* 1000 lifecycles of 8 pages: a leak of them would show as 32 MiB. */
 	cr_expect_lt(daemon_rss_kib() - rss, 8 * 1024,
 		     "the daemon grew from %ld to %ld KiB", rss, daemon_rss_kib());
+#else
+	/*
+	 * ASan keeps freed memory in quarantine, so RSS says nothing here;
+	 * its leak check at the daemon's exit (which must be clean) does.
+	 */
+	(void)rss;
+#endif
 	hmmu_disconnect(h);
 }
 
