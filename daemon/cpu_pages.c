@@ -2,6 +2,7 @@
 #include "cpu_pages.h"
 #include "fault.h"
 #include "process.h"
+#include "vmas.h"
 #include <hmmu/hmmu.h>
 
 #include <errno.h>
@@ -43,34 +44,25 @@ static uint64_t page_size(void)
  * pages lie in writable VMAs (writable[i], so that a present page can be
  * told READ or WRITE).
  */
-static int mark_vmas(pid_t pid, uint64_t start, uint64_t end, uint8_t *states,
-		     uint8_t *writable)
+static int mark_vmas(struct process *p, uint64_t start, uint64_t end,
+		     uint8_t *states, uint8_t *writable)
 {
-	unsigned long long s, e;
-	char path[64], line[512], perms[5];
-	FILE *f;
+	struct vma_cursor c;
+	struct vma v;
+	int r;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -ESRCH;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx-%llx %4s", &s, &e, perms) != 3)
+	vma_cursor_init(&c, p, start);
+	while ((r = vma_next(&c, &v)) == 1 && v.start < end) {
+		if (!v.read)
 			continue;
-		if (e <= start)
-			continue;
-		if (s >= end)
-			break;
-		if (perms[0] != 'r')
-			continue;
-		for (uint64_t a = s < start ? start : s; a < e && a < end;
-		     a += page_size()) {
+		for (uint64_t a = v.start < start ? start : v.start;
+		     a < v.end && a < end; a += page_size()) {
 			states[(a - start) / page_size()] = HMMU_PAGE_NONE;
-			writable[(a - start) / page_size()] = perms[1] == 'w';
+			writable[(a - start) / page_size()] = v.write;
 		}
 	}
-	fclose(f);
-	return 0;
+	vma_cursor_done(&c);
+	return r < 0 ? r : 0;
 }
 
 static int mark_present(int fd, uint64_t start, uint64_t npages,
@@ -153,7 +145,7 @@ int cpu_pages_snapshot(struct process *p, uint64_t start, uint64_t npages,
 	memset(states, HMMU_PAGE_ERROR, npages);
 	err = process_alive(p);
 	if (!err)
-		err = mark_vmas(p->pid, start, end, states, writable);
+		err = mark_vmas(p, start, end, states, writable);
 	if (err)
 		goto out;
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", p->pid);

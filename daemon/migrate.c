@@ -16,6 +16,7 @@
 #include "mirror.h"
 #include "process.h"
 #include "uffd_events.h"
+#include "vmas.h"
 #include "../common/uffd_uapi.h"
 #include "../devices/device.h"
 #include "../devices/devmem.h"
@@ -108,30 +109,20 @@ static void forget(struct process *p, uint64_t page)
 static int find_candidates(struct process *p, uint64_t start, uint64_t end,
 			   uint8_t *cand)
 {
-	unsigned long long s, e, off, inode;
-	char path[64], line[512], perms[5], dev[16];
-	FILE *f;
+	struct vma_cursor c;
+	struct vma v;
+	int r;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", p->pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -ESRCH;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx-%llx %4s %llx %15s %llu", &s, &e, perms,
-			   &off, dev, &inode) != 6)
+	vma_cursor_init(&c, p, start);
+	while ((r = vma_next(&c, &v)) == 1 && v.start < end) {
+		if (!v.read || !v.write || v.shared || v.inode)
 			continue;
-		if (e <= start)
-			continue;
-		if (s >= end)
-			break;
-		if (strcmp(perms, "rw-p") != 0 || inode != 0)
-			continue;
-		for (uint64_t a = s < start ? start : s; a < e && a < end;
-		     a += page_size())
+		for (uint64_t a = v.start < start ? start : v.start;
+		     a < v.end && a < end; a += page_size())
 			cand[(a - start) / page_size()] = 1;
 	}
-	fclose(f);
-	return 0;
+	vma_cursor_done(&c);
+	return r < 0 ? r : 0;
 }
 
 /* Register each run of candidates for missing faults; drop failing runs. */

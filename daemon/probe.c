@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -49,6 +50,23 @@ static const struct {
 	{ UFFD_FEATURE_MOVE, "move", "UFFDIO_MOVE" },
 };
 
+/* PROCMAP_QUERY (6.11): one VMA per ioctl instead of parsing maps. */
+static int probe_procmap_query(void)
+{
+	struct {
+		uint64_t size, query_flags, query_addr, out[6];
+		uint32_t u32[4];
+		uint64_t addrs[2];
+	} q = { .size = sizeof(q), .query_flags = 0x10 /* covering or next */ };
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return 0;
+	ok = ioctl(fd, _IOWR('f', 17, q), &q) == 0;
+	close(fd);
+	return ok;
+}
+
 int probe_print(FILE *f)
 {
 	uint64_t features = 0;
@@ -66,5 +84,8 @@ int probe_print(FILE *f)
 	}
 	fprintf(f, "io_uring    %-15s %-4s %s\n", "poll",
 		probe_io_uring() ? "yes" : "no", "event loop (required)");
+	fprintf(f, "procfs      %-15s %-4s %s\n", "procmap-query",
+		probe_procmap_query() ? "yes" : "no",
+		"VMA lookups without parsing /proc/PID/maps");
 	return err;
 }

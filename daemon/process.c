@@ -5,6 +5,7 @@
 #include "migrate.h"
 #include "mirror.h"
 #include "uffd_events.h"
+#include "vmas.h"
 #include "../common/uffd_uapi.h"
 #include "../devices/device.h"
 
@@ -66,13 +67,13 @@ static int uffd_inspect(int fd, uint64_t *features)
  * has not turned readable), so the file is that process's. -1 if not
  * allowed or the process is gone (zaps then settle by time alone).
  */
-static int open_pagemap(const struct peer *peer)
+static int open_proc_file(const struct peer *peer, const char *name)
 {
 	struct pollfd pfd = { .fd = peer->pidfd, .events = POLLIN };
 	char path[64];
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", peer->pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", peer->pid, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0 && poll(&pfd, 1, 0) != 0) {
 		close(fd);
@@ -120,7 +121,8 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	pthread_mutex_init(&p->close_lock, NULL);
 	pthread_cond_init(&p->close_cond, NULL);
 	pthread_mutex_init(&p->zap_lock, NULL);
-	p->pagemap_fd = open_pagemap(peer);
+	p->pagemap_fd = open_proc_file(peer, "pagemap");
+	p->maps_fd = open_proc_file(peer, "maps");
 	/*
 	 * The daemon polls the fd, and poll on a blocking userfaultfd reports
 	 * EPOLLERR. The flag lives on the open file, so this also changes the
@@ -153,6 +155,8 @@ void process_put(struct process *p)
 	close(p->pidfd);
 	if (p->pagemap_fd >= 0)
 		close(p->pagemap_fd);
+	if (p->maps_fd >= 0)
+		close(p->maps_fd);
 	while (p->zaps) {
 		struct pending_zap *z = p->zaps;
 
@@ -514,33 +518,25 @@ void process_add_range(struct process *p, uint64_t start, uint64_t end)
 }
 
 /*
- * The VMAs of @pid over [start, end), from /proc/PID/maps: -EFAULT if any
- * page is unmapped or not readable, -EPERM if @write and any is read-only.
+ * The VMAs of @p over [start, end): -EFAULT if any page is unmapped or not
+ * readable, -EPERM if @write and any is read-only.
  */
-static int find_vmas(pid_t pid, uint64_t start, uint64_t end, int write,
+static int find_vmas(struct process *p, uint64_t start, uint64_t end, int write,
 		     struct uffd_range *vmas, unsigned max, unsigned *count)
 {
-	char path[64], line[512], perms[5];
-	unsigned long long s, e;
+	struct vma_cursor c;
 	uint64_t covered = start;
+	struct vma v;
 	unsigned n = 0;
-	int err = 0;
-	FILE *f;
+	int err = 0, r = 1;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return errno == ENOENT ? -ESRCH : -errno;
-	while (covered < end && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%llx-%llx %4s", &s, &e, perms) != 3)
-			continue;
-		if (e <= covered)
-			continue;
-		if (s > covered || perms[0] != 'r') {
+	vma_cursor_init(&c, p, start);
+	while (covered < end && (r = vma_next(&c, &v)) == 1) {
+		if (v.start > covered || !v.read) {
 			err = -EFAULT;
 			break;
 		}
-		if (write && perms[1] != 'w') {
+		if (write && !v.write) {
 			err = -EPERM;
 			break;
 		}
@@ -548,12 +544,12 @@ static int find_vmas(pid_t pid, uint64_t start, uint64_t end, int write,
 			err = -E2BIG;
 			break;
 		}
-		vmas[n++] = (struct uffd_range){ s, e, perms[1] == 'w', false };
-		covered = e;
+		vmas[n++] = (struct uffd_range){ v.start, v.end, v.write, false };
+		covered = v.end;
 	}
-	fclose(f);
+	vma_cursor_done(&c);
 	if (!err && covered < end)
-		err = -EFAULT;
+		err = r < 0 ? r : -EFAULT;
 	*count = n;
 	return err;
 }
@@ -586,7 +582,7 @@ static int register_vmas(struct process *p, uint64_t start, uint64_t end,
 	if (known)
 		return 0;
 
-	err = find_vmas(p->pid, start, end, write, vmas, MAX_VMAS_PER_FAULT, &n);
+	err = find_vmas(p, start, end, write, vmas, MAX_VMAS_PER_FAULT, &n);
 	if (err)
 		return err;
 

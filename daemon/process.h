@@ -77,6 +77,7 @@ struct process {
 	pthread_mutex_t zap_lock;
 	struct pending_zap *zaps;
 	int pagemap_fd;
+	int maps_fd; /* /proc/PID/maps, for PROCMAP_QUERY (vmas.c) */
 
 	/*
 	 * Pages in device memory (migrate.c): a page table keyed by the

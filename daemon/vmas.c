@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+#include "vmas.h"
+#include "process.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+/* PROCMAP_QUERY (Linux 6.11), newer than the system headers. */
+#ifndef PROCMAP_QUERY
+#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
+#define PROCMAP_QUERY_VMA_READABLE 0x01
+#define PROCMAP_QUERY_VMA_WRITABLE 0x02
+#define PROCMAP_QUERY_VMA_SHARED 0x08
+#define PROCMAP_QUERY_COVERING_OR_NEXT_VMA 0x10
+struct procmap_query {
+	uint64_t size, query_flags, query_addr;
+	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset;
+	uint64_t inode;
+	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+	uint64_t vma_name_addr, build_id_addr;
+};
+#endif
+
+void vma_cursor_init(struct vma_cursor *c, struct process *p, uint64_t addr)
+{
+	c->p = p;
+	c->next = addr;
+	c->f = NULL;
+}
+
+void vma_cursor_done(struct vma_cursor *c)
+{
+	if (c->f)
+		fclose(c->f);
+	c->f = NULL;
+}
+
+/* 1 found, 0 none, -ENOTTY if the kernel has no PROCMAP_QUERY. */
+static int query(struct vma_cursor *c, struct vma *out)
+{
+	struct procmap_query q = {
+		.size = sizeof(q),
+		.query_flags = PROCMAP_QUERY_COVERING_OR_NEXT_VMA,
+		.query_addr = c->next,
+	};
+
+	if (c->p->maps_fd < 0)
+		return -ENOTTY;
+	if (ioctl(c->p->maps_fd, PROCMAP_QUERY, &q) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return errno == ENOTTY || errno == EINVAL ? -ENOTTY : -ESRCH;
+	}
+	*out = (struct vma){
+		.start = q.vma_start,
+		.end = q.vma_end,
+		.read = q.vma_flags & PROCMAP_QUERY_VMA_READABLE,
+		.write = q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE,
+		.shared = q.vma_flags & PROCMAP_QUERY_VMA_SHARED,
+		.inode = q.inode,
+	};
+	return 1;
+}
+
+static int parse(struct vma_cursor *c, struct vma *out)
+{
+	unsigned long long s, e, off, inode;
+	char line[512], perms[5], dev[16];
+
+	if (!c->f) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/maps", c->p->pid);
+		c->f = fopen(path, "re");
+		if (!c->f)
+			return -ESRCH;
+	}
+	while (fgets(line, sizeof(line), c->f)) {
+		if (sscanf(line, "%llx-%llx %4s %llx %15s %llu", &s, &e, perms,
+			   &off, dev, &inode) != 6 || e <= c->next)
+			continue;
+		*out = (struct vma){
+			.start = s,
+			.end = e,
+			.read = perms[0] == 'r',
+			.write = perms[1] == 'w',
+			.shared = perms[3] == 's',
+			.inode = inode,
+		};
+		return 1;
+	}
+	return 0;
+}
+
+int vma_next(struct vma_cursor *c, struct vma *out)
+{
+	int r = c->f ? -ENOTTY : query(c, out);
+
+	if (r == -ENOTTY)
+		r = parse(c, out);
+	if (r == 1)
+		c->next = out->end;
+	return r;
+}
