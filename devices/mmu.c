@@ -28,46 +28,42 @@ static uint64_t page_size(void)
 
 /*
  * The device's page copies come from slabs of pages, recycled through a
- * free list: malloc() of a page per fault made the workers' arenas grow
- * (an mprotect and a page fault per page). Slabs are kept for the
- * daemon's life; freed pages are reused. pool_lock is a leaf lock.
+ * free list, one per mirror and under its page-table lock (no lock shared
+ * by the fault paths of different mirrors): malloc() of a page per fault
+ * made the workers' arenas grow, an mprotect and a page fault per page.
+ * A slab's first page links the slabs; they go back at mmu_fini().
  */
 #define SLAB_PAGES 512
 
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *pool_free_list;
-
-static void *copy_alloc(void)
+/* mmu->lock held. */
+static void *copy_alloc(struct dev_mmu *mmu)
 {
 	void *page;
 
-	pthread_mutex_lock(&pool_lock);
-	if (!pool_free_list) {
+	if (!mmu->free_pages) {
 		char *slab = mmap(NULL, SLAB_PAGES * page_size(),
 				  PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-		if (slab == MAP_FAILED) {
-			pthread_mutex_unlock(&pool_lock);
+		if (slab == MAP_FAILED)
 			return NULL;
-		}
-		for (unsigned i = 0; i < SLAB_PAGES; i++) {
-			*(void **)(slab + i * page_size()) = pool_free_list;
-			pool_free_list = slab + i * page_size();
+		*(void **)slab = mmu->slabs;
+		mmu->slabs = slab;
+		for (unsigned i = 1; i < SLAB_PAGES; i++) {
+			*(void **)(slab + i * page_size()) = mmu->free_pages;
+			mmu->free_pages = slab + i * page_size();
 		}
 	}
-	page = pool_free_list;
-	pool_free_list = *(void **)page;
-	pthread_mutex_unlock(&pool_lock);
+	page = mmu->free_pages;
+	mmu->free_pages = *(void **)page;
 	return page;
 }
 
-static void copy_free(void *page)
+/* mmu->lock held. */
+static void copy_free(struct dev_mmu *mmu, void *page)
 {
-	pthread_mutex_lock(&pool_lock);
-	*(void **)page = pool_free_list;
-	pool_free_list = page;
-	pthread_mutex_unlock(&pool_lock);
+	*(void **)page = mmu->free_pages;
+	mmu->free_pages = page;
 }
 
 int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
@@ -79,19 +75,20 @@ int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
 	pthread_mutex_init(&mmu->lock, NULL);
 	mmu->m = m;
 	mmu->prefetch = prefetch ? prefetch : 1;
+	mmu->free_pages = NULL;
+	mmu->slabs = NULL;
 	return 0;
 }
 
 static void free_page(struct pt_entry *e, void *arg)
 {
-	(void)arg;
-	copy_free(e->data);
+	copy_free(arg, e->data);
 }
 
 /* mmu->lock held. */
 static void drop_range(struct dev_mmu *mmu, uint64_t start, uint64_t end)
 {
-	uint64_t n = pt_clear_range(mmu->pt, start, end, free_page, NULL);
+	uint64_t n = pt_clear_range(mmu->pt, start, end, free_page, mmu);
 
 	counter_sub(&counters.device_pages, n);
 }
@@ -102,6 +99,12 @@ void mmu_fini(struct dev_mmu *mmu)
 	drop_range(mmu, 0, PT_VA_LIMIT);
 	pthread_mutex_unlock(&mmu->lock);
 	pt_destroy(mmu->pt, NULL, NULL);
+	while (mmu->slabs) {
+		void *next = *(void **)mmu->slabs;
+
+		munmap(mmu->slabs, SLAB_PAGES * page_size());
+		mmu->slabs = next;
+	}
 	pthread_mutex_destroy(&mmu->lock);
 }
 
@@ -152,7 +155,7 @@ static int install_snapshot(struct range_fault *rf)
 			e->flags = flags;
 			continue;
 		}
-		ne.data = copy_alloc();
+		ne.data = copy_alloc(mmu);
 		if (!ne.data) {
 			err = -ENOMEM;
 			break;
@@ -160,7 +163,7 @@ static int install_snapshot(struct range_fault *rf)
 		memcpy(ne.data, src + (a - rf->start), page_size());
 		err = pt_set(mmu->pt, a, &ne, NULL, NULL);
 		if (err) {
-			copy_free(ne.data);
+			copy_free(mmu, ne.data);
 			break;
 		}
 		added++;

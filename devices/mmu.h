@@ -5,7 +5,7 @@
  * holding the device's own copy of each mirrored page, filled by range
  * faults and emptied by invalidations.
  *
- * Locking: lock protects pt. It is taken inside the process lock (by
+ * Locking: lock protects pt and the page-copy pool. It is taken inside the process lock (by
  * invalidations) and by the range fault's commit; nothing that waits for the
  * client runs under it. Calls that read or write client memory run on a
  * worker, never on the loop thread.
@@ -34,6 +34,8 @@ struct dev_mmu {
 	 * process_vm_readv, and count as one fault.
 	 */
 	unsigned prefetch;
+	void *free_pages; /* recycled page copies, under lock */
+	void *slabs;	  /* where they come from, for mmu_fini() */
 };
 
 int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch);
