@@ -107,13 +107,10 @@ struct config {
 	const char *json;
 	const char *plot;
 	int summary;
-	uint32_t classes;    /* bit per enum class_id */
-	/*
-	 * Later (the issue's next part): --clients N, N client processes
-	 * faulting at once, and worker-count sweeps in one run. The classes
-	 * take a struct bench and fill one result each; a multi-client run
-	 * would fork N of them against the same daemon and merge the samples.
-	 */
+	uint32_t classes;    /* bit per enum class_id; 0: none (--clients) */
+	unsigned clients;    /* --clients N (scaling.h); 0: not run */
+	double clients_seconds; /* how long the clients fault, per worker count */
+	unsigned clients_rounds; /* blocks the worker counts alternate in */
 };
 
 /* What the classes need from the run. */

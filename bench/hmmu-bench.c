@@ -8,12 +8,14 @@
  * The run: fork the floor server (floors.c) before anything else; start a
  * private hmmud unless --socket names one; then, class by class, measure
  * the class and its floor in alternating rounds; then the floors no class
- * measured; the stream and its floor last; then report.
+ * measured; the stream and its floor last. Then, with --clients, the
+ * scaling sweep (scaling.c), with daemons of its own. Then report.
  */
 #include "bench.h"
 #include "daemon.h"
 #include "floors.h"
 #include "report.h"
+#include "scaling.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -95,6 +97,7 @@ static void usage(FILE *f)
 		"                  [--socket PATH | --hmmud PATH [--workers N]]\n"
 		"                  [--classes a,b,...] [--json FILE] [--plot FILE.png]\n"
 		"                  [--summary]\n"
+		"                  [--clients N [--clients-seconds S] [--clients-rounds R]]\n"
 		"\n"
 		"  --pages N        samples per class and floor (default 4096)\n"
 		"  --rounds R       blocks a class and its floor alternate in (default 4)\n"
@@ -107,6 +110,11 @@ static void usage(FILE *f)
 		"  --json FILE      every figure, as JSON ('-': standard output)\n"
 		"  --plot FILE.png  latency distributions, with gnuplot\n"
 		"  --summary        print only a short table, no progress\n"
+		"  --clients N      N client processes faulting at once, on hmmud\n"
+		"                   with 1 worker, then 2 (only those, unless\n"
+		"                   --classes is given too)\n"
+		"  --clients-seconds S  how long they fault, per worker count (default 2)\n"
+		"  --clients-rounds R   in R blocks each, 1 2, 2 1, ... (default 1)\n"
 		"\nclasses:",
 		HMMUD_PATH);
 	for (int i = 0; i < NCLASSES; i++)
@@ -125,6 +133,22 @@ static int parse_u64(const char *opt, const char *s, uint64_t min,
 	if (errno || *end || !*s || v < min || v > max) {
 		fprintf(stderr, "hmmu-bench: %s takes %" PRIu64 " to %" PRIu64
 			"\n", opt, min, max);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_seconds(const char *opt, const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || !*s || !(v >= 0.1 && v <= 3600)) {
+		fprintf(stderr, "hmmu-bench: %s takes 0.1 to 3600 (seconds)\n",
+			opt);
 		return -1;
 	}
 	*out = v;
@@ -171,16 +195,21 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		{ "json", required_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'p' },
 		{ "summary", no_argument, NULL, 'S' },
+		{ "clients", required_argument, NULL, 'C' },
+		{ "clients-seconds", required_argument, NULL, 'T' },
+		{ "clients-rounds", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	int classes_given = 0, seconds_given = 0;
 	uint64_t v;
 	int c;
 
 	*cfg = (struct config){ .pages = 4096, .stream_mib = 256,
 				.stream_reps = 5, .rounds = 4,
 				.hmmud = HMMUD_PATH,
-				.classes = (1u << NCLASSES) - 1 };
+				.classes = (1u << NCLASSES) - 1,
+				.clients_seconds = 2, .clients_rounds = 1 };
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
@@ -216,6 +245,7 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		case 'c':
 			if (parse_classes(optarg, &cfg->classes))
 				return -1;
+			classes_given = 1;
 			break;
 		case 'j':
 			cfg->json = optarg;
@@ -225,6 +255,24 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 			break;
 		case 'S':
 			cfg->summary = 1;
+			break;
+		case 'C':
+			if (parse_u64("--clients", optarg, 1,
+				      SCALING_MAX_CLIENTS, &v))
+				return -1;
+			cfg->clients = (unsigned)v;
+			break;
+		case 'T':
+			if (parse_seconds("--clients-seconds", optarg,
+					  &cfg->clients_seconds))
+				return -1;
+			seconds_given = 1;
+			break;
+		case 'O':
+			if (parse_u64("--clients-rounds", optarg, 1, 100, &v))
+				return -1;
+			cfg->clients_rounds = (unsigned)v;
+			seconds_given = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -242,6 +290,26 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		fprintf(stderr, "hmmu-bench: --workers is for the private "
 				"daemon, not one given with --socket\n");
 		return -1;
+	}
+	if (seconds_given && !cfg->clients) {
+		fprintf(stderr, "hmmu-bench: --clients-seconds and "
+				"--clients-rounds go with --clients\n");
+		return -1;
+	}
+	if (cfg->clients_seconds / cfg->clients_rounds < 0.1) {
+		fprintf(stderr, "hmmu-bench: a block of --clients-seconds / "
+				"--clients-rounds must last 0.1 s at least\n");
+		return -1;
+	}
+	/* --clients alone runs no class: see docs/benchmark.md. */
+	if (cfg->clients && !classes_given) {
+		cfg->classes = 0;
+		if (cfg->workers || cfg->plot) {
+			fprintf(stderr, "hmmu-bench: --workers and --plot "
+					"are for the classes: with --clients, "
+					"give --classes too\n");
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -419,16 +487,98 @@ static void require_userfaultfd(void)
 	exit(EXIT_SKIP);
 }
 
+/*
+ * The classes and their floors: the floor server first, then the daemon,
+ * the classes, the floors left, the stream last; every result finished.
+ * -1 if the floor server or the daemon did not start (nothing to report),
+ * else 0 (run->failed says whether all went well).
+ */
+static int run_classes(struct run *run, struct bench *b, char *desc,
+		       size_t len)
+{
+	struct private_daemon pd = { 0 };
+	const struct config *cfg = &run->cfg;
+	int err;
+
+	/* First, before any daemon or connection: see floors.h. */
+	err = fserver_start(&run->fs, cfg->pages + warmup_of(cfg->pages) +
+					      cfg->stream_reps + 16);
+	if (err) {
+		warnx_("floor server: %s", strerror(-err));
+		return -1;
+	}
+	if (cfg->socket) {
+		snprintf(desc, len, "hmmud at %s", cfg->socket);
+	} else {
+		progress("starting %s", cfg->hmmud);
+		err = daemon_start(&pd, cfg->hmmud, cfg->workers);
+		if (err) {
+			fserver_stop(&run->fs);
+			return -1;
+		}
+		if (cfg->workers)
+			snprintf(desc, len, "private hmmud, %u workers",
+				 cfg->workers);
+		else
+			snprintf(desc, len, "private hmmud, default workers");
+	}
+	err = hmmu_connect(cfg->socket ? cfg->socket : pd.socket, &b->h);
+	if (err) {
+		warnx_("connect: %s %s", strerror(-err), hmmu_error_detail());
+		run->failed = 1;
+	} else if (pick_devices(b) < 0) {
+		run->failed = 1;
+	}
+
+	/*
+	 * The stream and its floor go last: allocating and freeing hundreds
+	 * of MiB disturbs the latencies measured after it for a while (on a
+	 * VM, free page reporting hands the memory back to the host).
+	 */
+	for (int i = 0; i < NCLASSES && !run->failed; i++)
+		if (i != C_DEVICE_STREAM && (cfg->classes & (1u << i)))
+			class_measure(run, b, i);
+	run->floors_wanted &= ~(1u << F_PVM_READ_BULK);
+	floors_complete(run);
+	if (!run->failed && (cfg->classes & (1u << C_DEVICE_STREAM)))
+		class_measure(run, b, C_DEVICE_STREAM);
+
+	for (int i = 0; i < NFLOORS; i++) {
+		struct result *r = &run->floors[i];
+
+		if (r->s.n && !r->skipped[0])
+			result_finish(r, floor_defs[i].kind);
+		else if (!r->skipped[0])
+			result_skip(r, run->failed ? "not measured: the run failed" :
+					 "not needed by the selected classes");
+	}
+	for (int i = 0; i < NCLASSES; i++) {
+		struct result *r = &run->classes[i];
+
+		if (r->s.n && !r->skipped[0])
+			result_finish(r, class_defs[i].kind);
+		else if (!r->skipped[0])
+			result_skip(r, "not measured: the run failed");
+	}
+
+	hmmu_disconnect(b->h);
+	b->h = NULL;
+	if (!cfg->socket && daemon_stop(&pd) < 0)
+		run->failed = 1;
+	fserver_stop(&run->fs);
+	compute_ratios(run);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct run run;
-	struct private_daemon pd = { 0 };
+	static struct scaling sc;
 	struct bench b = { 0 };
 	struct report rp = { 0 };
 	struct utsname u;
-	char daemon_desc[192];
+	char daemon_desc[192] = "";
 	FILE *out;
-	int err;
 
 	if (parse_options(argc, argv, &run.cfg) < 0)
 		return 2;
@@ -462,87 +612,30 @@ int main(int argc, char **argv)
 	if (run.cfg.classes == (1u << NCLASSES) - 1)
 		run.floors_wanted = (1u << NFLOORS) - 1;
 
-	/* First, before any daemon or connection: see floors.h. */
-	err = fserver_start(&run.fs, run.cfg.pages + warmup_of(run.cfg.pages) +
-					     run.cfg.stream_reps + 16);
-	if (err) {
-		warnx_("floor server: %s", strerror(-err));
+	if (run.cfg.classes &&
+	    run_classes(&run, &b, daemon_desc, sizeof(daemon_desc)) < 0)
 		return 1;
-	}
-	if (run.cfg.socket) {
-		snprintf(daemon_desc, sizeof(daemon_desc), "hmmud at %s",
-			 run.cfg.socket);
-	} else {
-		progress("starting %s", run.cfg.hmmud);
-		err = daemon_start(&pd, run.cfg.hmmud, run.cfg.workers);
-		if (err) {
-			fserver_stop(&run.fs);
-			return 1;
-		}
-		if (run.cfg.workers)
-			snprintf(daemon_desc, sizeof(daemon_desc),
-				 "private hmmud, %u workers", run.cfg.workers);
-		else
-			snprintf(daemon_desc, sizeof(daemon_desc),
-				 "private hmmud, default workers");
-	}
-	err = hmmu_connect(run.cfg.socket ? run.cfg.socket : pd.socket, &b.h);
-	if (err) {
-		warnx_("connect: %s %s", strerror(-err), hmmu_error_detail());
+	/* After the classes: no floor server, no daemon, no mirror left. */
+	if (run.cfg.clients && scaling_run(&run.cfg, &sc) < 0)
 		run.failed = 1;
-	} else if (pick_devices(&b) < 0) {
-		run.failed = 1;
-	}
 
-	/*
-	 * The stream and its floor go last: allocating and freeing hundreds
-	 * of MiB disturbs the latencies measured after it for a while (on a
-	 * VM, free page reporting hands the memory back to the host).
-	 */
-	for (int i = 0; i < NCLASSES && !run.failed; i++)
-		if (i != C_DEVICE_STREAM && (run.cfg.classes & (1u << i)))
-			class_measure(&run, &b, i);
-	run.floors_wanted &= ~(1u << F_PVM_READ_BULK);
-	floors_complete(&run);
-	if (!run.failed && (run.cfg.classes & (1u << C_DEVICE_STREAM)))
-		class_measure(&run, &b, C_DEVICE_STREAM);
-
-	for (int i = 0; i < NFLOORS; i++) {
-		struct result *r = &run.floors[i];
-
-		if (r->s.n && !r->skipped[0])
-			result_finish(r, floor_defs[i].kind);
-		else if (!r->skipped[0])
-			result_skip(r, run.failed ? "not measured: the run failed" :
-					 "not needed by the selected classes");
-	}
-	for (int i = 0; i < NCLASSES; i++) {
-		struct result *r = &run.classes[i];
-
-		if (r->s.n && !r->skipped[0])
-			result_finish(r, class_defs[i].kind);
-		else if (!r->skipped[0])
-			result_skip(r, "not measured: the run failed");
-	}
-
-	hmmu_disconnect(b.h);
-	if (!run.cfg.socket && daemon_stop(&pd) < 0)
-		run.failed = 1;
-	fserver_stop(&run.fs);
-
-	compute_ratios(&run);
-	rp = (struct report){ .cfg = &run.cfg, .daemon = daemon_desc,
+	rp = (struct report){ .cfg = &run.cfg,
+			      .daemon = run.cfg.classes ? daemon_desc : sc.daemon,
 			      .page = b.page,
 			      .cpus = sysconf(_SC_NPROCESSORS_ONLN),
-			      .classes = run.classes, .floors = run.floors };
+			      .classes = run.cfg.classes ? run.classes : NULL,
+			      .floors = run.cfg.classes ? run.floors : NULL,
+			      .scaling = run.cfg.clients ? &sc : NULL };
 	if (uname(&u) == 0)
 		snprintf(rp.kernel, sizeof(rp.kernel), "%s", u.release);
 	/* With --json -, standard output is the JSON's alone. */
 	out = run.cfg.json && !strcmp(run.cfg.json, "-") ? stderr : stdout;
-	if (run.cfg.summary)
+	if (rp.classes && run.cfg.summary)
 		report_summary(out, &rp);
-	else
+	else if (rp.classes)
 		report_table(out, &rp);
+	if (rp.scaling)
+		report_scaling(out, &rp);
 	fflush(out);
 	if (run.cfg.json && report_json(run.cfg.json, &rp) < 0)
 		run.failed = 1;

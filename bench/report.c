@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "report.h"
+#include "scaling.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -144,6 +145,73 @@ void report_summary(FILE *f, const struct report *rp)
 	}
 }
 
+/* ---- --clients ----------------------------------------------------------- */
+
+/* "dmirror0 x2, dmirror1 x2": the devices the clients mirrored on. */
+static void point_devices(FILE *f, const struct scaling *sc,
+			  const struct scaling_point *pt)
+{
+	for (unsigned i = 0; i < sc->clients; i++) {
+		unsigned n = 0, first = 1;
+
+		for (unsigned k = 0; k < i && first; k++)
+			first = strcmp(pt->c[k].device, pt->c[i].device) != 0;
+		if (!first)
+			continue;
+		for (unsigned k = i; k < sc->clients; k++)
+			n += strcmp(pt->c[k].device, pt->c[i].device) == 0;
+		fprintf(f, "%s%s x%u", i ? ", " : "", pt->c[i].device, n);
+	}
+}
+
+void report_scaling(FILE *f, const struct report *rp)
+{
+	const struct scaling *sc = rp->scaling;
+	const struct scaling_point *shown = NULL;
+
+	fprintf(f, "\nhmmu-bench --clients %u: each client a process with its "
+		"own connection, faulting\n%" PRIu64 " cold pages in turn for "
+		"%.3g s a worker count", sc->clients, sc->pages, sc->seconds);
+	if (sc->rounds > 1)
+		fprintf(f, " (%u blocks of %.3g s, alternating)", sc->rounds,
+			sc->seconds / sc->rounds);
+	fprintf(f, ";\n%s; %ld CPUs, Linux %s\n\n", sc->daemon, rp->cpus,
+		rp->kernel);
+	fprintf(f, "%-8s %10s %12s %12s %10s %8s %8s\n", "workers", "faults/s",
+		"client min", "client max", "faults", "window", "re-cold");
+	for (unsigned i = 0; i < sc->npoints; i++) {
+		const struct scaling_point *pt = &sc->pt[i];
+		char w[16];
+
+		if (pt->workers)
+			snprintf(w, sizeof(w), "%u", pt->workers);
+		else
+			strcpy(w, "own");
+		if (pt->skipped[0]) {
+			fprintf(f, "%-8s  %s\n", w, pt->skipped);
+			continue;
+		}
+		shown = pt;
+		fprintf(f, "%-8s %10.0f %12.0f %12.0f %10" PRIu64 " %7.2fs %7.1f%%\n",
+			w, pt->faults_per_sec, pt->min_per_client,
+			pt->max_per_client, pt->faults, pt->seconds,
+			100 * pt->recold_share);
+	}
+	if (shown) {
+		fputs("\ndevices: ", f);
+		point_devices(f, sc, shown);
+		fputc('\n', f);
+	}
+	if (!isnan(sc->ratio))
+		fprintf(f, "scaling, 2 workers over 1: %.2fx\n", sc->ratio);
+	fprintf(f,
+		"\nfaults/s: all clients' device faults over the window (start "
+		"signal to the last\nclient's last read; summed over the "
+		"blocks); client min/max: each client's own\nrate; re-cold: "
+		"share of the clients' time spent making their buffers cold\n"
+		"again. See docs/benchmark.md.\n");
+}
+
 /* ---- JSON ---------------------------------------------------------------- */
 
 static void json_string(FILE *f, const char *s)
@@ -189,26 +257,67 @@ static void json_figures(FILE *f, const struct result *r)
 	}
 }
 
-int report_json(const char *path, const struct report *rp)
+static void json_scaling_point(FILE *f, const struct scaling *sc,
+			       const struct scaling_point *pt)
 {
-	const struct config *cfg = rp->cfg;
-	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
-	int err;
-
-	if (!f) {
-		err = -errno;
-		warnx_("cannot write %s: %s", path, strerror(errno));
-		return err;
+	if (pt->skipped[0]) {
+		fputs("{\"skipped\": ", f);
+		json_string(f, pt->skipped);
+		fputc('}', f);
+		return;
 	}
-	fprintf(f, "{\n  \"version\": 1,\n  \"config\": {\"pages\": %" PRIu64
-		", \"stream_mib\": %" PRIu64 ", \"stream_reps\": %u, "
-		"\"page_size\": %zu, \"cpus\": %ld, \"kernel\": ",
-		cfg->pages, cfg->stream_mib, cfg->stream_reps, rp->page,
-		rp->cpus);
-	json_string(f, rp->kernel);
-	fputs(", \"daemon\": ", f);
-	json_string(f, rp->daemon);
-	fputs("},\n  \"classes\": {", f);
+	fputs("{\"faults_per_sec\": ", f);
+	json_number(f, pt->faults_per_sec);
+	fputs(", \"per_client\": [", f);
+	for (unsigned i = 0; i < sc->clients; i++) {
+		fputs(i ? ", " : "", f);
+		json_number(f, pt->rate[i]);
+	}
+	fputs("], \"per_client_min\": ", f);
+	json_number(f, pt->min_per_client);
+	fputs(", \"per_client_max\": ", f);
+	json_number(f, pt->max_per_client);
+	fprintf(f, ", \"faults\": %" PRIu64 ", \"reads\": %" PRIu64
+		", \"window_s\": ", pt->faults, pt->reads);
+	json_number(f, pt->seconds);
+	fputs(", \"recold_share\": ", f);
+	json_number(f, pt->recold_share);
+	fputs(", \"devices\": [", f);
+	for (unsigned i = 0; i < sc->clients; i++) {
+		fputs(i ? ", " : "", f);
+		json_string(f, pt->c[i].device);
+	}
+	fputs("]}", f);
+}
+
+static void json_scaling(FILE *f, const struct scaling *sc)
+{
+	fprintf(f, "  \"scaling\": {\"clients\": %u, \"seconds\": ",
+		sc->clients);
+	json_number(f, sc->seconds);
+	fprintf(f, ", \"rounds\": %u, \"pages\": %" PRIu64 ", \"daemon\": ",
+		sc->rounds, sc->pages);
+	json_string(f, sc->daemon);
+	fputs(",\n    \"workers\": {", f);
+	for (unsigned i = 0; i < sc->npoints; i++) {
+		const struct scaling_point *pt = &sc->pt[i];
+
+		if (pt->workers)
+			fprintf(f, "%s\n      \"%u\": ", i ? "," : "",
+				pt->workers);
+		else
+			fprintf(f, "%s\n      \"own\": ", i ? "," : "");
+		json_scaling_point(f, sc, pt);
+	}
+	fputs("},\n    \"ratio_2_over_1\": ", f);
+	json_number(f, sc->ratio);
+	fputs("}", f);
+}
+
+/* "classes" and "floors", without the newline after the last. */
+static void json_classes(FILE *f, const struct report *rp)
+{
+	fputs("  \"classes\": {", f);
 	for (int i = 0; i < NCLASSES; i++) {
 		const struct class_def *d = &class_defs[i];
 		const struct result *r = &rp->classes[i];
@@ -261,7 +370,38 @@ int report_json(const char *path, const struct report *rp)
 		}
 		fputc('}', f);
 	}
-	fputs("\n  }\n}\n", f);
+	fputs("\n  }", f);
+}
+
+int report_json(const char *path, const struct report *rp)
+{
+	const struct config *cfg = rp->cfg;
+	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+	int err;
+
+	if (!f) {
+		err = -errno;
+		warnx_("cannot write %s: %s", path, strerror(errno));
+		return err;
+	}
+	fprintf(f, "{\n  \"version\": 1,\n  \"config\": {\"pages\": %" PRIu64
+		", \"stream_mib\": %" PRIu64 ", \"stream_reps\": %u, "
+		"\"page_size\": %zu, \"cpus\": %ld, \"kernel\": ",
+		cfg->pages, cfg->stream_mib, cfg->stream_reps, rp->page,
+		rp->cpus);
+	json_string(f, rp->kernel);
+	fputs(", \"daemon\": ", f);
+	json_string(f, rp->daemon);
+	fputc('}', f);
+	if (rp->classes) {
+		fputs(",\n", f);
+		json_classes(f, rp);
+	}
+	if (rp->scaling) {
+		fputs(",\n", f);
+		json_scaling(f, rp->scaling);
+	}
+	fputs("\n}\n", f);
 	err = ferror(f) ? -EIO : 0;
 	if (f == stdout)
 		fflush(f);
@@ -411,6 +551,10 @@ int report_plot(const char *path, const struct report *rp)
 	int panels = 0, rows, err = 0;
 	FILE *gp;
 
+	if (!rp->classes) {
+		warnx_("plot: no class was run");
+		return -1;
+	}
 	if (!have_gnuplot()) {
 		warnx_("gnuplot is not installed (Debian: apt-get install "
 		       "gnuplot-nox): no plot written to %s", path);
