@@ -35,28 +35,32 @@ static uint64_t page_size(void)
  */
 #define SLAB_PAGES 512
 
-/* mmu->lock held. */
+/*
+ * mmu->lock held. Fresh pages are handed out from the newest slab in order
+ * (never pre-linked: linking touches, and so faults in, the whole slab at
+ * once, which made one device fault in 512 take 1.6 ms).
+ */
 static void *copy_alloc(struct dev_mmu *mmu)
 {
-	void *page;
+	void *page = mmu->free_pages;
 
-	if (!mmu->free_pages) {
+	if (page) {
+		mmu->free_pages = *(void **)page;
+		return page;
+	}
+	if (mmu->slab_next == SLAB_PAGES || !mmu->slabs) {
 		char *slab = mmap(NULL, SLAB_PAGES * page_size(),
 				  PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		if (slab == MAP_FAILED)
 			return NULL;
+		/* Its first page links the slabs. */
 		*(void **)slab = mmu->slabs;
 		mmu->slabs = slab;
-		for (unsigned i = 1; i < SLAB_PAGES; i++) {
-			*(void **)(slab + i * page_size()) = mmu->free_pages;
-			mmu->free_pages = slab + i * page_size();
-		}
+		mmu->slab_next = 1;
 	}
-	page = mmu->free_pages;
-	mmu->free_pages = *(void **)page;
-	return page;
+	return (char *)mmu->slabs + mmu->slab_next++ * page_size();
 }
 
 /* mmu->lock held. */
@@ -77,6 +81,7 @@ int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
 	mmu->prefetch = prefetch ? prefetch : 1;
 	mmu->free_pages = NULL;
 	mmu->slabs = NULL;
+	mmu->slab_next = 0;
 	return 0;
 }
 

@@ -36,6 +36,7 @@ struct dev_mmu {
 	unsigned prefetch;
 	void *free_pages; /* recycled page copies, under lock */
 	void *slabs;	  /* where they come from, for mmu_fini() */
+	unsigned slab_next; /* the newest slab's first page not handed out */
 };
 
 int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch);
