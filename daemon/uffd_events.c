@@ -209,7 +209,12 @@ void uffd_events_handle(struct process *p, unsigned revents)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				again += (unsigned)handle_or_hold(p, &msgs[i]);
 
-		if (count == 0 && again == 0)
+		/*
+		 * A short read emptied the queue: anything new wakes the
+		 * poll again, so no read is needed just to see EAGAIN (one
+		 * system call less per fault).
+		 */
+		if (again == 0 && count < BATCH)
 			return;
 		if (count == 0 && ++rounds > MAX_EAGAIN_ROUNDS) {
 			/*
