@@ -79,20 +79,29 @@ int process_alive(struct process *p)
 	return poll(&pfd, 1, 0) == 0 ? 0 : -ESRCH;
 }
 
-static int copy_from_client(struct process *p, uint64_t start, void *buf,
-			    uint64_t len)
+/* Scatter [start, start + len) of the client into @local (nlocal iovecs). */
+static int copy_from_client_iov(struct process *p, uint64_t start,
+				const struct iovec *local, unsigned long nlocal,
+				uint64_t len)
 {
-	struct iovec local = { .iov_base = buf, .iov_len = len };
 	struct iovec remote = { .iov_base = (void *)(uintptr_t)start,
 				.iov_len = len };
 	ssize_t n;
 
 	if (process_alive(p))
 		return -ESRCH;
-	n = process_vm_readv(p->pid, &local, 1, &remote, 1, 0);
+	n = process_vm_readv(p->pid, local, nlocal, &remote, 1, 0);
 	if (n < 0)
 		return errno == ESRCH ? -ESRCH : -EFAULT;
 	return (uint64_t)n == len ? 0 : -EFAULT;
+}
+
+static int copy_from_client(struct process *p, uint64_t start, void *buf,
+			    uint64_t len)
+{
+	struct iovec local = { .iov_base = buf, .iov_len = len };
+
+	return copy_from_client_iov(p, start, &local, 1, len);
 }
 
 static int write_protect(struct process *p, uint64_t start, uint64_t len,
@@ -118,6 +127,7 @@ int range_fault(struct range_fault *rf)
 {
 	struct process *p = rf->m->proc;
 	uint64_t len = rf->end - rf->start;
+	unsigned long npages = len / (uint64_t)sysconf(_SC_PAGESIZE);
 	int populate = !(p->uffd_features & UFFD_FEATURE_WP_UNPOPULATED);
 	int err;
 
@@ -129,14 +139,15 @@ int range_fault(struct range_fault *rf)
 		uint64_t seq = read_begin(p);
 
 		if (populate) {
-			err = copy_from_client(p, rf->start, rf->buf, len);
+			err = copy_from_client_iov(p, rf->start, rf->pages,
+						   npages, len);
 			if (err)
 				return err;
 		}
 		err = write_protect(p, rf->start, len, 1);
 		if (err)
 			return err;
-		err = copy_from_client(p, rf->start, rf->buf, len);
+		err = copy_from_client_iov(p, rf->start, rf->pages, npages, len);
 		if (err)
 			return err;
 

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct mirror;
 struct process;
@@ -22,7 +23,12 @@ struct range_fault {
 	struct mirror *m;
 	uint64_t start, end; /* page aligned */
 	int write;	     /* the device wants to write: need a writable VMA */
-	void *buf;	     /* end - start bytes: receives the snapshot */
+	/*
+	 * Where the snapshot goes: one buffer a page each (the device's own
+	 * page copies, so that the snapshot needs no second copy), one
+	 * iovec per page of [start, end), at most IOV_MAX of them.
+	 */
+	const struct iovec *pages;
 	pthread_mutex_t *lock; /* the device's page-table lock */
 	/* With *lock held and the snapshot still valid: install it. */
 	int (*commit)(struct range_fault *rf);
@@ -30,10 +36,11 @@ struct range_fault {
 };
 
 /*
- * Take a snapshot of [start, end) and commit it. Errors: -EFAULT (part of the
- * range is not mapped, or PROT_NONE), -EPERM (write to a read-only mapping,
- * or memory userfaultfd cannot write-protect), -ESRCH (the process is
- * gone), -EAGAIN (invalidated on every one of many tries), or commit's.
+ * Take a snapshot of [start, end) into rf->pages and commit it. Errors:
+ * -EFAULT (part of the range is not mapped, or PROT_NONE), -EPERM (write to
+ * a read-only mapping, or memory userfaultfd cannot write-protect), -ESRCH
+ * (the process is gone), -EAGAIN (invalidated on every one of many tries),
+ * or commit's.
  */
 int range_fault(struct range_fault *rf);
 

@@ -11,8 +11,8 @@
 #include <stddef.h>
 
 enum scratch_slot {
-	SCRATCH_FAULT,	 /* range faults' snapshot */
 	SCRATCH_COMMAND, /* a device command's data on its way to the client */
+	SCRATCH_PAGES,	 /* a range fault's page list */
 	SCRATCH_NR_
 };
 

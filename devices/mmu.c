@@ -14,8 +14,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Work through this many pages at a time (bounds the bounce buffer). */
+/*
+ * Work through this many pages at a time: one process_vm_readv takes at
+ * most IOV_MAX (1024) page buffers.
+ */
 #define CHUNK_PAGES 1024u
+/* Reads that find their pages invalidated again this often give up. */
+#define MAX_REFAULTS 100
 
 static uint64_t page_size(void)
 {
@@ -142,36 +147,34 @@ uint32_t mmu_page_flags(struct dev_mmu *mmu, uint64_t addr)
 	return flags;
 }
 
-/* Range fault commit, mmu->lock held: the snapshot becomes our copy. */
+/*
+ * Range fault commit, mmu->lock held: the pages the snapshot was read into
+ * become our copies (replacing older ones). A page it takes is cleared
+ * from rf->pages, so that the caller frees only what was not taken.
+ */
 static int install_snapshot(struct range_fault *rf)
 {
 	struct dev_mmu *mmu = rf->arg;
-	const char *src = rf->buf;
+	struct iovec *pages = (struct iovec *)rf->pages;
 	uint32_t flags = MMU_READ | (rf->write ? MMU_WRITE : 0);
-	uint64_t added = 0;
+	uint64_t added = 0, i = 0;
 	int err = 0;
 
-	for (uint64_t a = rf->start; a < rf->end; a += page_size()) {
+	for (uint64_t a = rf->start; a < rf->end; a += page_size(), i++) {
 		struct pt_entry *e = pt_lookup(mmu->pt, a);
-		struct pt_entry ne = { .flags = flags };
+		struct pt_entry ne = { .data = pages[i].iov_base,
+				       .flags = flags };
 
 		if (e) {
-			memcpy(e->data, src + (a - rf->start), page_size());
-			e->flags = flags;
-			continue;
+			copy_free(mmu, e->data);
+			*e = ne;
+		} else {
+			err = pt_set(mmu->pt, a, &ne, NULL, NULL);
+			if (err)
+				break;
+			added++;
 		}
-		ne.data = copy_alloc(mmu);
-		if (!ne.data) {
-			err = -ENOMEM;
-			break;
-		}
-		memcpy(ne.data, src + (a - rf->start), page_size());
-		err = pt_set(mmu->pt, a, &ne, NULL, NULL);
-		if (err) {
-			copy_free(mmu, ne.data);
-			break;
-		}
-		added++;
+		pages[i].iov_base = NULL;
 	}
 	counter_add(&counters.device_pages, added);
 	return err;
@@ -211,34 +214,58 @@ static int copy_if_present(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 	return 1;
 }
 
+/*
+ * One range fault over [start, end) (at most CHUNK_PAGES pages): fresh
+ * page copies are taken for the whole range, the client's pages are read
+ * straight into them, and the commit installs them.
+ */
 static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
-		       int write, char *bounce)
+		       int write)
 {
+	uint64_t n = (end - start) / page_size();
+	struct iovec *pages = scratch_get(SCRATCH_PAGES, n * sizeof(*pages));
 	struct range_fault rf = {
 		.m = mmu->m, .start = start, .end = end, .write = write,
-		.buf = bounce, .lock = &mmu->lock, .commit = install_snapshot,
+		.pages = pages, .lock = &mmu->lock, .commit = install_snapshot,
 		.arg = mmu,
 	};
+	int err = 0;
 
-	return range_fault(&rf);
+	if (!pages)
+		return -ENOMEM;
+	pthread_mutex_lock(&mmu->lock);
+	for (uint64_t i = 0; i < n; i++) {
+		pages[i].iov_base = copy_alloc(mmu);
+		pages[i].iov_len = page_size();
+		if (!pages[i].iov_base) {
+			n = i;
+			err = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&mmu->lock);
+	if (!err)
+		err = range_fault(&rf);
+	/* Give back whatever the commit did not take. */
+	pthread_mutex_lock(&mmu->lock);
+	for (uint64_t i = 0; i < n; i++)
+		if (pages[i].iov_base)
+			copy_free(mmu, pages[i].iov_base);
+	pthread_mutex_unlock(&mmu->lock);
+	return err;
 }
 
 int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
 		 int *faulted)
 {
 	uint64_t chunk = CHUNK_PAGES * page_size();
-	char *bounce = scratch_get(SCRATCH_FAULT,
-				   end - start < chunk ? end - start : chunk);
 	int err = 0;
 
-	if (!bounce)
-		return -ENOMEM;
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
 		if (copy_if_present(mmu, a, ce, NULL, write))
 			continue;
-		err = fault_chunk(mmu, a, ce, write, bounce);
+		err = fault_chunk(mmu, a, ce, write);
 		*faulted = 1;
 	}
 	return err;
@@ -256,18 +283,20 @@ int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 		char *out = (char *)buf + (a - start);
-		char *bounce;
 
-		if (copy_if_present(mmu, a, ce, out, 0))
-			continue;
 		/*
 		 * A page invalidated since it was faulted in is brought in
 		 * again: its new contents are what the device must see.
 		 */
-		bounce = scratch_get(SCRATCH_FAULT, ce - a);
-		err = bounce ? fault_chunk(mmu, a, ce, 0, bounce) : -ENOMEM;
-		if (!err)
-			memcpy(out, bounce, ce - a);
+		for (int tries = 0; !copy_if_present(mmu, a, ce, out, 0); tries++) {
+			if (tries == MAX_REFAULTS) {
+				err = -EAGAIN;
+				break;
+			}
+			err = fault_chunk(mmu, a, ce, 0);
+			if (err)
+				break;
+		}
 	}
 	return err;
 }
@@ -279,16 +308,12 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 	uint64_t start = addr & ~(page_size() - 1);
 	uint64_t end = (addr + len + page_size() - 1) & ~(page_size() - 1);
 	uint64_t chunk = CHUNK_PAGES * page_size();
-	char *bounce;
 	int err;
 
 	/* Checked before anything changes: writable, mapped, trackable. */
 	err = process_register_range(p, start, end, 1);
 	if (err)
 		return err;
-	bounce = scratch_get(SCRATCH_FAULT, end - start < chunk ? end - start : chunk);
-	if (!bounce)
-		return -ENOMEM;
 
 	*faulted = !copy_if_present(mmu, start, end, NULL, 1);
 	/*
@@ -308,7 +333,7 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
-		err = fault_chunk(mmu, a, ce, 1, bounce);
+		err = fault_chunk(mmu, a, ce, 1);
 	}
 	return err;
 }
