@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "daemon.h"
 #include "bench.h"
+#include "../common/notify_wait.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,29 +15,6 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-/* 1 once the daemon said READY=1, 0 if it died or took over 10 s. */
-static int wait_ready(int fd, pid_t pid)
-{
-	char buf[256];
-
-	for (int i = 0; i < 1000; i++) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		if (poll(&pfd, 1, 10) == 1) {
-			n = recv(fd, buf, sizeof(buf) - 1, 0);
-			if (n > 0) {
-				buf[n] = '\0';
-				if (strstr(buf, "READY=1"))
-					return 1;
-			}
-		}
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			return 0;
-	}
-	return 0;
-}
 
 static void remove_dir(struct private_daemon *d)
 {
@@ -64,7 +42,6 @@ static void on_signal(int sig)
 
 int daemon_start(struct private_daemon *d, const char *hmmud, unsigned workers)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	char nworkers[16];
 	const char *argv[12];
 	pid_t parent = getpid();
@@ -77,15 +54,10 @@ int daemon_start(struct private_daemon *d, const char *hmmud, unsigned workers)
 	snprintf(d->socket, sizeof(d->socket), "%s/hmmud.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/hmmud.log", d->dir);
 	snprintf(d->notify, sizeof(d->notify), "%s/notify", d->dir);
-	strcpy(addr.sun_path, d->notify);
-	nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (nfd < 0 || bind(nfd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		int err = -errno;
-
-		if (nfd >= 0)
-			close(nfd);
+	nfd = hmmu_notify_listen(d->notify);
+	if (nfd < 0) {
 		remove_dir(d);
-		return err;
+		return nfd;
 	}
 
 	argv[n++] = hmmud;
@@ -126,7 +98,7 @@ int daemon_start(struct private_daemon *d, const char *hmmud, unsigned workers)
 		fprintf(stderr, "exec %s: %s\n", hmmud, strerror(errno));
 		_exit(127);
 	}
-	if (!wait_ready(nfd, d->pid)) {
+	if (!hmmu_notify_wait_ready(nfd, d->pid, 10000)) {
 		close(nfd);
 		warnx_("%s did not get ready; its log: %s", hmmud, d->log);
 		kill(d->pid, SIGKILL);

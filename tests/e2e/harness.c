@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "harness.h"
+#include "common/notify_wait.h"
 #include "common/uffd_open.h"
 #include "common/uffd_uapi.h"
 
@@ -21,44 +22,6 @@
 #include <unistd.h>
 
 struct daemon_instance daemon_under_test;
-
-/*
- * The daemon says READY=1 on $NOTIFY_SOCKET once it listens, as under
- * systemd. Waiting for that, rather than probing the socket, leaves no
- * probe connection behind to skew a test's first counts.
- */
-static int notify_socket(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	strcpy(addr.sun_path, path);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	return fd;
-}
-
-static int wait_ready(int fd, pid_t pid)
-{
-	char buf[256];
-
-	for (int i = 0; i < 1000; i++) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		if (poll(&pfd, 1, 10) == 1) {
-			n = recv(fd, buf, sizeof(buf) - 1, 0);
-			if (n > 0) {
-				buf[n] = '\0';
-				if (strstr(buf, "READY=1"))
-					return 1;
-			}
-		}
-		if (waitpid(pid, NULL, WNOHANG) == pid)
-			return 0;
-	}
-	return 0;
-}
 
 void require_userfaultfd(void)
 {
@@ -115,7 +78,8 @@ void daemon_start_args(const char *const *extra)
 	snprintf(d->socket, sizeof(d->socket), "%s/hmmud.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/hmmud.log", d->dir);
 	snprintf(notify, sizeof(notify), "%s/notify", d->dir);
-	nfd = notify_socket(notify);
+	nfd = hmmu_notify_listen(notify);
+	cr_assert_geq(nfd, 0, "notify socket: %s", strerror(-nfd));
 
 	argv[n++] = HMMUD_PATH;
 	argv[n++] = "--foreground";
@@ -142,7 +106,12 @@ void daemon_start_args(const char *const *extra)
 		execv(HMMUD_PATH, (char *const *)argv);
 		_exit(127);
 	}
-	if (!wait_ready(nfd, d->pid))
+	/*
+	 * The daemon says READY=1 on $NOTIFY_SOCKET once it listens, as under
+	 * systemd. Waiting for that, rather than probing the socket, leaves
+	 * no probe connection behind to skew a test's first counts.
+	 */
+	if (!hmmu_notify_wait_ready(nfd, d->pid, 10000))
 		cr_assert_fail("hmmud did not get ready; see %s", d->log);
 	close(nfd);
 	setenv("HMMU_SOCKET", d->socket, 1);
