@@ -167,16 +167,20 @@ int registry_unregister(struct registry *r, struct mirror *m)
 	return err;
 }
 
-void registry_release(struct registry *r, struct mirror *m)
+int registry_release(struct registry *r, struct mirror *m)
 {
+	int released;
+
 	pthread_mutex_lock(&r->lock);
 	pthread_rwlock_wrlock(&m->state_lock);
-	if (m->registered) {
+	released = m->registered;
+	if (released) {
 		detach(r, m, 1);
 		r->releases++;
 	}
 	pthread_rwlock_unlock(&m->state_lock);
 	pthread_mutex_unlock(&r->lock);
+	return released;
 }
 
 void registry_stats(struct registry *r, const struct peer *peer,

@@ -53,8 +53,9 @@ int registry_unregister(struct registry *r, struct mirror *m);
 /*
  * The owner of @m is gone (exited, crashed or disconnected): if @m is
  * registered, the device gets release, then the mirror is unregistered.
+ * Returns 1 if it was registered, 0 if not.
  */
-void registry_release(struct registry *r, struct mirror *m);
+int registry_release(struct registry *r, struct mirror *m);
 
 /* Fill the registry's counters, and the caller's own for @peer. */
 void registry_stats(struct registry *r, const struct peer *peer,

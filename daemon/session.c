@@ -34,9 +34,7 @@ static void session_teardown(struct work *w)
 
 	while ((m = s->mirrors)) {
 		s->mirrors = m->session_next;
-		if (m->registered)
-			n++;
-		registry_release(&s->d->registry, m);
+		n += (unsigned)registry_release(&s->d->registry, m);
 		mirror_put(m);
 	}
 	if (n)
