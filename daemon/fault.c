@@ -180,19 +180,27 @@ int client_read(struct mirror *m, uint64_t remote, void *dst, uint64_t len)
 	return copy_from_client(m->proc, remote, dst, len);
 }
 
-int client_write(struct mirror *m, uint64_t remote, const void *src,
-		 uint64_t len)
+int client_write_iov(struct mirror *m, uint64_t remote,
+		     const struct iovec *local, unsigned long nlocal,
+		     uint64_t len)
 {
 	struct process *p = m->proc;
-	struct iovec local = { .iov_base = (void *)src, .iov_len = len };
 	struct iovec rem = { .iov_base = (void *)(uintptr_t)remote,
 			     .iov_len = len };
 	ssize_t n;
 
 	if (process_alive(p))
 		return -ESRCH;
-	n = process_vm_writev(p->pid, &local, 1, &rem, 1, 0);
+	n = process_vm_writev(p->pid, local, nlocal, &rem, 1, 0);
 	if (n < 0)
 		return errno == ESRCH ? -ESRCH : -EFAULT;
 	return (uint64_t)n == len ? 0 : -EFAULT;
+}
+
+int client_write(struct mirror *m, uint64_t remote, const void *src,
+		 uint64_t len)
+{
+	struct iovec local = { .iov_base = (void *)src, .iov_len = len };
+
+	return client_write_iov(m, remote, &local, 1, len);
 }

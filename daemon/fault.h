@@ -53,6 +53,10 @@ int range_fault(struct range_fault *rf);
 int client_write(struct mirror *m, uint64_t remote, const void *src,
 		 uint64_t len);
 int client_read(struct mirror *m, uint64_t remote, void *dst, uint64_t len);
+/* client_write() gathering from @nlocal buffers (at most IOV_MAX). */
+int client_write_iov(struct mirror *m, uint64_t remote,
+		     const struct iovec *local, unsigned long nlocal,
+		     uint64_t len);
 
 /* Set or lift our write-protection on [start, start + len) of the client. */
 int client_protect(struct mirror *m, uint64_t start, uint64_t len);

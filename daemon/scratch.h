@@ -13,6 +13,7 @@
 enum scratch_slot {
 	SCRATCH_COMMAND, /* a device command's data on its way to the client */
 	SCRATCH_PAGES,	 /* a range fault's page list */
+	SCRATCH_PINNED,	 /* a device command's list of pinned page copies */
 	SCRATCH_NR_
 };
 

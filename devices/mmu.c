@@ -71,8 +71,52 @@ static void *copy_alloc(struct dev_mmu *mmu)
 /* mmu->lock held. */
 static void copy_free(struct dev_mmu *mmu, void *page)
 {
+	if (mmu->readers) {
+		if (mmu->nlimbo == mmu->limbo_cap) {
+			unsigned cap = mmu->limbo_cap ? 2 * mmu->limbo_cap : 64;
+			void **l = realloc(mmu->limbo, cap * sizeof(*l));
+
+			/* No room: leak the page rather than corrupt a read. */
+			if (!l)
+				return;
+			mmu->limbo = l;
+			mmu->limbo_cap = cap;
+		}
+		mmu->limbo[mmu->nlimbo++] = page;
+		return;
+	}
 	*(void **)page = mmu->free_pages;
 	mmu->free_pages = page;
+}
+
+int mmu_pin(struct dev_mmu *mmu, uint64_t start, uint64_t end,
+	    struct iovec *pages)
+{
+	uint64_t i = 0;
+
+	pthread_mutex_lock(&mmu->lock);
+	for (uint64_t a = start; a < end; a += page_size(), i++) {
+		struct pt_entry *e = pt_lookup(mmu->pt, a);
+
+		if (!e) {
+			pthread_mutex_unlock(&mmu->lock);
+			return 0;
+		}
+		pages[i] = (struct iovec){ e->data, page_size() };
+	}
+	mmu->readers++;
+	pthread_mutex_unlock(&mmu->lock);
+	return 1;
+}
+
+void mmu_unpin(struct dev_mmu *mmu)
+{
+	pthread_mutex_lock(&mmu->lock);
+	if (--mmu->readers == 0) {
+		while (mmu->nlimbo)
+			copy_free(mmu, mmu->limbo[--mmu->nlimbo]);
+	}
+	pthread_mutex_unlock(&mmu->lock);
 }
 
 int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
@@ -87,6 +131,9 @@ int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
 	mmu->free_pages = NULL;
 	mmu->slabs = NULL;
 	mmu->slab_next = 0;
+	mmu->readers = 0;
+	mmu->limbo = NULL;
+	mmu->nlimbo = mmu->limbo_cap = 0;
 	return 0;
 }
 
@@ -109,6 +156,7 @@ void mmu_fini(struct dev_mmu *mmu)
 	drop_range(mmu, 0, PT_VA_LIMIT);
 	pthread_mutex_unlock(&mmu->lock);
 	pt_destroy(mmu->pt, NULL, NULL);
+	free(mmu->limbo);
 	while (mmu->slabs) {
 		void *next = *(void **)mmu->slabs;
 

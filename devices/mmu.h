@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 struct mirror;
 struct pt;
@@ -35,6 +36,15 @@ struct dev_mmu {
 	 */
 	unsigned prefetch;
 	void *free_pages; /* recycled page copies, under lock */
+	/*
+	 * Copies freed while a reader uses page copies without the lock
+	 * (mmu_pin()) wait in limbo until the last reader is done. Limbo is
+	 * an array, not a list through the pages: a reader may still be
+	 * copying them, so not a byte of theirs may change.
+	 */
+	unsigned readers;
+	void **limbo;
+	unsigned nlimbo, limbo_cap;
 	void *slabs;	  /* where they come from, for mmu_fini() */
 	unsigned slab_next; /* the newest slab's first page not handed out */
 };
@@ -82,6 +92,16 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
  */
 int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 	     uint64_t *faults);
+
+/*
+ * The device's copies of [start, end) (at most 1024 pages) as one iovec a
+ * page, valid without the lock until mmu_unpin(): an invalidation still
+ * drops them from the page table, but their memory is not reused until
+ * then. 1 if every page is in the page table, 0 (nothing pinned) if not.
+ */
+int mmu_pin(struct dev_mmu *mmu, uint64_t start, uint64_t end,
+	    struct iovec *pages);
+void mmu_unpin(struct dev_mmu *mmu);
 
 /* Number of pages the device holds. */
 uint64_t mmu_pages(struct dev_mmu *mmu);

@@ -90,6 +90,7 @@ static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 	uint64_t chunk = CHUNK_PAGES * page_size();
 	uint64_t end = cmd->addr + cmd->npages * page_size();
 	int faulted = 0, chunk_faulted, err;
+	struct iovec *pages;
 	char *bounce;
 
 	if (cmd->buf_len < cmd->npages * page_size())
@@ -102,13 +103,27 @@ static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 			     end - cmd->addr < chunk ? end - cmd->addr : chunk);
 	if (!bounce)
 		return -ENOMEM;
+	pages = scratch_get(SCRATCH_PINNED, CHUNK_PAGES * sizeof(*pages));
+	if (!pages)
+		return -ENOMEM;
 	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
+		uint64_t to = cmd->buf + (a - cmd->addr);
 
-		err = mmu_read(mmu_of(m), a, ce, bounce, &chunk_faulted);
-		if (!err)
-			err = client_write(m, cmd->buf + (a - cmd->addr), bounce,
-					   ce - a);
+		/*
+		 * Straight from the device's page copies when it holds them
+		 * all; else (invalidated meanwhile, or in device memory)
+		 * through the bounce buffer, faulting what is missing.
+		 */
+		if (mmu_pin(mmu_of(m), a, ce, pages)) {
+			err = client_write_iov(m, to, pages,
+					       (ce - a) / page_size(), ce - a);
+			mmu_unpin(mmu_of(m));
+		} else {
+			err = mmu_read(mmu_of(m), a, ce, bounce, &chunk_faulted);
+			if (!err)
+				err = client_write(m, to, bounce, ce - a);
+		}
 		if (!err)
 			res->cpages += (ce - a) / page_size();
 	}
