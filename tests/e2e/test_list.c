@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <stdio.h>
 #include <unistd.h>
 
 TestSuite(list, .init = daemon_start, .fini = daemon_stop, .timeout = 60);
@@ -116,6 +117,53 @@ Test(list, other_users_processes_are_not_shown)
 		  "status %#x", status);
 	/* Root sees its own. */
 	cr_expect_eq(hmmu_list_processes(h, NULL, 0), 1);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/* Run hmmuctl against the daemon under test; its stdout into @out. */
+static int run_hmmuctl(const char *command, char *out, size_t len)
+{
+	int fds[2], status;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	cr_assert_eq(pipe(fds), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		execl(HMMUCTL_PATH, "hmmuctl", "--socket",
+		      daemon_under_test.socket, command, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	while (got < len - 1 && (n = read(fds[0], out + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	close(fds[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+Test(list, hmmuctl_shows_devices_processes_mirrors_and_stats)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror1");
+	char out[4096], pid[16];
+
+	snprintf(pid, sizeof(pid), "%d ", getpid());
+	cr_assert_eq(run_hmmuctl("devices", out, sizeof(out)), 0);
+	cr_expect(strstr(out, "dmirror0") && strstr(out, "acc0"), "%s", out);
+	cr_assert_eq(run_hmmuctl("processes", out, sizeof(out)), 0);
+	cr_expect(strstr(out, pid), "%s", out);
+	cr_assert_eq(run_hmmuctl("mirrors", out, sizeof(out)), 0);
+	cr_expect(strstr(out, pid) && strstr(out, "dmirror1"), "%s", out);
+	cr_assert_eq(run_hmmuctl("stats", out, sizeof(out)), 0);
+	cr_expect(strstr(out, "mirrors              1"), "%s", out);
+	cr_expect_eq(run_hmmuctl("bogus", out, sizeof(out)), 2);
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 }
