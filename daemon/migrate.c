@@ -635,62 +635,41 @@ void migrate_on_unmap(struct process *p, uint64_t start, uint64_t end)
 	pthread_mutex_unlock(&p->migrate_lock);
 }
 
-struct moving {
-	uint64_t *addrs;
-	struct devpage **pages;
-	uint64_t n, cap;
-};
-
-static int collect_all(uint64_t addr, struct pt_entry *e, void *arg)
+/* Every page, whoever owns it. */
+static int collect_any(uint64_t addr, struct pt_entry *e, void *arg)
 {
-	struct moving *mv = arg;
-
-	if (mv->n == mv->cap) {
-		uint64_t cap = mv->cap ? 2 * mv->cap : 64;
-		uint64_t *a = realloc(mv->addrs, cap * sizeof(*a));
-		struct devpage **d;
-
-		if (!a)
-			return -ENOMEM;
-		mv->addrs = a;
-		d = realloc(mv->pages, cap * sizeof(*d));
-		if (!d)
-			return -ENOMEM;
-		mv->pages = d;
-		mv->cap = cap;
-	}
-	mv->addrs[mv->n] = addr;
-	mv->pages[mv->n++] = e->data;
-	return 0;
+	(void)e;
+	return push(arg, addr);
 }
 
 void migrate_on_remap(struct process *p, uint64_t from, uint64_t to,
 		      uint64_t len)
 {
-	struct moving mv = { 0 };
+	struct collect mv = { .m = NULL };
 
 	pthread_mutex_lock(&p->migrate_lock);
-	if (pt_walk(p->devpages, from, from + len, collect_all, &mv) == 0) {
-		/* The pages moved with their VMA: move our entries too. */
-		pt_clear_range(p->devpages, from, from + len, NULL, NULL);
-		for (uint64_t i = 0; i < mv.n; i++) {
-			struct pt_entry e = { .data = mv.pages[i] };
-
-			if (pt_set(p->devpages, to + (mv.addrs[i] - from), &e,
-				   NULL, NULL) < 0) {
-				log_err("client %d: lost a device page in mremap",
-					p->pid);
-				devmem_free_page(mv.pages[i]->pool,
-						 mv.pages[i]->mem);
-				free(mv.pages[i]);
-			}
-		}
-	} else {
+	if (pt_walk(p->devpages, from, from + len, collect_any, &mv) < 0)
 		log_err("client %d: out of memory moving device pages", p->pid);
+	/*
+	 * The pages moved with their VMA: move our entries too, a page at a
+	 * time (the kernel never lets the old and new ranges overlap).
+	 */
+	for (uint64_t i = 0; i < mv.n; i++) {
+		uint64_t old = mv.addrs[i], new = to + (old - from);
+		struct pt_entry e = *pt_lookup(p->devpages, old);
+
+		pt_clear_range(p->devpages, old, old + page_size(), NULL, NULL);
+		if (pt_set(p->devpages, new, &e, NULL, NULL) < 0) {
+			struct devpage *dp = e.data;
+
+			log_err("client %d: lost a device page in mremap",
+				p->pid);
+			devmem_free_page(dp->pool, dp->mem);
+			free(dp);
+		}
 	}
 	pthread_mutex_unlock(&p->migrate_lock);
 	free(mv.addrs);
-	free(mv.pages);
 }
 
 static int copy_to_child(uint64_t addr, struct pt_entry *e, void *arg)

@@ -426,18 +426,10 @@ void process_invalidate(struct process *p, uint64_t start, uint64_t end)
 	process_invalidate_end(p);
 }
 
-/* Range bookkeeping; p->lock held for write. */
-static bool range_covered(struct process *p, uint64_t start, uint64_t end)
-{
-	for (unsigned i = 0; i < p->nranges; i++)
-		if (p->ranges[i].start <= start && end <= p->ranges[i].end)
-			return true;
-	return false;
-}
-
 /*
- * p->lock held. True if registered ranges cover [start, end), writable ones
- * if @write: the range fault's fast path, which then needs no /proc read.
+ * Range bookkeeping, p->lock held. True if registered ranges cover
+ * [start, end), writable ones if @write, registered for missing faults if
+ * @missing: the range fault's fast path, which then needs no VMA lookup.
  * (Permissions are those seen at registration: mprotect is not observed.)
  */
 static bool range_known(struct process *p, uint64_t start, uint64_t end,
@@ -602,8 +594,7 @@ static int register_vmas(struct process *p, uint64_t start, uint64_t end,
 		if (missing)
 			reg.mode |= UFFDIO_REGISTER_MODE_MISSING;
 		/* Same fd, same VMA, more modes: the kernel updates it. */
-		if (range_covered(p, vmas[i].start, vmas[i].end) &&
-		    (!missing || range_known(p, vmas[i].start, vmas[i].end, 0, 1))) {
+		if (range_known(p, vmas[i].start, vmas[i].end, 0, missing)) {
 			remember_vma(p, &vmas[i]);
 			continue;
 		}
@@ -626,7 +617,7 @@ static int register_vmas(struct process *p, uint64_t start, uint64_t end,
 			}
 			break;
 		}
-		if (!range_covered(p, vmas[i].start, vmas[i].end))
+		if (!range_known(p, vmas[i].start, vmas[i].end, 0, 0))
 			err = range_add(p, vmas[i].start, vmas[i].end);
 		if (err)
 			break;
