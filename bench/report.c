@@ -257,6 +257,26 @@ static void json_figures(FILE *f, const struct result *r)
 	}
 }
 
+/*
+ * Open entry @i of a class or floor object with its name. A result that
+ * was not measured gets its reason and a closed entry: returns 0. Else its
+ * figures, with the entry left open for more: returns 1.
+ */
+static int json_entry(FILE *f, int i, const struct result *r)
+{
+	fprintf(f, "%s\n    ", i ? "," : "");
+	json_string(f, r->name);
+	fputs(": {", f);
+	if (!measured(r)) {
+		fputs("\"skipped\": ", f);
+		json_string(f, r->skipped[0] ? r->skipped : "not measured");
+		fputc('}', f);
+		return 0;
+	}
+	json_figures(f, r);
+	return 1;
+}
+
 static void json_scaling_point(FILE *f, const struct scaling *sc,
 			       const struct scaling_point *pt)
 {
@@ -323,16 +343,8 @@ static void json_classes(FILE *f, const struct report *rp)
 		const struct result *r = &rp->classes[i];
 		int met = target_met(rp, i);
 
-		fprintf(f, "%s\n    ", i ? "," : "");
-		json_string(f, r->name);
-		fputs(": {", f);
-		if (!measured(r)) {
-			fputs("\"skipped\": ", f);
-			json_string(f, r->skipped[0] ? r->skipped : "not measured");
-			fputc('}', f);
+		if (!json_entry(f, i, r))
 			continue;
-		}
-		json_figures(f, r);
 		fputs(", \"floor\": ", f);
 		json_string(f, floor_name(d->floor));
 		fputs(", \"ratio\": ", f);
@@ -351,16 +363,8 @@ static void json_classes(FILE *f, const struct report *rp)
 		const struct floor_def *d = &floor_defs[i];
 		const struct result *r = &rp->floors[i];
 
-		fprintf(f, "%s\n    ", i ? "," : "");
-		json_string(f, r->name);
-		fputs(": {", f);
-		if (!measured(r)) {
-			fputs("\"skipped\": ", f);
-			json_string(f, r->skipped[0] ? r->skipped : "not measured");
-			fputc('}', f);
+		if (!json_entry(f, i, r))
 			continue;
-		}
-		json_figures(f, r);
 		if (d->of[0] != F_NONE) {
 			fputs(", \"derived\": \"", f);
 			for (int k = 0; k < 2 && d->of[k] != F_NONE; k++)
