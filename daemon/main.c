@@ -12,7 +12,6 @@
 #include "session.h"
 #include "workers.h"
 #include "../devices/device.h"
-#include "../devices/devmem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -173,7 +172,7 @@ static int make_devices(struct daemon *d, const struct options *o)
 		log_info("device %s (%s), %llu MiB of memory on node %d, cpus %s",
 			 dev->name, dev->ops->model,
 			 (unsigned long long)(dev->mem_bytes >> 20),
-			 dev->numa_node, devmem_cpus(dev->mem));
+			 dev->numa_node, placement_cpus(dev->near));
 	}
 	return 0;
 }

@@ -2,6 +2,7 @@
 /* The table of device models, and device creation from a --device spec. */
 #include "device.h"
 #include "devmem.h"
+#include "../daemon/placement.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -114,6 +115,9 @@ int device_create(const char *spec, struct device **out)
 	err = split_name(colon + 1, dev->name, &args);
 	if (!err)
 		err = take_common_options(args, &dev->mem_bytes, &dev->numa_node);
+	/* hwloc checks the node exists and says which CPUs sit there. */
+	if (!err)
+		err = placement_create(&dev->numa_node, 1, &dev->near);
 	if (!err)
 		err = devmem_create(dev->mem_bytes, dev->numa_node, &dev->mem);
 	if (!err) {
@@ -121,6 +125,8 @@ int device_create(const char *spec, struct device **out)
 		if (err)
 			devmem_destroy(dev->mem);
 	}
+	if (err)
+		placement_destroy(dev->near);
 	free(args);
 	if (err) {
 		free(dev);
@@ -136,5 +142,6 @@ void device_destroy(struct device *dev)
 		return;
 	dev->ops->destroy(dev);
 	devmem_destroy(dev->mem);
+	placement_destroy(dev->near);
 	free(dev);
 }

@@ -61,6 +61,7 @@ struct device_ops {
 };
 
 struct devmem;
+struct placement;
 
 struct device {
 	char name[HMMU_NAME_MAX];
@@ -68,6 +69,7 @@ struct device {
 	uint64_t mem_bytes;
 	int numa_node;
 	struct devmem *mem; /* device memory, where migrated pages live */
+	struct placement *near; /* the CPUs of its node (NULL: no node) */
 	void *priv;	    /* the model's */
 };
 

@@ -2,7 +2,6 @@
 #include "devmem.h"
 
 #include <errno.h>
-#include <hwloc.h>
 #include <numa.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -18,7 +17,6 @@ struct devmem {
 	pthread_mutex_t lock; /* protects free_list, nfree */
 	uint32_t *free_list;  /* a stack of free page numbers */
 	uint64_t nfree;
-	char cpus[64];
 };
 
 static uint64_t page_size(void)
@@ -26,45 +24,12 @@ static uint64_t page_size(void)
 	return (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-/* Which CPUs sit on @node, as hwloc sees the machine. -EINVAL: no node. */
-static int node_cpus(int node, char *buf, size_t len)
-{
-	hwloc_topology_t topo;
-	hwloc_obj_t obj;
-	int err = 0;
-
-	if (hwloc_topology_init(&topo) < 0)
-		return -ENOMEM;
-	if (hwloc_topology_load(topo) < 0) {
-		hwloc_topology_destroy(topo);
-		return -EIO;
-	}
-	if (node < 0) {
-		hwloc_bitmap_list_snprintf(buf, len,
-					   hwloc_topology_get_topology_cpuset(topo));
-	} else {
-		obj = hwloc_get_numanode_obj_by_os_index(topo, (unsigned)node);
-		if (!obj)
-			err = -EINVAL;
-		else
-			hwloc_bitmap_list_snprintf(buf, len, obj->cpuset);
-	}
-	hwloc_topology_destroy(topo);
-	return err;
-}
-
 int devmem_create(uint64_t bytes, int node, struct devmem **out)
 {
 	struct devmem *dm = calloc(1, sizeof(*dm));
-	int err;
 
 	if (!dm)
 		return -ENOMEM;
-	err = node_cpus(node, dm->cpus, sizeof(dm->cpus));
-	if (err) {
-		free(dm);
-		return err;
-	}
 	dm->npages = bytes / page_size();
 	if (dm->npages > UINT32_MAX) {
 		free(dm);
@@ -146,9 +111,4 @@ uint64_t devmem_pages_used(struct devmem *dm)
 	used = dm->npages - dm->nfree;
 	pthread_mutex_unlock(&dm->lock);
 	return used;
-}
-
-const char *devmem_cpus(const struct devmem *dm)
-{
-	return dm->cpus;
 }

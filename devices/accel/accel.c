@@ -38,7 +38,6 @@
 
 struct accel {
 	struct workers *cus;
-	struct placement *near; /* the CPUs of the device's node */
 	unsigned ncus;
 	unsigned prefetch;
 };
@@ -110,12 +109,9 @@ static int accel_create(struct device *dev, const char *args)
 	free(copy);
 	/* Compute units run on the CPUs next to the device's memory. */
 	if (!err)
-		err = placement_create(&dev->numa_node, 1, &a->near);
-	if (!err)
-		err = workers_start(a->ncus, placement_bind_self, a->near,
+		err = workers_start(a->ncus, placement_bind_self, dev->near,
 				    &a->cus);
 	if (err) {
-		placement_destroy(a->near);
 		free(a);
 		return err;
 	}
@@ -128,7 +124,6 @@ static void accel_destroy(struct device *dev)
 	struct accel *a = dev->priv;
 
 	workers_stop(a->cus);
-	placement_destroy(a->near);
 	free(a);
 }
 
