@@ -137,7 +137,7 @@ enum hmmu_device_cmd {
 };
 
 struct hmmu_wire_device_cmd {
-	uint64_t mirror;
+	uint64_t mirror; /* first, as in every request on a mirror */
 	uint32_t cmd;
 	uint32_t reserved;
 	uint64_t addr;	 /* page aligned */
@@ -163,7 +163,7 @@ enum hmmu_wire_job_kind {
 };
 
 struct hmmu_wire_job {
-	uint64_t mirror;
+	uint64_t mirror; /* first, as in every request on a mirror */
 	uint32_t kind;
 	uint32_t reserved;
 	uint64_t dst;

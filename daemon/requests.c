@@ -210,32 +210,23 @@ static int run_on_mirror(struct request *r, struct mirror *m, void *res)
 	return err;
 }
 
-static void do_device_cmd(struct request *r)
+/* DEVICE_CMD and JOB: both payloads start with the mirror's id. */
+static void do_mirror_op(struct request *r)
 {
-	const struct hmmu_wire_device_cmd *req = payload(r);
-	struct hmmu_wire_cmd_result res = { 0, 0 };
-	struct mirror *m = request_mirror(r, req->mirror);
+	const uint64_t *id = payload(r);
+	union {
+		struct hmmu_wire_cmd_result cmd;
+		struct hmmu_wire_job_result job;
+	} res;
+	struct mirror *m = request_mirror(r, *id);
 	int err;
 
 	if (!m)
 		return;
+	memset(&res, 0, sizeof(res));
 	err = run_on_mirror(r, m, &res);
 	mirror_put(m);
-	reply(r, err, &res, sizeof(res));
-}
-
-static void do_job(struct request *r)
-{
-	const struct hmmu_wire_job *req = payload(r);
-	struct hmmu_wire_job_result res = { 0, 0, 0 };
-	struct mirror *m = request_mirror(r, req->mirror);
-	int err;
-
-	if (!m)
-		return;
-	err = run_on_mirror(r, m, &res);
-	mirror_put(m);
-	reply(r, err, &res, sizeof(res));
+	reply(r, err, &res, hmmu_proto_reply_min_size(r->msg.hdr.op));
 }
 
 static void do_list(struct request *r)
@@ -261,8 +252,8 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_MIRROR_UNREGISTER] = do_mirror_unregister,
 	[HMMU_OP_MIRROR_DESTROY] = do_mirror_destroy,
 	[HMMU_OP_STATS] = do_stats,
-	[HMMU_OP_DEVICE_CMD] = do_device_cmd,
-	[HMMU_OP_JOB] = do_job,
+	[HMMU_OP_DEVICE_CMD] = do_mirror_op,
+	[HMMU_OP_JOB] = do_mirror_op,
 	[HMMU_OP_LIST] = do_list,
 };
 
