@@ -65,10 +65,33 @@ void require_userfaultfd(void)
 			     "requires: %s", missing);
 }
 
+/*
+ * Which hmmud to run, and under what: $HMMU_TEST_HMMUD names another build
+ * of it (a ThreadSanitizer one, say), $HMMU_TEST_DAEMON_PREFIX a command it
+ * runs under (words split on blanks, e.g. a seccomp wrapper). The prefix
+ * must exec its last arguments in the same process, so that the pid we wait
+ * for is the daemon's.
+ */
+static const char *hmmud_path(void)
+{
+	const char *p = getenv("HMMU_TEST_HMMUD");
+
+	return p && *p ? p : HMMUD_PATH;
+}
+
+static int add_prefix(const char **argv, int n, int max, char *words)
+{
+	for (char *save = NULL, *w = strtok_r(words, " \t", &save); w && n < max;
+	     w = strtok_r(NULL, " \t", &save))
+		argv[n++] = w;
+	return n;
+}
+
 void daemon_start_args(const char *const *extra)
 {
 	struct daemon_instance *d = &daemon_under_test;
-	const char *argv[32];
+	const char *argv[48];
+	static char prefix[512];
 	char notify[128];
 	int n = 0, nfd;
 
@@ -81,13 +104,16 @@ void daemon_start_args(const char *const *extra)
 	nfd = hmmu_notify_listen(notify);
 	cr_assert_geq(nfd, 0, "notify socket: %s", strerror(-nfd));
 
-	argv[n++] = HMMUD_PATH;
+	snprintf(prefix, sizeof(prefix), "%s",
+		 getenv("HMMU_TEST_DAEMON_PREFIX") ? getenv("HMMU_TEST_DAEMON_PREFIX") : "");
+	n = add_prefix(argv, n, 16, prefix);
+	argv[n++] = hmmud_path();
 	argv[n++] = "--foreground";
 	argv[n++] = "--socket";
 	argv[n++] = d->socket;
 	argv[n++] = "--log-level";
 	argv[n++] = "debug";
-	for (int i = 0; extra && extra[i] && n < 31; i++)
+	for (int i = 0; extra && extra[i] && n < 47; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
 
@@ -103,7 +129,7 @@ void daemon_start_args(const char *const *extra)
 		/* The daemon gets none of the test runner's fds. */
 		close_range(3, ~0u, 0);
 		setenv("NOTIFY_SOCKET", notify, 1);
-		execv(HMMUD_PATH, (char *const *)argv);
+		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	/*
