@@ -25,6 +25,27 @@
 #define UFFD_FEATURE_MOVE (1 << 16) /* 6.8 */
 #endif
 
+/* PAGEMAP_SCAN on /proc/PID/pagemap (6.7). */
+#include <linux/fs.h>
+#ifndef PAGEMAP_SCAN
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_WPALLOWED (1 << 0)
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PAGE_IS_FILE (1 << 2)
+#define PAGE_IS_PRESENT (1 << 3)
+#define PAGE_IS_SWAPPED (1 << 4)
+#define PAGE_IS_PFNZERO (1 << 5)
+#define PAGE_IS_HUGE (1 << 6)
+struct page_region {
+	__u64 start, end, categories;
+};
+struct pm_scan_arg {
+	__u64 size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	__u64 category_inverted, category_mask, category_anyof_mask;
+	__u64 return_mask;
+};
+#endif
+
 /* Socket options for a peer's pidfd (6.5). */
 #ifndef SO_PASSPIDFD
 #define SO_PASSPIDFD 76

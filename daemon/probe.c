@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "probe.h"
+#include "../common/kfeatures.h"
 #include "../common/uffd_open.h"
 #include "../common/uffd_uapi.h"
 
@@ -70,7 +71,7 @@ static int probe_procmap_query(void)
 int probe_print(FILE *f)
 {
 	uint64_t features = 0;
-	int err = probe_uffd_features(&features);
+	int err = probe_uffd_features(&features), zero;
 
 	if (err) {
 		fprintf(f, "userfaultfd: unavailable (%s)\n",
@@ -84,6 +85,10 @@ int probe_print(FILE *f)
 	}
 	fprintf(f, "io_uring    %-15s %-4s %s\n", "poll",
 		probe_io_uring() ? "yes" : "no", "event loop (required)");
+	zero = hmmu_probe_zero_page_on_read();
+	fprintf(f, "mm          %-15s %-4s %s\n", "zero-page-read",
+		zero < 0 ? "?" : zero ? "yes" : "no",
+		"a read fault maps the shared zero page (snapshots report ZERO)");
 	fprintf(f, "procfs      %-15s %-4s %s\n", "procmap-query",
 		probe_procmap_query() ? "yes" : "no",
 		"VMA lookups without parsing /proc/PID/maps");
