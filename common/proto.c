@@ -25,7 +25,7 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 				    sizeof(struct hmmu_wire_device_name),
 				    sizeof(struct hmmu_wire_mirror) },
 	[HMMU_OP_MIRROR_REGISTER] = { "mirror-register",
-				      sizeof(struct hmmu_wire_mirror), 0 },
+				      sizeof(struct hmmu_wire_register), 0 },
 	[HMMU_OP_MIRROR_UNREGISTER] = { "mirror-unregister",
 					sizeof(struct hmmu_wire_mirror), 0 },
 	[HMMU_OP_MIRROR_DESTROY] = { "mirror-destroy",
@@ -111,6 +111,11 @@ static int check_request_payload(unsigned op, const void *p)
 		if (c->reserved || c->cmd == 0 || c->cmd >= HMMU_CMD_MAX_)
 			return -EINVAL;
 		if (c->npages == 0 || c->npages > HMMU_CMD_MAX_PAGES)
+			return -EINVAL;
+		/* The map comes back in the reply: no buffer, few pages. */
+		if ((c->cmd == HMMU_CMD_MIGRATE_PREPARE ||
+		     c->cmd == HMMU_CMD_EXCLUSIVE_PREPARE) &&
+		    (c->npages > HMMU_PREPARE_MAX_PAGES || c->buf || c->buf_len))
 			return -EINVAL;
 		return 0;
 	}

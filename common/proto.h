@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define HMMU_PROTO_MAGIC 0x554d4d48u /* "HMMU" in memory order */
-#define HMMU_PROTO_VERSION 1u
+#define HMMU_PROTO_VERSION 2u /* 2: REGISTER proves the userfaultfd; PREPARE replies with its map */
 #define HMMU_MSG_MAX 512u /* no message, either way, is longer */
 #define HMMU_NAME_MAX 32u /* device names and models, NUL included */
 
@@ -93,6 +93,18 @@ struct hmmu_wire_mirror {
 };
 
 /*
+ * MIRROR_REGISTER. With a userfaultfd attached, @probe is the address of two
+ * private anonymous pages of the sender that nobody has touched: the daemon
+ * uses them to prove that the userfaultfd belongs to the sender's address
+ * space and serves faults the kernel takes for it (docs/security.md); the
+ * sender may unmap them once the reply came. Without a userfaultfd, 0.
+ */
+struct hmmu_wire_register {
+	uint64_t mirror;
+	uint64_t probe;
+};
+
+/*
  * The counters of HMMU_OP_STATS, in reply order. The reply carries as many
  * u64 as the daemon knows; a client reads the ones it knows. New counters go
  * at the end, never in between.
@@ -124,8 +136,10 @@ enum hmmu_device_cmd {
 	HMMU_CMD_SNAPSHOT = 3, /* one state byte per page into buf */
 	/*
 	 * Migration takes the client's help (docs/design.md): PREPARE copies
-	 * the pages and writes one byte per page into buf, 1 for each page
-	 * the client must now discard (MADV_DONTNEED); FINISH settles it.
+	 * at most HMMU_PREPARE_MAX_PAGES pages and replies with a bit per page
+	 * (struct hmmu_wire_prepare_result), set for each page the client must
+	 * now discard (MADV_DONTNEED); FINISH settles it. The daemon writes
+	 * nothing into client memory meanwhile: the pages are held.
 	 */
 	HMMU_CMD_MIGRATE_PREPARE = 4,
 	HMMU_CMD_EXCLUSIVE_PREPARE = 5, /* the same, for exclusive access */
@@ -152,6 +166,18 @@ struct hmmu_wire_cmd_result {
 	uint64_t cpages;
 	uint64_t faults;
 };
+
+#define HMMU_PREPARE_MAX_PAGES 2048u
+
+/* The reply to MIGRATE_PREPARE and EXCLUSIVE_PREPARE. */
+struct hmmu_wire_prepare_result {
+	uint64_t cpages;
+	uint64_t faults;
+	uint8_t discard[HMMU_PREPARE_MAX_PAGES / 8]; /* bit i: page i */
+};
+_Static_assert(sizeof(struct hmmu_wire_hdr) +
+		       sizeof(struct hmmu_wire_prepare_result) <= HMMU_MSG_MAX,
+	       "a PREPARE reply fits in one message");
 
 /* Job kinds: the values of enum hmmu_job_kind in <hmmu/hmmu.h>. */
 enum hmmu_wire_job_kind {

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include "cpu_pages.h"
+#include "../common/page.h"
 #include "fault.h"
 #include "process.h"
 #include "vmas.h"
+#include "client_mem.h"
 #include "../common/uffd_uapi.h"
 #include <hmmu/hmmu.h>
 
@@ -18,11 +20,6 @@
 #define PM_PRESENT (1ull << 63)
 #define PM_UFFD_WP (1ull << 57)
 #define PM_EXCLUSIVE (1ull << 56)
-
-static uint64_t page_size(void)
-{
-	return (uint64_t)sysconf(_SC_PAGESIZE);
-}
 
 /*
  * From the VMAs: ERROR for holes and PROT_NONE, NONE elsewhere; and which
@@ -50,18 +47,26 @@ static int mark_vmas(struct process *p, uint64_t start, uint64_t end,
 	return r < 0 ? r : 0;
 }
 
-static int mark_present(int fd, uint64_t start, uint64_t npages,
+static int mark_present(struct process *p, uint64_t start, uint64_t npages,
 			uint8_t *states, const uint8_t *writable)
 {
 	uint64_t entries[512];
 
 	for (uint64_t i = 0; i < npages;) {
 		uint64_t n = npages - i < 512 ? npages - i : 512;
-		ssize_t got = pread(fd, entries, n * 8,
+		ssize_t got = pread(p->pagemap_fd, entries, n * 8,
 				    (off_t)((start / page_size() + i) * 8));
 
-		if (got < (ssize_t)(n * 8))
+		/*
+		 * Nothing past the top of user space: those pages keep the
+		 * ERROR the VMA walk gave them. Nothing at all, and the address
+		 * space is gone.
+		 */
+		if (got < 0 || (got == 0 && !client_mm_alive(p)))
 			return -ESRCH;
+		if (got < 8)
+			break;
+		n = (uint64_t)got / 8;
 		for (uint64_t j = 0; j < n; j++, i++) {
 			uint64_t e = entries[j];
 
@@ -120,9 +125,8 @@ int cpu_pages_snapshot(struct process *p, uint64_t start, uint64_t npages,
 		       uint8_t *states)
 {
 	uint64_t end = start + npages * page_size();
-	char path[64];
 	uint8_t *writable;
-	int fd, err;
+	int err;
 
 	writable = calloc(npages, 1);
 	if (!writable)
@@ -133,19 +137,10 @@ int cpu_pages_snapshot(struct process *p, uint64_t start, uint64_t npages,
 		err = mark_vmas(p, start, end, states, writable);
 	if (err)
 		goto out;
-	snprintf(path, sizeof(path), "/proc/%d/pagemap", p->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		err = -ESRCH;
-		goto out;
-	}
-	err = mark_present(fd, start, npages, states, writable);
+	/* The address space's own pagemap: never the pid's, which may be another's. */
+	err = mark_present(p, start, npages, states, writable);
 	if (!err)
-		mark_zero_and_huge(fd, start, end, states);
-	close(fd);
-	/* The pid might have been reused while we read: check again. */
-	if (!err)
-		err = process_alive(p);
+		mark_zero_and_huge(p->pagemap_fd, start, end, states);
 out:
 	free(writable);
 	return err;

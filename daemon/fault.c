@@ -7,7 +7,7 @@
  *      the process's invalidation sequence;
  *   3. write-protect the range: from now on a CPU write to any of its pages
  *      faults into the daemon, which invalidates before letting it go on;
- *   4. copy the pages with process_vm_readv;
+ *   4. copy the pages (client_mem.c: through the address space's own file);
  *   5. under the device's page-table lock: if the sequence is unchanged,
  *      no CPU write, unmap, discard or move touched the process since step
  *      2, so the copy is current: commit it. Otherwise retry from step 2.
@@ -24,6 +24,7 @@
  * protecting (which populates), and once after.
  */
 #include "fault.h"
+#include "client_mem.h"
 #include "counters.h"
 #include "log.h"
 #include "mirror.h"
@@ -44,13 +45,6 @@
 
 #define MAX_TRIES 1000
 
-static void short_pause(void)
-{
-	struct timespec ts = { 0, 10000 };
-
-	nanosleep(&ts, NULL);
-}
-
 static uint64_t read_begin(struct process *p)
 {
 	/* Zaps announced by REMOVE keep it raised until we see them done. */
@@ -64,63 +58,6 @@ static uint64_t read_begin(struct process *p)
 static int read_retry(struct process *p, uint64_t seq)
 {
 	return atomic_load(&p->seq) != seq;
-}
-
-/*
- * The pid is only a name: make sure it still names the process we hold a
- * pidfd of, just before using it. (Reuse within the one syscall that
- * follows would need the whole pid space to wrap around meanwhile.)
- */
-int process_alive(struct process *p)
-{
-	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
-
-	/* A pidfd turns readable when its process exits. */
-	return poll(&pfd, 1, 0) == 0 ? 0 : -ESRCH;
-}
-
-/* Scatter [start, start + len) of the client into @local (nlocal iovecs). */
-static int copy_from_client_iov(struct process *p, uint64_t start,
-				const struct iovec *local, unsigned long nlocal,
-				uint64_t len)
-{
-	struct iovec remote = { .iov_base = (void *)(uintptr_t)start,
-				.iov_len = len };
-	ssize_t n;
-
-	if (process_alive(p))
-		return -ESRCH;
-	n = process_vm_readv(p->pid, local, nlocal, &remote, 1, 0);
-	if (n < 0)
-		return errno == ESRCH ? -ESRCH : -EFAULT;
-	return (uint64_t)n == len ? 0 : -EFAULT;
-}
-
-static int copy_from_client(struct process *p, uint64_t start, void *buf,
-			    uint64_t len)
-{
-	struct iovec local = { .iov_base = buf, .iov_len = len };
-
-	return copy_from_client_iov(p, start, &local, 1, len);
-}
-
-static int write_protect(struct process *p, uint64_t start, uint64_t len,
-			 int protect)
-{
-	struct uffdio_writeprotect wp = {
-		.range = { .start = start, .len = len },
-		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-	};
-
-	for (int tries = 0; tries < MAX_TRIES; tries++) {
-		if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
-			return 0;
-		/* An event is queued: the loop thread will read it. */
-		if (errno != EAGAIN)
-			return errno == ESRCH ? -ESRCH : -errno;
-		short_pause();
-	}
-	return -EAGAIN;
 }
 
 int range_fault(struct range_fault *rf)
@@ -139,15 +76,15 @@ int range_fault(struct range_fault *rf)
 		uint64_t seq = read_begin(p);
 
 		if (populate) {
-			err = copy_from_client_iov(p, rf->start, rf->pages,
+			err = client_readv_checked(p, rf->start, rf->pages,
 						   npages, len);
 			if (err)
 				return err;
 		}
-		err = write_protect(p, rf->start, len, 1);
+		err = process_write_protect(p, rf->start, len, true);
 		if (err)
 			return err;
-		err = copy_from_client_iov(p, rf->start, rf->pages, npages, len);
+		err = client_readv_checked(p, rf->start, rf->pages, npages, len);
 		if (err)
 			return err;
 
@@ -165,42 +102,3 @@ int range_fault(struct range_fault *rf)
 	return -EAGAIN;
 }
 
-int client_protect(struct mirror *m, uint64_t start, uint64_t len)
-{
-	return write_protect(m->proc, start, len, 1);
-}
-
-int client_unprotect(struct mirror *m, uint64_t start, uint64_t len)
-{
-	return write_protect(m->proc, start, len, 0);
-}
-
-int client_read(struct mirror *m, uint64_t remote, void *dst, uint64_t len)
-{
-	return copy_from_client(m->proc, remote, dst, len);
-}
-
-int client_write_iov(struct mirror *m, uint64_t remote,
-		     const struct iovec *local, unsigned long nlocal,
-		     uint64_t len)
-{
-	struct process *p = m->proc;
-	struct iovec rem = { .iov_base = (void *)(uintptr_t)remote,
-			     .iov_len = len };
-	ssize_t n;
-
-	if (process_alive(p))
-		return -ESRCH;
-	n = process_vm_writev(p->pid, local, nlocal, &rem, 1, 0);
-	if (n < 0)
-		return errno == ESRCH ? -ESRCH : -EFAULT;
-	return (uint64_t)n == len ? 0 : -EFAULT;
-}
-
-int client_write(struct mirror *m, uint64_t remote, const void *src,
-		 uint64_t len)
-{
-	struct iovec local = { .iov_base = (void *)src, .iov_len = len };
-
-	return client_write_iov(m, remote, &local, 1, len);
-}

@@ -17,7 +17,6 @@
 #include <sys/uio.h>
 
 struct mirror;
-struct process;
 
 struct range_fault {
 	struct mirror *m;
@@ -43,26 +42,5 @@ struct range_fault {
  * or commit's.
  */
 int range_fault(struct range_fault *rf);
-
-/*
- * Copy @len bytes from the daemon's @src into the client's memory at
- * @remote, as copy_to_user() would, and the other way, as copy_from_user().
- * -EFAULT if the range is not all accessible, -ESRCH if the client is gone.
- * Worker threads only: the copy may wait for the client's userfaultfd.
- */
-int client_write(struct mirror *m, uint64_t remote, const void *src,
-		 uint64_t len);
-int client_read(struct mirror *m, uint64_t remote, void *dst, uint64_t len);
-/* client_write() gathering from @nlocal buffers (at most IOV_MAX). */
-int client_write_iov(struct mirror *m, uint64_t remote,
-		     const struct iovec *local, unsigned long nlocal,
-		     uint64_t len);
-
-/* Set or lift our write-protection on [start, start + len) of the client. */
-int client_protect(struct mirror *m, uint64_t start, uint64_t len);
-int client_unprotect(struct mirror *m, uint64_t start, uint64_t len);
-
-/* 0 while the process behind @p lives, -ESRCH once it has exited. */
-int process_alive(struct process *p);
 
 #endif

@@ -16,6 +16,8 @@
 #include "mirror.h"
 #include "process.h"
 #include "uffd_events.h"
+#include "client_mem.h"
+#include "../common/page.h"
 #include "vmas.h"
 #include "../common/uffd_uapi.h"
 #include "../devices/device.h"
@@ -48,11 +50,6 @@ struct devpage {
 
 #define COPY_CHUNK_PAGES 256u
 #define MAX_EAGAIN 10000
-
-static uint64_t page_size(void)
-{
-	return (uint64_t)sysconf(_SC_PAGESIZE);
-}
 
 static void pause_briefly(void)
 {
@@ -214,13 +211,13 @@ static int copy_run(struct mirror *m, uint64_t start, uint64_t npages,
 	struct process *p = m->proc;
 	int err;
 
-	err = client_protect(m, start, npages * page_size());
+	err = process_write_protect(p, start, npages * page_size(), true);
 	for (uint64_t i = 0; i < npages && !err; i += COPY_CHUNK_PAGES) {
 		uint64_t n = npages - i < COPY_CHUNK_PAGES ? npages - i :
 							     COPY_CHUNK_PAGES;
 		uint64_t a = start + i * page_size();
 
-		err = client_read(m, a, bounce, n * page_size());
+		err = client_read_reserved(p, a, bounce, n * page_size());
 		if (err)
 			break;
 		pthread_mutex_lock(&p->migrate_lock);
@@ -547,21 +544,48 @@ uint8_t migrate_page_state(struct mirror *m, uint64_t page)
 static const char zero_page[65536] __attribute__((aligned(4096)));
 
 /*
- * A missing fault in a range registered for migration. A device-private
- * page comes back; a page being migrated (never populated) gets a zero page
- * that is write-protected, so its writer is held like the others; any other
- * page is plain new memory.
+ * migrate_lock held: fill the missing page at @page. A device-private page
+ * comes back; a page being migrated that was never populated gets a zero
+ * page, write-protected so that its writer is held like the others (only
+ * where @fill_reserved says that is safe: see migrate_fault_in_locked());
+ * any other page is plain new memory. 0, -EAGAIN (an event is queued: drop
+ * the lock and retry), -EBUSY, -ESRCH, or -ENOENT/-EINVAL (no VMA of ours).
  */
-int migrate_missing_fault(struct process *p, const struct uffd_msg *msg)
+static int fill_missing_locked(struct process *p, uint64_t page,
+			       bool fill_reserved)
 {
-	uint64_t page = msg->arg.pagefault.address & ~(page_size() - 1);
 	struct uffdio_copy copy = {
 		.dst = page,
 		.src = (uint64_t)(uintptr_t)zero_page,
 		.len = page_size(),
 	};
-	struct devpage *dp;
+	struct devpage *dp = lookup(p, page);
 	int err = 0;
+
+	if (dp && dp->state == DP_DEVICE)
+		return restore(p, page, dp);
+	if (dp && !fill_reserved)
+		return -EBUSY;
+	if (dp)
+		copy.mode = UFFDIO_COPY_MODE_WP;
+	/* A device may be snapshotting this page right now: make it retry. */
+	process_invalidate_start(p, page, page + page_size());
+	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
+		err = -errno;
+	process_invalidate_end(p);
+	return err;
+}
+
+/*
+ * A missing fault, on the loop thread. Events are handled before faults,
+ * so a page being migrated whose fault we see now was never discarded by
+ * the client: it was never populated, and a zero page is its content.
+ */
+int migrate_missing_fault(struct process *p, const struct uffd_msg *msg)
+{
+	uint64_t page = msg->arg.pagefault.address & ~(page_size() - 1);
+	struct devpage *dp;
+	int err;
 
 	pthread_mutex_lock(&p->migrate_lock);
 	dp = lookup(p, page);
@@ -572,20 +596,41 @@ int migrate_missing_fault(struct process *p, const struct uffd_msg *msg)
 		pthread_mutex_unlock(&p->migrate_lock);
 		return err == -EAGAIN ? err : 0;
 	}
-	if (dp)
-		copy.mode = UFFDIO_COPY_MODE_WP;
-	/* A device may be snapshotting this page right now: make it retry. */
-	process_invalidate_start(p, page, page + page_size());
-	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
-		err = -errno;
-	process_invalidate_end(p);
+	err = fill_missing_locked(p, page, true);
 	pthread_mutex_unlock(&p->migrate_lock);
-	if (err == -EEXIST || err == -ESRCH || err == -ENOENT)
+	if (err == -ESRCH || err == -ENOENT)
 		err = 0;
 	if (err && err != -EAGAIN)
 		log_err("client %d: missing fault at %#" PRIx64 ": %s", p->pid,
 			page, strerror(-err));
 	return err == -EAGAIN ? err : 0;
+}
+
+/*
+ * A worker is not ordered after the loop's reading of events: a page being
+ * migrated may have been discarded by the client a moment ago, with its
+ * REMOVE read but not yet applied. Such a page must not be filled with
+ * zeros, so a worker gets -EBUSY for it; only the migration's own copy,
+ * before it has told the client what to discard, may fill (@fill_reserved).
+ */
+int migrate_fault_in_locked(struct process *p, uint64_t page, bool fill_reserved)
+{
+	return fill_missing_locked(p, page, fill_reserved);
+}
+
+static int find_migrating(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	const struct devpage *dp = e->data;
+
+	(void)addr;
+	(void)arg;
+	return dp->state == DP_MIGRATING;
+}
+
+bool migrate_busy_locked(struct process *p, uint64_t start, uint64_t end)
+{
+	return pt_count(p->devpages) &&
+	       pt_walk(p->devpages, start, end, find_migrating, NULL) == 1;
 }
 
 int migrate_holds_write(struct process *p, uint64_t page)

@@ -28,6 +28,7 @@
 #ifndef HMMUD_MIGRATE_H
 #define HMMUD_MIGRATE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <linux/userfaultfd.h>
 
@@ -71,6 +72,18 @@ int migrate_copy_local(struct mirror *m, uint64_t page, void *dst);
 
 /* Snapshot overlay: 0, HMMU_PAGE_DEV_LOCAL or HMMU_PAGE_DEV_REMOTE. */
 uint8_t migrate_page_state(struct mirror *m, uint64_t page);
+
+/*
+ * For workers reaching client memory (client_mem.c), with p->migrate_lock
+ * held. migrate_fault_in_locked() makes a missing page present: a device
+ * page comes back, a page never populated gets a zero page; a page being
+ * migrated gets -EBUSY unless @fill_reserved (the migration's own copy,
+ * before the client was told what to discard). -EAGAIN: an event is queued,
+ * drop the lock and try again. -ENOENT/-EINVAL: not a range of ours.
+ * migrate_busy_locked(): is a page of [start, end) being migrated?
+ */
+int migrate_fault_in_locked(struct process *p, uint64_t page, bool fill_reserved);
+bool migrate_busy_locked(struct process *p, uint64_t start, uint64_t end);
 
 /* Loop thread: userfaultfd traffic that concerns device memory. */
 int migrate_missing_fault(struct process *p, const struct uffd_msg *msg);

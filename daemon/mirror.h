@@ -25,13 +25,21 @@ struct mirror {
 
 	/*
 	 * state_lock: held for write while the mirror is registered,
-	 * unregistered or released (inside the registry lock); held for read
-	 * by a device command for its whole run, so that unregister waits for
-	 * commands in flight (rule 6) and a command never sees a half-changed
-	 * mirror. Never taken on the loop thread.
+	 * unregistered or released, and taken *before* the registry lock:
+	 * waiting here for a command in flight on this mirror never holds up
+	 * another client's lifecycle. Held for read by a device command for
+	 * its whole run, so that unregister waits for commands in flight
+	 * (rule 6) and a command never sees a half-changed mirror. Never taken
+	 * on the loop thread.
 	 */
 	pthread_rwlock_t state_lock;
 	bool registered;      /* state_lock + registry lock */
+	/*
+	 * dead: destroyed, or its connection is gone. Set under state_lock,
+	 * never cleared: a mirror that left its connection can never be
+	 * registered again, whoever still holds a reference to it.
+	 */
+	bool dead;
 	struct process *proc; /* while registered: the process's state */
 	void *dev_priv;	      /* the device's per-mirror state, while registered */
 

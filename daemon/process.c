@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include "process.h"
+#include "../common/page.h"
 #include "counters.h"
 #include "log.h"
 #include "migrate.h"
 #include "mirror.h"
 #include "uffd_events.h"
 #include "vmas.h"
+#include "client_mem.h"
 #include "../common/uffd_uapi.h"
 #include "../devices/device.h"
 
@@ -18,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* A REMOVE whose zap we wait for (see process_remove_begin()). */
@@ -67,19 +71,34 @@ static int uffd_inspect(int fd, uint64_t *features)
  * has not turned readable), so the file is that process's. -1 if not
  * allowed or the process is gone (zaps then settle by time alone).
  */
-static int open_proc_file(const struct peer *peer, const char *name)
+static int open_proc_file(const struct peer *peer, const char *name, int flags)
 {
 	struct pollfd pfd = { .fd = peer->pidfd, .events = POLLIN };
 	char path[64];
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/%s", peer->pid, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0 && poll(&pfd, 1, 0) != 0) {
+	fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	if (poll(&pfd, 1, 0) != 0) {
 		close(fd);
-		fd = -1;
+		return -ESRCH;
 	}
 	return fd;
+}
+
+/* The address space's files; -errno if any cannot be had. */
+static int open_mm_files(struct process *p, const struct peer *peer)
+{
+	p->mem_fd = open_proc_file(peer, "mem", O_RDWR);
+	p->pagemap_fd = open_proc_file(peer, "pagemap", O_RDONLY);
+	p->maps_fd = open_proc_file(peer, "maps", O_RDONLY);
+	if (p->mem_fd < 0)
+		return p->mem_fd;
+	if (p->pagemap_fd < 0)
+		return p->pagemap_fd;
+	return p->maps_fd < 0 ? p->maps_fd : 0;
 }
 
 int process_create(const struct peer *peer, int uffd, struct loop *loop,
@@ -110,6 +129,7 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 		free(p);
 		return err;
 	}
+	p->mem_fd = p->pagemap_fd = p->maps_fd = -1;
 	p->pid = peer->pid;
 	p->uid = peer->uid;
 	p->pid_ino = peer->pid_ino;
@@ -121,8 +141,14 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	pthread_mutex_init(&p->close_lock, NULL);
 	pthread_cond_init(&p->close_cond, NULL);
 	pthread_mutex_init(&p->zap_lock, NULL);
-	p->pagemap_fd = open_proc_file(peer, "pagemap");
-	p->maps_fd = open_proc_file(peer, "maps");
+	err = open_mm_files(p, peer);
+	if (err) {
+		log_warn("client %d: cannot open its /proc/%d files: %s",
+			 peer->pid, peer->pid, strerror(-err));
+		p->uffd = -1; /* still the caller's */
+		process_put(p);
+		return err;
+	}
 	/*
 	 * The daemon polls the fd, and poll on a blocking userfaultfd reports
 	 * EPOLLERR. The flag lives on the open file, so this also changes the
@@ -153,6 +179,8 @@ void process_put(struct process *p)
 	if (p->uffd >= 0)
 		close(p->uffd);
 	close(p->pidfd);
+	if (p->mem_fd >= 0)
+		close(p->mem_fd);
 	if (p->pagemap_fd >= 0)
 		close(p->pagemap_fd);
 	if (p->maps_fd >= 0)
@@ -326,16 +354,11 @@ void process_invalidate_end(struct process *p)
 #define ZAP_SETTLE_NS 20000000ll
 #define ZAP_MAX_PAGES 65536u
 
-static uint64_t page_sz(void)
-{
-	return (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 static uint64_t *read_pagemap(struct process *p, uint64_t start,
 			      uint64_t npages)
 {
 	uint64_t *w;
-	off_t off = (off_t)(start / page_sz() * 8);
+	off_t off = (off_t)(start / page_size() * 8);
 
 	if (p->pagemap_fd < 0 || npages > ZAP_MAX_PAGES)
 		return NULL;
@@ -358,7 +381,7 @@ void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
 		return;
 	}
 	z->start = start;
-	z->npages = (end - start) / page_sz();
+	z->npages = (end - start) / page_size();
 	/* The zap may be running already: a page seen gone is just done. */
 	z->before = read_pagemap(p, start, z->npages);
 	clock_gettime(CLOCK_MONOTONIC, &z->since);
@@ -637,4 +660,179 @@ int process_register_range(struct process *p, uint64_t start, uint64_t end,
 int process_register_missing(struct process *p, uint64_t start, uint64_t end)
 {
 	return register_vmas(p, start, end, 1, 1);
+}
+
+/* ---- the address space is the sender's ---------------------------------- */
+
+#define PROBE_NONCE_BYTES 32
+
+static int probe_range(struct process *p, uint64_t probe, int reg)
+{
+	struct uffdio_register r = {
+		.range = { .start = probe, .len = 2 * page_size() },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+
+	if (reg)
+		return ioctl(p->uffd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
+	return ioctl(p->uffd, UFFDIO_UNREGISTER, &r.range) < 0 ? -errno : 0;
+}
+
+int process_verify(struct process *p, uint64_t probe)
+{
+	uint8_t *nonce = NULL, seen[PROBE_NONCE_BYTES];
+	struct uffdio_copy copy;
+	int err;
+
+	if (!probe || probe % page_size() || probe + 2 * page_size() < probe)
+		return -EFAULT;
+	/*
+	 * The userfaultfd acts on its own address space, our mem file on the
+	 * one we opened for the sender's pid: a value placed through the
+	 * first that reads back through the second proves they are one.
+	 * Fresh private pages: a COPY into one that exists fails (EEXIST).
+	 */
+	err = probe_range(p, probe, 1);
+	if (err)
+		return err == -ESRCH ? -EINVAL : -EFAULT;
+	nonce = aligned_alloc(page_size(), page_size());
+	if (!nonce) {
+		err = -ENOMEM;
+		goto out;
+	}
+	memset(nonce, 0, page_size());
+	if (getrandom(nonce, PROBE_NONCE_BYTES, 0) != PROBE_NONCE_BYTES) {
+		err = -errno;
+		goto out;
+	}
+	copy = (struct uffdio_copy){ .dst = probe,
+				     .src = (uint64_t)(uintptr_t)nonce,
+				     .len = page_size() };
+	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0) {
+		err = errno == ESRCH ? -EINVAL : -EFAULT;
+		goto out;
+	}
+	if (pread(p->mem_fd, seen, sizeof(seen), (off_t)probe) != sizeof(seen) ||
+	    memcmp(seen, nonce, sizeof(seen)) != 0)
+		err = -EINVAL;
+out:
+	free(nonce);
+	if (err)
+		probe_range(p, probe, 0);
+	return err;
+}
+
+int process_verify_kernel_faults(struct process *p, uint64_t probe)
+{
+	char page[PROBE_NONCE_BYTES];
+	struct iovec local = { .iov_base = page, .iov_len = sizeof(page) };
+	struct iovec remote = {
+		.iov_base = (void *)(uintptr_t)(probe + page_size()),
+		.iov_len = sizeof(page),
+	};
+	ssize_t n;
+	int err = 0;
+
+	/*
+	 * The one access by pid left, for this one question: a remote read
+	 * is a fault the kernel takes on the client's behalf. A full
+	 * userfaultfd queues it, and the loop (now watching the fd) fills the
+	 * page; one made with UFFD_USER_MODE_ONLY fails it at once (EFAULT).
+	 * What we read is thrown away. Checked after: the address space is
+	 * still the one we verified (had the pid exec'd meanwhile, the read
+	 * went elsewhere, and this state is dead anyway).
+	 */
+	n = process_vm_readv(p->pid, &local, 1, &remote, 1, 0);
+	if (n != (ssize_t)sizeof(page))
+		err = n < 0 && errno == ESRCH ? -ESRCH : -EPERM;
+	if (!err && !client_mm_alive(p))
+		err = -ESRCH;
+	probe_range(p, probe, 0);
+	return err;
+}
+
+/* ---- access and protection ---------------------------------------------- */
+
+int process_check_access(struct process *p, uint64_t start, uint64_t end,
+			 int write)
+{
+	struct vma_cursor c;
+	uint64_t covered = start;
+	struct vma v;
+	int err = 0, r = 1;
+
+	if (end < start)
+		return -EFAULT;
+	vma_cursor_init(&c, p, start);
+	while (covered < end && (r = vma_next(&c, &v)) == 1) {
+		if (v.start > covered || !v.read) {
+			err = -EFAULT;
+			break;
+		}
+		if (write && !v.write) {
+			err = -EPERM;
+			break;
+		}
+		covered = v.end;
+	}
+	vma_cursor_done(&c);
+	if (!err && covered < end)
+		err = r < 0 ? r : -EFAULT;
+	return err;
+}
+
+#define MAX_WP_TRIES 1000
+
+int process_write_protect(struct process *p, uint64_t start, uint64_t len,
+			  bool protect)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = start, .len = len },
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+	struct timespec pause = { 0, 10000 };
+
+	for (int tries = 0; tries < MAX_WP_TRIES; tries++) {
+		if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
+			return 0;
+		/* An event is queued: the loop thread will read it. */
+		if (errno != EAGAIN)
+			return -errno;
+		nanosleep(&pause, NULL);
+	}
+	return -EAGAIN;
+}
+
+int process_unprotect(struct process *p, uint64_t start, uint64_t end)
+{
+	int err = 0;
+
+	pthread_rwlock_rdlock(&p->lock);
+	for (unsigned i = 0; i < p->nranges && !err; i++) {
+		uint64_t s = p->ranges[i].start > start ? p->ranges[i].start : start;
+		uint64_t e = p->ranges[i].end < end ? p->ranges[i].end : end;
+		struct uffdio_writeprotect wp = {
+			.range = { .start = s, .len = e - s },
+			.mode = 0,
+		};
+
+		/* ENOENT: the VMA changed under us; its event will tell. */
+		if (s < e && ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 &&
+		    errno != ENOENT)
+			err = -errno;
+	}
+	pthread_rwlock_unlock(&p->lock);
+	return err;
+}
+
+/*
+ * The pid is only a name: make sure it still names the process we hold a
+ * pidfd of.
+ */
+int process_alive(struct process *p)
+{
+	struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+
+	/* A pidfd turns readable when its process exits. */
+	return poll(&pfd, 1, 0) == 0 ? 0 : -ESRCH;
 }

@@ -76,6 +76,14 @@ struct process {
 	 */
 	pthread_mutex_t zap_lock;
 	struct pending_zap *zaps;
+	/*
+	 * The address space's own files, opened once when the state is made
+	 * and checked to be the userfaultfd's address space (process_verify()).
+	 * Each holds that address space, not the pid: after the process execs
+	 * or exits, they fail. Every access to the client goes through them
+	 * (client_mem.c, vmas.c, cpu_pages.c), never through /proc/PID again.
+	 */
+	int mem_fd;
 	int pagemap_fd;
 	int maps_fd; /* /proc/PID/maps, for PROCMAP_QUERY (vmas.c) */
 
@@ -106,6 +114,25 @@ struct process {
  */
 int process_create(const struct peer *peer, int uffd, struct loop *loop,
 		   struct process **out);
+/*
+ * Prove that the userfaultfd belongs to the address space we opened for
+ * the sender, using @probe, two pages of the sender's that nobody touched
+ * (libhmmu maps them for this): a random value is placed in the first
+ * through the userfaultfd and must read back through our /proc/PID/mem.
+ * -EINVAL if it does not (another process's userfaultfd, or the sender
+ * exec'd meanwhile), -EFAULT if @probe is not two fresh private pages.
+ */
+int process_verify(struct process *p, uint64_t probe);
+
+/*
+ * After process_start(): prove that the userfaultfd serves faults the
+ * kernel takes on the client's behalf, not only its user-mode ones (a
+ * UFFD_USER_MODE_ONLY fd, which a user may create without the privilege
+ * a full one needs, would let every such fault fail with EFAULT). Uses the
+ * second probe page. -EPERM if it does not.
+ */
+int process_verify_kernel_faults(struct process *p, uint64_t probe);
+
 /* Start watching the userfaultfd on the loop. */
 int process_start(struct process *p);
 /*
@@ -162,6 +189,31 @@ int process_register_range(struct process *p, uint64_t start, uint64_t end,
  * needs before its pages can move to device memory.
  */
 int process_register_missing(struct process *p, uint64_t start, uint64_t end);
+
+/*
+ * Check that [start, end) is mapped and readable (and writable if @write),
+ * as the CPU would: -EFAULT if not mapped or not readable, -EPERM if not
+ * writable, -ESRCH if the address space is gone.
+ */
+int process_check_access(struct process *p, uint64_t start, uint64_t end,
+			 int write);
+
+/*
+ * Set or lift our write-protection on [start, start + len), all of which
+ * must be registered; retried while an event is queued. Not on the loop.
+ */
+int process_write_protect(struct process *p, uint64_t start, uint64_t len,
+			  bool protect);
+
+/*
+ * Lift our write-protection from the registered parts of [start, end), in
+ * one try: -EAGAIN if an event is queued (the caller may hold locks the
+ * loop needs to read it, so it retries after dropping them).
+ */
+int process_unprotect(struct process *p, uint64_t start, uint64_t end);
+
+/* 0 while the process behind @p lives, -ESRCH once it has exited. */
+int process_alive(struct process *p);
 
 /* The CPU side moved or unmapped a range: update what is registered. */
 void process_forget_range(struct process *p, uint64_t start, uint64_t end);

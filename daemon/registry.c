@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "registry.h"
 #include "counters.h"
+#include "client_mem.h"
 #include "fault.h"
 #include "log.h"
 #include "migrate.h"
@@ -58,9 +59,13 @@ static void remove_process(struct registry *r, struct process *p)
 	process_put(p); /* the table's reference */
 }
 
-/* reg->lock held; creates, starts and inserts the state for @m's owner. */
+/*
+ * reg->lock held; creates, checks, starts and inserts the state for @m's
+ * owner. The checks (process.h) make sure the userfaultfd is the sender's
+ * own and a full one: all else hmmu does for this process relies on it.
+ */
 static int add_process(struct registry *r, struct mirror *m, int *uffd,
-		       struct process **out)
+		       uint64_t probe, struct process **out)
 {
 	struct process *p;
 	int err;
@@ -69,8 +74,28 @@ static int add_process(struct registry *r, struct mirror *m, int *uffd,
 	if (err)
 		return err;
 	*uffd = -1; /* p owns it now */
+	err = process_verify(p, probe);
+	if (err) {
+		log_warn("client %d: refused its userfaultfd: %s", p->pid,
+			 err == -EINVAL ? "it is not of the sender's own address space" :
+			 err == -EFAULT ? "the probe pages are not two untouched private pages" :
+					  strerror(-err));
+		process_put(p);
+		return err;
+	}
 	err = process_start(p);
 	if (err) {
+		process_put(p);
+		return err;
+	}
+	/* Without a loop (unit tests) nobody could serve the probe's fault. */
+	err = r->loop ? process_verify_kernel_faults(p, probe) : 0;
+	if (err) {
+		log_warn("client %d: refused its userfaultfd: %s", p->pid,
+			 err == -EPERM ? "it does not serve faults taken by the kernel "
+					 "(made with UFFD_USER_MODE_ONLY?)" :
+					 strerror(-err));
+		process_stop(p);
 		process_put(p);
 		return err;
 	}
@@ -81,24 +106,34 @@ static int add_process(struct registry *r, struct mirror *m, int *uffd,
 	return 0;
 }
 
-int registry_register(struct registry *r, struct mirror *m, int *uffd)
+int registry_register(struct registry *r, struct mirror *m, int *uffd,
+		      uint64_t probe)
 {
 	struct process *p;
 	int err = 0;
 
-	pthread_mutex_lock(&r->lock);
 	pthread_rwlock_wrlock(&m->state_lock);
+	pthread_mutex_lock(&r->lock);
+	if (m->dead) {
+		err = -ENOENT;
+		goto out;
+	}
 	if (m->registered) {
 		err = -EBUSY;
 		goto out;
 	}
 	p = lookup(r, &m->owner);
+	if (p && !client_mm_alive(p)) {
+		/* Same pid and pidfd, but it exec'd: not the one that registered. */
+		err = -ESRCH;
+		goto out;
+	}
 	if (!p) {
 		if (*uffd < 0) {
 			err = HMMU_STATUS_NEED_UFFD;
 			goto out;
 		}
-		err = add_process(r, m, uffd, &p);
+		err = add_process(r, m, uffd, probe, &p);
 		if (err)
 			goto out;
 	}
@@ -115,33 +150,42 @@ int registry_register(struct registry *r, struct mirror *m, int *uffd)
 	r->mirrors++;
 	process_add_mirror(p, m);
 out:
-	pthread_rwlock_unlock(&m->state_lock);
 	pthread_mutex_unlock(&r->lock);
+	pthread_rwlock_unlock(&m->state_lock);
 	return err;
+}
+
+/*
+ * m->state_lock held, m registered, *not* under the registry lock: copying
+ * pages back into the client takes a while and needs the loop, so it must
+ * not hold up every other client's lifecycle. Rule 8: pages in device
+ * memory come back with their data while the process lives (a closed
+ * connection is not a dead process); what cannot come back belonged to a
+ * process that is gone, and detach() frees it.
+ */
+static void bring_pages_back(struct mirror *m)
+{
+	struct process *p = m->proc;
+	uint64_t n;
+	int err;
+
+	if (process_alive(p) != 0)
+		return;
+	err = migrate_to_system(m, 0, 0, &n);
+	/* -ESRCH: it died meanwhile (or exec'd), and its pages with it. */
+	if (err < 0 && err != -ESRCH)
+		log_err("client %d: could not bring every page back from %s: %s",
+			p->pid, m->dev->name, strerror(-err));
 }
 
 /* reg->lock and m->state_lock held, m registered. */
 static void detach(struct registry *r, struct mirror *m, int release)
 {
 	struct process *p = m->proc;
-	uint64_t n;
 
 	process_del_mirror(p, m);
 	if (release)
 		m->dev->ops->release(m->dev, m);
-	/*
-	 * Rule 8: pages in device memory come back with their data while the
-	 * process lives (a closed connection is not a dead process); what
-	 * cannot come back belonged to a process that is gone.
-	 */
-	if (process_alive(p) == 0) {
-		int err = migrate_to_system(m, 0, 0, &n);
-
-		/* -ESRCH: it died meanwhile, and its pages with it. */
-		if (err < 0 && err != -ESRCH)
-			log_err("client %d: could not bring every page back from %s: %s",
-				p->pid, m->dev->name, strerror(-err));
-	}
 	migrate_drop_mirror(p, m);
 	m->dev->ops->detach(m->dev, m);
 	m->registered = false;
@@ -156,30 +200,49 @@ int registry_unregister(struct registry *r, struct mirror *m)
 {
 	int err = 0;
 
-	pthread_mutex_lock(&r->lock);
 	pthread_rwlock_wrlock(&m->state_lock);
+	if (m->registered)
+		bring_pages_back(m);
+	pthread_mutex_lock(&r->lock);
 	if (m->registered)
 		detach(r, m, 0);
 	else
 		err = -EINVAL;
-	pthread_rwlock_unlock(&m->state_lock);
 	pthread_mutex_unlock(&r->lock);
+	pthread_rwlock_unlock(&m->state_lock);
 	return err;
+}
+
+void registry_destroy(struct registry *r, struct mirror *m)
+{
+	pthread_rwlock_wrlock(&m->state_lock);
+	m->dead = true;
+	if (m->registered)
+		bring_pages_back(m);
+	pthread_mutex_lock(&r->lock);
+	/* Destroying a registered mirror is an unregistration, not a death. */
+	if (m->registered)
+		detach(r, m, 0);
+	pthread_mutex_unlock(&r->lock);
+	pthread_rwlock_unlock(&m->state_lock);
 }
 
 int registry_release(struct registry *r, struct mirror *m)
 {
 	int released;
 
-	pthread_mutex_lock(&r->lock);
 	pthread_rwlock_wrlock(&m->state_lock);
+	m->dead = true;
+	if (m->registered)
+		bring_pages_back(m);
+	pthread_mutex_lock(&r->lock);
 	released = m->registered;
 	if (released) {
 		detach(r, m, 1);
 		r->releases++;
 	}
-	pthread_rwlock_unlock(&m->state_lock);
 	pthread_mutex_unlock(&r->lock);
+	pthread_rwlock_unlock(&m->state_lock);
 	return released;
 }
 

@@ -6,10 +6,13 @@
  * and torn down by the last, release on process death.
  *
  * Locking: one mutex, reg->lock, serialises every lifecycle change (register,
- * unregister, release) and guards the process table and the counts. It is
- * taken first: registry lock -> mirror state_lock -> process lock. The
- * fault path and the event loop never take it, so lifecycle changes may
- * block (on a device command in flight) without stalling faults.
+ * unregister, release) and guards the process table and the counts. Order:
+ * mirror state_lock -> registry lock -> process lock. A lifecycle change
+ * waits for the commands in flight on its own mirror (state_lock) before
+ * it takes the registry lock, so a long command delays only its own
+ * mirror's lifecycle, never another client's. Nothing that waits for a
+ * client runs under the registry lock. The fault path and the event loop
+ * never take it.
  */
 #ifndef HMMUD_REGISTRY_H
 #define HMMUD_REGISTRY_H
@@ -42,13 +45,24 @@ void registry_fini(struct registry *r);
  * Register @m for its owner process. If the process has no state yet and
  * *@uffd is -1, returns HMMU_STATUS_NEED_UFFD and changes nothing. If it
  * uses *@uffd it sets it to -1 (the registry owns it now); otherwise the
- * caller still owns and closes it. Errors: -EBUSY (already registered),
- * -EBADF/-EINVAL (not a usable userfaultfd), -ENOMEM, or the device's.
+ * caller still owns and closes it. @probe: the sender's two probe pages
+ * (struct hmmu_wire_register), checked with a new state's userfaultfd.
+ * Errors: -EBUSY (already registered), -ENOENT (the mirror was destroyed),
+ * -EBADF/-EINVAL (not a usable userfaultfd, or not the sender's), -EPERM
+ * (it does not serve kernel faults), -EFAULT (bad probe pages), -ESRCH (the
+ * sender's address space is gone), -ENOMEM, or the device's.
  */
-int registry_register(struct registry *r, struct mirror *m, int *uffd);
+int registry_register(struct registry *r, struct mirror *m, int *uffd,
+		      uint64_t probe);
 
 /* Unregister @m. -EINVAL if it is not registered. */
 int registry_unregister(struct registry *r, struct mirror *m);
+
+/*
+ * @m left its connection (MIRROR_DESTROY): unregister it if registered, and
+ * make sure it can never be registered again.
+ */
+void registry_destroy(struct registry *r, struct mirror *m);
 
 /*
  * The owner of @m is gone (exited, crashed or disconnected): if @m is

@@ -2,6 +2,7 @@
 #include "requests.h"
 #include "daemon.h"
 #include "log.h"
+#include "client_mem.h"
 #include "mirror.h"
 #include "registry.h"
 #include "session.h"
@@ -96,14 +97,14 @@ static void do_mirror_create(struct request *r)
 		reply(r, -ENOMEM, NULL, 0);
 		return;
 	}
-	err = session_add_mirror(r->s, m);
+	/* The id is read under the table's lock: a DESTROY may free m at once. */
+	err = session_add_mirror(r->s, m, &rep.mirror);
 	if (err) {
 		log_warn("client %d: too many mirrors", r->s->peer.pid);
 		mirror_put(m);
 		reply(r, err, NULL, 0);
 		return;
 	}
-	rep.mirror = m->id;
 	reply(r, 0, &rep, sizeof(rep));
 }
 
@@ -123,19 +124,22 @@ static struct mirror *request_mirror(struct request *r, uint64_t id)
 
 static void do_mirror_register(struct request *r)
 {
-	const struct hmmu_wire_mirror *req = payload(r);
+	const struct hmmu_wire_register *req = payload(r);
 	struct mirror *m = request_mirror(r, req->mirror);
 	int err;
 
 	if (!m)
 		return;
-	err = registry_register(&daemon_of(r)->registry, m, &r->fd);
+	err = registry_register(&daemon_of(r)->registry, m, &r->fd, req->probe);
 	if (err < 0)
 		log_warn("client %d: register mirror %llu on %s: %s",
-			 r->s->peer.pid, (unsigned long long)m->id,
+			 r->s->peer.pid, (unsigned long long)req->mirror,
 			 m->dev->name, strerror(-err));
 	mirror_put(m);
 	reply(r, err, NULL, 0);
+	/* It exec'd: whoever speaks on this connection now is not the client. */
+	if (err == -ESRCH)
+		session_end(r->s);
 }
 
 static void do_mirror_unregister(struct request *r)
@@ -165,8 +169,7 @@ static void do_mirror_destroy(struct request *r)
 		reply(r, -ENOENT, NULL, 0);
 		return;
 	}
-	/* Destroying a registered mirror is an unregistration, not a death. */
-	registry_unregister(&daemon_of(r)->registry, m);
+	registry_destroy(&daemon_of(r)->registry, m);
 	mirror_put(m);
 	reply(r, 0, NULL, 0);
 }
@@ -195,6 +198,8 @@ static int run_on_mirror(struct request *r, struct mirror *m, void *res)
 	pthread_rwlock_rdlock(&m->state_lock);
 	if (!m->registered)
 		err = -EINVAL;
+	else if (!client_mm_alive(m->proc))
+		err = -ESRCH; /* exited, or exec'd: not the one that registered */
 	else if (r->msg.hdr.op == HMMU_OP_JOB)
 		err = dev->ops->job ? dev->ops->job(dev, m, req, res) :
 				      -EOPNOTSUPP;
@@ -202,8 +207,10 @@ static int run_on_mirror(struct request *r, struct mirror *m, void *res)
 		err = dev->ops->command ? dev->ops->command(dev, m, req, res) :
 					  -EOPNOTSUPP;
 	pthread_rwlock_unlock(&m->state_lock);
+	if (err == -ESRCH)
+		session_end(r->s);
 	/* Faults on bad addresses are the client's business, not news. */
-	if (err && err != -EFAULT && err != -EPERM)
+	if (err && err != -EFAULT && err != -EPERM && err != -ESRCH)
 		log_warn("client %d: %s on %s: %s", r->s->peer.pid,
 			 hmmu_proto_op_name(r->msg.hdr.op), dev->name,
 			 strerror(-err));
@@ -216,9 +223,11 @@ static void do_mirror_op(struct request *r)
 	const uint64_t *id = payload(r);
 	union {
 		struct hmmu_wire_cmd_result cmd;
+		struct hmmu_wire_prepare_result prepare;
 		struct hmmu_wire_job_result job;
 	} res;
 	struct mirror *m = request_mirror(r, *id);
+	size_t len = hmmu_proto_reply_min_size(r->msg.hdr.op);
 	int err;
 
 	if (!m)
@@ -226,7 +235,11 @@ static void do_mirror_op(struct request *r)
 	memset(&res, 0, sizeof(res));
 	err = run_on_mirror(r, m, &res);
 	mirror_put(m);
-	reply(r, err, &res, hmmu_proto_reply_min_size(r->msg.hdr.op));
+	if (r->msg.hdr.op == HMMU_OP_DEVICE_CMD &&
+	    (((const struct hmmu_wire_device_cmd *)id)->cmd == HMMU_CMD_MIGRATE_PREPARE ||
+	     ((const struct hmmu_wire_device_cmd *)id)->cmd == HMMU_CMD_EXCLUSIVE_PREPARE))
+		len = sizeof(res.prepare);
+	reply(r, err, &res, len);
 }
 
 static void do_list(struct request *r)

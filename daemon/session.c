@@ -125,6 +125,24 @@ void session_close(struct session *s)
 	loop_watch_remove(s->d->loop, &s->pidfd_watch);
 }
 
+static void end_on_loop(void *arg)
+{
+	struct session *s = arg;
+
+	session_close(s);
+	session_put(s);
+}
+
+void session_end(struct session *s)
+{
+	session_get(s);
+	if (loop_defer(s->d->loop, end_on_loop, s) < 0) {
+		/* The loop has stopped: every session is being closed anyway. */
+		shutdown(s->fd, SHUT_RDWR);
+		session_put(s);
+	}
+}
+
 static void pidfd_ready(struct loop_watch *w, unsigned revents)
 {
 	struct session *s = (struct session *)((char *)w -
@@ -407,7 +425,7 @@ struct mirror *session_find_mirror(struct session *s, uint64_t id)
 	return m;
 }
 
-int session_add_mirror(struct session *s, struct mirror *m)
+int session_add_mirror(struct session *s, struct mirror *m, uint64_t *id)
 {
 	int err = 0;
 
@@ -415,7 +433,7 @@ int session_add_mirror(struct session *s, struct mirror *m)
 	if (s->nmirrors >= SESSION_MAX_MIRRORS) {
 		err = -ENOSPC;
 	} else {
-		m->id = ++s->next_id;
+		m->id = *id = ++s->next_id;
 		m->session_next = s->mirrors;
 		s->mirrors = m;
 		s->nmirrors++;

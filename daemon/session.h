@@ -59,6 +59,12 @@ int session_accept(struct daemon *d, int fd);
 /* Stop serving @s (loop thread): used at shutdown and on hang-up. */
 void session_close(struct session *s);
 
+/*
+ * The same from any thread (the peer's address space is gone, say): the
+ * loop closes the session soon; the caller keeps its own reference.
+ */
+void session_end(struct session *s);
+
 void session_get(struct session *s);
 void session_put(struct session *s);
 
@@ -68,7 +74,8 @@ void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
 
 /* Mirror table of the connection. */
 struct mirror *session_find_mirror(struct session *s, uint64_t id);
-int session_add_mirror(struct session *s, struct mirror *m);
+/* Add @m to the table; its new id in *@id. -ENOSPC if the table is full. */
+int session_add_mirror(struct session *s, struct mirror *m, uint64_t *id);
 struct mirror *session_take_mirror(struct session *s, uint64_t id);
 
 #endif

@@ -28,6 +28,7 @@
  * so we must not wait for another readiness notification to retry.
  */
 #include "uffd_events.h"
+#include "../common/page.h"
 #include "counters.h"
 #include "migrate.h"
 #include "log.h"
@@ -44,15 +45,6 @@
 
 #define BATCH 64
 #define MAX_EAGAIN_ROUNDS 64
-
-static uint64_t page_size_;
-
-static uint64_t page_size(void)
-{
-	if (!page_size_)
-		page_size_ = (uint64_t)sysconf(_SC_PAGESIZE);
-	return page_size_;
-}
 
 static void handle_event(struct process *p, const struct uffd_msg *msg)
 {

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include "vmas.h"
 #include "process.h"
+#include "client_mem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/ioctl.h>
 
 /* PROCMAP_QUERY (Linux 6.11), newer than the system headers. */
@@ -27,13 +30,49 @@ void vma_cursor_init(struct vma_cursor *c, struct process *p, uint64_t addr)
 	c->p = p;
 	c->next = addr;
 	c->f = NULL;
+	c->text = NULL;
 }
 
 void vma_cursor_done(struct vma_cursor *c)
 {
 	if (c->f)
 		fclose(c->f);
+	free(c->text);
 	c->f = NULL;
+	c->text = NULL;
+}
+
+/*
+ * The whole maps file of the address space we hold (never /proc/PID/maps
+ * opened anew: the pid may name another image by now), read from offset 0
+ * with pread so that cursors on other threads do not move each other.
+ */
+static int read_maps(struct vma_cursor *c)
+{
+	size_t len = 0, cap = 16384;
+	char *buf = malloc(cap);
+	ssize_t n;
+
+	while (buf && (n = pread(c->p->maps_fd, buf + len, cap - len - 1,
+				 (off_t)len)) > 0) {
+		len += (size_t)n;
+		if (cap - len - 1 == 0) {
+			char *more = realloc(buf, cap * 2);
+
+			if (!more)
+				break;
+			buf = more;
+			cap *= 2;
+		}
+	}
+	if (!buf || n < 0 || (len == 0 && !client_mm_alive(c->p))) {
+		free(buf);
+		return -ESRCH;
+	}
+	buf[len] = '\0';
+	c->text = buf;
+	c->f = fmemopen(buf, len + 1, "r");
+	return c->f ? 0 : -ENOMEM;
 }
 
 /* 1 found, 0 none, -ENOTTY if the kernel has no PROCMAP_QUERY. */
@@ -69,12 +108,10 @@ static int parse(struct vma_cursor *c, struct vma *out)
 	char line[512], perms[5], dev[16];
 
 	if (!c->f) {
-		char path[64];
+		int err = read_maps(c);
 
-		snprintf(path, sizeof(path), "/proc/%d/maps", c->p->pid);
-		c->f = fopen(path, "re");
-		if (!c->f)
-			return -ESRCH;
+		if (err)
+			return err;
 	}
 	while (fgets(line, sizeof(line), c->f)) {
 		if (sscanf(line, "%llx-%llx %4s %llx %15s %llu", &s, &e, perms,

@@ -23,7 +23,8 @@ struct vma {
 struct vma_cursor {
 	struct process *p;
 	uint64_t next; /* the next VMA ends above this */
-	FILE *f;       /* the fallback's open maps file */
+	FILE *f;       /* the fallback's copy of the maps file, as a stream */
+	char *text;    /* that copy */
 };
 
 void vma_cursor_init(struct vma_cursor *c, struct process *p, uint64_t addr);

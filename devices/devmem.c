@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "devmem.h"
+#include "../common/page.h"
 
 #include <errno.h>
 #include <numa.h>
@@ -18,11 +19,6 @@ struct devmem {
 	uint32_t *free_list;  /* a stack of free page numbers */
 	uint64_t nfree;
 };
-
-static uint64_t page_size(void)
-{
-	return (uint64_t)sysconf(_SC_PAGESIZE);
-}
 
 int devmem_create(uint64_t bytes, int node, struct devmem **out)
 {

@@ -2,7 +2,9 @@
 #include "mmu.h"
 #include "pagetable.h"
 #include "../daemon/counters.h"
+#include "../daemon/client_mem.h"
 #include "../daemon/fault.h"
+#include "../common/page.h"
 #include "../daemon/migrate.h"
 #include "../daemon/mirror.h"
 #include "../daemon/process.h"
@@ -22,14 +24,6 @@
 /* Reads that find their pages invalidated again this often give up. */
 #define MAX_REFAULTS 100
 
-static uint64_t page_size(void)
-{
-	static uint64_t ps;
-
-	if (!ps)
-		ps = (uint64_t)sysconf(_SC_PAGESIZE);
-	return ps;
-}
 
 /*
  * The device's page copies come from slabs of pages, recycled through a
@@ -365,17 +359,14 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 
 	*faulted = !copy_if_present(mmu, start, end, NULL, 1);
 	/*
-	 * DMA into system memory: every device's copy of the pages goes
-	 * first, then they are un-protected and written, all inside one
-	 * invalidation window so that no range fault snapshots them
-	 * half-written. Un-protecting first keeps the write from faulting
-	 * into our own userfaultfd handler page by page.
+	 * DMA into system memory, as a CPU store: every device's copy of the
+	 * pages goes first, then they are un-protected and written, inside
+	 * one invalidation window so that no range fault snapshots them
+	 * half-written (client_mem.c). A page in the middle of a migration
+	 * is not written at all (-EBUSY): its copy in device memory is
+	 * already taken, and the write would be lost.
 	 */
-	process_invalidate_start(p, start, end);
-	err = client_unprotect(mmu->m, start, end - start);
-	if (!err)
-		err = client_write(mmu->m, addr, buf, len);
-	process_invalidate_end(p);
+	err = client_write(p, addr, buf, len);
 
 	/* Protect again, and hold the written pages as our copy. */
 	for (uint64_t a = start; a < end && !err; a += chunk) {

@@ -9,51 +9,77 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-static int migrate(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned prepare)
+/* Discard each run of pages the daemon copied (bit set in @discard). */
+static void discard(uint64_t addr, uint64_t npages, const uint8_t *map)
 {
-	long page = sysconf(_SC_PAGESIZE);
-	struct hmmu_cmd finish;
-	uint8_t *map;
-	int err;
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 
-	hmmu_clear_detail();
-	if (!m || !c || !c->npages || c->npages > HMMU_CMD_MAX_PAGES)
-		return -EINVAL;
-	map = calloc(c->npages, 1);
-	if (!map)
-		return -ENOMEM;
-	err = hmmu_device_cmd(m, c, prepare, map, c->npages);
-	if (err)
-		goto out;
-
-	/*
-	 * Discard each run the daemon copied. A page we fail to discard (an
-	 * mlock'ed one, say) simply stays with the CPU: finish sees it.
-	 */
-	for (uint64_t i = 0; i < c->npages;) {
+	for (uint64_t i = 0; i < npages;) {
 		uint64_t j = i;
 
-		if (!map[i]) {
+		if (!(map[i / 8] & (1u << (i % 8)))) {
 			i++;
 			continue;
 		}
-		while (j < c->npages && map[j])
+		while (j < npages && (map[j / 8] & (1u << (j % 8))))
 			j++;
-		(void)madvise((char *)(uintptr_t)c->addr + i * (uint64_t)page,
-			      (j - i) * (uint64_t)page, MADV_DONTNEED);
+		/*
+		 * A page we fail to discard (an mlock'ed one, say) simply
+		 * stays with the CPU: finish sees it.
+		 */
+		(void)madvise((char *)(uintptr_t)(addr + i * page),
+			      (j - i) * page, MADV_DONTNEED);
 		i = j;
 	}
+}
 
-	finish = *c;
+/* Prepare, discard, finish: one chunk of at most HMMU_PREPARE_MAX_PAGES. */
+static int migrate_chunk(struct hmmu_mirror *m, uint64_t addr, uint64_t npages,
+			 unsigned prepare, uint64_t *cpages)
+{
+	struct hmmu_wire_device_cmd req = {
+		.mirror = m->id,
+		.cmd = prepare,
+		.addr = addr,
+		.npages = npages,
+	};
+	struct hmmu_wire_prepare_result rep;
+	struct hmmu_cmd finish = { .addr = addr, .npages = npages };
+	int err;
+
+	memset(&rep, 0, sizeof(rep));
+	err = hmmu_call(m->h, HMMU_OP_DEVICE_CMD, &req, sizeof(req), -1, &rep,
+			sizeof(rep));
+	if (err)
+		return err;
+	discard(addr, npages, rep.discard);
 	err = hmmu_device_cmd(m, &finish, HMMU_CMD_MIGRATE_FINISH, NULL, 0);
-	c->cpages = finish.cpages;
+	*cpages += finish.cpages;
+	return err;
+}
+
+static int migrate(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned prepare)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	int err = 0;
+
+	hmmu_clear_detail();
+	if (!m || !c || !c->npages || c->npages > HMMU_CMD_MAX_PAGES ||
+	    c->addr % page || c->addr + c->npages * page < c->addr)
+		return -EINVAL;
+	c->cpages = 0;
 	c->faults = 0;
-out:
-	free(map);
+	for (uint64_t i = 0; i < c->npages && !err; i += HMMU_PREPARE_MAX_PAGES) {
+		uint64_t n = c->npages - i < HMMU_PREPARE_MAX_PAGES ?
+				     c->npages - i : HMMU_PREPARE_MAX_PAGES;
+
+		err = migrate_chunk(m, c->addr + i * page, n, prepare, &c->cpages);
+	}
 	return err;
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 HMMU_EXPORT int hmmu_mirror_create(struct hmmu *h, const char *device,
@@ -49,14 +50,24 @@ static int mirror_call(struct hmmu_mirror *m, unsigned op, int fd)
 	return hmmu_call(m->h, op, &req, sizeof(req), fd, NULL, 0);
 }
 
+static int register_call(struct hmmu_mirror *m, int uffd, uint64_t probe)
+{
+	struct hmmu_wire_register req = { .mirror = m->id, .probe = probe };
+
+	return hmmu_call(m->h, HMMU_OP_MIRROR_REGISTER, &req, sizeof(req), uffd,
+			 NULL, 0);
+}
+
 HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 {
+	size_t probe_len = 2 * (size_t)sysconf(_SC_PAGESIZE);
+	void *probe;
 	int err, uffd;
 
 	hmmu_clear_detail();
 	if (!m)
 		return -EINVAL;
-	err = mirror_call(m, HMMU_OP_MIRROR_REGISTER, -1);
+	err = register_call(m, -1, 0);
 	if (err != HMMU_STATUS_NEED_UFFD)
 		return err;
 
@@ -64,13 +75,26 @@ HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 	 * First mirror of this process (or the first since the last one
 	 * left): the daemon needs our userfaultfd. Another thread may be
 	 * doing the same right now; the daemon keeps one and closes the
-	 * other, so this needs no lock of ours.
+	 * other, so this needs no lock of ours. With it go two pages nobody
+	 * touched, which the daemon uses to check that the userfaultfd is
+	 * this process's own; they are ours to unmap once it replied.
 	 */
 	err = hmmu_uffd_create(&uffd);
 	if (err)
 		return err;
-	err = mirror_call(m, HMMU_OP_MIRROR_REGISTER, uffd);
+	probe = mmap(NULL, probe_len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (probe == MAP_FAILED) {
+		close(uffd);
+		return -ENOMEM;
+	}
+	err = register_call(m, uffd, (uint64_t)(uintptr_t)probe);
 	close(uffd);
+	munmap(probe, probe_len);
+	if (err == -EPERM)
+		hmmu_set_detail("hmmud refused this process's userfaultfd: it "
+				"must serve faults the kernel takes (not "
+				"UFFD_USER_MODE_ONLY)");
 	return err == HMMU_STATUS_NEED_UFFD ? -EPROTO : err;
 }
 

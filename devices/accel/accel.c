@@ -16,6 +16,7 @@
  * prefetch=N, pages a device fault brings in at once (default 16, 64 KiB).
  */
 #include "../device.h"
+#include "../../common/page.h"
 #include "../mmu.h"
 #include "../../daemon/counters.h"
 #include "../../daemon/mirror.h"
@@ -59,11 +60,6 @@ struct slice {
 	struct job_run *run;
 	uint64_t begin, end; /* bytes (FILL, COPY) or elements (SUM64) */
 };
-
-static uint64_t page_size(void)
-{
-	return (uint64_t)sysconf(_SC_PAGESIZE);
-}
 
 static struct dev_mmu *mmu_of(struct mirror *m)
 {

@@ -9,11 +9,13 @@
 #include "../mmu.h"
 #include "../../daemon/cpu_pages.h"
 #include "../../daemon/migrate.h"
-#include "../../daemon/fault.h"
+#include "../../daemon/client_mem.h"
 #include "../../daemon/mirror.h"
 #include "../../daemon/process.h"
 #include "../../daemon/scratch.h"
 #include "../../daemon/counters.h"
+
+#include "../../common/page.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -22,10 +24,6 @@
 /* Commands move data between client and device this much at a time. */
 #define CHUNK_PAGES 1024u
 
-static uint64_t page_size(void)
-{
-	return (uint64_t)sysconf(_SC_PAGESIZE);
-}
 
 static struct dev_mmu *mmu_of(struct mirror *m)
 {
@@ -116,13 +114,13 @@ static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 		 * through the bounce buffer, faulting what is missing.
 		 */
 		if (mmu_pin(mmu_of(m), a, ce, pages)) {
-			err = client_write_iov(m, to, pages,
+			err = client_writev(m->proc, to, pages,
 					       (ce - a) / page_size(), ce - a);
 			mmu_unpin(mmu_of(m));
 		} else {
 			err = mmu_read(mmu_of(m), a, ce, bounce, &chunk_faulted);
 			if (!err)
-				err = client_write(m, to, bounce, ce - a);
+				err = client_write(m->proc, to, bounce, ce - a);
 		}
 		if (!err)
 			res->cpages += (ce - a) / page_size();
@@ -151,7 +149,7 @@ static int do_write(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
-		err = client_read(m, cmd->buf + (a - cmd->addr), bounce, ce - a);
+		err = client_read(m->proc, cmd->buf + (a - cmd->addr), bounce, ce - a);
 		if (!err)
 			err = mmu_write(mmu_of(m), a, ce - a, bounce, &chunk_faulted);
 		if (!err) {
@@ -184,38 +182,30 @@ static int do_snapshot(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 			states[i] = dev;
 	}
 	if (!err)
-		err = client_write(m, cmd->buf, states, cmd->npages);
+		err = client_write(m->proc, cmd->buf, states, cmd->npages);
 	if (!err)
 		res->cpages = cmd->npages;
 	free(states);
 	return err;
 }
 
+/*
+ * The map goes back in the reply, not into client memory: the pages are
+ * write-protected and held until FINISH, and a buffer of the client's may
+ * well lie among them.
+ */
 static int do_migrate_prepare(struct mirror *m,
 			      const struct hmmu_wire_device_cmd *cmd,
-			      struct hmmu_wire_cmd_result *res, int exclusive)
+			      struct hmmu_wire_prepare_result *res, int exclusive)
 {
-	uint8_t *map;
+	uint8_t map[HMMU_PREPARE_MAX_PAGES];
 	int err;
 
-	if (cmd->buf_len < cmd->npages)
-		return -EINVAL;
-	map = malloc(cmd->npages);
-	if (!map)
-		return -ENOMEM;
 	err = migrate_prepare(m, cmd->addr, cmd->npages, map, exclusive,
 			      &res->cpages);
-	if (!err) {
-		err = client_write(m, cmd->buf, map, cmd->npages);
-		/* The client cannot know what to discard: roll it all back. */
-		if (err) {
-			uint64_t none;
-
-			migrate_finish(m, cmd->addr, cmd->npages, &none);
-			res->cpages = 0;
-		}
-	}
-	free(map);
+	for (uint64_t i = 0; !err && i < cmd->npages; i++)
+		if (map[i])
+			res->discard[i / 8] |= (uint8_t)(1u << (i % 8));
 	return err;
 }
 
@@ -236,9 +226,9 @@ static int dmirror_command(struct device *dev, struct mirror *m,
 	case HMMU_CMD_SNAPSHOT:
 		return do_snapshot(m, cmd, res);
 	case HMMU_CMD_MIGRATE_PREPARE:
-		return do_migrate_prepare(m, cmd, res, 0);
+		return do_migrate_prepare(m, cmd, (void *)res, 0);
 	case HMMU_CMD_EXCLUSIVE_PREPARE:
-		return do_migrate_prepare(m, cmd, res, 1);
+		return do_migrate_prepare(m, cmd, (void *)res, 1);
 	case HMMU_CMD_MIGRATE_FINISH:
 		return migrate_finish(m, cmd->addr, cmd->npages, &res->cpages);
 	case HMMU_CMD_MIGRATE_TO_SYSTEM:

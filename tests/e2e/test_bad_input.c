@@ -204,9 +204,10 @@ static uint64_t raw_mirror_create(int sock, const char *device)
 static void raw_mirror_op(int sock, unsigned op, uint64_t mirror, int status,
 			  const char *what)
 {
-	struct hmmu_wire_mirror req = { .mirror = mirror };
+	/* MIRROR_REGISTER's payload starts like the others and adds a probe. */
+	struct hmmu_wire_register req = { .mirror = mirror };
 	union msg m;
-	size_t n = build(&m, op, 78, &req, sizeof(req));
+	size_t n = build(&m, op, 78, &req, hmmu_proto_request_size(op));
 
 	call(sock, &m, n, op, 78, status, what);
 }
@@ -691,7 +692,7 @@ static void register_with_pipes(int nfds, int status)
 	int sock = raw_session();
 	uint64_t mirror = raw_mirror_create(sock, "dmirror0");
 	struct snapshot before = snapshot(h);
-	struct hmmu_wire_mirror req = { .mirror = mirror };
+	struct hmmu_wire_register req = { .mirror = mirror };
 	int lines = my_log_lines(), bad, r[MAX_SEND_FDS], w[MAX_SEND_FDS];
 	char line[160];
 	union msg m;
@@ -745,7 +746,7 @@ Test(bad_input, pipe_as_userfaultfd_is_ebadf_and_creates_no_state)
 	int sock = raw_session();
 	uint64_t mirror = raw_mirror_create(sock, "dmirror0");
 	struct snapshot before = snapshot(h);
-	struct hmmu_wire_mirror req = { .mirror = mirror };
+	struct hmmu_wire_register req = { .mirror = mirror };
 	int lines = my_log_lines(), logged, p[2];
 	char line[96];
 	union msg m;
@@ -817,7 +818,7 @@ Test(bad_input, register_of_mirror_never_created_with_fd_does_not_keep_it)
 	struct hmmu *h = connect_or_die();
 	int sock = raw_session();
 	struct snapshot before = snapshot(h);
-	struct hmmu_wire_mirror req = { .mirror = 999 };
+	struct hmmu_wire_register req = { .mirror = 999 };
 	int p[2];
 	union msg m;
 	size_t len = build(&m, HMMU_OP_MIRROR_REGISTER, 70, &req, sizeof(req));

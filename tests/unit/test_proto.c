@@ -122,7 +122,7 @@ Test(proto, request_sizes_match_the_wire_structs)
 	cr_expect_eq(hmmu_proto_request_size(HMMU_OP_MIRROR_CREATE),
 		     sizeof(struct hmmu_wire_device_name));
 	cr_expect_eq(hmmu_proto_request_size(HMMU_OP_MIRROR_REGISTER),
-		     sizeof(struct hmmu_wire_mirror));
+		     sizeof(struct hmmu_wire_register));
 	cr_expect_eq(hmmu_proto_request_size(HMMU_OP_STATS), 0);
 	cr_expect_eq(hmmu_proto_request_size(HMMU_OP_DEVICE_CMD),
 		     sizeof(struct hmmu_wire_device_cmd));

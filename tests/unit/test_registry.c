@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* GCC says __SANITIZE_ADDRESS__, clang __has_feature(address_sanitizer). */
@@ -53,6 +55,9 @@ static int extra_pidfds[4];
 static unsigned nextra_pidfds;
 static pid_t child = -1;		  /* a second process, if any */
 static int child_pipe = -1;		  /* its stdin: closing it ends it */
+/* What the second process made of its own: a userfaultfd and probe pages. */
+static int other_uffd = -1;
+static uint64_t other_probe;
 
 static int pidfd_of(pid_t pid)
 {
@@ -97,6 +102,9 @@ static void teardown(void)
 	for (unsigned i = 0; i < nextra_pidfds; i++)
 		close(extra_pidfds[i]);
 	nextra_pidfds = 0;
+	if (other_uffd >= 0)
+		close(other_uffd);
+	other_uffd = -1;
 	if (child > 0) {
 		close(child_pipe);
 		waitpid(child, NULL, 0);
@@ -147,6 +155,19 @@ static int uffd_with(uint64_t features)
 		return err;
 	}
 	return fd;
+}
+
+/*
+ * Two untouched pages of ours, as libhmmu sends with its userfaultfd: the
+ * registry proves with them that the fd is this address space's.
+ */
+static uint64_t fresh_probe(void)
+{
+	void *p = mmap(NULL, 2 * (size_t)sysconf(_SC_PAGESIZE),
+		       PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert_neq(p, MAP_FAILED);
+	return (uint64_t)(uintptr_t)p;
 }
 
 /* What the daemon accepts: a userfaultfd with the required features. */
@@ -227,7 +248,7 @@ static void register_first(struct mirror *m)
 {
 	int fd = good_uffd();
 
-	cr_assert_eq(registry_register(&reg, m, &fd), 0);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), 0);
 	cr_assert_eq(fd, -1, "the registry owns the userfaultfd");
 }
 
@@ -236,7 +257,7 @@ static void register_join(struct mirror *m)
 {
 	int fd = -1;
 
-	cr_assert_eq(registry_register(&reg, m, &fd), 0);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), 0);
 	cr_assert_eq(fd, -1);
 }
 
@@ -245,7 +266,7 @@ Test(registry, first_register_without_uffd_needs_uffd_and_changes_nothing)
 	struct mirror *m = new_mirror(&self);
 	int fd = -1;
 
-	cr_assert_eq(registry_register(&reg, m, &fd), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD);
 	cr_assert_eq(fd, -1);
 	assert_unregistered(m);
 	assert_counts(&self, 0, 0, 0, 0, 0);
@@ -259,7 +280,7 @@ Test(registry, first_register_takes_the_uffd_and_creates_process_state)
 	int uffds = count_fds("userfaultfd"), pidfds = count_fds("pidfd");
 	struct process *p;
 
-	cr_assert_eq(registry_register(&reg, m, &fd), 0);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), 0);
 	cr_assert_eq(fd, -1, "ownership of the userfaultfd moved");
 	cr_assert_eq(count_fds("userfaultfd"), uffds, "kept, not duplicated");
 	cr_assert_eq(count_fds("pidfd"), pidfds + 1,
@@ -302,7 +323,7 @@ Test(registry, uffd_offered_while_state_exists_is_not_taken)
 	register_first(a);
 	p = a->proc;
 	fd = good_uffd();
-	cr_assert_eq(registry_register(&reg, b, &fd), 0);
+	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe()), 0);
 	cr_assert_geq(fd, 0, "the caller still owns the spare userfaultfd");
 	cr_assert(fd_is_open(fd));
 	cr_assert_neq(fd, p->uffd, "the state keeps its own userfaultfd");
@@ -319,14 +340,14 @@ Test(registry, double_register_is_ebusy_and_changes_nothing)
 
 	register_first(m);
 	p = m->proc;
-	cr_assert_eq(registry_register(&reg, m, &fd), -EBUSY);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EBUSY);
 	assert_counts(&self, 1, 1, 0, 1, 1);
 	cr_assert_eq(m->proc, p);
 	cr_assert_eq(p->nmirrors, 1);
 
 	/* Not even a userfaultfd offered with it is taken. */
 	fd = good_uffd();
-	cr_assert_eq(registry_register(&reg, m, &fd), -EBUSY);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EBUSY);
 	cr_assert_geq(fd, 0);
 	cr_assert(fd_is_open(fd));
 	assert_counts(&self, 1, 1, 0, 1, 1);
@@ -378,8 +399,8 @@ Test(registry, last_unregister_removes_state_and_next_register_needs_uffd)
 		     "every fd of the state (userfaultfd, pidfd) is closed");
 
 	/* Fresh state: a userfaultfd is asked for again, for either mirror. */
-	cr_assert_eq(registry_register(&reg, b, &fd), HMMU_STATUS_NEED_UFFD);
-	cr_assert_eq(registry_register(&reg, a, &fd), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, a, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD);
 	assert_counts(&self, 0, 0, 0, 0, 0);
 	register_first(b);
 	register_join(a);
@@ -393,7 +414,7 @@ Test(registry, pipe_as_uffd_is_ebadf_and_not_taken)
 
 	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
 	fd = pfd[0];
-	cr_assert_eq(registry_register(&reg, m, &fd), -EBADF);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EBADF);
 	cr_assert_eq(fd, pfd[0], "not taken");
 	cr_assert(fd_is_open(pfd[0]));
 	cr_assert_eq(fcntl(pfd[0], F_GETFL) & O_NONBLOCK, 0,
@@ -410,7 +431,7 @@ Test(registry, uffd_without_uffdio_api_is_einval_and_not_taken)
 	int fd = raw_uffd(), orig = fd;
 
 	cr_assert_geq(fd, 0, "userfaultfd: %s", strerror(-fd));
-	cr_assert_eq(registry_register(&reg, m, &fd), -EINVAL);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EINVAL);
 	cr_assert_eq(fd, orig, "not taken");
 	cr_assert(fd_is_open(orig));
 	assert_unregistered(m);
@@ -434,7 +455,7 @@ Test(registry, uffd_without_required_features_is_einval_and_not_taken)
 		fd = orig = uffd_with(want);
 		cr_assert_geq(fd, 0, "UFFDIO_API %#llx: %s",
 			      (unsigned long long)want, strerror(-fd));
-		cr_assert_eq(registry_register(&reg, m, &fd), -EINVAL,
+		cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EINVAL,
 			     "features %#llx", (unsigned long long)want);
 		cr_assert_eq(fd, orig, "not taken");
 		cr_assert(fd_is_open(orig));
@@ -459,8 +480,8 @@ Test(registry, release_of_registered_mirror_counts_and_unregisters)
 	assert_counts(&self, 0, 0, 2, 0, 0);
 	/* Released is unregistered: unregister finds nothing to do... */
 	cr_assert_eq(registry_unregister(&reg, a), -EINVAL);
-	/* ... and registering again needs a new userfaultfd. */
-	cr_assert_eq(registry_register(&reg, a, &fd), HMMU_STATUS_NEED_UFFD);
+	/* ... and its connection is gone: it is never registered again. */
+	cr_assert_eq(registry_register(&reg, a, &fd, 0), -ENOENT);
 	assert_counts(&self, 0, 0, 2, 0, 0);
 }
 
@@ -479,24 +500,104 @@ Test(registry, release_of_unregistered_mirror_changes_nothing)
 	assert_counts(&self, 0, 0, 0, 0, 0);
 }
 
-/* A second, real process, alive until teardown. */
+
+/*
+ * A second, real process, alive until teardown. It makes a userfaultfd and
+ * two probe pages in its own address space, as libhmmu would, and hands
+ * them over (other_uffd, other_probe).
+ */
 static struct peer other_process(void)
 {
-	int pfd[2];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = &other_probe,
+			     .iov_len = sizeof(other_probe) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	int sp[2];
 	char c;
 
-	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
 	child = fork();
 	cr_assert_geq(child, 0);
 	if (child == 0) {
-		close(pfd[1]);
-		(void)!read(pfd[0], &c, 1); /* EOF: the test is over */
+		int fd = uffd_with(HMMU_UFFD_REQUIRED_FEATURES);
+		void *probe = mmap(NULL, 2 * (size_t)sysconf(_SC_PAGESIZE),
+				   PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+		close(sp[0]);
+		other_probe = (uint64_t)(uintptr_t)probe;
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		if (fd < 0 || probe == MAP_FAILED || sendmsg(sp[1], &msg, 0) < 0)
+			_exit(1);
+		(void)!read(sp[1], &c, 1); /* EOF: the test is over */
 		_exit(0);
 	}
-	close(pfd[0]);
-	child_pipe = pfd[1];
+	close(sp[1]);
+	cr_assert_eq(recvmsg(sp[0], &msg, MSG_CMSG_CLOEXEC), sizeof(other_probe),
+		     "the second process made no userfaultfd");
+	memcpy(&other_uffd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+	child_pipe = sp[0];
 	extra_pidfds[nextra_pidfds] = pidfd_of(child);
 	return peer_of(child, extra_pidfds[nextra_pidfds++]);
+}
+
+/* Register the second process's @m with its own userfaultfd. */
+static void register_other_first(struct mirror *m)
+{
+	cr_assert_eq(registry_register(&reg, m, &other_uffd, other_probe), 0);
+	cr_assert_eq(other_uffd, -1, "the registry took the fd");
+}
+
+Test(registry, uffd_of_another_process_is_refused_and_changes_nothing)
+{
+	struct peer other = other_process();
+	struct mirror *a = new_mirror(&self), *b = new_mirror(&other);
+	int mine = good_uffd();
+	int theirs = other_uffd, err;
+
+	/*
+	 * Theirs, offered for ours; ours, offered for theirs. (In that order:
+	 * the other process's probe pages may lie where ours do, and the
+	 * check of ours reads there, which would populate its pages.)
+	 */
+	err = registry_register(&reg, a, &theirs, other_probe);
+	cr_assert_eq(err, -EINVAL, "theirs for ours: %s", strerror(-err));
+	err = registry_register(&reg, b, &mine, fresh_probe());
+	cr_assert_eq(err, -EINVAL, "ours for theirs: %s", strerror(-err));
+	cr_assert_not(a->registered);
+	cr_assert_not(b->registered);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	assert_counts(&other, 0, 0, 0, 0, 0);
+	/* Refused fds are taken and closed, as any the state could not use. */
+	cr_assert_eq(mine, -1);
+	cr_assert_eq(theirs, -1);
+	other_uffd = -1;
+	/* With its own: accepted. */
+	register_first(a);
+	assert_counts(&self, 1, 1, 0, 1, 1);
+}
+
+Test(registry, probe_pages_that_were_touched_are_refused)
+{
+	struct mirror *a = new_mirror(&self);
+	uint64_t probe = fresh_probe();
+	int fd = good_uffd();
+
+	*(volatile char *)(uintptr_t)probe = 1; /* populated: no proof possible */
+	cr_assert_eq(registry_register(&reg, a, &fd, probe), -EFAULT);
+	cr_assert_not(a->registered);
+	assert_counts(&self, 0, 0, 0, 0, 0);
+	fd = -1;
+	cr_assert_eq(registry_register(&reg, a, &fd, 0), HMMU_STATUS_NEED_UFFD);
 }
 
 Test(registry, two_processes_get_two_states_torn_down_independently)
@@ -508,8 +609,8 @@ Test(registry, two_processes_get_two_states_torn_down_independently)
 
 	register_first(a);
 	/* The other process has no state: it must bring its own fd. */
-	cr_assert_eq(registry_register(&reg, b, &fd), HMMU_STATUS_NEED_UFFD);
-	register_first(b);
+	cr_assert_eq(registry_register(&reg, b, &fd, 0), HMMU_STATUS_NEED_UFFD);
+	register_other_first(b);
 	register_join(a2);
 	cr_assert_neq(a->proc, b->proc);
 	cr_assert_eq(a->proc, a2->proc);
@@ -538,7 +639,7 @@ Test(registry, same_pid_with_another_pid_inode_is_another_process)
 	reused.pid_ino = self.pid_ino + 1;
 	b = new_mirror(&reused);
 	register_first(a);
-	cr_assert_eq(registry_register(&reg, b, &fd), HMMU_STATUS_NEED_UFFD,
+	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD,
 		     "the old process's state is not the new one's");
 	register_first(b);
 	cr_assert_neq(a->proc, b->proc);
@@ -568,14 +669,14 @@ static void *worker_run(void *arg)
 	for (int i = 0; i < ROUNDS && !w->err; i++) {
 		int fd = -1, err;
 
-		err = registry_register(&reg, w->m, &fd);
+		err = registry_register(&reg, w->m, &fd, fresh_probe());
 		if (err == HMMU_STATUS_NEED_UFFD) {
 			fd = uffd_with(HMMU_UFFD_REQUIRED_FEATURES);
 			if (fd < 0) {
 				err = fd;
 			} else {
 				/* Another thread may have made state since. */
-				err = registry_register(&reg, w->m, &fd);
+				err = registry_register(&reg, w->m, &fd, fresh_probe());
 				if (fd >= 0)
 					close(fd);
 				else
