@@ -6,6 +6,7 @@
  */
 #include "counters.h"
 #include "daemon.h"
+#include "limits.h"
 #include "log.h"
 #include "placement.h"
 #include "probe.h"
@@ -20,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -61,7 +64,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: hmmud [--socket PATH] [--device SPEC]... [--workers N]\n"
-		"             [--foreground] [--log-level error|warning|info|debug]\n"
+		"             [--limit NAME=VALUE]... [--foreground]\n"
+		"             [--log-level error|warning|info|debug]\n"
 		"       hmmud --check\n"
 		"\n"
 		"  --socket PATH   listen on PATH (default " DEFAULT_SOCKET
@@ -70,6 +74,9 @@ static void usage(FILE *f)
 		"  --device SPEC   offer a device, MODEL:name=NAME[,opt=val...];\n"
 		"                  default: dmirror0, dmirror1 and accel acc0\n"
 		"  --workers N     request worker threads (default: one per CPU)\n"
+		"  --limit NAME=N  bound what one client or user may make hmmud spend:\n");
+	limits_usage(f);
+	fprintf(f,
 		"  --foreground    do not detach (always so under systemd)\n"
 		"  --check         print what the running kernel offers, and exit\n");
 }
@@ -80,6 +87,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "socket", required_argument, NULL, 's' },
 		{ "device", required_argument, NULL, 'd' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "limit", required_argument, NULL, 'L' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "check", no_argument, NULL, 'c' },
@@ -93,6 +101,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, "s:d:w:fl:ch", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
+		case 'L':
+			if (limits_set(optarg, stderr) < 0)
+				return -EINVAL;
+			break;
 		case 's':
 			o->socket_path = optarg;
 			break;
@@ -168,6 +180,7 @@ static int make_devices(struct daemon *d, const struct options *o)
 				return -EEXIST;
 			}
 		}
+		dev->index = d->ndevices;
 		d->devices[d->ndevices++] = dev;
 		log_info("device %s (%s), %llu MiB of memory on node %d, cpus %s",
 			 dev->name, dev->ops->model,
@@ -290,6 +303,36 @@ void daemon_session_gone(struct daemon *d)
 		loop_stop(d->loop);
 }
 
+/*
+ * A clean stop waits for nothing a client controls (every command and job
+ * is cancelled, every wait bounded), but a stop is a promise to systemd:
+ * past stop-seconds we say so and exit, whatever is left.
+ */
+static void stop_overdue(union sigval v)
+{
+	(void)v;
+	log_err("stop: not done after %llu s, exiting anyway",
+		(unsigned long long)(limits.stop_timeout_ms / 1000));
+	_exit(1);
+}
+
+static void arm_stop_watchdog(void)
+{
+	struct sigevent sev = {
+		.sigev_notify = SIGEV_THREAD,
+		.sigev_notify_function = stop_overdue,
+	};
+	struct itimerspec when = {
+		.it_value = { .tv_sec = (time_t)(limits.stop_timeout_ms / 1000),
+			      .tv_nsec = (long)(limits.stop_timeout_ms % 1000) * 1000000 },
+	};
+	timer_t t;
+
+	if (timer_create(CLOCK_MONOTONIC, &sev, &t) < 0 ||
+	    timer_settime(t, 0, &when, NULL) < 0)
+		log_warn("stop: no watchdog: %s", strerror(errno));
+}
+
 static void signal_ready(struct loop_watch *w, unsigned revents)
 {
 	struct daemon *d = (struct daemon *)((char *)w -
@@ -302,6 +345,7 @@ static void signal_ready(struct loop_watch *w, unsigned revents)
 			continue;
 		log_info("signal %u: stopping", si.ssi_signo);
 		sd_notify(0, "STOPPING=1");
+		arm_stop_watchdog();
 		begin_shutdown(d);
 	}
 }
@@ -484,10 +528,26 @@ out:
 	return err ? 1 : 0;
 }
 
+/*
+ * As many fds as we may have: each connection costs several. The number of
+ * connections we accept follows from it (limits.h), unless set.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	(void)setrlimit(RLIMIT_NOFILE, &rl);
+	limits_init(rl.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
 	struct options o;
 
+	raise_fd_limit();
 	if (parse_options(argc, argv, &o) < 0)
 		return 2;
 	log_init(o.log_level);

@@ -9,7 +9,9 @@
  * to handle that event, can go on.
  */
 #include "migrate.h"
+#include "accounts.h"
 #include "counters.h"
+#include "limits.h"
 #include "fault.h"
 #include "log.h"
 #include "loop.h"
@@ -42,6 +44,8 @@ enum devpage_state {
 struct devpage {
 	void *mem;	     /* a page of the owner's device memory */
 	struct devmem *pool; /* where mem goes back to */
+	struct account *acct; /* charged for it (the process's, outlives it) */
+	unsigned dev;	      /* which device's share it counts in */
 	struct mirror *owner;
 	uint8_t state;
 	uint8_t fresh;	   /* became DP_DEVICE in a migration not finished */
@@ -64,6 +68,7 @@ static void free_devpage(struct pt_entry *e, void *arg)
 
 	(void)arg;
 	devmem_free_page(dp->pool, dp->mem);
+	account_uncharge_devmem(dp->acct, dp->dev);
 	free(dp);
 }
 
@@ -180,17 +185,29 @@ static int reserve(struct process *p, struct mirror *m, uint64_t start,
 			err = -ENOMEM;
 			break;
 		}
+		/* Full is -ENOMEM for all; past one's share, -EDQUOT for one. */
+		if (!account_charge_devmem(p->acct, m->dev->index,
+					   devmem_pages_total(m->dev->mem))) {
+			log_warn("client %d: its user holds %u%% of %s's memory, "
+				 "as much as allowed (--limit devmem-percent-per-user)",
+				 p->pid, limits.devmem_percent_per_user, m->dev->name);
+			devmem_free_page(m->dev->mem, dp->mem);
+			free(dp);
+			err = -EDQUOT;
+			break;
+		}
 		/* The pool is shared: never let old contents show through. */
 		memset(dp->mem, 0, page_size());
 		dp->pool = m->dev->mem;
+		dp->acct = p->acct;
+		dp->dev = m->dev->index;
 		dp->owner = m;
 		dp->state = DP_MIGRATING;
 		dp->exclusive = (uint8_t)exclusive;
 		e = (struct pt_entry){ .data = dp };
 		err = pt_set(p->devpages, a, &e, NULL, NULL);
 		if (err) {
-			devmem_free_page(dp->pool, dp->mem);
-			free(dp);
+			free_devpage(&e, NULL);
 			break;
 		}
 		map[i] = 1;
@@ -330,7 +347,7 @@ static void finish_on_loop(void *arg)
 	     from = fa->start + page_size())
 		forget(p, fa->start);
 	pthread_mutex_unlock(&p->migrate_lock);
-	counter_add(&counters.migrated_to_device, fa->cpages);
+	account_count(p->acct, migrated_to_device, fa->cpages);
 	/* Writers held during the migration may go on now. */
 	uffd_events_release_held(p);
 }
@@ -387,7 +404,7 @@ static int restore(struct process *p, uint64_t page, struct devpage *dp)
 		return err;
 	forget(p, page);
 	if (!err)
-		counter_add(&counters.migrated_to_system, 1);
+		account_count(p->acct, migrated_to_system, 1);
 	return err;
 }
 
@@ -592,7 +609,7 @@ int migrate_missing_fault(struct process *p, const struct uffd_msg *msg)
 	if (dp && dp->state == DP_DEVICE) {
 		err = restore(p, page, dp);
 		if (!err)
-			counter_add(&counters.cpu_faults, 1);
+			account_count(p->acct, cpu_faults, 1);
 		pthread_mutex_unlock(&p->migrate_lock);
 		return err == -EAGAIN ? err : 0;
 	}

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include "mirror.h"
+#include "accounts.h"
 
 #include <assert.h>
 #include <stdlib.h>
 
 struct mirror *mirror_new(uint64_t id, struct device *dev,
-			  const struct peer *owner)
+			  const struct peer *owner, struct account *acct)
 {
 	struct mirror *m = calloc(1, sizeof(*m));
 
@@ -14,6 +15,9 @@ struct mirror *mirror_new(uint64_t id, struct device *dev,
 	m->id = id;
 	m->dev = dev;
 	m->owner = *owner;
+	m->acct = acct;
+	if (acct)
+		account_hold(acct);
 	atomic_init(&m->refs, 1);
 	pthread_rwlock_init(&m->state_lock, NULL);
 	return m;
@@ -29,6 +33,10 @@ void mirror_put(struct mirror *m)
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	assert(!m->registered);
+	if (m->acct) {
+		account_del_mirror(m->acct);
+		account_put(m->acct);
+	}
 	pthread_rwlock_destroy(&m->state_lock);
 	free(m);
 }

@@ -14,6 +14,7 @@
 
 #include "peer.h"
 
+struct account;
 struct device;
 struct process;
 
@@ -21,6 +22,7 @@ struct mirror {
 	uint64_t id;	    /* scoped to the owning connection */
 	struct device *dev; /* devices live as long as the daemon */
 	struct peer owner;  /* the process that created it (borrowed pidfd) */
+	struct account *acct; /* its user's: one mirror counted, a reference */
 	atomic_uint refs;   /* the connection's table + each user in flight */
 
 	/*
@@ -40,6 +42,7 @@ struct mirror {
 	 * registered again, whoever still holds a reference to it.
 	 */
 	bool dead;
+	atomic_int cancel; /* 0, or why its commands must stop (command.h) */
 	struct process *proc; /* while registered: the process's state */
 	void *dev_priv;	      /* the device's per-mirror state, while registered */
 
@@ -47,8 +50,9 @@ struct mirror {
 	struct mirror *session_next; /* owner connection's list */
 };
 
+/* @acct: the owner's account, which the mirror is charged to (held). */
 struct mirror *mirror_new(uint64_t id, struct device *dev,
-			  const struct peer *owner);
+			  const struct peer *owner, struct account *acct);
 void mirror_get(struct mirror *m);
 /* Drop a reference; the last one frees (the mirror must be unregistered). */
 void mirror_put(struct mirror *m);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "process.h"
 #include "../common/page.h"
+#include "accounts.h"
 #include "counters.h"
 #include "log.h"
 #include "migrate.h"
@@ -130,6 +131,7 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 		return err;
 	}
 	p->mem_fd = p->pagemap_fd = p->maps_fd = -1;
+	p->acct = account_get(peer->uid);
 	p->pid = peer->pid;
 	p->uid = peer->uid;
 	p->pid_ino = peer->pid_ino;
@@ -142,6 +144,8 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	pthread_cond_init(&p->close_cond, NULL);
 	pthread_mutex_init(&p->zap_lock, NULL);
 	err = open_mm_files(p, peer);
+	if (!err && !p->acct)
+		err = -ENOMEM;
 	if (err) {
 		log_warn("client %d: cannot open its /proc/%d files: %s",
 			 peer->pid, peer->pid, strerror(-err));
@@ -194,6 +198,7 @@ void process_put(struct process *p)
 	}
 	pthread_mutex_destroy(&p->zap_lock);
 	migrate_fini(p);
+	account_put(p->acct);
 	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->close_lock);
 	pthread_cond_destroy(&p->close_cond);
@@ -335,7 +340,7 @@ void process_invalidate_start(struct process *p, uint64_t start, uint64_t end)
 	for (struct mirror *m = p->mirrors; m; m = m->proc_next)
 		m->dev->ops->invalidate(m->dev, m, start, end);
 	pthread_rwlock_unlock(&p->lock);
-	counter_add(&counters.invalidations, 1);
+	account_count(p->acct, invalidations, 1);
 }
 
 void process_invalidate_end(struct process *p)

@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "peer.h"
 
+struct account;
 struct mirror;
 struct registry;
 
@@ -34,6 +35,7 @@ struct uffd_range {
 struct process {
 	pid_t pid;
 	uid_t uid;
+	struct account *acct; /* its user's, a reference */
 	uint64_t pid_ino;
 	int pidfd; /* our own dup: the connection's may close first */
 	int uffd;

@@ -2,7 +2,10 @@
 #include "requests.h"
 #include "daemon.h"
 #include "log.h"
+#include "accounts.h"
 #include "client_mem.h"
+#include "command.h"
+#include "limits.h"
 #include "mirror.h"
 #include "registry.h"
 #include "session.h"
@@ -92,8 +95,17 @@ static void do_mirror_create(struct request *r)
 		reply(r, -ENODEV, NULL, 0);
 		return;
 	}
-	m = mirror_new(0, dev, &r->s->peer);
+	err = account_add_mirror(r->s->acct);
+	if (err) {
+		log_warn("client %d (uid %u): refused a mirror: its user has "
+			 "%u, the limit (--limit mirrors-per-user)",
+			 r->s->peer.pid, r->s->peer.uid, limits.mirrors_per_user);
+		reply(r, err, NULL, 0);
+		return;
+	}
+	m = mirror_new(0, dev, &r->s->peer, r->s->acct);
 	if (!m) {
+		account_del_mirror(r->s->acct);
 		reply(r, -ENOMEM, NULL, 0);
 		return;
 	}
@@ -195,7 +207,10 @@ static int run_on_mirror(struct request *r, struct mirror *m, void *res)
 	struct device *dev = m->dev;
 	int err;
 
+	struct command_ctx ctx;
+
 	pthread_rwlock_rdlock(&m->state_lock);
+	command_enter(&ctx, m, limits.job_timeout_ms);
 	if (!m->registered)
 		err = -EINVAL;
 	else if (!client_mm_alive(m->proc))
@@ -206,11 +221,13 @@ static int run_on_mirror(struct request *r, struct mirror *m, void *res)
 	else
 		err = dev->ops->command ? dev->ops->command(dev, m, req, res) :
 					  -EOPNOTSUPP;
+	command_leave();
 	pthread_rwlock_unlock(&m->state_lock);
 	if (err == -ESRCH)
 		session_end(r->s);
 	/* Faults on bad addresses are the client's business, not news. */
-	if (err && err != -EFAULT && err != -EPERM && err != -ESRCH)
+	if (err && err != -EFAULT && err != -EPERM && err != -ESRCH &&
+	    err != -ECANCELED && err != -ESHUTDOWN)
 		log_warn("client %d: %s on %s: %s", r->s->peer.pid,
 			 hmmu_proto_op_name(r->msg.hdr.op), dev->name,
 			 strerror(-err));

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "session.h"
+#include "accounts.h"
+#include "command.h"
 #include "counters.h"
 #include "daemon.h"
 #include "log.h"
@@ -42,6 +44,7 @@ static void session_teardown(struct work *w)
 			 n);
 	close(s->fd);
 	close(s->peer.pidfd);
+	account_put(s->acct);
 	pthread_mutex_destroy(&s->lock);
 	counter_sub(&counters.sessions, 1);
 	daemon_session_gone(s->d);
@@ -116,9 +119,23 @@ static void pidfd_gone(struct loop_watch *w)
 
 void session_close(struct session *s)
 {
+	int why = atomic_load(&s->d->stopping) ? -ESHUTDOWN : -ECANCELED;
+
 	if (s->closing)
 		return;
 	s->closing = true;
+	/*
+	 * The connection no longer counts against its user's limit now, not
+	 * when its teardown ends: a client that reconnects at once must not
+	 * find its old connection still counted.
+	 */
+	if (!s->refused)
+		account_disconnect(s->acct);
+	/* Nobody will read the replies: stop what runs for this client. */
+	pthread_mutex_lock(&s->lock);
+	for (struct mirror *m = s->mirrors; m; m = m->session_next)
+		mirror_cancel(m, why);
+	pthread_mutex_unlock(&s->lock);
 	/* Wake any worker blocked on nothing; the client sees EOF. */
 	shutdown(s->fd, SHUT_RDWR);
 	loop_watch_remove(s->d->loop, &s->sock_watch);
@@ -289,6 +306,12 @@ static int receive_one(struct session *s)
 		return 0;
 	}
 
+	if (s->refused) {
+		/* Whatever it asks first, it learns why it cannot stay. */
+		session_reply(s, h, s->refused, NULL, 0);
+		session_close(s);
+		return 0;
+	}
 	if (h->op == HMMU_OP_HELLO) {
 		handle_hello(s, h);
 		return 0;
@@ -374,6 +397,20 @@ int session_accept(struct daemon *d, int fd)
 		close(fd);
 		return err;
 	}
+	s->acct = account_get(s->peer.uid);
+	if (!s->acct) {
+		close(s->peer.pidfd);
+		free(s);
+		close(fd);
+		return -ENOMEM;
+	}
+	s->refused = account_connect(s->acct);
+	if (s->refused)
+		log_warn("client %d (uid %u): refused: %s (--limit %s)",
+			 s->peer.pid, s->peer.uid,
+			 s->refused == -EDQUOT ? "its user has as many connections as allowed" :
+						 "as many connections as allowed are open",
+			 s->refused == -EDQUOT ? "connections-per-user" : "connections");
 	s->d = d;
 	s->fd = fd;
 	atomic_init(&s->refs, 1); /* the loop's */

@@ -36,6 +36,8 @@ struct session {
 	struct daemon *d;
 	int fd;
 	struct peer peer;
+	struct account *acct; /* its user's, with one connection counted */
+	int refused;	      /* over a limit: answer -refused, then hang up */
 	atomic_uint refs;
 
 	/* Loop thread only. */

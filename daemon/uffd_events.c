@@ -29,6 +29,7 @@
  */
 #include "uffd_events.h"
 #include "../common/page.h"
+#include "accounts.h"
 #include "counters.h"
 #include "migrate.h"
 #include "log.h"
@@ -141,7 +142,7 @@ static int handle_fault(struct process *p, const struct uffd_msg *msg)
 		return HANDLED;
 	}
 	process_invalidate_end(p);
-	counter_add(&counters.cpu_faults, 1);
+	account_count(p->acct, cpu_faults, 1);
 	return HANDLED;
 }
 

@@ -70,6 +70,7 @@ struct device {
 	int numa_node;
 	struct devmem *mem; /* device memory, where migrated pages live */
 	struct placement *near; /* the CPUs of its node (NULL: no node) */
+	unsigned index;	    /* its place among the daemon's devices */
 	void *priv;	    /* the model's */
 };
 

@@ -2,7 +2,10 @@
 #include "mmu.h"
 #include "pagetable.h"
 #include "../daemon/counters.h"
+#include "../daemon/accounts.h"
 #include "../daemon/client_mem.h"
+#include "../daemon/command.h"
+#include "../daemon/log.h"
 #include "../daemon/fault.h"
 #include "../common/page.h"
 #include "../daemon/migrate.h"
@@ -11,6 +14,7 @@
 #include "../daemon/scratch.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -62,8 +66,15 @@ static void *copy_alloc(struct dev_mmu *mmu)
 	return (char *)mmu->slabs + mmu->slab_next++ * page_size();
 }
 
-/* mmu->lock held. */
-static void copy_free(struct dev_mmu *mmu, void *page)
+static const char shared_zero[65536] __attribute__((aligned(65536)));
+
+static bool is_zero(const char *page)
+{
+	return !page[0] && !memcmp(page, page + 1, page_size() - 1);
+}
+
+/* mmu->lock held: back to the free list, or to limbo while pinned. */
+static void copy_recycle(struct dev_mmu *mmu, void *page)
 {
 	if (mmu->readers) {
 		if (mmu->nlimbo == mmu->limbo_cap) {
@@ -81,6 +92,16 @@ static void copy_free(struct dev_mmu *mmu, void *page)
 	}
 	*(void **)page = mmu->free_pages;
 	mmu->free_pages = page;
+}
+
+/* mmu->lock held: a copy is no longer in use (charged once, freed once). */
+static void copy_free(struct dev_mmu *mmu, void *page)
+{
+	if (page == shared_zero)
+		return;
+	if (mmu->acct)
+		account_uncharge_copies(mmu->acct, 1);
+	copy_recycle(mmu, page);
 }
 
 int mmu_pin(struct dev_mmu *mmu, uint64_t start, uint64_t end,
@@ -108,7 +129,7 @@ void mmu_unpin(struct dev_mmu *mmu)
 	pthread_mutex_lock(&mmu->lock);
 	if (--mmu->readers == 0) {
 		while (mmu->nlimbo)
-			copy_free(mmu, mmu->limbo[--mmu->nlimbo]);
+			copy_recycle(mmu, mmu->limbo[--mmu->nlimbo]);
 	}
 	pthread_mutex_unlock(&mmu->lock);
 }
@@ -121,6 +142,7 @@ int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
 		return err;
 	pthread_mutex_init(&mmu->lock, NULL);
 	mmu->m = m;
+	mmu->acct = m->acct;
 	mmu->prefetch = prefetch ? prefetch : 1;
 	mmu->free_pages = NULL;
 	mmu->slabs = NULL;
@@ -207,6 +229,13 @@ static int install_snapshot(struct range_fault *rf)
 		struct pt_entry ne = { .data = pages[i].iov_base,
 				       .flags = flags };
 
+		/* Zeros need no copy of their own (device writes never go there). */
+		if (is_zero(ne.data)) {
+			copy_free(mmu, ne.data);
+			ne = (struct pt_entry){ .data = (void *)shared_zero,
+						.flags = flags | MMU_ZERO };
+		}
+
 		if (e) {
 			copy_free(mmu, e->data);
 			*e = ne;
@@ -276,10 +305,19 @@ static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 	if (!pages)
 		return -ENOMEM;
 	pthread_mutex_lock(&mmu->lock);
-	for (uint64_t i = 0; i < n; i++) {
+	/* Charged for a whole chunk at most, until the commit drops the zeros. */
+	if (mmu->acct && !account_charge_copies(mmu->acct, n)) {
+		pthread_mutex_unlock(&mmu->lock);
+		log_warn("client %d: its user holds as many page copies as allowed "
+			 "(--limit copy-mib-per-user)", mmu->m->owner.pid);
+		return -EDQUOT;
+	}
+	for (uint64_t i = 0; i < n && !err; i++) {
 		pages[i].iov_base = copy_alloc(mmu);
 		pages[i].iov_len = page_size();
 		if (!pages[i].iov_base) {
+			if (mmu->acct)
+				account_uncharge_copies(mmu->acct, n - i);
 			n = i;
 			err = -ENOMEM;
 		}
@@ -302,9 +340,14 @@ int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
 	uint64_t chunk = CHUNK_PAGES * page_size();
 	int err = 0;
 
+	/* An empty or wrapped range is a caller's bug: never "success". */
+	if (start >= end || end > PT_VA_LIMIT)
+		return -EFAULT;
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
+		if ((err = command_check()))
+			break;
 		if (copy_if_present(mmu, a, ce, NULL, write))
 			continue;
 		err = fault_chunk(mmu, a, ce, write);
@@ -383,6 +426,8 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 	char *out = dst, *local = NULL;
 	int err = 0;
 
+	if (addr >= PT_VA_LIMIT || len > PT_VA_LIMIT - addr)
+		return -EFAULT;
 	while (len && !err) {
 		uint64_t page = addr & ~(page_size() - 1);
 		uint64_t off = addr - page;
@@ -414,9 +459,13 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 			 * window, then retry. A window that runs past the
 			 * mapping fails as a whole: then the page alone.
 			 */
-			uint64_t wend = page + mmu->prefetch * page_size();
+			uint64_t room = (PT_VA_LIMIT - page) / page_size();
+			uint64_t wend = page + (mmu->prefetch < room ? mmu->prefetch : room) *
+						       page_size();
 
-			err = mmu->prefetch > 1 && wend > page ?
+			if ((err = command_check()))
+				break;
+			err = mmu->prefetch > 1 && wend > page + page_size() ?
 				      mmu_fault_in(mmu, page, wend, 0, &faulted) :
 				      -EFAULT;
 			if (err == -EFAULT || err == -EPERM)

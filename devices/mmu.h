@@ -23,6 +23,12 @@ struct pt;
 /* Page-table entry flags. */
 #define MMU_READ 0x1u
 #define MMU_WRITE 0x2u /* faulted in for a device write */
+/*
+ * The page read as zeros: the entry points at one shared zero page, not a
+ * copy of its own. A device read of never-touched memory (16 GiB of
+ * MAP_NORESERVE, say) then costs the daemon nothing per page.
+ */
+#define MMU_ZERO 0x4u
 
 struct dev_mmu {
 	pthread_mutex_t lock;
@@ -46,6 +52,7 @@ struct dev_mmu {
 	void **limbo;
 	unsigned nlimbo, limbo_cap;
 	void *slabs;	  /* where they come from, for mmu_fini() */
+	struct account *acct; /* charged for the copies in use (may be NULL) */
 	unsigned slab_next; /* the newest slab's first page not handed out */
 };
 

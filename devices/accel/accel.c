@@ -18,12 +18,15 @@
 #include "../device.h"
 #include "../../common/page.h"
 #include "../mmu.h"
-#include "../../daemon/counters.h"
+#include "../../daemon/accounts.h"
+#include "../../daemon/command.h"
+#include "../pagetable.h"
 #include "../../daemon/mirror.h"
 #include "../../daemon/placement.h"
 #include "../../daemon/workers.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,7 @@
 #define MAX_PREFETCH 512u
 #define BLOCK_BYTES (64u * 1024u) /* what a compute unit moves at once */
 #define MAX_JOB_BYTES (1ull << 36)
+#define MAX_LIST_NODES (1ull << 26) /* and the job deadline bounds the walk */
 
 struct accel {
 	struct workers *cus;
@@ -47,6 +51,7 @@ struct accel {
 struct job_run {
 	struct dev_mmu *mmu;
 	const struct hmmu_wire_job *job;
+	struct command_ctx ctx; /* the worker's: deadline and cancellation */
 	pthread_mutex_t lock; /* protects everything below */
 	pthread_cond_t done;
 	unsigned pending;
@@ -173,6 +178,8 @@ static int run_fill(struct slice *s, char *block, uint64_t *faults)
 	for (uint64_t off = s->begin; off < s->end && !err; off += BLOCK_BYTES) {
 		uint64_t n = s->end - off < BLOCK_BYTES ? s->end - off : BLOCK_BYTES;
 
+		if ((err = command_check()))
+			break;
 		faulted = 0;
 		err = mmu_write(s->run->mmu, job->dst + off, n, block, &faulted);
 		*faults += (uint64_t)faulted;
@@ -188,6 +195,8 @@ static int run_copy(struct slice *s, char *block, uint64_t *faults)
 	for (uint64_t off = s->begin; off < s->end && !err; off += BLOCK_BYTES) {
 		uint64_t n = s->end - off < BLOCK_BYTES ? s->end - off : BLOCK_BYTES;
 
+		if ((err = command_check()))
+			break;
 		err = mmu_load(s->run->mmu, job->src + off, block, n, faults);
 		if (err)
 			break;
@@ -209,6 +218,8 @@ static int run_sum64(struct slice *s, char *block, uint64_t *faults,
 		uint64_t n = s->end - i < per_block ? s->end - i : per_block;
 		const uint64_t *v = (const uint64_t *)block;
 
+		if ((err = command_check()))
+			break;
 		err = mmu_load(s->run->mmu, job->src + i * 8, block, n * 8,
 			       faults);
 		for (uint64_t k = 0; !err && k < n; k++)
@@ -229,6 +240,8 @@ static int run_list_sum(struct slice *s, uint64_t *faults, uint64_t *sum)
 
 		if (visited++ == job->len)
 			return -ELOOP;
+		if ((err = command_check()))
+			break;
 		err = mmu_load(s->run->mmu, node + job->value_offset, &value,
 			       sizeof(value), faults);
 		if (!err)
@@ -250,6 +263,7 @@ static void slice_run(struct work *w)
 	char *block = malloc(BLOCK_BYTES);
 	int err = -ENOMEM;
 
+	command_adopt(&run->ctx);
 	if (block) {
 		switch (run->job->kind) {
 		case HMMU_WIRE_JOB_FILL:
@@ -267,6 +281,7 @@ static void slice_run(struct work *w)
 		}
 		free(block);
 	}
+	command_leave();
 
 	pthread_mutex_lock(&run->lock);
 	if (err && !run->err)
@@ -278,6 +293,16 @@ static void slice_run(struct work *w)
 	pthread_mutex_unlock(&run->lock);
 }
 
+/*
+ * [addr, addr + len) lies in user space, page rounding included: no range
+ * whose end (or the end of a prefetch window in it) wraps around.
+ */
+static bool range_ok(uint64_t addr, uint64_t len)
+{
+	return addr < PT_VA_LIMIT && len <= PT_VA_LIMIT - addr &&
+	       page_up(addr + len) <= PT_VA_LIMIT;
+}
+
 static int job_check(const struct hmmu_wire_job *j)
 {
 	uint64_t bytes = j->kind == HMMU_WIRE_JOB_SUM64 ? j->len * 8 : j->len;
@@ -287,12 +312,12 @@ static int job_check(const struct hmmu_wire_job *j)
 	switch (j->kind) {
 	case HMMU_WIRE_JOB_FILL:
 		if (j->dst % 8 || j->len % 8 || j->len > MAX_JOB_BYTES ||
-		    j->dst + j->len < j->dst)
+		    !range_ok(j->dst, j->len))
 			return -EINVAL;
 		return 0;
 	case HMMU_WIRE_JOB_COPY:
-		if (j->len > MAX_JOB_BYTES || j->dst + j->len < j->dst ||
-		    j->src + j->len < j->src)
+		if (j->len > MAX_JOB_BYTES || !range_ok(j->dst, j->len) ||
+		    !range_ok(j->src, j->len))
 			return -EINVAL;
 		/* Overlapping copies would depend on the slicing. */
 		if (j->src < j->dst + j->len && j->dst < j->src + j->len)
@@ -300,11 +325,12 @@ static int job_check(const struct hmmu_wire_job *j)
 		return 0;
 	case HMMU_WIRE_JOB_SUM64:
 		if (j->src % 8 || j->len > MAX_JOB_BYTES / 8 ||
-		    j->src + bytes < j->src)
+		    !range_ok(j->src, bytes))
 			return -EINVAL;
 		return 0;
 	case HMMU_WIRE_JOB_LIST_SUM:
-		if (j->next_offset > page_size() || j->value_offset > page_size())
+		if (j->next_offset > page_size() || j->value_offset > page_size() ||
+		    j->len > MAX_LIST_NODES || !range_ok(j->src, 1))
 			return -EINVAL;
 		return 0;
 	default:
@@ -348,6 +374,7 @@ static int accel_job(struct device *dev, struct mirror *m,
 	struct job_run run = {
 		.mmu = mmu_of(m),
 		.job = job,
+		.ctx = *command_current(),
 	};
 	struct timespec t0, t1;
 	unsigned n;
@@ -387,7 +414,7 @@ static int accel_job(struct device *dev, struct mirror *m,
 	res->faults = run.faults;
 	res->elapsed_ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll +
 				     (t1.tv_nsec - t0.tv_nsec));
-	counter_add(&counters.device_faults, run.faults);
+	account_count(m->acct, device_faults, run.faults);
 	return run.err;
 }
 

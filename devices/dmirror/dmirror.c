@@ -10,10 +10,11 @@
 #include "../../daemon/cpu_pages.h"
 #include "../../daemon/migrate.h"
 #include "../../daemon/client_mem.h"
+#include "../../daemon/command.h"
 #include "../../daemon/mirror.h"
 #include "../../daemon/process.h"
 #include "../../daemon/scratch.h"
-#include "../../daemon/counters.h"
+#include "../../daemon/accounts.h"
 
 #include "../../common/page.h"
 
@@ -108,6 +109,8 @@ static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 		uint64_t to = cmd->buf + (a - cmd->addr);
 
+		if ((err = command_check()))
+			break;
 		/*
 		 * Straight from the device's page copies when it holds them
 		 * all; else (invalidated meanwhile, or in device memory)
@@ -126,7 +129,7 @@ static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 			res->cpages += (ce - a) / page_size();
 	}
 	res->faults = (uint64_t)faulted;
-	counter_add(&counters.device_faults, (uint64_t)faulted);
+	account_count(m->acct, device_faults, (uint64_t)faulted);
 	return err;
 }
 
@@ -149,6 +152,8 @@ static int do_write(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
+		if ((err = command_check()))
+			break;
 		err = client_read(m->proc, cmd->buf + (a - cmd->addr), bounce, ce - a);
 		if (!err)
 			err = mmu_write(mmu_of(m), a, ce - a, bounce, &chunk_faulted);
@@ -158,7 +163,7 @@ static int do_write(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 		}
 	}
 	res->faults = (uint64_t)faulted;
-	counter_add(&counters.device_faults, (uint64_t)faulted);
+	account_count(m->acct, device_faults, (uint64_t)faulted);
 	return err;
 }
 

@@ -263,7 +263,9 @@ Test(migrate, kernel_reads_a_migrated_buffer_for_the_client)
 
 Test(migrate, device_memory_exhaustion_is_enomem_and_changes_nothing)
 {
-	const char *args[] = { "--device", "dmirror:name=small,mem=64K", NULL };
+	/* All of it for this one user: the per-user share is tested elsewhere. */
+	const char *args[] = { "--device", "dmirror:name=small,mem=64K",
+			       "--limit", "devmem-percent-per-user=100", NULL };
 	struct hmmu *h;
 	struct hmmu_mirror *m;
 	unsigned char *p;

@@ -125,7 +125,7 @@ TestSuite(registry, .init = setup, .fini = teardown, .timeout = 120);
 
 static struct mirror *new_mirror(const struct peer *owner)
 {
-	struct mirror *m = mirror_new(0, dev, owner);
+	struct mirror *m = mirror_new(0, dev, owner, NULL);
 
 	cr_assert_not_null(m);
 	cr_assert_lt(nmirrors, MAX_MIRRORS);

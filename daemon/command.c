@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+#include "command.h"
+#include "mirror.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <time.h>
+
+static _Thread_local const struct command_ctx *current;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void command_enter(struct command_ctx *c, struct mirror *m, uint64_t timeout_ms)
+{
+	c->m = m;
+	c->deadline_ns = now_ns() + timeout_ms * 1000000ull;
+	current = c;
+}
+
+const struct command_ctx *command_current(void)
+{
+	return current;
+}
+
+void command_adopt(const struct command_ctx *c)
+{
+	current = c;
+}
+
+void command_leave(void)
+{
+	current = NULL;
+}
+
+int command_check(void)
+{
+	const struct command_ctx *c = current;
+	int why;
+
+	if (!c)
+		return 0;
+	why = atomic_load_explicit(&c->m->cancel, memory_order_relaxed);
+	if (why)
+		return why;
+	return now_ns() > c->deadline_ns ? -ETIMEDOUT : 0;
+}
+
+void mirror_cancel(struct mirror *m, int why)
+{
+	int none = 0;
+
+	atomic_compare_exchange_strong(&m->cancel, &none, why);
+}
