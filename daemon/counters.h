@@ -12,6 +12,7 @@ struct counters {
 	atomic_uint_fast64_t invalidations;
 	atomic_uint_fast64_t migrated_to_device;
 	atomic_uint_fast64_t migrated_to_system;
+	atomic_uint_fast64_t releases;	   /* mirrors released on death */
 	atomic_uint_fast64_t sessions;	   /* open connections, not a total */
 	atomic_uint_fast64_t device_pages; /* held in device page tables, now */
 };

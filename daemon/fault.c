@@ -25,6 +25,7 @@
  */
 #include "fault.h"
 #include "client_mem.h"
+#include "command.h"
 #include "counters.h"
 #include "log.h"
 #include "mirror.h"
@@ -45,14 +46,24 @@
 
 #define MAX_TRIES 1000
 
-static uint64_t read_begin(struct process *p)
+/*
+ * 0 and the sequence in *@seq, or the command's error: a client that keeps
+ * invalidating (writing, discarding) delays its own range faults, up to
+ * the command's deadline, never forever.
+ */
+static int read_begin(struct process *p, uint64_t *seq)
 {
+	int err;
+
 	/* Zaps announced by REMOVE keep it raised until we see them done. */
 	while (atomic_load(&p->inval_active)) {
 		process_settle_zaps(p);
+		if ((err = command_check()))
+			return err;
 		sched_yield();
 	}
-	return atomic_load(&p->seq);
+	*seq = atomic_load(&p->seq);
+	return 0;
 }
 
 static int read_retry(struct process *p, uint64_t seq)
@@ -73,8 +84,11 @@ int range_fault(struct range_fault *rf)
 		return err;
 
 	for (int tries = 0; tries < MAX_TRIES; tries++) {
-		uint64_t seq = read_begin(p);
+		uint64_t seq;
 
+		err = read_begin(p, &seq);
+		if (err)
+			return err;
 		if (populate) {
 			err = client_readv_checked(p, rf->start, rf->pages,
 						   npages, len);

@@ -3,6 +3,7 @@
 #include "../common/page.h"
 #include "accounts.h"
 #include "counters.h"
+#include "limits.h"
 #include "log.h"
 #include "migrate.h"
 #include "mirror.h"
@@ -357,7 +358,7 @@ void process_invalidate_end(struct process *p)
 
 /* A zap is taken as done after this long, whatever pagemap says. */
 #define ZAP_SETTLE_NS 20000000ll
-#define ZAP_MAX_PAGES 65536u
+#define ZAP_MAX_PAGES 16384u /* a record keeps at most 128 KiB of pagemap */
 
 static uint64_t *read_pagemap(struct process *p, uint64_t start,
 			      uint64_t npages)
@@ -377,9 +378,24 @@ static uint64_t *read_pagemap(struct process *p, uint64_t start,
 
 void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
 {
-	struct pending_zap *z = calloc(1, sizeof(*z));
+	struct pending_zap *z;
 
 	process_invalidate_start(p, start, end);
+	/*
+	 * A client can send REMOVEs as fast as it can call madvise. Past
+	 * zaps-per-process records, one catch-all record, settled by time
+	 * alone, stands for all the others: each new REMOVE restarts its
+	 * clock, and its own invalidation closes at once, covered by it.
+	 */
+	pthread_mutex_lock(&p->zap_lock);
+	if (p->catchall) {
+		clock_gettime(CLOCK_MONOTONIC, &p->catchall->since);
+		pthread_mutex_unlock(&p->zap_lock);
+		process_invalidate_end(p);
+		return;
+	}
+	pthread_mutex_unlock(&p->zap_lock);
+	z = calloc(1, sizeof(*z));
 	if (!z) {
 		/* No record: close at once, as a plain invalidation. */
 		process_invalidate_end(p);
@@ -388,9 +404,12 @@ void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
 	z->start = start;
 	z->npages = (end - start) / page_size();
 	/* The zap may be running already: a page seen gone is just done. */
-	z->before = read_pagemap(p, start, z->npages);
+	if (p->nzaps < limits.zaps_per_process)
+		z->before = read_pagemap(p, start, z->npages);
 	clock_gettime(CLOCK_MONOTONIC, &z->since);
 	pthread_mutex_lock(&p->zap_lock);
+	if (++p->nzaps > limits.zaps_per_process)
+		p->catchall = z;
 	z->next = p->zaps;
 	p->zaps = z;
 	pthread_mutex_unlock(&p->zap_lock);
@@ -441,6 +460,9 @@ void process_settle_zaps(struct process *p)
 			continue;
 		}
 		*pz = z->next;
+		if (z == p->catchall)
+			p->catchall = NULL;
+		p->nzaps--;
 		free(z->before);
 		free(z);
 		process_invalidate_end(p);

@@ -78,6 +78,8 @@ struct process {
 	 */
 	pthread_mutex_t zap_lock;
 	struct pending_zap *zaps;
+	unsigned nzaps;		   /* records, at most zaps-per-process + 1 */
+	struct pending_zap *catchall; /* past the limit: one record for all */
 	/*
 	 * The address space's own files, opened once when the state is made
 	 * and checked to be the userfaultfd's address space (process_verify()).

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "registry.h"
 #include "counters.h"
+#include "accounts.h"
 #include "client_mem.h"
 #include "fault.h"
 #include "log.h"
@@ -238,6 +239,7 @@ int registry_release(struct registry *r, struct mirror *m)
 	pthread_mutex_lock(&r->lock);
 	released = m->registered;
 	if (released) {
+		account_count(m->acct, releases, 1);
 		detach(r, m, 1);
 		r->releases++;
 	}
@@ -247,29 +249,48 @@ int registry_release(struct registry *r, struct mirror *m)
 }
 
 void registry_stats(struct registry *r, const struct peer *peer,
-		    struct hmmu_wire_stats *out)
+		    struct account *acct, struct hmmu_wire_stats *out)
 {
+	/* Root sees the daemon; anyone else, the share of its own uid. */
+	struct counters *c = peer->uid == 0 || !acct ? &counters : &acct->counted;
 	struct process *p;
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&r->lock);
-	out->value[HMMU_STAT_PROCESSES] = r->processes;
-	out->value[HMMU_STAT_MIRRORS] = r->mirrors;
-	out->value[HMMU_STAT_RELEASES] = r->releases;
-	p = peer ? lookup(r, peer) : NULL;
+	if (c == &counters) {
+		out->value[HMMU_STAT_PROCESSES] = r->processes;
+		out->value[HMMU_STAT_MIRRORS] = r->mirrors;
+		out->value[HMMU_STAT_RELEASES] = r->releases;
+	} else {
+		for (unsigned b = 0; b < REGISTRY_BUCKETS; b++) {
+			for (p = r->table[b]; p; p = p->hash_next) {
+				if (p->uid != peer->uid)
+					continue;
+				out->value[HMMU_STAT_PROCESSES]++;
+				out->value[HMMU_STAT_MIRRORS] += p->nmirrors;
+			}
+		}
+		out->value[HMMU_STAT_RELEASES] = counter_read(&c->releases);
+	}
+	p = lookup(r, peer);
 	out->value[HMMU_STAT_MY_STATE] = p != NULL;
 	out->value[HMMU_STAT_MY_MIRRORS] = p ? p->nmirrors : 0;
 	pthread_mutex_unlock(&r->lock);
 
-	out->value[HMMU_STAT_DEVICE_FAULTS] = counter_read(&counters.device_faults);
-	out->value[HMMU_STAT_CPU_FAULTS] = counter_read(&counters.cpu_faults);
-	out->value[HMMU_STAT_INVALIDATIONS] = counter_read(&counters.invalidations);
+	out->value[HMMU_STAT_DEVICE_FAULTS] = counter_read(&c->device_faults);
+	out->value[HMMU_STAT_CPU_FAULTS] = counter_read(&c->cpu_faults);
+	out->value[HMMU_STAT_INVALIDATIONS] = counter_read(&c->invalidations);
 	out->value[HMMU_STAT_MIGRATED_TO_DEVICE] =
-		counter_read(&counters.migrated_to_device);
+		counter_read(&c->migrated_to_device);
 	out->value[HMMU_STAT_MIGRATED_TO_SYSTEM] =
-		counter_read(&counters.migrated_to_system);
-	out->value[HMMU_STAT_SESSIONS] = counter_read(&counters.sessions);
-	out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&counters.device_pages);
+		counter_read(&c->migrated_to_system);
+	if (c == &counters) {
+		out->value[HMMU_STAT_SESSIONS] = counter_read(&counters.sessions);
+		out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&counters.device_pages);
+	} else {
+		out->value[HMMU_STAT_SESSIONS] = acct->connections;
+		out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&acct->copy_pages);
+	}
 }
 
 /* One entry (if it falls in the window), counting all. r->lock held. */

@@ -23,6 +23,7 @@
 #include "../common/proto.h"
 #include "peer.h"
 
+struct account;
 struct loop;
 struct mirror;
 struct process;
@@ -71,9 +72,13 @@ void registry_destroy(struct registry *r, struct mirror *m);
  */
 int registry_release(struct registry *r, struct mirror *m);
 
-/* Fill the registry's counters, and the caller's own for @peer. */
+/*
+ * Fill the counters for @peer: its own process's, and daemon-wide figures
+ * if it is root; a user who is not sees the figures of its own uid only
+ * (@acct, its account), as LIST shows it only its own processes.
+ */
 void registry_stats(struct registry *r, const struct peer *peer,
-		    struct hmmu_wire_stats *out);
+		    struct account *acct, struct hmmu_wire_stats *out);
 
 /*
  * Entries @start.. (at most @max) of the processes or the registered

@@ -190,8 +190,10 @@ static void do_stats(struct request *r)
 {
 	struct hmmu_wire_stats st;
 
-	registry_stats(&daemon_of(r)->registry, &r->s->peer, &st);
-	for (unsigned i = 0; i < daemon_of(r)->ndevices; i++)
+	registry_stats(&daemon_of(r)->registry, &r->s->peer, r->s->acct, &st);
+	if (r->s->peer.uid != 0)
+		st.value[HMMU_STAT_DEVICE_MEM_PAGES] = account_devmem_pages(r->s->acct);
+	for (unsigned i = 0; r->s->peer.uid == 0 && i < daemon_of(r)->ndevices; i++)
 		st.value[HMMU_STAT_DEVICE_MEM_PAGES] +=
 			devmem_pages_used(daemon_of(r)->devices[i]->mem);
 	reply(r, 0, &st, sizeof(st));
@@ -296,6 +298,7 @@ static void request_run(struct work *w)
 	if (r->fd >= 0)
 		close(r->fd);
 	free(r);
+	session_request_done(s);
 	session_put(s);
 }
 
@@ -314,6 +317,7 @@ int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
 	r->fd = fd;
 	memcpy(r->msg.buf, h, len);
 	session_get(s);
-	workers_queue(s->d->workers, &r->work);
+	atomic_fetch_add(&s->inflight, 1);
+	workers_queue_fair(s->d->workers, &s->requests, &r->work);
 	return 0;
 }

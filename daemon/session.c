@@ -4,6 +4,7 @@
 #include "command.h"
 #include "counters.h"
 #include "daemon.h"
+#include "limits.h"
 #include "log.h"
 #include "mirror.h"
 #include "registry.h"
@@ -327,14 +328,13 @@ static int receive_one(struct session *s)
 	return 0;
 }
 
-static void sock_ready(struct loop_watch *w, unsigned revents)
+/* Loop thread: read what the connection sent, up to its share of requests. */
+static void receive_all(struct session *s)
 {
-	struct session *s = (struct session *)((char *)w -
-					       offsetof(struct session, sock_watch));
 	int err;
 
-	(void)revents;
-	while (!s->closing) {
+	while (!s->closing &&
+	       atomic_load(&s->inflight) < limits.requests_per_connection) {
 		err = receive_one(s);
 		if (err == -EAGAIN)
 			break;
@@ -343,6 +343,34 @@ static void sock_ready(struct loop_watch *w, unsigned revents)
 			session_close(s);
 		}
 	}
+}
+
+static void sock_ready(struct loop_watch *w, unsigned revents)
+{
+	(void)revents;
+	receive_all((struct session *)((char *)w -
+				       offsetof(struct session, sock_watch)));
+}
+
+static void resume_on_loop(void *arg)
+{
+	struct session *s = arg;
+
+	receive_all(s);
+	session_put(s);
+}
+
+void session_request_done(struct session *s)
+{
+	/*
+	 * The poll fires on new data only: what stayed unread while the
+	 * connection was at its share is read now, or never.
+	 */
+	if (atomic_fetch_sub(&s->inflight, 1) != limits.requests_per_connection)
+		return;
+	session_get(s);
+	if (loop_defer(s->d->loop, resume_on_loop, s) < 0)
+		session_put(s);
 }
 
 static int peer_identify(int fd, struct peer *peer)

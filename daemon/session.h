@@ -53,6 +53,15 @@ struct session {
 	uint64_t next_id;
 
 	struct work teardown;
+
+	/*
+	 * Its requests, a class of the worker pool (fair turns with the other
+	 * connections), and how many are queued or running. At
+	 * requests-per-connection the loop stops reading the socket: the rest
+	 * wait there, in the client's own socket buffer, and its sends block.
+	 */
+	struct work_class requests;
+	atomic_uint inflight;
 };
 
 /* Take a new connection (loop thread). Closes @fd on failure. */
@@ -69,6 +78,9 @@ void session_end(struct session *s);
 
 void session_get(struct session *s);
 void session_put(struct session *s);
+
+/* A request of @s is done (any thread): reading may resume. */
+void session_request_done(struct session *s);
 
 /* Send a reply; any thread. */
 void session_reply(struct session *s, const struct hmmu_wire_hdr *req,

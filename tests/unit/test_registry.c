@@ -226,7 +226,7 @@ static int fd_is_open(int fd)
 		cr_assert_eq(reg.processes, (uint64_t)(procs), "processes");   \
 		cr_assert_eq(reg.mirrors, (uint64_t)(mirs), "mirrors");        \
 		cr_assert_eq(reg.releases, (uint64_t)(rels), "releases");      \
-		registry_stats(&reg, (peer), &st_);                            \
+		registry_stats(&reg, (peer), NULL, &st_);                            \
 		cr_assert_eq(st_.value[HMMU_STAT_PROCESSES], (uint64_t)(procs)); \
 		cr_assert_eq(st_.value[HMMU_STAT_MIRRORS], (uint64_t)(mirs));  \
 		cr_assert_eq(st_.value[HMMU_STAT_RELEASES], (uint64_t)(rels)); \
