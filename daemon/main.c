@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,8 @@ static const char *const default_devices[] = {
 
 struct options {
 	const char *socket_path;
+	mode_t socket_mode;
+	const char *socket_group; /* NULL: "hmmu" if that group exists */
 	const char *devices[MAX_DEVICES];
 	unsigned ndevices;
 	unsigned workers;
@@ -73,6 +76,8 @@ static void usage(FILE *f)
 		"                  systemd socket activation, the passed socket)\n"
 		"  --device SPEC   offer a device, MODEL:name=NAME[,opt=val...];\n"
 		"                  default: dmirror0, dmirror1 and accel acc0\n"
+		"  --socket-mode M who may connect, as an octal file mode (default 0660)\n"
+		"  --socket-group G the socket's group (default: hmmu, if it exists)\n"
 		"  --workers N     request worker threads (default: one per CPU)\n"
 		"  --limit NAME=N  bound what one client or user may make hmmud spend:\n");
 	limits_usage(f);
@@ -88,6 +93,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "device", required_argument, NULL, 'd' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "limit", required_argument, NULL, 'L' },
+		{ "socket-mode", required_argument, NULL, 'M' },
+		{ "socket-group", required_argument, NULL, 'G' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "check", no_argument, NULL, 'c' },
@@ -98,12 +105,31 @@ static int parse_options(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->workers = default_workers();
+	o->socket_mode = 0660;
 	while ((c = getopt_long(argc, argv, "s:d:w:fl:ch", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'L':
 			if (limits_set(optarg, stderr) < 0)
 				return -EINVAL;
+			break;
+		case 'M': {
+			char *end;
+			unsigned long m = strtoul(optarg, &end, 8);
+
+			if (*end || end == optarg || m > 0777) {
+				fprintf(stderr, "hmmud: --socket-mode takes an octal mode, such as 0660\n");
+				return -EINVAL;
+			}
+			o->socket_mode = (mode_t)m;
+			break;
+		}
+		case 'G':
+			if (!getgrnam(optarg)) {
+				fprintf(stderr, "hmmud: --socket-group: no group '%s'\n", optarg);
+				return -EINVAL;
+			}
+			o->socket_group = optarg;
 			break;
 		case 's':
 			o->socket_path = optarg;
@@ -210,7 +236,23 @@ static int remove_stale_socket(const struct sockaddr_un *addr)
 	return unlink(addr->sun_path) < 0 ? -errno : 0;
 }
 
-static int listen_on(const char *path, int *out)
+/*
+ * Who may talk to hmmud is the socket's permission, as for libvirt's and
+ * docker's: the group (hmmu) whose members may use it, nobody else.
+ */
+static int restrict_socket(const char *path, const struct options *o)
+{
+	const char *name = o->socket_group ? o->socket_group : "hmmu";
+	struct group *g = getgrnam(name);
+
+	if (g && chown(path, (uid_t)-1, g->gr_gid) < 0)
+		return -errno;
+	if (!g && o->socket_group)
+		return -ENOENT;
+	return chmod(path, o->socket_mode) < 0 ? -errno : 0;
+}
+
+static int listen_on(const char *path, const struct options *o, int *out)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	int fd, err;
@@ -227,11 +269,17 @@ static int listen_on(const char *path, int *out)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	/* Any local user may connect; each only ever reaches its own memory. */
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    chmod(path, 0666) < 0 || listen(fd, 128) < 0) {
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		err = -errno;
 		close(fd);
+		return err;
+	}
+	err = restrict_socket(path, o);
+	if (!err && listen(fd, 128) < 0)
+		err = -errno;
+	if (err) {
+		close(fd);
+		unlink(path);
 		return err;
 	}
 	*out = fd;
@@ -391,7 +439,8 @@ static int place_workers(struct daemon *d, struct placement **out)
 }
 
 /* The listening socket: systemd's, or our own at @path. */
-static int open_listener(const char *path, int *fd, int *own)
+static int open_listener(const char *path, const struct options *o, int *fd,
+			 int *own)
 {
 	int one = 1, err;
 
@@ -401,7 +450,7 @@ static int open_listener(const char *path, int *fd, int *own)
 		return err;
 	}
 	if (err == 0) {
-		err = listen_on(path, fd);
+		err = listen_on(path, o, fd);
 		if (err) {
 			log_err("listen on %s: %s", path, strerror(-err));
 			return err;
@@ -447,7 +496,7 @@ static int run(const struct options *o)
 	/* A bad device spec fails before the socket is touched. */
 	err = make_devices(&d, o);
 	if (!err)
-		err = open_listener(path, &listen_fd, &own_socket);
+		err = open_listener(path, o, &listen_fd, &own_socket);
 	if (err)
 		goto out;
 

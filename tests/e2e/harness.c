@@ -148,6 +148,13 @@ void daemon_start(void)
 	daemon_start_args(NULL);
 }
 
+void daemon_start_open_to_all(void)
+{
+	const char *args[] = { "--socket-mode", "0666", NULL };
+
+	daemon_start_args(args);
+}
+
 void daemon_remove_dir(void)
 {
 	char cmd[160];

@@ -32,6 +32,8 @@ void require_userfaultfd(void);
 void daemon_start_args(const char *const *extra);
 /* Criterion .init / .fini of the end-to-end suites. */
 void daemon_start(void);
+/* The same, with the socket open to every user (tests with other uids). */
+void daemon_start_open_to_all(void);
 void daemon_stop(void);
 /* Remove the daemon's temporary directory (done by daemon_stop()). */
 void daemon_remove_dir(void);

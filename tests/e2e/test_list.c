@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <unistd.h>
 
-TestSuite(list, .init = daemon_start, .fini = daemon_stop, .timeout = 60);
+/* Some clients run as another user: the socket is open to all. */
+TestSuite(list, .init = daemon_start_open_to_all, .fini = daemon_stop,
+	  .timeout = 60);
 
 static const struct hmmu_mirror_info *find_mirror(const struct hmmu_mirror_info *m,
 						  int n, pid_t pid,

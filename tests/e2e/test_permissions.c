@@ -27,7 +27,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-TestSuite(permissions, .init = daemon_start, .fini = daemon_stop,
+/* Clients here run as nobody: the socket is opened to every user. */
+TestSuite(permissions, .init = daemon_start_open_to_all, .fini = daemon_stop,
 	  .timeout = 60);
 
 #define NOBODY 65534
