@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What one client may make hmmud spend, end to end: jobs and commands that
+ * end (at a deadline, with their client, at a stop) whatever they were
+ * asked; per-user limits on connections, mirrors, page copies and device
+ * memory, each answered with -EDQUOT and nothing changed; fair turns
+ * between connections; a user who is not root seeing only its own figures.
+ * Findings 3, 5, 7 and 8 of the security review (docs/security.md).
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Each test starts its own daemon, with the limits it is about. */
+TestSuite(limits, .fini = daemon_stop, .timeout = 120);
+
+#define NOBODY 65534
+
+static size_t page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void start_with(const char *a, const char *b)
+{
+	const char *args[] = { "--socket-mode", "0666", "--limit", a,
+			       b ? "--limit" : NULL, b, NULL };
+
+	daemon_start_args(args);
+	cr_assert_eq(chmod(daemon_under_test.dir, 0755), 0);
+}
+
+static char *map_touched(size_t npages)
+{
+	char *p = mmap(NULL, npages * page_size(), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	cr_assert_neq(p, MAP_FAILED);
+	for (size_t i = 0; i < npages; i++)
+		p[i * page_size()] = (char)(i + 1);
+	return p;
+}
+
+/* A list whose last node points back at the first: a walk never ends. */
+struct node {
+	struct node *next;
+	uint64_t value;
+};
+
+static struct hmmu_job cycle_job(uint64_t len)
+{
+	/* Anonymous memory: a program's data segment is a file mapping. */
+	struct node *n = mmap(NULL, page_size(), PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert_neq(n, MAP_FAILED);
+	n[0] = (struct node){ .next = &n[1], .value = 1 };
+	n[1] = (struct node){ .next = &n[0], .value = 2 };
+	return (struct hmmu_job){
+		.kind = HMMU_JOB_LIST_SUM,
+		.src = (uintptr_t)n,
+		.len = len,
+		.next_offset = offsetof(struct node, next),
+		.value_offset = offsetof(struct node, value),
+	};
+}
+
+/* ---- finding 3: every job ends --------------------------------------------- */
+
+Test(limits, jobs_reaching_past_user_space_are_einval)
+{
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	struct hmmu_job sum = { .kind = HMMU_JOB_SUM64,
+				.src = 0xfffffffffffff000ull, .len = 1 };
+	struct hmmu_job fill = { .kind = HMMU_JOB_FILL,
+				 .dst = (1ull << 48) - 8, .len = 16 };
+	struct hmmu_job list = cycle_job(1);
+
+	start_with("job-seconds=60", NULL);
+	h = connect_or_die();
+	m = mirror_registered(h, "acc0");
+	/* Its prefetch window used to wrap to 0 and loop for ever. */
+	cr_expect_eq(hmmu_job_run(m, &sum), -EINVAL);
+	cr_expect_eq(hmmu_job_run(m, &fill), -EINVAL);
+	list.src = 0xfffffffffffffff0ull;
+	cr_expect_eq(hmmu_job_run(m, &list), -EINVAL);
+	/* More nodes than any walk may visit. */
+	list = cycle_job(1ull << 40);
+	cr_expect_eq(hmmu_job_run(m, &list), -EINVAL);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(limits, job_on_the_last_user_page_faults_and_returns)
+{
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	struct hmmu_job sum = { .kind = HMMU_JOB_SUM64,
+				.src = (1ull << 47) - 4096, .len = 1 };
+
+	start_with("job-seconds=60", NULL);
+	h = connect_or_die();
+	m = mirror_registered(h, "acc0");
+	cr_expect_eq(hmmu_job_run(m, &sum), -EFAULT);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(limits, endless_list_walk_stops_at_the_deadline)
+{
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	struct hmmu_job job = cycle_job(1ull << 26);
+	struct hmmu_job fine = cycle_job(10);
+
+	start_with("job-seconds=1", NULL);
+	h = connect_or_die();
+	m = mirror_registered(h, "acc0");
+	cr_expect_eq(hmmu_job_run(m, &job), -ETIMEDOUT);
+	/* The mirror and the device go on working. */
+	cr_expect_eq(hmmu_job_run(m, &fine), -ELOOP);
+	cr_expect_eq(fine.result, 15, "5 rounds of 1 + 2");
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/* In a child: register on acc0 and walk an endless list; never returns. */
+static pid_t start_endless_job(void)
+{
+	int ready[2];
+	pid_t pid;
+	char c;
+
+	cr_assert_eq(pipe(ready), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct hmmu *h;
+		struct hmmu_mirror *m;
+		struct hmmu_job job = cycle_job(1ull << 26);
+
+		close(ready[0]);
+		if (hmmu_connect(daemon_under_test.socket, &h) ||
+		    hmmu_mirror_create(h, "acc0", &m) || hmmu_mirror_register(m))
+			_exit(1);
+		(void)!write(ready[1], "r", 1);
+		_exit(hmmu_job_run(m, &job) == 0 ? 0 : 2);
+	}
+	close(ready[1]);
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the child registered");
+	close(ready[0]);
+	usleep(200000); /* the job is running on the device by now */
+	return pid;
+}
+
+Test(limits, job_of_a_killed_client_is_cancelled_and_its_state_released)
+{
+	struct hmmu *h;
+	pid_t child;
+
+	start_with("job-seconds=600", NULL);
+	h = connect_or_die();
+	child = start_endless_job();
+	cr_assert_eq(stats_of(h).processes, 1);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	/* Its job must not hold its mirror (and the device) for 10 minutes. */
+	cr_expect_eq(wait_for_stat(h, processes, 0), 0,
+		     "the dead client's state is gone");
+	cr_expect_eq(stats_of(h).mirrors, 0);
+	hmmu_disconnect(h);
+}
+
+Test(limits, sigterm_stops_the_daemon_while_a_job_runs)
+{
+	pid_t child, pid;
+	int status = -1;
+
+	start_with("job-seconds=600", NULL);
+	child = start_endless_job();
+	pid = daemon_under_test.pid;
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) == 0; i++)
+		usleep(10000);
+	cr_assert(status != -1, "hmmud still runs 10 s after SIGTERM");
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "a clean stop (status %#x)", status);
+	daemon_under_test.pid = 0;
+	daemon_remove_dir();
+	/* The client's job was cancelled: it returns, with an error. */
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+}
+
+/* ---- finding 5: per-user limits -------------------------------------------- */
+
+Test(limits, connections_past_the_user_limit_are_edquot)
+{
+	struct hmmu *a, *b, *c = NULL;
+	int err = 0;
+
+	start_with("connections-per-user=2", NULL);
+	a = connect_or_die();
+	b = connect_or_die();
+	cr_expect_eq(hmmu_connect(daemon_under_test.socket, &c), -EDQUOT);
+	cr_expect_eq(daemon_log_count("connections-per-user"), 1);
+	hmmu_disconnect(b);
+	/* Its place is free once the daemon saw it go. */
+	for (int i = 0; i < 100; i++) {
+		err = hmmu_connect(daemon_under_test.socket, &c);
+		if (err != -EDQUOT)
+			break;
+		usleep(10000);
+	}
+	cr_expect_eq(err, 0, "connect after one left: %s", strerror(-err));
+	if (!err)
+		hmmu_disconnect(c);
+	hmmu_disconnect(a);
+}
+
+Test(limits, mirrors_past_the_user_limit_are_edquot)
+{
+	struct hmmu *h;
+	struct hmmu_mirror *m[3] = { NULL };
+
+	start_with("mirrors-per-user=2", NULL);
+	h = connect_or_die();
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m[0]), 0);
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror1", &m[1]), 0);
+	cr_expect_eq(hmmu_mirror_create(h, "dmirror0", &m[2]), -EDQUOT);
+	hmmu_mirror_destroy(m[1]);
+	cr_expect_eq(hmmu_mirror_create(h, "dmirror1", &m[1]), 0);
+	hmmu_mirror_destroy(m[0]);
+	hmmu_mirror_destroy(m[1]);
+	hmmu_disconnect(h);
+}
+
+Test(limits, page_copies_past_the_user_limit_are_edquot)
+{
+	const size_t big = (2u << 20) / page_size(), small = 64;
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	char *p, *out = malloc(big * page_size());
+	struct hmmu_cmd c;
+
+	cr_assert_not_null(out);
+	start_with("copy-mib-per-user=1", NULL);
+	h = connect_or_die();
+	m = mirror_registered(h, "dmirror0");
+	p = map_touched(big);
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = big };
+	cr_expect_eq(hmmu_device_read(m, &c, out), -EDQUOT);
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = small };
+	cr_expect_eq(hmmu_device_read(m, &c, out), 0);
+	cr_expect_eq(c.cpages, small);
+	cr_expect_eq(memcmp(out, p, small * page_size()), 0);
+	/* Copies dropped give their room back. */
+	hmmu_mirror_destroy(m);
+	m = mirror_registered(h, "dmirror1");
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = big / 4 };
+	cr_expect_eq(hmmu_device_read(m, &c, out), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, big * page_size());
+	free(out);
+}
+
+Test(limits, reading_untouched_memory_takes_no_page_copies)
+{
+	const size_t n = (256u << 20) / page_size();
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	char *p, *out;
+	struct hmmu_cmd c = { .npages = n };
+
+	/* 16 MiB of copies allowed, 256 MiB read: only zeros fit. */
+	start_with("copy-mib-per-user=16", NULL);
+	h = connect_or_die();
+	m = mirror_registered(h, "dmirror0");
+	p = mmap(NULL, n * page_size(), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	out = mmap(NULL, n * page_size(), PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	cr_assert(p != MAP_FAILED && out != MAP_FAILED);
+	out[0] = 1;
+	c.addr = (uintptr_t)p;
+	cr_expect_eq(hmmu_device_read(m, &c, out), 0);
+	cr_expect_eq(c.cpages, n);
+	cr_expect_eq(out[0], 0);
+	cr_expect_eq(out[n * page_size() - 1], 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, n * page_size());
+	munmap(out, n * page_size());
+}
+
+Test(limits, device_memory_past_the_user_share_is_edquot_and_changes_nothing)
+{
+	const char *args[] = { "--device", "dmirror:name=small,mem=64K", NULL };
+	const size_t n = 16; /* the whole device; half is one user's share */
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	struct hmmu_cmd c = { .npages = n };
+	uint8_t states[16];
+	char *p;
+
+	daemon_start_args(args);
+	h = connect_or_die();
+	m = mirror_registered(h, "small");
+	p = map_touched(n);
+	c.addr = (uintptr_t)p;
+	cr_expect_eq(hmmu_migrate_to_device(m, &c), -EDQUOT);
+	cr_expect_eq(stats_of(h).device_mem_pages, 0, "nothing migrated");
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = n };
+	cr_assert_eq(hmmu_snapshot(m, &c, states), 0);
+	for (size_t i = 0; i < n; i++)
+		cr_expect_neq(states[i], HMMU_PAGE_DEV_LOCAL, "page %zu", i);
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = n / 2 };
+	cr_expect_eq(hmmu_migrate_to_device(m, &c), 0);
+	cr_expect_eq(c.cpages, n / 2);
+	for (size_t i = 0; i < n; i++)
+		cr_expect_eq(p[i * page_size()], (char)(i + 1), "page %zu", i);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/* ---- finding 5: fair turns ------------------------------------------------- */
+
+struct flood {
+	struct hmmu_mirror *m;
+	char *buf, *out;
+	size_t npages;
+	atomic_ulong done;
+	atomic_bool stop;
+};
+
+static void *flood_thread(void *arg)
+{
+	struct flood *f = arg;
+	char *out = malloc(f->npages * page_size());
+
+	while (out && !atomic_load(&f->stop)) {
+		struct hmmu_cmd c = { .addr = (uintptr_t)f->buf, .npages = f->npages };
+
+		if (hmmu_device_read(f->m, &c, out) == 0)
+			atomic_fetch_add(&f->done, 1);
+	}
+	free(out);
+	return NULL;
+}
+
+/*
+ * One connection keeps 64 device reads in flight; another's request is
+ * answered after a handful of them, not after the whole backlog: each
+ * connection takes its turn. (An ordering, counted in requests: no time.)
+ */
+Test(limits, requests_of_one_connection_do_not_wait_behind_anothers_backlog)
+{
+	enum { THREADS = 64 };
+	struct flood f = { .npages = 256 };
+	pthread_t t[THREADS];
+	struct hmmu *a, *b;
+	unsigned long before, worst = 0;
+
+	start_with("requests-per-connection=32", NULL);
+	a = connect_or_die();
+	b = connect_or_die();
+	f.m = mirror_registered(a, "dmirror0");
+	f.buf = map_touched(f.npages);
+	for (int i = 0; i < THREADS; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, flood_thread, &f), 0);
+	while (atomic_load(&f.done) < 2 * THREADS)
+		usleep(1000);
+	for (int round = 0; round < 20; round++) {
+		before = atomic_load(&f.done);
+		cr_assert_gt(hmmu_device_count(b), 0);
+		if (atomic_load(&f.done) - before > worst)
+			worst = atomic_load(&f.done) - before;
+	}
+	atomic_store(&f.stop, true);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	/* A FIFO would put it behind all 64: a turn is a few. */
+	cr_expect_lt(worst, 16, "another connection's request waited for %lu "
+		     "of the flood's", worst);
+	hmmu_mirror_destroy(f.m);
+	hmmu_disconnect(a);
+	hmmu_disconnect(b);
+}
+
+/* ---- findings 7 and 8: who sees and reaches what ------------------------- */
+
+static int as_nobody(int (*fn)(void))
+{
+	int status;
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+			_exit(100);
+		_exit(fn());
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status), "status %#x", status);
+	return WEXITSTATUS(status);
+}
+
+/* Exit codes: 0 as expected, else which figure leaked. */
+static int nobody_sees_only_its_own(void)
+{
+	struct hmmu *h;
+	struct hmmu_stats st;
+
+	if (hmmu_connect(daemon_under_test.socket, &h) || hmmu_stats(h, &st))
+		return 1;
+	if (st.processes || st.mirrors)
+		return 2;
+	if (st.device_faults || st.invalidations || st.device_pages)
+		return 3;
+	return st.sessions == 1 ? 0 : 4;
+}
+
+Test(limits, a_user_who_is_not_root_sees_only_its_own_figures)
+{
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	char *p = map_touched(8), out[8 * 4096];
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 8 };
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root, to run a client as uid %d", NOBODY);
+	cr_assert_leq(8 * page_size(), sizeof(out));
+	start_with("job-seconds=60", NULL);
+	h = connect_or_die();
+	m = mirror_registered(h, "dmirror0");
+	cr_assert_eq(hmmu_device_read(m, &c, out), 0);
+	p[0] = 9; /* an invalidation */
+	cr_assert_gt(stats_of(h).device_faults, 0, "root sees the daemon's");
+	cr_assert_gt(stats_of(h).processes, 0);
+	cr_expect_eq(as_nobody(nobody_sees_only_its_own), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+static int nobody_connects(void)
+{
+	struct hmmu *h;
+	int err = hmmu_connect(daemon_under_test.socket, &h);
+
+	if (!err)
+		hmmu_disconnect(h);
+	return err == -EACCES ? 0 : 1;
+}
+
+Test(limits, the_default_socket_refuses_users_outside_its_group)
+{
+	struct hmmu *h;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root, to run a client as uid %d", NOBODY);
+	daemon_start();
+	cr_assert_eq(chmod(daemon_under_test.dir, 0755), 0);
+	cr_expect_eq(as_nobody(nobody_connects), 0, "nobody was let in");
+	h = connect_or_die(); /* root still is */
+	hmmu_disconnect(h);
+}
