@@ -107,6 +107,36 @@ static void receive_one(struct hmmu *h)
 	p->done = true;
 }
 
+/* The daemon's answers whose errno alone does not say what happened. */
+static void explain_status(int status)
+{
+	switch (status) {
+	case -EDQUOT:
+		hmmu_set_detail("hmmud refused: this user reached one of its "
+				"limits (connections, mirrors, page copies or "
+				"device memory; see hmmud --limit and its log)");
+		break;
+	case -EUSERS:
+		hmmu_set_detail("hmmud refused: it has as many connections "
+				"open as it allows (hmmud --limit connections)");
+		break;
+	case -EBUSY:
+		hmmu_set_detail("a page of the range is in the middle of a "
+				"migration, or the mirror is already registered");
+		break;
+	case -ETIMEDOUT:
+		hmmu_set_detail("the command ran past hmmud's limit "
+				"(hmmud --limit job-seconds)");
+		break;
+	case -ESRCH:
+		hmmu_set_detail("hmmud no longer serves this connection: the "
+				"process exited or exec'd since it registered");
+		break;
+	default:
+		break;
+	}
+}
+
 int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 	      int fd, void *out, size_t cap)
 {
@@ -145,6 +175,8 @@ int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 	}
 	unlink_pending(h, &p);
 	pthread_mutex_unlock(&h->lock);
+	if (!err)
+		explain_status(p.status);
 	return err ? err : p.status;
 }
 

@@ -218,6 +218,8 @@ Test(limits, connections_past_the_user_limit_are_edquot)
 	a = connect_or_die();
 	b = connect_or_die();
 	cr_expect_eq(hmmu_connect(daemon_under_test.socket, &c), -EDQUOT);
+	cr_expect(strstr(hmmu_error_detail(), "limit"),
+		  "the detail names the limit: '%s'", hmmu_error_detail());
 	cr_expect_eq(daemon_log_count("connections-per-user"), 1);
 	hmmu_disconnect(b);
 	/* Its place is free once the daemon saw it go. */

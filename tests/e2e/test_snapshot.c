@@ -505,3 +505,22 @@ Test(snapshot, large_range_of_alternating_zero_and_written_pages)
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 }
+
+/*
+ * Past the top of user space there is no page table at all: those pages
+ * are ERROR, like any unmapped page, not a failed snapshot (it once said
+ * -ESRCH, as if the process had died).
+ */
+Test(snapshot, pages_at_and_past_the_top_of_user_space_are_error)
+{
+	const size_t n = 16;
+	uint64_t top = 1ull << 47; /* x86-64 and arm64 with 48-bit VAs */
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	uint8_t states[16];
+
+	snap(h, m, (void *)(uintptr_t)(top - 8 * page_size()), n, states);
+	expect_state(states, 0, n, HMMU_PAGE_ERROR, "at the top of user space");
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
