@@ -17,6 +17,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -693,6 +695,8 @@ int process_register_missing(struct process *p, uint64_t start, uint64_t end)
 
 #define PROBE_NONCE_BYTES 32
 
+static const char probe_zeros[65536] __attribute__((aligned(65536)));
+
 static int probe_range(struct process *p, uint64_t probe, int reg)
 {
 	struct uffdio_register r = {
@@ -749,15 +753,81 @@ out:
 	return err;
 }
 
-int process_verify_kernel_faults(struct process *p, uint64_t probe)
+/* The probe's remote read, on a thread of its own (see below). */
+struct probe_read {
+	pid_t pid;
+	uint64_t addr;
+	ssize_t n;
+	int err;
+	bool done;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void *probe_read_thread(void *arg)
 {
+	struct probe_read *pr = arg;
 	char page[PROBE_NONCE_BYTES];
 	struct iovec local = { .iov_base = page, .iov_len = sizeof(page) };
-	struct iovec remote = {
-		.iov_base = (void *)(uintptr_t)(probe + page_size()),
-		.iov_len = sizeof(page),
+	struct iovec remote = { .iov_base = (void *)(uintptr_t)pr->addr,
+				.iov_len = sizeof(page) };
+	ssize_t n = process_vm_readv(pr->pid, &local, 1, &remote, 1, 0);
+	int err = n < 0 ? errno : 0;
+
+	pthread_mutex_lock(&pr->lock);
+	pr->n = n;
+	pr->err = err;
+	pr->done = true;
+	pthread_cond_signal(&pr->cond);
+	pthread_mutex_unlock(&pr->lock);
+	return NULL;
+}
+
+/* Wait for the probe read up to @ms; true if it is done. */
+static bool probe_wait(struct probe_read *pr, long ms)
+{
+	struct timespec until;
+	bool done;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&pr->lock);
+	while (!pr->done &&
+	       pthread_cond_timedwait(&pr->cond, &pr->lock, &until) == 0)
+		;
+	done = pr->done;
+	pthread_mutex_unlock(&pr->lock);
+	return done;
+}
+
+/* Fill the probe page and wake whoever waits on it, whatever state it is in. */
+static void probe_release(struct process *p, uint64_t addr)
+{
+	struct uffdio_copy copy = {
+		.dst = addr,
+		.src = (uint64_t)(uintptr_t)probe_zeros,
+		.len = page_size(),
 	};
-	ssize_t n;
+	struct uffdio_range range = { .start = addr, .len = page_size() };
+
+	(void)ioctl(p->uffd, UFFDIO_COPY, &copy);
+	(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
+}
+
+int process_verify_kernel_faults(struct process *p, uint64_t probe)
+{
+	struct probe_read pr = {
+		.pid = p->pid,
+		.addr = probe + page_size(),
+		.lock = PTHREAD_MUTEX_INITIALIZER,
+		.cond = PTHREAD_COND_INITIALIZER,
+	};
+	pthread_t t;
 	int err = 0;
 
 	/*
@@ -768,13 +838,33 @@ int process_verify_kernel_faults(struct process *p, uint64_t probe)
 	 * What we read is thrown away. Checked after: the address space is
 	 * still the one we verified (had the pid exec'd meanwhile, the read
 	 * went elsewhere, and this state is dead anyway).
+	 *
+	 * The read runs on a thread of its own, because a client that kept
+	 * a copy of its userfaultfd could read the fault's message itself and
+	 * never answer it: past a second, we fill and wake the page ourselves
+	 * (a fault that finds it present goes on), and refuse the fd. No
+	 * worker waits for a client.
 	 */
-	n = process_vm_readv(p->pid, &local, 1, &remote, 1, 0);
-	if (n != (ssize_t)sizeof(page))
-		err = n < 0 && errno == ESRCH ? -ESRCH : -EPERM;
+	err = -pthread_create(&t, NULL, probe_read_thread, &pr);
+	if (err)
+		goto out;
+	for (int round = 0; !probe_wait(&pr, round ? 10 : 1000); round++) {
+		probe_release(p, pr.addr);
+		if (!err)
+			log_warn("client %d: the probe of its userfaultfd was "
+				 "not answered: is another reader stealing its "
+				 "faults?", p->pid);
+		err = -EINVAL;
+	}
+	pthread_join(t, NULL);
+	if (!err && pr.n != PROBE_NONCE_BYTES)
+		err = pr.err == ESRCH ? -ESRCH : -EPERM;
 	if (!err && !client_mm_alive(p))
 		err = -ESRCH;
+out:
 	probe_range(p, probe, 0);
+	pthread_mutex_destroy(&pr.lock);
+	pthread_cond_destroy(&pr.cond);
 	return err;
 }
 
