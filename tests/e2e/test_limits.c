@@ -8,10 +8,14 @@
  * Findings 3, 5, 7 and 8 of the security review (docs/security.md).
  */
 #include "harness.h"
+#include "common/proto.h"
+#include "common/uffd_open.h"
+#include "common/uffd_uapi.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <grp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -480,5 +487,122 @@ Test(limits, the_default_socket_refuses_users_outside_its_group)
 	cr_assert_eq(chmod(daemon_under_test.dir, 0755), 0);
 	cr_expect_eq(as_nobody(nobody_connects), 0, "nobody was let in");
 	h = connect_or_die(); /* root still is */
+	hmmu_disconnect(h);
+}
+
+/* ---- a client that reads its own userfaultfd ------------------------------ */
+
+/* One request on a raw connection; the reply's status, payload in @out. */
+static int raw_call(int sock, unsigned op, uint64_t id, const void *req,
+		    size_t len, int fd, void *out, size_t cap)
+{
+	union {
+		struct hmmu_wire_hdr h;
+		char buf[HMMU_MSG_MAX];
+	} m = { .h = { .magic = HMMU_PROTO_MAGIC, .op = (uint16_t)op,
+		       .len = (uint32_t)(sizeof(m.h) + len), .id = id } };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = m.buf, .iov_len = sizeof(m.h) + len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct pollfd pfd = { .fd = sock, .events = POLLIN };
+	ssize_t n;
+
+	memcpy(m.buf + sizeof(m.h), req, len);
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof(control.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	cr_assert_eq(sendmsg(sock, &msg, 0), (ssize_t)iov.iov_len);
+	/* The daemon answers within its own bounds: 10 s is a hang. */
+	cr_assert_eq(poll(&pfd, 1, 10000), 1, "no reply to %u in 10 s", op);
+	n = recv(sock, m.buf, sizeof(m.buf), 0);
+	cr_assert_geq(n, (ssize_t)sizeof(m.h));
+	cr_assert_eq(m.h.id, id);
+	if (out)
+		memcpy(out, m.buf + sizeof(m.h), cap);
+	return m.h.status;
+}
+
+struct thief {
+	int uffd;
+	atomic_bool stop;
+	atomic_ulong stolen;
+};
+
+static void *steal_faults(void *arg)
+{
+	struct thief *t = arg;
+	struct uffd_msg msg;
+
+	while (!atomic_load(&t->stop))
+		if (read(t->uffd, &msg, sizeof(msg)) == sizeof(msg))
+			atomic_fetch_add(&t->stolen, 1);
+	return NULL;
+}
+
+/*
+ * A client keeps a copy of the userfaultfd it hands over and reads it
+ * itself, stealing the fault the daemon takes to check the fd: the
+ * registration still gets its answer (taken, or refused when the fault was
+ * stolen), and the daemon still serves.
+ */
+Test(limits, a_client_stealing_its_own_faults_cannot_hold_a_worker)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
+	struct hmmu_wire_device_name name = { .name = "dmirror0" };
+	struct hmmu_wire_mirror created;
+	struct hmmu_wire_register reg = { 0 };
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = HMMU_UFFD_REQUIRED_FEATURES };
+	struct thief t = { 0 };
+	pthread_t th;
+	struct hmmu *h;
+	int sock, uffd, status;
+	void *probe;
+
+	start_with("job-seconds=60", NULL);
+	sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	strcpy(addr.sun_path, daemon_under_test.socket);
+	cr_assert_eq(connect(sock, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	cr_assert_eq(raw_call(sock, HMMU_OP_HELLO, 1, &hello, sizeof(hello), -1,
+			      NULL, 0), 0);
+	cr_assert_eq(raw_call(sock, HMMU_OP_MIRROR_CREATE, 2, &name, sizeof(name),
+			      -1, &created, sizeof(created)), 0);
+	reg.mirror = created.mirror;
+	cr_assert_eq(raw_call(sock, HMMU_OP_MIRROR_REGISTER, 3, &reg, sizeof(reg),
+			      -1, NULL, 0), HMMU_STATUS_NEED_UFFD);
+
+	uffd = hmmu_uffd_open();
+	cr_assert_geq(uffd, 0);
+	cr_assert_eq(ioctl(uffd, UFFDIO_API, &api), 0);
+	t.uffd = dup(uffd);
+	cr_assert_eq(pthread_create(&th, NULL, steal_faults, &t), 0);
+	probe = mmap(NULL, 2 * page_size(), PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(probe, MAP_FAILED);
+	reg.probe = (uintptr_t)probe;
+	status = raw_call(sock, HMMU_OP_MIRROR_REGISTER, 4, &reg, sizeof(reg),
+			  uffd, NULL, 0);
+	cr_expect(status == 0 || status == -EINVAL,
+		  "register: %d (%lu faults stolen)", status,
+		  atomic_load(&t.stolen));
+	atomic_store(&t.stop, true);
+	pthread_join(th, NULL);
+	close(t.uffd);
+	close(uffd);
+	close(sock);
+	h = connect_or_die();
+	cr_expect_gt(hmmu_device_count(h), 0, "the daemon still serves");
 	hmmu_disconnect(h);
 }
