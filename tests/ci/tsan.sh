@@ -2,16 +2,18 @@
 # hmmud under ThreadSanitizer.
 #
 # Criterion's runner crashes under TSan here (a SEGV inside libcriterion),
-# so only the daemon is built with it; the clients stay plain:
+# so the test suite stays plain and only what runs outside it is built so:
 #
-#   1. build-tsan/: hmmud alone, with -DHMMU_TSAN=ON;
-#   2. build/ (reused if configured, else made): the plain test suite and
-#      hmmu-stress;
+#   1. build-tsan/: hmmud, and hmmu-stress with its libhmmu, with
+#      -DHMMU_TSAN=ON;
+#   2. build/ (reused if configured, else made): the plain test suite;
 #   3. the plain end-to-end tests, each starting the TSan hmmud
 #      ($HMMU_TEST_HMMUD, honoured by tests/e2e/harness.c);
 #   4. hmmu-stress: many client processes and threads, some SIGKILLed,
-#      against one TSan hmmud for $STRESS_SECONDS (default 20);
-#   5. fails if TSan wrote any report, printing them.
+#      against one TSan hmmud for $STRESS_SECONDS (default 20); the
+#      clients are TSan-built too, so libhmmu's multiplexer is checked
+#      under many threads on the way;
+#   5. fails if TSan wrote any report (daemon or client), printing them.
 #
 # Reports go to files (log_path), not to the daemon's stderr, so that they
 # neither mix with the log lines some tests count nor get lost with the
@@ -37,11 +39,12 @@ STARTED=$SECONDS
 
 phase() { echo "tsan.sh: [$((SECONDS - STARTED)) s] $*"; }
 
-# ---- 1. the TSan daemon ------------------------------------------------------
-phase "building hmmud with ThreadSanitizer in $TSAN_DIR"
+# ---- 1. the TSan daemon and clients -----------------------------------------
+phase "building hmmud and hmmu-stress with ThreadSanitizer in $TSAN_DIR"
 cmake -S . -B "$TSAN_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHMMU_TSAN=ON >/dev/null
-cmake --build "$TSAN_DIR" -j "$JOBS" --target hmmud
+cmake --build "$TSAN_DIR" -j "$JOBS" --target hmmud hmmu-stress
 HMMUD=$ROOT/$TSAN_DIR/hmmud
+STRESS=$ROOT/$TSAN_DIR/tests/hmmu-stress
 
 # An older TSan runtime cannot map its shadow with the kernel's larger
 # mmap randomization: say so now rather than as a failed daemon start.
@@ -52,7 +55,7 @@ if ! out=$("$HMMUD" --help 2>&1); then
 	exit 1
 fi
 
-# ---- 2. the plain tests and the stress client --------------------------------
+# ---- 2. the plain tests ------------------------------------------------------
 if [ -f "$PLAIN_DIR/CMakeCache.txt" ]; then
 	if grep -q '^HMMU_TSAN:BOOL=ON' "$PLAIN_DIR/CMakeCache.txt"; then
 		echo "tsan.sh: $PLAIN_DIR is a TSan build; Criterion cannot run" \
@@ -98,13 +101,14 @@ for _ in $(seq 200); do
 	[ -S "$STRESS_DIR/hmmud.sock" ] && break
 	sleep 0.05
 done
-"$ROOT/$PLAIN_DIR/tests/hmmu-stress" --socket "$STRESS_DIR/hmmud.sock" \
+"$STRESS" --socket "$STRESS_DIR/hmmud.sock" \
 	--procs "$STRESS_PROCS" --seconds "$STRESS_SECONDS" || failed=1
-kill -TERM "$DAEMON_PID"
+kill -TERM "$DAEMON_PID" 2>/dev/null || true # it may have died: see below
 status=0
 wait "$DAEMON_PID" || status=$?
 DAEMON_PID=""
-# 66 is TSan's exit code for "reported something": step 5 shows what.
+# 66 is TSan's exit code for "reported something": step 5 shows what (a
+# client that reported exits 66 too, and hmmu-stress counts it a failure).
 if [ "$status" -ne 0 ] && [ "$status" -ne 66 ]; then
 	echo "tsan.sh: the stress run's hmmud exited with $status; its log:" >&2
 	tail -50 "$LOG_DIR/stress-hmmud.log" >&2
@@ -119,7 +123,7 @@ if [ ${#reports[@]} -gt 0 ]; then
 		echo "==== $r"
 		cat "$r"
 	done
-	echo "tsan.sh: ${#reports[@]} hmmud process(es) wrote TSan reports:" >&2
+	echo "tsan.sh: ${#reports[@]} process(es) wrote TSan reports:" >&2
 	cat "${reports[@]}" | grep '^SUMMARY' | sort | uniq -c >&2
 	failed=1
 fi
