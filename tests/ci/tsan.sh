@@ -86,9 +86,11 @@ HMMU_TEST_HMMUD=$HMMUD ctest --test-dir "$PLAIN_DIR" -L e2e \
 # ---- 4. the stress run -------------------------------------------------------
 STRESS_DIR=$(mktemp -d /tmp/hmmu-tsan-stress-XXXXXX)
 DAEMON_PID=""
-stop_daemon() {
-	[ -n "$DAEMON_PID" ] && kill -TERM "$DAEMON_PID" 2>/dev/null &&
+stop_daemon() { # on any exit
+	if [ -n "$DAEMON_PID" ]; then
+		kill -TERM "$DAEMON_PID" 2>/dev/null || true
 		wait "$DAEMON_PID" 2>/dev/null || true
+	fi
 	rm -rf "$STRESS_DIR"
 }
 trap stop_daemon EXIT
