@@ -95,7 +95,6 @@ static int add_process(struct registry *r, struct mirror *m, int *uffd,
 		log_warn("client %d: refused its userfaultfd: %s", p->pid,
 			 err == -EPERM ? "it does not serve faults taken by the kernel "
 					 "(made with UFFD_USER_MODE_ONLY?)" :
-			 err == -EINVAL ? "its fault was not ours to answer" :
 					  strerror(-err));
 		process_stop(p);
 		process_put(p);
