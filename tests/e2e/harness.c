@@ -176,11 +176,17 @@ void daemon_stop(void)
 	kill(d->pid, SIGTERM);
 	cr_assert_eq(waitpid(d->pid, &status, 0), d->pid);
 	d->pid = 0;
-	/* A clean stop: no crash, and under ASan no leak (LSan exits 23). */
+	/*
+	 * A clean stop: no crash, and under ASan no leak (LSan exits 23).
+	 * Criterion 2.4 only warns about a failure in a test's teardown, so
+	 * this says it in words that ctest looks for (FAIL_REGULAR_EXPRESSION
+	 * in tests/CMakeLists.txt), and aborts.
+	 */
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		snprintf(cmd, sizeof(cmd), "cat %s >&2", d->log);
 		(void)!system(cmd);
-		cr_assert_fail("hmmud did not stop cleanly (status %#x)", status);
+		fprintf(stderr, "hmmud did not stop cleanly (status %#x)\n", status);
+		abort();
 	}
 	daemon_remove_dir();
 }
