@@ -5,14 +5,16 @@
 #                    a private hmmud, devices mirroring a client's memory,
 #                    the accelerator at work, a fault-latency summary
 #   ./run.sh test    install what is missing, build, and run the whole test
-#                    suite twice: plain, then under ASan + UBSan
+#                    suite: plain, then under ASan + UBSan; then the clang
+#                    build, the daemon under ThreadSanitizer, and a short
+#                    run of each fuzzer
 #
 # Builds go to build/ and build-sanitize/. Needs root (or sudo) only to
 # install packages and to create userfaultfds (see docs/operations.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(cmake make gcc pkg-config python3 libcriterion-dev liburing-dev
+PACKAGES=(cmake make gcc clang pkg-config python3 libcriterion-dev liburing-dev
 	  libsystemd-dev libhwloc-dev libnuma-dev systemd gnuplot-nox)
 
 install_missing() {
@@ -68,6 +70,8 @@ run_tests() {
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir build-sanitize --output-on-failure -j 2
+	bash tests/ci/clang.sh   # the tree builds with clang, -Werror
+	bash tests/ci/tsan.sh    # e2e tests and a stress client, TSan hmmud
 }
 
 case "${1:-}" in

@@ -381,6 +381,7 @@ static uint64_t *read_pagemap(struct process *p, uint64_t start,
 void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
 {
 	struct pending_zap *z;
+	bool snapshot;
 
 	process_invalidate_start(p, start, end);
 	/*
@@ -396,6 +397,8 @@ void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
 		process_invalidate_end(p);
 		return;
 	}
+	/* Only we (the loop) add records: the count can only fall meanwhile. */
+	snapshot = p->nzaps < limits.zaps_per_process;
 	pthread_mutex_unlock(&p->zap_lock);
 	z = calloc(1, sizeof(*z));
 	if (!z) {
@@ -406,7 +409,7 @@ void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
 	z->start = start;
 	z->npages = (end - start) / page_size();
 	/* The zap may be running already: a page seen gone is just done. */
-	if (p->nzaps < limits.zaps_per_process)
+	if (snapshot)
 		z->before = read_pagemap(p, start, z->npages);
 	clock_gettime(CLOCK_MONOTONIC, &z->since);
 	pthread_mutex_lock(&p->zap_lock);

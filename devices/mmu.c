@@ -12,6 +12,7 @@
 #include "../daemon/mirror.h"
 #include "../daemon/process.h"
 #include "../daemon/scratch.h"
+#include "../daemon/vmas.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -420,6 +421,29 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 	return err;
 }
 
+/*
+ * Where a load fault's prefetch window from @page ends: mmu->prefetch pages
+ * on, but never past the top of user space nor past the faulting page's
+ * own mapping (a window that ran into the next one registered it, and
+ * logged a warning per job when that was a file mapping).
+ */
+static uint64_t prefetch_end(struct dev_mmu *mmu, uint64_t page)
+{
+	uint64_t room = (PT_VA_LIMIT - page) / page_size();
+	uint64_t end = page + (mmu->prefetch < room ? mmu->prefetch : room) *
+				      page_size();
+	struct vma_cursor c;
+	struct vma v;
+
+	if (mmu->prefetch <= 1)
+		return end;
+	vma_cursor_init(&c, mmu->m->proc, page);
+	if (vma_next(&c, &v) == 1 && v.start <= page && v.end < end)
+		end = v.end;
+	vma_cursor_done(&c);
+	return end;
+}
+
 int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 	     uint64_t *faults)
 {
@@ -459,9 +483,7 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 			 * window, then retry. A window that runs past the
 			 * mapping fails as a whole: then the page alone.
 			 */
-			uint64_t room = (PT_VA_LIMIT - page) / page_size();
-			uint64_t wend = page + (mmu->prefetch < room ? mmu->prefetch : room) *
-						       page_size();
+			uint64_t wend = prefetch_end(mmu, page);
 
 			if ((err = command_check()))
 				break;
