@@ -44,7 +44,11 @@ int hmmu_notify_wait_ready(int fd, pid_t pid, int timeout_ms)
 					return 1;
 			}
 		}
-		if (waitpid(pid, NULL, WNOHANG) == pid)
+		/* WNOWAIT: the caller reaps it, and learns how it ended. */
+		siginfo_t si = { .si_pid = 0 };
+
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == pid)
 			return 0;
 	}
 	return 0;

@@ -14,7 +14,7 @@ int hmmu_notify_listen(const char *path);
 
 /*
  * 1 once READY=1 arrives on @fd, 0 if process @pid exits first or
- * @timeout_ms passes.
+ * @timeout_ms passes. An exited @pid is left for the caller to reap.
  */
 int hmmu_notify_wait_ready(int fd, pid_t pid, int timeout_ms);
 

@@ -137,8 +137,22 @@ void daemon_start_args(const char *const *extra)
 	 * systemd. Waiting for that, rather than probing the socket, leaves
 	 * no probe connection behind to skew a test's first counts.
 	 */
-	if (!hmmu_notify_wait_ready(nfd, d->pid, 10000))
-		cr_assert_fail("hmmud did not get ready; see %s", d->log);
+	if (!hmmu_notify_wait_ready(nfd, d->pid, 10000)) {
+		int status = 0;
+
+		close(nfd);
+		/* Dead already (a bad option, a seccomp kill), or hung. */
+		if (waitpid(d->pid, &status, WNOHANG) != d->pid) {
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, NULL, 0);
+			d->pid = 0;
+			cr_assert_fail("hmmud did not get ready in 10 s; see %s",
+				       d->log);
+		}
+		d->pid = 0;
+		cr_assert_fail("hmmud exited before it was ready (status %#x); "
+			       "see %s", status, d->log);
+	}
 	close(nfd);
 	setenv("HMMU_SOCKET", d->socket, 1);
 }

@@ -73,7 +73,10 @@ static int notify_socket(const char *path)
 
 static void start_activator(int foreground)
 {
+	static char prefix[512];
+	const char *argv[32];
 	char notify_env[128];
+	int n = 0;
 
 	strcpy(sa.dir, "/tmp/hmmu-sa-XXXXXX");
 	cr_assert_not_null(mkdtemp(sa.dir));
@@ -84,6 +87,32 @@ static void start_activator(int foreground)
 	snprintf(notify_env, sizeof(notify_env), "NOTIFY_SOCKET=%s", sa.notify);
 	sa.notify_fd = notify_socket(sa.notify);
 
+	/* -E: it passes only the environment it is told to. */
+	argv[n++] = "systemd-socket-activate";
+	argv[n++] = "--seqpacket";
+	argv[n++] = "-l";
+	argv[n++] = sa.socket;
+	argv[n++] = "-E";
+	argv[n++] = notify_env;
+	/*
+	 * As in the harness, $HMMU_TEST_DAEMON_PREFIX (blank-separated) runs
+	 * hmmud under a command that execs it in the same process: the
+	 * activator's pid stays the daemon's.
+	 */
+	snprintf(prefix, sizeof(prefix), "%s",
+		 getenv("HMMU_TEST_DAEMON_PREFIX") ? getenv("HMMU_TEST_DAEMON_PREFIX") : "");
+	for (char *save = NULL, *w = strtok_r(prefix, " \t", &save); w && n < 24;
+	     w = strtok_r(NULL, " \t", &save))
+		argv[n++] = w;
+	argv[n++] = HMMUD_PATH;
+	argv[n++] = "--socket";
+	argv[n++] = sa.unused;
+	argv[n++] = "--log-level";
+	argv[n++] = "debug";
+	if (foreground)
+		argv[n++] = "--foreground";
+	argv[n] = NULL;
+
 	sa.pid = sa.main_pid = fork();
 	cr_assert(sa.pid >= 0);
 	if (sa.pid == 0) {
@@ -91,12 +120,7 @@ static void start_activator(int foreground)
 
 		dup2(fd, 1);
 		dup2(fd, 2);
-		/* -E: it passes only the environment it is told to. */
-		execlp("systemd-socket-activate", "systemd-socket-activate",
-		       "--seqpacket", "-l", sa.socket, "-E", notify_env,
-		       HMMUD_PATH, "--socket", sa.unused, "--log-level",
-		       "debug", foreground ? "--foreground" : (char *)NULL,
-		       (char *)NULL);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 }
