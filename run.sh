@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(cmake make gcc clang pkg-config python3 libcriterion-dev liburing-dev
+	  libseccomp-dev
 	  libsystemd-dev libhwloc-dev libnuma-dev systemd gnuplot-nox)
 
 install_missing() {

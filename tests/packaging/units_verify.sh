@@ -16,8 +16,8 @@ fail=0
 # verify checks that ExecStart's binary exists: run the built one.
 cp "$socket_unit" "$tmp/hmmud.socket"
 sed "s|^ExecStart=[^ ]*/hmmud |ExecStart=$hmmud |" "$service_unit" >"$tmp/hmmud.service"
-grep -qx "ExecStart=$hmmud --foreground" "$tmp/hmmud.service" ||
-	{ echo "FAIL: no 'ExecStart=.../hmmud --foreground' in $service_unit"; exit 1; }
+grep -qx "ExecStart=$hmmud --foreground \$HMMUD_OPTIONS" "$tmp/hmmud.service" ||
+	{ echo "FAIL: no 'ExecStart=.../hmmud --foreground \$HMMUD_OPTIONS' in $service_unit"; exit 1; }
 
 # Man pages are not installed at build time; other units are not ours.
 if ! systemd-analyze verify --man=no --recursive-errors=no \
