@@ -21,6 +21,7 @@ struct daemon {
 	struct loop_watch listen_watch;
 	struct loop_watch signal_watch;
 	struct session *sessions; /* open connections; loop thread only */
+	int reserve_fd;		  /* kept for refusing a connection at EMFILE */
 	/*
 	 * Set on SIGTERM: every connection is being closed, and the loop
 	 * stops once the last one is torn down, not before, so that the

@@ -19,6 +19,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,30 @@ static int activated_socket(int *out)
 	return 1;
 }
 
+/*
+ * Out of fds: a connection left in the backlog would wait unanswered (the
+ * poll fires again only when another arrives), so take it with the fd kept
+ * in reserve for this and close it at once; the client sees the connection
+ * end. The reserve is opened again after. If even that fails, give up for
+ * now: the next connection brings us back.
+ */
+static bool refuse_one(struct daemon *d, int listen_fd)
+{
+	int fd;
+
+	if (d->reserve_fd < 0)
+		return false;
+	close(d->reserve_fd);
+	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0) {
+		log_err("out of file descriptors: refused a connection "
+			"(raise LimitNOFILE=, or lower --limit connections)");
+		close(fd);
+	}
+	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd >= 0;
+}
+
 static void listen_ready(struct loop_watch *w, unsigned revents)
 {
 	struct daemon *d = (struct daemon *)((char *)w -
@@ -312,11 +337,14 @@ static void listen_ready(struct loop_watch *w, unsigned revents)
 		int fd = accept4(w->fd, NULL, NULL,
 				 SOCK_CLOEXEC | SOCK_NONBLOCK);
 
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			if (refuse_one(d, w->fd))
+				continue;
+			return;
+		}
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
-				log_err("accept: %s", strerror(errno));
-			else if (errno != EAGAIN && errno != ECONNABORTED &&
-				 errno != EINTR)
+			if (errno != EAGAIN && errno != ECONNABORTED &&
+			    errno != EINTR)
 				log_err("accept: %s", strerror(errno));
 			return;
 		}
@@ -471,7 +499,7 @@ static int open_listener(const char *path, const struct options *o, int *fd,
 
 static int run(const struct options *o)
 {
-	struct daemon d = { 0 };
+	struct daemon d = { .reserve_fd = -1 };
 	struct placement *near = NULL;
 	int listen_fd = -1, sig_fd = -1, ready_fd = -1, err, own_socket = 0;
 	const char *path = o->socket_path ? o->socket_path : DEFAULT_SOCKET;
@@ -500,6 +528,7 @@ static int run(const struct options *o)
 	if (err)
 		goto out;
 
+	d.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sig_fd < 0)
 		err = -errno;
@@ -566,6 +595,8 @@ out:
 	free(d.devices);
 	if (sig_fd >= 0)
 		close(sig_fd);
+	if (d.reserve_fd >= 0)
+		close(d.reserve_fd);
 	if (listen_fd >= 0)
 		close(listen_fd);
 	if (own_socket)

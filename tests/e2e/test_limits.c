@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
@@ -629,4 +630,36 @@ Test(limits, a_client_stealing_its_own_faults_cannot_hold_a_worker)
 	h = connect_or_die();
 	cr_expect_gt(hmmu_device_count(h), 0, "the daemon still serves");
 	hmmu_disconnect(h);
+}
+
+/*
+ * Out of file descriptors, hmmud refuses a connection at once (the client
+ * sees it end) instead of leaving it unanswered in the backlog, and takes
+ * connections again once fds are free.
+ */
+Test(limits, connections_past_the_fd_limit_are_refused_not_left_waiting)
+{
+	struct rlimit low = { 48, 48 };
+	struct hmmu *h[64];
+	int n = 0, err = 0;
+
+	start_with("job-seconds=60", NULL);
+	cr_assert_eq(prlimit(daemon_under_test.pid, RLIMIT_NOFILE, &low, NULL), 0);
+	/* Each connection costs the daemon two fds: some must be refused. */
+	while (n < 64 && !(err = hmmu_connect(daemon_under_test.socket, &h[n])))
+		n++;
+	cr_expect_lt(n, 64, "every connection was taken");
+	cr_expect(err == -ECONNRESET || err == -EPIPE || err == -ECONNREFUSED,
+		  "refused with %s", strerror(-err));
+	cr_expect_geq(daemon_log_count("out of file descriptors"), 1);
+	while (n > 0)
+		hmmu_disconnect(h[--n]);
+	for (int i = 0; i < 100; i++) {
+		err = hmmu_connect(daemon_under_test.socket, &h[0]);
+		if (!err)
+			break;
+		usleep(10000);
+	}
+	cr_assert_eq(err, 0, "connect once fds are free: %s", strerror(-err));
+	hmmu_disconnect(h[0]);
 }
