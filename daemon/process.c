@@ -188,6 +188,7 @@ void process_put(struct process *p)
 	close(p->pidfd);
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
+	free(p->probe_fill);
 	if (p->pagemap_fd >= 0)
 		close(p->pagemap_fd);
 	if (p->maps_fd >= 0)
@@ -698,7 +699,6 @@ int process_register_missing(struct process *p, uint64_t start, uint64_t end)
 
 #define PROBE_NONCE_BYTES 32
 
-static const char probe_zeros[65536] __attribute__((aligned(65536)));
 
 static int probe_range(struct process *p, uint64_t probe, int reg)
 {
@@ -726,9 +726,13 @@ int process_verify(struct process *p, uint64_t probe)
 	 * first that reads back through the second proves they are one.
 	 * Fresh private pages: a COPY into one that exists fails (EEXIST).
 	 */
+	/*
+	 * A userfaultfd whose address space is gone (an exited child's, say)
+	 * fails with ESRCH, or ENOMEM on newer kernels: not the sender's.
+	 */
 	err = probe_range(p, probe, 1);
 	if (err)
-		return err == -ESRCH ? -EINVAL : -EFAULT;
+		return err == -ESRCH || err == -ENOMEM ? -EINVAL : -EFAULT;
 	nonce = aligned_alloc(page_size(), page_size());
 	if (!nonce) {
 		err = -ENOMEM;
@@ -747,8 +751,18 @@ int process_verify(struct process *p, uint64_t probe)
 		goto out;
 	}
 	if (pread(p->mem_fd, seen, sizeof(seen), (off_t)probe) != sizeof(seen) ||
-	    memcmp(seen, nonce, sizeof(seen)) != 0)
+	    memcmp(seen, nonce, sizeof(seen)) != 0) {
 		err = -EINVAL;
+		goto out;
+	}
+	/* A second value, for the second page, which the loop will place. */
+	if (getrandom(nonce, PROBE_NONCE_BYTES, 0) != PROBE_NONCE_BYTES) {
+		err = -errno;
+		goto out;
+	}
+	p->probe_fill = nonce;
+	atomic_store(&p->probe_page, probe + page_size());
+	nonce = NULL;
 out:
 	free(nonce);
 	if (err)
@@ -760,6 +774,7 @@ out:
 struct probe_read {
 	pid_t pid;
 	uint64_t addr;
+	char seen[PROBE_NONCE_BYTES];
 	ssize_t n;
 	int err;
 	bool done;
@@ -770,10 +785,9 @@ struct probe_read {
 static void *probe_read_thread(void *arg)
 {
 	struct probe_read *pr = arg;
-	char page[PROBE_NONCE_BYTES];
-	struct iovec local = { .iov_base = page, .iov_len = sizeof(page) };
+	struct iovec local = { .iov_base = pr->seen, .iov_len = sizeof(pr->seen) };
 	struct iovec remote = { .iov_base = (void *)(uintptr_t)pr->addr,
-				.iov_len = sizeof(page) };
+				.iov_len = sizeof(pr->seen) };
 	ssize_t n = process_vm_readv(pr->pid, &local, 1, &remote, 1, 0);
 	int err = n < 0 ? errno : 0;
 
@@ -813,13 +827,28 @@ static void probe_release(struct process *p, uint64_t addr)
 {
 	struct uffdio_copy copy = {
 		.dst = addr,
-		.src = (uint64_t)(uintptr_t)probe_zeros,
+		.src = (uint64_t)(uintptr_t)p->probe_fill,
 		.len = page_size(),
 	};
 	struct uffdio_range range = { .start = addr, .len = page_size() };
 
 	(void)ioctl(p->uffd, UFFDIO_COPY, &copy);
 	(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
+}
+
+int process_probe_fault(struct process *p, uint64_t page)
+{
+	struct uffdio_copy copy = {
+		.dst = page,
+		.src = (uint64_t)(uintptr_t)p->probe_fill,
+		.len = page_size(),
+	};
+
+	if (!p->probe_fill || page != atomic_load(&p->probe_page))
+		return 0;
+	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0 && errno == EAGAIN)
+		return -EAGAIN;
+	return 1; /* or it was there already (EEXIST), or gone: done */
 }
 
 int process_verify_kernel_faults(struct process *p, uint64_t probe)
@@ -849,6 +878,8 @@ int process_verify_kernel_faults(struct process *p, uint64_t probe)
 	 * A read that waited at all was a fault the fd queued: it is a full
 	 * one, whoever answered. No worker waits for a client.
 	 */
+	if (!p->probe_fill)
+		return -EINVAL; /* process_verify() did not pass */
 	err = -pthread_create(&t, NULL, probe_read_thread, &pr);
 	if (err)
 		goto out;
@@ -857,10 +888,17 @@ int process_verify_kernel_faults(struct process *p, uint64_t probe)
 	pthread_join(t, NULL);
 	if (!err && pr.n != PROBE_NONCE_BYTES)
 		err = pr.err == ESRCH ? -ESRCH : -EPERM;
+	/*
+	 * What it read must be what we placed: a page the client populated
+	 * beforehand takes no fault at all, and proves nothing.
+	 */
+	if (!err && memcmp(pr.seen, p->probe_fill, sizeof(pr.seen)) != 0)
+		err = -EPERM;
 	if (!err && !client_mm_alive(p))
 		err = -ESRCH;
 out:
 	probe_range(p, probe, 0);
+	atomic_store(&p->probe_page, 0);
 	pthread_mutex_destroy(&pr.lock);
 	pthread_cond_destroy(&pr.cond);
 	return err;

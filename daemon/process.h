@@ -89,6 +89,15 @@ struct process {
 	 */
 	int mem_fd;
 	int pagemap_fd;
+	/*
+	 * The second probe page and the value its missing fault gets (set
+	 * before the watch starts, read by the loop): a client cannot have
+	 * put that value there itself (process_verify_kernel_faults()). The
+	 * page is 0 again once the check is over: the client unmaps it, and
+	 * whatever it maps there next is ordinary memory.
+	 */
+	atomic_uint_fast64_t probe_page;
+	void *probe_fill;
 	int maps_fd; /* /proc/PID/maps, for PROCMAP_QUERY (vmas.c) */
 
 	/*
@@ -139,6 +148,12 @@ int process_verify_kernel_faults(struct process *p, uint64_t probe);
 
 /* Start watching the userfaultfd on the loop. */
 int process_start(struct process *p);
+
+/*
+ * Loop thread, a missing fault at @page: if it is the probe's, fill it.
+ * 1 if it was (served), 0 if not the probe's, -EAGAIN to retry.
+ */
+int process_probe_fault(struct process *p, uint64_t page);
 /*
  * Tear down: unregister every range from the userfaultfd (so the client's
  * VMAs lose their uffd flags now), stop watching it and close it, and return

@@ -225,8 +225,6 @@ static int run_on_mirror(struct request *r, struct mirror *m, void *res)
 					  -EOPNOTSUPP;
 	command_leave();
 	pthread_rwlock_unlock(&m->state_lock);
-	if (err == -ESRCH)
-		session_end(r->s);
 	/* Faults on bad addresses are the client's business, not news. */
 	if (err && err != -EFAULT && err != -EPERM && err != -ESRCH &&
 	    err != -ECANCELED && err != -ESHUTDOWN)
@@ -259,6 +257,9 @@ static void do_mirror_op(struct request *r)
 	     ((const struct hmmu_wire_device_cmd *)id)->cmd == HMMU_CMD_EXCLUSIVE_PREPARE))
 		len = sizeof(res.prepare);
 	reply(r, err, &res, len);
+	/* Exited or exec'd: answered, and then no one is served here again. */
+	if (err == -ESRCH)
+		session_end(r->s);
 }
 
 static void do_list(struct request *r)

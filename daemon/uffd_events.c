@@ -118,9 +118,14 @@ static int handle_fault(struct process *p, const struct uffd_msg *msg)
 		.mode = 0, /* un-protect, and wake the writer */
 	};
 
-	if (!(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP))
+	if (!(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
+		int probe = process_probe_fault(p, addr);
+
+		if (probe)
+			return probe == -EAGAIN ? AGAIN : HANDLED;
 		return migrate_missing_fault(p, msg) == -EAGAIN ? AGAIN :
 								  HANDLED;
+	}
 	/* Its page is being migrated: the writer waits until that settles. */
 	if (migrate_holds_write(p, addr))
 		return HELD;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -218,13 +219,18 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 	if (!socket_path || !*socket_path)
 		socket_path = HMMU_DEFAULT_SOCKET;
 
-	h = calloc(1, sizeof(*h));
-	if (!h)
+	/*
+	 * A mapping of its own, not the heap: every call writes the handle,
+	 * and a migration must never hold that write (libhmmu/migrate.c).
+	 */
+	h = mmap(NULL, hmmu_handle_bytes(), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (h == MAP_FAILED)
 		return -ENOMEM;
 	err = open_socket(socket_path, &h->fd);
 	if (err) {
 		hmmu_set_detail("cannot connect to hmmud at %s", socket_path);
-		free(h);
+		munmap(h, hmmu_handle_bytes());
 		return err;
 	}
 	h->pid = getpid();
@@ -259,5 +265,12 @@ HMMU_EXPORT void hmmu_disconnect(struct hmmu *h)
 	}
 	pthread_cond_destroy(&h->cond);
 	pthread_mutex_destroy(&h->lock);
-	free(h);
+	munmap(h, hmmu_handle_bytes());
+}
+
+size_t hmmu_handle_bytes(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (sizeof(struct hmmu) + page - 1) / page * page;
 }

@@ -67,6 +67,9 @@ int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 int hmmu_device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned cmd,
 		    const void *buf, uint64_t buf_len);
 
+/* The size of a connection handle's own mapping. */
+size_t hmmu_handle_bytes(void);
+
 /* The process's userfaultfd, made for hand-off to the daemon. */
 int hmmu_uffd_create(int *out);
 

@@ -63,23 +63,69 @@ static int migrate_chunk(struct hmmu_mirror *m, uint64_t addr, uint64_t npages,
 	return err;
 }
 
+/* Migrate [start, end) in chunks; cpages add up in @c. */
+static int migrate_range(struct hmmu_mirror *m, uint64_t start, uint64_t end,
+			 unsigned prepare, struct hmmu_cmd *c)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	int err = 0;
+
+	for (uint64_t a = start; a < end && !err;
+	     a += HMMU_PREPARE_MAX_PAGES * page) {
+		uint64_t n = (end - a) / page < HMMU_PREPARE_MAX_PAGES ?
+				     (end - a) / page : HMMU_PREPARE_MAX_PAGES;
+
+		err = migrate_chunk(m, a, n, prepare, &c->cpages);
+	}
+	return err;
+}
+
+/*
+ * Between PREPARE and FINISH the daemon holds every CPU write to the pages
+ * being migrated, and this thread sends FINISH: a write of its own to one
+ * of them would wait for itself. So the pages this thread writes meanwhile
+ * stay with the CPU: the connection handle's own mapping, and the stack
+ * below the caller's frame (ours, and what libc calls under us).
+ */
+#define STACK_GUARD_BYTES (64u << 10)
+
 static int migrate(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned prepare)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t here = (uint64_t)(uintptr_t)__builtin_frame_address(0);
+	uint64_t keep[2][2], start, end;
 	int err = 0;
 
 	hmmu_clear_detail();
 	if (!m || !c || !c->npages || c->npages > HMMU_CMD_MAX_PAGES ||
 	    c->addr % page || c->addr + c->npages * page < c->addr)
 		return -EINVAL;
+	/* Sorted by address. */
+	keep[0][0] = (uint64_t)(uintptr_t)m->h;
+	keep[0][1] = keep[0][0] + hmmu_handle_bytes();
+	keep[1][0] = (here - STACK_GUARD_BYTES) & ~(page - 1);
+	keep[1][1] = (here + page) & ~(page - 1);
+	if (keep[0][0] > keep[1][0]) {
+		uint64_t t0 = keep[0][0], t1 = keep[0][1];
+
+		keep[0][0] = keep[1][0];
+		keep[0][1] = keep[1][1];
+		keep[1][0] = t0;
+		keep[1][1] = t1;
+	}
 	c->cpages = 0;
 	c->faults = 0;
-	for (uint64_t i = 0; i < c->npages && !err; i += HMMU_PREPARE_MAX_PAGES) {
-		uint64_t n = c->npages - i < HMMU_PREPARE_MAX_PAGES ?
-				     c->npages - i : HMMU_PREPARE_MAX_PAGES;
-
-		err = migrate_chunk(m, c->addr + i * page, n, prepare, &c->cpages);
+	start = c->addr;
+	end = c->addr + c->npages * page;
+	for (int k = 0; k < 2 && !err; k++) {
+		if (keep[k][1] <= start || keep[k][0] >= end)
+			continue;
+		if (start < keep[k][0])
+			err = migrate_range(m, start, keep[k][0], prepare, c);
+		start = keep[k][1] > start ? keep[k][1] : start;
 	}
+	if (!err && start < end)
+		err = migrate_range(m, start, end, prepare, c);
 	return err;
 }
 

@@ -1,0 +1,1606 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fixes of the security review, end to end against a private hmmud,
+ * one test per behaviour; each says which finding it guards:
+ *
+ *  1. an image a client exec'd into is never reached by the daemon;
+ *  2. MIRROR_REGISTER racing MIRROR_DESTROY never leaves a registered mirror
+ *     that its connection has freed;
+ *  4. a migration whose pages hold libhmmu's own data, or a device command
+ *     whose output lies in pages being migrated, never blocks;
+ *  6. a DMA write during a migration is never lost;
+ *  7. hmmud takes only the sender's own, full userfaultfd;
+ *  and a client of another user does not see daemon-wide figures.
+ *
+ * Most tests speak the protocol by hand on a raw SOCK_SEQPACKET connection
+ * (as test_bad_input does) so that they control what is queued and what
+ * is in flight when; the checks go through libhmmu. Every test that
+ * changes the daemon's state ends by checking that it still serves.
+ */
+#include "harness.h"
+#include "exec_target.h"
+#include "common/proto.h"
+#include "common/uffd_open.h"
+#include "common/uffd_uapi.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/*
+ * Two workers whatever the machine: the exec test keeps both busy, so
+ * that the requests it queues behind run only once the client has exec'd.
+ */
+static void security_start(void)
+{
+	/* Open to all: one test's client runs as another user. */
+	static const char *const args[] = { "--workers", "2", "--socket-mode",
+					    "0666", NULL };
+
+	daemon_start_args(args);
+}
+
+TestSuite(security, .init = security_start, .fini = daemon_stop,
+	  .timeout = 120);
+
+#define HDR sizeof(struct hmmu_wire_hdr)
+/* Only so that a daemon that never answers fails the test, not hangs it. */
+#define REPLY_WAIT_MS 20000
+/* raw_call()'s status when no well-formed reply to the request came. */
+#define NO_REPLY INT_MIN
+
+static size_t page(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static void *pages(size_t n)
+{
+	void *p = mmap(NULL, n * page(), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static const char *status_name(int st)
+{
+	/* Two of them may go in one message. */
+	static __thread char bufs[4][64];
+	static __thread unsigned next;
+	char *buf = bufs[next++ % 4];
+
+	if (st == NO_REPLY)
+		return "no reply";
+	if (st == HMMU_STATUS_NEED_UFFD)
+		return "NEED_UFFD";
+	snprintf(buf, sizeof(bufs[0]), "%d%s%s", st, st ? " " : "",
+		 st ? strerror(-st) : "");
+	return buf;
+}
+
+/* ---- the protocol by hand ------------------------------------------------ */
+
+union msg {
+	struct hmmu_wire_hdr hdr;
+	unsigned char buf[HMMU_MSG_MAX];
+	uint64_t align;
+};
+
+static _Atomic uint64_t next_id = 1;
+
+static size_t build(union msg *m, unsigned op, uint64_t id, const void *p,
+		    size_t plen)
+{
+	memset(m, 0, sizeof(*m));
+	m->hdr.magic = HMMU_PROTO_MAGIC;
+	m->hdr.op = (uint16_t)op;
+	m->hdr.len = (uint32_t)(HDR + plen);
+	m->hdr.id = id;
+	if (p)
+		memcpy(&m->hdr + 1, p, plen);
+	return HDR + plen;
+}
+
+/*
+ * A connection to the daemon, or -errno. Nothing here asserts: forked
+ * children use these too. Without @cloexec the socket survives exec, as
+ * a client that builds its own socket may well leave it.
+ */
+static int raw_open(int cloexec)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | (cloexec ? SOCK_CLOEXEC : 0),
+			0);
+
+	if (fd < 0)
+		return -errno;
+	strcpy(addr.sun_path, daemon_under_test.socket);
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Send @len bytes of @m as one message, with @fd attached unless -1. */
+static int raw_send(int sock, const union msg *m, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = (void *)m, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&control, 0, sizeof(control));
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof(control.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -errno;
+}
+
+/* One message: its length, 0 when the daemon hung up, or -errno. */
+static ssize_t raw_recv(int sock, union msg *m)
+{
+	struct pollfd p = { .fd = sock, .events = POLLIN };
+	ssize_t n = poll(&p, 1, REPLY_WAIT_MS);
+
+	if (n <= 0)
+		return n == 0 ? -ETIMEDOUT : -errno;
+	n = recv(sock, m->buf, sizeof(m->buf), MSG_DONTWAIT);
+	return n < 0 ? -errno : n;
+}
+
+/* A request of @op, without waiting for its reply; its id. */
+static uint64_t raw_post(int sock, unsigned op, const void *req, size_t len,
+			 int fd)
+{
+	uint64_t id = atomic_fetch_add(&next_id, 1);
+	union msg m;
+
+	return raw_send(sock, &m, build(&m, op, id, req, len), fd) ? 0 : id;
+}
+
+/*
+ * The reply to request @id of @op (the next message): its status, or
+ * NO_REPLY. Up to @cap bytes of its payload go to @out.
+ */
+static int raw_reply(int sock, unsigned op, uint64_t id, void *out, size_t cap)
+{
+	union msg m;
+	ssize_t n = raw_recv(sock, &m);
+
+	if (n <= 0 || hmmu_proto_check(&m, (size_t)n, 1) || m.hdr.id != id ||
+	    m.hdr.op != op)
+		return NO_REPLY;
+	if (out)
+		memcpy(out, &m.hdr + 1,
+		       (size_t)n - HDR < cap ? (size_t)n - HDR : cap);
+	return m.hdr.status;
+}
+
+static int raw_call(int sock, unsigned op, const void *req, size_t len,
+		    int fd, void *out, size_t cap)
+{
+	uint64_t id = raw_post(sock, op, req, len, fd);
+
+	return id ? raw_reply(sock, op, id, out, cap) : NO_REPLY;
+}
+
+static int raw_hello(int sock)
+{
+	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
+
+	return raw_call(sock, HMMU_OP_HELLO, &hello, sizeof(hello), -1, NULL, 0);
+}
+
+/* A raw connection past its HELLO, asserting. */
+static int raw_session(void)
+{
+	int sock = raw_open(1), st;
+
+	cr_assert_geq(sock, 0, "connect: %s", strerror(-sock));
+	st = raw_hello(sock);
+	cr_assert_eq(st, 0, "hello: %s", status_name(st));
+	return sock;
+}
+
+/* A new mirror on @device: its id, 0 if refused. */
+static uint64_t raw_mirror_create(int sock, const char *device)
+{
+	struct hmmu_wire_device_name name = { { 0 } };
+	struct hmmu_wire_mirror rep = { 0 };
+
+	snprintf(name.name, sizeof(name.name), "%s", device);
+	if (raw_call(sock, HMMU_OP_MIRROR_CREATE, &name, sizeof(name), -1, &rep,
+		     sizeof(rep)) != 0)
+		return 0;
+	return rep.mirror;
+}
+
+static struct hmmu_wire_register register_req(uint64_t mirror, uint64_t probe)
+{
+	return (struct hmmu_wire_register){ .mirror = mirror, .probe = probe };
+}
+
+/* MIRROR_REGISTER of @mirror, with @uffd (unless -1) and @probe. */
+static int raw_register(int sock, uint64_t mirror, int uffd, uint64_t probe)
+{
+	struct hmmu_wire_register req = register_req(mirror, probe);
+
+	return raw_call(sock, HMMU_OP_MIRROR_REGISTER, &req,
+			hmmu_proto_request_size(HMMU_OP_MIRROR_REGISTER), uffd,
+			NULL, 0);
+}
+
+/* MIRROR_UNREGISTER or MIRROR_DESTROY. */
+static int raw_mirror_op(int sock, unsigned op, uint64_t mirror)
+{
+	struct hmmu_wire_mirror req = { .mirror = mirror };
+
+	return raw_call(sock, op, &req, sizeof(req), -1, NULL, 0);
+}
+
+static struct hmmu_wire_device_cmd cmd_req(uint64_t mirror, uint32_t cmd,
+					   const void *addr, uint64_t npages,
+					   const void *buf, uint64_t buf_len)
+{
+	return (struct hmmu_wire_device_cmd){
+		.mirror = mirror,
+		.cmd = cmd,
+		.addr = (uintptr_t)addr,
+		.npages = npages,
+		.buf = (uintptr_t)buf,
+		.buf_len = buf_len,
+	};
+}
+
+static int raw_cmd(int sock, const struct hmmu_wire_device_cmd *req,
+		   struct hmmu_wire_cmd_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	return raw_call(sock, HMMU_OP_DEVICE_CMD, req, sizeof(*req), -1, res,
+			sizeof(*res));
+}
+
+/*
+ * Step 1 of a migration: PREPARE [addr, addr + npages pages) on @mirror.
+ * The reply's map says which pages to discard (bit i: page i).
+ */
+static int raw_prepare(int sock, uint64_t mirror, void *addr, uint64_t npages,
+		       uint8_t *discard, uint64_t *cpages)
+{
+	struct hmmu_wire_device_cmd req =
+		cmd_req(mirror, HMMU_CMD_MIGRATE_PREPARE, addr, npages, NULL, 0);
+	struct hmmu_wire_prepare_result rep;
+	int st;
+
+	memset(&rep, 0, sizeof(rep));
+	st = raw_call(sock, HMMU_OP_DEVICE_CMD, &req, sizeof(req), -1, &rep,
+		      sizeof(rep));
+	memcpy(discard, rep.discard, (npages + 7) / 8);
+	*cpages = rep.cpages;
+	return st;
+}
+
+/* Step 2, as libhmmu does it: discard each page the map marks. */
+static void discard_marked(void *addr, uint64_t npages, const uint8_t *map)
+{
+	for (uint64_t i = 0; i < npages; i++)
+		if (map[i / 8] & (1u << (i % 8)))
+			madvise((char *)addr + i * page(), page(),
+				MADV_DONTNEED);
+}
+
+/* Step 3. */
+static int raw_finish(int sock, uint64_t mirror, void *addr, uint64_t npages,
+		      uint64_t *cpages)
+{
+	struct hmmu_wire_device_cmd req =
+		cmd_req(mirror, HMMU_CMD_MIGRATE_FINISH, addr, npages, NULL, 0);
+	struct hmmu_wire_cmd_result res;
+	int st = raw_cmd(sock, &req, &res);
+
+	*cpages = res.cpages;
+	return st;
+}
+
+/* ---- userfaultfds -------------------------------------------------------- */
+
+/*
+ * A userfaultfd with the features hmmud requires, made as libhmmu makes
+ * one (@flags 0) or with UFFD_USER_MODE_ONLY; -errno.
+ */
+static int uffd_make(int flags)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = HMMU_UFFD_REQUIRED_FEATURES };
+	int fd = flags ? (int)syscall(SYS_userfaultfd,
+				      O_CLOEXEC | O_NONBLOCK | flags) :
+			 hmmu_uffd_open();
+
+	if (fd < 0)
+		return flags ? -errno : fd;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/*
+ * Register @mirror, the process's first, as libhmmu does: without an fd,
+ * then with a userfaultfd and two untouched probe pages. Its status.
+ */
+static int raw_register_first(int sock, uint64_t mirror)
+{
+	void *probe;
+	int st = raw_register(sock, mirror, -1, 0), uffd;
+
+	if (st != HMMU_STATUS_NEED_UFFD)
+		return st == 0 ? -EEXIST : st; /* the process had state */
+	uffd = uffd_make(0);
+	probe = pages(2);
+	if (uffd < 0 || !probe)
+		return uffd < 0 ? uffd : -ENOMEM;
+	st = raw_register(sock, mirror, uffd, (uintptr_t)probe);
+	close(uffd);
+	munmap(probe, 2 * page());
+	return st;
+}
+
+/* ---- checks shared by the tests ------------------------------------------ */
+
+/* Wait up to ~5 s for the daemon's open fds to come back to @want. */
+static int daemon_fds_settle(int want)
+{
+	int n = 0;
+
+	for (int i = 0; i < 500; i++) {
+		n = count_fds(daemon_under_test.pid);
+		if (n == want)
+			break;
+		usleep(10000);
+	}
+	return n;
+}
+
+/*
+ * The daemon did not crash and still serves: a new connection registers a
+ * mirror, and its device reads this process's memory right.
+ */
+static void still_serves(void)
+{
+	struct hmmu *fresh;
+	struct hmmu_mirror *m;
+	unsigned char *p, *buf;
+	struct hmmu_cmd c;
+	int err;
+
+	cr_assert_eq(kill(daemon_under_test.pid, 0), 0, "hmmud is alive");
+	cr_assert_eq(daemon_log_count("AddressSanitizer"), 0,
+		     "ASan reported in hmmud's log (%s)", daemon_under_test.log);
+	cr_assert_eq(daemon_log_count("runtime error"), 0,
+		     "UBSan reported in hmmud's log (%s)", daemon_under_test.log);
+	fresh = connect_or_die();
+	m = mirror_registered(fresh, "dmirror0");
+	p = pages(2);
+	buf = malloc(2 * page());
+	cr_assert(p && buf);
+	memset(p, 0x3c, 2 * page());
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 2 };
+	err = hmmu_device_read(m, &c, buf);
+	cr_assert_eq(err, 0, "device read on a new connection: %s",
+		     strerror(-err));
+	cr_assert_eq(c.cpages, 2);
+	cr_assert_eq(memcmp(buf, p, 2 * page()), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(fresh);
+	free(buf);
+	munmap(p, 2 * page());
+}
+
+/* ---- finding 1: an exec'd image is never reached ------------------------- */
+
+/*
+ * A delay job walks a self-looped node for this many steps (about a second
+ * on a fast machine). Its node lies on a page of its own, far enough from
+ * the other's that no fault-ahead takes both.
+ */
+#define DELAY_NODES 10000000ull
+#define DELAY_NODE_SPACING 64 /* pages */
+#define QUEUED_JOBS 2 /* one per worker */
+#define QUEUED_CMDS 3
+#define QUEUED_ID 100 /* the first queued request's id */
+#define SRC_PAGES 4
+
+/* Exit codes of the client before it execs: the step that failed. */
+enum {
+	OLD_CONNECT = 20,
+	OLD_HELLO,
+	OLD_CREATE,
+	OLD_REGISTER,
+	OLD_REGISTER_ACCEL,
+	OLD_MEMORY,
+	OLD_MIRRORED,
+	OLD_QUEUE,
+	OLD_DELAY,
+	OLD_EXEC,
+};
+
+#define PM_UFFD_WP (1ull << 57) /* /proc/PID/pagemap */
+
+/*
+ * Is our page at @addr write-protected through the userfaultfd? A device
+ * fault does that before the device takes its copy: the daemon is running
+ * a command on the page.
+ */
+static int uffd_protected(const void *addr)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	uint64_t e = 0;
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, 8, (off_t)((uintptr_t)addr / page() * 8)) != 8)
+		e = 0;
+	close(fd);
+	return !!(e & PM_UFFD_WP);
+}
+
+/* Wait up to ~10 s until each delay job has faulted its node in. */
+static int delay_jobs_running(unsigned char *nodes)
+{
+	for (int i = 0; i < 10000; i++) {
+		int running = 0;
+
+		for (int j = 0; j < QUEUED_JOBS; j++)
+			running += uffd_protected(nodes +
+						  j * DELAY_NODE_SPACING * page());
+		if (running == QUEUED_JOBS)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
+}
+
+static int post_job_delay(int sock, uint64_t mirror, const uint64_t *node)
+{
+	struct hmmu_wire_job job = {
+		.mirror = mirror,
+		.kind = HMMU_WIRE_JOB_LIST_SUM,
+		.src = (uintptr_t)node,
+		.len = DELAY_NODES,
+		.next_offset = 0,
+		.value_offset = 8,
+	};
+
+	return raw_post(sock, HMMU_OP_JOB, &job, sizeof(job), -1) ? 0 : -1;
+}
+
+static int post_cmd(int sock, const struct hmmu_wire_device_cmd *req)
+{
+	return raw_post(sock, HMMU_OP_DEVICE_CMD, req, sizeof(*req), -1) ? 0 :
+									   -1;
+}
+
+/*
+ * The client, in a forked child: a raw connection it leaves open across
+ * exec, a registered mirror whose device holds a copy of SRC_PAGES pages
+ * (0xc3), then, if @queue, requests queued behind QUEUED_JOBS slow jobs
+ * (so that they run once it has exec'd), each aimed at EXEC_TARGET_ADDR,
+ * where only the next image has memory: a READ of the device's copy into
+ * it, a SNAPSHOT into it, a WRITE of the old image's page onto it. Then it
+ * execs exec_target. Never returns.
+ */
+static void old_image(int queue, int report)
+{
+	const void *target = (const void *)(uintptr_t)EXEC_TARGET_ADDR;
+	struct hmmu_wire_device_cmd req;
+	struct hmmu_wire_cmd_result res;
+	uint64_t dm, acc;
+	unsigned char *src, *out, *nodes;
+	char a_sock[16], a_report[16], a_queued[16], a_mirror[24], a_src[24];
+	int sock = raw_open(0);
+
+	if (sock < 0)
+		_exit(OLD_CONNECT);
+	if (raw_hello(sock))
+		_exit(OLD_HELLO);
+	dm = raw_mirror_create(sock, "dmirror0");
+	acc = raw_mirror_create(sock, "acc0");
+	if (!dm || !acc)
+		_exit(OLD_CREATE);
+	if (raw_register_first(sock, dm))
+		_exit(OLD_REGISTER);
+	if (raw_register(sock, acc, -1, 0))
+		_exit(OLD_REGISTER_ACCEL);
+
+	src = pages(SRC_PAGES);
+	out = pages(SRC_PAGES);
+	nodes = pages(QUEUED_JOBS * DELAY_NODE_SPACING);
+	if (!src || !out || !nodes ||
+	    msync((void *)target, page(), MS_ASYNC) == 0)
+		_exit(OLD_MEMORY);
+	memset(src, 0xc3, SRC_PAGES * page());
+	for (int i = 0; i < QUEUED_JOBS; i++) {
+		uint64_t *node = (uint64_t *)(nodes + i * DELAY_NODE_SPACING *
+							      page());
+
+		node[0] = (uintptr_t)node; /* next: itself */
+		node[1] = 1;		   /* value */
+	}
+	req = cmd_req(dm, HMMU_CMD_READ, src, SRC_PAGES, out, SRC_PAGES * page());
+	if (raw_cmd(sock, &req, &res) || res.cpages != SRC_PAGES ||
+	    memcmp(out, src, SRC_PAGES * page()))
+		_exit(OLD_MIRRORED);
+
+	if (queue) {
+		struct hmmu_wire_device_cmd cmds[QUEUED_CMDS] = {
+			cmd_req(dm, HMMU_CMD_READ, src, 1, target, page()),
+			cmd_req(dm, HMMU_CMD_SNAPSHOT, src, SRC_PAGES, target,
+				SRC_PAGES),
+			cmd_req(dm, HMMU_CMD_WRITE, target, 1, src, page()),
+		};
+
+		atomic_store(&next_id, QUEUED_ID);
+		for (int i = 0; i < QUEUED_JOBS; i++)
+			if (post_job_delay(sock, acc,
+					   (uint64_t *)(nodes + i * DELAY_NODE_SPACING *
+								page())))
+				_exit(OLD_QUEUE);
+		/* Both workers are walking now: the commands wait behind. */
+		if (!delay_jobs_running(nodes))
+			_exit(OLD_DELAY);
+		for (int i = 0; i < QUEUED_CMDS; i++)
+			if (post_cmd(sock, &cmds[i]))
+				_exit(OLD_QUEUE);
+	}
+
+	/* Only the connection and the report pipe go to the next image. */
+	close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
+	fcntl(sock, F_SETFD, 0);
+	fcntl(report, F_SETFD, 0);
+	snprintf(a_sock, sizeof(a_sock), "%d", sock);
+	snprintf(a_report, sizeof(a_report), "%d", report);
+	snprintf(a_queued, sizeof(a_queued), "%d",
+		 queue ? QUEUED_JOBS + QUEUED_CMDS : 0);
+	snprintf(a_mirror, sizeof(a_mirror), "%llu", (unsigned long long)dm);
+	snprintf(a_src, sizeof(a_src), "%#llx",
+		 (unsigned long long)(uintptr_t)src);
+	if (queue)
+		execl(EXEC_TARGET_PATH, EXEC_TARGET_PATH, a_sock, a_report,
+		      a_queued, (char *)NULL);
+	else
+		execl(EXEC_TARGET_PATH, EXEC_TARGET_PATH, a_sock, a_report,
+		      a_queued, a_mirror, a_src, (char *)NULL);
+	_exit(OLD_EXEC);
+}
+
+/* Run old_image() and exec_target in a child; what the latter reported. */
+static struct exec_target_report run_exec(int queue)
+{
+	struct exec_target_report rep;
+	int p[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	memset(&rep, 0, sizeof(rep));
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		old_image(queue, p[1]);
+	}
+	close(p[1]);
+	n = read(p[0], &rep, sizeof(rep));
+	close(p[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the client failed before or after its exec: status %#x "
+		  "(exit %d-%d: connect, hello, create, register, register "
+		  "accel, memory, mirrored read, queue, delay, exec)",
+		  status, OLD_CONNECT, OLD_EXEC);
+	cr_assert_eq(n, (ssize_t)sizeof(rep), "exec_target reported nothing");
+	cr_assert(rep.mapped, "exec_target could not map its page at %#llx",
+		  EXEC_TARGET_ADDR);
+	return rep;
+}
+
+static const char *exec_request_name(uint64_t id, uint64_t first_queued)
+{
+	static const char *const queued[] = { "delay job", "delay job",
+					      "queued READ", "queued SNAPSHOT",
+					      "queued WRITE" };
+	static const char *const own[] = { "its own READ", "its own SNAPSHOT",
+					   "its own WRITE" };
+
+	if (id >= EXEC_TARGET_OWN_ID && id < EXEC_TARGET_OWN_ID + 3)
+		return own[id - EXEC_TARGET_OWN_ID];
+	if (id >= first_queued && id < first_queued + 5)
+		return queued[id - first_queued];
+	return "unknown request";
+}
+
+static void expect_page_untouched(const struct exec_target_report *rep)
+{
+	cr_expect(rep->intact,
+		  "the daemon wrote into the new image: its page at %#llx "
+		  "starts %02x %02x %02x %02x %02x %02x %02x %02x (it holds "
+		  "0x%02x; 0xc3 is the old image's data, a small value a "
+		  "snapshot state)",
+		  EXEC_TARGET_ADDR, rep->first[0], rep->first[1], rep->first[2],
+		  rep->first[3], rep->first[4], rep->first[5], rep->first[6],
+		  rep->first[7], EXEC_TARGET_FILL);
+}
+
+/*
+ * Finding 1: the old image queues device commands aimed at an address only
+ * the next image maps, then execs while they wait behind slow jobs. The
+ * daemon must not reach the new image: each command is refused with
+ * -ESRCH (or, had it run before the exec, -EFAULT: nothing was mapped
+ * there yet), or never answered because the daemon hung up.
+ */
+Test(security, exec_image_is_never_reached_by_requests_queued_before_exec)
+{
+	struct hmmu *h = connect_or_die();
+	struct exec_target_report rep = run_exec(1);
+	int commands = 0, after_exec = 0;
+
+	expect_page_untouched(&rep);
+	for (int i = 0; i < rep.nreplies; i++) {
+		const char *what = exec_request_name(rep.id[i], QUEUED_ID);
+		int st = rep.status[i];
+
+		/* The delay jobs ran in the old image; their end is theirs. */
+		if (strcmp(what, "delay job") == 0)
+			continue;
+		commands++;
+		after_exec += st == -ESRCH;
+		cr_expect(st == -ESRCH || st == -EFAULT,
+			  "%s: %s after the exec, want -ESRCH", what,
+			  status_name(st));
+	}
+	cr_expect(rep.eof || commands == QUEUED_CMDS,
+		  "%d of %d commands answered, and the daemon did not hang up",
+		  commands, QUEUED_CMDS);
+	cr_expect(rep.eof || after_exec,
+		  "no command ran after the exec: the delay jobs were too "
+		  "short to test anything");
+	/* Its state went with its session (or with its exit). */
+	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
+	cr_assert_eq(stats_of(h).mirrors, 0);
+	still_serves();
+	hmmu_disconnect(h);
+}
+
+/*
+ * Finding 1, without timing: the new image itself sends device commands on
+ * the connection it inherited, naming the old image's mirror. The mirror
+ * is bound to the address space that registered it, which is gone: -ESRCH,
+ * or no answer because the daemon hung up, and the new image is untouched.
+ */
+Test(security, exec_image_speaking_on_inherited_connection_is_never_reached)
+{
+	struct hmmu *h = connect_or_die();
+	struct exec_target_report rep = run_exec(0);
+
+	cr_assert_geq(rep.sent, 1, "exec_target could not send: %s",
+		      strerror(rep.send_err));
+	/* The daemon may hang up after the first: the rest cannot go. */
+	cr_expect(!rep.send_err || rep.send_err == EPIPE ||
+			  rep.send_err == ECONNRESET,
+		  "exec_target's send %d: %s", rep.sent + 1,
+		  strerror(rep.send_err));
+	expect_page_untouched(&rep);
+	for (int i = 0; i < rep.nreplies; i++)
+		cr_expect_eq(rep.status[i], -ESRCH, "%s: %s, want -ESRCH",
+			     exec_request_name(rep.id[i], 0),
+			     status_name(rep.status[i]));
+	cr_expect(rep.eof || rep.nreplies == rep.sent,
+		  "%d of %d requests answered, and the daemon did not hang up",
+		  rep.nreplies, rep.sent);
+	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
+	cr_assert_eq(stats_of(h).mirrors, 0);
+	still_serves();
+	hmmu_disconnect(h);
+}
+
+/* ---- finding 2: REGISTER racing DESTROY ---------------------------------- */
+
+#define RACE_WORKERS "16"
+#define RACE_THREADS 8
+#define RACE_PAIRS 30000 /* REGISTER + DESTROY pairs, all threads together */
+#define RACE_BATCH 10	/* pairs in flight at once on a connection */
+
+struct racer {
+	int sock;
+	const char *device;
+	int failed;	      /* nonzero: what went wrong, see race_failure() */
+	int status;	      /* the status that was wrong */
+	uint64_t registered;  /* REGISTERs that won the race */
+	uint64_t refused;     /* REGISTERs that lost it (-ENOENT) */
+};
+
+enum { RACE_CREATE = 1, RACE_SEND, RACE_REPLY, RACE_REGISTER, RACE_DESTROY };
+
+static const char *race_failure(int failed)
+{
+	static const char *const what[] = {
+		"", "MIRROR_CREATE failed", "a send failed",
+		"a reply was missing or malformed",
+		"REGISTER got neither 0 nor -ENOENT", "DESTROY did not get 0",
+	};
+
+	return what[failed];
+}
+
+/* Reads the replies of one batch, in any order. */
+static void race_replies(struct racer *r, const uint64_t *reg,
+			 const uint64_t *des, int n)
+{
+	for (int k = 0; k < 2 * n && !r->failed; k++) {
+		union msg m;
+		ssize_t len = raw_recv(r->sock, &m);
+		int is_reg = 0, known = 0;
+
+		if (len <= 0 || hmmu_proto_check(&m, (size_t)len, 1)) {
+			r->failed = RACE_REPLY;
+			r->status = NO_REPLY;
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			is_reg |= m.hdr.id == reg[i];
+			known |= m.hdr.id == reg[i] || m.hdr.id == des[i];
+		}
+		if (!known) {
+			r->failed = RACE_REPLY;
+		} else if (is_reg) {
+			if (m.hdr.status == 0)
+				r->registered++;
+			else if (m.hdr.status == -ENOENT)
+				r->refused++;
+			else
+				r->failed = RACE_REGISTER;
+		} else if (m.hdr.status != 0) {
+			r->failed = RACE_DESTROY;
+		}
+		if (r->failed)
+			r->status = m.hdr.status;
+	}
+}
+
+static void *race_register_destroy(void *arg)
+{
+	struct racer *r = arg;
+
+	for (int done = 0; done < RACE_PAIRS / RACE_THREADS && !r->failed;
+	     done += RACE_BATCH) {
+		uint64_t ids[RACE_BATCH], reg[RACE_BATCH], des[RACE_BATCH];
+
+		for (int i = 0; i < RACE_BATCH && !r->failed; i++)
+			if (!(ids[i] = raw_mirror_create(r->sock, r->device)))
+				r->failed = RACE_CREATE;
+		r->status = r->failed ? NO_REPLY : 0;
+		/* REGISTER and DESTROY of one mirror, back to back. */
+		for (int i = 0; i < RACE_BATCH && !r->failed; i++) {
+			struct hmmu_wire_register req = register_req(ids[i], 0);
+			struct hmmu_wire_mirror des_req = { .mirror = ids[i] };
+
+			reg[i] = raw_post(r->sock, HMMU_OP_MIRROR_REGISTER,
+					  &req,
+					  hmmu_proto_request_size(
+						  HMMU_OP_MIRROR_REGISTER),
+					  -1);
+			des[i] = raw_post(r->sock, HMMU_OP_MIRROR_DESTROY,
+					  &des_req, sizeof(des_req), -1);
+			if (!reg[i] || !des[i]) {
+				r->failed = RACE_SEND;
+				r->status = NO_REPLY;
+			}
+		}
+		if (!r->failed)
+			race_replies(r, reg, des, RACE_BATCH);
+	}
+	return NULL;
+}
+
+/*
+ * More workers than CPUs: the two requests of a pair then wait for the
+ * registry lock together, and either may get it first.
+ */
+static void restart_with_race_workers(void)
+{
+	static const char *const args[] = { "--workers", RACE_WORKERS, NULL };
+
+	daemon_stop();
+	daemon_start_args(args);
+}
+
+/*
+ * Finding 2: a DESTROY that took the mirror off its connection while a
+ * REGISTER of it was under way let the REGISTER go on, leaving a registered
+ * mirror its connection had freed, on the process's mirror list. After
+ * RACE_PAIRS such races the process has exactly the mirror it registered
+ * properly, and an invalidation (which walks that list) and a munmap of
+ * mirrored memory run clean. Under ASan the old daemon dies of a use after
+ * free in the race itself.
+ */
+Test(security, register_racing_destroy_never_leaves_a_freed_mirror_registered,
+     .init = restart_with_race_workers)
+{
+	static const char *const devices[] = { "dmirror0", "dmirror1", "acc0" };
+	struct hmmu *h = connect_or_die();
+	/* The process's state exists: the racing REGISTERs need no fd. */
+	struct hmmu_mirror *anchor = mirror_registered(h, "dmirror0");
+	struct racer racers[RACE_THREADS];
+	pthread_t threads[RACE_THREADS];
+	uint64_t registered = 0, refused = 0;
+	unsigned char *p, *buf;
+	struct hmmu_stats st;
+	struct hmmu_cmd c;
+	int err;
+
+	p = pages(4);
+	buf = malloc(4 * page());
+	cr_assert(p && buf);
+	memset(p, 0x11, 4 * page());
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 4 };
+	cr_assert_eq(hmmu_device_read(anchor, &c, buf), 0);
+
+	for (int i = 0; i < RACE_THREADS; i++) {
+		racers[i] = (struct racer){ .sock = raw_session(),
+					    .device = devices[i % 3] };
+		cr_assert_eq(pthread_create(&threads[i], NULL,
+					    race_register_destroy, &racers[i]),
+			     0);
+	}
+	for (int i = 0; i < RACE_THREADS; i++) {
+		pthread_join(threads[i], NULL);
+		registered += racers[i].registered;
+		refused += racers[i].refused;
+	}
+	for (int i = 0; i < RACE_THREADS; i++)
+		cr_assert_not(racers[i].failed, "thread %d: %s (status %s)", i,
+			      race_failure(racers[i].failed),
+			      status_name(racers[i].status));
+	cr_assert_eq(registered + refused, RACE_PAIRS);
+
+	/* Every mirror that raced is gone: only the anchor is registered. */
+	st = stats_of(h);
+	cr_assert_eq(st.my_mirrors, 1,
+		     "registered mirrors of this process: %u, want 1 (%llu "
+		     "REGISTERs won, %llu lost the race)",
+		     st.my_mirrors, (unsigned long long)registered,
+		     (unsigned long long)refused);
+	cr_assert_eq(st.mirrors, 1);
+
+	/* A CPU write invalidates through the process's mirror list... */
+	memset(p + page(), 0x22, page());
+	cr_assert_eq(hmmu_device_read(anchor, &c, buf), 0);
+	cr_assert_eq(buf[page()], 0x22, "the device sees the CPU's write");
+	cr_assert_eq(buf[0], 0x11);
+	/* ... and so does a munmap. */
+	cr_assert_eq(munmap(p, 4 * page()), 0);
+	err = hmmu_device_read(anchor, &c, buf);
+	cr_assert_eq(err, -EFAULT, "device read of unmapped memory: %s",
+		     strerror(-err));
+
+	for (int i = 0; i < RACE_THREADS; i++)
+		close(racers[i].sock);
+	hmmu_mirror_destroy(anchor);
+	cr_assert_eq(wait_for_stat(h, my_state, 0), 0);
+	cr_assert_eq(stats_of(h).my_mirrors, 0);
+	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
+	free(buf);
+	still_serves();
+	hmmu_disconnect(h);
+}
+
+/* ---- finding 4: nothing blocks on pages being migrated ------------------- */
+
+/*
+ * Finding 4: libhmmu migrates whole pages, so a malloc'd buffer takes the
+ * heap data around it along, libhmmu's own included (its connection
+ * handle, which it writes while it waits for the daemon). The old daemon
+ * wrote the migration's map into a heap buffer among the held pages and
+ * waited forever. Migrating the pages around a 3-page buffer returns, with
+ * every page counted, and all the data is intact. The timeout is the
+ * watchdog.
+ */
+Test(security, migrating_pages_around_a_malloc_buffer_never_hangs,
+     .timeout = 30)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	unsigned char *before = malloc(64), *buf = malloc(3 * page()),
+		      *after = malloc(64);
+	uintptr_t start = (uintptr_t)buf & ~(page() - 1);
+	uintptr_t end = ((uintptr_t)buf + 3 * page() + page() - 1) & ~(page() - 1);
+	struct hmmu_cmd c = { .addr = start, .npages = (end - start) / page() };
+	int err;
+
+	cr_assert(before && buf && after);
+	memset(before, 'b', 64);
+	memset(after, 'a', 64);
+	for (size_t i = 0; i < 3 * page(); i++)
+		buf[i] = (unsigned char)(i * 13 + 1);
+
+	err = hmmu_migrate_to_device(m, &c);
+	cr_assert_eq(err, 0, "migrate the pages around a malloc'd buffer: %s",
+		     strerror(-err));
+	cr_assert_eq(c.cpages, (end - start) / page(),
+		     "heap pages are anonymous private memory: all migrate");
+	for (size_t i = 0; i < 3 * page(); i++)
+		if (buf[i] != (unsigned char)(i * 13 + 1))
+			cr_assert_fail("byte %zu of the buffer: %#x", i, buf[i]);
+	for (int i = 0; i < 64; i++) {
+		cr_assert_eq(before[i], 'b');
+		cr_assert_eq(after[i], 'a');
+	}
+	cr_assert_geq(stats_of(h).migrated_to_device, (end - start) / page());
+	free(before);
+	free(buf);
+	free(after);
+	hmmu_mirror_destroy(m);
+	still_serves();
+	hmmu_disconnect(h);
+}
+
+/*
+ * Finding 4, whatever the allocator puts next to that buffer: a migration
+ * of the page holding libhmmu's connection handle itself returns. That
+ * page stays with the CPU (the migrating thread writes it before FINISH,
+ * and such a write would wait for itself): cpages 0, and the handle works.
+ */
+Test(security, migrating_the_page_of_libhmmus_own_handle_never_hangs,
+     .timeout = 30)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct hmmu_cmd c = { .addr = (uintptr_t)h & ~(page() - 1),
+			      .npages = 1 };
+	int err;
+
+	err = hmmu_migrate_to_device(m, &c);
+	cr_assert_eq(err, 0, "migrate the page of libhmmu's handle: %s",
+		     strerror(-err));
+	cr_assert_eq(c.cpages, 0, "libhmmu's own page stays with the CPU");
+	cr_assert_eq(stats_of(h).my_mirrors, 1, "the handle still works");
+	hmmu_mirror_destroy(m);
+	still_serves();
+	hmmu_disconnect(h);
+}
+
+/*
+ * Finding 4, on the stack: a buffer in the caller's own frame shares its
+ * pages with the frames libhmmu writes while it migrates. The call returns,
+ * the pages it must keep stay with the CPU, and the buffer is intact.
+ */
+Test(security, migrating_a_buffer_on_the_callers_stack_never_hangs,
+     .timeout = 30)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	unsigned char buf[3 * 4096];
+	/* The page of buf's start holds the frames below ours too. */
+	struct hmmu_cmd c = { .addr = (uintptr_t)buf & ~(page() - 1),
+			      .npages = 2 };
+	int err;
+
+	cr_assert_leq(2 * page(), sizeof(buf));
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 7);
+	err = hmmu_migrate_to_device(m, &c);
+	cr_assert_eq(err, 0, "migrate a page of the stack: %s", strerror(-err));
+	cr_assert_leq(c.cpages, 2);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], (unsigned char)(i * 7), "byte %zu", i);
+	hmmu_mirror_destroy(m);
+	still_serves();
+	hmmu_disconnect(h);
+}
+
+/*
+ * A raw connection with a registered mirror on dmirror0, next to a libhmmu
+ * one on dmirror1 (which made the process's state, so the raw REGISTER
+ * needs no fd): the raw one drives a migration step by step.
+ */
+struct migration {
+	struct hmmu *h;
+	struct hmmu_mirror *other;
+	int sock;
+	uint64_t mirror;
+	unsigned char *range; /* MIG_PAGES pages, page i filled with 0x10 + i */
+	uint8_t discard[1];
+};
+
+#define MIG_PAGES 4
+
+static void migration_setup(struct migration *mg)
+{
+	int st;
+
+	mg->h = connect_or_die();
+	mg->other = mirror_registered(mg->h, "dmirror1");
+	mg->sock = raw_session();
+	mg->mirror = raw_mirror_create(mg->sock, "dmirror0");
+	cr_assert_neq(mg->mirror, 0);
+	st = raw_register(mg->sock, mg->mirror, -1, 0);
+	cr_assert_eq(st, 0, "raw register joining the state: %s",
+		     status_name(st));
+	mg->range = pages(MIG_PAGES);
+	cr_assert_not_null(mg->range);
+	for (int i = 0; i < MIG_PAGES; i++)
+		memset(mg->range + i * page(), 0x10 + i, page());
+}
+
+static void migration_prepare(struct migration *mg)
+{
+	uint64_t cpages = 0;
+	int st = raw_prepare(mg->sock, mg->mirror, mg->range, MIG_PAGES,
+			     mg->discard, &cpages);
+
+	cr_assert_eq(st, 0, "PREPARE: %s", status_name(st));
+	cr_assert_eq(cpages, MIG_PAGES);
+	cr_assert_eq(mg->discard[0], (1u << MIG_PAGES) - 1,
+		     "every page is to be discarded");
+}
+
+/* Discard and FINISH; FINISH's cpages. */
+static uint64_t migration_finish(struct migration *mg)
+{
+	uint64_t cpages = 0;
+	int st;
+
+	discard_marked(mg->range, MIG_PAGES, mg->discard);
+	st = raw_finish(mg->sock, mg->mirror, mg->range, MIG_PAGES, &cpages);
+	cr_assert_eq(st, 0, "FINISH: %s", status_name(st));
+	return cpages;
+}
+
+/* Page @i of the range holds @byte throughout, seen by the CPU. */
+static void expect_page(struct migration *mg, int i, unsigned char byte,
+			const char *why)
+{
+	for (size_t b = 0; b < page(); b++)
+		if (mg->range[i * page() + b] != byte)
+			cr_assert_fail("page %d byte %zu: %#x, want %#x (%s)", i,
+				       b, mg->range[i * page() + b], byte, why);
+}
+
+static void migration_teardown(struct migration *mg)
+{
+	int st = raw_mirror_op(mg->sock, HMMU_OP_MIRROR_DESTROY, mg->mirror);
+
+	cr_assert_eq(st, 0, "destroy: %s", status_name(st));
+	close(mg->sock);
+	hmmu_mirror_destroy(mg->other);
+	cr_assert_eq(wait_for_stat(mg->h, my_state, 0), 0);
+	munmap(mg->range, MIG_PAGES * page());
+	still_serves();
+	hmmu_disconnect(mg->h);
+}
+
+/*
+ * Finding 4: a device READ whose output buffer lies in pages between
+ * PREPARE and FINISH. The old daemon's write into them waited for the
+ * migration to settle, which the client settles only after the READ
+ * returns: a hang. Now it returns: -EBUSY (the page keeps its data), or 0
+ * with the data read in and surviving the migration.
+ */
+Test(security, device_read_into_pages_being_migrated_never_blocks,
+     .timeout = 30)
+{
+	struct migration mg;
+	unsigned char *src = pages(1);
+	struct hmmu_cmd c = { .addr = (uintptr_t)src, .npages = 1 };
+	int err;
+
+	migration_setup(&mg);
+	cr_assert_not_null(src);
+	memset(src, 0x99, page());
+	migration_prepare(&mg);
+	err = hmmu_device_read(mg.other, &c, mg.range + 2 * page());
+	cr_assert(err == 0 || err == -EBUSY,
+		  "device read into a page being migrated: %s", strerror(-err));
+	if (err)
+		cr_assert_eq(migration_finish(&mg), MIG_PAGES);
+	else
+		migration_finish(&mg);
+	expect_page(&mg, 2, err ? 0x12 : 0x99,
+		    err ? "the refused read changed nothing" :
+			  "the read's data survives the migration");
+	expect_page(&mg, 1, 0x11, "migrated and back");
+	munmap(src, page());
+	migration_teardown(&mg);
+}
+
+/*
+ * Finding 4: the same for a SNAPSHOT whose state buffer lies in pages
+ * being migrated.
+ */
+Test(security, snapshot_into_pages_being_migrated_never_blocks, .timeout = 30)
+{
+	struct migration mg;
+	unsigned char *src = pages(1), *states;
+	struct hmmu_cmd c = { .addr = (uintptr_t)src, .npages = 1 };
+	int err;
+
+	migration_setup(&mg);
+	cr_assert_not_null(src);
+	memset(src, 0x99, page());
+	states = mg.range + page() + 100;
+	migration_prepare(&mg);
+	err = hmmu_snapshot(mg.other, &c, states);
+	cr_assert(err == 0 || err == -EBUSY,
+		  "snapshot into a page being migrated: %s", strerror(-err));
+	if (err)
+		cr_assert_eq(migration_finish(&mg), MIG_PAGES);
+	else
+		migration_finish(&mg);
+	if (err) {
+		expect_page(&mg, 1, 0x11, "the refused snapshot changed nothing");
+	} else {
+		cr_assert_eq(states[0], HMMU_PAGE_WRITE,
+			     "state of a written page: %#x", states[0]);
+		states[0] = 0x11;
+		expect_page(&mg, 1, 0x11, "the rest of the page survives");
+	}
+	expect_page(&mg, 0, 0x10, "migrated and back");
+	munmap(src, page());
+	migration_teardown(&mg);
+}
+
+/* ---- finding 6: a DMA write during a migration is never lost ------------- */
+
+/*
+ * Finding 6: a device WRITE (DMA into system memory, through a mirror of
+ * another device) to a page between PREPARE and the client's discard.
+ * The old daemon lifted the write-protection and wrote the CPU's page,
+ * which the client then discarded: the migrated, stale copy came back.
+ * Now the write is refused with -EBUSY and changes nothing, or it succeeds
+ * and the CPU sees its data once the migration settled.
+ */
+Test(security, dma_write_between_prepare_and_discard_is_never_lost,
+     .timeout = 30)
+{
+	struct migration mg;
+	unsigned char *data = pages(1);
+	struct hmmu_cmd c;
+	uint64_t cpages;
+	int err;
+
+	migration_setup(&mg);
+	cr_assert_not_null(data);
+	memset(data, 0x77, page());
+	migration_prepare(&mg);
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)(mg.range + page()),
+			       .npages = 1 };
+	err = hmmu_device_write(mg.other, &c, data);
+	cr_assert(err == 0 || err == -EBUSY,
+		  "DMA write to a page being migrated: %s", strerror(-err));
+	cpages = migration_finish(&mg);
+	if (err)
+		cr_assert_eq(cpages, MIG_PAGES, "the refused write kept none back");
+	expect_page(&mg, 1, err ? 0x11 : 0x77,
+		    err ? "the refused write changed nothing" :
+			  "the DMA write survives the migration");
+	for (int i = 0; i < MIG_PAGES; i++)
+		if (i != 1)
+			expect_page(&mg, i, 0x10 + i, "migrated and back");
+	munmap(data, page());
+	migration_teardown(&mg);
+}
+
+/*
+ * Finding 6, the other window: the client discarded its pages (they are
+ * the device's now) but has not sent FINISH yet when the DMA write comes.
+ */
+Test(security, dma_write_between_discard_and_finish_is_never_lost,
+     .timeout = 30)
+{
+	struct migration mg;
+	unsigned char *data = pages(1);
+	struct hmmu_cmd c;
+	uint64_t cpages = 0;
+	int err, st;
+
+	migration_setup(&mg);
+	cr_assert_not_null(data);
+	memset(data, 0x77, page());
+	migration_prepare(&mg);
+	discard_marked(mg.range, MIG_PAGES, mg.discard);
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)(mg.range + 2 * page()),
+			       .npages = 1 };
+	err = hmmu_device_write(mg.other, &c, data);
+	cr_assert(err == 0 || err == -EBUSY,
+		  "DMA write to a discarded page being migrated: %s",
+		  strerror(-err));
+	st = raw_finish(mg.sock, mg.mirror, mg.range, MIG_PAGES, &cpages);
+	cr_assert_eq(st, 0, "FINISH: %s", status_name(st));
+	if (err)
+		cr_assert_eq(cpages, MIG_PAGES, "the refused write kept none back");
+	expect_page(&mg, 2, err ? 0x12 : 0x77,
+		    err ? "the refused write changed nothing" :
+			  "the DMA write survives the migration");
+	for (int i = 0; i < MIG_PAGES; i++)
+		if (i != 2)
+			expect_page(&mg, i, 0x10 + i, "migrated and back");
+	munmap(data, page());
+	migration_teardown(&mg);
+}
+
+/* ---- finding 7: only the sender's own, full userfaultfd ------------------ */
+
+/* A raw connection with one unregistered mirror, in a process with no state. */
+struct refusal {
+	struct hmmu *h; /* watches the counters */
+	int sock;
+	uint64_t mirror;
+	int daemon_fds;
+};
+
+static void refusal_setup(struct refusal *r)
+{
+	int st;
+
+	r->h = connect_or_die();
+	cr_assert_eq(stats_of(r->h).my_state, 0);
+	r->sock = raw_session();
+	r->mirror = raw_mirror_create(r->sock, "dmirror0");
+	cr_assert_neq(r->mirror, 0);
+	st = raw_register(r->sock, r->mirror, -1, 0);
+	cr_assert_eq(st, HMMU_STATUS_NEED_UFFD, "first register: %s",
+		     status_name(st));
+	r->daemon_fds = count_fds(daemon_under_test.pid);
+}
+
+/* REGISTER with @uffd and @probe gets @want, and leaves nothing behind. */
+static void expect_refused(struct refusal *r, int uffd, uint64_t probe,
+			   int want, const char *what)
+{
+	struct hmmu_stats st;
+	int got = raw_register(r->sock, r->mirror, uffd, probe);
+
+	if (got == 0)
+		cr_assert_fail("%s: accepted, want %s", what, status_name(want));
+	cr_expect_eq(got, want, "%s: %s, want %s", what, status_name(got),
+		     status_name(want));
+	st = stats_of(r->h);
+	cr_expect_eq(st.my_state, 0, "%s: per-process state left", what);
+	cr_expect_eq(st.my_mirrors, 0, "%s: a mirror registered", what);
+	cr_expect_eq(st.processes, 0, "%s: processes", what);
+	cr_expect_eq(daemon_fds_settle(r->daemon_fds), r->daemon_fds,
+		     "%s: the daemon's open fds (the refused userfaultfd, the "
+		     "/proc files of a state) are back to before", what);
+}
+
+/* Then registering properly works, and the state goes with the mirror. */
+static void refusal_teardown(struct refusal *r)
+{
+	int st = raw_register_first(r->sock, r->mirror);
+
+	cr_assert_eq(st, 0, "proper register after the refusal: %s",
+		     status_name(st));
+	cr_assert_eq(stats_of(r->h).my_mirrors, 1);
+	st = raw_mirror_op(r->sock, HMMU_OP_MIRROR_DESTROY, r->mirror);
+	cr_assert_eq(st, 0, "destroy: %s", status_name(st));
+	cr_assert_eq(wait_for_stat(r->h, my_state, 0), 0);
+	close(r->sock);
+	still_serves();
+	hmmu_disconnect(r->h);
+}
+
+/*
+ * Finding 7: a UFFD_USER_MODE_ONLY userfaultfd (which a user may create
+ * without the privilege a full one needs) lets every fault the kernel
+ * takes on the client's behalf fail, the daemon's own accesses included.
+ * With valid probe pages it is refused with -EPERM.
+ */
+Test(security, user_mode_only_userfaultfd_is_eperm_and_leaves_no_state)
+{
+	struct refusal r;
+	void *probe = pages(2);
+	int uffd = uffd_make(UFFD_USER_MODE_ONLY);
+
+	if (uffd == -EINVAL)
+		cr_skip_test("this kernel has no UFFD_USER_MODE_ONLY");
+	cr_assert_geq(uffd, 0, "user-mode-only userfaultfd: %s",
+		      strerror(-uffd));
+	cr_assert_not_null(probe);
+	refusal_setup(&r);
+	expect_refused(&r, uffd, (uintptr_t)probe, -EPERM,
+		       "user-mode-only userfaultfd");
+	close(uffd);
+	munmap(probe, 2 * page());
+	refusal_teardown(&r);
+}
+
+/*
+ * Finding 7: the same fd, with the second probe page (the one the daemon's
+ * kernel-mode read must fault on) touched beforehand, so that the read
+ * does not fault at all. It must still be refused, as a user-mode-only fd
+ * (-EPERM) or for its probe pages (-EFAULT).
+ */
+Test(security, user_mode_only_uffd_with_second_probe_page_touched_is_refused)
+{
+	struct refusal r;
+	unsigned char *probe = pages(2);
+	int uffd = uffd_make(UFFD_USER_MODE_ONLY), got;
+	struct hmmu_stats st;
+
+	if (uffd == -EINVAL)
+		cr_skip_test("this kernel has no UFFD_USER_MODE_ONLY");
+	cr_assert_geq(uffd, 0, "user-mode-only userfaultfd: %s",
+		      strerror(-uffd));
+	cr_assert_not_null(probe);
+	probe[page()] = 1;
+	refusal_setup(&r);
+	got = raw_register(r.sock, r.mirror, uffd, (uintptr_t)probe);
+	st = stats_of(r.h);
+	cr_expect(got == -EPERM || got == -EFAULT,
+		  "user-mode-only userfaultfd, second probe page touched: %s, "
+		  "want -EPERM or -EFAULT (my_state now %u)",
+		  status_name(got), st.my_state);
+	if (got == 0) {
+		/* Accepted: undo it, so that the teardown can go on. */
+		raw_mirror_op(r.sock, HMMU_OP_MIRROR_UNREGISTER, r.mirror);
+		wait_for_stat(r.h, my_state, 0);
+	}
+	close(uffd);
+	munmap(probe, 2 * page());
+	cr_expect_eq(stats_of(r.h).my_state, 0);
+	refusal_teardown(&r);
+}
+
+/*
+ * A userfaultfd made by a forked child, which sends it to us and then
+ * stays alive (until @keep is closed) or exits (@keep is -1 then).
+ */
+static int child_uffd(int *keep, pid_t *child)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	char c = 0;
+	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	int sp[2], fd = -1, stay = keep != NULL;
+	pid_t pid;
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp),
+		     0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+
+		close(sp[0]);
+		fd = uffd_make(0);
+		if (fd < 0)
+			_exit(1);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		if (sendmsg(sp[1], &msg, 0) != 1)
+			_exit(2);
+		if (stay)
+			(void)!read(sp[1], &c, 1); /* EOF: the test is done */
+		_exit(0);
+	}
+	close(sp[1]);
+	cr_assert_eq(recvmsg(sp[0], &msg, MSG_CMSG_CLOEXEC), 1,
+		     "the child made no userfaultfd");
+	memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+	*child = pid;
+	if (stay) {
+		*keep = sp[0];
+	} else {
+		close(sp[0]);
+		cr_assert_eq(waitpid(pid, NULL, 0), pid);
+	}
+	return fd;
+}
+
+/*
+ * Finding 7: a userfaultfd of another address space (here a forked child's,
+ * whose probe pages lie where ours do, untouched, as ours) sent as our
+ * own: a value placed through it does not show in our memory. -EINVAL.
+ */
+Test(security, userfaultfd_of_a_live_child_is_einval_and_leaves_no_state)
+{
+	struct refusal r;
+	/* Mapped before the fork: the child has the very same pages. */
+	void *probe = pages(2);
+	int keep = -1, uffd;
+	pid_t child;
+
+	cr_assert_not_null(probe);
+	refusal_setup(&r);
+	uffd = child_uffd(&keep, &child);
+	expect_refused(&r, uffd, (uintptr_t)probe, -EINVAL,
+		       "a live child's userfaultfd");
+	close(uffd);
+	close(keep);
+	cr_assert_eq(waitpid(child, NULL, 0), child);
+	munmap(probe, 2 * page());
+	refusal_teardown(&r);
+}
+
+/* Finding 7: the same once the child has exited (its address space is gone). */
+Test(security, userfaultfd_of_an_exited_child_is_einval_and_leaves_no_state)
+{
+	struct refusal r;
+	void *probe = pages(2);
+	int uffd;
+	pid_t child;
+
+	cr_assert_not_null(probe);
+	refusal_setup(&r);
+	uffd = child_uffd(NULL, &child);
+	expect_refused(&r, uffd, (uintptr_t)probe, -EINVAL,
+		       "an exited child's userfaultfd");
+	close(uffd);
+	munmap(probe, 2 * page());
+	refusal_teardown(&r);
+}
+
+/*
+ * Finding 7: the proof needs two private pages nobody touched. Probe pages
+ * written or read before, no probe at all, a misaligned or unmapped one:
+ * each refused with -EFAULT, with our own good userfaultfd.
+ */
+Test(security, touched_or_missing_probe_pages_are_efault_and_leave_no_state)
+{
+	struct refusal r;
+	unsigned char *written = pages(2), *read = pages(2), *gone = pages(2);
+	volatile unsigned char sink;
+	const struct {
+		const char *what;
+		uint64_t probe;
+	} bad[] = {
+		{ "probe page written before", (uintptr_t)written },
+		{ "probe page read before", (uintptr_t)read },
+		{ "no probe (0)", 0 },
+		{ "misaligned probe", (uintptr_t)gone + 8 },
+		{ "unmapped probe", (uintptr_t)gone },
+	};
+
+	cr_assert(written && read && gone);
+	written[0] = 1;
+	sink = read[0];
+	(void)sink;
+	cr_assert_eq(munmap(gone, 2 * page()), 0);
+	refusal_setup(&r);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int uffd = uffd_make(0);
+
+		cr_assert_geq(uffd, 0, "userfaultfd: %s", strerror(-uffd));
+		expect_refused(&r, uffd, bad[i].probe, -EFAULT, bad[i].what);
+		close(uffd);
+	}
+	munmap(written, 2 * page());
+	munmap(read, 2 * page());
+	refusal_teardown(&r);
+}
+
+/* ---- STATS of another user ----------------------------------------------- */
+
+#define NOBODY 65534
+
+/*
+ * A client of another user than the one whose mirrors the daemon holds
+ * learns the figures of its own user only, as HMMU_OP_LIST shows a non-root
+ * client the processes of its own uid only: not how many processes and
+ * mirrors others have, nor what their devices did.
+ */
+Test(security, client_of_another_user_sees_no_daemon_wide_figures)
+{
+	struct hmmu *h;
+	struct hmmu_mirror *m;
+	struct hmmu_stats mine, seen;
+	unsigned char *p, *buf;
+	struct hmmu_cmd c;
+	struct stat sb;
+	int sp[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		cr_skip_test("needs root, to run a client as uid %d", NOBODY);
+	h = connect_or_die();
+	m = mirror_registered(h, "dmirror0");
+	p = pages(8);
+	buf = malloc(8 * page());
+	cr_assert(p && buf);
+	memset(p, 1, 8 * page());
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 8 };
+	cr_assert_eq(hmmu_device_read(m, &c, buf), 0);
+	mine = stats_of(h);
+	cr_assert_eq(mine.processes, 1);
+	cr_assert_eq(mine.mirrors, 1);
+	cr_assert_gt(mine.device_faults, 0);
+	cr_assert_gt(mine.device_pages, 0);
+
+	cr_assert_eq(stat(daemon_under_test.dir, &sb), 0);
+	cr_assert_eq(chmod(daemon_under_test.dir, sb.st_mode | 0005), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp),
+		     0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct hmmu *other;
+		struct hmmu_stats st;
+
+		close(sp[0]);
+		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
+		    setuid(NOBODY) < 0)
+			_exit(1);
+		if (hmmu_connect(daemon_under_test.socket, &other) ||
+		    hmmu_stats(other, &st))
+			_exit(2);
+		_exit(write(sp[1], &st, sizeof(st)) == sizeof(st) ? 0 : 3);
+	}
+	close(sp[1]);
+	n = read(sp[0], &seen, sizeof(seen));
+	close(sp[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the client as nobody failed: status %#x", status);
+	cr_assert_eq(n, (ssize_t)sizeof(seen));
+
+	cr_expect_eq(seen.processes, 0, "root's processes are not nobody's");
+	cr_expect_eq(seen.mirrors, 0, "root's mirrors are not nobody's");
+	cr_expect_eq(seen.my_state, 0);
+	cr_expect_eq(seen.my_mirrors, 0);
+	cr_expect_eq(seen.releases, 0);
+	cr_expect_eq(seen.device_faults, 0, "root's device faults");
+	cr_expect_eq(seen.cpu_faults, 0);
+	cr_expect_eq(seen.invalidations, 0);
+	cr_expect_eq(seen.migrated_to_device, 0);
+	cr_expect_eq(seen.migrated_to_system, 0);
+	cr_expect_eq(seen.device_pages, 0, "root's pages on devices");
+	cr_expect_eq(seen.device_mem_pages, 0);
+	cr_expect_leq(seen.sessions, 1, "only its own session");
+
+	free(buf);
+	munmap(p, 8 * page());
+	hmmu_mirror_destroy(m);
+	still_serves();
+	hmmu_disconnect(h);
+}
