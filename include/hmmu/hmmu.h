@@ -159,8 +159,12 @@ int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c, uint8_t *states);
  * memory migrates; other pages are simply not counted in cpages. The call
  * discards this process's copies of the migrated pages itself
  * (madvise(MADV_DONTNEED)); a concurrent CPU write to them waits until the
- * migration settles and is never lost.
- * Errors: -ENOMEM (device memory full; nothing migrated), -EINVAL.
+ * migration settles and is never lost. Pages the calling thread itself
+ * writes during the call (its stack below the caller's frame) stay with the
+ * CPU: such a write would wait for the call's own end.
+ * Errors: -ENOMEM (device memory full), -EDQUOT (past this user's share of
+ * it; hmmud --limit devmem-percent-per-user): nothing migrated; -ESRCH (the
+ * daemon no longer serves this process: it exec'd), -EINVAL.
  */
 int hmmu_migrate_to_device(struct hmmu_mirror *m, struct hmmu_cmd *c);
 
