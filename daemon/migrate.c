@@ -715,11 +715,24 @@ void migrate_on_remap(struct process *p, uint64_t from, uint64_t to,
 	/*
 	 * The pages moved with their VMA: move our entries too, a page at a
 	 * time (the kernel never lets the old and new ranges overlap).
+	 *
+	 * A page still being migrated is rolled back instead: its CPU copy
+	 * moved with the VMA and holds the data, and the FINISH its client
+	 * sent (or sends) names the old range, so at the new one it would
+	 * never settle and a write to it would be held for ever. A page that
+	 * became the device's in a migration not yet finished moves, but
+	 * that migration will not count it: it is fresh no more.
 	 */
 	for (uint64_t i = 0; i < mv.n; i++) {
 		uint64_t old = mv.addrs[i], new = to + (old - from);
 		struct pt_entry e = *pt_lookup(p->devpages, old);
+		struct devpage *moving = e.data;
 
+		if (moving->state == DP_MIGRATING) {
+			forget(p, old);
+			continue;
+		}
+		moving->fresh = 0;
 		pt_clear_range(p->devpages, old, old + page_size(), NULL, NULL);
 		if (pt_set(p->devpages, new, &e, NULL, NULL) < 0) {
 			struct devpage *dp = e.data;

@@ -1604,3 +1604,36 @@ Test(security, client_of_another_user_sees_no_daemon_wide_figures)
 	still_serves();
 	hmmu_disconnect(h);
 }
+
+/*
+ * Found by the socket fuzzer: the pages of a migration move (mremap)
+ * before its FINISH, which names the old range. The moved pages that were
+ * still being migrated must not stay so for ever: a CPU write to them goes
+ * through, FINISH answers, and every page keeps its data at its new place.
+ */
+Test(security, migration_moved_by_mremap_before_finish_settles, .timeout = 30)
+{
+	struct migration mg;
+	unsigned char *moved;
+	uint64_t cpages = 0;
+	int st;
+
+	migration_setup(&mg);
+	migration_prepare(&mg);
+	moved = mmap(NULL, MIG_PAGES * page(), PROT_NONE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(moved, MAP_FAILED);
+	moved = mremap(mg.range, MIG_PAGES * page(), MIG_PAGES * page(),
+		       MREMAP_MAYMOVE | MREMAP_FIXED, moved);
+	cr_assert_neq(moved, MAP_FAILED);
+	moved[page()] = 0x99; /* held for ever before the fix */
+	st = raw_finish(mg.sock, mg.mirror, mg.range, MIG_PAGES, &cpages);
+	cr_assert_eq(st, 0, "FINISH of the old range: %s", status_name(st));
+	cr_expect_eq(moved[page()], 0x99);
+	for (int i = 0; i < MIG_PAGES; i++)
+		cr_expect_eq(moved[i * page() + 1], (unsigned char)(0x10 + i),
+			     "page %d", i);
+	/* The teardown unmaps mg.range: let it unmap the pages' new place. */
+	mg.range = moved;
+	migration_teardown(&mg);
+}
