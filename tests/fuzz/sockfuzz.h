@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sockfuzz: the driver (sockfuzz.c) starts hmmud and forks clients; each
+ * client (sockfuzz_client.c) is a child process that talks to the daemon.
+ * They share one MAP_SHARED page of counters and findings, so that what a
+ * client counted survives its SIGKILL.
+ */
+#ifndef HMMU_SOCKFUZZ_H
+#define HMMU_SOCKFUZZ_H
+
+#include "common/proto.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define FUZZ_MAX_DEVICES 16
+#define FUZZ_MAX_FINDINGS 32
+#define FUZZ_FINDING_TEXT 1536
+
+/* Counters the clients add to, the driver reports. */
+enum fuzz_counter {
+	FC_CONNECTIONS,
+	FC_MESSAGES,
+	FC_VALID,	/* valid requests */
+	FC_MUTATED,	/* mutated valid messages */
+	FC_RANDOM,	/* random bytes */
+	FC_FDS,		/* fds sent in SCM_RIGHTS */
+	FC_UFFDS,	/* of which userfaultfds */
+	FC_FOREIGN,	/* messages with another process's credentials */
+	FC_REPLIES,
+	FC_REGISTERED,	/* MIRROR_REGISTER that succeeded */
+	FC_DEVICE_CMDS,
+	FC_JOBS,
+	FC_MIGRATIONS,	/* PREPARE ... FINISH rounds */
+	FC_MEM_OPS,	/* CPU-side changes to mirrored memory */
+	FC_FORKS,	/* grandchildren */
+	FC_HANGUPS,	/* connections the daemon closed, besides HELLO's */
+	FC_UNANSWERED,	/* requests left without a reply when a client died */
+	FC_NR_
+};
+
+struct fuzz_finding {
+	uint64_t client;
+	char text[FUZZ_FINDING_TEXT];
+};
+
+struct fuzz_shared {
+	_Atomic uint64_t count[FC_NR_];
+	/* What the driver learned at start: the daemon's devices. */
+	unsigned ndevices;
+	char devices[FUZZ_MAX_DEVICES][HMMU_NAME_MAX];
+	char models[FUZZ_MAX_DEVICES][HMMU_NAME_MAX];
+	/* Protocol findings of the clients. */
+	_Atomic unsigned nfindings;
+	struct fuzz_finding findings[FUZZ_MAX_FINDINGS];
+};
+
+struct fuzz_client_args {
+	struct fuzz_shared *shared;
+	const char *socket;
+	const char *trace;	/* this client's trace file, or NULL */
+	uint64_t index;
+	uint64_t seed;
+	int reply_timeout_ms;
+};
+
+/* The client: runs in a forked child, never returns. */
+void fuzz_client_main(const struct fuzz_client_args *a)
+	__attribute__((noreturn));
+
+/* xoshiro256**, seeded with splitmix64: reproducible from one u64. */
+struct fuzz_rng {
+	uint64_t s[4];
+};
+
+void fuzz_rng_seed(struct fuzz_rng *r, uint64_t seed);
+uint64_t fuzz_rng_next(struct fuzz_rng *r);
+/* Uniform in [0, n); 0 if n is 0. */
+uint64_t fuzz_rng_below(struct fuzz_rng *r, uint64_t n);
+/* 1 with probability num/den. */
+int fuzz_rng_chance(struct fuzz_rng *r, unsigned num, unsigned den);
+/* The seed of client @index of a run seeded @seed. */
+uint64_t fuzz_client_seed(uint64_t seed, uint64_t index);
+
+#endif
