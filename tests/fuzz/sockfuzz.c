@@ -67,6 +67,8 @@ struct options {
 	int seed_set;
 	const char *hmmud;
 	int keep;
+	int keep_going;
+	int avoid_known;
 	unsigned jobs;
 	const char *log_level;
 	int probe_timeout_ms;
@@ -106,6 +108,7 @@ static struct {
 	/* The report. */
 	uint64_t launched, finished, died, killed, timed_out, crashed,
 		no_start;
+	unsigned restarts;
 	unsigned findings;
 	unsigned client_findings_seen;
 	int sanitizer_seen;
@@ -365,7 +368,7 @@ static void dump_daemon_stacks(const char *why)
 	DIR *d;
 	struct dirent *e;
 
-	if (daemon_gone() || dumps >= 3)
+	if (daemon_gone() || dumps >= 10)
 		return;
 	snprintf(path, sizeof(path), "%s/hang-%u.txt", F.dir, dumps++);
 	out = fopen(path, "w");
@@ -578,6 +581,7 @@ static void launch(struct slot *s, uint64_t index)
 		.index = index,
 		.seed = fuzz_client_seed(F.o.seed, index),
 		.reply_timeout_ms = F.o.reply_timeout_ms,
+		.avoid_known = F.o.avoid_known,
 	};
 	pid_t pid;
 
@@ -605,6 +609,8 @@ static void launch(struct slot *s, uint64_t index)
 	s->timed_out = 0;
 	F.launched++;
 }
+
+static void keep_trace(uint64_t index);
 
 /*
  * A client that outlives --client-timeout is stuck somewhere: most often in
@@ -644,6 +650,7 @@ static void client_stuck(const struct slot *s)
 		closedir(d);
 	if (out)
 		fclose(out);
+	keep_trace(s->index);
 }
 
 static void client_ended(struct slot *s, int st)
@@ -679,7 +686,7 @@ static void keep_trace(uint64_t index)
 	char from[PATH_MAX], to[PATH_MAX + 32];
 
 	trace_path(index, from, sizeof(from));
-	snprintf(to, sizeof(to), "%s/finding-client-%" PRIu64 ".trace", F.dir,
+	snprintf(to, sizeof(to), "%s/kept-client-%" PRIu64 ".trace", F.dir,
 		 index);
 	if (link(from, to) == 0 || errno == EEXIST)
 		printf("sockfuzz: its trace: %s\n", to);
@@ -735,6 +742,46 @@ static int check_daemon(uint64_t after)
 	return 0;
 }
 
+/*
+ * --keep-going: after a daemon death or hang, keep its log as
+ * finding-N.hmmud.log, start a fresh daemon and go on.
+ */
+static int daemon_restart(void)
+{
+	char saved[PATH_MAX + 32], notify[PATH_MAX];
+	const char *err;
+
+	if (!daemon_gone()) {
+		kill(F.daemon, SIGKILL);
+		waitpid(F.daemon, &F.daemon_status, 0);
+		F.daemon_reaped = 1;
+	}
+	scan_log();
+	print_log_tail(40);
+	snprintf(saved, sizeof(saved), "%s/finding-%u.hmmud.log", F.dir,
+		 F.restarts++);
+	rename(F.log, saved);
+	close(F.log_fd);
+	printf("sockfuzz: its log: %s; starting a new hmmud\n", saved);
+	F.log_scanned = 0;
+	F.log_partial_len = 0;
+	F.sanitizer_seen = 0;
+	F.first_sanitizer_line[0] = '\0';
+	F.daemon_reaped = 0;
+	F.fatal = 0;
+	snprintf(notify, sizeof(notify), "%s/notify", F.dir);
+	unlink(notify);
+	if (daemon_start() < 0)
+		return -1;
+	err = probe(0);
+	if (err) {
+		fprintf(stderr, "sockfuzz: the new daemon fails its health "
+			"check: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
 static void progress(void)
 {
 	const _Atomic uint64_t *c = F.sh->count;
@@ -780,11 +827,19 @@ static void run(void)
 				client_ended(s, st);
 				running--;
 				if (check_daemon(index) < 0) {
-					stopping = 1;
 					/* The others are of no use now. */
-					for (unsigned k = 0; k < F.o.jobs; k++)
-						if (slots[k].pid)
-							kill(slots[k].pid, SIGKILL);
+					for (unsigned k = 0; k < F.o.jobs; k++) {
+						if (!slots[k].pid)
+							continue;
+						kill(slots[k].pid, SIGKILL);
+						slots[k].killed = 1;
+						waitpid(slots[k].pid, &st, 0);
+						client_ended(&slots[k], st);
+						running--;
+					}
+					if (!F.o.keep_going || F.interrupted ||
+					    daemon_restart() < 0)
+						stopping = 1;
 				}
 				continue;
 			}
@@ -820,6 +875,8 @@ static void usage(FILE *f)
 		"  --hmmud PATH       the daemon to fuzz (default %s)\n"
 		"  --jobs N           clients at once (default 2, at most %d)\n"
 		"  --keep             keep the temporary directory\n"
+		"  --keep-going       after a daemon death or hang, restart it, go on\n"
+		"  --avoid-known      do not trigger the bugs already known (sockfuzz.h)\n"
 		"  --log-level L      the daemon's (default warning)\n"
 		"  --log-max MIB      rotate the daemon's log past MIB (default 256)\n"
 		"  --daemon-arg ARG   one more argument for hmmud (repeatable)\n"
@@ -842,7 +899,7 @@ static int parse_u64(const char *s, uint64_t *out)
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	enum { O_LOGMAX = 256, O_DARG, O_PROBE, O_REPLY, O_CLIENT, O_STOP,
-	       O_FIRST };
+	       O_FIRST, O_KEEP_GOING, O_AVOID };
 	static const struct option longopts[] = {
 		{ "seconds", required_argument, NULL, 't' },
 		{ "clients", required_argument, NULL, 'n' },
@@ -851,6 +908,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "hmmud", required_argument, NULL, 'd' },
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "keep", no_argument, NULL, 'k' },
+		{ "keep-going", no_argument, NULL, O_KEEP_GOING },
+		{ "avoid-known", no_argument, NULL, O_AVOID },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "log-max", required_argument, NULL, O_LOGMAX },
 		{ "daemon-arg", required_argument, NULL, O_DARG },
@@ -909,6 +968,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'k':
 			o->keep = 1;
+			break;
+		case O_KEEP_GOING:
+			o->keep_going = 1;
+			break;
+		case O_AVOID:
+			o->avoid_known = 1;
 			break;
 		case 'l':
 			o->log_level = optarg;
@@ -1067,7 +1132,9 @@ int main(int argc, char **argv)
 	       (uint64_t)c[FC_CONNECTIONS], (uint64_t)c[FC_REGISTERED],
 	       (uint64_t)c[FC_MIGRATIONS], (uint64_t)c[FC_MEM_OPS],
 	       (uint64_t)c[FC_FORKS], (uint64_t)c[FC_HANGUPS]);
-	printf("sockfuzz: findings: %u\n", F.findings);
+	printf("sockfuzz: findings: %u%s\n", F.findings,
+	       F.restarts ? " (the daemon was restarted after each fatal one)" :
+			    "");
 	if (F.findings) {
 		print_log_tail(60);
 		printf("sockfuzz: kept %s (hmmud.log, client-NN.trace of the "

@@ -1064,6 +1064,43 @@ static void judge_handler(struct conn *c, const union wire_msg *m,
 	}
 }
 
+/* --avoid-known: would this message trigger a bug already known? */
+static int known_bug(struct conn *c, const void *msg, size_t n,
+		     const struct wire_verdict *v)
+{
+	const uint64_t top = ~0ull - (16ull << 20);
+	union wire_msg m;
+	uint64_t id;
+
+	if (!v->handler)
+		return 0;
+	memcpy(&m, msg, n);
+	if (v->op == HMMU_OP_JOB &&
+	    n >= WIRE_HDR + sizeof(struct hmmu_wire_job)) {
+		const struct hmmu_wire_job *j = wire_payload(&m);
+
+		/*
+		 * A list walk follows pointers from memory, which device
+		 * writes of any bytes (SNAPSHOT's 0xff among them) may have
+		 * made ~0: no LIST_SUM at all.
+		 */
+		return j->src >= top || j->dst >= top ||
+		       j->kind == HMMU_WIRE_JOB_LIST_SUM;
+	}
+	if (v->op != HMMU_OP_MIRROR_REGISTER && v->op != HMMU_OP_MIRROR_DESTROY)
+		return 0;
+	memcpy(&id, wire_payload(&m), sizeof(id));
+	for (unsigned i = 0; i < c->npend; i++) {
+		const struct pending *p = &c->pend[i];
+
+		if (p->on_mirror && p->mirror == id && p->op != v->op &&
+		    (p->op == HMMU_OP_MIRROR_REGISTER ||
+		     p->op == HMMU_OP_MIRROR_DESTROY))
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * Send one message on @c with @nfds fds and, if @cred, explicit
  * credentials. Judges it first and files what it must get back. Returns
@@ -1125,6 +1162,11 @@ static int conn_send(struct conn *c, const void *msg, size_t n,
 	}
 
 	wire_judge(msg, n, nfds, foreign, c->hello_done, &v);
+	if (C.a->avoid_known && known_bug(c, msg, n, &v)) {
+		trace("conn%d: not sent (a known bug): %s %s", c->n, kind,
+		      hmmu_proto_op_name(v.op));
+		return -1;
+	}
 	for (int tries = 0;; tries++) {
 		if (sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
 			break;
@@ -1164,10 +1206,17 @@ static int conn_send(struct conn *c, const void *msg, size_t n,
 		c->hello_done = 1;
 	if (v.hangup)
 		c->hangup = 1;
-	trace("conn%d: sent %s %s/%llu, %zu bytes, %d fd(s)%s: expect %s%d",
-	      c->n, kind, hmmu_proto_op_name(v.op), (unsigned long long)v.id,
-	      n, nfds, foreign ? ", foreign" : "", p->exact ? "" : "~",
-	      p->status);
+	if (C.trace_fd >= 0) {
+		char b[3 * 88];
+
+		hex(b, sizeof(b), (const char *)msg + (n > WIRE_HDR ? WIRE_HDR : 0),
+		    n > WIRE_HDR ? (n - WIRE_HDR < 80 ? n - WIRE_HDR : 80) : n);
+		trace("conn%d: sent %s %s/%llu, %zu bytes, %d fd(s)%s: expect "
+		      "%s%d; %s: %s", c->n, kind, hmmu_proto_op_name(v.op),
+		      (unsigned long long)v.id, n, nfds,
+		      foreign ? ", foreign" : "", p->exact ? "" : "~",
+		      p->status, n > WIRE_HDR ? "payload" : "bytes", b);
+	}
 	return (int)(p - c->pend);
 }
 
