@@ -220,6 +220,18 @@ static struct {
 
 	union wire_msg reply; /* the last reply call() waited for */
 	size_t reply_len;
+
+	/*
+	 * FINISHes owed: a PREPARE sent among random requests succeeded.
+	 * Until its FINISH, CPU writes to its pages sleep (docs/protocol.md),
+	 * so a client that touches its memory must send it, as libhmmu does.
+	 */
+	struct {
+		struct conn *c;
+		struct hmmu_wire_device_cmd d;
+	} owed[32];
+	unsigned nowed;
+	int in_send; /* conn_send() is on the stack: send nothing more */
 } C;
 
 #define RNG (&C.rng)
@@ -945,7 +957,40 @@ static void reply_check(struct conn *c, const union wire_msg *m, size_t n)
 		if (h->op == HMMU_OP_MIRROR_REGISTER)
 			count(FC_REGISTERED, 1);
 	}
+	if (h->op == HMMU_OP_DEVICE_CMD && h->status == 0 &&
+	    best->len >= WIRE_HDR + sizeof(struct hmmu_wire_device_cmd) &&
+	    C.nowed < sizeof(C.owed) / sizeof(C.owed[0])) {
+		struct hmmu_wire_device_cmd d;
+
+		memcpy(&d, best->bytes + WIRE_HDR, sizeof(d));
+		if (d.cmd == HMMU_CMD_MIGRATE_PREPARE ||
+		    d.cmd == HMMU_CMD_EXCLUSIVE_PREPARE) {
+			d.cmd = HMMU_CMD_MIGRATE_FINISH;
+			C.owed[C.nowed].c = c;
+			C.owed[C.nowed++].d = d;
+		}
+	}
 	*best = c->pend[--c->npend];
+}
+
+static int conn_send(struct conn *c, const void *msg, size_t n,
+		     const int *fds, int nfds, const struct ucred *cred,
+		     const char *kind);
+
+/* Send the FINISHes owed (not from inside conn_send()). */
+static void pay_finishes(void)
+{
+	while (C.nowed && !C.in_send) {
+		struct conn *c = C.owed[--C.nowed].c;
+		union wire_msg m;
+		size_t len;
+
+		if (c->closed)
+			continue;
+		len = wire_request(&m, HMMU_OP_DEVICE_CMD, c->next_id++,
+				   &C.owed[C.nowed].d, sizeof(C.owed[0].d));
+		conn_send(c, &m, len, NULL, 0, NULL, "finish-owed");
+	}
 }
 
 /*
@@ -985,6 +1030,7 @@ static int conn_recv(struct conn *c, int timeout_ms, const uint64_t *want_id,
 			continue;
 		}
 		reply_check(c, &m, (size_t)n);
+		pay_finishes();
 		if (want_id && m.hdr.id == *want_id &&
 		    (m.hdr.op == want_op || m.hdr.op == HMMU_OP_NONE)) {
 			memcpy(&C.reply, &m, (size_t)n);
@@ -1126,8 +1172,11 @@ static int conn_send(struct conn *c, const void *msg, size_t n,
 	if (c->closed || c->hangup)
 		return -1;
 	/* No room to file one more: let the replies in first. */
-	if (c->npend >= MAX_PENDING)
+	if (c->npend >= MAX_PENDING) {
+		C.in_send++;
 		conn_recv(c, C.a->reply_timeout_ms, NULL, 0);
+		C.in_send--;
+	}
 	if (c->closed || c->npend >= MAX_PENDING)
 		return -1;
 
@@ -1168,18 +1217,23 @@ static int conn_send(struct conn *c, const void *msg, size_t n,
 		return -1;
 	}
 	for (int tries = 0;; tries++) {
+		int err;
+
 		if (sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
 			break;
-		if (errno == EAGAIN && tries < 20) {
+		err = errno;
+		if (err == EAGAIN && tries < 20) {
 			/* Our queue is full: read replies while it drains. */
+			C.in_send++;
 			conn_recv(c, 50, NULL, 0);
+			C.in_send--;
 			if (c->closed)
 				return -1;
 			continue;
 		}
 		trace("conn%d: send %s (%zu bytes): %s", c->n, kind, n,
-		      strerror(errno));
-		if (errno == EPIPE || errno == ECONNRESET || errno == EAGAIN)
+		      strerror(err));
+		if (err == EPIPE || err == ECONNRESET || err == EAGAIN)
 			conn_drop(c, "send failed");
 		return -1;
 	}
@@ -2364,6 +2418,7 @@ void fuzz_client_main(const struct fuzz_client_args *a)
 		}
 		if (i % 8 == 7)
 			drain_all(0);
+		pay_finishes();
 	}
 	finish(fuzz_rng_chance(RNG, 2, 3));
 }
