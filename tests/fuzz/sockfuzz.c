@@ -394,9 +394,35 @@ static void dump_daemon_stacks(const char *why)
 	}
 	if (d)
 		closedir(d);
+	/* Its userfaultfds: what is queued (pending) and read but not woken. */
+	snprintf(buf, sizeof(buf), "/proc/%d/fd", F.daemon);
+	d = opendir(buf);
+	while (d && (e = readdir(d))) {
+		char file[128], link[128];
+		ssize_t n;
+
+		snprintf(file, sizeof(file), "/proc/%d/fd/%s", F.daemon,
+			 e->d_name);
+		n = readlink(file, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (!strstr(link, "userfaultfd"))
+			continue;
+		snprintf(file, sizeof(file), "/proc/%d/fdinfo/%s", F.daemon,
+			 e->d_name);
+		fprintf(out, "---- fd %s, %s:\n", e->d_name, link);
+		in = fopen(file, "r");
+		while (in && (n = (ssize_t)fread(buf, 1, sizeof(buf), in)) > 0)
+			fwrite(buf, 1, (size_t)n, out);
+		if (in)
+			fclose(in);
+	}
+	if (d)
+		closedir(d);
 	fclose(out);
 	snprintf(cmd, sizeof(cmd),
-		 "command -v gdb >/dev/null && timeout 60 gdb -p %d -batch -nx "
+		 "command -v gdb >/dev/null && timeout -k 5 30 gdb -p %d -batch -nx "
 		 "-ex 'thread apply all bt' >>'%s' 2>&1", F.daemon, path);
 	(void)!system(cmd);
 	printf("sockfuzz: the daemon's threads, as it hangs: %s\n", path);
@@ -625,9 +651,9 @@ static void client_stuck(const struct slot *s)
 	struct dirent *e;
 
 	trace_path(s->index, trace, sizeof(trace));
-	printf("sockfuzz: client #%" PRIu64 " (pid %d) still runs after %d ms;"
+	printf("sockfuzz: client #%" PRIu64 " (pid %d) still runs after %ld ms;"
 	       " its threads' kernel stacks: %s\n", s->index, s->pid,
-	       F.o.client_timeout_ms, trace);
+	       now_ms() - s->started, trace);
 	out = fopen(trace, "a");
 	snprintf(path, sizeof(path), "/proc/%d/task", s->pid);
 	d = opendir(path);
@@ -827,10 +853,14 @@ static void run(void)
 				client_ended(s, st);
 				running--;
 				if (check_daemon(index) < 0) {
-					/* The others are of no use now. */
+					/*
+					 * The others are of no use now, but
+					 * where they are may tell why.
+					 */
 					for (unsigned k = 0; k < F.o.jobs; k++) {
 						if (!slots[k].pid)
 							continue;
+						client_stuck(&slots[k]);
 						kill(slots[k].pid, SIGKILL);
 						slots[k].killed = 1;
 						waitpid(slots[k].pid, &st, 0);
@@ -856,7 +886,7 @@ static void run(void)
 		}
 		if (now_ms() >= next_progress) {
 			progress();
-			next_progress += 10000;
+			next_progress = now_ms() + 10000;
 		}
 		usleep(2000);
 	}

@@ -232,6 +232,7 @@ static struct {
 	} owed[32];
 	unsigned nowed;
 	int in_send; /* conn_send() is on the stack: send nothing more */
+	int own_finish; /* act_migrate() sends its FINISH after the discard */
 } C;
 
 #define RNG (&C.rng)
@@ -957,7 +958,7 @@ static void reply_check(struct conn *c, const union wire_msg *m, size_t n)
 		if (h->op == HMMU_OP_MIRROR_REGISTER)
 			count(FC_REGISTERED, 1);
 	}
-	if (h->op == HMMU_OP_DEVICE_CMD && h->status == 0 &&
+	if (h->op == HMMU_OP_DEVICE_CMD && h->status == 0 && !C.own_finish &&
 	    best->len >= WIRE_HDR + sizeof(struct hmmu_wire_device_cmd) &&
 	    C.nowed < sizeof(C.owed) / sizeof(C.owed[0])) {
 		struct hmmu_wire_device_cmd d;
@@ -2050,7 +2051,9 @@ static void act_migrate(struct conn *c, uint64_t mirror, struct region *r)
 	d.buf_len = d.npages;
 	memset(C.buf, 0x55, d.npages);
 	len = wire_request(&m, HMMU_OP_DEVICE_CMD, c->next_id++, &d, sizeof(d));
+	C.own_finish = 1;
 	st = call(c, &m, len, NULL, 0, "prepare");
+	C.own_finish = 0;
 	count(FC_MIGRATIONS, 1);
 	if (st != 0)
 		return;
