@@ -79,6 +79,12 @@ struct fuzz_client_args {
  *    client sends no JOB with an address in the top 16 MiB, and no
  *    LIST_SUM: the pointers it follows are whatever device writes left in
  *    memory, ~0 among them.
+ *  - A client that dies between MIGRATE_PREPARE (its pages discarded) and
+ *    MIGRATE_FINISH, with device writes into those pages in flight: now
+ *    and then a worker stays blocked in process_vm_writev on a fault the
+ *    daemon holds for ever, and the daemon stops serving. The client
+ *    never leaves a migration of its own unfinished on purpose (random
+ *    PREPAREs, and deaths, may still do it, more rarely).
  */
 
 /* The client: runs in a forked child, never returns. */

@@ -2068,7 +2068,7 @@ static void act_migrate(struct conn *c, uint64_t mirror, struct region *r)
 			MADV_DONTNEED);
 		i = j;
 	}
-	if (fuzz_rng_chance(RNG, 1, 20)) {
+	if (fuzz_rng_chance(RNG, 1, 20) && !C.a->avoid_known) {
 		static const uint32_t cmds[] = {
 			HMMU_CMD_READ, HMMU_CMD_WRITE, HMMU_CMD_SNAPSHOT,
 			HMMU_CMD_MIGRATE_TO_SYSTEM, HMMU_CMD_RELEASE,
@@ -2194,8 +2194,13 @@ static void act_memory(void)
 			break;
 		toucher_stop();
 		munmap(r->base + first * C.page, n * C.page);
-		if (map_kind(r->base + first * C.page, n * C.page, r->kind) < 0)
+		if (map_kind(r->base + first * C.page, n * C.page, r->kind) < 0) {
+			trace("remap of %p +%zu pages: %s", (void *)r->base,
+			      n, strerror(errno));
 			unreserve(r->base + first * C.page, n * C.page);
+		}
+		trace("memory: unmapped and mapped again %p +%zu pages of %p",
+		      (void *)(r->base + first * C.page), n, (void *)r->base);
 		if (r->kind == R_LIST)
 			build_list(r);
 		break;
@@ -2208,8 +2213,22 @@ static void act_memory(void)
 		toucher_stop();
 		to = C.arena + (size_t)slot * SLOT_BYTES + (2ul << 20);
 		if (mremap(r->base, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
-			   to) == MAP_FAILED)
+			   to) == MAP_FAILED) {
+			/*
+			 * A range of several VMAs (split by an earlier remap
+			 * or by userfaultfd) may have moved in part before
+			 * the error: start the region afresh where it was.
+			 */
+			trace("memory: mremap %p: %s", (void *)r->base,
+			      strerror(errno));
+			unreserve(to, bytes);
+			if (map_kind(r->base, bytes, r->kind) < 0)
+				unreserve(r->base, bytes);
+			else
+				fill_region(r);
 			break;
+		}
+		trace("memory: moved %p to %p", (void *)r->base, (void *)to);
 		unreserve(r->base, bytes);
 		C.slot_used[r->slot] = 0;
 		C.slot_used[slot] = 1;
@@ -2313,8 +2332,46 @@ static void __attribute__((noreturn)) finish(int graceful)
 	_exit(0);
 }
 
+/*
+ * A client should never crash: its memory is kept away from wild device
+ * writes. If it does, its trace says where, and what its regions were.
+ */
+static void on_crash(int sig, siginfo_t *si, void *uc)
+{
+	char line[160];
+	int n;
+
+	(void)uc;
+	n = snprintf(line, sizeof(line), "CRASH: signal %d at %p; regions:\n",
+		     sig, si->si_addr);
+	(void)!write(C.trace_fd, line, (size_t)n);
+	for (unsigned i = 0; i < C.nregions; i++) {
+		n = snprintf(line, sizeof(line), "  %p +%zu pages kind %d%s\n",
+			     (void *)C.regions[i].base, C.regions[i].pages,
+			     C.regions[i].kind,
+			     C.regions[i].no_touch ? " no-touch" : "");
+		(void)!write(C.trace_fd, line, (size_t)n);
+	}
+	/* Not async-signal-safe, but this process is done for anyway. */
+	{
+		FILE *f = fopen("/proc/self/maps", "r");
+		uintptr_t at = (uintptr_t)si->si_addr, lo, hi;
+
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
+			    hi > at - SLOT_BYTES && lo < at + SLOT_BYTES)
+				(void)!write(C.trace_fd, line, strlen(line));
+		if (f)
+			fclose(f);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 void fuzz_client_main(const struct fuzz_client_args *a)
 {
+	struct sigaction crash = { .sa_sigaction = on_crash,
+				   .sa_flags = SA_SIGINFO };
 	struct rlimit no_core = { 0, 0 };
 	unsigned actions;
 	struct conn *c;
@@ -2334,6 +2391,10 @@ void fuzz_client_main(const struct fuzz_client_args *a)
 	setrlimit(RLIMIT_CORE, &no_core);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);
+	if (C.trace_fd >= 0) {
+		sigaction(SIGSEGV, &crash, NULL);
+		sigaction(SIGBUS, &crash, NULL);
+	}
 	C.uffd_ok = hmmu_uffd_supported(&C.uffd_supported) == 0;
 	trace("client #%llu seed %#llx pid %d", (unsigned long long)a->index,
 	      (unsigned long long)a->seed, getpid());
