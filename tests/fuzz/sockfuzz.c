@@ -3,7 +3,8 @@
  * sockfuzz: a socket-level fuzzer for a running hmmud.
  *
  *   sockfuzz [--seconds N] [--clients N] [--seed S] [--hmmud PATH] [--keep]
- *            [--jobs N] [--first N] [--log-level L] [--daemon-arg ARG]...
+ *            [--keep-going] [--avoid-known] [--jobs N] [--first N]
+ *            [--log-level L] [--daemon-arg ARG]... (--help for the rest)
  *
  * Starts its own hmmud (built with -DHMMU_SANITIZE=ON, ideally) on a
  * private socket in a temporary directory, then runs clients, each a
@@ -17,8 +18,11 @@
  * Findings: the daemon died, hung, answered the health check wrongly, did
  * not stop cleanly, or printed a sanitizer report; or a client saw a reply
  * that breaks docs/protocol.md. Any finding makes the exit status 1, keeps
- * the temporary directory (the daemon's log, the last clients' traces) and
- * prints the log's tail. Exit status 2 is a usage or setup error.
+ * the temporary directory (the daemon's log, the last clients' traces, the
+ * stacks of a hung daemon) and prints the log's tail. Exit status 2 is a
+ * usage or setup error. --keep-going restarts the daemon after a death or
+ * hang instead of stopping; --avoid-known keeps away from the bugs already
+ * found (sockfuzz.h).
  *
  * --seed S runs the same clients, in the same order, with the same random
  * choices; what the daemon's threads do in between is up to the scheduler,
