@@ -60,7 +60,7 @@
 #endif
 
 #define MAX_JOBS 16
-#define TRACE_RING 16 /* trace files kept: the last clients' */
+#define TRACE_RING 16 /* trace files kept: the last clients' to end */
 #define MAX_DAEMON_ARGS 16
 
 struct options {
@@ -597,8 +597,7 @@ out:
 
 static void trace_path(uint64_t index, char *out, size_t room)
 {
-	snprintf(out, room, "%s/client-%02u.trace", F.dir,
-		 (unsigned)(index % TRACE_RING));
+	snprintf(out, room, "%s/client-%" PRIu64 ".trace", F.dir, index);
 }
 
 static void launch(struct slot *s, uint64_t index)
@@ -641,6 +640,7 @@ static void launch(struct slot *s, uint64_t index)
 }
 
 static void keep_trace(uint64_t index);
+static void forget_old_trace(uint64_t index);
 
 /*
  * A client that outlives --client-timeout is stuck somewhere: most often in
@@ -683,6 +683,24 @@ static void client_stuck(const struct slot *s)
 	keep_trace(s->index);
 }
 
+/*
+ * Traces are named after their client. Of the clients that ended, the last
+ * TRACE_RING keep theirs; a kept trace (keep_trace()) is a second name for
+ * the file and stays.
+ */
+static void forget_old_trace(uint64_t index)
+{
+	static uint64_t ended[TRACE_RING];
+	static unsigned n;
+	char path[PATH_MAX];
+
+	if (n >= TRACE_RING) {
+		trace_path(ended[n % TRACE_RING], path, sizeof(path));
+		unlink(path);
+	}
+	ended[n++ % TRACE_RING] = index;
+}
+
 static void client_ended(struct slot *s, int st)
 {
 	if (WIFEXITED(st)) {
@@ -703,14 +721,15 @@ static void client_ended(struct slot *s, int st)
 		 */
 		F.crashed++;
 		printf("sockfuzz: client #%" PRIu64 " crashed: signal %d "
-		       "(%s); its trace: %s/client-%02u.trace\n", s->index,
-		       WTERMSIG(st), strsignal(WTERMSIG(st)), F.dir,
-		       (unsigned)(s->index % TRACE_RING));
+		       "(%s)\n", s->index, WTERMSIG(st),
+		       strsignal(WTERMSIG(st)));
+		keep_trace(s->index);
 	}
 	s->pid = 0;
+	forget_old_trace(s->index);
 }
 
-/* The trace ring is overwritten: a client with a finding keeps its trace. */
+/* Old traces go: a client with a finding keeps its own. */
 static void keep_trace(uint64_t index)
 {
 	char from[PATH_MAX], to[PATH_MAX + 32];
@@ -1171,7 +1190,7 @@ int main(int argc, char **argv)
 			    "");
 	if (F.findings) {
 		print_log_tail(60);
-		printf("sockfuzz: kept %s (hmmud.log, client-NN.trace of the "
+		printf("sockfuzz: kept %s (hmmud.log, client-N.trace of the "
 		       "last %d clients)\n", F.dir, TRACE_RING);
 		printf("sockfuzz: to reproduce: sockfuzz --seed %#" PRIx64
 		       " --hmmud %s\n", F.o.seed, F.o.hmmud);

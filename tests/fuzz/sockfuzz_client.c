@@ -2382,10 +2382,7 @@ void fuzz_client_main(const struct fuzz_client_args *a)
 	C.page = sysconf(_SC_PAGESIZE);
 	fuzz_rng_seed(&C.rng, a->seed);
 	clock_gettime(CLOCK_MONOTONIC, &C.start);
-	/* A new file: the driver may keep the old one as a hard link. */
-	if (a->trace)
-		unlink(a->trace);
-	C.trace_fd = a->trace ? open(a->trace, O_WRONLY | O_CREAT | O_EXCL |
+	C.trace_fd = a->trace ? open(a->trace, O_WRONLY | O_CREAT | O_TRUNC |
 						       O_CLOEXEC, 0644) :
 				-1;
 	setrlimit(RLIMIT_CORE, &no_core);
