@@ -14,6 +14,11 @@
  *	faults in [page, page + page size), which wraps to [page, 0), does
  *	nothing and retries for ever; a compute unit spins and the daemon no
  *	longer stops on SIGTERM.
+ *   repro prepare-mremap SOCKET
+ *	MIGRATE_PREPARE, then MIGRATE_FINISH of the same range sent, then the
+ *	range moved by mremap, then a CPU write to it: FINISH replies 0, yet
+ *	the write sleeps for ever (its fault is held as if the pages were
+ *	still being migrated).
  *
  * Exit status: 1 if the bug showed, 0 if it did not, 2 on a setup error.
  */
@@ -23,6 +28,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,11 +289,76 @@ static int job_last_page(void)
 	return 0;
 }
 
+static char *volatile write_at;
+
+static void *writer(void *arg)
+{
+	(void)arg;
+	write_at[0] = 7;
+	return NULL;
+}
+
+static int prepare_mremap(void)
+{
+	char dev[HMMU_NAME_MAX];
+	long page = sysconf(_SC_PAGESIZE);
+	char *mem = mmap(NULL, 8 * page, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *buf = mmap(NULL, 8 * page, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *to = mmap(NULL, 8 * page, PROT_NONE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct hmmu_wire_device_cmd d = {
+		.cmd = HMMU_CMD_MIGRATE_PREPARE,
+		.addr = (uint64_t)(uintptr_t)mem,
+		.npages = 8,
+		.buf = (uint64_t)(uintptr_t)buf,
+		.buf_len = 8,
+	};
+	union wire_msg r;
+	struct timespec until;
+	pthread_t t;
+	int st;
+
+	hello();
+	device_of("dmirror", dev);
+	memset(mem, 1, 8 * page);
+	d.mirror = mirror_create(dev);
+	mirror_register(d.mirror);
+	st = call(HMMU_OP_DEVICE_CMD, &d, sizeof(d), -1, &r);
+	if (st != 0) {
+		fprintf(stderr, "repro: prepare: %d\n", st);
+		return 2;
+	}
+	/* Nothing discarded: FINISH rolls the migration back. */
+	d.cmd = HMMU_CMD_MIGRATE_FINISH;
+	send_one(&r, wire_request(&r, HMMU_OP_DEVICE_CMD, 77, &d, sizeof(d)),
+		 -1);
+	if (mremap(mem, 8 * page, 8 * page, MREMAP_MAYMOVE | MREMAP_FIXED,
+		   to) == MAP_FAILED) {
+		perror("repro: mremap");
+		return 2;
+	}
+	write_at = to;
+	pthread_create(&t, NULL, writer, NULL);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	st = pthread_timedjoin_np(t, NULL, &until);
+	printf("repro: FINISH: status %d\n", reply_to(77, &r, 10000));
+	if (st != 0) {
+		printf("repro: a CPU write to a moved page still sleeps after "
+		       "5 s, FINISH done: the migration never settles\n");
+		return 1;
+	}
+	printf("repro: the write went through\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3) {
-		fprintf(stderr, "usage: repro register-destroy|job-last-page "
-			"SOCKET\n");
+		fprintf(stderr, "usage: repro register-destroy|job-last-page|"
+			"prepare-mremap SOCKET\n");
 		return 2;
 	}
 	sock = conn(argv[2]);
@@ -294,6 +366,8 @@ int main(int argc, char **argv)
 		return register_destroy();
 	if (strcmp(argv[1], "job-last-page") == 0)
 		return job_last_page();
+	if (strcmp(argv[1], "prepare-mremap") == 0)
+		return prepare_mremap();
 	fprintf(stderr, "repro: unknown bug %s\n", argv[1]);
 	return 2;
 }

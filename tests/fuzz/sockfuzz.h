@@ -85,6 +85,12 @@ struct fuzz_client_args {
  *    daemon holds for ever, and the daemon stops serving. The client
  *    never leaves a migration of its own unfinished on purpose (random
  *    PREPAREs, and deaths, may still do it, more rarely).
+ *  - mremap of pages whose migration is not settled yet (FINISH sent, its
+ *    reply not back): when the loop sees the REMAP event before the
+ *    FINISH call, the DP_MIGRATING entries move to the new addresses,
+ *    FINISH settles nothing at the old ones, and every later write to the
+ *    moved pages is held for ever (repro prepare-mremap). The client moves
+ *    or unmaps memory only with no PREPARE or FINISH in flight.
  */
 
 /* The client: runs in a forked child, never returns. */

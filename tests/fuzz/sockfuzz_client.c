@@ -2157,6 +2157,46 @@ static void act_scenario(struct conn *c)
 	}
 }
 
+/* A PREPARE or FINISH in flight on @c, or a FINISH owed? */
+static int migration_in_flight(void)
+{
+	if (C.nowed)
+		return 1;
+	for (unsigned i = 0; i < C.nconns; i++) {
+		struct conn *c = &C.conns[i];
+
+		for (unsigned k = 0; !c->closed && k < c->npend; k++) {
+			struct hmmu_wire_device_cmd d;
+
+			if (c->pend[k].op != HMMU_OP_DEVICE_CMD ||
+			    c->pend[k].len < WIRE_HDR + sizeof(d))
+				continue;
+			memcpy(&d, c->pend[k].bytes + WIRE_HDR, sizeof(d));
+			if (d.cmd == HMMU_CMD_MIGRATE_PREPARE ||
+			    d.cmd == HMMU_CMD_EXCLUSIVE_PREPARE ||
+			    d.cmd == HMMU_CMD_MIGRATE_FINISH)
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * --avoid-known: moving or unmapping pages while their migration is not
+ * settled leaves it unsettled for ever (sockfuzz.h). Wait for the replies
+ * first; 0 if they did not come.
+ */
+static int migrations_settled(void)
+{
+	long deadline = elapsed_ms() + C.a->reply_timeout_ms;
+
+	while (migration_in_flight() && elapsed_ms() < deadline) {
+		drain_all(20);
+		pay_finishes();
+	}
+	return !migration_in_flight();
+}
+
 /* Change the CPU side of mirrored memory: the daemon must keep up. */
 static void act_memory(void)
 {
@@ -2190,7 +2230,7 @@ static void act_memory(void)
 			 PROT_READ | PROT_WRITE);
 		break;
 	case 4: /* unmap part, map it back */
-		if (r->no_touch)
+		if (r->no_touch || (C.a->avoid_known && !migrations_settled()))
 			break;
 		toucher_stop();
 		munmap(r->base + first * C.page, n * C.page);
@@ -2208,7 +2248,8 @@ static void act_memory(void)
 		int slot = free_slot();
 		char *to;
 
-		if (slot < 0 || r->no_touch)
+		if (slot < 0 || r->no_touch ||
+		    (C.a->avoid_known && !migrations_settled()))
 			break;
 		toucher_stop();
 		to = C.arena + (size_t)slot * SLOT_BYTES + (2ul << 20);
@@ -2479,7 +2520,12 @@ void fuzz_client_main(const struct fuzz_client_args *a)
 		}
 		if (i % 8 == 7)
 			drain_all(0);
-		pay_finishes();
+		/*
+		 * A PREPARE among the random requests: its FINISH must follow
+		 * before this client writes to its memory again, or the write
+		 * sleeps with nobody left to send the FINISH.
+		 */
+		migrations_settled();
 	}
 	finish(fuzz_rng_chance(RNG, 2, 3));
 }
