@@ -73,6 +73,7 @@ run_tests() {
 		ctest --test-dir build-sanitize --output-on-failure -j 2
 	bash tests/ci/clang.sh   # the tree builds with clang, -Werror
 	bash tests/ci/tsan.sh    # e2e tests and a stress client, TSan hmmud
+	bash tests/fuzz/smoke.sh # a minute of each fuzzer, ASan hmmud
 }
 
 case "${1:-}" in

@@ -1426,6 +1426,13 @@ static void gen_device_cmd(struct conn *c, struct hmmu_wire_device_cmd *d,
 	d->buf_len = d->cmd == HMMU_CMD_READ || d->cmd == HMMU_CMD_WRITE ?
 			     d->npages * C.page :
 			     d->npages;
+	/* A PREPARE's map comes in its reply: no buffer, a bounded range. */
+	if (d->cmd == HMMU_CMD_MIGRATE_PREPARE ||
+	    d->cmd == HMMU_CMD_EXCLUSIVE_PREPARE) {
+		d->buf = d->buf_len = 0;
+		if (d->npages > HMMU_PREPARE_MAX_PAGES)
+			d->npages = HMMU_PREPARE_MAX_PAGES;
+	}
 	if (plausible)
 		return;
 	/* One or more fields absurd, the rest plausible. */
@@ -1613,7 +1620,15 @@ static size_t gen_request(struct conn *c, union wire_msg *m, unsigned op,
 			n.name[HMMU_NAME_MAX - 1] = 'x';
 		return wire_request(m, op, id, &n, sizeof(n));
 	}
-	case HMMU_OP_MIRROR_REGISTER:
+	case HMMU_OP_MIRROR_REGISTER: {
+		/* Without an fd the probe means nothing: any value will do. */
+		struct hmmu_wire_register reg = {
+			.mirror = pick_mirror(c, -1),
+			.probe = plausible ? 0 : absurd_addr(),
+		};
+
+		return wire_request(m, op, id, &reg, sizeof(reg));
+	}
 	case HMMU_OP_MIRROR_UNREGISTER:
 	case HMMU_OP_MIRROR_DESTROY: {
 		struct hmmu_wire_mirror mi = { .mirror = pick_mirror(c, -1) };
@@ -1967,12 +1982,14 @@ static uint64_t sync_create(struct conn *c, int dev)
  */
 static int sync_register(struct conn *c, uint64_t id)
 {
-	struct hmmu_wire_mirror mi = { .mirror = id };
+	struct hmmu_wire_register mi = { .mirror = id };
 	union wire_msg m;
 	size_t len = wire_request(&m, HMMU_OP_MIRROR_REGISTER, c->next_id++,
 				  &mi, sizeof(mi));
 	int st = call(c, &m, len, NULL, 0, "register"), fd;
 	enum fd_kind k = FD_UFFD_GOOD;
+	size_t probe_len = 2 * C.page;
+	char *probe;
 
 	if (st != HMMU_STATUS_NEED_UFFD)
 		return st;
@@ -2001,10 +2018,32 @@ static int sync_register(struct conn *c, uint64_t id)
 	if (fd < 0)
 		return NO_REPLY;
 	count(FC_UFFDS, 1);
+	/*
+	 * Two fresh pages for the daemon's proof that the fd is ours, as
+	 * libhmmu sends; now and then touched, absent or absurd.
+	 */
+	probe = mmap(NULL, probe_len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mi.probe = probe == MAP_FAILED ? 0 : (uint64_t)(uintptr_t)probe;
+	switch (probe == MAP_FAILED ? 0 : fuzz_rng_below(RNG, 24)) {
+	case 0:
+		mi.probe = fuzz_rng_chance(RNG, 1, 2) ? 0 : absurd_addr();
+		break;
+	case 1:
+		probe[0] = 1;
+		break;
+	case 2:
+		probe[C.page] = 1;
+		break;
+	default:
+		break;
+	}
 	len = wire_request(&m, HMMU_OP_MIRROR_REGISTER, c->next_id++, &mi,
 			   sizeof(mi));
 	st = call(c, &m, len, &fd, 1, "register+uffd");
 	close(fd);
+	if (probe != MAP_FAILED)
+		munmap(probe, probe_len);
 	return st;
 }
 
@@ -2047,9 +2086,8 @@ static void act_migrate(struct conn *c, uint64_t mirror, struct region *r)
 					     HMMU_CMD_MIGRATE_PREPARE;
 	d.addr = (uint64_t)(uintptr_t)r->base + first * C.page;
 	d.npages = 1 + fuzz_rng_below(RNG, r->pages - first);
-	d.buf = (uint64_t)(uintptr_t)C.buf;
-	d.buf_len = d.npages;
-	memset(C.buf, 0x55, d.npages);
+	if (d.npages > HMMU_PREPARE_MAX_PAGES)
+		d.npages = HMMU_PREPARE_MAX_PAGES;
 	len = wire_request(&m, HMMU_OP_DEVICE_CMD, c->next_id++, &d, sizeof(d));
 	C.own_finish = 1;
 	st = call(c, &m, len, NULL, 0, "prepare");
@@ -2057,6 +2095,14 @@ static void act_migrate(struct conn *c, uint64_t mirror, struct region *r)
 	count(FC_MIGRATIONS, 1);
 	if (st != 0)
 		return;
+	/* The map of pages to discard comes in the reply, a bit a page. */
+	memset(C.buf, 0, d.npages);
+	{
+		const struct hmmu_wire_prepare_result *pr = wire_payload(&C.reply);
+
+		for (uint64_t i = 0; i < d.npages; i++)
+			C.buf[i] = (pr->discard[i / 8] >> (i % 8)) & 1;
+	}
 	for (uint64_t i = 0; i < d.npages; i++) {
 		uint64_t j = i;
 
@@ -2085,6 +2131,7 @@ static void act_migrate(struct conn *c, uint64_t mirror, struct region *r)
 		C.abandoned_prepare = 1;
 		for (uint64_t k = fuzz_rng_below(RNG, 4); k--;) {
 			d.cmd = cmds[fuzz_rng_below(RNG, sizeof(cmds) / sizeof(cmds[0]))];
+			d.buf = (uint64_t)(uintptr_t)C.buf;
 			d.buf_len = d.npages * C.page;
 			len = wire_request(&m, HMMU_OP_DEVICE_CMD, c->next_id++,
 					   &d, sizeof(d));

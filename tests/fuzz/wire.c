@@ -37,7 +37,11 @@ size_t wire_sample_request(union wire_msg *m, unsigned op, uint64_t id)
 
 		return wire_request(m, op, id, &n, sizeof(n));
 	}
-	case HMMU_OP_MIRROR_REGISTER:
+	case HMMU_OP_MIRROR_REGISTER: {
+		struct hmmu_wire_register reg = { .mirror = 1 };
+
+		return wire_request(m, op, id, &reg, sizeof(reg));
+	}
 	case HMMU_OP_MIRROR_UNREGISTER:
 	case HMMU_OP_MIRROR_DESTROY: {
 		struct hmmu_wire_mirror mi = { .mirror = 1 };
