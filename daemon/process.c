@@ -567,7 +567,8 @@ void process_add_range(struct process *p, uint64_t start, uint64_t end)
 
 /*
  * The VMAs of @p over [start, end): -EFAULT if any page is unmapped or not
- * readable, -EPERM if @write and any is read-only.
+ * readable, -EPERM if @write and any is read-only. With @vmas NULL it
+ * only checks; else it collects at most @max VMAs (-E2BIG past that).
  */
 static int find_vmas(struct process *p, uint64_t start, uint64_t end, int write,
 		     struct uffd_range *vmas, unsigned max, unsigned *count)
@@ -588,11 +589,13 @@ static int find_vmas(struct process *p, uint64_t start, uint64_t end, int write,
 			err = -EPERM;
 			break;
 		}
-		if (n == max) {
+		if (vmas && n == max) {
 			err = -E2BIG;
 			break;
 		}
-		vmas[n++] = (struct uffd_range){ v.start, v.end, v.write, false };
+		if (vmas)
+			vmas[n++] = (struct uffd_range){ v.start, v.end, v.write,
+							 false };
 		covered = v.end;
 	}
 	vma_cursor_done(&c);
@@ -909,29 +912,11 @@ out:
 int process_check_access(struct process *p, uint64_t start, uint64_t end,
 			 int write)
 {
-	struct vma_cursor c;
-	uint64_t covered = start;
-	struct vma v;
-	int err = 0, r = 1;
+	unsigned n;
 
 	if (end < start)
 		return -EFAULT;
-	vma_cursor_init(&c, p, start);
-	while (covered < end && (r = vma_next(&c, &v)) == 1) {
-		if (v.start > covered || !v.read) {
-			err = -EFAULT;
-			break;
-		}
-		if (write && !v.write) {
-			err = -EPERM;
-			break;
-		}
-		covered = v.end;
-	}
-	vma_cursor_done(&c);
-	if (!err && covered < end)
-		err = r < 0 ? r : -EFAULT;
-	return err;
+	return find_vmas(p, start, end, write, NULL, 0, &n);
 }
 
 #define MAX_WP_TRIES 1000
