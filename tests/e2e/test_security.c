@@ -52,7 +52,8 @@ static void security_start(void)
 {
 	/* Open to all: one test's client runs as another user. */
 	static const char *const args[] = { "--workers", "2", "--socket-mode",
-					    "0666", NULL };
+					    "0666", "--limit", "job-seconds=3",
+					    NULL };
 
 	daemon_start_args(args);
 }
@@ -432,11 +433,13 @@ static void still_serves(void)
 /* ---- finding 1: an exec'd image is never reached ------------------------- */
 
 /*
- * A delay job walks a self-looped node for this many steps (about a second
- * on a fast machine). Its node lies on a page of its own, far enough from
- * the other's that no fault-ahead takes both.
+ * A delay job walks a self-looped node as long as a walk may (1 << 26
+ * steps): the suite's daemon ends it at its job deadline (job-seconds=3,
+ * security_start()), so it holds its worker for about 3 s on any machine,
+ * sanitizers and load included. Its node lies on a page of its own, far
+ * enough from the other's that no fault-ahead takes both.
  */
-#define DELAY_NODES 10000000ull
+#define DELAY_NODES (1ull << 26)
 #define DELAY_NODE_SPACING 64 /* pages */
 #define QUEUED_JOBS 2 /* one per worker */
 #define QUEUED_CMDS 3
@@ -676,11 +679,16 @@ Test(security, exec_image_is_never_reached_by_requests_queued_before_exec)
 	struct hmmu *h = connect_or_die();
 	struct exec_target_report rep = run_exec(1);
 	int commands = 0, after_exec = 0;
+	char seen[512] = "";
 
 	expect_page_untouched(&rep);
 	for (int i = 0; i < rep.nreplies; i++) {
 		const char *what = exec_request_name(rep.id[i], QUEUED_ID);
 		int st = rep.status[i];
+		size_t used = strlen(seen);
+
+		snprintf(seen + used, sizeof(seen) - used, "%s%s %s", used ? ", " : "",
+			 what, status_name(st));
 
 		/* The delay jobs ran in the old image; their end is theirs. */
 		if (strcmp(what, "delay job") == 0)
@@ -696,7 +704,7 @@ Test(security, exec_image_is_never_reached_by_requests_queued_before_exec)
 		  commands, QUEUED_CMDS);
 	cr_expect(rep.eof || after_exec,
 		  "no command ran after the exec: the delay jobs were too "
-		  "short to test anything");
+		  "short to test anything (replies: %s)", seen);
 	/* Its state went with its session (or with its exit). */
 	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
 	cr_assert_eq(stats_of(h).mirrors, 0);
