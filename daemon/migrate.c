@@ -385,20 +385,13 @@ int migrate_finish(struct mirror *m, uint64_t start, uint64_t npages,
  */
 static int restore(struct process *p, uint64_t page, struct devpage *dp)
 {
-	struct uffdio_copy copy = {
-		.dst = page,
-		.src = (uint64_t)(uintptr_t)dp->mem,
-		.len = page_size(),
-	};
-	int err = 0;
+	int err;
 
 	process_invalidate_start(p, page, page + page_size());
-	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST) {
-		err = -errno;
-		if (err != -EAGAIN && err != -ESRCH && err != -ENOENT)
-			log_err("client %d: UFFDIO_COPY %#" PRIx64 ": %s",
-				p->pid, page, strerror(-err));
-	}
+	err = process_fill_page(p, page, dp->mem, 0);
+	if (err && err != -EAGAIN && err != -ESRCH && err != -ENOENT)
+		log_err("client %d: UFFDIO_COPY %#" PRIx64 ": %s", p->pid, page,
+			strerror(-err));
 	process_invalidate_end(p);
 	if (err == -EAGAIN)
 		return err;
@@ -571,24 +564,17 @@ static const char zero_page[65536] __attribute__((aligned(4096)));
 static int fill_missing_locked(struct process *p, uint64_t page,
 			       bool fill_reserved)
 {
-	struct uffdio_copy copy = {
-		.dst = page,
-		.src = (uint64_t)(uintptr_t)zero_page,
-		.len = page_size(),
-	};
 	struct devpage *dp = lookup(p, page);
-	int err = 0;
+	int err;
 
 	if (dp && dp->state == DP_DEVICE)
 		return restore(p, page, dp);
 	if (dp && !fill_reserved)
 		return -EBUSY;
-	if (dp)
-		copy.mode = UFFDIO_COPY_MODE_WP;
 	/* A device may be snapshotting this page right now: make it retry. */
 	process_invalidate_start(p, page, page + page_size());
-	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
-		err = -errno;
+	err = process_fill_page(p, page, zero_page,
+				dp ? UFFDIO_COPY_MODE_WP : 0);
 	process_invalidate_end(p);
 	return err;
 }

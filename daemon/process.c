@@ -828,30 +828,17 @@ static bool probe_wait(struct probe_read *pr, long ms)
 /* Fill the probe page and wake whoever waits on it, whatever state it is in. */
 static void probe_release(struct process *p, uint64_t addr)
 {
-	struct uffdio_copy copy = {
-		.dst = addr,
-		.src = (uint64_t)(uintptr_t)p->probe_fill,
-		.len = page_size(),
-	};
 	struct uffdio_range range = { .start = addr, .len = page_size() };
 
-	(void)ioctl(p->uffd, UFFDIO_COPY, &copy);
-	(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
+	if (process_fill_page(p, addr, p->probe_fill, 0) == -EAGAIN)
+		(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
 }
 
 int process_probe_fault(struct process *p, uint64_t page)
 {
-	struct uffdio_copy copy = {
-		.dst = page,
-		.src = (uint64_t)(uintptr_t)p->probe_fill,
-		.len = page_size(),
-	};
-
 	if (!p->probe_fill || page != atomic_load(&p->probe_page))
 		return 0;
-	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0 && errno == EAGAIN)
-		return -EAGAIN;
-	return 1; /* or it was there already (EEXIST), or gone: done */
+	return process_fill_page(p, page, p->probe_fill, 0) == -EAGAIN ? -EAGAIN : 1;
 }
 
 int process_verify_kernel_faults(struct process *p, uint64_t probe)
@@ -973,4 +960,26 @@ int process_alive(struct process *p)
 
 	/* A pidfd turns readable when its process exits. */
 	return poll(&pfd, 1, 0) == 0 ? 0 : -ESRCH;
+}
+
+int process_fill_page(struct process *p, uint64_t page, const void *src,
+		      uint64_t mode)
+{
+	struct uffdio_copy copy = {
+		.dst = page,
+		.src = (uint64_t)(uintptr_t)src,
+		.len = page_size(),
+		.mode = mode,
+	};
+	struct uffdio_range range = { .start = page, .len = page_size() };
+	int err = 0;
+
+	if (ioctl(p->uffd, UFFDIO_COPY, &copy) == 0)
+		return 0; /* the copy woke the waiters itself */
+	err = errno == EEXIST ? 0 : -errno;
+	if (err == -EAGAIN)
+		return err;
+	/* Present already, or its VMA or process gone: nobody woke them. */
+	(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
+	return err;
 }

@@ -234,6 +234,16 @@ int process_unprotect(struct process *p, uint64_t start, uint64_t end);
 /* 0 while the process behind @p lives, -ESRCH once it has exited. */
 int process_alive(struct process *p);
 
+/*
+ * Fill the missing page at @page with a copy of @src (@mode: 0 or
+ * UFFDIO_COPY_MODE_WP): 0 if done or the page was there already (EEXIST),
+ * -EAGAIN (an event is queued: retry), else -errno. Whatever the outcome
+ * but -EAGAIN, a thread waiting on the page is woken: a fault the daemon
+ * considers handled must never leave its thread asleep.
+ */
+int process_fill_page(struct process *p, uint64_t page, const void *src,
+		      uint64_t mode);
+
 /* The CPU side moved or unmapped a range: update what is registered. */
 void process_forget_range(struct process *p, uint64_t start, uint64_t end);
 void process_add_range(struct process *p, uint64_t start, uint64_t end);

@@ -136,14 +136,19 @@ static int handle_fault(struct process *p, const struct uffd_msg *msg)
 	 */
 	process_invalidate_start(p, addr, addr + page_size());
 	if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+		struct uffdio_range range = wp.range;
+		int err = errno;
+
 		process_invalidate_end(p);
-		if (errno == EAGAIN)
+		if (err == EAGAIN)
 			return AGAIN;
 		/* ESRCH/ENOENT: the process or the VMA went away. */
-		if (errno != ESRCH && errno != ENOENT)
+		if (err != ESRCH && err != ENOENT)
 			log_err("client %d: UFFDIO_WRITEPROTECT %#" PRIx64
 				": %s",
-				p->pid, addr, strerror(errno));
+				p->pid, addr, strerror(err));
+		/* Handled, so its thread must not stay asleep (pitfall 8). */
+		(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
 		return HANDLED;
 	}
 	process_invalidate_end(p);
