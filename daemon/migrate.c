@@ -641,9 +641,17 @@ int migrate_holds_write(struct process *p, uint64_t page)
 	struct devpage *dp;
 	int held;
 
+	/*
+	 * Until its migration finishes, not merely until the page is the
+	 * device's: the client's MADV_DONTNEED announces itself (REMOVE)
+	 * before the kernel zaps the page, so a writer let go when the
+	 * event is read could write into the page just before the zap takes
+	 * it, and that write would be lost. FINISH comes after the client's
+	 * madvise returned: the zap is done then.
+	 */
 	pthread_mutex_lock(&p->migrate_lock);
 	dp = lookup(p, page);
-	held = dp && dp->state == DP_MIGRATING;
+	held = dp && (dp->state == DP_MIGRATING || dp->fresh);
 	pthread_mutex_unlock(&p->migrate_lock);
 	return held;
 }
