@@ -557,12 +557,18 @@ static const char zero_page[65536] __attribute__((aligned(4096)));
  * migrate_lock held: fill the missing page at @page. A device-private page
  * comes back; a page being migrated that was never populated gets a zero
  * page, write-protected so that its writer is held like the others (only
- * where @fill_reserved says that is safe: see migrate_fault_in_locked());
- * any other page is plain new memory. 0, -EAGAIN (an event is queued: drop
- * the lock and retry), -EBUSY, -ESRCH, or -ENOENT/-EINVAL (no VMA of ours).
+ * where @fill_reserved says that is safe); any other page is plain new
+ * memory. 0, -EAGAIN (an event is queued: drop the lock and retry),
+ * -EBUSY, -ESRCH, or -ENOENT/-EINVAL (no VMA of ours).
+ *
+ * fill_reserved: a worker is not ordered after the loop's reading of
+ * events: a page being migrated may have been discarded by the client a
+ * moment ago, with its REMOVE read but not yet applied. Such a page must
+ * not be filled with zeros, so a worker passes false and gets -EBUSY for
+ * it; the loop (which applies events before faults) and the migration's
+ * own copy, before it has told the client what to discard, pass true.
  */
-static int fill_missing_locked(struct process *p, uint64_t page,
-			       bool fill_reserved)
+int migrate_fault_in_locked(struct process *p, uint64_t page, bool fill_reserved)
 {
 	struct devpage *dp = lookup(p, page);
 	int err;
@@ -599,7 +605,7 @@ int migrate_missing_fault(struct process *p, const struct uffd_msg *msg)
 		pthread_mutex_unlock(&p->migrate_lock);
 		return err == -EAGAIN ? err : 0;
 	}
-	err = fill_missing_locked(p, page, true);
+	err = migrate_fault_in_locked(p, page, true);
 	pthread_mutex_unlock(&p->migrate_lock);
 	if (err == -ESRCH || err == -ENOENT)
 		err = 0;
@@ -607,18 +613,6 @@ int migrate_missing_fault(struct process *p, const struct uffd_msg *msg)
 		log_err("client %d: missing fault at %#" PRIx64 ": %s", p->pid,
 			page, strerror(-err));
 	return err == -EAGAIN ? err : 0;
-}
-
-/*
- * A worker is not ordered after the loop's reading of events: a page being
- * migrated may have been discarded by the client a moment ago, with its
- * REMOVE read but not yet applied. Such a page must not be filled with
- * zeros, so a worker gets -EBUSY for it; only the migration's own copy,
- * before it has told the client what to discard, may fill (@fill_reserved).
- */
-int migrate_fault_in_locked(struct process *p, uint64_t page, bool fill_reserved)
-{
-	return fill_missing_locked(p, page, fill_reserved);
 }
 
 static int find_migrating(uint64_t addr, struct pt_entry *e, void *arg)

@@ -11,6 +11,7 @@
 #include "../devices/device.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -197,55 +198,49 @@ static void detach(struct registry *r, struct mirror *m, int release)
 	process_put(p); /* the mirror's */
 }
 
-int registry_unregister(struct registry *r, struct mirror *m)
+/*
+ * Take @m out of its process, if registered: its pages back first (under
+ * its state_lock only), then the registry's part. @dead: it left its
+ * connection, never to be registered again; @release: its process or
+ * connection is gone, and the device gets release. 1 if it was registered.
+ */
+static int take_out(struct registry *r, struct mirror *m, bool dead,
+		    int release)
 {
-	int err = 0;
+	int was;
 
 	pthread_rwlock_wrlock(&m->state_lock);
-	if (m->registered)
+	if (dead)
+		m->dead = true;
+	was = m->registered; /* fixed while we hold state_lock */
+	if (was)
 		bring_pages_back(m);
 	pthread_mutex_lock(&r->lock);
-	if (m->registered)
-		detach(r, m, 0);
-	else
-		err = -EINVAL;
+	if (was && release) {
+		account_count(m->acct, releases, 1);
+		r->releases++;
+	}
+	if (was)
+		detach(r, m, release);
 	pthread_mutex_unlock(&r->lock);
 	pthread_rwlock_unlock(&m->state_lock);
-	return err;
+	return was;
+}
+
+int registry_unregister(struct registry *r, struct mirror *m)
+{
+	return take_out(r, m, false, 0) ? 0 : -EINVAL;
 }
 
 void registry_destroy(struct registry *r, struct mirror *m)
 {
-	pthread_rwlock_wrlock(&m->state_lock);
-	m->dead = true;
-	if (m->registered)
-		bring_pages_back(m);
-	pthread_mutex_lock(&r->lock);
 	/* Destroying a registered mirror is an unregistration, not a death. */
-	if (m->registered)
-		detach(r, m, 0);
-	pthread_mutex_unlock(&r->lock);
-	pthread_rwlock_unlock(&m->state_lock);
+	take_out(r, m, true, 0);
 }
 
 int registry_release(struct registry *r, struct mirror *m)
 {
-	int released;
-
-	pthread_rwlock_wrlock(&m->state_lock);
-	m->dead = true;
-	if (m->registered)
-		bring_pages_back(m);
-	pthread_mutex_lock(&r->lock);
-	released = m->registered;
-	if (released) {
-		account_count(m->acct, releases, 1);
-		detach(r, m, 1);
-		r->releases++;
-	}
-	pthread_mutex_unlock(&r->lock);
-	pthread_rwlock_unlock(&m->state_lock);
-	return released;
+	return take_out(r, m, true, 1);
 }
 
 void registry_stats(struct registry *r, const struct peer *peer,
