@@ -62,6 +62,18 @@ size_t hmmu_proto_reply_min_size(unsigned op)
 	return d ? d->reply : 0;
 }
 
+size_t hmmu_proto_reply_size(const void *msg)
+{
+	const struct hmmu_wire_hdr *h = msg;
+	const struct hmmu_wire_device_cmd *c = (const void *)(h + 1);
+
+	if (h->op == HMMU_OP_DEVICE_CMD &&
+	    (c->cmd == HMMU_CMD_MIGRATE_PREPARE ||
+	     c->cmd == HMMU_CMD_EXCLUSIVE_PREPARE))
+		return sizeof(struct hmmu_wire_prepare_result);
+	return hmmu_proto_reply_min_size(h->op);
+}
+
 int hmmu_proto_op_known(unsigned op)
 {
 	return op_desc(op) != NULL;

@@ -256,6 +256,12 @@ size_t hmmu_proto_request_size(unsigned op);
 /* Minimum payload size of a successful reply to this op. */
 size_t hmmu_proto_reply_min_size(unsigned op);
 
+/*
+ * Payload size of the reply to the request @msg (checked already): the
+ * op's minimum, or a PREPARE's larger result with its map.
+ */
+size_t hmmu_proto_reply_size(const void *msg);
+
 const char *hmmu_proto_op_name(unsigned op);
 int hmmu_proto_op_known(unsigned op);
 

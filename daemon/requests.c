@@ -244,7 +244,6 @@ static void do_mirror_op(struct request *r)
 		struct hmmu_wire_job_result job;
 	} res;
 	struct mirror *m = request_mirror(r, *id);
-	size_t len = hmmu_proto_reply_min_size(r->msg.hdr.op);
 	int err;
 
 	if (!m)
@@ -252,11 +251,7 @@ static void do_mirror_op(struct request *r)
 	memset(&res, 0, sizeof(res));
 	err = run_on_mirror(r, m, &res);
 	mirror_put(m);
-	if (r->msg.hdr.op == HMMU_OP_DEVICE_CMD &&
-	    (((const struct hmmu_wire_device_cmd *)id)->cmd == HMMU_CMD_MIGRATE_PREPARE ||
-	     ((const struct hmmu_wire_device_cmd *)id)->cmd == HMMU_CMD_EXCLUSIVE_PREPARE))
-		len = sizeof(res.prepare);
-	reply(r, err, &res, len);
+	reply(r, err, &res, hmmu_proto_reply_size(&r->msg.hdr));
 	/* Exited or exec'd: answered, and then no one is served here again. */
 	if (err == -ESRCH)
 		session_end(r->s);

@@ -155,7 +155,10 @@ void session_end(struct session *s)
 {
 	session_get(s);
 	if (loop_defer(s->d->loop, end_on_loop, s) < 0) {
-		/* The loop has stopped: every session is being closed anyway. */
+		/*
+		 * No memory to defer with: end the connection at least; the
+		 * hang-up brings the loop to close the session itself.
+		 */
 		shutdown(s->fd, SHUT_RDWR);
 		session_put(s);
 	}
