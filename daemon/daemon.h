@@ -5,7 +5,7 @@
 
 #include <stdatomic.h>
 
-#include "loop.h"
+#include "../lib/loop.h"
 #include "registry.h"
 
 struct device;

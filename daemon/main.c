@@ -4,15 +4,15 @@
  * systemd passes), the devices, the worker pool and the event loop, then
  * serves until SIGTERM or SIGINT.
  */
-#include "counters.h"
+#include "../core/counters.h"
 #include "daemon.h"
-#include "limits.h"
-#include "log.h"
-#include "placement.h"
-#include "probe.h"
+#include "../core/limits.h"
+#include "../lib/log.h"
+#include "../lib/placement.h"
+#include "../core/probe.h"
 #include "session.h"
-#include "workers.h"
-#include "../devices/device.h"
+#include "../lib/workers.h"
+#include "../core/device.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include "registry.h"
-#include "counters.h"
-#include "accounts.h"
-#include "client_mem.h"
-#include "fault.h"
-#include "log.h"
-#include "migrate.h"
-#include "mirror.h"
-#include "process.h"
-#include "../devices/device.h"
+#include "../core/counters.h"
+#include "../core/accounts.h"
+#include "../core/client_mem.h"
+#include "../core/fault.h"
+#include "../lib/log.h"
+#include "../core/migrate.h"
+#include "../core/mirror.h"
+#include "../core/process.h"
+#include "../core/device.h"
 
 #include <errno.h>
 #include <stdbool.h>

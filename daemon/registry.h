@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "../common/proto.h"
-#include "peer.h"
+#include "../core/peer.h"
 
 struct account;
 struct loop;

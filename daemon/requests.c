@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 #include "requests.h"
 #include "daemon.h"
-#include "log.h"
-#include "accounts.h"
-#include "client_mem.h"
-#include "command.h"
-#include "limits.h"
-#include "mirror.h"
+#include "../lib/log.h"
+#include "../core/accounts.h"
+#include "../core/client_mem.h"
+#include "../core/command.h"
+#include "../core/limits.h"
+#include "../core/mirror.h"
 #include "registry.h"
 #include "session.h"
-#include "workers.h"
-#include "../devices/device.h"
-#include "../devices/devmem.h"
+#include "../lib/workers.h"
+#include "../core/device.h"
+#include "../core/devmem.h"
 
 #include <errno.h>
 #include <stdlib.h>

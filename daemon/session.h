@@ -22,9 +22,9 @@
 #include <stdint.h>
 
 #include "../common/proto.h"
-#include "loop.h"
-#include "peer.h"
-#include "workers.h"
+#include "../lib/loop.h"
+#include "../core/peer.h"
+#include "../lib/workers.h"
 
 struct daemon;
 struct mirror;

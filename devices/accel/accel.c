@@ -15,15 +15,15 @@
  * Options: cus=N, the number of compute units (default 2, at most 64);
  * prefetch=N, pages a device fault brings in at once (default 16, 64 KiB).
  */
-#include "../device.h"
+#include "../../core/device.h"
 #include "../../common/page.h"
-#include "../mmu.h"
-#include "../../daemon/accounts.h"
-#include "../../daemon/command.h"
-#include "../pagetable.h"
-#include "../../daemon/mirror.h"
-#include "../../daemon/placement.h"
-#include "../../daemon/workers.h"
+#include "../../core/mmu.h"
+#include "../../core/accounts.h"
+#include "../../core/command.h"
+#include "../../lib/pagetable.h"
+#include "../../core/mirror.h"
+#include "../../lib/placement.h"
+#include "../../lib/workers.h"
 
 #include <errno.h>
 #include <stdbool.h>

@@ -5,16 +5,16 @@
  * cpages and faults as test_hmm does; its snapshot reports what the CPU's
  * page table says, as test_hmm's does.
  */
-#include "../device.h"
-#include "../mmu.h"
-#include "../../daemon/cpu_pages.h"
-#include "../../daemon/migrate.h"
-#include "../../daemon/client_mem.h"
-#include "../../daemon/command.h"
-#include "../../daemon/mirror.h"
-#include "../../daemon/process.h"
-#include "../../daemon/scratch.h"
-#include "../../daemon/accounts.h"
+#include "../../core/device.h"
+#include "../../core/mmu.h"
+#include "../../core/cpu_pages.h"
+#include "../../core/migrate.h"
+#include "../../core/client_mem.h"
+#include "../../core/command.h"
+#include "../../core/mirror.h"
+#include "../../core/process.h"
+#include "../../lib/scratch.h"
+#include "../../core/accounts.h"
 
 #include "../../common/page.h"
 

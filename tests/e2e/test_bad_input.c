@@ -16,7 +16,7 @@
 /* The decoder itself, to judge the daemon's replies by libhmmu's rules. */
 #include "common/proto.h"
 /* The log's rate limit, which the flood runs into. */
-#include "daemon/log.h"
+#include "lib/log.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

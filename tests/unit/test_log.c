@@ -7,7 +7,7 @@
  * No timing is measured: the flood runs under an interval far longer than
  * it can take, then the interval is made tiny and let elapse.
  */
-#include "daemon/log.h"
+#include "lib/log.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>

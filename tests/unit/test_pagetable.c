@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "devices/pagetable.h"
+#include "lib/pagetable.h"
 
 #define GIB (1ULL << 30)
 #define MIB (1ULL << 20)

@@ -39,10 +39,10 @@
 #endif
 
 #include "common/uffd_uapi.h"
-#include "daemon/mirror.h"
-#include "daemon/process.h"
+#include "core/mirror.h"
+#include "core/process.h"
 #include "daemon/registry.h"
-#include "devices/device.h"
+#include "core/device.h"
 
 #define MAX_MIRRORS 32
 

@@ -13,8 +13,8 @@
 #include "counters.h"
 #include "limits.h"
 #include "fault.h"
-#include "log.h"
-#include "loop.h"
+#include "../lib/log.h"
+#include "../lib/loop.h"
 #include "mirror.h"
 #include "process.h"
 #include "uffd_events.h"
@@ -22,9 +22,9 @@
 #include "../common/page.h"
 #include "vmas.h"
 #include "../common/uffd_uapi.h"
-#include "../devices/device.h"
-#include "../devices/devmem.h"
-#include "../devices/pagetable.h"
+#include "device.h"
+#include "devmem.h"
+#include "../lib/pagetable.h"
 #include <hmmu/hmmu.h>
 
 #include <errno.h>

@@ -2,7 +2,7 @@
 /* The table of device models, and device creation from a --device spec. */
 #include "device.h"
 #include "devmem.h"
-#include "../daemon/placement.h"
+#include "../lib/placement.h"
 
 #include <errno.h>
 #include <stdlib.h>

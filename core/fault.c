@@ -27,7 +27,7 @@
 #include "client_mem.h"
 #include "command.h"
 #include "counters.h"
-#include "log.h"
+#include "../lib/log.h"
 #include "mirror.h"
 #include "process.h"
 #include "../common/uffd_uapi.h"

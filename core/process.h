@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "loop.h"
+#include "../lib/loop.h"
 #include "peer.h"
 
 struct account;

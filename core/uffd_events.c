@@ -32,7 +32,7 @@
 #include "accounts.h"
 #include "counters.h"
 #include "migrate.h"
-#include "log.h"
+#include "../lib/log.h"
 #include "process.h"
 #include "../common/uffd_uapi.h"
 

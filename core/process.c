@@ -4,14 +4,14 @@
 #include "accounts.h"
 #include "counters.h"
 #include "limits.h"
-#include "log.h"
+#include "../lib/log.h"
 #include "migrate.h"
 #include "mirror.h"
 #include "uffd_events.h"
 #include "vmas.h"
 #include "client_mem.h"
 #include "../common/uffd_uapi.h"
-#include "../devices/device.h"
+#include "device.h"
 
 #include <errno.h>
 #include <fcntl.h>
