@@ -16,7 +16,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-void command_enter(struct command_ctx *c, struct mirror *m, uint64_t timeout_ms)
+void command_enter(struct command_ctx *c, struct hmmu_mirror *m, uint64_t timeout_ms)
 {
 	c->m = m;
 	c->deadline_ns = now_ns() + timeout_ms * 1000000ull;
@@ -51,7 +51,7 @@ int command_check(void)
 	return now_ns() > c->deadline_ns ? -ETIMEDOUT : 0;
 }
 
-void mirror_cancel(struct mirror *m, int why)
+void mirror_cancel(struct hmmu_mirror *m, int why)
 {
 	int none = 0;
 

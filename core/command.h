@@ -14,15 +14,15 @@
 
 #include <stdint.h>
 
-struct mirror;
+struct hmmu_mirror;
 
 struct command_ctx {
-	struct mirror *m;
+	struct hmmu_mirror *m;
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC */
 };
 
 /* Start a command on this thread: @timeout_ms from now. */
-void command_enter(struct command_ctx *c, struct mirror *m, uint64_t timeout_ms);
+void command_enter(struct command_ctx *c, struct hmmu_mirror *m, uint64_t timeout_ms);
 /* This thread's context, or NULL. */
 const struct command_ctx *command_current(void);
 /* Run under a context another thread made (a compute unit). */
@@ -36,6 +36,6 @@ void command_leave(void);
 int command_check(void);
 
 /* Cancel every command of @m, now and later (@why: -ECANCELED or -ESHUTDOWN). */
-void mirror_cancel(struct mirror *m, int why);
+void mirror_cancel(struct hmmu_mirror *m, int why);
 
 #endif

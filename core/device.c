@@ -93,11 +93,11 @@ static int take_common_options(char *args, uint64_t *mem, int *node)
 	return err;
 }
 
-int device_create(const char *spec, struct device **out)
+int device_create(const char *spec, struct hmmu_device **out)
 {
 	const char *colon = strchr(spec, ':');
 	const struct device_ops *ops;
-	struct device *dev;
+	struct hmmu_device *dev;
 	char *args = NULL;
 	int err;
 
@@ -136,7 +136,7 @@ int device_create(const char *spec, struct device **out)
 	return 0;
 }
 
-void device_destroy(struct device *dev)
+void device_destroy(struct hmmu_device *dev)
 {
 	if (!dev)
 		return;

@@ -39,31 +39,31 @@
 
 #include "../common/proto.h"
 
-struct device;
-struct mirror;
+struct hmmu_device;
+struct hmmu_mirror;
 
 struct device_ops {
 	const char *model;
-	int (*create)(struct device *dev, const char *args);
-	void (*destroy)(struct device *dev);
-	int (*attach)(struct device *dev, struct mirror *m);
-	void (*invalidate)(struct device *dev, struct mirror *m, uint64_t start,
+	int (*create)(struct hmmu_device *dev, const char *args);
+	void (*destroy)(struct hmmu_device *dev);
+	int (*attach)(struct hmmu_device *dev, struct hmmu_mirror *m);
+	void (*invalidate)(struct hmmu_device *dev, struct hmmu_mirror *m, uint64_t start,
 			   uint64_t end);
-	void (*release)(struct device *dev, struct mirror *m);
-	void (*detach)(struct device *dev, struct mirror *m);
-	int (*command)(struct device *dev, struct mirror *m,
+	void (*release)(struct hmmu_device *dev, struct hmmu_mirror *m);
+	void (*detach)(struct hmmu_device *dev, struct hmmu_mirror *m);
+	int (*command)(struct hmmu_device *dev, struct hmmu_mirror *m,
 		       const struct hmmu_wire_device_cmd *cmd,
 		       struct hmmu_wire_cmd_result *res);
-	int (*job)(struct device *dev, struct mirror *m,
+	int (*job)(struct hmmu_device *dev, struct hmmu_mirror *m,
 		   const struct hmmu_wire_job *job,
 		   struct hmmu_wire_job_result *res);
-	uint64_t (*pages)(struct device *dev, struct mirror *m);
+	uint64_t (*pages)(struct hmmu_device *dev, struct hmmu_mirror *m);
 };
 
 struct devmem;
 struct placement;
 
-struct device {
+struct hmmu_device {
 	char name[HMMU_NAME_MAX];
 	const struct device_ops *ops;
 	uint64_t mem_bytes;
@@ -83,8 +83,8 @@ struct device {
  * empty or too long, bad sizes, nodes that do not exist and options the
  * model does not know give -EINVAL.
  */
-int device_create(const char *spec, struct device **out);
-void device_destroy(struct device *dev);
+int device_create(const char *spec, struct hmmu_device **out);
+void device_destroy(struct hmmu_device *dev);
 
 extern const struct device_ops dmirror_ops;
 extern const struct device_ops accel_ops;

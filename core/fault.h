@@ -16,10 +16,10 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-struct mirror;
+struct hmmu_mirror;
 
 struct range_fault {
-	struct mirror *m;
+	struct hmmu_mirror *m;
 	uint64_t start, end; /* page aligned */
 	int write;	     /* the device wants to write: need a writable VMA */
 	/*

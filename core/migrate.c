@@ -46,7 +46,7 @@ struct devpage {
 	struct devmem *pool; /* where mem goes back to */
 	struct account *acct; /* charged for it (the process's, outlives it) */
 	unsigned dev;	      /* which device's share it counts in */
-	struct mirror *owner;
+	struct hmmu_mirror *owner;
 	uint8_t state;
 	uint8_t fresh;	   /* became DP_DEVICE in a migration not finished */
 	uint8_t exclusive; /* made exclusive for device atomics */
@@ -148,7 +148,7 @@ static void register_candidates(struct process *p, uint64_t start,
 }
 
 /* migrate_lock held: give back what this call reserved. */
-static void unreserve(struct process *p, struct mirror *m, uint64_t start,
+static void unreserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 		      uint64_t npages, uint8_t *map)
 {
 	for (uint64_t i = 0; i < npages; i++) {
@@ -163,7 +163,7 @@ static void unreserve(struct process *p, struct mirror *m, uint64_t start,
 	}
 }
 
-static int reserve(struct process *p, struct mirror *m, uint64_t start,
+static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 		   uint64_t npages, const uint8_t *cand, uint8_t *map,
 		   int exclusive, uint64_t *count)
 {
@@ -222,7 +222,7 @@ static int reserve(struct process *p, struct mirror *m, uint64_t start,
 }
 
 /* Copy a run of reserved pages into device memory, write-protected first. */
-static int copy_run(struct mirror *m, uint64_t start, uint64_t npages,
+static int copy_run(struct hmmu_mirror *m, uint64_t start, uint64_t npages,
 		    char *bounce)
 {
 	struct process *p = m->proc;
@@ -251,7 +251,7 @@ static int copy_run(struct mirror *m, uint64_t start, uint64_t npages,
 	return err;
 }
 
-int migrate_prepare(struct mirror *m, uint64_t start, uint64_t npages,
+int migrate_prepare(struct hmmu_mirror *m, uint64_t start, uint64_t npages,
 		    uint8_t *map, int exclusive, uint64_t *count)
 {
 	struct process *p = m->proc;
@@ -300,7 +300,7 @@ out:
 /* ---- step 3: finish, on the loop thread ---------------------------------- */
 
 struct finish_args {
-	struct mirror *m;
+	struct hmmu_mirror *m;
 	uint64_t start, end;
 	uint64_t cpages;
 };
@@ -352,7 +352,7 @@ static void finish_on_loop(void *arg)
 	uffd_events_release_held(p);
 }
 
-int migrate_finish(struct mirror *m, uint64_t start, uint64_t npages,
+int migrate_finish(struct hmmu_mirror *m, uint64_t start, uint64_t npages,
 		   uint64_t *cpages)
 {
 	struct finish_args fa = {
@@ -403,7 +403,7 @@ static int restore(struct process *p, uint64_t page, struct devpage *dp)
 
 /* A list of page addresses, gathered under the lock, acted on after. */
 struct collect {
-	struct mirror *m;
+	struct hmmu_mirror *m;
 	uint64_t *addrs;
 	uint64_t n, cap;
 };
@@ -443,7 +443,7 @@ static int collect_mine(uint64_t addr, struct pt_entry *e, void *arg)
 	return dp->owner == c->m ? push(c, addr) : 0;
 }
 
-int migrate_to_system(struct mirror *m, uint64_t start, uint64_t end,
+int migrate_to_system(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		      uint64_t *cpages)
 {
 	struct process *p = m->proc;
@@ -484,7 +484,7 @@ int migrate_to_system(struct mirror *m, uint64_t start, uint64_t end,
 	return err;
 }
 
-void migrate_drop_mirror(struct process *p, struct mirror *m)
+void migrate_drop_mirror(struct process *p, struct hmmu_mirror *m)
 {
 	struct collect c = { .m = m };
 
@@ -500,7 +500,7 @@ void migrate_drop_mirror(struct process *p, struct mirror *m)
 
 /* ---- device side ---------------------------------------------------------- */
 
-int migrate_check_exclusive(struct mirror *m, uint64_t start, uint64_t end)
+int migrate_check_exclusive(struct hmmu_mirror *m, uint64_t start, uint64_t end)
 {
 	struct process *p = m->proc;
 	int err = 0;
@@ -517,7 +517,7 @@ int migrate_check_exclusive(struct mirror *m, uint64_t start, uint64_t end)
 	return err;
 }
 
-int migrate_copy_local(struct mirror *m, uint64_t page, void *dst)
+int migrate_copy_local(struct hmmu_mirror *m, uint64_t page, void *dst)
 {
 	struct process *p = m->proc;
 	struct devpage *dp;
@@ -534,7 +534,7 @@ int migrate_copy_local(struct mirror *m, uint64_t page, void *dst)
 	return err;
 }
 
-uint8_t migrate_page_state(struct mirror *m, uint64_t page)
+uint8_t migrate_page_state(struct hmmu_mirror *m, uint64_t page)
 {
 	struct process *p = m->proc;
 	struct devpage *dp;

@@ -32,8 +32,8 @@
 #include <stdint.h>
 #include <linux/userfaultfd.h>
 
-struct device;
-struct mirror;
+struct hmmu_device;
+struct hmmu_mirror;
 struct process;
 
 int migrate_init(struct process *p);
@@ -46,32 +46,32 @@ void migrate_fini(struct process *p);
  * it), 0 if not (not anonymous private writable memory, a hole, or already
  * in device memory). -ENOMEM if the device memory is full (nothing changes).
  */
-int migrate_prepare(struct mirror *m, uint64_t start, uint64_t npages,
+int migrate_prepare(struct hmmu_mirror *m, uint64_t start, uint64_t npages,
 		    uint8_t *map, int exclusive, uint64_t *count);
 /* Step 3. *@cpages: pages now in @m's device memory from this migration. */
-int migrate_finish(struct mirror *m, uint64_t start, uint64_t npages,
+int migrate_finish(struct hmmu_mirror *m, uint64_t start, uint64_t npages,
 		   uint64_t *cpages);
 
 /*
  * Bring @m's pages in [start, end) back to system memory (all of them if
  * end is 0). *@cpages counts them. Worker.
  */
-int migrate_to_system(struct mirror *m, uint64_t start, uint64_t end,
+int migrate_to_system(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		      uint64_t *cpages);
 /* The mirror's process is gone: free its device pages without copying. */
-void migrate_drop_mirror(struct process *p, struct mirror *m);
+void migrate_drop_mirror(struct process *p, struct hmmu_mirror *m);
 
 /* 0 if every page of [start, end) is exclusive to @m, else -EPERM. */
-int migrate_check_exclusive(struct mirror *m, uint64_t start, uint64_t end);
+int migrate_check_exclusive(struct hmmu_mirror *m, uint64_t start, uint64_t end);
 
 /*
  * For the device MMU: copy the page at @page from @m's device memory into
  * @dst, without a CPU fault. -ENOENT if it is not there.
  */
-int migrate_copy_local(struct mirror *m, uint64_t page, void *dst);
+int migrate_copy_local(struct hmmu_mirror *m, uint64_t page, void *dst);
 
 /* Snapshot overlay: 0, HMMU_PAGE_DEV_LOCAL or HMMU_PAGE_DEV_REMOTE. */
-uint8_t migrate_page_state(struct mirror *m, uint64_t page);
+uint8_t migrate_page_state(struct hmmu_mirror *m, uint64_t page);
 
 /*
  * For workers reaching client memory (client_mem.c), with p->migrate_lock

@@ -5,10 +5,10 @@
 #include <assert.h>
 #include <stdlib.h>
 
-struct mirror *mirror_new(uint64_t id, struct device *dev,
+struct hmmu_mirror *mirror_new(uint64_t id, struct hmmu_device *dev,
 			  const struct peer *owner, struct account *acct)
 {
-	struct mirror *m = calloc(1, sizeof(*m));
+	struct hmmu_mirror *m = calloc(1, sizeof(*m));
 
 	if (!m)
 		return NULL;
@@ -23,12 +23,12 @@ struct mirror *mirror_new(uint64_t id, struct device *dev,
 	return m;
 }
 
-void mirror_get(struct mirror *m)
+void mirror_get(struct hmmu_mirror *m)
 {
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
 }
 
-void mirror_put(struct mirror *m)
+void mirror_put(struct hmmu_mirror *m)
 {
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;

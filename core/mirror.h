@@ -15,12 +15,12 @@
 #include "peer.h"
 
 struct account;
-struct device;
+struct hmmu_device;
 struct process;
 
-struct mirror {
+struct hmmu_mirror {
 	uint64_t id;	    /* scoped to the owning connection */
-	struct device *dev; /* devices live as long as the daemon */
+	struct hmmu_device *dev; /* devices live as long as the daemon */
 	struct peer owner;  /* the process that created it (borrowed pidfd) */
 	struct account *acct; /* its user's: one mirror counted, a reference */
 	atomic_uint refs;   /* the connection's table + each user in flight */
@@ -46,15 +46,15 @@ struct mirror {
 	struct process *proc; /* while registered: the process's state */
 	void *dev_priv;	      /* the device's per-mirror state, while registered */
 
-	struct mirror *proc_next;    /* proc->mirrors, under proc->lock */
-	struct mirror *session_next; /* owner connection's list */
+	struct hmmu_mirror *proc_next;    /* proc->mirrors, under proc->lock */
+	struct hmmu_mirror *session_next; /* owner connection's list */
 };
 
 /* @acct: the owner's account, which the mirror is charged to (held). */
-struct mirror *mirror_new(uint64_t id, struct device *dev,
+struct hmmu_mirror *mirror_new(uint64_t id, struct hmmu_device *dev,
 			  const struct peer *owner, struct account *acct);
-void mirror_get(struct mirror *m);
+void mirror_get(struct hmmu_mirror *m);
 /* Drop a reference; the last one frees (the mirror must be unregistered). */
-void mirror_put(struct mirror *m);
+void mirror_put(struct hmmu_mirror *m);
 
 #endif

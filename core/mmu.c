@@ -135,7 +135,7 @@ void mmu_unpin(struct dev_mmu *mmu)
 	pthread_mutex_unlock(&mmu->lock);
 }
 
-int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch)
+int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch)
 {
 	int err = pt_create(&mmu->pt);
 

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-struct mirror;
+struct hmmu_mirror;
 struct pt;
 
 /* Page-table entry flags. */
@@ -33,7 +33,7 @@ struct pt;
 struct dev_mmu {
 	pthread_mutex_t lock;
 	struct pt *pt;
-	struct mirror *m;
+	struct hmmu_mirror *m;
 	/*
 	 * Pages a load fault brings in at once (1: just the page). Like a
 	 * GPU's replayable fault buffer with prefetch: the neighbours of a
@@ -56,7 +56,7 @@ struct dev_mmu {
 	unsigned slab_next; /* the newest slab's first page not handed out */
 };
 
-int mmu_init(struct dev_mmu *mmu, struct mirror *m, unsigned prefetch);
+int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch);
 /* Drop every page and free the table. */
 void mmu_fini(struct dev_mmu *mmu);
 

@@ -311,7 +311,7 @@ void process_stop(struct process *p)
 	pthread_mutex_unlock(&p->close_lock);
 }
 
-void process_add_mirror(struct process *p, struct mirror *m)
+void process_add_mirror(struct process *p, struct hmmu_mirror *m)
 {
 	pthread_rwlock_wrlock(&p->lock);
 	m->proc_next = p->mirrors;
@@ -319,14 +319,14 @@ void process_add_mirror(struct process *p, struct mirror *m)
 	pthread_rwlock_unlock(&p->lock);
 }
 
-void process_del_mirror(struct process *p, struct mirror *m)
+void process_del_mirror(struct process *p, struct hmmu_mirror *m)
 {
 	/*
 	 * Taking the lock for write waits out any invalidation walking the
 	 * list: once we return, no callback for @m runs again (rule 6).
 	 */
 	pthread_rwlock_wrlock(&p->lock);
-	for (struct mirror **pp = &p->mirrors; *pp; pp = &(*pp)->proc_next) {
+	for (struct hmmu_mirror **pp = &p->mirrors; *pp; pp = &(*pp)->proc_next) {
 		if (*pp == m) {
 			*pp = m->proc_next;
 			break;
@@ -341,7 +341,7 @@ void process_invalidate_start(struct process *p, uint64_t start, uint64_t end)
 	atomic_fetch_add(&p->inval_active, 1);
 	atomic_fetch_add(&p->seq, 1);
 	pthread_rwlock_rdlock(&p->lock);
-	for (struct mirror *m = p->mirrors; m; m = m->proc_next)
+	for (struct hmmu_mirror *m = p->mirrors; m; m = m->proc_next)
 		m->dev->ops->invalidate(m->dev, m, start, end);
 	pthread_rwlock_unlock(&p->lock);
 	account_count(p->acct, invalidations, 1);

@@ -23,7 +23,7 @@
 #include "peer.h"
 
 struct account;
-struct mirror;
+struct hmmu_mirror;
 struct registry;
 
 struct uffd_range {
@@ -54,7 +54,7 @@ struct process {
 	 * state_lock.
 	 */
 	pthread_rwlock_t lock;
-	struct mirror *mirrors;
+	struct hmmu_mirror *mirrors;
 	struct uffd_range *ranges; /* registered with the userfaultfd */
 	unsigned nranges, ranges_cap;
 	bool stopped; /* process_stop() ran: register nothing more */
@@ -166,8 +166,8 @@ void process_get(struct process *p);
 void process_put(struct process *p);
 
 /* Mirror list changes; called under the registry lock. */
-void process_add_mirror(struct process *p, struct mirror *m);
-void process_del_mirror(struct process *p, struct mirror *m);
+void process_add_mirror(struct process *p, struct hmmu_mirror *m);
+void process_del_mirror(struct process *p, struct hmmu_mirror *m);
 
 /*
  * Invalidate [start, end) in every mirror of @p, before the CPU-side change

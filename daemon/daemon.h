@@ -8,7 +8,7 @@
 #include "../lib/loop.h"
 #include "registry.h"
 
-struct device;
+struct hmmu_device;
 struct session;
 struct workers;
 
@@ -16,7 +16,7 @@ struct daemon {
 	struct loop *loop;
 	struct workers *workers;
 	struct registry registry;
-	struct device **devices; /* fixed once the loop runs */
+	struct hmmu_device **devices; /* fixed once the loop runs */
 	unsigned ndevices;
 	struct loop_watch listen_watch;
 	struct loop_watch signal_watch;

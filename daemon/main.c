@@ -193,7 +193,7 @@ static int make_devices(struct daemon *d, const struct options *o)
 	if (!d->devices)
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
-		struct device *dev;
+		struct hmmu_device *dev;
 		int err = device_create(specs[i], &dev);
 
 		if (err) {

@@ -66,7 +66,7 @@ static void remove_process(struct registry *r, struct process *p)
  * owner. The checks (process.h) make sure the userfaultfd is the sender's
  * own and a full one: all else hmmu does for this process relies on it.
  */
-static int add_process(struct registry *r, struct mirror *m, int *uffd,
+static int add_process(struct registry *r, struct hmmu_mirror *m, int *uffd,
 		       uint64_t probe, struct process **out)
 {
 	struct process *p;
@@ -108,7 +108,7 @@ static int add_process(struct registry *r, struct mirror *m, int *uffd,
 	return 0;
 }
 
-int registry_register(struct registry *r, struct mirror *m, int *uffd,
+int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 		      uint64_t probe)
 {
 	struct process *p;
@@ -165,7 +165,7 @@ out:
  * connection is not a dead process); what cannot come back belonged to a
  * process that is gone, and detach() frees it.
  */
-static void bring_pages_back(struct mirror *m)
+static void bring_pages_back(struct hmmu_mirror *m)
 {
 	struct process *p = m->proc;
 	uint64_t n;
@@ -181,7 +181,7 @@ static void bring_pages_back(struct mirror *m)
 }
 
 /* reg->lock and m->state_lock held, m registered. */
-static void detach(struct registry *r, struct mirror *m, int release)
+static void detach(struct registry *r, struct hmmu_mirror *m, int release)
 {
 	struct process *p = m->proc;
 
@@ -204,7 +204,7 @@ static void detach(struct registry *r, struct mirror *m, int release)
  * connection, never to be registered again; @release: its process or
  * connection is gone, and the device gets release. 1 if it was registered.
  */
-static int take_out(struct registry *r, struct mirror *m, bool dead,
+static int take_out(struct registry *r, struct hmmu_mirror *m, bool dead,
 		    int release)
 {
 	int was;
@@ -227,18 +227,18 @@ static int take_out(struct registry *r, struct mirror *m, bool dead,
 	return was;
 }
 
-int registry_unregister(struct registry *r, struct mirror *m)
+int registry_unregister(struct registry *r, struct hmmu_mirror *m)
 {
 	return take_out(r, m, false, 0) ? 0 : -EINVAL;
 }
 
-void registry_destroy(struct registry *r, struct mirror *m)
+void registry_destroy(struct registry *r, struct hmmu_mirror *m)
 {
 	/* Destroying a registered mirror is an unregistration, not a death. */
 	take_out(r, m, true, 0);
 }
 
-int registry_release(struct registry *r, struct mirror *m)
+int registry_release(struct registry *r, struct hmmu_mirror *m)
 {
 	return take_out(r, m, true, 1);
 }
@@ -322,7 +322,7 @@ uint32_t registry_list(struct registry *r, const struct peer *viewer,
 				continue;
 			}
 			/* The mirror list changes only under r->lock. */
-			for (struct mirror *m = p->mirrors; m; m = m->proc_next) {
+			for (struct hmmu_mirror *m = p->mirrors; m; m = m->proc_next) {
 				/* Names are NUL-terminated within 32 bytes. */
 				memcpy(e.device, m->dev->name, sizeof(e.device));
 				e.device_pages = m->dev->ops->pages ?

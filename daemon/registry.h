@@ -25,7 +25,7 @@
 
 struct account;
 struct loop;
-struct mirror;
+struct hmmu_mirror;
 struct process;
 
 #define REGISTRY_BUCKETS 64
@@ -53,24 +53,24 @@ void registry_fini(struct registry *r);
  * (it does not serve kernel faults), -EFAULT (bad probe pages), -ESRCH (the
  * sender's address space is gone), -ENOMEM, or the device's.
  */
-int registry_register(struct registry *r, struct mirror *m, int *uffd,
+int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 		      uint64_t probe);
 
 /* Unregister @m. -EINVAL if it is not registered. */
-int registry_unregister(struct registry *r, struct mirror *m);
+int registry_unregister(struct registry *r, struct hmmu_mirror *m);
 
 /*
  * @m left its connection (MIRROR_DESTROY): unregister it if registered, and
  * make sure it can never be registered again.
  */
-void registry_destroy(struct registry *r, struct mirror *m);
+void registry_destroy(struct registry *r, struct hmmu_mirror *m);
 
 /*
  * The owner of @m is gone (exited, crashed or disconnected): if @m is
  * registered, the device gets release, then the mirror is unregistered.
  * Returns 1 if it was registered, 0 if not.
  */
-int registry_release(struct registry *r, struct mirror *m);
+int registry_release(struct registry *r, struct hmmu_mirror *m);
 
 /*
  * Fill the counters for @peer: its own process's, and daemon-wide figures

@@ -55,7 +55,7 @@ static void do_device_info(struct request *r)
 	const struct hmmu_wire_index *req = payload(r);
 	struct daemon *d = daemon_of(r);
 	struct hmmu_wire_device_info info;
-	const struct device *dev;
+	const struct hmmu_device *dev;
 
 	if (req->index >= d->ndevices) {
 		log_warn("client %d: no device number %u", r->s->peer.pid,
@@ -73,7 +73,7 @@ static void do_device_info(struct request *r)
 	reply(r, 0, &info, sizeof(info));
 }
 
-static struct device *find_device(struct daemon *d, const char *name)
+static struct hmmu_device *find_device(struct daemon *d, const char *name)
 {
 	for (unsigned i = 0; i < d->ndevices; i++)
 		if (strcmp(d->devices[i]->name, name) == 0)
@@ -85,8 +85,8 @@ static void do_mirror_create(struct request *r)
 {
 	const struct hmmu_wire_device_name *req = payload(r);
 	struct hmmu_wire_mirror rep;
-	struct device *dev = find_device(daemon_of(r), req->name);
-	struct mirror *m;
+	struct hmmu_device *dev = find_device(daemon_of(r), req->name);
+	struct hmmu_mirror *m;
 	int err;
 
 	if (!dev) {
@@ -121,9 +121,9 @@ static void do_mirror_create(struct request *r)
 }
 
 /* The mirror named by the request, with a reference, or NULL (replied). */
-static struct mirror *request_mirror(struct request *r, uint64_t id)
+static struct hmmu_mirror *request_mirror(struct request *r, uint64_t id)
 {
-	struct mirror *m = session_find_mirror(r->s, id);
+	struct hmmu_mirror *m = session_find_mirror(r->s, id);
 
 	if (!m) {
 		log_warn("client %d: %s: no mirror %llu", r->s->peer.pid,
@@ -137,7 +137,7 @@ static struct mirror *request_mirror(struct request *r, uint64_t id)
 static void do_mirror_register(struct request *r)
 {
 	const struct hmmu_wire_register *req = payload(r);
-	struct mirror *m = request_mirror(r, req->mirror);
+	struct hmmu_mirror *m = request_mirror(r, req->mirror);
 	int err;
 
 	if (!m)
@@ -157,7 +157,7 @@ static void do_mirror_register(struct request *r)
 static void do_mirror_unregister(struct request *r)
 {
 	const struct hmmu_wire_mirror *req = payload(r);
-	struct mirror *m = request_mirror(r, req->mirror);
+	struct hmmu_mirror *m = request_mirror(r, req->mirror);
 	int err;
 
 	if (!m)
@@ -173,7 +173,7 @@ static void do_mirror_unregister(struct request *r)
 static void do_mirror_destroy(struct request *r)
 {
 	const struct hmmu_wire_mirror *req = payload(r);
-	struct mirror *m = session_take_mirror(r->s, req->mirror);
+	struct hmmu_mirror *m = session_take_mirror(r->s, req->mirror);
 
 	if (!m) {
 		log_warn("client %d: destroy: no mirror %llu", r->s->peer.pid,
@@ -203,10 +203,10 @@ static void do_stats(struct request *r)
  * Device commands and jobs run with the mirror's state_lock read-held, so
  * that an unregistration waits for them to finish (rule 6).
  */
-static int run_on_mirror(struct request *r, struct mirror *m, void *res)
+static int run_on_mirror(struct request *r, struct hmmu_mirror *m, void *res)
 {
 	const void *req = payload(r);
-	struct device *dev = m->dev;
+	struct hmmu_device *dev = m->dev;
 	int err;
 
 	struct command_ctx ctx;
@@ -243,7 +243,7 @@ static void do_mirror_op(struct request *r)
 		struct hmmu_wire_prepare_result prepare;
 		struct hmmu_wire_job_result job;
 	} res;
-	struct mirror *m = request_mirror(r, *id);
+	struct hmmu_mirror *m = request_mirror(r, *id);
 	int err;
 
 	if (!m)

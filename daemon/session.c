@@ -32,7 +32,7 @@ static void session_teardown(struct work *w)
 {
 	struct session *s = (struct session *)((char *)w -
 					       offsetof(struct session, teardown));
-	struct mirror *m;
+	struct hmmu_mirror *m;
 	unsigned n = 0;
 
 	while ((m = s->mirrors)) {
@@ -134,7 +134,7 @@ void session_close(struct session *s)
 		account_disconnect(s->acct);
 	/* Nobody will read the replies: stop what runs for this client. */
 	pthread_mutex_lock(&s->lock);
-	for (struct mirror *m = s->mirrors; m; m = m->session_next)
+	for (struct hmmu_mirror *m = s->mirrors; m; m = m->session_next)
 		mirror_cancel(m, why);
 	pthread_mutex_unlock(&s->lock);
 	/* Wake any worker blocked on nothing; the client sees EOF. */
@@ -479,9 +479,9 @@ int session_accept(struct daemon *d, int fd)
 	return 0;
 }
 
-struct mirror *session_find_mirror(struct session *s, uint64_t id)
+struct hmmu_mirror *session_find_mirror(struct session *s, uint64_t id)
 {
-	struct mirror *m;
+	struct hmmu_mirror *m;
 
 	pthread_mutex_lock(&s->lock);
 	for (m = s->mirrors; m; m = m->session_next)
@@ -493,7 +493,7 @@ struct mirror *session_find_mirror(struct session *s, uint64_t id)
 	return m;
 }
 
-int session_add_mirror(struct session *s, struct mirror *m, uint64_t *id)
+int session_add_mirror(struct session *s, struct hmmu_mirror *m, uint64_t *id)
 {
 	int err = 0;
 
@@ -510,12 +510,12 @@ int session_add_mirror(struct session *s, struct mirror *m, uint64_t *id)
 	return err;
 }
 
-struct mirror *session_take_mirror(struct session *s, uint64_t id)
+struct hmmu_mirror *session_take_mirror(struct session *s, uint64_t id)
 {
-	struct mirror *m = NULL;
+	struct hmmu_mirror *m = NULL;
 
 	pthread_mutex_lock(&s->lock);
-	for (struct mirror **pp = &s->mirrors; *pp; pp = &(*pp)->session_next) {
+	for (struct hmmu_mirror **pp = &s->mirrors; *pp; pp = &(*pp)->session_next) {
 		if ((*pp)->id == id) {
 			m = *pp;
 			*pp = m->session_next;

@@ -27,7 +27,7 @@
 #include "../lib/workers.h"
 
 struct daemon;
-struct mirror;
+struct hmmu_mirror;
 
 /* At most this many mirrors per connection: bounds what a client can pin. */
 #define SESSION_MAX_MIRRORS 4096
@@ -48,7 +48,7 @@ struct session {
 	struct session *next, **pprev; /* d->sessions */
 
 	pthread_mutex_t lock; /* protects mirrors, nmirrors, next_id */
-	struct mirror *mirrors;
+	struct hmmu_mirror *mirrors;
 	unsigned nmirrors;
 	uint64_t next_id;
 
@@ -87,9 +87,9 @@ void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
 		   int status, const void *payload, size_t len);
 
 /* Mirror table of the connection. */
-struct mirror *session_find_mirror(struct session *s, uint64_t id);
+struct hmmu_mirror *session_find_mirror(struct session *s, uint64_t id);
 /* Add @m to the table; its new id in *@id. -ENOSPC if the table is full. */
-int session_add_mirror(struct session *s, struct mirror *m, uint64_t *id);
-struct mirror *session_take_mirror(struct session *s, uint64_t id);
+int session_add_mirror(struct session *s, struct hmmu_mirror *m, uint64_t *id);
+struct hmmu_mirror *session_take_mirror(struct session *s, uint64_t id);
 
 #endif

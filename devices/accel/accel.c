@@ -66,7 +66,7 @@ struct slice {
 	uint64_t begin, end; /* bytes (FILL, COPY) or elements (SUM64) */
 };
 
-static struct dev_mmu *mmu_of(struct mirror *m)
+static struct dev_mmu *mmu_of(struct hmmu_mirror *m)
 {
 	return m->dev_priv;
 }
@@ -88,7 +88,7 @@ static int parse_option(const char *opt, const char *key, unsigned max,
 	return 1;
 }
 
-static int accel_create(struct device *dev, const char *args)
+static int accel_create(struct hmmu_device *dev, const char *args)
 {
 	struct accel *a = calloc(1, sizeof(*a));
 	char *copy = strdup(args ? args : ""), *opt, *save = NULL;
@@ -120,7 +120,7 @@ static int accel_create(struct device *dev, const char *args)
 	return 0;
 }
 
-static void accel_destroy(struct device *dev)
+static void accel_destroy(struct hmmu_device *dev)
 {
 	struct accel *a = dev->priv;
 
@@ -128,7 +128,7 @@ static void accel_destroy(struct device *dev)
 	free(a);
 }
 
-static int accel_attach(struct device *dev, struct mirror *m)
+static int accel_attach(struct hmmu_device *dev, struct hmmu_mirror *m)
 {
 	struct accel *a = dev->priv;
 	struct dev_mmu *mmu = malloc(sizeof(*mmu));
@@ -145,21 +145,21 @@ static int accel_attach(struct device *dev, struct mirror *m)
 	return 0;
 }
 
-static void accel_invalidate(struct device *dev, struct mirror *m,
+static void accel_invalidate(struct hmmu_device *dev, struct hmmu_mirror *m,
 			     uint64_t start, uint64_t end)
 {
 	(void)dev;
 	mmu_invalidate(mmu_of(m), start, end);
 }
 
-static void accel_release(struct device *dev, struct mirror *m)
+static void accel_release(struct hmmu_device *dev, struct hmmu_mirror *m)
 {
 	/* Jobs hold the state_lock: none runs for a mirror being released. */
 	(void)dev;
 	(void)m;
 }
 
-static void accel_detach(struct device *dev, struct mirror *m)
+static void accel_detach(struct hmmu_device *dev, struct hmmu_mirror *m)
 {
 	(void)dev;
 	mmu_fini(mmu_of(m));
@@ -365,7 +365,7 @@ static unsigned cut(uint64_t len, uint64_t base, unsigned n, uint64_t unit,
 	return count;
 }
 
-static int accel_job(struct device *dev, struct mirror *m,
+static int accel_job(struct hmmu_device *dev, struct hmmu_mirror *m,
 		     const struct hmmu_wire_job *job,
 		     struct hmmu_wire_job_result *res)
 {
@@ -418,7 +418,7 @@ static int accel_job(struct device *dev, struct mirror *m,
 	return run.err;
 }
 
-static uint64_t accel_pages(struct device *dev, struct mirror *m)
+static uint64_t accel_pages(struct hmmu_device *dev, struct hmmu_mirror *m)
 {
 	(void)dev;
 	return mmu_pages(m->dev_priv);

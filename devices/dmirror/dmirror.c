@@ -26,12 +26,12 @@
 #define CHUNK_PAGES 1024u
 
 
-static struct dev_mmu *mmu_of(struct mirror *m)
+static struct dev_mmu *mmu_of(struct hmmu_mirror *m)
 {
 	return m->dev_priv;
 }
 
-static int dmirror_create(struct device *dev, const char *args)
+static int dmirror_create(struct hmmu_device *dev, const char *args)
 {
 	(void)dev;
 	if (args && *args)
@@ -39,12 +39,12 @@ static int dmirror_create(struct device *dev, const char *args)
 	return 0;
 }
 
-static void dmirror_destroy(struct device *dev)
+static void dmirror_destroy(struct hmmu_device *dev)
 {
 	(void)dev;
 }
 
-static int dmirror_attach(struct device *dev, struct mirror *m)
+static int dmirror_attach(struct hmmu_device *dev, struct hmmu_mirror *m)
 {
 	struct dev_mmu *mmu = malloc(sizeof(*mmu));
 	int err;
@@ -61,21 +61,21 @@ static int dmirror_attach(struct device *dev, struct mirror *m)
 	return 0;
 }
 
-static void dmirror_invalidate(struct device *dev, struct mirror *m,
+static void dmirror_invalidate(struct hmmu_device *dev, struct hmmu_mirror *m,
 			       uint64_t start, uint64_t end)
 {
 	(void)dev;
 	mmu_invalidate(mmu_of(m), start, end);
 }
 
-static void dmirror_release(struct device *dev, struct mirror *m)
+static void dmirror_release(struct hmmu_device *dev, struct hmmu_mirror *m)
 {
 	/* The process is gone: nothing to write back; detach drops all. */
 	(void)dev;
 	(void)m;
 }
 
-static void dmirror_detach(struct device *dev, struct mirror *m)
+static void dmirror_detach(struct hmmu_device *dev, struct hmmu_mirror *m)
 {
 	(void)dev;
 	mmu_fini(mmu_of(m));
@@ -83,7 +83,7 @@ static void dmirror_detach(struct device *dev, struct mirror *m)
 	m->dev_priv = NULL;
 }
 
-static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
+static int do_read(struct hmmu_mirror *m, const struct hmmu_wire_device_cmd *cmd,
 		   struct hmmu_wire_cmd_result *res)
 {
 	uint64_t chunk = CHUNK_PAGES * page_size();
@@ -133,7 +133,7 @@ static int do_read(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 	return err;
 }
 
-static int do_write(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
+static int do_write(struct hmmu_mirror *m, const struct hmmu_wire_device_cmd *cmd,
 		    struct hmmu_wire_cmd_result *res)
 {
 	uint64_t chunk = CHUNK_PAGES * page_size();
@@ -167,7 +167,7 @@ static int do_write(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
 	return err;
 }
 
-static int do_snapshot(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
+static int do_snapshot(struct hmmu_mirror *m, const struct hmmu_wire_device_cmd *cmd,
 		       struct hmmu_wire_cmd_result *res)
 {
 	uint8_t *states;
@@ -199,7 +199,7 @@ static int do_snapshot(struct mirror *m, const struct hmmu_wire_device_cmd *cmd,
  * write-protected and held until FINISH, and a buffer of the client's may
  * well lie among them.
  */
-static int do_migrate_prepare(struct mirror *m,
+static int do_migrate_prepare(struct hmmu_mirror *m,
 			      const struct hmmu_wire_device_cmd *cmd,
 			      struct hmmu_wire_prepare_result *res, int exclusive)
 {
@@ -214,7 +214,7 @@ static int do_migrate_prepare(struct mirror *m,
 	return err;
 }
 
-static int dmirror_command(struct device *dev, struct mirror *m,
+static int dmirror_command(struct hmmu_device *dev, struct hmmu_mirror *m,
 			   const struct hmmu_wire_device_cmd *cmd,
 			   struct hmmu_wire_cmd_result *res)
 {
@@ -252,7 +252,7 @@ static int dmirror_command(struct device *dev, struct mirror *m,
 	}
 }
 
-static uint64_t dmirror_pages(struct device *dev, struct mirror *m)
+static uint64_t dmirror_pages(struct hmmu_device *dev, struct hmmu_mirror *m)
 {
 	(void)dev;
 	return mmu_pages(m->dev_priv);

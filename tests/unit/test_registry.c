@@ -47,9 +47,9 @@
 #define MAX_MIRRORS 32
 
 static struct registry reg;
-static struct device *dev;
+static struct hmmu_device *dev;
 static struct peer self;		  /* this test process */
-static struct mirror *mirrors[MAX_MIRRORS]; /* made by new_mirror() */
+static struct hmmu_mirror *mirrors[MAX_MIRRORS]; /* made by new_mirror() */
 static unsigned nmirrors;
 static int extra_pidfds[4];
 static unsigned nextra_pidfds;
@@ -123,9 +123,9 @@ static void teardown(void)
 
 TestSuite(registry, .init = setup, .fini = teardown, .timeout = 120);
 
-static struct mirror *new_mirror(const struct peer *owner)
+static struct hmmu_mirror *new_mirror(const struct peer *owner)
 {
-	struct mirror *m = mirror_new(0, dev, owner, NULL);
+	struct hmmu_mirror *m = mirror_new(0, dev, owner, NULL);
 
 	cr_assert_not_null(m);
 	cr_assert_lt(nmirrors, MAX_MIRRORS);
@@ -236,7 +236,7 @@ static int fd_is_open(int fd)
 			     (uint64_t)(my_mirrors), "my_mirrors");            \
 	} while (0)
 
-static void assert_unregistered(const struct mirror *m)
+static void assert_unregistered(const struct hmmu_mirror *m)
 {
 	cr_assert_not(m->registered);
 	cr_assert_null(m->proc);
@@ -244,7 +244,7 @@ static void assert_unregistered(const struct mirror *m)
 }
 
 /* Register @m, handing over a fresh userfaultfd; asserts it was taken. */
-static void register_first(struct mirror *m)
+static void register_first(struct hmmu_mirror *m)
 {
 	int fd = good_uffd();
 
@@ -253,7 +253,7 @@ static void register_first(struct mirror *m)
 }
 
 /* Register @m with no userfaultfd: the process must have state. */
-static void register_join(struct mirror *m)
+static void register_join(struct hmmu_mirror *m)
 {
 	int fd = -1;
 
@@ -263,7 +263,7 @@ static void register_join(struct mirror *m)
 
 Test(registry, first_register_without_uffd_needs_uffd_and_changes_nothing)
 {
-	struct mirror *m = new_mirror(&self);
+	struct hmmu_mirror *m = new_mirror(&self);
 	int fd = -1;
 
 	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD);
@@ -275,7 +275,7 @@ Test(registry, first_register_without_uffd_needs_uffd_and_changes_nothing)
 
 Test(registry, first_register_takes_the_uffd_and_creates_process_state)
 {
-	struct mirror *m = new_mirror(&self);
+	struct hmmu_mirror *m = new_mirror(&self);
 	int fd = good_uffd();
 	int uffds = count_fds("userfaultfd"), pidfds = count_fds("pidfd");
 	struct process *p;
@@ -304,7 +304,7 @@ Test(registry, first_register_takes_the_uffd_and_creates_process_state)
 
 Test(registry, second_mirror_of_same_process_joins_without_uffd)
 {
-	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	struct hmmu_mirror *a = new_mirror(&self), *b = new_mirror(&self);
 
 	register_first(a);
 	register_join(b);
@@ -316,7 +316,7 @@ Test(registry, second_mirror_of_same_process_joins_without_uffd)
 
 Test(registry, uffd_offered_while_state_exists_is_not_taken)
 {
-	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	struct hmmu_mirror *a = new_mirror(&self), *b = new_mirror(&self);
 	struct process *p;
 	int fd;
 
@@ -334,7 +334,7 @@ Test(registry, uffd_offered_while_state_exists_is_not_taken)
 
 Test(registry, double_register_is_ebusy_and_changes_nothing)
 {
-	struct mirror *m = new_mirror(&self);
+	struct hmmu_mirror *m = new_mirror(&self);
 	struct process *p;
 	int fd = -1;
 
@@ -356,7 +356,7 @@ Test(registry, double_register_is_ebusy_and_changes_nothing)
 
 Test(registry, unregister_of_unregistered_mirror_is_einval)
 {
-	struct mirror *m = new_mirror(&self);
+	struct hmmu_mirror *m = new_mirror(&self);
 
 	cr_assert_eq(registry_unregister(&reg, m), -EINVAL);
 	assert_counts(&self, 0, 0, 0, 0, 0);
@@ -369,7 +369,7 @@ Test(registry, unregister_of_unregistered_mirror_is_einval)
 
 Test(registry, unregister_of_one_of_two_mirrors_keeps_the_state)
 {
-	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	struct hmmu_mirror *a = new_mirror(&self), *b = new_mirror(&self);
 	struct process *p;
 
 	register_first(a);
@@ -386,7 +386,7 @@ Test(registry, unregister_of_one_of_two_mirrors_keeps_the_state)
 
 Test(registry, last_unregister_removes_state_and_next_register_needs_uffd)
 {
-	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	struct hmmu_mirror *a = new_mirror(&self), *b = new_mirror(&self);
 	int fds = count_fds(NULL), fd = -1;
 
 	register_first(a);
@@ -409,7 +409,7 @@ Test(registry, last_unregister_removes_state_and_next_register_needs_uffd)
 
 Test(registry, pipe_as_uffd_is_ebadf_and_not_taken)
 {
-	struct mirror *m = new_mirror(&self);
+	struct hmmu_mirror *m = new_mirror(&self);
 	int pfd[2], fd;
 
 	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
@@ -427,7 +427,7 @@ Test(registry, pipe_as_uffd_is_ebadf_and_not_taken)
 
 Test(registry, uffd_without_uffdio_api_is_einval_and_not_taken)
 {
-	struct mirror *m = new_mirror(&self);
+	struct hmmu_mirror *m = new_mirror(&self);
 	int fd = raw_uffd(), orig = fd;
 
 	cr_assert_geq(fd, 0, "userfaultfd: %s", strerror(-fd));
@@ -441,7 +441,7 @@ Test(registry, uffd_without_uffdio_api_is_einval_and_not_taken)
 
 Test(registry, uffd_without_required_features_is_einval_and_not_taken)
 {
-	struct mirror *m = new_mirror(&self);
+	struct hmmu_mirror *m = new_mirror(&self);
 	uint64_t required = HMMU_UFFD_REQUIRED_FEATURES;
 
 	/* With none of them, and with each one of them missing. */
@@ -467,7 +467,7 @@ Test(registry, uffd_without_required_features_is_einval_and_not_taken)
 
 Test(registry, release_of_registered_mirror_counts_and_unregisters)
 {
-	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	struct hmmu_mirror *a = new_mirror(&self), *b = new_mirror(&self);
 	int fd = -1;
 
 	register_first(a);
@@ -487,7 +487,7 @@ Test(registry, release_of_registered_mirror_counts_and_unregisters)
 
 Test(registry, release_of_unregistered_mirror_changes_nothing)
 {
-	struct mirror *a = new_mirror(&self), *b = new_mirror(&self);
+	struct hmmu_mirror *a = new_mirror(&self), *b = new_mirror(&self);
 
 	registry_release(&reg, a);
 	assert_counts(&self, 0, 0, 0, 0, 0);
@@ -551,7 +551,7 @@ static struct peer other_process(void)
 }
 
 /* Register the second process's @m with its own userfaultfd. */
-static void register_other_first(struct mirror *m)
+static void register_other_first(struct hmmu_mirror *m)
 {
 	cr_assert_eq(registry_register(&reg, m, &other_uffd, other_probe), 0);
 	cr_assert_eq(other_uffd, -1, "the registry took the fd");
@@ -560,7 +560,7 @@ static void register_other_first(struct mirror *m)
 Test(registry, uffd_of_another_process_is_refused_and_changes_nothing)
 {
 	struct peer other = other_process();
-	struct mirror *a = new_mirror(&self), *b = new_mirror(&other);
+	struct hmmu_mirror *a = new_mirror(&self), *b = new_mirror(&other);
 	int mine = good_uffd();
 	int theirs = other_uffd, err;
 
@@ -588,7 +588,7 @@ Test(registry, uffd_of_another_process_is_refused_and_changes_nothing)
 
 Test(registry, probe_pages_that_were_touched_are_refused)
 {
-	struct mirror *a = new_mirror(&self);
+	struct hmmu_mirror *a = new_mirror(&self);
 	uint64_t probe = fresh_probe();
 	int fd = good_uffd();
 
@@ -603,8 +603,8 @@ Test(registry, probe_pages_that_were_touched_are_refused)
 Test(registry, two_processes_get_two_states_torn_down_independently)
 {
 	struct peer other = other_process();
-	struct mirror *a = new_mirror(&self), *b = new_mirror(&other);
-	struct mirror *a2 = new_mirror(&self);
+	struct hmmu_mirror *a = new_mirror(&self), *b = new_mirror(&other);
+	struct hmmu_mirror *a2 = new_mirror(&self);
 	int fd = -1;
 
 	register_first(a);
@@ -633,7 +633,7 @@ Test(registry, same_pid_with_another_pid_inode_is_another_process)
 {
 	/* pid reuse: the pidfs inode tells the two processes apart. */
 	struct peer reused = self;
-	struct mirror *a = new_mirror(&self), *b;
+	struct hmmu_mirror *a = new_mirror(&self), *b;
 	int fd = -1;
 
 	reused.pid_ino = self.pid_ino + 1;
@@ -656,7 +656,7 @@ Test(registry, same_pid_with_another_pid_inode_is_another_process)
 
 struct worker {
 	pthread_t thread;
-	struct mirror *m;
+	struct hmmu_mirror *m;
 	int err;     /* first unexpected result, 0 if none */
 	int round;   /* ... and in which round */
 	int fd_used; /* rounds whose userfaultfd the registry took */
