@@ -188,7 +188,7 @@ static int write_slow(struct process *p, uint64_t remote, struct iov_cursor *c,
 	uint64_t done = 0;
 	int err = 0;
 
-	process_invalidate_start(p, start, end);
+	process_invalidate_start(p, start, end, HMMU_NOTIFY_WRITE);
 	for (int round = 0; done < len; round++) {
 		ssize_t r = 0;
 

@@ -6,7 +6,7 @@
 #include "vmas.h"
 #include "client_mem.h"
 #include "../common/uffd_uapi.h"
-#include <hmmu/hmmu.h>
+#include <hmmu/driver.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +39,7 @@ static int mark_vmas(struct process *p, uint64_t start, uint64_t end,
 			continue;
 		for (uint64_t a = v.start < start ? start : v.start;
 		     a < v.end && a < end; a += page_size()) {
-			states[(a - start) / page_size()] = HMMU_PAGE_NONE;
+			states[(a - start) / page_size()] = 0;
 			writable[(a - start) / page_size()] = v.write;
 		}
 	}
@@ -70,13 +70,13 @@ static int mark_present(struct process *p, uint64_t start, uint64_t npages,
 		for (uint64_t j = 0; j < n; j++, i++) {
 			uint64_t e = entries[j];
 
-			if (states[i] == HMMU_PAGE_ERROR || !(e & PM_PRESENT))
+			if (states[i] == HMMU_PFN_ERROR || !(e & PM_PRESENT))
 				continue;
 			/* The CPU may write it without faulting first. */
 			if (writable[i] && !(e & PM_UFFD_WP) && (e & PM_EXCLUSIVE))
-				states[i] = HMMU_PAGE_WRITE;
+				states[i] = HMMU_PFN_VALID | HMMU_PFN_WRITE;
 			else
-				states[i] = HMMU_PAGE_READ;
+				states[i] = HMMU_PFN_VALID;
 		}
 	}
 	return 0;
@@ -107,12 +107,12 @@ static void mark_zero_and_huge(int fd, uint64_t start, uint64_t end,
 			     a += page_size()) {
 				uint8_t *st = &states[(a - start) / page_size()];
 
-				if (*st == HMMU_PAGE_ERROR)
+				if (*st == HMMU_PFN_ERROR)
 					continue;
 				if (regions[r].categories & PAGE_IS_PFNZERO)
-					*st = HMMU_PAGE_ZERO;
+					*st = HMMU_PFN_VALID | HMMU_PFN_ZERO;
 				else if (regions[r].categories & PAGE_IS_HUGE)
-					*st |= HMMU_PAGE_HUGE;
+					*st |= HMMU_PFN_HUGE;
 			}
 		}
 		if (arg.walk_end <= arg.start)
@@ -131,7 +131,7 @@ int cpu_pages_snapshot(struct process *p, uint64_t start, uint64_t npages,
 	writable = calloc(npages, 1);
 	if (!writable)
 		return -ENOMEM;
-	memset(states, HMMU_PAGE_ERROR, npages);
+	memset(states, HMMU_PFN_ERROR, npages);
 	err = process_alive(p);
 	if (!err)
 		err = mark_vmas(p, start, end, states, writable);

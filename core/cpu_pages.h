@@ -13,8 +13,9 @@
 struct process;
 
 /*
- * One enum hmmu_page_state byte per page of [start, start + npages pages)
- * into @states. Unmapped and PROT_NONE pages are HMMU_PAGE_ERROR. Returns 0,
+ * The HMMU_PFN_* flags (hmmu/driver.h) of each page of [start, start +
+ * npages pages) into @states, a byte a page: 0 for a mapped page that is
+ * not present, HMMU_PFN_ERROR for holes and PROT_NONE. Returns 0,
  * -ESRCH if the process is gone, -ENOMEM.
  */
 int cpu_pages_snapshot(struct process *p, uint64_t start, uint64_t npages,

@@ -1,25 +1,75 @@
 /* SPDX-License-Identifier: MIT */
-/* The table of device models, and device creation from a --device spec. */
+/*
+ * Devices: the table of models, device creation from a --device spec
+ * (loading out-of-tree models), and the calls through which the daemon
+ * reaches a model.
+ */
 #include "device.h"
 #include "devmem.h"
+#include "mirror.h"
+#include "mmu.h"
+#include "notifier.h"
+#include "../common/page.h"
+#include "../lib/log.h"
 #include "../lib/placement.h"
+#include "../lib/workers.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const struct device_ops *const models[] = {
-	&dmirror_ops,
-	&accel_ops,
+static const struct hmmu_driver_module *const models[] = {
+	&hmmu_model_dmirror,
+	&hmmu_model_accel,
 };
 
-static const struct device_ops *find_model(const char *name, size_t len)
+static const struct hmmu_driver_module *find_model(const char *name,
+						   size_t len)
 {
 	for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++)
 		if (strlen(models[i]->model) == len &&
 		    memcmp(models[i]->model, name, len) == 0)
 			return models[i];
+	log_err("--device: no model \"%.*s\" (the models are dmirror and "
+		"accel, or model=/path/to/model.so)", (int)len, name);
 	return NULL;
+}
+
+/*
+ * An out-of-tree model: a shared object exporting hmmu_driver_module,
+ * built for this very driver API. Its symbols stay local (RTLD_LOCAL), and
+ * it resolves the driver API's functions in hmmud (RTLD_NOW: a missing one
+ * fails here, not at its first call).
+ */
+static int load_module(const char *path, void **dl,
+		       const struct hmmu_driver_module **out)
+{
+	const struct hmmu_driver_module *mod;
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+
+	if (!h) {
+		log_err("--device model=%s: %s", path, dlerror());
+		return -ENOEXEC;
+	}
+	mod = dlsym(h, "hmmu_driver_module");
+	if (!mod) {
+		log_err("--device model=%s: not an hmmu device model (no "
+			"hmmu_driver_module; see HMMU_DRIVER_MODULE())", path);
+		dlclose(h);
+		return -ENOEXEC;
+	}
+	if (mod->api_version != HMMU_DRIVER_API_VERSION ||
+	    mod->struct_size < sizeof(*mod) || !mod->model || !mod->ops) {
+		log_err("--device model=%s: built for driver API %u, hmmud "
+			"has %u: rebuild it against this hmmud's hmmu/driver.h",
+			path, mod->api_version, HMMU_DRIVER_API_VERSION);
+		dlclose(h);
+		return -ENOEXEC;
+	}
+	*dl = h;
+	*out = mod;
+	return 0;
 }
 
 /* Take "name=X" out of the option list; the rest goes to the model. */
@@ -93,26 +143,55 @@ static int take_common_options(char *args, uint64_t *mem, int *node)
 	return err;
 }
 
-int device_create(const char *spec, struct hmmu_device **out)
+/*
+ * "MODEL:rest" or "model=PATH,rest": the model, and where its options
+ * (name= first) begin.
+ */
+static int find_module(const char *spec, void **dl,
+		       const struct hmmu_driver_module **mod, const char **rest)
 {
 	const char *colon = strchr(spec, ':');
-	const struct device_ops *ops;
-	struct hmmu_device *dev;
+
+	if (strncmp(spec, "model=", 6) == 0) {
+		const char *comma = strchr(spec, ',');
+		char *path;
+		int err;
+
+		if (!comma || comma == spec + 6)
+			return -EINVAL;
+		path = strndup(spec + 6, (size_t)(comma - spec - 6));
+		if (!path)
+			return -ENOMEM;
+		err = load_module(path, dl, mod);
+		free(path);
+		*rest = comma + 1;
+		return err;
+	}
+	if (!colon)
+		return -EINVAL;
+	*mod = find_model(spec, (size_t)(colon - spec));
+	*rest = colon + 1;
+	return *mod ? 0 : -EINVAL;
+}
+
+int device_create(const char *spec, struct hmmu_device **out)
+{
+	struct hmmu_device *dev = calloc(1, sizeof(*dev));
+	const char *rest = NULL;
 	char *args = NULL;
 	int err;
 
-	if (!colon)
-		return -EINVAL;
-	ops = find_model(spec, (size_t)(colon - spec));
-	if (!ops)
-		return -EINVAL;
-	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
-	dev->ops = ops;
 	dev->numa_node = -1;
 	dev->mem_bytes = DEVICE_DEFAULT_MEM;
-	err = split_name(colon + 1, dev->name, &args);
+	dev->prefetch = 1;
+	pthread_mutex_init(&dev->log_rl.lock, NULL);
+	err = find_module(spec, &dev->dl, &dev->module, &rest);
+	if (!err) {
+		dev->ops = dev->module->ops;
+		err = split_name(rest, dev->name, &args);
+	}
 	if (!err)
 		err = take_common_options(args, &dev->mem_bytes, &dev->numa_node);
 	/* hwloc checks the node exists and says which CPUs sit there. */
@@ -120,15 +199,17 @@ int device_create(const char *spec, struct hmmu_device **out)
 		err = placement_create(&dev->numa_node, 1, &dev->near);
 	if (!err)
 		err = devmem_create(dev->mem_bytes, dev->numa_node, &dev->mem);
-	if (!err) {
-		err = ops->create(dev, args);
-		if (err)
-			devmem_destroy(dev->mem);
+	if (!err && dev->ops->create) {
+		err = dev->ops->create(dev, args);
+		if (err && dev->threads)
+			workers_stop(dev->threads);
 	}
-	if (err)
-		placement_destroy(dev->near);
 	free(args);
 	if (err) {
+		devmem_destroy(dev->mem);
+		placement_destroy(dev->near);
+		if (dev->dl)
+			dlclose(dev->dl);
 		free(dev);
 		return err;
 	}
@@ -140,8 +221,79 @@ void device_destroy(struct hmmu_device *dev)
 {
 	if (!dev)
 		return;
-	dev->ops->destroy(dev);
+	if (dev->ops->destroy)
+		dev->ops->destroy(dev);
+	if (dev->threads)
+		workers_stop(dev->threads);
 	devmem_destroy(dev->mem);
 	placement_destroy(dev->near);
+	if (dev->dl)
+		dlclose(dev->dl);
+	pthread_mutex_destroy(&dev->log_rl.lock);
 	free(dev);
+}
+
+const char *device_model(const struct hmmu_device *dev)
+{
+	return dev->module->model;
+}
+
+int device_bind(struct hmmu_mirror *m)
+{
+	int err = mmu_init(&m->mmu, m, m->dev->prefetch);
+
+	if (err)
+		return err;
+	if (m->dev->ops->bind) {
+		err = m->dev->ops->bind(m);
+		if (err) {
+			notifier_remove_all(m);
+			mmu_fini(&m->mmu);
+		}
+	}
+	return err;
+}
+
+void device_release(struct hmmu_mirror *m)
+{
+	notifier_release(m);
+	if (m->dev->ops->release)
+		m->dev->ops->release(m);
+}
+
+void device_unbind(struct hmmu_mirror *m)
+{
+	if (m->dev->ops->unbind)
+		m->dev->ops->unbind(m);
+	/* A model that forgot one leaves no notifier pointing at freed memory. */
+	notifier_remove_all(m);
+	mmu_fini(&m->mmu);
+	m->drvdata = NULL;
+}
+
+int device_command(struct hmmu_mirror *m, const struct hmmu_command *cmd,
+		   struct hmmu_command_result *res)
+{
+	uint64_t end = cmd->addr + cmd->npages * page_size();
+
+	/* What driver.h promises a model: a page-aligned range of user space. */
+	if (cmd->addr % page_size() || cmd->npages > HMMU_COMMAND_MAX_PAGES ||
+	    end < cmd->addr || end > HMMU_VA_LIMIT)
+		return -EINVAL;
+	if (!m->dev->ops->command)
+		return -EOPNOTSUPP;
+	return m->dev->ops->command(m, cmd, res);
+}
+
+int device_job(struct hmmu_mirror *m, const struct hmmu_job_desc *job,
+	       struct hmmu_job_result *res)
+{
+	if (!m->dev->ops->job)
+		return -EOPNOTSUPP;
+	return m->dev->ops->job(m, job, res);
+}
+
+uint64_t device_pages(struct hmmu_mirror *m)
+{
+	return mmu_pages(&m->mmu);
 }

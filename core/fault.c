@@ -24,6 +24,7 @@
  * protecting (which populates), and once after.
  */
 #include "fault.h"
+#include "../common/page.h"
 #include "client_mem.h"
 #include "command.h"
 #include "counters.h"
@@ -51,19 +52,32 @@
  * invalidating (writing, discarding) delays its own range faults, up to
  * the command's deadline, never forever.
  */
-static int read_begin(struct process *p, uint64_t *seq)
+int fault_read_begin(struct process *p, uint64_t *seq)
 {
 	int err;
 
-	/* Zaps announced by REMOVE keep it raised until we see them done. */
-	while (atomic_load(&p->inval_active)) {
+	for (;;) {
+		/*
+		 * The sequence first: an invalidation raises inval_active
+		 * before it bumps seq, so if we read its new seq we also see
+		 * it active, and wait it out. Sampled after the check, seq
+		 * could come from an invalidation that is still letting go of
+		 * the CPU side (its un-protect not done yet), and our copy,
+		 * protected before that un-protect, would pass the retry
+		 * check and go stale.
+		 */
+		uint64_t s = atomic_load(&p->seq);
+
+		if (!atomic_load(&p->inval_active)) {
+			*seq = s;
+			return 0;
+		}
+		/* Zaps announced by REMOVE keep it raised until we see them done. */
 		process_settle_zaps(p);
 		if ((err = command_check()))
 			return err;
 		sched_yield();
 	}
-	*seq = atomic_load(&p->seq);
-	return 0;
 }
 
 static int read_retry(struct process *p, uint64_t seq)
@@ -71,12 +85,27 @@ static int read_retry(struct process *p, uint64_t seq)
 	return atomic_load(&p->seq) != seq;
 }
 
+int fault_snapshot(struct process *p, uint64_t start, uint64_t end,
+		   const struct iovec *pages)
+{
+	uint64_t len = end - start;
+	unsigned long npages = len / page_size();
+	int err;
+
+	if (!(p->uffd_features & UFFD_FEATURE_WP_UNPOPULATED)) {
+		err = client_readv_checked(p, start, pages, npages, len);
+		if (err)
+			return err;
+	}
+	err = process_write_protect(p, start, len, true);
+	if (err)
+		return err;
+	return client_readv_checked(p, start, pages, npages, len);
+}
+
 int range_fault(struct range_fault *rf)
 {
 	struct process *p = rf->m->proc;
-	uint64_t len = rf->end - rf->start;
-	unsigned long npages = len / (uint64_t)sysconf(_SC_PAGESIZE);
-	int populate = !(p->uffd_features & UFFD_FEATURE_WP_UNPOPULATED);
 	int err;
 
 	err = process_register_range(p, rf->start, rf->end, rf->write);
@@ -86,19 +115,10 @@ int range_fault(struct range_fault *rf)
 	for (int tries = 0; tries < MAX_TRIES; tries++) {
 		uint64_t seq;
 
-		err = read_begin(p, &seq);
+		err = fault_read_begin(p, &seq);
 		if (err)
 			return err;
-		if (populate) {
-			err = client_readv_checked(p, rf->start, rf->pages,
-						   npages, len);
-			if (err)
-				return err;
-		}
-		err = process_write_protect(p, rf->start, len, true);
-		if (err)
-			return err;
-		err = client_readv_checked(p, rf->start, rf->pages, npages, len);
+		err = fault_snapshot(p, rf->start, rf->end, rf->pages);
 		if (err)
 			return err;
 
@@ -115,4 +135,3 @@ int range_fault(struct range_fault *rf)
 		 p->pid, rf->start, rf->end, MAX_TRIES);
 	return -EAGAIN;
 }
-

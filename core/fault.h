@@ -43,4 +43,18 @@ struct range_fault {
  */
 int range_fault(struct range_fault *rf);
 
+struct process;
+
+/*
+ * The steps of a range fault, for hmmu_range_fault() (driver.c), which
+ * leaves the retry loop to the model as the kernel's does.
+ * fault_read_begin(): wait until no invalidation of @p is in flight, and
+ * sample its sequence; the command's error if it must stop.
+ * fault_snapshot(): write-protect [start, end) (registered already) and
+ * copy it into @pages, one page-sized buffer each.
+ */
+int fault_read_begin(struct process *p, uint64_t *seq);
+int fault_snapshot(struct process *p, uint64_t start, uint64_t end,
+		   const struct iovec *pages);
+
 #endif

@@ -21,11 +21,11 @@
 #include "client_mem.h"
 #include "../common/page.h"
 #include "vmas.h"
+#include "../lib/scratch.h"
 #include "../common/uffd_uapi.h"
 #include "device.h"
 #include "devmem.h"
 #include "../lib/pagetable.h"
-#include <hmmu/hmmu.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -379,16 +379,51 @@ int migrate_finish(struct hmmu_mirror *m, uint64_t start, uint64_t npages,
 /* ---- coming back ---------------------------------------------------------- */
 
 /*
+ * What the CPU gets of a device page: its contents, or what the model's
+ * migrate_to_ram() makes of them, in a buffer of this thread's. Never
+ * fails: without a buffer, or if the model fails (logged), the contents as
+ * they are, so that the faulting thread never waits for memory.
+ */
+static const void *device_to_ram(struct hmmu_mirror *owner, uint64_t page,
+				 const void *mem)
+{
+	const struct hmmu_device_ops *ops = owner->dev->ops;
+	void *dst;
+	int err;
+
+	if (!ops->migrate_to_ram)
+		return mem;
+	dst = scratch_get(SCRATCH_DEVPAGE, page_size());
+	if (!dst)
+		return mem;
+	err = ops->migrate_to_ram(owner, page, mem, dst);
+	if (err) {
+		log_err("%s: migrate_to_ram of %#" PRIx64 " failed: %s; the "
+			"page comes back as it is", owner->dev->name, page,
+			strerror(-err));
+		return mem;
+	}
+	return dst;
+}
+
+/*
  * migrate_lock held, @dp is DP_DEVICE at @page: copy it into the client's
  * page table (the page is missing there), inside an invalidation window so
  * that a racing range fault retries. -EAGAIN: an event is queued.
  */
 static int restore(struct process *p, uint64_t page, struct devpage *dp)
 {
+	struct hmmu_notifier_range r = {
+		.start = page,
+		.end = page + page_size(),
+		.event = HMMU_NOTIFY_MIGRATE,
+		.owner = dp->owner->dev,
+	};
+	const void *src = device_to_ram(dp->owner, page, dp->mem);
 	int err;
 
-	process_invalidate_start(p, page, page + page_size());
-	err = process_fill_page(p, page, dp->mem, 0);
+	process_invalidate_range_start(p, &r);
+	err = process_fill_page(p, page, src, 0);
 	if (err && err != -EAGAIN && err != -ESRCH && err != -ENOENT)
 		log_err("client %d: UFFDIO_COPY %#" PRIx64 ": %s", p->pid, page,
 			strerror(-err));
@@ -543,8 +578,8 @@ uint8_t migrate_page_state(struct hmmu_mirror *m, uint64_t page)
 	pthread_mutex_lock(&p->migrate_lock);
 	dp = lookup(p, page);
 	if (dp && dp->state == DP_DEVICE)
-		st = dp->owner->dev == m->dev ? HMMU_PAGE_DEV_LOCAL :
-						HMMU_PAGE_DEV_REMOTE;
+		st = HMMU_PFN_DEVICE_PRIVATE |
+		     (dp->owner->dev == m->dev ? HMMU_PFN_DEVICE_OWNER : 0);
 	pthread_mutex_unlock(&p->migrate_lock);
 	return st;
 }
@@ -578,7 +613,8 @@ int migrate_fault_in_locked(struct process *p, uint64_t page, bool fill_reserved
 	if (dp && !fill_reserved)
 		return -EBUSY;
 	/* A device may be snapshotting this page right now: make it retry. */
-	process_invalidate_start(p, page, page + page_size());
+	process_invalidate_start(p, page, page + page_size(),
+				 HMMU_NOTIFY_MIGRATE);
 	err = process_fill_page(p, page, zero_page,
 				dp ? UFFDIO_COPY_MODE_WP : 0);
 	process_invalidate_end(p);
@@ -762,4 +798,66 @@ void migrate_on_fork(struct process *p, int child_uffd)
 	pthread_mutex_lock(&p->migrate_lock);
 	pt_walk(p->devpages, 0, PT_VA_LIMIT, copy_to_child, &child_uffd);
 	pthread_mutex_unlock(&p->migrate_lock);
+}
+
+/* ---- the driver API's three steps (hmmu/driver.h) ------------------------- */
+
+static int migrate_vma_check(const struct hmmu_migrate_vma *args)
+{
+	uint64_t npages = (args->end - args->start) / page_size();
+
+	if (!args->mirror || !args->src || args->start >= args->end ||
+	    args->end > HMMU_VA_LIMIT || args->start % page_size() ||
+	    args->end % page_size() || npages > HMMU_MIGRATE_MAX_PAGES)
+		return -EINVAL;
+	return 0;
+}
+
+int hmmu_migrate_vma_setup(struct hmmu_migrate_vma *args)
+{
+	int err = migrate_vma_check(args);
+
+	if (err)
+		return err;
+	if (!(args->flags & HMMU_MIGRATE_VMA_SELECT_SYSTEM))
+		return -EINVAL;
+	return migrate_prepare(args->mirror, args->start,
+			       (args->end - args->start) / page_size(),
+			       args->src,
+			       !!(args->flags & HMMU_MIGRATE_VMA_EXCLUSIVE),
+			       &args->cpages);
+}
+
+/*
+ * Pages whose flag the model cleared stay reserved until finalize, which
+ * rolls them back as it does every page the client kept: the client is
+ * not told to discard them, so it keeps them.
+ */
+int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard)
+{
+	uint64_t npages;
+	int err = migrate_vma_check(args);
+
+	if (err)
+		return err;
+	npages = (args->end - args->start) / page_size();
+	memset(discard, 0, (npages + 7) / 8);
+	args->cpages = 0;
+	for (uint64_t i = 0; i < npages; i++) {
+		if (!(args->src[i] & HMMU_MIGRATE_PFN_MIGRATE))
+			continue;
+		discard[i / 8] |= (uint8_t)(1u << (i % 8));
+		args->cpages++;
+	}
+	return 0;
+}
+
+int hmmu_migrate_vma_finalize(struct hmmu_migrate_vma *args)
+{
+	if (!args->mirror || args->start % page_size() ||
+	    args->end < args->start || args->end > HMMU_VA_LIMIT)
+		return -EINVAL;
+	return migrate_finish(args->mirror, args->start,
+			      (args->end - args->start) / page_size(),
+			      &args->cpages);
 }

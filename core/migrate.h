@@ -70,7 +70,10 @@ int migrate_check_exclusive(struct hmmu_mirror *m, uint64_t start, uint64_t end)
  */
 int migrate_copy_local(struct hmmu_mirror *m, uint64_t page, void *dst);
 
-/* Snapshot overlay: 0, HMMU_PAGE_DEV_LOCAL or HMMU_PAGE_DEV_REMOTE. */
+/*
+ * Snapshot overlay: 0, or HMMU_PFN_DEVICE_PRIVATE, with HMMU_PFN_DEVICE_OWNER
+ * if the page is in @m's device's memory.
+ */
 uint8_t migrate_page_state(struct hmmu_mirror *m, uint64_t page);
 
 /*

@@ -20,6 +20,7 @@ struct hmmu_mirror *mirror_new(uint64_t id, struct hmmu_device *dev,
 		account_hold(acct);
 	atomic_init(&m->refs, 1);
 	pthread_rwlock_init(&m->state_lock, NULL);
+	pthread_rwlock_init(&m->notifier_lock, NULL);
 	return m;
 }
 
@@ -37,6 +38,7 @@ void mirror_put(struct hmmu_mirror *m)
 		account_del_mirror(m->acct);
 		account_put(m->acct);
 	}
+	pthread_rwlock_destroy(&m->notifier_lock);
 	pthread_rwlock_destroy(&m->state_lock);
 	free(m);
 }

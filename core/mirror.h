@@ -12,7 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "mmu.h"
 #include "peer.h"
+
+struct hmmu_interval_notifier;
 
 struct account;
 struct hmmu_device;
@@ -44,7 +47,16 @@ struct hmmu_mirror {
 	bool dead;
 	atomic_int cancel; /* 0, or why its commands must stop (command.h) */
 	struct process *proc; /* while registered: the process's state */
-	void *dev_priv;	      /* the device's per-mirror state, while registered */
+	void *drvdata;	      /* the model's (hmmu_mirror_set_drvdata()) */
+	/* The device page table the core keeps for it, while registered. */
+	struct dev_mmu mmu;
+	/*
+	 * The model's interval notifiers: read-held while an invalidation
+	 * calls them (inside the process lock), write-held to insert or
+	 * remove one.
+	 */
+	pthread_rwlock_t notifier_lock;
+	struct hmmu_interval_notifier *notifiers;
 
 	struct hmmu_mirror *proc_next;    /* proc->mirrors, under proc->lock */
 	struct hmmu_mirror *session_next; /* owner connection's list */

@@ -173,6 +173,7 @@ void mmu_fini(struct dev_mmu *mmu)
 	drop_range(mmu, 0, PT_VA_LIMIT);
 	pthread_mutex_unlock(&mmu->lock);
 	pt_destroy(mmu->pt, NULL, NULL);
+	mmu->pt = NULL;
 	free(mmu->limbo);
 	while (mmu->slabs) {
 		void *next = *(void **)mmu->slabs;

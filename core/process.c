@@ -12,6 +12,7 @@
 #include "client_mem.h"
 #include "../common/uffd_uapi.h"
 #include "device.h"
+#include "notifier.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -336,15 +337,35 @@ void process_del_mirror(struct process *p, struct hmmu_mirror *m)
 	pthread_rwlock_unlock(&p->lock);
 }
 
-void process_invalidate_start(struct process *p, uint64_t start, uint64_t end)
+void process_invalidate_range_start(struct process *p,
+				    const struct hmmu_notifier_range *r)
 {
+	uint64_t cur;
+
 	atomic_fetch_add(&p->inval_active, 1);
-	atomic_fetch_add(&p->seq, 1);
+	cur = atomic_fetch_add(&p->seq, 1) + 1;
 	pthread_rwlock_rdlock(&p->lock);
-	for (struct hmmu_mirror *m = p->mirrors; m; m = m->proc_next)
-		m->dev->ops->invalidate(m->dev, m, start, end);
+	for (struct hmmu_mirror *m = p->mirrors; m; m = m->proc_next) {
+		/*
+		 * A fork leaves the parent's pages as they were, and our
+		 * write-protection on them: the device's copies stay good.
+		 */
+		if (r->event != HMMU_NOTIFY_FORK)
+			mmu_invalidate(&m->mmu, r->start, r->end);
+		notifier_invalidate(m, r, cur);
+	}
 	pthread_rwlock_unlock(&p->lock);
 	account_count(p->acct, invalidations, 1);
+}
+
+void process_invalidate_start(struct process *p, uint64_t start, uint64_t end,
+			      enum hmmu_notifier_event event)
+{
+	struct hmmu_notifier_range r = {
+		.start = start, .end = end, .event = event,
+	};
+
+	process_invalidate_range_start(p, &r);
 }
 
 void process_invalidate_end(struct process *p)
@@ -384,7 +405,7 @@ void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
 	struct pending_zap *z;
 	bool snapshot;
 
-	process_invalidate_start(p, start, end);
+	process_invalidate_start(p, start, end, HMMU_NOTIFY_DISCARD);
 	/*
 	 * A client can send REMOVEs as fast as it can call madvise. Past
 	 * zaps-per-process records, one catch-all record, settled by time
@@ -476,9 +497,10 @@ void process_settle_zaps(struct process *p)
 	pthread_mutex_unlock(&p->zap_lock);
 }
 
-void process_invalidate(struct process *p, uint64_t start, uint64_t end)
+void process_invalidate(struct process *p, uint64_t start, uint64_t end,
+			enum hmmu_notifier_event event)
 {
-	process_invalidate_start(p, start, end);
+	process_invalidate_start(p, start, end, event);
 	process_invalidate_end(p);
 }
 

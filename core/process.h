@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <hmmu/driver.h>
+
 #include "../lib/loop.h"
 #include "peer.h"
 
@@ -175,7 +177,11 @@ void process_del_mirror(struct process *p, struct hmmu_mirror *m);
  * device copies, process_invalidate_end() closes the window once the CPU
  * side has been let go. Any thread; takes p->lock for read.
  */
-void process_invalidate_start(struct process *p, uint64_t start, uint64_t end);
+void process_invalidate_start(struct process *p, uint64_t start, uint64_t end,
+			      enum hmmu_notifier_event event);
+/* The same, with the whole range a notifier sees (its owner, say). */
+void process_invalidate_range_start(struct process *p,
+				    const struct hmmu_notifier_range *r);
 void process_invalidate_end(struct process *p);
 
 /*
@@ -191,7 +197,8 @@ void process_remove_begin(struct process *p, uint64_t start, uint64_t end);
 void process_settle_zaps(struct process *p);
 
 /* Both at once, for changes that need nothing done in between. */
-void process_invalidate(struct process *p, uint64_t start, uint64_t end);
+void process_invalidate(struct process *p, uint64_t start, uint64_t end,
+			enum hmmu_notifier_event event);
 
 /*
  * Make sure the VMAs covering [start, end) are registered with the

@@ -51,6 +51,8 @@ static void handle_event(struct process *p, const struct uffd_msg *msg)
 {
 	switch (msg->event) {
 	case UFFD_EVENT_FORK:
+		/* Only the notifiers hear of it: see process_invalidate_start(). */
+		process_invalidate(p, 0, HMMU_VA_LIMIT, HMMU_NOTIFY_FORK);
 		migrate_on_fork(p, (int)msg->arg.fork.ufd);
 		close((int)msg->arg.fork.ufd);
 		break;
@@ -58,7 +60,7 @@ static void handle_event(struct process *p, const struct uffd_msg *msg)
 		uint64_t from = msg->arg.remap.from, to = msg->arg.remap.to;
 		uint64_t len = msg->arg.remap.len;
 
-		process_invalidate(p, from, from + len);
+		process_invalidate(p, from, from + len, HMMU_NOTIFY_REMAP);
 		/* The VMA moved with its registration and device pages. */
 		process_forget_range(p, from, from + len);
 		process_add_range(p, to, to + len);
@@ -75,7 +77,8 @@ static void handle_event(struct process *p, const struct uffd_msg *msg)
 		migrate_on_remove(p, msg->arg.remove.start, msg->arg.remove.end);
 		break;
 	case UFFD_EVENT_UNMAP:
-		process_invalidate(p, msg->arg.remove.start, msg->arg.remove.end);
+		process_invalidate(p, msg->arg.remove.start, msg->arg.remove.end,
+				   HMMU_NOTIFY_UNMAP);
 		process_forget_range(p, msg->arg.remove.start,
 				     msg->arg.remove.end);
 		migrate_on_unmap(p, msg->arg.remove.start, msg->arg.remove.end);
@@ -134,7 +137,7 @@ static int handle_fault(struct process *p, const struct uffd_msg *msg)
 	 * range fault cannot protect and copy the page in between, only to
 	 * see our un-protect make its copy stale (fault.c).
 	 */
-	process_invalidate_start(p, addr, addr + page_size());
+	process_invalidate_start(p, addr, addr + page_size(), HMMU_NOTIFY_WRITE);
 	if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
 		struct uffdio_range range = wp.range;
 		int err = errno;

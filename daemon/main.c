@@ -210,7 +210,7 @@ static int make_devices(struct daemon *d, const struct options *o)
 		dev->index = d->ndevices;
 		d->devices[d->ndevices++] = dev;
 		log_info("device %s (%s), %llu MiB of memory on node %d, cpus %s",
-			 dev->name, dev->ops->model,
+			 dev->name, device_model(dev),
 			 (unsigned long long)(dev->mem_bytes >> 20),
 			 dev->numa_node, placement_cpus(dev->near));
 	}

@@ -139,14 +139,15 @@ int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 		if (err)
 			goto out;
 	}
-	err = m->dev->ops->attach(m->dev, m);
+	m->proc = p; /* the model's bind() may use it */
+	err = device_bind(m);
 	if (err) {
+		m->proc = NULL;
 		if (p->nmirrors == 0)
 			remove_process(r, p);
 		goto out;
 	}
 	process_get(p); /* the mirror's, while registered */
-	m->proc = p;
 	m->registered = true;
 	p->nmirrors++;
 	r->mirrors++;
@@ -187,9 +188,9 @@ static void detach(struct registry *r, struct hmmu_mirror *m, int release)
 
 	process_del_mirror(p, m);
 	if (release)
-		m->dev->ops->release(m->dev, m);
+		device_release(m);
 	migrate_drop_mirror(p, m);
-	m->dev->ops->detach(m->dev, m);
+	device_unbind(m);
 	m->registered = false;
 	m->proc = NULL;
 	r->mirrors--;
@@ -325,8 +326,7 @@ uint32_t registry_list(struct registry *r, const struct peer *viewer,
 			for (struct hmmu_mirror *m = p->mirrors; m; m = m->proc_next) {
 				/* Names are NUL-terminated within 32 bytes. */
 				memcpy(e.device, m->dev->name, sizeof(e.device));
-				e.device_pages = m->dev->ops->pages ?
-					m->dev->ops->pages(m->dev, m) : 0;
+				e.device_pages = device_pages(m);
 				list_add(&n, start, max, count, out, &e);
 			}
 		}

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct request {
@@ -66,7 +67,7 @@ static void do_device_info(struct request *r)
 	dev = d->devices[req->index];
 	memset(&info, 0, sizeof(info));
 	memcpy(info.name, dev->name, sizeof(info.name));
-	strncpy(info.model, dev->ops->model, sizeof(info.model) - 1);
+	strncpy(info.model, device_model(dev), sizeof(info.model) - 1);
 	info.mem_bytes = devmem_pages_total(dev->mem) * (uint64_t)sysconf(_SC_PAGESIZE);
 	info.numa_node = dev->numa_node;
 	info.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
@@ -199,6 +200,72 @@ static void do_stats(struct request *r)
 	reply(r, 0, &st, sizeof(st));
 }
 
+_Static_assert((int)HMMU_COMMAND_READ == (int)HMMU_CMD_READ &&
+		       (int)HMMU_COMMAND_WRITE == (int)HMMU_CMD_WRITE &&
+		       (int)HMMU_COMMAND_SNAPSHOT == (int)HMMU_CMD_SNAPSHOT &&
+		       (int)HMMU_COMMAND_MIGRATE_PREPARE == (int)HMMU_CMD_MIGRATE_PREPARE &&
+		       (int)HMMU_COMMAND_EXCLUSIVE_PREPARE ==
+			       (int)HMMU_CMD_EXCLUSIVE_PREPARE &&
+		       (int)HMMU_COMMAND_MIGRATE_FINISH == (int)HMMU_CMD_MIGRATE_FINISH &&
+		       (int)HMMU_COMMAND_MIGRATE_TO_SYSTEM ==
+			       (int)HMMU_CMD_MIGRATE_TO_SYSTEM &&
+		       (int)HMMU_COMMAND_CHECK_EXCLUSIVE == (int)HMMU_CMD_CHECK_EXCLUSIVE &&
+		       (int)HMMU_COMMAND_RELEASE == (int)HMMU_CMD_RELEASE &&
+		       (int)HMMU_COMMAND_MAX_PAGES == (int)HMMU_CMD_MAX_PAGES &&
+		       HMMU_MIGRATE_MAX_PAGES == HMMU_PREPARE_MAX_PAGES,
+	       "the driver API's commands are the protocol's");
+
+/* HMMU_OP_DEVICE_CMD: the wire's command, to the model and back. */
+static int run_command(struct hmmu_mirror *m,
+		       const struct hmmu_wire_device_cmd *w,
+		       struct hmmu_wire_prepare_result *out)
+{
+	const struct hmmu_command cmd = {
+		.cmd = w->cmd,
+		.addr = w->addr,
+		.npages = w->npages,
+		.buf = w->buf,
+		.buf_len = w->buf_len,
+	};
+	struct hmmu_command_result res;
+	int err;
+
+	memset(&res, 0, sizeof(res));
+	err = device_command(m, &cmd, &res);
+	/* A PREPARE's reply has the discard map; the others stop before. */
+	out->cpages = res.cpages;
+	out->faults = res.faults;
+	memcpy(out->discard, res.discard, sizeof(out->discard));
+	return err;
+}
+
+/* HMMU_OP_JOB, timed here: the time the device spent on it. */
+static int run_job(struct hmmu_mirror *m, const struct hmmu_wire_job *w,
+		   struct hmmu_wire_job_result *out)
+{
+	const struct hmmu_job_desc job = {
+		.kind = w->kind,
+		.src = w->src,
+		.dst = w->dst,
+		.len = w->len,
+		.value = w->value,
+		.next_offset = w->next_offset,
+		.value_offset = w->value_offset,
+	};
+	struct hmmu_job_result res = { 0 };
+	struct timespec t0, t1;
+	int err;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	err = device_job(m, &job, &res);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	out->result = res.result;
+	out->faults = res.faults;
+	out->elapsed_ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll +
+				     (t1.tv_nsec - t0.tv_nsec));
+	return err;
+}
+
 /*
  * Device commands and jobs run with the mirror's state_lock read-held, so
  * that an unregistration waits for them to finish (rule 6).
@@ -206,10 +273,8 @@ static void do_stats(struct request *r)
 static int run_on_mirror(struct request *r, struct hmmu_mirror *m, void *res)
 {
 	const void *req = payload(r);
-	struct hmmu_device *dev = m->dev;
-	int err;
-
 	struct command_ctx ctx;
+	int err;
 
 	pthread_rwlock_rdlock(&m->state_lock);
 	command_enter(&ctx, m, limits.job_timeout_ms);
@@ -218,18 +283,16 @@ static int run_on_mirror(struct request *r, struct hmmu_mirror *m, void *res)
 	else if (!client_mm_alive(m->proc))
 		err = -ESRCH; /* exited, or exec'd: not the one that registered */
 	else if (r->msg.hdr.op == HMMU_OP_JOB)
-		err = dev->ops->job ? dev->ops->job(dev, m, req, res) :
-				      -EOPNOTSUPP;
+		err = run_job(m, req, res);
 	else
-		err = dev->ops->command ? dev->ops->command(dev, m, req, res) :
-					  -EOPNOTSUPP;
+		err = run_command(m, req, res);
 	command_leave();
 	pthread_rwlock_unlock(&m->state_lock);
 	/* Faults on bad addresses are the client's business, not news. */
 	if (err && err != -EFAULT && err != -EPERM && err != -ESRCH &&
 	    err != -ECANCELED && err != -ESHUTDOWN)
 		log_warn("client %d: %s on %s: %s", r->s->peer.pid,
-			 hmmu_proto_op_name(r->msg.hdr.op), dev->name,
+			 hmmu_proto_op_name(r->msg.hdr.op), m->dev->name,
 			 strerror(-err));
 	return err;
 }

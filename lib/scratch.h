@@ -14,6 +14,9 @@ enum scratch_slot {
 	SCRATCH_COMMAND, /* a device command's data on its way to the client */
 	SCRATCH_PAGES,	 /* a range fault's page list */
 	SCRATCH_PINNED,	 /* a device command's list of pinned page copies */
+	SCRATCH_DEVPAGE, /* a device page on its way back to the CPU */
+	SCRATCH_MODEL,	 /* hmmu_thread_buffer()'s 4 slots */
+	SCRATCH_MODEL_LAST_ = SCRATCH_MODEL + 3,
 	SCRATCH_NR_
 };
 

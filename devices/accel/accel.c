@@ -1,37 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * accel: a fake accelerator. Its compute units run jobs over the client's
- * virtual addresses and touch memory only through the device MMU
- * (devices/mmu.c): loads go through the device page table and take a device
- * fault on every page it does not hold; stores are DMA into system memory.
+ * virtual addresses and touch memory only through the device MMU the core
+ * keeps for each mirror (hmmu/driver.h's hmmu_mmu_*()): loads go through
+ * the device page table and take a device fault on every page it does not
+ * hold; stores are DMA into system memory.
  * Pointers in client memory (a linked list built with malloc) are followed
  * as the client wrote them: the point of shared virtual memory.
  *
  * A job is cut into one slice per compute unit (a list walk is one slice);
- * the compute units are a thread pool of the device. The worker thread that
- * received the job waits for its slices, with the mirror's state_lock
- * read-held, so an unregistration waits for running jobs.
+ * the compute units are the device's compute threads. The request worker
+ * that received the job waits for its slices: an unregistration waits for
+ * the job, so for them too.
  *
  * Options: cus=N, the number of compute units (default 2, at most 64);
  * prefetch=N, pages a device fault brings in at once (default 16, 64 KiB).
  */
-#include "../../core/device.h"
-#include "../../common/page.h"
-#include "../../core/mmu.h"
-#include "../../core/accounts.h"
-#include "../../core/command.h"
-#include "../../lib/pagetable.h"
-#include "../../core/mirror.h"
-#include "../../lib/placement.h"
-#include "../../lib/workers.h"
+#include <hmmu/driver.h>
 
 #include <errno.h>
-#include <stdbool.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #define DEFAULT_CUS 2u
 #define MAX_CUS 64u
@@ -42,16 +33,13 @@
 #define MAX_LIST_NODES (1ull << 26) /* and the job deadline bounds the walk */
 
 struct accel {
-	struct workers *cus;
 	unsigned ncus;
-	unsigned prefetch;
 };
 
 /* One job in flight: its slices report here. */
 struct job_run {
-	struct dev_mmu *mmu;
-	const struct hmmu_wire_job *job;
-	struct command_ctx ctx; /* the worker's: deadline and cancellation */
+	struct hmmu_mirror *m;
+	const struct hmmu_job_desc *job;
 	pthread_mutex_t lock; /* protects everything below */
 	pthread_cond_t done;
 	unsigned pending;
@@ -61,15 +49,10 @@ struct job_run {
 };
 
 struct slice {
-	struct work work; /* first: workers hand us back this pointer */
+	struct hmmu_work work; /* first: the core hands us back this pointer */
 	struct job_run *run;
 	uint64_t begin, end; /* bytes (FILL, COPY) or elements (SUM64) */
 };
-
-static struct dev_mmu *mmu_of(struct hmmu_mirror *m)
-{
-	return m->dev_priv;
-}
 
 /* "key=N" with 1 <= N <= max into *out; 1 if @opt was that key. */
 static int parse_option(const char *opt, const char *key, unsigned max,
@@ -92,6 +75,7 @@ static int accel_create(struct hmmu_device *dev, const char *args)
 {
 	struct accel *a = calloc(1, sizeof(*a));
 	char *copy = strdup(args ? args : ""), *opt, *save = NULL;
+	unsigned prefetch = DEFAULT_PREFETCH;
 	int err = 0;
 
 	if (!a || !copy) {
@@ -100,76 +84,34 @@ static int accel_create(struct hmmu_device *dev, const char *args)
 		return -ENOMEM;
 	}
 	a->ncus = DEFAULT_CUS;
-	a->prefetch = DEFAULT_PREFETCH;
 	for (opt = strtok_r(copy, ",", &save); opt && !err;
 	     opt = strtok_r(NULL, ",", &save))
 		if (!parse_option(opt, "cus", MAX_CUS, &a->ncus, &err) &&
-		    !parse_option(opt, "prefetch", MAX_PREFETCH, &a->prefetch,
+		    !parse_option(opt, "prefetch", MAX_PREFETCH, &prefetch,
 				  &err))
 			err = -EINVAL;
 	free(copy);
-	/* Compute units run on the CPUs next to the device's memory. */
 	if (!err)
-		err = workers_start(a->ncus, placement_bind_self, dev->near,
-				    &a->cus);
+		err = hmmu_device_set_prefetch(dev, prefetch);
+	/* The core places them on the CPUs next to the device's memory. */
+	if (!err)
+		err = hmmu_device_threads_start(dev, a->ncus);
 	if (err) {
 		free(a);
 		return err;
 	}
-	dev->priv = a;
+	hmmu_device_set_drvdata(dev, a);
 	return 0;
 }
 
 static void accel_destroy(struct hmmu_device *dev)
 {
-	struct accel *a = dev->priv;
-
-	workers_stop(a->cus);
-	free(a);
-}
-
-static int accel_attach(struct hmmu_device *dev, struct hmmu_mirror *m)
-{
-	struct accel *a = dev->priv;
-	struct dev_mmu *mmu = malloc(sizeof(*mmu));
-	int err;
-
-	if (!mmu)
-		return -ENOMEM;
-	err = mmu_init(mmu, m, a->prefetch);
-	if (err) {
-		free(mmu);
-		return err;
-	}
-	m->dev_priv = mmu;
-	return 0;
-}
-
-static void accel_invalidate(struct hmmu_device *dev, struct hmmu_mirror *m,
-			     uint64_t start, uint64_t end)
-{
-	(void)dev;
-	mmu_invalidate(mmu_of(m), start, end);
-}
-
-static void accel_release(struct hmmu_device *dev, struct hmmu_mirror *m)
-{
-	/* Jobs hold the state_lock: none runs for a mirror being released. */
-	(void)dev;
-	(void)m;
-}
-
-static void accel_detach(struct hmmu_device *dev, struct hmmu_mirror *m)
-{
-	(void)dev;
-	mmu_fini(mmu_of(m));
-	free(m->dev_priv);
-	m->dev_priv = NULL;
+	free(hmmu_device_get_drvdata(dev));
 }
 
 static int run_fill(struct slice *s, char *block, uint64_t *faults)
 {
-	const struct hmmu_wire_job *job = s->run->job;
+	const struct hmmu_job_desc *job = s->run->job;
 	int err = 0, faulted;
 
 	/* dst is 8-byte aligned and slices begin on page boundaries. */
@@ -178,10 +120,10 @@ static int run_fill(struct slice *s, char *block, uint64_t *faults)
 	for (uint64_t off = s->begin; off < s->end && !err; off += BLOCK_BYTES) {
 		uint64_t n = s->end - off < BLOCK_BYTES ? s->end - off : BLOCK_BYTES;
 
-		if ((err = command_check()))
+		if ((err = hmmu_should_stop()))
 			break;
 		faulted = 0;
-		err = mmu_write(s->run->mmu, job->dst + off, n, block, &faulted);
+		err = hmmu_mmu_write(s->run->m, job->dst + off, n, block, &faulted);
 		*faults += (uint64_t)faulted;
 	}
 	return err;
@@ -189,19 +131,19 @@ static int run_fill(struct slice *s, char *block, uint64_t *faults)
 
 static int run_copy(struct slice *s, char *block, uint64_t *faults)
 {
-	const struct hmmu_wire_job *job = s->run->job;
+	const struct hmmu_job_desc *job = s->run->job;
 	int err = 0, faulted;
 
 	for (uint64_t off = s->begin; off < s->end && !err; off += BLOCK_BYTES) {
 		uint64_t n = s->end - off < BLOCK_BYTES ? s->end - off : BLOCK_BYTES;
 
-		if ((err = command_check()))
+		if ((err = hmmu_should_stop()))
 			break;
-		err = mmu_load(s->run->mmu, job->src + off, block, n, faults);
+		err = hmmu_mmu_load(s->run->m, job->src + off, block, n, faults);
 		if (err)
 			break;
 		faulted = 0;
-		err = mmu_write(s->run->mmu, job->dst + off, n, block, &faulted);
+		err = hmmu_mmu_write(s->run->m, job->dst + off, n, block, &faulted);
 		*faults += (uint64_t)faulted;
 	}
 	return err;
@@ -210,7 +152,7 @@ static int run_copy(struct slice *s, char *block, uint64_t *faults)
 static int run_sum64(struct slice *s, char *block, uint64_t *faults,
 		     uint64_t *sum)
 {
-	const struct hmmu_wire_job *job = s->run->job;
+	const struct hmmu_job_desc *job = s->run->job;
 	const uint64_t per_block = BLOCK_BYTES / 8;
 	int err = 0;
 
@@ -218,9 +160,9 @@ static int run_sum64(struct slice *s, char *block, uint64_t *faults,
 		uint64_t n = s->end - i < per_block ? s->end - i : per_block;
 		const uint64_t *v = (const uint64_t *)block;
 
-		if ((err = command_check()))
+		if ((err = hmmu_should_stop()))
 			break;
-		err = mmu_load(s->run->mmu, job->src + i * 8, block, n * 8,
+		err = hmmu_mmu_load(s->run->m, job->src + i * 8, block, n * 8,
 			       faults);
 		for (uint64_t k = 0; !err && k < n; k++)
 			*sum += v[k];
@@ -230,7 +172,7 @@ static int run_sum64(struct slice *s, char *block, uint64_t *faults,
 
 static int run_list_sum(struct slice *s, uint64_t *faults, uint64_t *sum)
 {
-	const struct hmmu_wire_job *job = s->run->job;
+	const struct hmmu_job_desc *job = s->run->job;
 	uint64_t node = job->src, visited = 0;
 	int err = 0;
 
@@ -240,12 +182,12 @@ static int run_list_sum(struct slice *s, uint64_t *faults, uint64_t *sum)
 
 		if (visited++ == job->len)
 			return -ELOOP;
-		if ((err = command_check()))
+		if ((err = hmmu_should_stop()))
 			break;
-		err = mmu_load(s->run->mmu, node + job->value_offset, &value,
+		err = hmmu_mmu_load(s->run->m, node + job->value_offset, &value,
 			       sizeof(value), faults);
 		if (!err)
-			err = mmu_load(s->run->mmu, node + job->next_offset,
+			err = hmmu_mmu_load(s->run->m, node + job->next_offset,
 				       &next, sizeof(next), faults);
 		if (!err) {
 			*sum += value;
@@ -255,33 +197,31 @@ static int run_list_sum(struct slice *s, uint64_t *faults, uint64_t *sum)
 	return err;
 }
 
-static void slice_run(struct work *w)
+/* On a compute thread, under the job's deadline and cancellation. */
+static void slice_run(struct hmmu_work *w)
 {
 	struct slice *s = (struct slice *)w;
 	struct job_run *run = s->run;
 	uint64_t faults = 0, sum = 0;
-	char *block = malloc(BLOCK_BYTES);
+	char *block = hmmu_thread_buffer(0, BLOCK_BYTES);
 	int err = -ENOMEM;
 
-	command_adopt(&run->ctx);
 	if (block) {
 		switch (run->job->kind) {
-		case HMMU_WIRE_JOB_FILL:
+		case HMMU_JOB_FILL:
 			err = run_fill(s, block, &faults);
 			break;
-		case HMMU_WIRE_JOB_COPY:
+		case HMMU_JOB_COPY:
 			err = run_copy(s, block, &faults);
 			break;
-		case HMMU_WIRE_JOB_SUM64:
+		case HMMU_JOB_SUM64:
 			err = run_sum64(s, block, &faults, &sum);
 			break;
 		default:
 			err = run_list_sum(s, &faults, &sum);
 			break;
 		}
-		free(block);
 	}
-	command_leave();
 
 	pthread_mutex_lock(&run->lock);
 	if (err && !run->err)
@@ -299,23 +239,25 @@ static void slice_run(struct work *w)
  */
 static bool range_ok(uint64_t addr, uint64_t len)
 {
-	return addr < PT_VA_LIMIT && len <= PT_VA_LIMIT - addr &&
-	       page_up(addr + len) <= PT_VA_LIMIT;
+	uint64_t ps = hmmu_page_size();
+
+	return addr < HMMU_VA_LIMIT && len <= HMMU_VA_LIMIT - addr &&
+	       (addr + len + ps - 1) / ps * ps <= HMMU_VA_LIMIT;
 }
 
-static int job_check(const struct hmmu_wire_job *j)
+static int job_check(const struct hmmu_job_desc *j)
 {
-	uint64_t bytes = j->kind == HMMU_WIRE_JOB_SUM64 ? j->len * 8 : j->len;
+	uint64_t bytes = j->kind == HMMU_JOB_SUM64 ? j->len * 8 : j->len;
 
 	if (j->len == 0)
 		return -EINVAL;
 	switch (j->kind) {
-	case HMMU_WIRE_JOB_FILL:
+	case HMMU_JOB_FILL:
 		if (j->dst % 8 || j->len % 8 || j->len > MAX_JOB_BYTES ||
 		    !range_ok(j->dst, j->len))
 			return -EINVAL;
 		return 0;
-	case HMMU_WIRE_JOB_COPY:
+	case HMMU_JOB_COPY:
 		if (j->len > MAX_JOB_BYTES || !range_ok(j->dst, j->len) ||
 		    !range_ok(j->src, j->len))
 			return -EINVAL;
@@ -323,13 +265,14 @@ static int job_check(const struct hmmu_wire_job *j)
 		if (j->src < j->dst + j->len && j->dst < j->src + j->len)
 			return -EINVAL;
 		return 0;
-	case HMMU_WIRE_JOB_SUM64:
+	case HMMU_JOB_SUM64:
 		if (j->src % 8 || j->len > MAX_JOB_BYTES / 8 ||
 		    !range_ok(j->src, bytes))
 			return -EINVAL;
 		return 0;
-	case HMMU_WIRE_JOB_LIST_SUM:
-		if (j->next_offset > page_size() || j->value_offset > page_size() ||
+	case HMMU_JOB_LIST_SUM:
+		if (j->next_offset > hmmu_page_size() ||
+		    j->value_offset > hmmu_page_size() ||
 		    j->len > MAX_LIST_NODES || !range_ok(j->src, 1))
 			return -EINVAL;
 		return 0;
@@ -365,73 +308,59 @@ static unsigned cut(uint64_t len, uint64_t base, unsigned n, uint64_t unit,
 	return count;
 }
 
-static int accel_job(struct hmmu_device *dev, struct hmmu_mirror *m,
-		     const struct hmmu_wire_job *job,
-		     struct hmmu_wire_job_result *res)
+static int accel_job(struct hmmu_mirror *m, const struct hmmu_job_desc *job,
+		     struct hmmu_job_result *res)
 {
-	struct accel *a = dev->priv;
+	struct hmmu_device *dev = hmmu_mirror_device(m);
+	struct accel *a = hmmu_device_get_drvdata(dev);
 	struct slice slices[MAX_CUS];
-	struct job_run run = {
-		.mmu = mmu_of(m),
-		.job = job,
-		.ctx = *command_current(),
-	};
-	struct timespec t0, t1;
+	struct job_run run = { .m = m, .job = job };
 	unsigned n;
 	int err;
 
 	err = job_check(job);
 	if (err)
 		return err;
-	if (job->kind == HMMU_WIRE_JOB_LIST_SUM) {
+	if (job->kind == HMMU_JOB_LIST_SUM) {
 		slices[0].begin = 0;
 		slices[0].end = 0;
 		n = 1;
-	} else if (job->kind == HMMU_WIRE_JOB_SUM64) {
+	} else if (job->kind == HMMU_JOB_SUM64) {
 		n = cut(job->len, 0, a->ncus, 1, slices);
 	} else {
-		n = cut(job->len, job->dst, a->ncus, page_size(), slices);
+		n = cut(job->len, job->dst, a->ncus, hmmu_page_size(), slices);
 	}
 
 	pthread_mutex_init(&run.lock, NULL);
 	pthread_cond_init(&run.done, NULL);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	run.pending = n;
 	for (unsigned i = 0; i < n; i++) {
 		slices[i].run = &run;
 		slices[i].work.fn = slice_run;
-		workers_queue(a->cus, &slices[i].work);
+		hmmu_device_queue_work(dev, &slices[i].work);
 	}
 	pthread_mutex_lock(&run.lock);
 	while (run.pending)
 		pthread_cond_wait(&run.done, &run.lock);
 	pthread_mutex_unlock(&run.lock);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	pthread_cond_destroy(&run.done);
 	pthread_mutex_destroy(&run.lock);
 
 	res->result = run.result;
 	res->faults = run.faults;
-	res->elapsed_ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll +
-				     (t1.tv_nsec - t0.tv_nsec));
-	account_count(m->acct, device_faults, run.faults);
+	hmmu_count_device_faults(m, run.faults);
 	return run.err;
 }
 
-static uint64_t accel_pages(struct hmmu_device *dev, struct hmmu_mirror *m)
-{
-	(void)dev;
-	return mmu_pages(m->dev_priv);
-}
-
-const struct device_ops accel_ops = {
-	.model = "accel",
+static const struct hmmu_device_ops accel_ops = {
 	.create = accel_create,
 	.destroy = accel_destroy,
-	.attach = accel_attach,
-	.invalidate = accel_invalidate,
-	.release = accel_release,
-	.detach = accel_detach,
-	.pages = accel_pages,
 	.job = accel_job,
+};
+
+const struct hmmu_driver_module hmmu_model_accel = {
+	.api_version = HMMU_DRIVER_API_VERSION,
+	.struct_size = sizeof(struct hmmu_driver_module),
+	.model = "accel",
+	.ops = &accel_ops,
 };

@@ -1,250 +1,257 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dmirror: the kernel's test_hmm device, re-created. Its commands read and
- * write client memory through the device MMU (devices/mmu.c), and report
- * cpages and faults as test_hmm does; its snapshot reports what the CPU's
- * page table says, as test_hmm's does.
+ * dmirror: the kernel's test_hmm device, re-created on the driver API. Its
+ * commands read and write client memory through the device MMU the core
+ * keeps for each mirror, and report cpages and faults as test_hmm does;
+ * its snapshot reports what the CPU's page table says, as test_hmm's does;
+ * its migrations are the core's three steps, as test_hmm's are the
+ * kernel's migrate_vma_*().
+ *
+ * It needs no state of its own: no bind, no notifier (the device MMU is
+ * invalidated by the core), no lock.
  */
-#include "../../core/device.h"
-#include "../../core/mmu.h"
-#include "../../core/cpu_pages.h"
-#include "../../core/migrate.h"
-#include "../../core/client_mem.h"
-#include "../../core/command.h"
-#include "../../core/mirror.h"
-#include "../../core/process.h"
-#include "../../lib/scratch.h"
-#include "../../core/accounts.h"
-
-#include "../../common/page.h"
+#include <hmmu/driver.h>
 
 #include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
+#include <string.h>
 
 /* Commands move data between client and device this much at a time. */
 #define CHUNK_PAGES 1024u
 
-
-static struct dev_mmu *mmu_of(struct hmmu_mirror *m)
-{
-	return m->dev_priv;
-}
-
-static int dmirror_create(struct hmmu_device *dev, const char *args)
-{
-	(void)dev;
-	if (args && *args)
-		return -EINVAL; /* no options yet */
-	return 0;
-}
-
-static void dmirror_destroy(struct hmmu_device *dev)
-{
-	(void)dev;
-}
-
-static int dmirror_attach(struct hmmu_device *dev, struct hmmu_mirror *m)
-{
-	struct dev_mmu *mmu = malloc(sizeof(*mmu));
-	int err;
-
-	(void)dev;
-	if (!mmu)
-		return -ENOMEM;
-	err = mmu_init(mmu, m, 1);
-	if (err) {
-		free(mmu);
-		return err;
-	}
-	m->dev_priv = mmu;
-	return 0;
-}
-
-static void dmirror_invalidate(struct hmmu_device *dev, struct hmmu_mirror *m,
-			       uint64_t start, uint64_t end)
-{
-	(void)dev;
-	mmu_invalidate(mmu_of(m), start, end);
-}
-
-static void dmirror_release(struct hmmu_device *dev, struct hmmu_mirror *m)
-{
-	/* The process is gone: nothing to write back; detach drops all. */
-	(void)dev;
-	(void)m;
-}
-
-static void dmirror_detach(struct hmmu_device *dev, struct hmmu_mirror *m)
-{
-	(void)dev;
-	mmu_fini(mmu_of(m));
-	free(m->dev_priv);
-	m->dev_priv = NULL;
-}
-
-static int do_read(struct hmmu_mirror *m, const struct hmmu_wire_device_cmd *cmd,
-		   struct hmmu_wire_cmd_result *res)
-{
-	uint64_t chunk = CHUNK_PAGES * page_size();
-	uint64_t end = cmd->addr + cmd->npages * page_size();
-	int faulted = 0, chunk_faulted, err;
+/*
+ * A command's buffers: the worker's own, kept warm from one command to the
+ * next (a fresh 4 MiB buffer costs a page fault per page every time).
+ */
+struct bounce {
+	char *buf;
 	struct iovec *pages;
-	char *bounce;
+};
 
-	if (cmd->buf_len < cmd->npages * page_size())
+static int bounce_get(struct bounce *b, uint64_t bytes)
+{
+	b->buf = hmmu_thread_buffer(0, bytes);
+	b->pages = hmmu_thread_buffer(1, CHUNK_PAGES * sizeof(*b->pages));
+	return b->buf && b->pages ? 0 : -ENOMEM;
+}
+
+static int do_read(struct hmmu_mirror *m, const struct hmmu_command *cmd,
+		   struct hmmu_command_result *res)
+{
+	uint64_t ps = hmmu_page_size(), chunk = CHUNK_PAGES * ps;
+	uint64_t end = cmd->addr + cmd->npages * ps;
+	int faulted = 0, chunk_faulted, err;
+	struct bounce b;
+
+	if (cmd->buf_len < cmd->npages * ps)
 		return -EINVAL;
 	/* As test_hmm: everything is faulted in before anything is copied. */
-	err = mmu_fault_in(mmu_of(m), cmd->addr, end, 0, &faulted);
+	err = hmmu_mmu_fault(m, cmd->addr, end, false, &faulted);
+	if (!err)
+		err = bounce_get(&b, end - cmd->addr < chunk ? end - cmd->addr :
+							     chunk);
 	if (err)
 		return err;
-	bounce = scratch_get(SCRATCH_COMMAND,
-			     end - cmd->addr < chunk ? end - cmd->addr : chunk);
-	if (!bounce)
-		return -ENOMEM;
-	pages = scratch_get(SCRATCH_PINNED, CHUNK_PAGES * sizeof(*pages));
-	if (!pages)
-		return -ENOMEM;
 	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 		uint64_t to = cmd->buf + (a - cmd->addr);
 
-		if ((err = command_check()))
+		if ((err = hmmu_should_stop()))
 			break;
 		/*
 		 * Straight from the device's page copies when it holds them
 		 * all; else (invalidated meanwhile, or in device memory)
 		 * through the bounce buffer, faulting what is missing.
 		 */
-		if (mmu_pin(mmu_of(m), a, ce, pages)) {
-			err = client_writev(m->proc, to, pages,
-					       (ce - a) / page_size(), ce - a);
-			mmu_unpin(mmu_of(m));
+		if (hmmu_mmu_pin(m, a, ce, b.pages)) {
+			err = hmmu_dma_writev(m, to, b.pages, (ce - a) / ps);
+			hmmu_mmu_unpin(m);
 		} else {
-			err = mmu_read(mmu_of(m), a, ce, bounce, &chunk_faulted);
+			err = hmmu_mmu_read(m, a, ce, b.buf, &chunk_faulted);
 			if (!err)
-				err = client_write(m->proc, to, bounce, ce - a);
+				err = hmmu_dma_write(m, to, b.buf, ce - a);
 		}
 		if (!err)
-			res->cpages += (ce - a) / page_size();
+			res->cpages += (ce - a) / ps;
 	}
 	res->faults = (uint64_t)faulted;
-	account_count(m->acct, device_faults, (uint64_t)faulted);
+	hmmu_count_device_faults(m, (uint64_t)faulted);
 	return err;
 }
 
-static int do_write(struct hmmu_mirror *m, const struct hmmu_wire_device_cmd *cmd,
-		    struct hmmu_wire_cmd_result *res)
+static int do_write(struct hmmu_mirror *m, const struct hmmu_command *cmd,
+		    struct hmmu_command_result *res)
 {
-	uint64_t chunk = CHUNK_PAGES * page_size();
-	uint64_t end = cmd->addr + cmd->npages * page_size();
+	uint64_t ps = hmmu_page_size(), chunk = CHUNK_PAGES * ps;
+	uint64_t end = cmd->addr + cmd->npages * ps;
 	int faulted = 0, chunk_faulted, err;
-	char *bounce;
+	struct bounce b;
 
-	if (cmd->buf_len < cmd->npages * page_size())
+	if (cmd->buf_len < cmd->npages * ps)
 		return -EINVAL;
-	bounce = scratch_get(SCRATCH_COMMAND,
-			     end - cmd->addr < chunk ? end - cmd->addr : chunk);
-	if (!bounce)
-		return -ENOMEM;
+	err = bounce_get(&b, end - cmd->addr < chunk ? end - cmd->addr : chunk);
 	/* The whole target is checked before the first byte is written. */
-	err = process_register_range(m->proc, cmd->addr, end, 1);
+	if (!err)
+		err = hmmu_dma_check(m, cmd->addr, end, true);
 	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
-		if ((err = command_check()))
+		if ((err = hmmu_should_stop()))
 			break;
-		err = client_read(m->proc, cmd->buf + (a - cmd->addr), bounce, ce - a);
+		err = hmmu_dma_read(m, cmd->buf + (a - cmd->addr), b.buf, ce - a);
 		if (!err)
-			err = mmu_write(mmu_of(m), a, ce - a, bounce, &chunk_faulted);
+			err = hmmu_mmu_write(m, a, ce - a, b.buf, &chunk_faulted);
 		if (!err) {
 			faulted |= chunk_faulted;
-			res->cpages += (ce - a) / page_size();
+			res->cpages += (ce - a) / ps;
 		}
 	}
 	res->faults = (uint64_t)faulted;
-	account_count(m->acct, device_faults, (uint64_t)faulted);
+	hmmu_count_device_faults(m, (uint64_t)faulted);
 	return err;
 }
 
-static int do_snapshot(struct hmmu_mirror *m, const struct hmmu_wire_device_cmd *cmd,
-		       struct hmmu_wire_cmd_result *res)
+/* The snapshot's bytes are hmmu.h's page states, from the range's flags. */
+static uint8_t page_state(unsigned long pfn)
 {
+	uint8_t huge = pfn & HMMU_PFN_HUGE ? HMMU_PAGE_HUGE : 0;
+
+	if (pfn & HMMU_PFN_ERROR)
+		return HMMU_PAGE_ERROR;
+	if (pfn & HMMU_PFN_DEVICE_PRIVATE)
+		return pfn & HMMU_PFN_DEVICE_OWNER ? HMMU_PAGE_DEV_LOCAL :
+						     HMMU_PAGE_DEV_REMOTE;
+	if (pfn & HMMU_PFN_ZERO)
+		return HMMU_PAGE_ZERO;
+	if (!(pfn & HMMU_PFN_VALID))
+		return HMMU_PAGE_NONE;
+	return (pfn & HMMU_PFN_WRITE ? HMMU_PAGE_WRITE : HMMU_PAGE_READ) | huge;
+}
+
+/* A snapshot keeps nothing that an invalidation could make stale. */
+static bool ignore_invalidate(struct hmmu_interval_notifier *n,
+			      const struct hmmu_notifier_range *range,
+			      uint64_t cur_seq)
+{
+	(void)range;
+	hmmu_interval_set_seq(n, cur_seq);
+	return true;
+}
+
+/*
+ * As test_hmm's snapshot: hmm_range_fault() without faulting, under a
+ * notifier of its own for the range.
+ */
+static int do_snapshot(struct hmmu_mirror *m, const struct hmmu_command *cmd,
+		       struct hmmu_command_result *res)
+{
+	static const struct hmmu_interval_notifier_ops no_ops = {
+		.invalidate = ignore_invalidate,
+	};
+	struct hmmu_interval_notifier n;
+	struct hmmu_range range = {
+		.notifier = &n,
+		.start = cmd->addr,
+		.end = cmd->addr + cmd->npages * hmmu_page_size(),
+	};
 	uint8_t *states;
 	int err;
 
 	if (cmd->buf_len < cmd->npages)
 		return -EINVAL;
+	range.hmm_pfns = malloc(cmd->npages * sizeof(*range.hmm_pfns));
 	states = malloc(cmd->npages);
-	if (!states)
-		return -ENOMEM;
-	err = cpu_pages_snapshot(m->proc, cmd->addr, cmd->npages, states);
-	/* Pages in device memory are missing from the CPU's page table. */
-	for (uint64_t i = 0; !err && i < cmd->npages; i++) {
-		uint8_t dev = migrate_page_state(m, cmd->addr + i * page_size());
-
-		if (dev)
-			states[i] = dev;
-	}
+	err = range.hmm_pfns && states ? 0 : -ENOMEM;
 	if (!err)
-		err = client_write(m->proc, cmd->buf, states, cmd->npages);
+		err = hmmu_interval_notifier_insert(&n, m, range.start,
+						    range.end - range.start,
+						    &no_ops);
+	if (!err) {
+		err = hmmu_range_fault(&range);
+		hmmu_interval_notifier_remove(&n);
+	}
+	for (uint64_t i = 0; !err && i < cmd->npages; i++)
+		states[i] = page_state(range.hmm_pfns[i]);
+	if (!err)
+		err = hmmu_dma_write(m, cmd->buf, states, cmd->npages);
 	if (!err)
 		res->cpages = cmd->npages;
 	free(states);
+	free(range.hmm_pfns);
 	return err;
 }
 
 /*
- * The map goes back in the reply, not into client memory: the pages are
- * write-protected and held until FINISH, and a buffer of the client's may
- * well lie among them.
+ * Steps 1 and 2 of a migration. The discard map goes back in the reply,
+ * not into client memory: the pages are write-protected and held until
+ * FINISH, and a buffer of the client's may well lie among them.
  */
 static int do_migrate_prepare(struct hmmu_mirror *m,
-			      const struct hmmu_wire_device_cmd *cmd,
-			      struct hmmu_wire_prepare_result *res, int exclusive)
+			      const struct hmmu_command *cmd,
+			      struct hmmu_command_result *res, bool exclusive)
 {
-	uint8_t map[HMMU_PREPARE_MAX_PAGES];
+	uint8_t src[HMMU_MIGRATE_MAX_PAGES];
+	struct hmmu_migrate_vma args = {
+		.mirror = m,
+		.start = cmd->addr,
+		.end = cmd->addr + cmd->npages * hmmu_page_size(),
+		.src = src,
+		.flags = HMMU_MIGRATE_VMA_SELECT_SYSTEM |
+			 (exclusive ? HMMU_MIGRATE_VMA_EXCLUSIVE : 0),
+	};
 	int err;
 
-	err = migrate_prepare(m, cmd->addr, cmd->npages, map, exclusive,
-			      &res->cpages);
-	for (uint64_t i = 0; !err && i < cmd->npages; i++)
-		if (map[i])
-			res->discard[i / 8] |= (uint8_t)(1u << (i % 8));
+	if (cmd->npages > HMMU_MIGRATE_MAX_PAGES)
+		return -EINVAL;
+	err = hmmu_migrate_vma_setup(&args);
+	if (!err)
+		err = hmmu_migrate_vma_pages(&args, res->discard);
+	res->cpages = args.cpages;
 	return err;
 }
 
-static int dmirror_command(struct hmmu_device *dev, struct hmmu_mirror *m,
-			   const struct hmmu_wire_device_cmd *cmd,
-			   struct hmmu_wire_cmd_result *res)
+static int do_migrate_finish(struct hmmu_mirror *m,
+			     const struct hmmu_command *cmd,
+			     struct hmmu_command_result *res)
 {
-	uint64_t end = cmd->addr + cmd->npages * page_size();
+	struct hmmu_migrate_vma args = {
+		.mirror = m,
+		.start = cmd->addr,
+		.end = cmd->addr + cmd->npages * hmmu_page_size(),
+	};
+	int err = hmmu_migrate_vma_finalize(&args);
 
-	(void)dev;
-	if (cmd->addr % page_size() || end < cmd->addr || end > (1ull << 48))
-		return -EINVAL;
+	res->cpages = args.cpages;
+	return err;
+}
+
+static int dmirror_command(struct hmmu_mirror *m, const struct hmmu_command *cmd,
+			   struct hmmu_command_result *res)
+{
+	uint64_t end = cmd->addr + cmd->npages * hmmu_page_size();
+
 	switch (cmd->cmd) {
-	case HMMU_CMD_READ:
+	case HMMU_COMMAND_READ:
 		return do_read(m, cmd, res);
-	case HMMU_CMD_WRITE:
+	case HMMU_COMMAND_WRITE:
 		return do_write(m, cmd, res);
-	case HMMU_CMD_SNAPSHOT:
+	case HMMU_COMMAND_SNAPSHOT:
 		return do_snapshot(m, cmd, res);
-	case HMMU_CMD_MIGRATE_PREPARE:
-		return do_migrate_prepare(m, cmd, (void *)res, 0);
-	case HMMU_CMD_EXCLUSIVE_PREPARE:
-		return do_migrate_prepare(m, cmd, (void *)res, 1);
-	case HMMU_CMD_MIGRATE_FINISH:
-		return migrate_finish(m, cmd->addr, cmd->npages, &res->cpages);
-	case HMMU_CMD_MIGRATE_TO_SYSTEM:
-		return migrate_to_system(m, cmd->addr, end, &res->cpages);
-	case HMMU_CMD_CHECK_EXCLUSIVE:
-		return migrate_check_exclusive(m, cmd->addr, end);
-	case HMMU_CMD_RELEASE: {
-		int err = migrate_to_system(m, 0, 0, &res->cpages);
+	case HMMU_COMMAND_MIGRATE_PREPARE:
+		return do_migrate_prepare(m, cmd, res, false);
+	case HMMU_COMMAND_EXCLUSIVE_PREPARE:
+		return do_migrate_prepare(m, cmd, res, true);
+	case HMMU_COMMAND_MIGRATE_FINISH:
+		return do_migrate_finish(m, cmd, res);
+	case HMMU_COMMAND_MIGRATE_TO_SYSTEM:
+		return hmmu_migrate_device_range(m, cmd->addr, end, &res->cpages);
+	case HMMU_COMMAND_CHECK_EXCLUSIVE:
+		return hmmu_device_exclusive_check(m, cmd->addr, end);
+	case HMMU_COMMAND_RELEASE: {
+		int err = hmmu_migrate_device_range(m, 0, 0, &res->cpages);
 
 		/* The device is gone: so are its copies. */
-		mmu_invalidate(mmu_of(m), 0, 1ull << 48);
+		hmmu_mmu_invalidate(m, 0, HMMU_VA_LIMIT);
 		return err;
 	}
 	default:
@@ -252,20 +259,27 @@ static int dmirror_command(struct hmmu_device *dev, struct hmmu_mirror *m,
 	}
 }
 
-static uint64_t dmirror_pages(struct hmmu_device *dev, struct hmmu_mirror *m)
+/*
+ * The CPU touched a page in our memory, as test_hmm's
+ * dmirror_devmem_fault(): it gets the page's contents back.
+ */
+static int dmirror_migrate_to_ram(struct hmmu_mirror *m, uint64_t addr,
+				  const void *src, void *dst)
 {
-	(void)dev;
-	return mmu_pages(m->dev_priv);
+	(void)m;
+	(void)addr;
+	memcpy(dst, src, hmmu_page_size());
+	return 0;
 }
 
-const struct device_ops dmirror_ops = {
-	.model = "dmirror",
-	.create = dmirror_create,
-	.destroy = dmirror_destroy,
-	.attach = dmirror_attach,
-	.invalidate = dmirror_invalidate,
-	.release = dmirror_release,
-	.detach = dmirror_detach,
-	.pages = dmirror_pages,
+static const struct hmmu_device_ops dmirror_ops = {
 	.command = dmirror_command,
+	.migrate_to_ram = dmirror_migrate_to_ram,
+};
+
+const struct hmmu_driver_module hmmu_model_dmirror = {
+	.api_version = HMMU_DRIVER_API_VERSION,
+	.struct_size = sizeof(struct hmmu_driver_module),
+	.model = "dmirror",
+	.ops = &dmirror_ops,
 };

@@ -240,7 +240,7 @@ static void assert_unregistered(const struct hmmu_mirror *m)
 {
 	cr_assert_not(m->registered);
 	cr_assert_null(m->proc);
-	cr_assert_null(m->dev_priv);
+	cr_assert_null(m->mmu.pt, "no device MMU while unbound");
 }
 
 /* Register @m, handing over a fresh userfaultfd; asserts it was taken. */
@@ -287,7 +287,7 @@ Test(registry, first_register_takes_the_uffd_and_creates_process_state)
 		     "the state has its own pidfd");
 	cr_assert(m->registered);
 	cr_assert_not_null(m->proc);
-	cr_assert_not_null(m->dev_priv, "dmirror attached its page table");
+	cr_assert_not_null(m->mmu.pt, "the core bound its device MMU");
 	assert_counts(&self, 1, 1, 0, 1, 1);
 
 	p = registry_find_process(&reg, &self);
