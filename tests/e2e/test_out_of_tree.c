@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * An out-of-tree device model, loaded by hmmud from a shared object:
+ * examples/device-copy-engine, built against the installed tree by
+ * tests/packaging/out_of_tree_model.sh, which runs this with
+ * HMMU_TEST_MODEL naming the model. The engine caches source pages behind
+ * an interval notifier; what it reports (pages from its cache, pages it
+ * faulted in) shows whether it saw coherent data and its invalidations.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <hmmu/hmmu.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define NPAGES 8
+
+static void start_with_model(void)
+{
+	static char spec[512];
+	const char *model = getenv("HMMU_TEST_MODEL");
+	const char *args[] = { "--device", spec, NULL };
+
+	if (!model)
+		cr_skip_test("HMMU_TEST_MODEL is not set: "
+			     "tests/packaging/out_of_tree_model.sh sets it");
+	snprintf(spec, sizeof(spec), "model=%s,name=copy0", model);
+	daemon_start_args(args);
+}
+
+TestSuite(out_of_tree, .init = start_with_model, .fini = daemon_stop,
+	  .timeout = 120);
+
+static size_t ps(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static char *map_pages(size_t n)
+{
+	char *p = mmap(NULL, n * ps(), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert_neq(p, MAP_FAILED);
+	return p;
+}
+
+/* Copy src to dst on the engine; its cache hits and its faults. */
+static void copy(struct hmmu_mirror *m, char *dst, char *src,
+		 uint64_t *hits, uint64_t *faults)
+{
+	struct hmmu_job job = {
+		.kind = HMMU_JOB_COPY,
+		.dst = (uintptr_t)dst,
+		.src = (uintptr_t)src,
+		.len = NPAGES * ps(),
+	};
+	int err = hmmu_job_run(m, &job);
+
+	cr_assert_eq(err, 0, "copy job: %s", strerror(-err));
+	*hits = job.result;
+	*faults = job.faults;
+}
+
+static void fill(char *p, int seed)
+{
+	for (size_t i = 0; i < NPAGES * ps(); i++)
+		p[i] = (char)(seed + i / ps() * 7 + i % 251);
+}
+
+Test(out_of_tree, the_model_is_listed_under_its_own_name)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_device_info info;
+
+	cr_assert_eq(hmmu_device_count(h), 1);
+	cr_assert_eq(hmmu_device_info(h, 0, &info), 0);
+	cr_assert_str_eq(info.name, "copy0");
+	cr_assert_str_eq(info.model, "copy-engine");
+	hmmu_disconnect(h);
+}
+
+Test(out_of_tree, copies_what_the_cpu_wrote_and_caches_the_source)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "copy0");
+	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	uint64_t hits, faults;
+
+	fill(src, 1);
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(faults, NPAGES, "a cold cache faults every page in");
+	cr_assert_eq(hits, 0);
+	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
+
+	memset(dst, 0, NPAGES * ps());
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(hits, NPAGES, "nothing changed: all from the cache");
+	cr_assert_eq(faults, 0);
+	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(out_of_tree, a_cpu_write_reaches_the_engine_through_its_notifier)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "copy0");
+	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	uint64_t hits, faults;
+
+	fill(src, 2);
+	copy(m, dst, src, &hits, &faults);
+	src[3 * ps() + 100] = 'W'; /* one page, after the engine cached it */
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(faults, 1, "only the written page was invalidated");
+	cr_assert_eq(hits, NPAGES - 1);
+	cr_assert_eq(dst[3 * ps() + 100], 'W', "the engine saw the new byte");
+	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(out_of_tree, a_discard_reaches_the_engine_and_reads_as_zeros)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "copy0");
+	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	char zeros[4096] = { 0 };
+	uint64_t hits, faults;
+
+	fill(src, 3);
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(madvise(src + 5 * ps(), ps(), MADV_DONTNEED), 0);
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(faults, 1, "the discarded page was invalidated");
+	cr_assert_eq(memcmp(dst + 5 * ps(), zeros,
+			    ps() < sizeof(zeros) ? ps() : sizeof(zeros)), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(out_of_tree, a_new_registration_starts_with_an_empty_cache)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "copy0");
+	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	uint64_t hits, faults;
+
+	fill(src, 4);
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(hmmu_mirror_unregister(m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(faults, NPAGES, "unbind freed the cache, bind made a new one");
+	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(out_of_tree, commands_the_model_lacks_are_not_supported)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "copy0");
+	char *p = map_pages(1);
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 1 };
+	char buf[4096];
+	struct hmmu_job sum = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)p,
+				.len = 1 };
+
+	cr_assert_eq(hmmu_device_read(m, &c, buf), -EOPNOTSUPP);
+	cr_assert_eq(hmmu_job_run(m, &sum), -EOPNOTSUPP);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
