@@ -18,6 +18,7 @@
 #ifndef HMMU_HMMU_H
 #define HMMU_HMMU_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -26,6 +27,24 @@ extern "C" {
 
 struct hmmu;
 struct hmmu_mirror;
+
+/*
+ * The version of hmmu this header belongs to: the release's, as
+ * `pkg-config --modversion hmmu` and find_package(hmmu) report it (the
+ * soname, libhmmu.so.1, follows the ABI instead). Kept equal to
+ * project(VERSION) in CMakeLists.txt: the library does not build otherwise.
+ */
+#define HMMU_VERSION_MAJOR 0
+#define HMMU_VERSION_MINOR 1
+#define HMMU_VERSION_PATCH 0
+#define HMMU_VERSION "0.1.0"
+
+/*
+ * hmmu_version - the version of the libhmmu running, "MAJOR.MINOR.PATCH",
+ * as zlib's zlibVersion(): compare it with HMMU_VERSION, the one the caller
+ * was built against. A static string; never fails.
+ */
+const char *hmmu_version(void);
 
 /* Where hmmu_connect() looks when given NULL and $HMMU_SOCKET is unset. */
 #define HMMU_DEFAULT_SOCKET "/run/hmmu/hmmud.sock"
@@ -225,8 +244,15 @@ struct hmmu_job {
  */
 int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job);
 
-/* hmmu_stats - counters of the daemon and of the calling process. */
-struct hmmu_stats {		     /* fields may be added at the end, never removed */
+/*
+ * Counters of the daemon and of the calling process. A caller that is not
+ * root sees, in the daemon-wide counters, its own user's share.
+ *
+ * The struct is versioned by its size, as sched_attr and clone_args are:
+ * fields are only ever appended, never moved or removed, and every caller
+ * says how large its struct is (see hmmu_stats()).
+ */
+struct hmmu_stats {
 	uint64_t processes;	     /* live per-process states in the daemon */
 	uint64_t mirrors;	     /* live registered mirrors in the daemon */
 	uint32_t my_state;	     /* 1 if the calling process has per-process state */
@@ -242,7 +268,30 @@ struct hmmu_stats {		     /* fields may be added at the end, never removed */
 	uint64_t device_mem_pages;   /* device memory in use (migrated pages), all devices */
 };
 
-int hmmu_stats(struct hmmu *h, struct hmmu_stats *out);
+/* sizeof(struct hmmu_stats) in hmmu 0.1: the least hmmu_stats() takes. */
+#define HMMU_STATS_SIZE_VER0 96
+
+/*
+ * Whether the first @filled bytes (what hmmu_stats() returned) hold the
+ * whole of @field.
+ */
+#define HMMU_STATS_HAS(filled, field)                                          \
+	((filled) > 0 &&                                                       \
+	 (size_t)(filled) >= offsetof(struct hmmu_stats, field) +              \
+				     sizeof(((struct hmmu_stats *)0)->field))
+
+/*
+ * hmmu_stats - read the counters into @out, whose size is @size (pass
+ * sizeof(*out)). The library fills the first min(@size, its own
+ * sizeof(struct hmmu_stats)) bytes, fewer if the daemon knows fewer
+ * counters, and returns how many it filled: a caller built against a newer
+ * header than the library learns which fields it got (HMMU_STATS_HAS()),
+ * one built against an older header gets what it has room for. Bytes past
+ * the returned count are left as they were.
+ * Errors: -EINVAL (@h or @out is NULL, or @size is below
+ * HMMU_STATS_SIZE_VER0).
+ */
+int hmmu_stats(struct hmmu *h, struct hmmu_stats *out, size_t size);
 
 /*
  * What the daemon holds, for tools: the processes with registered mirrors,
