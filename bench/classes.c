@@ -41,7 +41,7 @@ static struct hmmu_stats stats(struct bench *b)
 {
 	struct hmmu_stats st;
 
-	if (hmmu_stats(b->h, &st) < 0)
+	if (hmmu_stats(b->h, &st, sizeof(st)) < 0)
 		memset(&st, 0, sizeof(st));
 	return st;
 }

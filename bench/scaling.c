@@ -366,7 +366,7 @@ static void check_daemon_count(const char *socket, const struct block *bl,
 		return;
 	if (hmmu_connect(socket, &h) < 0)
 		return;
-	if (hmmu_stats(h, &st) == 0) {
+	if (hmmu_stats(h, &st, sizeof(st)) >= 0) {
 		if (st.device_faults != want)
 			warnx_("clients: hmmud counted %" PRIu64 " device "
 			       "faults, the clients %" PRIu64 ": the figures "

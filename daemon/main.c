@@ -534,13 +534,18 @@ static int run(const struct options *o)
 		err = -errno;
 	if (!err)
 		err = loop_create(&d.loop);
+	/*
+	 * The registry is made with the loop it hands to new states, and
+	 * unmade with it at out: it exists exactly when d.loop does, so no
+	 * error path below can finish a registry never initialised.
+	 */
+	if (!err)
+		registry_init(&d.registry, d.loop);
 	if (!err)
 		err = place_workers(&d, &near);
-	if (!err) {
-		registry_init(&d.registry, d.loop);
+	if (!err)
 		err = workers_start(o->workers, placement_bind_self, near,
 				    &d.workers);
-	}
 	if (err) {
 		log_err("start: %s", strerror(-err));
 		goto out;
@@ -588,7 +593,7 @@ out:
 	placement_destroy(near);
 	if (d.loop) {
 		loop_destroy(d.loop);
-		registry_fini(&d.registry);
+		registry_fini(&d.registry); /* made with the loop, above */
 	}
 	for (unsigned i = 0; i < d.ndevices; i++)
 		device_destroy(d.devices[i]);

@@ -138,8 +138,8 @@ static void explain_status(int status)
 	}
 }
 
-int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
-	      int fd, void *out, size_t cap)
+int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
+		  size_t req_len, int fd, void *out, size_t cap, size_t *len)
 {
 	struct pending p = { .op = op, .out = out, .cap = cap };
 	int err;
@@ -178,7 +178,15 @@ int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 	pthread_mutex_unlock(&h->lock);
 	if (!err)
 		explain_status(p.status);
+	if (len)
+		*len = err ? 0 : p.len;
 	return err ? err : p.status;
+}
+
+int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
+	      int fd, void *out, size_t cap)
+{
+	return hmmu_call_len(h, op, req, req_len, fd, out, cap, NULL);
 }
 
 static int open_socket(const char *path, int *out)

@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,35 +42,77 @@ HMMU_EXPORT int hmmu_device_info(struct hmmu *h, unsigned index,
 	return 0;
 }
 
-HMMU_EXPORT int hmmu_stats(struct hmmu *h, struct hmmu_stats *out)
+/* Where each counter of the reply goes in struct hmmu_stats, in reply order. */
+#define STAT_FIELD(f)                                                          \
+	{ offsetof(struct hmmu_stats, f), sizeof(((struct hmmu_stats *)0)->f) }
+
+static const struct {
+	size_t offset, size;
+} stat_fields[HMMU_STAT_NR_] = {
+	[HMMU_STAT_PROCESSES] = STAT_FIELD(processes),
+	[HMMU_STAT_MIRRORS] = STAT_FIELD(mirrors),
+	[HMMU_STAT_MY_STATE] = STAT_FIELD(my_state),
+	[HMMU_STAT_MY_MIRRORS] = STAT_FIELD(my_mirrors),
+	[HMMU_STAT_DEVICE_FAULTS] = STAT_FIELD(device_faults),
+	[HMMU_STAT_CPU_FAULTS] = STAT_FIELD(cpu_faults),
+	[HMMU_STAT_INVALIDATIONS] = STAT_FIELD(invalidations),
+	[HMMU_STAT_MIGRATED_TO_DEVICE] = STAT_FIELD(migrated_to_device),
+	[HMMU_STAT_MIGRATED_TO_SYSTEM] = STAT_FIELD(migrated_to_system),
+	[HMMU_STAT_RELEASES] = STAT_FIELD(releases),
+	[HMMU_STAT_SESSIONS] = STAT_FIELD(sessions),
+	[HMMU_STAT_DEVICE_PAGES] = STAT_FIELD(device_pages),
+	[HMMU_STAT_DEVICE_MEM_PAGES] = STAT_FIELD(device_mem_pages),
+};
+
+/*
+ * One field per counter, in the same order: a counter added to the wire
+ * needs its field appended to struct hmmu_stats and its entry above.
+ */
+_Static_assert(HMMU_STAT_NR_ == 13, "a new counter needs a stat_fields entry");
+_Static_assert(sizeof(struct hmmu_stats) ==
+		       offsetof(struct hmmu_stats, device_mem_pages) +
+			       sizeof(uint64_t),
+	       "struct hmmu_stats has a field without a counter");
+_Static_assert(sizeof(struct hmmu_stats) >= HMMU_STATS_SIZE_VER0,
+	       "struct hmmu_stats shrank below its first version");
+
+/*
+ * Size-versioned, as sched_getattr(2): the caller's struct may be older
+ * (smaller) or newer (larger) than ours, and the daemon may send fewer
+ * counters than we know (an older one). We fill what all three have, and
+ * say how much that is.
+ */
+HMMU_EXPORT int hmmu_stats(struct hmmu *h, struct hmmu_stats *out, size_t size)
 {
 	struct hmmu_wire_stats rep;
+	struct hmmu_stats st;
+	size_t got = 0, known = 0;
 	int err;
 
 	hmmu_clear_detail();
-	if (!h || !out)
+	if (!h || !out || size < HMMU_STATS_SIZE_VER0)
 		return -EINVAL;
 	memset(&rep, 0, sizeof(rep));
-	err = hmmu_call(h, HMMU_OP_STATS, NULL, 0, -1, &rep, sizeof(rep));
+	err = hmmu_call_len(h, HMMU_OP_STATS, NULL, 0, -1, &rep, sizeof(rep),
+			    &got);
 	if (err)
 		return err;
-	/* An older daemon sends fewer counters: the rest stay zero. */
-	*out = (struct hmmu_stats){
-		.processes = rep.value[HMMU_STAT_PROCESSES],
-		.mirrors = rep.value[HMMU_STAT_MIRRORS],
-		.my_state = (uint32_t)rep.value[HMMU_STAT_MY_STATE],
-		.my_mirrors = (uint32_t)rep.value[HMMU_STAT_MY_MIRRORS],
-		.device_faults = rep.value[HMMU_STAT_DEVICE_FAULTS],
-		.cpu_faults = rep.value[HMMU_STAT_CPU_FAULTS],
-		.invalidations = rep.value[HMMU_STAT_INVALIDATIONS],
-		.migrated_to_device = rep.value[HMMU_STAT_MIGRATED_TO_DEVICE],
-		.migrated_to_system = rep.value[HMMU_STAT_MIGRATED_TO_SYSTEM],
-		.releases = rep.value[HMMU_STAT_RELEASES],
-		.sessions = rep.value[HMMU_STAT_SESSIONS],
-		.device_pages = rep.value[HMMU_STAT_DEVICE_PAGES],
-		.device_mem_pages = rep.value[HMMU_STAT_DEVICE_MEM_PAGES],
-	};
-	return 0;
+	memset(&st, 0, sizeof(st));
+	for (unsigned i = 0; i < HMMU_STAT_NR_ && i < got / sizeof(uint64_t);
+	     i++) {
+		uint64_t v = rep.value[i];
+		uint32_t v32 = (uint32_t)v;
+
+		memcpy((char *)&st + stat_fields[i].offset,
+		       stat_fields[i].size == sizeof(v32) ? (void *)&v32 :
+							     (void *)&v,
+		       stat_fields[i].size);
+		known = stat_fields[i].offset + stat_fields[i].size;
+	}
+	if (known > size)
+		known = size;
+	memcpy(out, &st, known);
+	return (int)known;
 }
 
 /* Check a command's arguments at the boundary, before any message goes. */

@@ -59,6 +59,9 @@ struct hmmu_mirror {
  */
 int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 	      int fd, void *out, size_t cap);
+/* The same, and how many payload bytes the reply carried into *@len. */
+int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
+		  size_t req_len, int fd, void *out, size_t cap, size_t *len);
 
 /*
  * A device command: the command checks of the public calls, the request,

@@ -37,9 +37,9 @@ static void __attribute__((noreturn)) die(const char *what, int err)
 static void show_stats(struct hmmu *h, const char *when)
 {
 	struct hmmu_stats st;
-	int err = hmmu_stats(h, &st);
+	int err = hmmu_stats(h, &st, sizeof(st));
 
-	if (err)
+	if (err < 0)
 		die("stats", err);
 	printf("  [%s] processes %" PRIu64 ", mirrors %" PRIu64
 	       " (mine %u), device pages %" PRIu64 ", device faults %" PRIu64

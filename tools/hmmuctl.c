@@ -78,9 +78,9 @@ static int show_mirrors(struct hmmu *h)
 static int show_stats(struct hmmu *h)
 {
 	struct hmmu_stats s;
-	int err = hmmu_stats(h, &s);
+	int err = hmmu_stats(h, &s, sizeof(s));
 
-	if (err)
+	if (err < 0)
 		return fail("stats", err);
 	printf("connections          %" PRIu64 "\n", s.sessions);
 	printf("processes            %" PRIu64 "\n", s.processes);

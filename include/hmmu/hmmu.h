@@ -10,14 +10,28 @@
  * Conventions, for every call below:
  *  - the return value is 0 (or a count) on success, a negative errno on
  *    failure; errno itself is left alone and nothing is printed;
- *  - a failed call changes nothing;
+ *  - a failed call changes nothing, unless its Errors: say what it left
+ *    done;
  *  - a struct hmmu and its mirrors may be used from many threads at once;
  *  - after fork() the child must connect anew: calls on a handle inherited
  *    from the parent fail with -ECHILD.
+ *
+ * Errors every call that talks to the daemon may return, besides those it
+ * lists (all of them but hmmu_connect, hmmu_disconnect,
+ * hmmu_mirror_destroy, hmmu_error_detail and hmmu_version):
+ *  -ECHILD      called in a child of the process that connected;
+ *  -ECONNRESET  the daemon closed the connection (it stopped, or hung up on
+ *               a client that does not read its replies); every later call
+ *               on the handle fails so too;
+ *  -EPROTO      the daemon's reply made no sense; the handle is broken, as
+ *               for -ECONNRESET;
+ *  -ENOMEM      the library or the daemon ran out of memory;
+ *  -ENOBUFS and other errors of sendmsg(2)/recv(2) on the connection.
  */
 #ifndef HMMU_HMMU_H
 #define HMMU_HMMU_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -26,6 +40,24 @@ extern "C" {
 
 struct hmmu;
 struct hmmu_mirror;
+
+/*
+ * The version of hmmu this header belongs to: the release's, as
+ * `pkg-config --modversion hmmu` and find_package(hmmu) report it (the
+ * soname, libhmmu.so.1, follows the ABI instead). Kept equal to
+ * project(VERSION) in CMakeLists.txt: the library does not build otherwise.
+ */
+#define HMMU_VERSION_MAJOR 0
+#define HMMU_VERSION_MINOR 1
+#define HMMU_VERSION_PATCH 0
+#define HMMU_VERSION "0.1.0"
+
+/*
+ * hmmu_version - the version of the libhmmu running, "MAJOR.MINOR.PATCH",
+ * as zlib's zlibVersion(): compare it with HMMU_VERSION, the one the caller
+ * was built against. A static string; never fails.
+ */
+const char *hmmu_version(void);
 
 /* Where hmmu_connect() looks when given NULL and $HMMU_SOCKET is unset. */
 #define HMMU_DEFAULT_SOCKET "/run/hmmu/hmmud.sock"
@@ -36,8 +68,15 @@ struct hmmu_mirror;
  *               HMMU_DEFAULT_SOCKET.
  * @out: the new connection, on success.
  *
- * Errors: -ENOENT or -ECONNREFUSED (no daemon there), -EPROTONOSUPPORT (the
- * daemon speaks another protocol version), -ENAMETOOLONG, -ENOMEM.
+ * Errors: -EINVAL (@out is NULL); -ENOENT (no socket at that path),
+ * -ECONNREFUSED (nobody listens on it), -EACCES (this user may not connect:
+ * the socket is open to group hmmu only), -ENAMETOOLONG (the path does not
+ * fit a sockaddr_un), or another error of socket(2) and connect(2), such as
+ * -EMFILE; -EPROTONOSUPPORT (the daemon speaks another protocol version);
+ * -EUSERS (the daemon has as many connections as it allows: hmmud --limit
+ * connections), -EDQUOT (this user has as many as allowed: --limit
+ * connections-per-user); -ECONNRESET (the daemon hung up during the
+ * handshake, as it does when out of file descriptors), -EPROTO, -ENOMEM.
  */
 int hmmu_connect(const char *socket_path, struct hmmu **out);
 
@@ -48,7 +87,10 @@ int hmmu_connect(const char *socket_path, struct hmmu **out);
  */
 void hmmu_disconnect(struct hmmu *h);
 
-/* hmmu_device_count - number of devices the daemon offers, or -errno. */
+/*
+ * hmmu_device_count - number of devices the daemon offers, or -errno.
+ * Errors: -EINVAL (@h is NULL).
+ */
 int hmmu_device_count(struct hmmu *h);
 
 struct hmmu_device_info {
@@ -61,7 +103,7 @@ struct hmmu_device_info {
 
 /*
  * hmmu_device_info - describe device @index (0 <= index < device count).
- * Errors: -ENODEV (no such index), -EINVAL (@out is NULL).
+ * Errors: -ENODEV (no such index), -EINVAL (@h or @out is NULL).
  */
 int hmmu_device_info(struct hmmu *h, unsigned index,
 		     struct hmmu_device_info *out);
@@ -69,7 +111,10 @@ int hmmu_device_info(struct hmmu *h, unsigned index,
 /*
  * hmmu_mirror_create - a new, unregistered mirror of this process on
  * @device (a name from hmmu_device_info()).
- * Errors: -ENODEV (unknown device), -EINVAL, -ENOMEM.
+ * Errors: -ENODEV (no device of that name), -EINVAL (a NULL argument),
+ * -EDQUOT (this user has as many mirrors, registered or not, as hmmud
+ * allows: --limit mirrors-per-user), -ENOSPC (this connection holds 4096
+ * mirrors, the most one may: destroy some), -ENOMEM.
  */
 int hmmu_mirror_create(struct hmmu *h, const char *device,
 		       struct hmmu_mirror **out);
@@ -79,9 +124,17 @@ int hmmu_mirror_create(struct hmmu *h, const char *device,
  * The first registration of a process creates the process's userfaultfd
  * and hands it to the daemon.
  *
- * Errors: -EBUSY (already registered; nothing changes), -EPERM (this
- * process may not create a userfaultfd: hmmu_error_detail() names the fix),
- * -ENODEV (the device was removed), -EINVAL.
+ * Errors: -EBUSY (already registered; nothing changes), -EINVAL (@m is
+ * NULL, or the daemon could not take the userfaultfd or prove it is this
+ * process's own); -EPERM (this process may not create a userfaultfd, or
+ * the daemon found that it does not serve faults the kernel takes:
+ * hmmu_error_detail() names the fix), -EOPNOTSUPP (this kernel's
+ * userfaultfd lacks write-protect or the unmap/remove/remap events hmmu
+ * needs), -EMFILE or -ENFILE (no file descriptor left for it); -EACCES or
+ * -EPERM (hmmud may not open this process's /proc/PID/mem: it lacks
+ * CAP_SYS_PTRACE or CAP_DAC_OVERRIDE over it, docs/operations.md); -ESRCH
+ * (the daemon no longer serves this process: it exec'd); -EAGAIN (the
+ * daemon could not start the thread of its check: try again); -ENOMEM.
  */
 int hmmu_mirror_register(struct hmmu_mirror *m);
 
@@ -89,7 +142,7 @@ int hmmu_mirror_register(struct hmmu_mirror *m);
  * hmmu_mirror_unregister - stop mirroring. When it returns, the device
  * holds no page of this mirror and runs no callback for it. The last
  * unregistration of a process removes its userfaultfd registrations.
- * Errors: -EINVAL (not registered).
+ * Errors: -EINVAL (not registered, or @m is NULL).
  */
 int hmmu_mirror_unregister(struct hmmu_mirror *m);
 
@@ -101,6 +154,30 @@ void hmmu_mirror_destroy(struct hmmu_mirror *m);
  * @npages counts pages of the host page size; on return @cpages says how
  * many pages the command completed and @faults how many device faults it
  * took (one range fault that brings in a whole cold range counts as one).
+ *
+ * Errors every device command may return, besides those it lists:
+ *  -EINVAL      a NULL argument; @addr not page aligned, @npages 0 or past
+ *               2^20, or the range past the 48-bit address space; the
+ *               mirror not registered;
+ *  -EOPNOTSUPP  the mirror's device runs no commands (model "accel");
+ *  -ESRCH       the daemon no longer serves this process (it exec'd).
+ * The commands that fault pages in (read, write, and hmmu_job_run) may
+ * also return:
+ *  -EPERM       part of the range is memory userfaultfd cannot
+ *               write-protect (only anonymous, shmem and hugetlbfs memory
+ *               can be mirrored), so the device could not stay coherent;
+ *  -EBUSY       a mapping of the range is registered with another
+ *               userfaultfd of this process, or a page the daemon must
+ *               write (a data or state buffer, or the target of a DMA
+ *               write) is in the middle of a migration by another thread;
+ *  -E2BIG       one chunk of the range (1024 pages, or a whole DMA write)
+ *               spans more than 64 mappings the daemon has not yet
+ *               registered;
+ *  -EAGAIN      the range was invalidated on every one of many tries (the
+ *               CPU kept writing or discarding it): try again;
+ *  -EDQUOT      this user's device page copies reached hmmud --limit
+ *               copy-mib-per-user;
+ *  -ETIMEDOUT   the command ran past hmmud --limit job-seconds.
  */
 struct hmmu_cmd {
 	uint64_t addr;
@@ -112,10 +189,11 @@ struct hmmu_cmd {
 /*
  * hmmu_device_read - the device reads [addr, addr + npages pages) through
  * its page table into @buf (npages pages long).
- * Errors: -EFAULT (unmapped or PROT_NONE memory; @buf untouched), -EPERM
- * (memory userfaultfd cannot write-protect, such as a private file mapping:
- * the device could not stay coherent with it), -EINVAL (not registered,
- * misaligned, npages 0 or absurd).
+ * Errors: -EFAULT (part of the range unmapped or PROT_NONE: @buf untouched;
+ * or part of @buf not writable: the chunks of 1024 pages before it are
+ * copied and counted in cpages), -EPERM (memory userfaultfd cannot
+ * write-protect, such as a private file mapping), and those of every
+ * command that faults pages in, above.
  */
 int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
 
@@ -126,7 +204,9 @@ int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
  * Errors: -EPERM (read-only memory, or memory userfaultfd cannot track;
  * nothing written), -EFAULT (unmapped or PROT_NONE memory: nothing written;
  * or @buf not readable: the data is moved 1024 pages at a time, and what
- * came before the unreadable part is written), -EINVAL.
+ * came before the unreadable part is written), -EBUSY (a target page is in
+ * the middle of a migration: the write stops there, what came before it
+ * is written), and those of every command that faults pages in, above.
  */
 int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		      const void *buf);
@@ -147,7 +227,9 @@ enum hmmu_page_state {
  * hmmu_snapshot - the state of each page of [addr, addr + npages pages) as
  * the device would find it in the CPU's page table, without faulting
  * anything in: one enum hmmu_page_state byte per page into @states.
- * cpages is npages on success. Errors: -EINVAL.
+ * cpages is npages on success.
+ * Errors: -EFAULT (@states is not writable memory), -EBUSY (@states lies in
+ * pages in the middle of a migration), and those of every command.
  */
 int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c, uint8_t *states);
 
@@ -162,13 +244,21 @@ int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c, uint8_t *states);
  * migration settles and is never lost. Pages the calling thread itself
  * writes during the call (its stack below the caller's frame) stay with the
  * CPU: such a write would wait for the call's own end.
- * Errors: -ENOMEM (device memory full), -EDQUOT (past this user's share of
- * it; hmmud --limit devmem-percent-per-user): nothing migrated; -ESRCH (the
- * daemon no longer serves this process: it exec'd), -EINVAL.
+ * The range moves in chunks of 2048 pages, each whole or not at all.
+ * Errors: -ENOMEM (device memory full, or memory short), -EDQUOT (past
+ * this user's share of it; hmmud --limit devmem-percent-per-user): nothing
+ * of the chunk that failed migrated, the chunks before it did and are
+ * counted in cpages; and those of every command.
  */
 int hmmu_migrate_to_device(struct hmmu_mirror *m, struct hmmu_cmd *c);
 
-/* Bring the mirror's device pages in the range back; cpages counts them. */
+/*
+ * Bring the mirror's device pages in the range back; cpages counts them.
+ * Errors: -EAGAIN (a page could not be put back while the CPU side kept
+ * changing: the pages before it are back and counted in cpages; try
+ * again), -ENOENT (part of the range was unmapped meanwhile), and those of
+ * every command.
+ */
 int hmmu_migrate_to_system(struct hmmu_mirror *m, struct hmmu_cmd *c);
 
 /*
@@ -176,6 +266,8 @@ int hmmu_migrate_to_system(struct hmmu_mirror *m, struct hmmu_cmd *c);
  * accessible copy, for atomics; any CPU access revokes it and restores the
  * page. hmmu_check_exclusive returns 0 while every page of the range is
  * still exclusive to the device, -EPERM once any is not.
+ * hmmu_make_exclusive moves the pages as hmmu_migrate_to_device does, with
+ * its errors; both return those of every command.
  */
 int hmmu_make_exclusive(struct hmmu_mirror *m, struct hmmu_cmd *c);
 int hmmu_check_exclusive(struct hmmu_mirror *m, struct hmmu_cmd *c);
@@ -184,6 +276,9 @@ int hmmu_check_exclusive(struct hmmu_mirror *m, struct hmmu_cmd *c);
  * hmmu_device_release - simulate the removal of the mirror's device: every
  * page it holds of this process comes back to system memory with its
  * contents, and its copies are dropped. The mirror stays registered.
+ * Errors: -EINVAL (@m is NULL or not registered), -EAGAIN and -ENOENT as
+ * for hmmu_migrate_to_system (its copies are dropped all the same),
+ * -EOPNOTSUPP, -ESRCH.
  */
 int hmmu_device_release(struct hmmu_mirror *m);
 
@@ -220,13 +315,23 @@ struct hmmu_job {
  * hmmu_job_run - launch @job on the mirror's device and wait for it.
  * Errors: -EOPNOTSUPP (the device runs no jobs), -EFAULT (the job touched
  * unmapped or PROT_NONE memory), -EPERM (it wrote read-only memory, or
- * touched memory userfaultfd cannot track), -ELOOP
- * (a list longer than len nodes), -EINVAL (bad job), -ENOMEM.
+ * touched memory userfaultfd cannot track), -ELOOP (a list longer than len
+ * nodes), -EINVAL (bad job, or the mirror not registered), -ESRCH (the
+ * daemon no longer serves this process), -ENOMEM, and -EBUSY, -E2BIG,
+ * -EAGAIN, -EDQUOT and -ETIMEDOUT as for the device commands that fault
+ * pages in. A job that fails may have written part of its output.
  */
 int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job);
 
-/* hmmu_stats - counters of the daemon and of the calling process. */
-struct hmmu_stats {		     /* fields may be added at the end, never removed */
+/*
+ * Counters of the daemon and of the calling process. A caller that is not
+ * root sees, in the daemon-wide counters, its own user's share.
+ *
+ * The struct is versioned by its size, as sched_attr and clone_args are:
+ * fields are only ever appended, never moved or removed, and every caller
+ * says how large its struct is (see hmmu_stats()).
+ */
+struct hmmu_stats {
 	uint64_t processes;	     /* live per-process states in the daemon */
 	uint64_t mirrors;	     /* live registered mirrors in the daemon */
 	uint32_t my_state;	     /* 1 if the calling process has per-process state */
@@ -242,7 +347,30 @@ struct hmmu_stats {		     /* fields may be added at the end, never removed */
 	uint64_t device_mem_pages;   /* device memory in use (migrated pages), all devices */
 };
 
-int hmmu_stats(struct hmmu *h, struct hmmu_stats *out);
+/* sizeof(struct hmmu_stats) in hmmu 0.1: the least hmmu_stats() takes. */
+#define HMMU_STATS_SIZE_VER0 96
+
+/*
+ * Whether the first @filled bytes (what hmmu_stats() returned) hold the
+ * whole of @field.
+ */
+#define HMMU_STATS_HAS(filled, field)                                          \
+	((filled) > 0 &&                                                       \
+	 (size_t)(filled) >= offsetof(struct hmmu_stats, field) +              \
+				     sizeof(((struct hmmu_stats *)0)->field))
+
+/*
+ * hmmu_stats - read the counters into @out, whose size is @size (pass
+ * sizeof(*out)). The library fills the first min(@size, its own
+ * sizeof(struct hmmu_stats)) bytes, fewer if the daemon knows fewer
+ * counters, and returns how many it filled: a caller built against a newer
+ * header than the library learns which fields it got (HMMU_STATS_HAS()),
+ * one built against an older header gets what it has room for. Bytes past
+ * the returned count are left as they were.
+ * Errors: -EINVAL (@h or @out is NULL, or @size is below
+ * HMMU_STATS_SIZE_VER0).
+ */
+int hmmu_stats(struct hmmu *h, struct hmmu_stats *out, size_t size);
 
 /*
  * What the daemon holds, for tools: the processes with registered mirrors,
@@ -250,6 +378,8 @@ int hmmu_stats(struct hmmu *h, struct hmmu_stats *out);
  * of its own user. Each call fills at most @max entries and returns how
  * many there are in all (which may be more), or -errno. The list is read in
  * pages: an entry may appear twice or not at all if it changes meanwhile.
+ * Errors: -EINVAL (@h is NULL, or @out is NULL with @max above 0), -EPROTO
+ * (a reply that does not add up).
  */
 struct hmmu_process_info {
 	int32_t pid;

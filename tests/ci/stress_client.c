@@ -517,7 +517,8 @@ static void op_stats(struct worker *w)
 	struct hmmu_stats st;
 	int n;
 
-	expect_ok(w, "hmmu_stats", hmmu_stats(w->conn, &st));
+	n = hmmu_stats(w->conn, &st, sizeof(st));
+	expect_ok(w, "hmmu_stats", n < 0 ? n : 0);
 	if (!st.my_state || !st.my_mirrors)
 		fail(w, "stats: my_state %u, my_mirrors %u with a mirror registered",
 		     st.my_state, st.my_mirrors);
@@ -723,8 +724,8 @@ static int daemon_is_clean(void)
 	}
 	/* Teardown of killed clients is asynchronous; and slow under TSan. */
 	for (int i = 0; i < 3000; i++) {
-		err = hmmu_stats(h, &st);
-		if (err || (st.processes == 0 && st.mirrors == 0 &&
+		err = hmmu_stats(h, &st, sizeof(st));
+		if (err < 0 || (st.processes == 0 && st.mirrors == 0 &&
 			    st.sessions == 1 && st.device_pages == 0 &&
 			    st.device_mem_pages == 0))
 			break;

@@ -246,7 +246,8 @@ Test(lifecycle, two_processes_at_once)
 		    hmmu_mirror_create(hc, "dmirror1", &b) ||
 		    hmmu_mirror_register(a) || hmmu_mirror_register(b))
 			_exit(1);
-		ok = hmmu_stats(hc, &st) == 0 && st.my_state == 1 &&
+		ok = hmmu_stats(hc, &st, sizeof(st)) == (int)sizeof(st) &&
+		     st.my_state == 1 &&
 		     st.my_mirrors == 2 && st.processes == 2 && st.mirrors == 3;
 		(void)!write(to_parent[1], ok ? "y" : "n", 1);
 		(void)!read(to_child[0], &c, 1);
@@ -365,7 +366,7 @@ Test(lifecycle, handle_used_in_forked_child_is_echild)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct hmmu_stats st;
-		int ok = hmmu_stats(h, &st) == -ECHILD &&
+		int ok = hmmu_stats(h, &st, sizeof(st)) == -ECHILD &&
 			 hmmu_mirror_unregister(m) == -ECHILD &&
 			 hmmu_mirror_register(m) == -ECHILD;
 

@@ -373,7 +373,8 @@ static int nobody_sees_only_its_own(void)
 	struct hmmu *h;
 	struct hmmu_stats st;
 
-	if (hmmu_connect(daemon_under_test.socket, &h) || hmmu_stats(h, &st))
+	if (hmmu_connect(daemon_under_test.socket, &h) ||
+	    hmmu_stats(h, &st, sizeof(st)) < 0)
 		return 1;
 	if (st.processes || st.mirrors)
 		return 2;

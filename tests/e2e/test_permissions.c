@@ -258,7 +258,7 @@ static void register_and_read(struct report *rep)
 	snprintf(rep->detail, sizeof(rep->detail), "%s", hmmu_error_detail());
 	if (rep->err)
 		goto out_mirror;
-	if (hmmu_stats(h, &st) == 0)
+	if (hmmu_stats(h, &st, sizeof(st)) >= 0)
 		rep->my_state = st.my_state;
 
 	p = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,

@@ -1580,7 +1580,7 @@ Test(security, client_of_another_user_sees_no_daemon_wide_figures)
 		    setuid(NOBODY) < 0)
 			_exit(1);
 		if (hmmu_connect(daemon_under_test.socket, &other) ||
-		    hmmu_stats(other, &st))
+		    hmmu_stats(other, &st, sizeof(st)) < 0)
 			_exit(2);
 		_exit(write(sp[1], &st, sizeof(st)) == sizeof(st) ? 0 : 3);
 	}
