@@ -714,6 +714,28 @@ void migrate_on_remove(struct process *p, uint64_t start, uint64_t end)
 	free(gone.addrs);
 }
 
+/* The first page of the range being migrated decides the event. */
+static int find_migrating_page(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct devpage *dp = e->data;
+	struct hmmu_notifier_range *r = arg;
+
+	(void)addr;
+	if (dp->state != DP_MIGRATING)
+		return 0;
+	r->event = dp->exclusive ? HMMU_NOTIFY_EXCLUSIVE : HMMU_NOTIFY_MIGRATE;
+	r->owner = dp->owner->dev;
+	return 1;
+}
+
+void migrate_classify_remove(struct process *p, struct hmmu_notifier_range *r)
+{
+	pthread_mutex_lock(&p->migrate_lock);
+	if (pt_count(p->devpages))
+		pt_walk(p->devpages, r->start, r->end, find_migrating_page, r);
+	pthread_mutex_unlock(&p->migrate_lock);
+}
+
 void migrate_on_unmap(struct process *p, uint64_t start, uint64_t end)
 {
 	pthread_mutex_lock(&p->migrate_lock);

@@ -32,6 +32,8 @@
 #include <stdint.h>
 #include <linux/userfaultfd.h>
 
+#include <hmmu/driver.h>
+
 struct hmmu_device;
 struct hmmu_mirror;
 struct process;
@@ -92,6 +94,13 @@ bool migrate_busy_locked(struct process *p, uint64_t start, uint64_t end);
 int migrate_missing_fault(struct process *p, const struct uffd_msg *msg);
 int migrate_holds_write(struct process *p, uint64_t page);
 void migrate_on_remove(struct process *p, uint64_t start, uint64_t end);
+/*
+ * Why the pages of a REMOVE go: a client's discard is HMMU_NOTIFY_DISCARD,
+ * but the discard that completes a migration is HMMU_NOTIFY_MIGRATE (or
+ * _EXCLUSIVE), owned by the device they move to. Sets r->event and
+ * r->owner when the range holds a page being migrated.
+ */
+void migrate_classify_remove(struct process *p, struct hmmu_notifier_range *r);
 void migrate_on_unmap(struct process *p, uint64_t start, uint64_t end);
 void migrate_on_remap(struct process *p, uint64_t from, uint64_t to,
 		      uint64_t len);

@@ -402,10 +402,14 @@ static uint64_t *read_pagemap(struct process *p, uint64_t start,
 
 void process_remove_begin(struct process *p, uint64_t start, uint64_t end)
 {
+	struct hmmu_notifier_range r = {
+		.start = start, .end = end, .event = HMMU_NOTIFY_DISCARD,
+	};
 	struct pending_zap *z;
 	bool snapshot;
 
-	process_invalidate_start(p, start, end, HMMU_NOTIFY_DISCARD);
+	migrate_classify_remove(p, &r);
+	process_invalidate_range_start(p, &r);
 	/*
 	 * A client can send REMOVEs as fast as it can call madvise. Past
 	 * zaps-per-process records, one catch-all record, settled by time

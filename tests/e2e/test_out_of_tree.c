@@ -11,6 +11,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <hmmu/driver.h>
 #include <hmmu/hmmu.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,7 +26,8 @@ static void start_with_model(void)
 {
 	static char spec[512];
 	const char *model = getenv("HMMU_TEST_MODEL");
-	const char *args[] = { "--device", spec, NULL };
+	const char *args[] = { "--device", spec, "--device",
+			       "dmirror:name=dmirror0", NULL };
 
 	if (!model)
 		cr_skip_test("HMMU_TEST_MODEL is not set: "
@@ -79,7 +81,7 @@ Test(out_of_tree, the_model_is_listed_under_its_own_name)
 	struct hmmu *h = connect_or_die();
 	struct hmmu_device_info info;
 
-	cr_assert_eq(hmmu_device_count(h), 1);
+	cr_assert_eq(hmmu_device_count(h), 2);
 	cr_assert_eq(hmmu_device_info(h, 0, &info), 0);
 	cr_assert_str_eq(info.name, "copy0");
 	cr_assert_str_eq(info.model, "copy-engine");
@@ -176,6 +178,39 @@ Test(out_of_tree, commands_the_model_lacks_are_not_supported)
 
 	cr_assert_eq(hmmu_device_read(m, &c, buf), -EOPNOTSUPP);
 	cr_assert_eq(hmmu_job_run(m, &sum), -EOPNOTSUPP);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/*
+ * dmirror0 migrates pages the engine holds: the discard that completes the
+ * migration reaches the engine's notifier as HMMU_NOTIFY_MIGRATE, owned by
+ * dmirror0 (the engine logs each event that drops pages), and the engine's
+ * next copy faults them in again, from dmirror0's memory.
+ */
+Test(out_of_tree, a_migration_to_another_device_reaches_the_engine)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "copy0");
+	struct hmmu_mirror *d = mirror_registered(h, "dmirror0");
+	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	struct hmmu_cmd c = { .addr = (uintptr_t)src, .npages = NPAGES };
+	char needle[64];
+	uint64_t hits, faults;
+
+	fill(src, 5);
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(hmmu_migrate_to_device(d, &c), 0);
+	cr_assert_eq(c.cpages, NPAGES);
+	snprintf(needle, sizeof(needle), "copy0: event %d dropped",
+		 HMMU_NOTIFY_MIGRATE);
+	cr_assert_geq(daemon_log_count(needle), 1,
+		      "the engine heard of the migration as such");
+	memset(dst, 0, NPAGES * ps());
+	copy(m, dst, src, &hits, &faults);
+	cr_assert_eq(faults, NPAGES, "every migrated page was invalidated");
+	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
+	hmmu_mirror_destroy(d);
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 }
