@@ -59,11 +59,18 @@ static int load_module(const char *path, void **dl,
 		dlclose(h);
 		return -ENOEXEC;
 	}
-	if (mod->api_version != HMMU_DRIVER_API_VERSION ||
-	    mod->struct_size < sizeof(*mod) || !mod->model || !mod->ops) {
+	if (mod->api_version != HMMU_DRIVER_API_VERSION) {
 		log_err("--device model=%s: built for driver API %u, hmmud "
 			"has %u: rebuild it against this hmmud's hmmu/driver.h",
 			path, mod->api_version, HMMU_DRIVER_API_VERSION);
+		dlclose(h);
+		return -ENOEXEC;
+	}
+	if (mod->struct_size < sizeof(*mod) || !mod->model || !*mod->model ||
+	    !mod->ops) {
+		log_err("--device model=%s: its hmmu_driver_module is not "
+			"filled in (struct_size, model and ops): define it with "
+			"HMMU_DRIVER_MODULE()", path);
 		dlclose(h);
 		return -ENOEXEC;
 	}

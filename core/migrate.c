@@ -857,6 +857,7 @@ int hmmu_migrate_vma_setup(struct hmmu_migrate_vma *args)
  */
 int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard)
 {
+	struct process *p = args->mirror->proc;
 	uint64_t npages;
 	int err = migrate_vma_check(args);
 
@@ -865,12 +866,26 @@ int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard)
 	npages = (args->end - args->start) / page_size();
 	memset(discard, 0, (npages + 7) / 8);
 	args->cpages = 0;
+	/*
+	 * Only pages this mirror has reserved and copied may be discarded: a
+	 * flag a model set on any other page would have the client throw
+	 * away the only copy of its data.
+	 */
+	pthread_mutex_lock(&p->migrate_lock);
 	for (uint64_t i = 0; i < npages; i++) {
+		struct devpage *dp;
+
 		if (!(args->src[i] & HMMU_MIGRATE_PFN_MIGRATE))
 			continue;
+		dp = lookup(p, args->start + i * page_size());
+		if (!dp || dp->owner != args->mirror || dp->state != DP_MIGRATING) {
+			args->src[i] &= (uint8_t)~HMMU_MIGRATE_PFN_MIGRATE;
+			continue;
+		}
 		discard[i / 8] |= (uint8_t)(1u << (i % 8));
 		args->cpages++;
 	}
+	pthread_mutex_unlock(&p->migrate_lock);
 	return 0;
 }
 

@@ -75,7 +75,9 @@ static void usage(FILE *f)
 		"  --socket PATH   listen on PATH (default " DEFAULT_SOCKET
 		"; under\n"
 		"                  systemd socket activation, the passed socket)\n"
-		"  --device SPEC   offer a device, MODEL:name=NAME[,opt=val...];\n"
+		"  --device SPEC   offer a device, MODEL:name=NAME[,opt=val...]\n"
+		"                  (MODEL: dmirror or accel), or an out-of-tree\n"
+		"                  model, model=/path/model.so,name=NAME[,...];\n"
 		"                  default: dmirror0, dmirror1 and accel acc0\n"
 		"  --socket-mode M who may connect, as an octal file mode (default 0660)\n"
 		"  --socket-group G the socket's group (default: hmmu, if it exists)\n"

@@ -170,6 +170,9 @@ static int engine_job(struct hmmu_mirror *m, const struct hmmu_job_desc *job,
 	    job->src >= HMMU_VA_LIMIT || job->len > HMMU_VA_LIMIT - job->src ||
 	    job->dst >= HMMU_VA_LIMIT || job->len > HMMU_VA_LIMIT - job->dst)
 		return -EINVAL;
+	/* hmmu.h's HMMU_JOB_COPY: the ranges do not overlap. */
+	if (job->src < job->dst + job->len && job->dst < job->src + job->len)
+		return -EINVAL;
 	if (!page || !bounce)
 		return -ENOMEM;
 	/* The destination is checked whole before the first byte moves. */

@@ -78,7 +78,7 @@ struct hmmu_mirror;
 /*
  * What a model implements. Every callback is optional: a model that sets
  * none still mirrors memory, through the device MMU the core keeps for each
- * mirror (hmmu_mmu_*()), and answers HMMU_OP_DEVICE_* requests with
+ * mirror (hmmu_mmu_*()), and answers device commands and jobs with
  * -EOPNOTSUPP.
  *
  * create(dev, args)       main thread, before the daemon serves anyone.
@@ -111,10 +111,13 @@ struct hmmu_mirror;
  * job(m, job, res)        a request worker, as command(): an accelerator
  *                         job (HMMU_JOB_*), run to completion.
  * migrate_to_ram(m, addr, src, dst)
- *                         the event loop, with the core's migration lock
- *                         held: the CPU touched the page at @addr, which is
- *                         in this device's memory (@src, one page); fill
- *                         @dst (one page) with what the CPU must see. The
+ *                         any thread (the event loop for a CPU fault, a
+ *                         worker or compute thread when a range fault, a
+ *                         DMA or an eviction reaches the page), with the
+ *                         core's migration lock held: the page at @addr is
+ *                         in this device's memory (@src, one page) and goes
+ *                         back to the CPU; fill @dst (one page) with what
+ *                         the CPU must see. The
  *                         kernel's dev_pagemap_ops.migrate_to_ram. Must not
  *                         block and must not call into this header. Without
  *                         it, the page's contents are copied.
@@ -254,17 +257,18 @@ struct hmmu_job_result {
  * The core keeps a device page table for each mirror, holding the device's
  * own copy of each mirrored page: filled by range faults, emptied by
  * invalidations before the CPU-side change completes. Models that need no
- * page table of their own use it through these calls; they are built on
- * hmmu_range_fault() and the mirror's notifier, as a model's own would be.
+ * page table of their own use it through these calls; it follows the same
+ * sequence protocol as a model's own page table would (range fault, then
+ * a retry check under its lock), on the core's internal range fault.
  *
  * All of them: request workers and compute threads, never the event loop;
  * they may wait for the client. The core takes its own locks only; call
  * them with none of the model's locks held that its notifier takes.
  * Common errors: -EFAULT (part of the range is not mapped, or PROT_NONE),
  * -EPERM (a write to read-only memory, or memory userfaultfd cannot track:
- * file-backed, hugetlb), -ESRCH (the client is gone), -EDQUOT (its user
- * holds as many page copies as the daemon allows), -ETIMEDOUT or
- * -ECANCELED (the request ran past its deadline or was cancelled).
+ * file-backed, hugetlb), -ESRCH (the client is gone), -EBUSY (a page in
+ * the middle of a migration), -EDQUOT (its user holds as many page copies
+ * as the daemon allows), and hmmu_should_stop()'s errors.
  */
 
 /*
@@ -277,8 +281,10 @@ int hmmu_mmu_fault(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 
 /*
  * Read [start, end) (page aligned) into @buf through the device page table.
- * Every page is faulted in before the first byte is copied, as test_hmm
- * does: on error @buf is untouched. *@faulted as hmmu_mmu_fault().
+ * Every page of each 1024-page chunk is faulted in before the first byte
+ * of it is copied, as test_hmm does: an error leaves that chunk (and the
+ * ones after it) untouched. *@faulted is set to 1 if a range fault was
+ * taken, else to 0.
  */
 int hmmu_mmu_read(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		  void *buf, int *faulted);
@@ -319,8 +325,10 @@ uint64_t hmmu_mmu_pages(struct hmmu_mirror *m);
 
 /*
  * Why an invalidation happens, as the kernel's enum mmu_notifier_event.
- * A model may keep entries that an event cannot affect, as test_hmm keeps
- * its own device-private pages on HMMU_NOTIFY_MIGRATE of its own device.
+ * Unlike test_hmm, which keeps its own device-private pages on a MIGRATE of
+ * its own, a model here drops every entry of the range whatever the event:
+ * a page that comes back from device memory is not write-protected, and a
+ * copy kept of it would go stale.
  */
 enum hmmu_notifier_event {
 	HMMU_NOTIFY_WRITE,     /* a CPU store to a page the devices hold */
@@ -336,7 +344,11 @@ enum hmmu_notifier_event {
 struct hmmu_notifier_range {
 	uint64_t start, end; /* page aligned */
 	enum hmmu_notifier_event event;
-	/* For MIGRATE and EXCLUSIVE: the device that asked, else NULL. */
+	/*
+	 * MIGRATE and EXCLUSIVE: the device the pages move to or come back
+	 * from; NULL when the core fills a page never populated, and for the
+	 * other events.
+	 */
 	const struct hmmu_device *owner;
 };
 
@@ -349,9 +361,12 @@ struct hmmu_interval_notifier;
  * invalidations, where false means "try again", do not exist here). Take
  * the lock that the model's fault path holds around hmmu_interval_read_retry()
  * and call hmmu_interval_set_seq(n, cur_seq) under it, as in the kernel.
- * Runs on the event loop or a request worker, with the core's process lock
- * read-held: must not wait for the client, nor call any hmmu_ function but
- * hmmu_interval_set_seq() and hmmu_mmu_invalidate().
+ * Runs on any thread: the event loop, a request worker or compute thread
+ * (the model's own, during its hmmu_dma_write() or hmmu_mmu_write(): never
+ * call those with the lock invalidate() takes), with the core's process lock
+ * read-held and sometimes its migration lock. Must not wait for the client,
+ * nor call hmmu_ functions but hmmu_interval_set_seq(),
+ * hmmu_mmu_invalidate(), hmmu_log() and those marked "any thread".
  */
 struct hmmu_interval_notifier_ops {
 	bool (*invalidate)(struct hmmu_interval_notifier *n,
@@ -385,8 +400,8 @@ void hmmu_interval_notifier_remove(struct hmmu_interval_notifier *n);
  * process is in flight and returns the notifier's sequence; after the range
  * fault, under the model's lock, read_retry() says whether an invalidation
  * of the notifier's range ran since (then drop what was read and begin
- * again). read_begin() may wait for the client and fails with -ETIMEDOUT or
- * -ECANCELED like a command, so it returns the sequence in *@seq.
+ * again). read_begin() may wait for the client and fails with
+ * hmmu_should_stop()'s errors, so it returns the sequence in *@seq.
  */
 int hmmu_interval_read_begin(struct hmmu_interval_notifier *n, uint64_t *seq);
 bool hmmu_interval_read_retry(struct hmmu_interval_notifier *n, uint64_t seq);
@@ -494,9 +509,12 @@ struct hmmu_migrate_vma {
 int hmmu_migrate_vma_setup(struct hmmu_migrate_vma *args);
 
 /*
- * Step 2, pages: give back the pages whose flag the model cleared, and set
- * @discard (one bit per page, HMMU_MIGRATE_MAX_PAGES / 8 bytes) for those
- * the client must discard, which it learns from the command's reply.
+ * Step 2, pages: set @discard (one bit per page, HMMU_MIGRATE_MAX_PAGES / 8
+ * bytes) for the pages that move, which the client must discard and learns
+ * of from the command's reply; args->cpages becomes their number. A page
+ * whose flag the model cleared, or that setup did not collect, does not
+ * move: it stays reserved (CPU writes to it sleep, DMA to it is -EBUSY)
+ * until finalize rolls it back with the pages the client kept.
  */
 int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard);
 
@@ -551,9 +569,10 @@ struct hmmu_work {
 void hmmu_device_queue_work(struct hmmu_device *dev, struct hmmu_work *w);
 
 /*
- * 0 while the current request may go on, -ETIMEDOUT past its deadline,
- * -ECANCELED once cancelled (its connection closed, its mirror is being
- * unregistered, the daemon is stopping). Long loops check it.
+ * 0 while the current request may go on; -ETIMEDOUT past its deadline
+ * (--limit job-seconds), -ECANCELED once its connection closed,
+ * -ESHUTDOWN once the daemon is stopping. An unregistration does not
+ * cancel: it waits for the request. Long loops check it.
  */
 int hmmu_should_stop(void);
 
