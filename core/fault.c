@@ -30,7 +30,7 @@
 #include "../lib/log.h"
 #include "mirror.h"
 #include "process.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -21,7 +21,7 @@
 #include "client_mem.h"
 #include "../common/page.h"
 #include "vmas.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
 #include "device.h"
 #include "devmem.h"
 #include "../lib/pagetable.h"

@@ -10,7 +10,7 @@
 #include "uffd_events.h"
 #include "vmas.h"
 #include "client_mem.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
 #include "device.h"
 
 #include <errno.h>
@@ -353,11 +353,6 @@ void process_invalidate_end(struct process *p)
 }
 
 /* ---- REMOVE: invalidations that end when the kernel's zap is done ---- */
-
-/* /proc/PID/pagemap bits. */
-#define PM_PRESENT (1ull << 63)
-#define PM_UFFD_WP (1ull << 57)
-#define PM_PFN_MASK ((1ull << 55) - 1)
 
 /* A zap is taken as done after this long, whatever pagemap says. */
 #define ZAP_SETTLE_NS 20000000ll

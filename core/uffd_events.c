@@ -34,7 +34,7 @@
 #include "migrate.h"
 #include "../lib/log.h"
 #include "process.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
 
 #include <errno.h>
 #include <inttypes.h>
