@@ -35,7 +35,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -47,20 +46,35 @@
 #define MAX_TRIES 1000
 
 /*
+ * How long read_begin() sleeps before it looks again: the end of an
+ * invalidation wakes it at once, but nothing announces the end of a zap
+ * (it is seen in pagemap), nor a command's cancellation or deadline.
+ * Zaps usually end within microseconds of our reading their REMOVE, so
+ * the first looks come soon and the later ones less often.
+ */
+#define ZAP_LOOK_FIRST_NS 20000l
+#define ZAP_LOOK_MAX_NS 1000000l
+#define CHECK_NS 1000000l
+
+/*
  * 0 and the sequence in *@seq, or the command's error: a client that keeps
  * invalidating (writing, discarding) delays its own range faults, up to
  * the command's deadline, never forever.
  */
 static int read_begin(struct process *p, uint64_t *seq)
 {
+	long zap_look = ZAP_LOOK_FIRST_NS;
 	int err;
 
-	/* Zaps announced by REMOVE keep it raised until we see them done. */
 	while (atomic_load(&p->inval_active)) {
-		process_settle_zaps(p);
+		/* Zaps announced by REMOVE keep it raised until seen done. */
+		bool zaps = process_settle_zaps(p);
+
 		if ((err = command_check()))
 			return err;
-		sched_yield();
+		process_wait_invalidations(p, zaps ? zap_look : CHECK_NS);
+		if (zaps && zap_look < ZAP_LOOK_MAX_NS)
+			zap_look *= 2;
 	}
 	*seq = atomic_load(&p->seq);
 	return 0;
