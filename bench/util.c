@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Memory, results, messages and the userfaultfd: helpers every part uses. */
 #include "bench.h"
+#include "../common/kernel_uapi.h"
+#include "../common/uffd_open.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,10 +14,6 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
 
 int progress_quiet;
 
@@ -123,18 +120,10 @@ void warnx_(const char *fmt, ...)
 int open_userfaultfd(uint64_t features)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = features };
-	int fd, dev;
+	int fd = hmmu_uffd_open();
 
-	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0 && errno == EPERM) {
-		dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (dev < 0)
-			return -EPERM;
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
-	}
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		int err = -errno;
 

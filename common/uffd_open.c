@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "uffd_open.h"
-#include "uffd_uapi.h"
+#include "kernel_uapi.h"
 
 #include <errno.h>
 #include <fcntl.h>

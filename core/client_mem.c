@@ -2,30 +2,24 @@
 #include "client_mem.h"
 #include "migrate.h"
 #include "process.h"
+#include "uffdio.h"
 #include "../common/page.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /*
  * Resolving one page may need a retry: an ioctl says EAGAIN while a
  * userfaultfd event is queued (the loop thread reads it soon), a page may
  * be in the middle of a migration (settled by the client's next request,
- * or undone when it dies). Both are bounded here, never waited out.
+ * or undone when it dies). Both are bounded by the one retry policy
+ * (uffdio.h), with the migration lock dropped, never waited out. So is a
+ * page that resolves yet still will not read: every try that moves no
+ * byte counts.
  */
-#define MAX_ROUNDS 2000
-#define PAUSE_NS 20000
-
-static void pause_briefly(void)
-{
-	struct timespec ts = { 0, PAUSE_NS };
-
-	nanosleep(&ts, NULL);
-}
 
 bool client_mm_alive(struct process *p)
 {
@@ -103,27 +97,31 @@ static int resolve_locked(struct process *p, uint64_t page, bool fill_reserved)
 static int read_loop(struct process *p, uint64_t remote, struct iov_cursor *c,
 		     uint64_t len, bool fill_reserved)
 {
+	struct uffdio_retry retry = { 0 };
 	uint64_t done = 0;
 	int err = 0;
 
-	for (int round = 0; done < len; round++) {
+	while (done < len) {
 		ssize_t r = transfer(p, 0, remote + done, c->iov, c->n);
 
 		if (r == 0)
 			return -ESRCH;
 		if (r > 0) {
 			done += (uint64_t)r;
+			retry = (struct uffdio_retry){ 0 };
 			if (done < len && (err = iov_advance(c, (uint64_t)r)))
 				return err;
 			continue;
 		}
-		if (r != -EFAULT || round == MAX_ROUNDS)
-			return r == -EFAULT ? -EBUSY : (int)r;
+		if (r != -EFAULT)
+			return (int)r;
+		if (!uffdio_try(&retry))
+			return -EBUSY;
 		pthread_mutex_lock(&p->migrate_lock);
 		err = resolve_locked(p, page_down(remote + done), fill_reserved);
 		pthread_mutex_unlock(&p->migrate_lock);
 		if (err == -EAGAIN || err == -EBUSY) {
-			pause_briefly();
+			uffdio_pause();
 			continue;
 		}
 		if (err)
@@ -185,17 +183,19 @@ static int write_slow(struct process *p, uint64_t remote, struct iov_cursor *c,
 		      uint64_t len)
 {
 	uint64_t start = page_down(remote), end = page_up(remote + len);
-	uint64_t done = 0;
+	struct uffdio_retry retry = { 0 };
+	uint64_t done = 0, before;
 	int err = 0;
 
 	process_invalidate_start(p, start, end, HMMU_NOTIFY_WRITE);
-	for (int round = 0; done < len; round++) {
+	while (done < len) {
 		ssize_t r = 0;
 
-		if (round == MAX_ROUNDS) {
+		if (!uffdio_try(&retry)) {
 			err = -EBUSY;
 			break;
 		}
+		before = done;
 		pthread_mutex_lock(&p->migrate_lock);
 		if (migrate_busy_locked(p, page_down(remote + done), end))
 			err = -EBUSY;
@@ -215,9 +215,11 @@ static int write_slow(struct process *p, uint64_t remote, struct iov_cursor *c,
 			err = r == -EFAULT ? resolve_locked(p, page_down(remote + done), false) :
 					     (int)r;
 		pthread_mutex_unlock(&p->migrate_lock);
+		if (done > before)
+			retry = (struct uffdio_retry){ 0 };
 		if (err == -EAGAIN || err == -EBUSY) {
 			err = 0;
-			pause_briefly();
+			uffdio_pause();
 			continue;
 		}
 		if (err)

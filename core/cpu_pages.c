@@ -5,7 +5,8 @@
 #include "process.h"
 #include "vmas.h"
 #include "client_mem.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
+#include "../common/kfeatures.h"
 #include <hmmu/driver.h>
 
 #include <errno.h>
@@ -15,11 +16,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
-
-/* /proc/PID/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
-#define PM_PRESENT (1ull << 63)
-#define PM_UFFD_WP (1ull << 57)
-#define PM_EXCLUSIVE (1ull << 56)
 
 /*
  * From the VMAs: ERROR for holes and PROT_NONE, NONE elsewhere; and which
@@ -73,7 +69,7 @@ static int mark_present(struct process *p, uint64_t start, uint64_t npages,
 			if (states[i] == HMMU_PFN_ERROR || !(e & PM_PRESENT))
 				continue;
 			/* The CPU may write it without faulting first. */
-			if (writable[i] && !(e & PM_UFFD_WP) && (e & PM_EXCLUSIVE))
+			if (writable[i] && !(e & PM_UFFD_WP) && (e & PM_MMAP_EXCLUSIVE))
 				states[i] = HMMU_PFN_VALID | HMMU_PFN_WRITE;
 			else
 				states[i] = HMMU_PFN_VALID;
@@ -82,7 +78,7 @@ static int mark_present(struct process *p, uint64_t start, uint64_t npages,
 	return 0;
 }
 
-/* Zero page and huge pages, from PAGEMAP_SCAN; silently absent before 6.7. */
+/* Zero page and huge pages, from PAGEMAP_SCAN; silently absent without it (6.7). */
 static void mark_zero_and_huge(int fd, uint64_t start, uint64_t end,
 			       uint8_t *states)
 {
@@ -97,6 +93,8 @@ static void mark_zero_and_huge(int fd, uint64_t start, uint64_t end,
 		.return_mask = PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_PRESENT,
 	};
 
+	if (!kfeatures()->pagemap_scan)
+		return;
 	while (arg.start < end) {
 		int n = ioctl(fd, PAGEMAP_SCAN, &arg);
 

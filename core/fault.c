@@ -31,12 +31,11 @@
 #include "../lib/log.h"
 #include "mirror.h"
 #include "process.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -48,12 +47,24 @@
 #define MAX_TRIES 1000
 
 /*
+ * How long read_begin() sleeps before it looks again: the end of an
+ * invalidation wakes it at once, but nothing announces the end of a zap
+ * (it is seen in pagemap), nor a command's cancellation or deadline.
+ * Zaps usually end within microseconds of our reading their REMOVE, so
+ * the first looks come soon and the later ones less often.
+ */
+#define ZAP_LOOK_FIRST_NS 20000l
+#define ZAP_LOOK_MAX_NS 1000000l
+#define CHECK_NS 1000000l
+
+/*
  * 0 and the sequence in *@seq, or the command's error: a client that keeps
  * invalidating (writing, discarding) delays its own range faults, up to
  * the command's deadline, never forever.
  */
 int fault_read_begin(struct process *p, uint64_t *seq)
 {
+	long zap_look = ZAP_LOOK_FIRST_NS;
 	int err;
 
 	for (;;) {
@@ -67,16 +78,19 @@ int fault_read_begin(struct process *p, uint64_t *seq)
 		 * check and go stale.
 		 */
 		uint64_t s = atomic_load(&p->seq);
+		bool zaps;
 
 		if (!atomic_load(&p->inval_active)) {
 			*seq = s;
 			return 0;
 		}
-		/* Zaps announced by REMOVE keep it raised until we see them done. */
-		process_settle_zaps(p);
+		/* Zaps announced by REMOVE keep it raised until seen done. */
+		zaps = process_settle_zaps(p);
 		if ((err = command_check()))
 			return err;
-		sched_yield();
+		process_wait_invalidations(p, zaps ? zap_look : CHECK_NS);
+		if (zaps && zap_look < ZAP_LOOK_MAX_NS)
+			zap_look *= 2;
 	}
 }
 

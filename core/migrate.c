@@ -18,11 +18,12 @@
 #include "mirror.h"
 #include "process.h"
 #include "uffd_events.h"
+#include "uffdio.h"
 #include "client_mem.h"
 #include "../common/page.h"
 #include "vmas.h"
 #include "../lib/scratch.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
 #include "device.h"
 #include "devmem.h"
 #include "../lib/pagetable.h"
@@ -53,14 +54,6 @@ struct devpage {
 };
 
 #define COPY_CHUNK_PAGES 256u
-#define MAX_EAGAIN 10000
-
-static void pause_briefly(void)
-{
-	struct timespec ts = { 0, 20000 };
-
-	nanosleep(&ts, NULL);
-}
 
 static void free_devpage(struct pt_entry *e, void *arg)
 {
@@ -424,7 +417,7 @@ static int restore(struct process *p, uint64_t page, struct devpage *dp)
 
 	process_invalidate_range_start(p, &r);
 	err = process_fill_page(p, page, src, 0);
-	if (err && err != -EAGAIN && err != -ESRCH && err != -ENOENT)
+	if (uffdio_verdict(UFFDIO_COPY, err) == UFFDIO_FAILED)
 		log_err("client %d: UFFDIO_COPY %#" PRIx64 ": %s", p->pid, page,
 			strerror(-err));
 	process_invalidate_end(p);
@@ -492,7 +485,9 @@ int migrate_to_system(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 	pthread_mutex_unlock(&p->migrate_lock);
 
 	for (uint64_t i = 0; i < c.n && err != -EAGAIN; i++) {
-		for (int tries = 0;; tries++) {
+		struct uffdio_retry retry = { 0 };
+
+		for (;;) {
 			struct devpage *dp;
 			int r = 0;
 
@@ -508,11 +503,11 @@ int migrate_to_system(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 					err = r;
 				break;
 			}
-			if (tries == MAX_EAGAIN) {
+			/* Lock dropped: the loop reads the queued event. */
+			if (!uffdio_retry(&retry)) {
 				err = -EAGAIN;
 				break;
 			}
-			pause_briefly(); /* the loop reads the queued event */
 		}
 	}
 	free(c.addrs);
@@ -643,9 +638,7 @@ int migrate_missing_fault(struct process *p, const struct uffd_msg *msg)
 	}
 	err = migrate_fault_in_locked(p, page, true);
 	pthread_mutex_unlock(&p->migrate_lock);
-	if (err == -ESRCH || err == -ENOENT)
-		err = 0;
-	if (err && err != -EAGAIN)
+	if (uffdio_verdict(UFFDIO_COPY, err) == UFFDIO_FAILED)
 		log_err("client %d: missing fault at %#" PRIx64 ": %s", p->pid,
 			page, strerror(-err));
 	return err == -EAGAIN ? err : 0;
@@ -796,18 +789,14 @@ void migrate_on_remap(struct process *p, uint64_t from, uint64_t to,
 static int copy_to_child(uint64_t addr, struct pt_entry *e, void *arg)
 {
 	struct devpage *dp = e->data;
-	int child = *(int *)arg;
-	struct uffdio_copy copy = {
-		.dst = addr,
-		.src = (uint64_t)(uintptr_t)dp->mem,
-		.len = page_size(),
-	};
+	int child = *(int *)arg, err;
 
 	if (dp->state != DP_DEVICE)
 		return 0; /* the child got the CPU page itself */
-	if (ioctl(child, UFFDIO_COPY, &copy) < 0 && errno != EEXIST)
+	err = uffdio_copy(child, addr, dp->mem, page_size(), 0);
+	if (err < 0)
 		log_err("fork: child's copy of %#" PRIx64 ": %s", addr,
-			strerror(errno));
+			strerror(-err));
 	return 0;
 }
 

@@ -2,7 +2,10 @@
 /*
  * Who a client is, as the kernel told us at connect time (SO_PEERCRED and a
  * pidfd), never as the client says. The pid_ino tells two processes that
- * reused one pid apart (pidfs inode numbers are unique for the boot).
+ * reused one pid apart (pidfs inode numbers are unique for the boot). Before
+ * pidfs (6.9, kfeatures()->pidfs) every pidfd shares one inode: the registry
+ * then tells them apart only by the old address space being gone
+ * (client_mm_alive()).
  */
 #ifndef HMMUD_PEER_H
 #define HMMUD_PEER_H

@@ -8,9 +8,10 @@
 #include "migrate.h"
 #include "mirror.h"
 #include "uffd_events.h"
+#include "uffdio.h"
 #include "vmas.h"
 #include "client_mem.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
 #include "device.h"
 #include "notifier.h"
 
@@ -24,8 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/futex.h>
+#include <limits.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -278,18 +282,15 @@ void process_stop(struct process *p)
 	pthread_rwlock_wrlock(&p->lock);
 	p->stopped = true;
 	for (unsigned i = 0; i < p->nranges; i++) {
-		struct uffdio_range r = {
-			.start = p->ranges[i].start,
-			.len = p->ranges[i].end - p->ranges[i].start,
-		};
+		uint64_t start = p->ranges[i].start;
+		uint64_t len = p->ranges[i].end - start;
+		int err = uffdio_unregister(p->uffd, start, len);
 
-		/* ESRCH: the process is gone, and its ranges with it. */
-		if (ioctl(p->uffd, UFFDIO_UNREGISTER, &r) < 0 &&
-		    errno != ESRCH && errno != ENOMEM && errno != EINVAL)
+		/* Gone: the process or the range, and its registration with it. */
+		if (uffdio_verdict(UFFDIO_UNREGISTER, err) == UFFDIO_FAILED)
 			log_warn("client %d: UFFDIO_UNREGISTER %#" PRIx64
 				 "+%#" PRIx64 ": %s",
-				 p->pid, (uint64_t)r.start, (uint64_t)r.len,
-				 strerror(errno));
+				 p->pid, start, len, strerror(-err));
 	}
 	p->nranges = 0;
 	pthread_rwlock_unlock(&p->lock);
@@ -368,17 +369,41 @@ void process_invalidate_start(struct process *p, uint64_t start, uint64_t end,
 	process_invalidate_range_start(p, &r);
 }
 
+/*
+ * inval_active is the futex word: a waiter sleeps while it holds the value
+ * it saw, and the invalidation that brings it to 0 wakes every waiter, if
+ * any (inval_waiters: both sides sequentially consistent, so either the
+ * waker sees the waiter or the waiter sees the 0). The kernel only reads
+ * the word; it stays a C11 atomic for us.
+ */
+static int *futex_word(struct process *p)
+{
+	return (int *)&p->inval_active;
+}
+
 void process_invalidate_end(struct process *p)
 {
-	atomic_fetch_sub(&p->inval_active, 1);
+	if (atomic_fetch_sub(&p->inval_active, 1) == 1 &&
+	    atomic_load(&p->inval_waiters))
+		syscall(SYS_futex, futex_word(p), FUTEX_WAKE_PRIVATE, INT_MAX,
+			NULL, NULL, 0);
+}
+
+void process_wait_invalidations(struct process *p, long timeout_ns)
+{
+	struct timespec limit = { 0, timeout_ns };
+	int seen;
+
+	atomic_fetch_add(&p->inval_waiters, 1);
+	seen = atomic_load(&p->inval_active);
+	/* EAGAIN (it changed meanwhile), EINTR, ETIMEDOUT: the caller looks. */
+	if (seen)
+		syscall(SYS_futex, futex_word(p), FUTEX_WAIT_PRIVATE, seen,
+			&limit, NULL, 0);
+	atomic_fetch_sub(&p->inval_waiters, 1);
 }
 
 /* ---- REMOVE: invalidations that end when the kernel's zap is done ---- */
-
-/* /proc/PID/pagemap bits. */
-#define PM_PRESENT (1ull << 63)
-#define PM_UFFD_WP (1ull << 57)
-#define PM_PFN_MASK ((1ull << 55) - 1)
 
 /* A zap is taken as done after this long, whatever pagemap says. */
 #define ZAP_SETTLE_NS 20000000ll
@@ -480,9 +505,10 @@ static bool zap_done(struct process *p, const struct pending_zap *z)
 	return done;
 }
 
-void process_settle_zaps(struct process *p)
+bool process_settle_zaps(struct process *p)
 {
 	struct pending_zap **pz, *z;
+	bool left;
 
 	pthread_mutex_lock(&p->zap_lock);
 	for (pz = &p->zaps; (z = *pz);) {
@@ -498,7 +524,9 @@ void process_settle_zaps(struct process *p)
 		free(z);
 		process_invalidate_end(p);
 	}
+	left = p->zaps != NULL;
 	pthread_mutex_unlock(&p->zap_lock);
+	return left;
 }
 
 void process_invalidate(struct process *p, uint64_t start, uint64_t end,
@@ -669,23 +697,20 @@ static int register_vmas(struct process *p, uint64_t start, uint64_t end,
 		goto out;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		struct uffdio_register reg = {
-			.range = { .start = vmas[i].start,
-				   .len = vmas[i].end - vmas[i].start },
-			.mode = UFFDIO_REGISTER_MODE_WP,
-		};
+		uint64_t mode = UFFDIO_REGISTER_MODE_WP;
 
 		vmas[i].missing = missing;
 		if (missing)
-			reg.mode |= UFFDIO_REGISTER_MODE_MISSING;
+			mode |= UFFDIO_REGISTER_MODE_MISSING;
 		/* Same fd, same VMA, more modes: the kernel updates it. */
 		if (range_known(p, vmas[i].start, vmas[i].end, 0, missing)) {
 			remember_vma(p, &vmas[i]);
 			continue;
 		}
 		/* Whole VMAs: a registration never splits one. */
-		if (ioctl(p->uffd, UFFDIO_REGISTER, &reg) < 0) {
-			err = -errno;
+		err = uffdio_register(p->uffd, vmas[i].start,
+				      vmas[i].end - vmas[i].start, mode);
+		if (err) {
 			/* EINVAL: memory userfaultfd cannot write-protect. */
 			if (err == -EINVAL) {
 				log_warn("client %d: %#" PRIx64 "-%#" PRIx64
@@ -731,20 +756,15 @@ int process_register_missing(struct process *p, uint64_t start, uint64_t end)
 
 static int probe_range(struct process *p, uint64_t probe, int reg)
 {
-	struct uffdio_register r = {
-		.range = { .start = probe, .len = 2 * page_size() },
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
-	};
-
 	if (reg)
-		return ioctl(p->uffd, UFFDIO_REGISTER, &r) < 0 ? -errno : 0;
-	return ioctl(p->uffd, UFFDIO_UNREGISTER, &r.range) < 0 ? -errno : 0;
+		return uffdio_register(p->uffd, probe, 2 * page_size(),
+				       UFFDIO_REGISTER_MODE_MISSING);
+	return uffdio_unregister(p->uffd, probe, 2 * page_size());
 }
 
 int process_verify(struct process *p, uint64_t probe)
 {
 	uint8_t *nonce = NULL, seen[PROBE_NONCE_BYTES];
-	struct uffdio_copy copy;
 	int err;
 
 	if (!probe || probe % page_size() || probe + 2 * page_size() < probe)
@@ -772,11 +792,10 @@ int process_verify(struct process *p, uint64_t probe)
 		err = -errno;
 		goto out;
 	}
-	copy = (struct uffdio_copy){ .dst = probe,
-				     .src = (uint64_t)(uintptr_t)nonce,
-				     .len = page_size() };
-	if (ioctl(p->uffd, UFFDIO_COPY, &copy) < 0) {
-		err = errno == ESRCH ? -EINVAL : -EFAULT;
+	/* Present already (UFFDIO_EXISTED): the page was not fresh. */
+	err = uffdio_copy(p->uffd, probe, nonce, page_size(), 0);
+	if (err) {
+		err = err == -ESRCH ? -EINVAL : -EFAULT;
 		goto out;
 	}
 	if (pread(p->mem_fd, seen, sizeof(seen), (off_t)probe) != sizeof(seen) ||
@@ -854,10 +873,8 @@ static bool probe_wait(struct probe_read *pr, long ms)
 /* Fill the probe page and wake whoever waits on it, whatever state it is in. */
 static void probe_release(struct process *p, uint64_t addr)
 {
-	struct uffdio_range range = { .start = addr, .len = page_size() };
-
 	if (process_fill_page(p, addr, p->probe_fill, 0) == -EAGAIN)
-		(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
+		(void)uffdio_wake(p->uffd, addr, page_size());
 }
 
 int process_probe_fault(struct process *p, uint64_t page)
@@ -932,26 +949,18 @@ int process_check_access(struct process *p, uint64_t start, uint64_t end,
 	return find_vmas(p, start, end, write, NULL, 0, &n);
 }
 
-#define MAX_WP_TRIES 1000
-
 int process_write_protect(struct process *p, uint64_t start, uint64_t len,
 			  bool protect)
 {
-	struct uffdio_writeprotect wp = {
-		.range = { .start = start, .len = len },
-		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-	};
-	struct timespec pause = { 0, 10000 };
+	struct uffdio_retry retry = { 0 };
+	int err;
 
-	for (int tries = 0; tries < MAX_WP_TRIES; tries++) {
-		if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
-			return 0;
-		/* An event is queued: the loop thread will read it. */
-		if (errno != EAGAIN)
-			return -errno;
-		nanosleep(&pause, NULL);
-	}
-	return -EAGAIN;
+	/* An event is queued: the loop thread will read it. No lock held. */
+	while ((err = uffdio_writeprotect(p->uffd, start, len, protect)) ==
+		       -EAGAIN &&
+	       uffdio_retry(&retry))
+		;
+	return err;
 }
 
 int process_unprotect(struct process *p, uint64_t start, uint64_t end)
@@ -962,15 +971,15 @@ int process_unprotect(struct process *p, uint64_t start, uint64_t end)
 	for (unsigned i = 0; i < p->nranges && !err; i++) {
 		uint64_t s = p->ranges[i].start > start ? p->ranges[i].start : start;
 		uint64_t e = p->ranges[i].end < end ? p->ranges[i].end : end;
-		struct uffdio_writeprotect wp = {
-			.range = { .start = s, .len = e - s },
-			.mode = 0,
-		};
 
-		/* ENOENT: the VMA changed under us; its event will tell. */
-		if (s < e && ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0 &&
-		    errno != ENOENT)
-			err = -errno;
+		/*
+		 * ENOENT: the VMA changed under us; its event will tell.
+		 * EAGAIN goes back: p->lock is held, the loop needs it.
+		 */
+		if (s < e)
+			err = uffdio_writeprotect(p->uffd, s, e - s, false);
+		if (err == -ENOENT)
+			err = 0;
 	}
 	pthread_rwlock_unlock(&p->lock);
 	return err;
@@ -991,21 +1000,11 @@ int process_alive(struct process *p)
 int process_fill_page(struct process *p, uint64_t page, const void *src,
 		      uint64_t mode)
 {
-	struct uffdio_copy copy = {
-		.dst = page,
-		.src = (uint64_t)(uintptr_t)src,
-		.len = page_size(),
-		.mode = mode,
-	};
-	struct uffdio_range range = { .start = page, .len = page_size() };
-	int err = 0;
+	int err = uffdio_copy(p->uffd, page, src, page_size(), mode);
 
-	if (ioctl(p->uffd, UFFDIO_COPY, &copy) == 0)
-		return 0; /* the copy woke the waiters itself */
-	err = errno == EEXIST ? 0 : -errno;
-	if (err == -EAGAIN)
-		return err;
+	if (err == 0 || err == -EAGAIN)
+		return err; /* the copy woke the waiters itself, or retry */
 	/* Present already, or its VMA or process gone: nobody woke them. */
-	(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
-	return err;
+	(void)uffdio_wake(p->uffd, page, page_size());
+	return err == UFFDIO_EXISTED ? 0 : err;
 }

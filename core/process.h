@@ -68,9 +68,13 @@ struct process {
 	 * let go (page un-protected). A range fault samples seq when no
 	 * invalidation is active, and installs pages only if seq is still
 	 * the same under the device's page-table lock. See fault.c.
+	 * inval_waiters counts the threads waiting for inval_active to drop
+	 * to 0 (process_wait_invalidations()): only then does the end of an
+	 * invalidation wake anyone (a futex on inval_active).
 	 */
 	atomic_uint_fast64_t seq;
 	atomic_int inval_active;
+	atomic_int inval_waiters;
 
 	/*
 	 * REMOVE (madvise) is the one change userfaultfd announces before it
@@ -192,9 +196,18 @@ void process_remove_begin(struct process *p, uint64_t start, uint64_t end);
 
 /*
  * Close the invalidations of the REMOVEs whose pages are gone by now.
- * Called by whoever waits for inval_active to drop (fault.c).
+ * Called by whoever waits for inval_active to drop (fault.c). True if
+ * some are still awaited: nobody will wake a waiter for those, so it must
+ * come back and look.
  */
-void process_settle_zaps(struct process *p);
+bool process_settle_zaps(struct process *p);
+
+/*
+ * Sleep until no invalidation is in flight (inval_active is 0), or for
+ * @timeout_ns at most (less than a second); may return early. Any thread
+ * but the loop, which ends the invalidations.
+ */
+void process_wait_invalidations(struct process *p, long timeout_ns);
 
 /* Both at once, for changes that need nothing done in between. */
 void process_invalidate(struct process *p, uint64_t start, uint64_t end,

@@ -34,18 +34,16 @@
 #include "migrate.h"
 #include "../lib/log.h"
 #include "process.h"
-#include "../common/uffd_uapi.h"
+#include "uffdio.h"
+#include "../common/kernel_uapi.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
 #define BATCH 64
-#define MAX_EAGAIN_ROUNDS 64
 
 static void handle_event(struct process *p, const struct uffd_msg *msg)
 {
@@ -116,10 +114,7 @@ enum { HANDLED, HELD, AGAIN };
 static int handle_fault(struct process *p, const struct uffd_msg *msg)
 {
 	uint64_t addr = msg->arg.pagefault.address & ~(page_size() - 1);
-	struct uffdio_writeprotect wp = {
-		.range = { .start = addr, .len = page_size() },
-		.mode = 0, /* un-protect, and wake the writer */
-	};
+	int err;
 
 	if (!(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)) {
 		int probe = process_probe_fault(p, addr);
@@ -138,24 +133,24 @@ static int handle_fault(struct process *p, const struct uffd_msg *msg)
 	 * see our un-protect make its copy stale (fault.c).
 	 */
 	process_invalidate_start(p, addr, addr + page_size(), HMMU_NOTIFY_WRITE);
-	if (ioctl(p->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
-		struct uffdio_range range = wp.range;
-		int err = errno;
-
-		process_invalidate_end(p);
-		if (err == EAGAIN)
-			return AGAIN;
-		/* ESRCH/ENOENT: the process or the VMA went away. */
-		if (err != ESRCH && err != ENOENT)
-			log_err("client %d: UFFDIO_WRITEPROTECT %#" PRIx64
-				": %s",
-				p->pid, addr, strerror(err));
-		/* Handled, so its thread must not stay asleep (pitfall 8). */
-		(void)ioctl(p->uffd, UFFDIO_WAKE, &range);
-		return HANDLED;
-	}
+	/* Un-protect, which also wakes the writer. */
+	err = uffdio_writeprotect(p->uffd, addr, page_size(), false);
 	process_invalidate_end(p);
-	account_count(p->acct, cpu_faults, 1);
+	switch (uffdio_verdict(UFFDIO_WRITEPROTECT, err)) {
+	case UFFDIO_DONE:
+		account_count(p->acct, cpu_faults, 1);
+		return HANDLED;
+	case UFFDIO_AGAIN:
+		return AGAIN;
+	case UFFDIO_FAILED:
+		log_err("client %d: UFFDIO_WRITEPROTECT %#" PRIx64 ": %s",
+			p->pid, addr, strerror(-err));
+		break;
+	case UFFDIO_GONE: /* the process or the VMA went away */
+		break;
+	}
+	/* Handled, so its thread must not stay asleep (pitfall 8). */
+	(void)uffdio_wake(p->uffd, addr, page_size());
 	return HANDLED;
 }
 
@@ -186,7 +181,7 @@ static unsigned retry_held(struct process *p)
 void uffd_events_handle(struct process *p, unsigned revents)
 {
 	struct uffd_msg msgs[BATCH];
-	unsigned rounds = 0;
+	struct uffdio_retry retry = { 0 };
 
 	(void)revents;
 	for (;;) {
@@ -222,25 +217,20 @@ void uffd_events_handle(struct process *p, unsigned revents)
 		 */
 		if (again == 0 && count < BATCH)
 			return;
-		if (count == 0 && ++rounds > MAX_EAGAIN_ROUNDS) {
+		/*
+		 * Nothing new to read, yet the ioctl said EAGAIN: the thread
+		 * whose event we just read lowers the kernel's mmap_changing
+		 * only when it runs again. Give it a moment, within the one
+		 * retry bound (uffdio.h).
+		 */
+		if (count == 0 && !uffdio_retry(&retry)) {
 			/*
-			 * Nothing to read, yet the ioctl keeps saying EAGAIN.
 			 * The faulting threads stay held; the next message
 			 * brings us back. Should not happen: report it.
 			 */
 			log_err("client %d: %u faults still get EAGAIN with no event queued",
 				p->pid, again);
 			return;
-		}
-		if (count == 0) {
-			/*
-			 * The thread whose event we just read lowers the
-			 * kernel's mmap_changing only when it runs again:
-			 * give it a moment before retrying.
-			 */
-			struct timespec ts = { 0, 20000 };
-
-			nanosleep(&ts, NULL);
 		}
 	}
 }

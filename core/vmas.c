@@ -2,28 +2,14 @@
 #include "vmas.h"
 #include "process.h"
 #include "client_mem.h"
+#include "../common/kernel_uapi.h"
+#include "../common/kfeatures.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
-
-/* PROCMAP_QUERY (Linux 6.11), newer than the system headers. */
-#ifndef PROCMAP_QUERY
-#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
-#define PROCMAP_QUERY_VMA_READABLE 0x01
-#define PROCMAP_QUERY_VMA_WRITABLE 0x02
-#define PROCMAP_QUERY_VMA_SHARED 0x08
-#define PROCMAP_QUERY_COVERING_OR_NEXT_VMA 0x10
-struct procmap_query {
-	uint64_t size, query_flags, query_addr;
-	uint64_t vma_start, vma_end, vma_flags, vma_page_size, vma_offset;
-	uint64_t inode;
-	uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
-	uint64_t vma_name_addr, build_id_addr;
-};
-#endif
 
 void vma_cursor_init(struct vma_cursor *c, struct process *p, uint64_t addr)
 {
@@ -84,7 +70,7 @@ static int query(struct vma_cursor *c, struct vma *out)
 		.query_addr = c->next,
 	};
 
-	if (c->p->maps_fd < 0)
+	if (c->p->maps_fd < 0 || !kfeatures()->procmap_query)
 		return -ENOTTY;
 	if (ioctl(c->p->maps_fd, PROCMAP_QUERY, &q) < 0) {
 		if (errno == ENOENT)

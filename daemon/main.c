@@ -9,7 +9,7 @@
 #include "../core/limits.h"
 #include "../lib/log.h"
 #include "../lib/placement.h"
-#include "../core/probe.h"
+#include "../common/kfeatures.h"
 #include "session.h"
 #include "../lib/workers.h"
 #include "../core/device.h"
@@ -86,7 +86,8 @@ static void usage(FILE *f)
 	limits_usage(f);
 	fprintf(f,
 		"  --foreground    do not detach (always so under systemd)\n"
-		"  --check         print what the running kernel offers, and exit\n");
+		"  --check         print what the running kernel offers, and exit\n"
+		"                  (1 if it lacks what hmmud needs)\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -616,6 +617,28 @@ out:
 }
 
 /*
+ * Ask the kernel once, before any thread exists, what it offers; refuse to
+ * start without what hmmud cannot do without (kfeatures.c says which and
+ * since when). Everything later reads these answers.
+ */
+static int check_kernel(void)
+{
+	const struct kfeatures *kf = kfeatures();
+	char why[256];
+
+	if (kfeatures_missing(kf, why, sizeof(why))) {
+		log_err("this kernel lacks %s: not starting (hmmud --check "
+			"lists what it has)", why);
+		return -EOPNOTSUPP;
+	}
+	if (kf->uffd_err)
+		log_warn("cannot ask the kernel for its userfaultfd features "
+			 "(%s): each client's userfaultfd is checked as it "
+			 "registers", strerror(-kf->uffd_err));
+	return 0;
+}
+
+/*
  * As many fds as we may have: each connection costs several. The number of
  * connections we accept follows from it (limits.h), unless set.
  */
@@ -639,6 +662,8 @@ int main(int argc, char **argv)
 		return 2;
 	log_init(o.log_level);
 	if (o.check)
-		return probe_print(stdout) < 0 ? 1 : 0;
+		return kfeatures_print(kfeatures(), stdout) ? 1 : 0;
+	if (check_kernel() < 0)
+		return 1;
 	return run(&o);
 }

@@ -10,7 +10,8 @@
 #include "registry.h"
 #include "requests.h"
 #include "../common/proto.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
+#include "../common/kfeatures.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -389,11 +390,13 @@ static int peer_identify(int fd, struct peer *peer)
 	if (cred.pid <= 0)
 		return -ESRCH;
 	len = sizeof(pidfd);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
+	if (!kfeatures()->peer_pidfd ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
 		/*
-		 * Before 6.5: open a pidfd by pid. The peer is connected, so
-		 * unless it already exited this is the same process; if it
-		 * exited, the pidfd reports that at once and we hang up.
+		 * Without SO_PEERPIDFD (6.5): open a pidfd by pid. The peer
+		 * is connected, so unless it already exited this is the same
+		 * process; if it exited, the pidfd reports that at once and
+		 * we hang up.
 		 */
 		pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
 		if (pidfd < 0)

@@ -6,7 +6,7 @@
  */
 #include "internal.h"
 #include "../common/uffd_open.h"
-#include "../common/uffd_uapi.h"
+#include "../common/kernel_uapi.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "harness.h"
+#include "common/kfeatures.h"
 #include "common/notify_wait.h"
-#include "common/uffd_open.h"
-#include "common/uffd_uapi.h"
+#include "common/kernel_uapi.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -34,9 +34,10 @@ void require_userfaultfd(void)
 		{ UFFD_FEATURE_EVENT_REMOVE, "madvise events" },
 		{ UFFD_FEATURE_EVENT_UNMAP, "munmap events" },
 	};
-	uint64_t features = 0;
+	const struct kfeatures *kf = kfeatures();
+	uint64_t features = kf->uffd_features;
 	char missing[256] = "";
-	int err = hmmu_uffd_supported(&features);
+	int err = kf->uffd_open_err ? kf->uffd_open_err : kf->uffd_err;
 
 	if (err == -EPERM || err == -ENOSYS)
 		cr_skip_test("this process cannot create a userfaultfd (%s); "

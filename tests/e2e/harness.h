@@ -23,8 +23,8 @@ extern struct daemon_instance daemon_under_test;
 
 /*
  * Skip the test (cr_skip_test, naming what is missing) unless this machine
- * can give hmmu a userfaultfd with the features it requires. Probed at run
- * time, as hmmud's own probe does. daemon_start_args() calls it first.
+ * can give hmmu a userfaultfd with the features it requires, as hmmud's own
+ * probe (kfeatures()) answers. daemon_start_args() calls it first.
  */
 void require_userfaultfd(void);
 

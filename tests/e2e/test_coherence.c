@@ -10,7 +10,8 @@
  * was.
  */
 #include "harness.h"
-#include "common/uffd_uapi.h"
+#include "common/kernel_uapi.h"
+#include "common/kfeatures.h"
 
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -170,39 +171,14 @@ static int dev_write_err(struct hmmu_mirror *m, void *addr, size_t npages,
 	return hmmu_device_write(m, &c, buf);
 }
 
-/* The features of a throw-away userfaultfd, as daemon/probe.c asks. */
-static int uffd_features(uint64_t *features)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), err = 0;
-
-	if (fd < 0 && errno == EPERM) {
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-
-		if (dev >= 0) {
-			fd = ioctl(dev, USERFAULTFD_IOC_NEW,
-				   O_CLOEXEC | O_NONBLOCK);
-			close(dev);
-		}
-	}
-	if (fd < 0)
-		return -errno;
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		err = -errno;
-	*features = api.features;
-	close(fd);
-	return err;
-}
-
 static void require_wp_shmem(void)
 {
-	uint64_t features = 0;
-	int err = uffd_features(&features);
+	const struct kfeatures *kf = kfeatures();
 
-	if (err)
+	if (kf->uffd_err)
 		cr_skip_test("cannot probe userfaultfd features: %s",
-			     strerror(-err));
-	if (!(features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+			     strerror(-kf->uffd_err));
+	if (!(kf->uffd_features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
 		cr_skip_test("this kernel's userfaultfd cannot write-protect "
 			     "shmem (no UFFD_FEATURE_WP_HUGETLBFS_SHMEM, see "
 			     "hmmud --check)");

@@ -10,7 +10,7 @@
 #include "harness.h"
 #include "common/proto.h"
 #include "common/uffd_open.h"
-#include "common/uffd_uapi.h"
+#include "common/kernel_uapi.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -147,6 +147,35 @@ Test(migrate, other_device_reads_migrated_pages)
 	hmmu_disconnect(h);
 }
 
+/*
+ * A whole chunk of a range fault (1024 pages) in another device's memory:
+ * each page comes back as the read reaches it, two tries a page. The retry
+ * bound counts tries in a row without progress, not the pages of a read
+ * (it once failed such a read with -EBUSY near its 1000th page).
+ */
+Test(migrate, other_device_reads_a_thousand_migrated_pages_in_one_command)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m0 = mirror_registered(h, "dmirror0");
+	struct hmmu_mirror *m1 = mirror_registered(h, "dmirror1");
+	size_t n = 1024;
+	unsigned char *p = filled(n, 5), *buf = malloc(n * page());
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = n };
+	int err;
+
+	migrate(m0, p, n, n);
+	err = hmmu_device_read(m1, &c, buf);
+	cr_assert_eq(err, 0, "device read: %s", strerror(-err));
+	cr_expect_eq(c.cpages, n);
+	expect_filled(buf, n, 5);
+	expect_filled(p, n, 5);
+	free(buf);
+	munmap(p, n * page());
+	hmmu_mirror_destroy(m0);
+	hmmu_mirror_destroy(m1);
+	hmmu_disconnect(h);
+}
+
 Test(migrate, migrate_to_system_brings_everything_back)
 {
 	struct hmmu *h = connect_or_die();

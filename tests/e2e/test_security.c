@@ -21,7 +21,7 @@
 #include "exec_target.h"
 #include "common/proto.h"
 #include "common/uffd_open.h"
-#include "common/uffd_uapi.h"
+#include "common/kernel_uapi.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -459,8 +459,6 @@ enum {
 	OLD_DELAY,
 	OLD_EXEC,
 };
-
-#define PM_UFFD_WP (1ull << 57) /* /proc/PID/pagemap */
 
 /*
  * Is our page at @addr write-protected through the userfaultfd? A device

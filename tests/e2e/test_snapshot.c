@@ -9,7 +9,7 @@
  */
 #include "harness.h"
 #include "common/kfeatures.h"
-#include "common/uffd_uapi.h"
+#include "common/kernel_uapi.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -112,28 +112,9 @@ static void expect_all(struct hmmu *h, struct hmmu_mirror *m, const void *addr,
 
 static void require_pagemap_scan(void)
 {
-	uint8_t *p = map_rw(1);
-	struct page_region r;
-	struct pm_scan_arg arg = {
-		.size = sizeof(arg),
-		.start = (uintptr_t)p,
-		.end = (uintptr_t)p + page_size(),
-		.vec = (uintptr_t)&r,
-		.vec_len = 1,
-		.category_anyof_mask = PAGE_IS_PRESENT,
-		.return_mask = PAGE_IS_PRESENT,
-	};
-	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), n, err;
-
-	cr_assert_geq(fd, 0);
-	n = ioctl(fd, PAGEMAP_SCAN, &arg);
-	err = errno;
-	close(fd);
-	munmap(p, page_size());
-	if (n < 0)
-		cr_skip_test("no PAGEMAP_SCAN on /proc/self/pagemap (%s): the "
-			     "zero page cannot be told (Linux 6.7 or later)",
-			     strerror(err));
+	if (!kfeatures()->pagemap_scan)
+		cr_skip_test("no PAGEMAP_SCAN on /proc/PID/pagemap: the zero "
+			     "page cannot be told (Linux 6.7 or later)");
 }
 
 /* Resident pages of [p, p + npages pages), by mincore. */
@@ -199,12 +180,8 @@ Test(snapshot, fresh_mapped_pages_are_none_and_stay_unfaulted)
  */
 static int zero_page_on_read(void)
 {
-	int r;
-
 	require_pagemap_scan();
-	r = hmmu_probe_zero_page_on_read();
-	cr_assert_geq(r, 0, "zero page probe: %s", strerror(-r));
-	return r;
+	return kfeatures()->zero_page_on_read;
 }
 
 Test(snapshot, cpu_read_of_untouched_page_is_zero_page)

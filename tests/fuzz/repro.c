@@ -24,7 +24,7 @@
  */
 #include "wire.h"
 #include "common/uffd_open.h"
-#include "common/uffd_uapi.h"
+#include "common/kernel_uapi.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -29,7 +29,7 @@
 #include "sockfuzz.h"
 #include "wire.h"
 #include "common/uffd_open.h"
-#include "common/uffd_uapi.h"
+#include "common/kernel_uapi.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -38,7 +38,7 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
-#include "common/uffd_uapi.h"
+#include "common/kernel_uapi.h"
 #include "core/mirror.h"
 #include "core/process.h"
 #include "daemon/registry.h"
