@@ -4,6 +4,7 @@
  * the device MMU, with the data, the results and the device faults checked.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -16,40 +17,21 @@
 
 TestSuite(accel, .init = daemon_start, .fini = daemon_stop, .timeout = 120);
 
-static size_t page(void)
-{
-	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static void *map(size_t pages, int prot)
-{
-	void *p = mmap(NULL, pages * page(), prot, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-
-	cr_assert_neq(p, MAP_FAILED);
-	return p;
-}
-
-static struct hmmu_mirror *acc(struct hmmu *h)
-{
-	return mirror_registered(h, "acc0");
-}
-
 Test(accel, acc0_is_offered_as_model_accel)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	struct hmmu_device_info info;
-	int n = hmmu_device_count(h), found = 0;
+	int n = hmmu_device_count(f.h), found = 0;
 
 	for (int i = 0; i < n; i++) {
-		cr_assert_eq(hmmu_device_info(h, (unsigned)i, &info), 0);
+		cr_assert_eq(hmmu_device_info(f.h, (unsigned)i, &info), 0);
 		if (strcmp(info.name, "acc0") == 0) {
 			cr_expect_str_eq(info.model, "accel");
 			found = 1;
 		}
 	}
 	cr_expect(found, "no acc0 among %d devices", n);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /*
@@ -57,11 +39,11 @@ Test(accel, acc0_is_offered_as_model_accel)
  * @window: the device's prefetch, in pages; the array is cut in two slices
  * of pages / 2 (two compute units), each faulting window by window.
  */
-static void sum_cold_array(struct hmmu *h, const char *device, size_t window)
+static void sum_cold_array(const char *device, size_t window)
 {
-	struct hmmu_mirror *m = mirror_registered(h, device);
-	size_t pages = 64, n = pages * page() / 8;
-	uint64_t *v = map(pages, PROT_READ | PROT_WRITE), expect = 0;
+	struct fixture f = fixture_open(device);
+	size_t pages = 64, n = pages * page_size() / 8;
+	uint64_t *v = map_rw(pages), expect = 0;
 	struct hmmu_job job = { .kind = HMMU_JOB_SUM64,
 				.src = (uintptr_t)v, .len = n };
 
@@ -69,40 +51,33 @@ static void sum_cold_array(struct hmmu *h, const char *device, size_t window)
 		v[i] = i * 3 + 1;
 		expect += v[i];
 	}
-	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
 	cr_expect_eq(job.result, expect);
 	cr_expect_eq(job.faults, pages / window,
 		     "one device fault per %zu-page window", window);
 	/* Warm: the device holds every page now. */
-	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
 	cr_expect_eq(job.result, expect);
 	cr_expect_eq(job.faults, 0);
 	/* The CPU writes one page: one new fault, the new data. */
-	v[5 * page() / 8] += 100;
-	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	v[5 * page_size() / 8] += 100;
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
 	cr_expect_eq(job.result, expect + 100);
 	cr_expect_eq(job.faults, 1);
-	hmmu_mirror_destroy(m);
+	fixture_close(&f);
 }
 
 Test(accel, sum64_of_cold_array_faults_once_per_prefetch_window)
 {
-	struct hmmu *h = connect_or_die();
-
-	sum_cold_array(h, "acc0", 16); /* the default window */
-	hmmu_disconnect(h);
+	sum_cold_array("acc0", 16); /* the default window */
 }
 
 Test(accel, without_prefetch_every_cold_page_is_a_fault)
 {
 	const char *args[] = { "--device", "accel:name=acc1,prefetch=1", NULL };
-	struct hmmu *h;
 
-	daemon_stop();
-	daemon_start_args(args);
-	h = connect_or_die();
-	sum_cold_array(h, "acc1", 1);
-	hmmu_disconnect(h);
+	daemon_restart(args);
+	sum_cold_array("acc1", 1);
 }
 
 Test(accel, bad_options_are_refused_at_start)
@@ -134,56 +109,53 @@ Test(accel, bad_options_are_refused_at_start)
 
 Test(accel, fill_writes_the_pattern_and_nothing_else)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = acc(h);
+	struct fixture f = fixture_open("acc0");
 	size_t pages = 40;
-	uint64_t *v = map(pages, PROT_READ | PROT_WRITE);
-	size_t first = 3, count = 30 * page() / 8 + 5; /* unaligned ends */
+	uint64_t *v = map_rw(pages);
+	size_t first = 3, count = 30 * page_size() / 8 + 5; /* unaligned ends */
 	struct hmmu_job job = { .kind = HMMU_JOB_FILL,
 				.dst = (uintptr_t)(v + first),
 				.len = count * 8,
 				.value = 0x1122334455667788ull };
 
-	memset(v, 0xee, pages * page());
-	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	memset(v, 0xee, pages * page_size());
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
 	cr_expect_gt(job.faults, 0);
-	for (size_t i = 0; i < pages * page() / 8; i++) {
+	for (size_t i = 0; i < pages * page_size() / 8; i++) {
 		uint64_t want = i >= first && i < first + count ?
 					0x1122334455667788ull :
 					0xeeeeeeeeeeeeeeeeull;
 
 		cr_assert_eq(v[i], want, "word %zu: %#lx", i, (unsigned long)v[i]);
 	}
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(accel, copy_moves_bytes_between_unaligned_ranges)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = acc(h);
-	size_t pages = 32, len = 20 * page() + 123;
-	unsigned char *src = map(pages, PROT_READ | PROT_WRITE);
-	unsigned char *dst = map(pages, PROT_READ | PROT_WRITE);
+	struct fixture f = fixture_open("acc0");
+	size_t pages = 32, len = 20 * page_size() + 123;
+	unsigned char *src = map_rw(pages);
+	unsigned char *dst = map_rw(pages);
 	struct hmmu_job job = { .kind = HMMU_JOB_COPY,
 				.src = (uintptr_t)(src + 7),
 				.dst = (uintptr_t)(dst + 1001),
 				.len = len };
 
-	for (size_t i = 0; i < pages * page(); i++)
+	for (size_t i = 0; i < pages * page_size(); i++)
 		src[i] = (unsigned char)(i * 13 + 5);
-	memset(dst, 0, pages * page());
-	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	memset(dst, 0, pages * page_size());
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
 	cr_expect_eq(memcmp(dst + 1001, src + 7, len), 0);
 	for (size_t i = 0; i < 1001; i++)
 		cr_assert_eq(dst[i], 0);
-	for (size_t i = 1001 + len; i < pages * page(); i++)
+	for (size_t i = 1001 + len; i < pages * page_size(); i++)
 		cr_assert_eq(dst[i], 0);
 	/* Overlapping copies are refused. */
+	expect_daemon_log("job on acc0: %s", strerror(EINVAL));
 	job.dst = job.src + 8;
-	cr_expect_eq(hmmu_job_run(m, &job), -EINVAL);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_job_run(f.m, &job), -EINVAL);
+	fixture_close(&f);
 }
 
 struct node {
@@ -194,8 +166,7 @@ struct node {
 
 Test(accel, list_walk_follows_malloc_pointers_and_sees_rewrites)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = acc(h);
+	struct fixture f = fixture_open("acc0");
 	struct node *head = NULL, *nodes[500];
 	uint64_t expect = 0;
 	struct hmmu_job job = {
@@ -217,7 +188,7 @@ Test(accel, list_walk_follows_malloc_pointers_and_sees_rewrites)
 		(void)gap; /* kept: the list must not be contiguous */
 	}
 	job.src = (uintptr_t)head;
-	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
 	cr_expect_eq(job.result, expect);
 	cr_expect_gt(job.faults, 0);
 
@@ -229,59 +200,54 @@ Test(accel, list_walk_follows_malloc_pointers_and_sees_rewrites)
 		expect += nodes[i]->value;
 	}
 	job.src = (uintptr_t)nodes[499];
-	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
 	cr_expect_eq(job.result, expect, "the device sees the rewritten list");
 
 	/* A cycle ends at the node limit. */
+	expect_daemon_log("job on acc0: %s", strerror(ELOOP));
 	nodes[1]->next = nodes[499];
-	cr_expect_eq(hmmu_job_run(m, &job), -ELOOP);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_job_run(f.m, &job), -ELOOP);
+	fixture_close(&f);
 }
 
 Test(accel, job_on_unmapped_memory_is_efault_and_changes_nothing)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = acc(h);
-	uint64_t *v = map(4, PROT_READ | PROT_WRITE);
+	struct fixture f = fixture_open("acc0");
+	uint64_t *v = map_rw(4);
 	struct hmmu_job job = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
-				.len = 4 * page() / 8 };
-	uint64_t pages_before = stats_of(h).device_pages;
+				.len = 4 * page_size() / 8 };
+	uint64_t pages_before = stats_of(f.h).device_pages;
 
-	munmap(v, 4 * page());
-	cr_expect_eq(hmmu_job_run(m, &job), -EFAULT);
+	munmap(v, 4 * page_size());
+	cr_expect_eq(hmmu_job_run(f.m, &job), -EFAULT);
 	job.kind = HMMU_JOB_FILL;
 	job.dst = job.src;
-	job.len = page();
-	cr_expect_eq(hmmu_job_run(m, &job), -EFAULT);
-	cr_expect_eq(stats_of(h).device_pages, pages_before);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	job.len = page_size();
+	cr_expect_eq(hmmu_job_run(f.m, &job), -EFAULT);
+	cr_expect_eq(stats_of(f.h).device_pages, pages_before);
+	fixture_close(&f);
 }
 
 Test(accel, fill_of_read_only_memory_is_eperm)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = acc(h);
-	uint64_t *v = map(2, PROT_READ);
+	struct fixture f = fixture_open("acc0");
+	uint64_t *v = map_anon(2, PROT_READ, MAP_PRIVATE);
 	struct hmmu_job job = { .kind = HMMU_JOB_FILL, .dst = (uintptr_t)v,
-				.len = 2 * page(), .value = 1 };
+				.len = 2 * page_size(), .value = 1 };
 
-	cr_expect_eq(hmmu_job_run(m, &job), -EPERM);
+	cr_expect_eq(hmmu_job_run(f.m, &job), -EPERM);
 	cr_expect_eq(v[0], 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(accel, dmirror_runs_no_jobs)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	uint64_t v[4] = { 1, 2, 3, 4 };
 	struct hmmu_job job = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
 				.len = 4 };
 
-	cr_expect_eq(hmmu_job_run(m, &job), -EOPNOTSUPP);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	expect_daemon_log("job on dmirror0: %s", strerror(EOPNOTSUPP));
+	cr_expect_eq(hmmu_job_run(f.m, &job), -EOPNOTSUPP);
+	fixture_close(&f);
 }

@@ -13,6 +13,7 @@
  *     purpose) and on a new one.
  */
 #include "harness.h"
+#include "helpers.h"
 /* The decoder itself, to judge the daemon's replies by libhmmu's rules. */
 #include "common/proto.h"
 /* The log's rate limit, which the flood runs into. */
@@ -26,128 +27,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 TestSuite(bad_input, .init = daemon_start, .fini = daemon_stop, .timeout = 60);
 
-#define HDR sizeof(struct hmmu_wire_hdr)
+#define HDR RAW_HDR
 /* Only so that a daemon that never answers fails the test, not hangs it. */
 #define REPLY_WAIT_MS 5000
-#define MAX_SEND_FDS 8
-
-union msg {
-	struct hmmu_wire_hdr hdr;
-	unsigned char buf[4096];
-	uint64_t align;
-};
-
-static void *payload(union msg *m)
-{
-	return &m->hdr + 1;
-}
-
-/* A request of @op with @plen bytes of payload (zeroed if @p is NULL). */
-static size_t build(union msg *m, unsigned op, uint64_t id, const void *p,
-		    size_t plen)
-{
-	memset(m, 0, sizeof(*m));
-	m->hdr.magic = HMMU_PROTO_MAGIC;
-	m->hdr.op = (uint16_t)op;
-	m->hdr.len = (uint32_t)(HDR + plen);
-	m->hdr.id = id;
-	if (p)
-		memcpy(payload(m), p, plen);
-	return HDR + plen;
-}
-
-static int raw_connect(void)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	cr_assert_geq(fd, 0);
-	strcpy(addr.sun_path, daemon_under_test.socket);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0,
-		     "connect: %s", strerror(errno));
-	return fd;
-}
-
-/*
- * Send @len bytes as one message with @nfds fds attached and, if @cred is
- * not NULL, explicit credentials. Returns 0 or -errno; asserts nothing, so
- * that a forked child may use it.
- */
-static int send_msg(int sock, const void *buf, size_t len, const int *fds,
-		    int nfds, const struct ucred *cred)
-{
-	union {
-		char buf[CMSG_SPACE(MAX_SEND_FDS * sizeof(int)) +
-			 CMSG_SPACE(sizeof(struct ucred))];
-		struct cmsghdr align;
-	} control;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct cmsghdr *c;
-
-	if (nfds > MAX_SEND_FDS)
-		return -E2BIG;
-	memset(&control, 0, sizeof(control));
-	msg.msg_control = control.buf;
-	msg.msg_controllen = (nfds ? CMSG_SPACE(nfds * sizeof(int)) : 0) +
-			     (cred ? CMSG_SPACE(sizeof(*cred)) : 0);
-	if (!msg.msg_controllen)
-		msg.msg_control = NULL;
-	c = CMSG_FIRSTHDR(&msg);
-	if (nfds) {
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-		c = CMSG_NXTHDR(&msg, c);
-	}
-	if (cred) {
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_CREDENTIALS;
-		c->cmsg_len = CMSG_LEN(sizeof(*cred));
-		memcpy(CMSG_DATA(c), cred, sizeof(*cred));
-	}
-	if (sendmsg(sock, &msg, MSG_NOSIGNAL) != (ssize_t)len)
-		return -errno;
-	return 0;
-}
 
 static void send_raw(int sock, const void *buf, size_t len, const int *fds,
 		     int nfds)
 {
-	int err = send_msg(sock, buf, len, fds, nfds, NULL);
+	int err = raw_sendmsg(sock, buf, len, fds, nfds, NULL);
 
 	cr_assert_eq(err, 0, "sendmsg of %zu bytes: %s", len, strerror(-err));
-}
-
-/* One message into @m: its length, 0 when the daemon hung up, or -errno. */
-static ssize_t recv_msg(int sock, union msg *m)
-{
-	struct pollfd p = { .fd = sock, .events = POLLIN };
-	ssize_t n;
-
-	n = poll(&p, 1, REPLY_WAIT_MS);
-	if (n <= 0)
-		return n == 0 ? -ETIMEDOUT : -errno;
-	n = recv(sock, m->buf, sizeof(m->buf), MSG_DONTWAIT);
-	return n < 0 ? -errno : n;
 }
 
 /*
  * Receive one reply and check that it is a well-formed reply for @op and
  * @id with @status. Returns its length.
  */
-static size_t expect_reply(int sock, union msg *m, unsigned op, uint64_t id,
-			   int status, const char *what)
+static size_t expect_reply(int sock, union raw_msg *m, unsigned op,
+			   uint64_t id, int status, const char *what)
 {
-	ssize_t n = recv_msg(sock, m);
+	ssize_t n = raw_recv(sock, m, REPLY_WAIT_MS);
 
 	cr_assert_geq(n, 0, "%s: no reply: %s", what, strerror((int)-n));
 	cr_assert_gt(n, 0, "%s: the daemon hung up instead of replying", what);
@@ -164,56 +69,11 @@ static size_t expect_reply(int sock, union msg *m, unsigned op, uint64_t id,
 }
 
 /* Send @len bytes of @m, expect one reply for @op and @id with @status. */
-static size_t call(int sock, union msg *m, size_t len, unsigned op,
+static size_t call(int sock, union raw_msg *m, size_t len, unsigned op,
 		   uint64_t id, int status, const char *what)
 {
 	send_raw(sock, m, len, NULL, 0);
 	return expect_reply(sock, m, op, id, status, what);
-}
-
-static void say_hello(int sock, uint64_t id)
-{
-	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
-	union msg m;
-	size_t n = build(&m, HMMU_OP_HELLO, id, &hello, sizeof(hello));
-
-	n = call(sock, &m, n, HMMU_OP_HELLO, id, 0, "hello");
-	cr_assert_eq(n, HDR + sizeof(hello));
-	cr_assert_eq(((struct hmmu_wire_hello *)payload(&m))->version,
-		     HMMU_PROTO_VERSION);
-}
-
-/* A raw connection past its HELLO. */
-static int raw_session(void)
-{
-	int sock = raw_connect();
-
-	say_hello(sock, 1);
-	return sock;
-}
-
-/* A mirror on @device created over the raw connection; its id. */
-static uint64_t raw_mirror_create(int sock, const char *device)
-{
-	struct hmmu_wire_device_name name = { { 0 } };
-	union msg m;
-	size_t n;
-
-	strcpy(name.name, device);
-	n = build(&m, HMMU_OP_MIRROR_CREATE, 77, &name, sizeof(name));
-	call(sock, &m, n, HMMU_OP_MIRROR_CREATE, 77, 0, "mirror create");
-	return ((struct hmmu_wire_mirror *)payload(&m))->mirror;
-}
-
-static void raw_mirror_op(int sock, unsigned op, uint64_t mirror, int status,
-			  const char *what)
-{
-	/* MIRROR_REGISTER's payload starts like the others and adds a probe. */
-	struct hmmu_wire_register req = { .mirror = mirror };
-	union msg m;
-	size_t n = build(&m, op, 78, &req, hmmu_proto_request_size(op));
-
-	call(sock, &m, n, op, 78, status, what);
 }
 
 /*
@@ -224,20 +84,22 @@ static void raw_mirror_op(int sock, unsigned op, uint64_t mirror, int status,
 static void still_serves(struct hmmu *h, int sock)
 {
 	uint64_t before = stats_of(h).sessions;
-	struct hmmu *fresh;
-	union msg m;
+	struct fixture fresh;
+	union raw_msg m;
 
 	if (sock >= 0) {
-		size_t n = build(&m, HMMU_OP_DEVICE_COUNT, 0x5e5e, NULL, 0);
+		size_t n = raw_build(&m, HMMU_OP_DEVICE_COUNT, 0x5e5e, NULL, 0);
+		struct hmmu_wire_count *count = raw_payload(&m);
 
 		n = call(sock, &m, n, HMMU_OP_DEVICE_COUNT, 0x5e5e, 0,
 			 "device count on the same connection");
 		cr_assert_eq(n, HDR + sizeof(struct hmmu_wire_count));
-		cr_assert_geq(((struct hmmu_wire_count *)payload(&m))->count, 2);
+		cr_assert_geq(count->count, 2);
 	}
-	fresh = connect_or_die();
-	cr_assert_geq(hmmu_device_count(fresh), 2, "a new connection is served");
-	hmmu_disconnect(fresh);
+	fresh = fixture_open(NULL);
+	cr_assert_geq(hmmu_device_count(fresh.h), 2,
+		      "a new connection is served");
+	fixture_close(&fresh);
 	cr_assert_eq(wait_for_stat(h, sessions, before), before,
 		     "the new connection's session is gone");
 }
@@ -281,12 +143,16 @@ static int my_log_lines(void)
 	return daemon_log_count(tag);
 }
 
-/* The log line of receive_one() for a message it refused. */
+/*
+ * The log line of receive_one() for a message it refused, which the test
+ * provokes: declared expected.
+ */
 static void bad_line(char *out, size_t size, const char *op, size_t len,
 		     int err)
 {
 	snprintf(out, size, "bad %s message (%zu bytes): %s", op, len,
 		 strerror(-err));
+	expect_daemon_log("%s", out);
 }
 
 /* A pipe whose read end goes to the daemon: p[0] read, p[1] write. */
@@ -308,152 +174,152 @@ static int readers_gone(int wfd)
 
 /* ---- malformed messages, one table -------------------------------------- */
 
-static void cut_to_10_bytes(union msg *m, size_t *len)
+static void cut_to_10_bytes(union raw_msg *m, size_t *len)
 {
 	(void)m;
 	*len = 10;
 }
 
-static void drop_last_payload_byte(union msg *m, size_t *len)
+static void drop_last_payload_byte(union raw_msg *m, size_t *len)
 {
 	m->hdr.len = (uint32_t)--*len;
 }
 
-static void add_payload_byte(union msg *m, size_t *len)
+static void add_payload_byte(union raw_msg *m, size_t *len)
 {
 	m->hdr.len = (uint32_t)++*len;
 }
 
-static void len_field_one_more(union msg *m, size_t *len)
+static void len_field_one_more(union raw_msg *m, size_t *len)
 {
 	m->hdr.len = (uint32_t)*len + 1;
 }
 
-static void len_field_one_less(union msg *m, size_t *len)
+static void len_field_one_less(union raw_msg *m, size_t *len)
 {
 	m->hdr.len = (uint32_t)*len - 1;
 }
 
-static void bad_magic(union msg *m, size_t *len)
+static void bad_magic(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	m->hdr.magic = ~HMMU_PROTO_MAGIC;
 }
 
-static void reply_flag(union msg *m, size_t *len)
+static void reply_flag(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	m->hdr.flags = HMMU_MSG_REPLY;
 }
 
-static void unknown_flag(union msg *m, size_t *len)
+static void unknown_flag(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	m->hdr.flags = 0x100;
 }
 
-static void status_set(union msg *m, size_t *len)
+static void status_set(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	m->hdr.status = -EIO;
 }
 
-static void op_none(union msg *m, size_t *len)
+static void op_none(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	m->hdr.op = HMMU_OP_NONE;
 }
 
-static void op_max(union msg *m, size_t *len)
+static void op_max(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	m->hdr.op = HMMU_OP_MAX_;
 }
 
-static void op_ffff(union msg *m, size_t *len)
+static void op_ffff(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	m->hdr.op = 0xffff;
 }
 
 /* The reserved word follows the first u32 of hello and index payloads. */
-static void reserved_word_set(union msg *m, size_t *len)
+static void reserved_word_set(union raw_msg *m, size_t *len)
 {
 	(void)len;
-	((uint32_t *)payload(m))[1] = 1;
+	((uint32_t *)raw_payload(m))[1] = 1;
 }
 
-static void name_empty(union msg *m, size_t *len)
+static void name_empty(union raw_msg *m, size_t *len)
 {
 	(void)len;
-	memset(payload(m), 0, HMMU_NAME_MAX);
+	memset(raw_payload(m), 0, HMMU_NAME_MAX);
 }
 
-static void name_unterminated(union msg *m, size_t *len)
+static void name_unterminated(union raw_msg *m, size_t *len)
 {
 	(void)len;
-	memset(payload(m), 'd', HMMU_NAME_MAX);
+	memset(raw_payload(m), 'd', HMMU_NAME_MAX);
 }
 
-static void name_garbage_after_nul(union msg *m, size_t *len)
+static void name_garbage_after_nul(union raw_msg *m, size_t *len)
 {
 	(void)len;
-	((char *)payload(m))[HMMU_NAME_MAX - 1] = 'x';
+	((char *)raw_payload(m))[HMMU_NAME_MAX - 1] = 'x';
 }
 
-static struct hmmu_wire_device_cmd *cmd_of(union msg *m)
+static struct hmmu_wire_device_cmd *cmd_of(union raw_msg *m)
 {
-	return payload(m);
+	return raw_payload(m);
 }
 
-static void cmd_zero(union msg *m, size_t *len)
+static void cmd_zero(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	cmd_of(m)->cmd = 0;
 }
 
-static void cmd_max(union msg *m, size_t *len)
+static void cmd_max(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	cmd_of(m)->cmd = HMMU_CMD_MAX_;
 }
 
-static void cmd_npages_zero(union msg *m, size_t *len)
+static void cmd_npages_zero(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	cmd_of(m)->npages = 0;
 }
 
-static void cmd_npages_absurd(union msg *m, size_t *len)
+static void cmd_npages_absurd(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	cmd_of(m)->npages = HMMU_CMD_MAX_PAGES + 1;
 }
 
-static void cmd_npages_huge(union msg *m, size_t *len)
+static void cmd_npages_huge(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	cmd_of(m)->npages = UINT64_MAX;
 }
 
-static void cmd_reserved(union msg *m, size_t *len)
+static void cmd_reserved(union raw_msg *m, size_t *len)
 {
 	(void)len;
 	cmd_of(m)->reserved = 1;
 }
 
 /* A valid request of @op (for a mirror that does not exist). */
-static size_t valid_request(union msg *m, unsigned op, uint64_t id)
+static size_t valid_request(union raw_msg *m, unsigned op, uint64_t id)
 {
-	size_t n = build(m, op, id, NULL, hmmu_proto_request_size(op));
+	size_t n = raw_build(m, op, id, NULL, hmmu_proto_request_size(op));
 
 	switch (op) {
 	case HMMU_OP_HELLO:
-		((struct hmmu_wire_hello *)payload(m))->version =
+		((struct hmmu_wire_hello *)raw_payload(m))->version =
 			HMMU_PROTO_VERSION;
 		break;
 	case HMMU_OP_MIRROR_CREATE:
-		strcpy(payload(m), "dmirror0");
+		strcpy(raw_payload(m), "dmirror0");
 		break;
 	case HMMU_OP_DEVICE_CMD:
 		*cmd_of(m) = (struct hmmu_wire_device_cmd){
@@ -480,7 +346,7 @@ enum {
 static const struct malformed {
 	const char *what;
 	unsigned op; /* a valid request of this op, then mangled */
-	void (*mangle)(union msg *m, size_t *len);
+	void (*mangle)(union raw_msg *m, size_t *len);
 	int err;    /* the reply's status */
 	int echoed; /* ECHO_*: what of the request the reply names */
 } malformed[] = {
@@ -526,26 +392,25 @@ static const struct malformed {
 
 Test(bad_input, malformed_request_gets_its_errno_and_daemon_still_serves)
 {
-	struct hmmu *h;
+	struct fixture f;
 	int sock;
 
 	/*
 	 * Every case is refused by the same call site and checked to be
 	 * logged: more lines at once than the log's rate limit lets through.
 	 */
-	daemon_stop();
 	setenv("HMMUD_LOG_RATELIMIT", "0", 1);
-	daemon_start();
-	h = connect_or_die();
+	daemon_restart(NULL);
+	f = fixture_open(NULL);
 	sock = raw_session();
 
 	for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
 		const struct malformed *c = &malformed[i];
-		struct snapshot before = snapshot(h);
+		struct snapshot before = snapshot(f.h);
 		uint64_t id = 1000 + i;
 		int lines = my_log_lines(), bad;
 		char line[160];
-		union msg m;
+		union raw_msg m;
 		size_t len = valid_request(&m, c->op, id);
 
 		c->mangle(&m, &len);
@@ -559,11 +424,11 @@ Test(bad_input, malformed_request_gets_its_errno_and_daemon_still_serves)
 			     "%s: logged \"%s\"", c->what, line);
 		cr_expect_eq(my_log_lines(), lines + 1, "%s: one log line",
 			     c->what);
-		expect_unchanged(h, &before, c->what);
-		still_serves(h, sock);
+		expect_unchanged(f.h, &before, c->what);
+		still_serves(f.h, sock);
 	}
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* ---- the handshake ------------------------------------------------------- */
@@ -573,7 +438,7 @@ static void before_hello(int sock, unsigned op, uint64_t id)
 {
 	int lines = my_log_lines(), bad;
 	char line[160];
-	union msg m;
+	union raw_msg m;
 	size_t len = valid_request(&m, op, id);
 
 	bad_line(line, sizeof(line), hmmu_proto_op_name(op), len, -EPROTO);
@@ -585,81 +450,87 @@ static void before_hello(int sock, unsigned op, uint64_t id)
 
 Test(bad_input, request_before_hello_is_eproto_and_changes_nothing)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_connect();
 	struct snapshot before;
 
 	/* Once it answered, the daemon has accepted: its session counts. */
 	before_hello(sock, HMMU_OP_DEVICE_COUNT, 10);
-	before = snapshot(h);
+	before = snapshot(f.h);
 	before_hello(sock, HMMU_OP_STATS, 11);
 	before_hello(sock, HMMU_OP_MIRROR_CREATE, 12);
 	before_hello(sock, HMMU_OP_MIRROR_REGISTER, 13);
-	expect_unchanged(h, &before, "before hello");
-	say_hello(sock, 20);
+	expect_unchanged(f.h, &before, "before hello");
+	raw_say_hello(sock);
 	/* The MIRROR_CREATE before HELLO created nothing. */
-	raw_mirror_op(sock, HMMU_OP_MIRROR_DESTROY, 1, -ENOENT,
-		      "destroy of the mirror refused before hello");
-	still_serves(h, sock);
+	expect_daemon_log("no mirror 1");
+	cr_assert_eq(raw_mirror_op(sock, HMMU_OP_MIRROR_DESTROY, 1), -ENOENT,
+		     "destroy of the mirror refused before hello");
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(bad_input, second_hello_is_eproto_and_logged)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
-	struct snapshot before = snapshot(h);
+	struct snapshot before = snapshot(f.h);
 	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
 	int lines = my_log_lines();
-	union msg m;
-	size_t len = build(&m, HMMU_OP_HELLO, 2, &hello, sizeof(hello));
+	union raw_msg m;
+	size_t len = raw_build(&m, HMMU_OP_HELLO, 2, &hello, sizeof(hello));
 
+	expect_daemon_log("said hello twice");
 	call(sock, &m, len, HMMU_OP_HELLO, 2, -EPROTO, "second hello");
 	cr_expect_eq(my_log_lines(), lines + 1,
 		     "the daemon logs a second hello like any other "
 		     "protocol violation");
-	expect_unchanged(h, &before, "second hello");
-	still_serves(h, sock);
+	expect_unchanged(f.h, &before, "second hello");
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(bad_input, version_mismatch_is_eprotonosupport_then_daemon_hangs_up)
 {
 	static const uint32_t versions[] = { 0, HMMU_PROTO_VERSION + 1,
 					     UINT32_MAX };
-	struct hmmu *h = connect_or_die();
-	struct snapshot before = snapshot(h);
+	struct fixture f = fixture_open(NULL);
+	struct snapshot before = snapshot(f.h);
 
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		struct hmmu_wire_hello hello = { .version = versions[i] };
 		int sock = raw_connect();
 		char line[96];
 		int logged;
-		union msg m;
-		size_t n = build(&m, HMMU_OP_HELLO, 5, &hello, sizeof(hello));
+		union raw_msg m;
+		size_t n = raw_build(&m, HMMU_OP_HELLO, 5, &hello,
+				     sizeof(hello));
 
 		snprintf(line, sizeof(line),
 			 "speaks protocol version %u, we speak %u", versions[i],
 			 HMMU_PROTO_VERSION);
+		expect_daemon_log("%s", line);
 		logged = daemon_log_count(line);
 		n = call(sock, &m, n, HMMU_OP_HELLO, 5, -EPROTONOSUPPORT,
 			 "version mismatch");
 		cr_assert_eq(n, HDR + sizeof(hello), "the daemon's version");
-		cr_expect_eq(((struct hmmu_wire_hello *)payload(&m))->version,
-			     HMMU_PROTO_VERSION);
+		cr_expect_eq(
+			((struct hmmu_wire_hello *)raw_payload(&m))->version,
+			HMMU_PROTO_VERSION);
 		cr_expect_eq(daemon_log_count(line), logged + 1, "logged \"%s\"",
 			     line);
 		/* Then it hangs up: EOF, and a request gets no answer. */
-		cr_expect_eq(recv_msg(sock, &m), 0, "hung up after the reply");
+		cr_expect_eq(raw_recv(sock, &m, REPLY_WAIT_MS), 0,
+			     "hung up after the reply");
 		close(sock);
-		cr_expect_eq(wait_for_stat(h, sessions, before.st.sessions),
+		cr_expect_eq(wait_for_stat(f.h, sessions, before.st.sessions),
 			     before.st.sessions, "the session is gone");
-		expect_unchanged(h, &before, "version mismatch");
+		expect_unchanged(f.h, &before, "version mismatch");
 	}
-	still_serves(h, -1);
-	hmmu_disconnect(h);
+	still_serves(f.h, -1);
+	fixture_close(&f);
 }
 
 /* ---- fds where none belong ----------------------------------------------- */
@@ -669,15 +540,15 @@ Test(bad_input, fd_on_non_register_op_is_einval_and_not_kept)
 	static const unsigned ops[] = { HMMU_OP_DEVICE_COUNT, HMMU_OP_STATS,
 					HMMU_OP_MIRROR_UNREGISTER,
 					HMMU_OP_HELLO };
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
 
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		struct snapshot before = snapshot(h);
+		struct snapshot before = snapshot(f.h);
 		const char *what = hmmu_proto_op_name(ops[i]);
 		int lines = my_log_lines(), bad, p[2];
 		char line[160];
-		union msg m;
+		union raw_msg m;
 		size_t len = valid_request(&m, ops[i], 30 + i);
 
 		pipe_or_die(p);
@@ -692,26 +563,46 @@ Test(bad_input, fd_on_non_register_op_is_einval_and_not_kept)
 		cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"",
 			     line);
 		cr_expect_eq(my_log_lines(), lines + 1);
-		expect_unchanged(h, &before, what);
+		expect_unchanged(f.h, &before, what);
 	}
-	still_serves(h, sock);
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
+}
+
+/*
+ * @mirror's refused registration left no per-process state: the daemon
+ * still asks for a userfaultfd. Then it destroys the mirror, still serves,
+ * and the test's connections close.
+ */
+static void close_unregistered(struct fixture *f, int sock, uint64_t mirror,
+			       const char *what)
+{
+	cr_assert_eq(raw_register(sock, mirror, -1, 0), HMMU_STATUS_NEED_UFFD,
+		     "%s", what);
+	cr_assert_eq(raw_mirror_op(sock, HMMU_OP_MIRROR_DESTROY, mirror), 0,
+		     "destroy");
+	still_serves(f->h, sock);
+	close(sock);
+	fixture_close(f);
 }
 
 /* Send MIRROR_REGISTER of @mirror with @nfds pipe read ends attached. */
 static void register_with_pipes(int nfds, int status)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
 	uint64_t mirror = raw_mirror_create(sock, "dmirror0");
-	struct snapshot before = snapshot(h);
+	struct snapshot before;
 	struct hmmu_wire_register req = { .mirror = mirror };
-	int lines = my_log_lines(), bad, r[MAX_SEND_FDS], w[MAX_SEND_FDS];
+	int lines = my_log_lines(), bad, r[RAW_MAX_FDS], w[RAW_MAX_FDS];
 	char line[160];
-	union msg m;
-	size_t len = build(&m, HMMU_OP_MIRROR_REGISTER, 40, &req, sizeof(req));
+	union raw_msg m;
+	size_t len = raw_build(&m, HMMU_OP_MIRROR_REGISTER, 40, &req,
+			       sizeof(req));
 
+	cr_assert_neq(mirror, 0, "mirror create");
+	before = snapshot(f.h);
 	for (int i = 0; i < nfds; i++) {
 		int p[2];
 
@@ -733,14 +624,8 @@ static void register_with_pipes(int nfds, int status)
 	}
 	cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"", line);
 	cr_expect_eq(my_log_lines(), lines + 1);
-	expect_unchanged(h, &before, "register with many fds");
-	/* Still no per-process state: the daemon asks for a userfaultfd. */
-	raw_mirror_op(sock, HMMU_OP_MIRROR_REGISTER, mirror,
-		      HMMU_STATUS_NEED_UFFD, "register without fd");
-	raw_mirror_op(sock, HMMU_OP_MIRROR_DESTROY, mirror, 0, "destroy");
-	still_serves(h, sock);
-	close(sock);
-	hmmu_disconnect(h);
+	expect_unchanged(f.h, &before, "register with many fds");
+	close_unregistered(&f, sock, mirror, "register without fd");
 }
 
 Test(bad_input, two_fds_on_register_are_einval_and_neither_kept)
@@ -756,25 +641,28 @@ Test(bad_input, six_fds_on_register_are_einval_and_none_kept)
 
 Test(bad_input, pipe_as_userfaultfd_is_ebadf_and_creates_no_state)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
 	uint64_t mirror = raw_mirror_create(sock, "dmirror0");
-	struct snapshot before = snapshot(h);
+	struct snapshot before;
 	struct hmmu_wire_register req = { .mirror = mirror };
 	int lines = my_log_lines(), logged, p[2];
 	char line[96];
-	union msg m;
+	union raw_msg m;
 	size_t len;
 
+	cr_assert_neq(mirror, 0, "mirror create");
+	before = snapshot(f.h);
 	cr_assert_eq(before.st.my_state, 0);
-	raw_mirror_op(sock, HMMU_OP_MIRROR_REGISTER, mirror,
-		      HMMU_STATUS_NEED_UFFD, "register without fd");
+	cr_assert_eq(raw_register(sock, mirror, -1, 0), HMMU_STATUS_NEED_UFFD,
+		     "register without fd");
 
 	pipe_or_die(p);
 	snprintf(line, sizeof(line), "register mirror %llu on dmirror0: %s",
 		 (unsigned long long)mirror, strerror(EBADF));
+	expect_daemon_log("%s", line);
 	logged = daemon_log_count(line);
-	len = build(&m, HMMU_OP_MIRROR_REGISTER, 50, &req, sizeof(req));
+	len = raw_build(&m, HMMU_OP_MIRROR_REGISTER, 50, &req, sizeof(req));
 	send_raw(sock, &m, len, &p[0], 1);
 	close(p[0]);
 	expect_reply(sock, &m, HMMU_OP_MIRROR_REGISTER, 50, -EBADF,
@@ -783,13 +671,8 @@ Test(bad_input, pipe_as_userfaultfd_is_ebadf_and_creates_no_state)
 	close(p[1]);
 	cr_expect_eq(daemon_log_count(line), logged + 1, "logged \"%s\"", line);
 	cr_expect_eq(my_log_lines(), lines + 1);
-	expect_unchanged(h, &before, "register with a pipe");
-	raw_mirror_op(sock, HMMU_OP_MIRROR_REGISTER, mirror,
-		      HMMU_STATUS_NEED_UFFD, "register without fd, again");
-	raw_mirror_op(sock, HMMU_OP_MIRROR_DESTROY, mirror, 0, "destroy");
-	still_serves(h, sock);
-	close(sock);
-	hmmu_disconnect(h);
+	expect_unchanged(f.h, &before, "register with a pipe");
+	close_unregistered(&f, sock, mirror, "register without fd, again");
 }
 
 /* ---- requests naming what does not exist --------------------------------- */
@@ -801,42 +684,45 @@ Test(bad_input, mirror_never_created_is_enoent_for_every_mirror_op)
 					HMMU_OP_MIRROR_DESTROY,
 					HMMU_OP_DEVICE_CMD };
 	const uint64_t ghost = 12345;
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
-	struct snapshot before = snapshot(h);
+	struct snapshot before = snapshot(f.h);
 	char line[64];
 
 	snprintf(line, sizeof(line), "no mirror %llu",
 		 (unsigned long long)ghost);
+	expect_daemon_log("%s", line);
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		const char *what = hmmu_proto_op_name(ops[i]);
 		int lines = my_log_lines(), logged = daemon_log_count(line);
-		union msg m;
+		union raw_msg m;
 		size_t len = valid_request(&m, ops[i], 60 + i);
 
 		/* The mirror id is the first field of every mirror op. */
-		*(uint64_t *)payload(&m) = ghost;
+		*(uint64_t *)raw_payload(&m) = ghost;
 		call(sock, &m, len, ops[i], 60 + i, -ENOENT, what);
 		cr_expect_eq(daemon_log_count(line), logged + 1,
 			     "%s: logged \"%s\"", what, line);
 		cr_expect_eq(my_log_lines(), lines + 1, "%s", what);
 	}
-	expect_unchanged(h, &before, "mirror never created");
-	still_serves(h, sock);
+	expect_unchanged(f.h, &before, "mirror never created");
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(bad_input, register_of_mirror_never_created_with_fd_does_not_keep_it)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
-	struct snapshot before = snapshot(h);
+	struct snapshot before = snapshot(f.h);
 	struct hmmu_wire_register req = { .mirror = 999 };
 	int p[2];
-	union msg m;
-	size_t len = build(&m, HMMU_OP_MIRROR_REGISTER, 70, &req, sizeof(req));
+	union raw_msg m;
+	size_t len = raw_build(&m, HMMU_OP_MIRROR_REGISTER, 70, &req,
+			       sizeof(req));
 
+	expect_daemon_log("no mirror 999");
 	pipe_or_die(p);
 	send_raw(sock, &m, len, &p[0], 1);
 	close(p[0]);
@@ -845,54 +731,59 @@ Test(bad_input, register_of_mirror_never_created_with_fd_does_not_keep_it)
 	cr_expect(readers_gone(p[1]), "the daemon closed the fd");
 	close(p[1]);
 	cr_expect_eq(daemon_log_count("no mirror 999"), 1);
-	expect_unchanged(h, &before, "register of a ghost with an fd");
-	still_serves(h, sock);
+	expect_unchanged(f.h, &before, "register of a ghost with an fd");
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* An index past the last device: -ENODEV, and one log line naming it. */
 Test(bad_input, device_info_with_huge_index_is_enodev)
 {
 	static const uint32_t indexes[] = { 3, 1000, UINT32_MAX };
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
-	struct snapshot before = snapshot(h);
+	struct snapshot before = snapshot(f.h);
 
-	cr_assert_eq(hmmu_device_count(h), 3, "indexes below assume three");
+	cr_assert_eq(hmmu_device_count(f.h), 3, "indexes below assume three");
 	for (size_t i = 0; i < sizeof(indexes) / sizeof(indexes[0]); i++) {
 		struct hmmu_wire_index req = { .index = indexes[i] };
-		union msg m;
-		size_t len = build(&m, HMMU_OP_DEVICE_INFO, 80 + i, &req,
+		union raw_msg m;
+		size_t len = raw_build(&m, HMMU_OP_DEVICE_INFO, 80 + i, &req,
 				   sizeof(req));
 		char line[64];
 		int logged;
 
 		snprintf(line, sizeof(line), "no device number %u", indexes[i]);
+		expect_daemon_log("%s", line);
 		logged = daemon_log_count(line);
 		call(sock, &m, len, HMMU_OP_DEVICE_INFO, 80 + i, -ENODEV,
 		     "device info past the end");
 		cr_expect_eq(daemon_log_count(line), logged + 1,
 			     "logged \"%s\"", line);
 	}
-	expect_unchanged(h, &before, "device info past the end");
-	still_serves(h, sock);
+	expect_unchanged(f.h, &before, "device info past the end");
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* ---- sizes the decoder never sees ---------------------------------------- */
 
 Test(bad_input, message_larger_than_msg_max_is_emsgsize)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
-	struct snapshot before = snapshot(h);
+	struct snapshot before = snapshot(f.h);
 	int lines = my_log_lines(), bad = daemon_log_count("bad ");
-	union msg m;
+	union raw_msg m;
 
+	expect_daemon_log("message (%zu bytes): %s", sizeof(m.buf),
+			  strerror(EMSGSIZE));
+	expect_daemon_log("message (%u bytes): %s", HMMU_MSG_MAX + 1,
+			  strerror(EMSGSIZE));
 	/* A sound header: the reply names it. */
-	build(&m, HMMU_OP_DEVICE_COUNT, 90, NULL, 0);
+	raw_build(&m, HMMU_OP_DEVICE_COUNT, 90, NULL, 0);
 	m.hdr.len = sizeof(m.buf);
 	call(sock, &m, sizeof(m.buf), HMMU_OP_DEVICE_COUNT, 90, -EMSGSIZE,
 	     "4096 bytes");
@@ -902,10 +793,10 @@ Test(bad_input, message_larger_than_msg_max_is_emsgsize)
 	     "HMMU_MSG_MAX + 1 bytes");
 	cr_expect_eq(daemon_log_count("bad "), bad + 2);
 	cr_expect_eq(my_log_lines(), lines + 2);
-	expect_unchanged(h, &before, "oversized messages");
-	still_serves(h, sock);
+	expect_unchanged(f.h, &before, "oversized messages");
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /*
@@ -914,12 +805,12 @@ Test(bad_input, message_larger_than_msg_max_is_emsgsize)
  */
 Test(bad_input, zero_length_message_is_emsgsize_and_daemon_still_serves)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
-	struct snapshot before = snapshot(h);
+	struct snapshot before = snapshot(f.h);
 	int lines = my_log_lines(), bad;
 	char line[160];
-	union msg m;
+	union raw_msg m;
 
 	bad_line(line, sizeof(line), "short", 0, -EMSGSIZE);
 	bad = daemon_log_count(line);
@@ -927,10 +818,10 @@ Test(bad_input, zero_length_message_is_emsgsize_and_daemon_still_serves)
 	expect_reply(sock, &m, HMMU_OP_NONE, 0, -EMSGSIZE, "empty message");
 	cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"", line);
 	cr_expect_eq(my_log_lines(), lines + 1);
-	expect_unchanged(h, &before, "empty message");
-	still_serves(h, sock);
+	expect_unchanged(f.h, &before, "empty message");
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* ---- who is speaking ----------------------------------------------------- */
@@ -945,13 +836,13 @@ static void child_speaks_for_parent(int sock, int explicit_cred)
 {
 	struct ucred cred = { .pid = getpid(), .uid = getuid(),
 			      .gid = getgid() };
-	union msg m;
-	size_t len = build(&m, HMMU_OP_DEVICE_COUNT, 0xc41d, NULL, 0);
+	union raw_msg m;
+	size_t len = raw_build(&m, HMMU_OP_DEVICE_COUNT, 0xc41d, NULL, 0);
 	ssize_t n;
 
-	if (send_msg(sock, &m, len, NULL, 0, explicit_cred ? &cred : NULL))
+	if (raw_sendmsg(sock, &m, len, NULL, 0, explicit_cred ? &cred : NULL))
 		_exit(10);
-	n = recv_msg(sock, &m);
+	n = raw_recv(sock, &m, REPLY_WAIT_MS);
 	if (n <= 0)
 		_exit(11);
 	if (hmmu_proto_check(&m, (size_t)n, 1))
@@ -963,9 +854,9 @@ static void child_speaks_for_parent(int sock, int explicit_cred)
 
 static void forked_child_is_refused(int explicit_cred)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
-	struct snapshot before = snapshot(h);
+	struct snapshot before = snapshot(f.h);
 	int lines = my_log_lines(), bad, status;
 	char line[160];
 	pid_t pid;
@@ -984,11 +875,11 @@ static void forked_child_is_refused(int explicit_cred)
 		  WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 	cr_expect_eq(daemon_log_count(line), bad + 1, "logged \"%s\"", line);
 	cr_expect_eq(my_log_lines(), lines + 1);
-	expect_unchanged(h, &before, "forked child");
+	expect_unchanged(f.h, &before, "forked child");
 	/* The parent itself is still served on that connection. */
-	still_serves(h, sock);
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(bad_input, forked_child_on_parent_connection_is_eperm)
@@ -1005,7 +896,7 @@ Test(bad_input, forked_child_with_its_own_explicit_credentials_is_eperm)
 
 /* Does the daemon answer a refused message with its op and id? */
 /* What the reply to this garbage must name: ECHO_*. */
-static int echo_of(const union msg *m, size_t len)
+static int echo_of(const union raw_msg *m, size_t len)
 {
 	if (len < HDR || m->hdr.magic != HMMU_PROTO_MAGIC || m->hdr.flags)
 		return ECHO_NOTHING;
@@ -1017,14 +908,16 @@ static int echo_of(const union msg *m, size_t len)
 
 Test(bad_input, garbage_flood_gets_one_error_reply_each_and_daemon_still_serves)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int sock = raw_session();
-	struct snapshot before = snapshot(h);
+	struct snapshot before = snapshot(f.h);
 	int bad = daemon_log_count("bad ");
 	struct timespec t0, t1;
 	long elapsed_ms, logged;
-	union msg m, r;
+	union raw_msg m, r;
 
+	/* Garbage of every kind: each is logged, up to the rate limit. */
+	expect_daemon_log("bad ");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	srand(0x484d4d55);
 	for (int sent = 0; sent < FLOOD_MESSAGES;) {
@@ -1053,7 +946,7 @@ Test(bad_input, garbage_flood_gets_one_error_reply_each_and_daemon_still_serves)
 		sent++;
 
 		/* Read as we go: the daemon hangs up on a client that doesn't. */
-		n = recv_msg(sock, &r);
+		n = raw_recv(sock, &r, REPLY_WAIT_MS);
 		if (n <= 0)
 			cr_assert_fail("message %d (%zu bytes): %s", sent, len,
 				       n ? strerror((int)-n) :
@@ -1083,16 +976,16 @@ Test(bad_input, garbage_flood_gets_one_error_reply_each_and_daemon_still_serves)
 				      (elapsed_ms / LOG_RATELIMIT_INTERVAL_MS + 1),
 		      "%ld lines in %ld ms: the log is not rate-limited",
 		      logged, elapsed_ms);
-	expect_unchanged(h, &before, "flood");
-	still_serves(h, sock);
+	expect_unchanged(f.h, &before, "flood");
+	still_serves(f.h, sock);
 	close(sock);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(bad_input, silent_connect_and_close_200_times_leaves_no_session_or_fd)
 {
-	struct hmmu *h = connect_or_die();
-	struct snapshot before = snapshot(h);
+	struct fixture f = fixture_open(NULL);
+	struct snapshot before = snapshot(f.h);
 	int sock;
 
 	for (int i = 0; i < 200; i++)
@@ -1103,10 +996,10 @@ Test(bad_input, silent_connect_and_close_200_times_leaves_no_session_or_fd)
 	 */
 	sock = raw_session();
 	close(sock);
-	cr_expect_eq(wait_for_stat(h, sessions, before.st.sessions),
+	cr_expect_eq(wait_for_stat(f.h, sessions, before.st.sessions),
 		     before.st.sessions);
 	/* Teardown closes the session's fds before it drops the count. */
-	expect_unchanged(h, &before, "200 silent clients");
-	still_serves(h, -1);
-	hmmu_disconnect(h);
+	expect_unchanged(f.h, &before, "200 silent clients");
+	still_serves(f.h, -1);
+	fixture_close(&f);
 }

@@ -10,6 +10,7 @@
  * was.
  */
 #include "harness.h"
+#include "helpers.h"
 #include "common/kernel_uapi.h"
 #include "common/kfeatures.h"
 
@@ -22,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -34,35 +34,6 @@ TestSuite(coherence, .init = daemon_start, .fini = daemon_stop, .timeout = 120);
 
 #define CANARY 0xa5
 #define TMPFS_MAGIC_ 0x01021994
-#define HUGE_SIZE (2ul << 20)
-
-static size_t page_size(void)
-{
-	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static void *map_anon(size_t npages, int prot, int flags)
-{
-	void *p = mmap(NULL, npages * page_size(), prot,
-		       flags | MAP_ANONYMOUS, -1, 0);
-
-	cr_assert_neq(p, MAP_FAILED, "mmap of %zu pages: %s", npages,
-		      strerror(errno));
-	return p;
-}
-
-static void *map_rw(size_t npages)
-{
-	return map_anon(npages, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-}
-
-static void *xmalloc(size_t len)
-{
-	void *p = malloc(len);
-
-	cr_assert_not_null(p);
-	return p;
-}
 
 /* A buffer of @npages pages filled with CANARY. */
 static uint8_t *canary_buf(size_t npages)
@@ -128,33 +99,6 @@ static void expect_same(const void *got, const void *want, size_t len,
 				       what, k, k / page_size(), g[k], w[k]);
 }
 
-/* A device read that must succeed for all @npages pages. */
-static struct hmmu_cmd dev_read(struct hmmu_mirror *m, const void *addr,
-				size_t npages, void *buf)
-{
-	struct hmmu_cmd c = { .addr = (uintptr_t)addr, .npages = npages };
-	int err = hmmu_device_read(m, &c, buf);
-
-	cr_assert_eq(err, 0, "device read of %p, %zu pages: %s", addr, npages,
-		     strerror(-err));
-	cr_assert_eq(c.cpages, npages, "cpages %llu, want %zu",
-		     (unsigned long long)c.cpages, npages);
-	return c;
-}
-
-static struct hmmu_cmd dev_write(struct hmmu_mirror *m, void *addr,
-				 size_t npages, const void *buf)
-{
-	struct hmmu_cmd c = { .addr = (uintptr_t)addr, .npages = npages };
-	int err = hmmu_device_write(m, &c, buf);
-
-	cr_assert_eq(err, 0, "device write of %p, %zu pages: %s", addr, npages,
-		     strerror(-err));
-	cr_assert_eq(c.cpages, npages, "cpages %llu, want %zu",
-		     (unsigned long long)c.cpages, npages);
-	return c;
-}
-
 static int dev_read_err(struct hmmu_mirror *m, const void *addr,
 			size_t npages, void *buf)
 {
@@ -184,63 +128,16 @@ static void require_wp_shmem(void)
 			     "hmmud --check)");
 }
 
-/* A field ("AnonHugePages") of the VMA containing @addr in smaps, in kB. */
-static long smaps_field_kb(const void *addr, const char *field)
-{
-	FILE *f = fopen("/proc/self/smaps", "r");
-	size_t flen = strlen(field);
-	unsigned long s, e;
-	char line[512];
-	int in_vma = 0;
-	long kb = -1;
-
-	cr_assert_not_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2) {
-			in_vma = (uintptr_t)addr >= s && (uintptr_t)addr < e;
-			continue;
-		}
-		if (in_vma && strncmp(line, field, flen) == 0 &&
-		    line[flen] == ':') {
-			kb = strtol(line + flen + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return kb;
-}
-
 /*
- * A 2 MiB-aligned anonymous region of @len bytes with MADV_HUGEPAGE, filled
- * by the CPU with pattern @seed; skips the test unless it became huge.
+ * A HUGE_SIZE-aligned anonymous region of @len bytes with MADV_HUGEPAGE,
+ * filled by the CPU with pattern @seed; skips the test unless it became huge.
  */
-static uint8_t *map_thp(size_t len, unsigned seed)
+static uint8_t *map_thp_pattern(size_t len, unsigned seed)
 {
-	char mode[128] = "";
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	uint8_t *raw, *p;
+	uint8_t *p = map_thp(len);
 
-	if (!f)
-		cr_skip_test("no transparent huge pages in this kernel");
-	if (!fgets(mode, sizeof(mode), f))
-		mode[0] = '\0';
-	fclose(f);
-	if (strstr(mode, "[never]") || !mode[0])
-		cr_skip_test("transparent huge pages are disabled (%s)", mode);
-
-	raw = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(raw, MAP_FAILED);
-	p = (uint8_t *)(((uintptr_t)raw + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1));
-	if (p > raw)
-		munmap(raw, (size_t)(p - raw));
-	munmap(p + len, (size_t)(raw + len + HUGE_SIZE - (p + len)));
-	cr_assert_eq(madvise(p, len, MADV_HUGEPAGE), 0, "MADV_HUGEPAGE: %s",
-		     strerror(errno));
 	fill_pattern(p, len / page_size(), seed);
-	if (smaps_field_kb(p, "AnonHugePages") <= 0)
-		cr_skip_test("the MADV_HUGEPAGE region did not get huge pages "
-			     "(AnonHugePages is 0; memory too fragmented?)");
+	require_huge_pages(p);
 	return p;
 }
 
@@ -248,39 +145,36 @@ static uint8_t *map_thp(size_t len, unsigned seed)
 
 Test(coherence, device_read_of_fresh_pages_gives_zeros_in_one_fault)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 16;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n);
-	struct hmmu_stats before = stats_of(h), after;
+	struct hmmu_stats before = stats_of(f.h), after;
 	struct hmmu_cmd c;
 
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_filled(buf, n * page_size(), 0, "device read of fresh pages");
 	cr_expect_eq(c.faults, 1, "a cold range is one fault, got %llu",
 		     (unsigned long long)c.faults);
-	after = stats_of(h);
+	after = stats_of(f.h);
 	cr_expect_eq(after.device_faults, before.device_faults + 1);
 	cr_expect_eq(after.device_pages, before.device_pages + n);
 
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_filled(buf, n * page_size(), 0, "second device read");
 	cr_expect_eq(c.faults, 0, "the device holds the pages, got %llu faults",
 		     (unsigned long long)c.faults);
-	cr_expect_eq(stats_of(h).device_faults, after.device_faults);
-	cr_expect_eq(stats_of(h).device_pages, after.device_pages);
+	cr_expect_eq(stats_of(f.h).device_faults, after.device_faults);
+	cr_expect_eq(stats_of(f.h).device_pages, after.device_pages);
 	/* The CPU still reads zeros, and can still write. */
 	expect_filled(p, n * page_size(), 0, "CPU view");
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(coherence, device_read_of_cpu_read_zero_pages_gives_zeros)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 8;
 	volatile uint8_t *p = map_rw(n);
 	uint8_t *buf = canary_buf(n);
@@ -290,33 +184,31 @@ Test(coherence, device_read_of_cpu_read_zero_pages_gives_zeros)
 	for (size_t i = 0; i < n; i++)
 		sum += p[i * page_size() + 5]; /* maps the zero page */
 	cr_assert_eq(sum, 0);
-	c = dev_read(m, (void *)p, n, buf);
+	c = dev_read(f.m, (void *)p, n, buf);
 	expect_filled(buf, n * page_size(), 0, "device read of zero pages");
 	cr_expect_eq(c.faults, 1);
-	c = dev_read(m, (void *)p, n, buf);
+	c = dev_read(f.m, (void *)p, n, buf);
 	cr_expect_eq(c.faults, 0);
 	expect_filled(buf, n * page_size(), 0, "second device read");
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(coherence, device_read_of_cpu_written_pages_gives_their_data)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 32;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n);
 	struct hmmu_cmd c;
 
 	fill_pattern(p, n, 3);
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 3, "device read");
 	cr_expect_eq(c.faults, 1);
-	cr_expect_eq(stats_of(h).device_pages, n);
+	cr_expect_eq(stats_of(f.h).device_pages, n);
 	/* A sub-range the device already holds: no fault. */
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p + 4 * page_size(), 8, buf);
+	c = dev_read(f.m, p + 4 * page_size(), 8, buf);
 	cr_expect_eq(c.faults, 0);
 	expect_same(buf, p + 4 * page_size(), 8 * page_size(),
 		    "device read of pages 4-11");
@@ -324,15 +216,13 @@ Test(coherence, device_read_of_cpu_written_pages_gives_their_data)
 		      "beyond the 8 pages read");
 	expect_pattern(p, n, 3, "CPU view");
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 2. Read-only memory: readable by the device, never written by it. */
 Test(coherence, read_only_mapping_is_readable_and_device_write_is_eperm)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m;
+	struct fixture f = fixture_open(NULL);
 	const size_t n = 8;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n), *src = xmalloc(n * page_size());
 	struct hmmu_stats before;
@@ -342,21 +232,21 @@ Test(coherence, read_only_mapping_is_readable_and_device_write_is_eperm)
 	fill_pattern(p, n, 5);
 	/* Before the device ever sees it: mprotect later is a known limit. */
 	cr_assert_eq(mprotect(p, n * page_size(), PROT_READ), 0);
-	m = mirror_registered(h, "dmirror0");
+	f.m = mirror_registered(f.h, "dmirror0");
 
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 5, "device read of read-only memory");
 	cr_expect_eq(c.faults, 1);
 
 	fill_pattern(src, n, 6);
-	before = stats_of(h);
-	err = dev_write_err(m, p, n, src);
+	before = stats_of(f.h);
+	err = dev_write_err(f.m, p, n, src);
 	cr_expect_eq(err, -EPERM, "device write to read-only memory: %d (%s)",
 		     err, strerror(-err));
 	expect_pattern(p, n, 5, "read-only memory after the refused write");
 	expect_pattern(src, n, 6, "source buffer of the refused write");
-	cr_expect_eq(stats_of(h).device_pages, before.device_pages);
-	cr_expect_eq(stats_of(h).invalidations, before.invalidations,
+	cr_expect_eq(stats_of(f.h).device_pages, before.device_pages);
+	cr_expect_eq(stats_of(f.h).invalidations, before.invalidations,
 		     "a refused write invalidates nothing");
 
 	/* A write straddling writable and read-only pages: nothing written. */
@@ -368,7 +258,7 @@ Test(coherence, read_only_mapping_is_readable_and_device_write_is_eperm)
 		cr_assert_eq(mprotect(q + n * page_size(), n * page_size(),
 				      PROT_READ), 0);
 		fill_pattern(src2, 2 * n, 8);
-		err = dev_write_err(m, q, 2 * n, src2);
+		err = dev_write_err(f.m, q, 2 * n, src2);
 		cr_expect_eq(err, -EPERM, "straddling write: %d", err);
 		expect_pattern(q, 2 * n, 7, "memory after the straddling write");
 		expect_pattern(src2, 2 * n, 8, "its source buffer");
@@ -377,20 +267,18 @@ Test(coherence, read_only_mapping_is_readable_and_device_write_is_eperm)
 
 	/* The device's copy is still the data. */
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 5, "device read after the refused write");
 	cr_expect_eq(c.faults, 0);
 	free(buf);
 	free(src);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 3. PROT_NONE memory: the device can neither read nor write it. */
 Test(coherence, prot_none_is_efault_and_leaves_buffers_untouched)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 4;
 	uint8_t *p = map_rw(2 * n), *buf = canary_buf(2 * n);
 	uint8_t *src = xmalloc(n * page_size());
@@ -400,38 +288,36 @@ Test(coherence, prot_none_is_efault_and_leaves_buffers_untouched)
 	fill_pattern(p, 2 * n, 9);
 	/* Pages n..2n-1 PROT_NONE; the first n stay readable. */
 	cr_assert_eq(mprotect(p + n * page_size(), n * page_size(), PROT_NONE), 0);
-	before = stats_of(h);
+	before = stats_of(f.h);
 
-	err = dev_read_err(m, p + n * page_size(), n, buf);
+	err = dev_read_err(f.m, p + n * page_size(), n, buf);
 	cr_expect_eq(err, -EFAULT, "device read of PROT_NONE: %d (%s)", err,
 		     strerror(-err));
 	expect_filled(buf, 2 * n * page_size(), CANARY,
 		      "destination of the failed read");
-	err = dev_read_err(m, p, 2 * n, buf);
+	err = dev_read_err(f.m, p, 2 * n, buf);
 	cr_expect_eq(err, -EFAULT, "read straddling PROT_NONE: %d", err);
 	expect_filled(buf, 2 * n * page_size(), CANARY,
 		      "destination of the failed straddling read");
 
 	fill_pattern(src, n, 10);
-	err = dev_write_err(m, p + n * page_size(), n, src);
+	err = dev_write_err(f.m, p + n * page_size(), n, src);
 	cr_expect_eq(err, -EFAULT, "device write to PROT_NONE: %d", err);
 	expect_pattern(src, n, 10, "source of the failed write");
 
-	cr_expect_eq(stats_of(h).device_pages, before.device_pages);
-	cr_expect_eq(stats_of(h).device_faults, before.device_faults);
+	cr_expect_eq(stats_of(f.h).device_pages, before.device_pages);
+	cr_expect_eq(stats_of(f.h).device_faults, before.device_faults);
 	cr_assert_eq(mprotect(p + n * page_size(), n * page_size(), PROT_READ), 0);
 	expect_pattern(p, 2 * n, 9, "memory after the failed commands");
 	free(buf);
 	free(src);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 4. Unmapped addresses: nothing to read, nothing written. */
 Test(coherence, unmapped_address_is_efault_for_read_and_write)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 4;
 	uint8_t *p = map_rw(2 * n), *buf = canary_buf(2 * n);
 	uint8_t *src = xmalloc(2 * n * page_size());
@@ -442,83 +328,79 @@ Test(coherence, unmapped_address_is_efault_for_read_and_write)
 	/* The first n pages stay, the next n go. */
 	cr_assert_eq(munmap(p + n * page_size(), n * page_size()), 0);
 	fill_pattern(src, 2 * n, 12);
-	before = stats_of(h);
+	before = stats_of(f.h);
 
-	err = dev_read_err(m, p + n * page_size(), n, buf);
+	err = dev_read_err(f.m, p + n * page_size(), n, buf);
 	cr_expect_eq(err, -EFAULT, "read of unmapped: %d (%s)", err,
 		     strerror(-err));
-	err = dev_read_err(m, p, 2 * n, buf);
+	err = dev_read_err(f.m, p, 2 * n, buf);
 	cr_expect_eq(err, -EFAULT, "read straddling unmapped: %d", err);
 	expect_filled(buf, 2 * n * page_size(), CANARY,
 		      "destination of the failed reads");
 
-	err = dev_write_err(m, p + n * page_size(), n, src);
+	err = dev_write_err(f.m, p + n * page_size(), n, src);
 	cr_expect_eq(err, -EFAULT, "write to unmapped: %d", err);
-	err = dev_write_err(m, p, 2 * n, src);
+	err = dev_write_err(f.m, p, 2 * n, src);
 	cr_expect_eq(err, -EFAULT, "write straddling unmapped: %d", err);
 	expect_pattern(p, n, 11, "mapped part after the failed writes");
 	expect_pattern(src, 2 * n, 12, "source of the failed writes");
 
-	cr_expect_eq(stats_of(h).device_pages, before.device_pages);
-	cr_expect_eq(stats_of(h).device_faults, before.device_faults);
+	cr_expect_eq(stats_of(f.h).device_pages, before.device_pages);
+	cr_expect_eq(stats_of(f.h).device_faults, before.device_faults);
 	free(buf);
 	free(src);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 5. A device write is DMA: the CPU sees it, and the device keeps it. */
 Test(coherence, device_write_is_seen_by_cpu_and_kept_by_device)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 16;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n), *src = xmalloc(n * page_size());
 	struct hmmu_cmd c;
 
 	fill_pattern(p, n, 13);
 	fill_pattern(src, n, 14);
-	c = dev_write(m, p, n, src);
+	c = dev_write(f.m, p, n, src);
 	expect_pattern(p, n, 14, "CPU read after the device write");
 	expect_pattern(src, n, 14, "source of the device write");
-	cr_expect_eq(stats_of(h).device_pages, n);
+	cr_expect_eq(stats_of(f.h).device_pages, n);
 
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 14, "device read after its own write");
 	cr_expect_eq(c.faults, 0, "the device holds what it wrote, got %llu",
 		     (unsigned long long)c.faults);
 
 	/* Written again, over pages the device holds. */
 	fill_pattern(src, n, 15);
-	dev_write(m, p, n, src);
+	dev_write(f.m, p, n, src);
 	expect_pattern(p, n, 15, "CPU read after the second device write");
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 15, "device read after the second write");
 	cr_expect_eq(c.faults, 0);
 	free(buf);
 	free(src);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 6. A CPU write invalidates the device's copy before it completes. */
 Test(coherence, cpu_write_after_device_read_invalidates_and_refaults)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 8;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n);
 	struct hmmu_stats before, after;
 	struct hmmu_cmd c;
 
 	fill_pattern(p, n, 16);
-	dev_read(m, p, n, buf);
+	dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 16, "first device read");
-	before = stats_of(h);
+	before = stats_of(f.h);
 
 	fill_pattern(p, n, 17); /* the CPU writes every page */
-	after = stats_of(h);
+	after = stats_of(f.h);
 	cr_expect_geq(after.cpu_faults, before.cpu_faults + 1,
 		      "cpu_faults %llu -> %llu",
 		      (unsigned long long)before.cpu_faults,
@@ -531,26 +413,24 @@ Test(coherence, cpu_write_after_device_read_invalidates_and_refaults)
 		     (unsigned long long)(before.device_pages - n));
 
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 17, "device read after the CPU write");
 	cr_expect_eq(c.faults, 1);
 
 	/* One byte in one page: only that page refaults, data exact. */
 	p[3 * page_size() + 100] ^= 0xff;
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	cr_expect_eq(c.faults, 1);
 	expect_same(buf, p, n * page_size(), "device read after a 1-byte write");
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 7. munmap drops the device's copy; a new mapping there is new data. */
 Test(coherence, munmap_of_mirrored_range_invalidates_and_remap_is_new_data)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 8, hole = 4;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n), *q;
 	uint8_t *mid = p + 2 * page_size();
@@ -559,13 +439,13 @@ Test(coherence, munmap_of_mirrored_range_invalidates_and_remap_is_new_data)
 	int err;
 
 	fill_pattern(p, n, 18);
-	dev_read(m, p, n, buf);
-	before = stats_of(h);
+	dev_read(f.m, p, n, buf);
+	before = stats_of(f.h);
 	cr_assert_eq(before.device_pages, n);
 
 	/* Pages 2..5 go; 0, 1, 6 and 7 stay. */
 	cr_assert_eq(munmap(mid, hole * page_size()), 0);
-	after = stats_of(h);
+	after = stats_of(f.h);
 	cr_expect_gt(after.invalidations, before.invalidations);
 	cr_expect_eq(after.device_pages, before.device_pages - hole,
 		     "device_pages %llu, want %llu",
@@ -573,10 +453,10 @@ Test(coherence, munmap_of_mirrored_range_invalidates_and_remap_is_new_data)
 		     (unsigned long long)(before.device_pages - hole));
 
 	memset(buf, CANARY, n * page_size());
-	err = dev_read_err(m, mid, hole, buf);
+	err = dev_read_err(f.m, mid, hole, buf);
 	cr_expect_eq(err, -EFAULT, "device read of the unmapped range: %d", err);
 	expect_filled(buf, n * page_size(), CANARY, "after the failed read");
-	c = dev_read(m, p, 2, buf);
+	c = dev_read(f.m, p, 2, buf);
 	cr_expect_eq(c.faults, 0, "pages outside the hole are still held");
 	expect_pattern(buf, 2, 18, "pages 0-1");
 
@@ -586,41 +466,39 @@ Test(coherence, munmap_of_mirrored_range_invalidates_and_remap_is_new_data)
 	cr_assert_eq(q, mid);
 	fill_pattern(q, hole, 19);
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, q, hole, buf);
+	c = dev_read(f.m, q, hole, buf);
 	expect_pattern(buf, hole, 19, "device read of the new mapping");
 	cr_expect_eq(c.faults, 1);
 
 	/* And the whole span, across the three mappings, byte by byte. */
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_same(buf, p, n * page_size(), "device read of the whole span");
 	cr_expect_eq(c.faults, 0);
 	/* The new mapping is mirrored too: a CPU write is seen. */
 	fill_pattern(q, hole, 20);
-	c = dev_read(m, q, hole, buf);
+	c = dev_read(f.m, q, hole, buf);
 	expect_pattern(buf, hole, 20, "device read after a CPU write");
 	cr_expect_eq(c.faults, 1);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 8. madvise(MADV_DONTNEED) drops the pages: the device reads zeros. */
 Test(coherence, madv_dontneed_drops_device_pages_and_reads_zeros)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 8;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n);
 	struct hmmu_stats before, after;
 	struct hmmu_cmd c;
 
 	fill_pattern(p, n, 21);
-	dev_read(m, p, n, buf);
+	dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 21, "device read");
-	before = stats_of(h);
+	before = stats_of(f.h);
 
 	cr_assert_eq(madvise(p, n * page_size(), MADV_DONTNEED), 0);
-	after = stats_of(h);
+	after = stats_of(f.h);
 	cr_expect_eq(after.device_pages, before.device_pages - n,
 		     "device_pages %llu, want %llu",
 		     (unsigned long long)after.device_pages,
@@ -628,26 +506,24 @@ Test(coherence, madv_dontneed_drops_device_pages_and_reads_zeros)
 	cr_expect_gt(after.invalidations, before.invalidations);
 
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_filled(buf, n * page_size(), 0, "device read after MADV_DONTNEED");
 	cr_expect_eq(c.faults, 1);
 	expect_filled(p, n * page_size(), 0, "CPU view after MADV_DONTNEED");
 
 	/* The range stays mirrored: a CPU write after it is seen. */
 	fill_pattern(p, n, 22);
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 22, "device read after a new CPU write");
 	cr_expect_eq(c.faults, 1);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 9. mremap moves the data: the device finds it at the new address only. */
 Test(coherence, mremap_moves_mirrored_data_to_new_address)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 8;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n), *dst, *q;
 	struct hmmu_stats before, after;
@@ -659,35 +535,34 @@ Test(coherence, mremap_moves_mirrored_data_to_new_address)
 	cr_assert_eq(munmap(dst, n * page_size()), 0);
 
 	fill_pattern(p, n, 23);
-	dev_read(m, p, n, buf);
-	before = stats_of(h);
+	dev_read(f.m, p, n, buf);
+	before = stats_of(f.h);
 
 	q = mremap(p, n * page_size(), n * page_size(),
 		   MREMAP_MAYMOVE | MREMAP_FIXED, dst);
 	cr_assert_eq(q, dst, "mremap: %s", strerror(errno));
-	after = stats_of(h);
+	after = stats_of(f.h);
 	cr_expect_gt(after.invalidations, before.invalidations);
 	cr_expect_eq(after.device_pages, before.device_pages - n,
 		     "the old range's pages are dropped");
 
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, q, n, buf);
+	c = dev_read(f.m, q, n, buf);
 	expect_pattern(buf, n, 23, "device read at the new address");
 	cr_expect_eq(c.faults, 1);
 
 	memset(buf, CANARY, n * page_size());
-	err = dev_read_err(m, p, n, buf);
+	err = dev_read_err(f.m, p, n, buf);
 	cr_expect_eq(err, -EFAULT, "device read at the old address: %d", err);
 	expect_filled(buf, n * page_size(), CANARY, "after the failed read");
 
 	/* Still coherent at the new address. */
 	fill_pattern(q, n, 24);
-	c = dev_read(m, q, n, buf);
+	c = dev_read(f.m, q, n, buf);
 	expect_pattern(buf, n, 24, "device read after a CPU write at the new address");
 	cr_expect_eq(c.faults, 1);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 10. fork: the child's copy is its own, the device follows the parent. */
@@ -710,8 +585,7 @@ static int pattern_matches(const uint8_t *p, size_t npages, unsigned seed)
 
 Test(coherence, fork_child_writes_its_copy_and_device_follows_parent)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 4;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n);
 	int to_child[2], to_parent[2], status;
@@ -720,7 +594,7 @@ Test(coherence, fork_child_writes_its_copy_and_device_follows_parent)
 	pid_t pid;
 
 	fill_pattern(p, n, 25);
-	dev_read(m, p, n, buf);
+	dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 25, "device read before fork");
 	cr_assert_eq(pipe(to_child), 0);
 	cr_assert_eq(pipe(to_parent), 0);
@@ -750,15 +624,15 @@ Test(coherence, fork_child_writes_its_copy_and_device_follows_parent)
 		     "the child wrote and sees its own copy");
 
 	memset(buf, CANARY, n * page_size());
-	dev_read(m, p, n, buf);
+	dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 25, "device read after the child wrote");
 	expect_pattern(p, n, 25, "parent's CPU view after the child wrote");
 
-	before = stats_of(h);
+	before = stats_of(f.h);
 	fill_pattern(p, n, 27);
-	cr_expect_gt(stats_of(h).cpu_faults, before.cpu_faults);
+	cr_expect_gt(stats_of(f.h).cpu_faults, before.cpu_faults);
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 27, "device read after the parent wrote");
 	cr_expect_eq(c.faults, 1);
 
@@ -769,34 +643,32 @@ Test(coherence, fork_child_writes_its_copy_and_device_follows_parent)
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "child status %#x", status);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 11. Two devices mirroring one process stay coherent with each other. */
 Test(coherence, two_devices_stay_coherent)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
-	struct hmmu_mirror *b = mirror_registered(h, "dmirror1");
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_mirror *b = mirror_registered(f.h, "dmirror1");
 	const size_t n = 8;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n), *src = xmalloc(n * page_size());
 	struct hmmu_cmd c;
 
 	fill_pattern(p, n, 28);
-	c = dev_read(a, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 28, "dmirror0 read");
 	cr_expect_eq(c.faults, 1);
 	memset(buf, CANARY, n * page_size());
 	c = dev_read(b, p, n, buf);
 	expect_pattern(buf, n, 28, "dmirror1 read");
 	cr_expect_eq(c.faults, 1, "dmirror1 has its own page table");
-	cr_expect_eq(stats_of(h).device_pages, 2 * n);
+	cr_expect_eq(stats_of(f.h).device_pages, 2 * n);
 
 	fill_pattern(p, n, 29);
-	cr_expect_eq(stats_of(h).device_pages, 0, "both copies dropped");
+	cr_expect_eq(stats_of(f.h).device_pages, 0, "both copies dropped");
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(a, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 29, "dmirror0 read after the CPU write");
 	cr_expect_eq(c.faults, 1);
 	memset(buf, CANARY, n * page_size());
@@ -805,55 +677,52 @@ Test(coherence, two_devices_stay_coherent)
 	cr_expect_eq(c.faults, 1);
 
 	fill_pattern(src, n, 30);
-	dev_write(a, p, n, src);
+	dev_write(f.m, p, n, src);
 	memset(buf, CANARY, n * page_size());
 	c = dev_read(b, p, n, buf);
 	expect_pattern(buf, n, 30, "dmirror1 read after the dmirror0 write");
 	cr_expect_eq(c.faults, 1, "dmirror1's stale copy was dropped");
 	expect_pattern(p, n, 30, "CPU read after the dmirror0 write");
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(a, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 30, "dmirror0 read after its own write");
 	cr_expect_eq(c.faults, 0);
 	free(buf);
 	free(src);
-	hmmu_mirror_destroy(a);
 	hmmu_mirror_destroy(b);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 12. Shared memory is write-protectable; private file mappings are not. */
 
 static void shared_mapping_is_coherent(uint8_t *p, size_t n)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	uint8_t *buf = canary_buf(n), *src = xmalloc(n * page_size());
 	struct hmmu_stats before;
 	struct hmmu_cmd c;
 
 	fill_pattern(p, n, 31);
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 31, "device read of shared memory");
 	cr_expect_eq(c.faults, 1);
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	cr_expect_eq(c.faults, 0);
 
-	before = stats_of(h);
+	before = stats_of(f.h);
 	fill_pattern(p, n, 32);
-	cr_expect_gt(stats_of(h).cpu_faults, before.cpu_faults);
+	cr_expect_gt(stats_of(f.h).cpu_faults, before.cpu_faults);
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 32, "device read after the CPU write");
 	cr_expect_eq(c.faults, 1);
 
 	fill_pattern(src, n, 33);
-	dev_write(m, p, n, src);
+	dev_write(f.m, p, n, src);
 	expect_pattern(p, n, 33, "CPU read after a device write");
 	free(buf);
 	free(src);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(coherence, shared_anonymous_mapping_is_coherent)
@@ -884,8 +753,7 @@ Test(coherence, memfd_mapping_is_coherent)
 
 Test(coherence, private_file_mapping_is_eperm)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 4;
 	uint8_t *data = xmalloc(n * page_size()), *buf = canary_buf(n), *p;
 	uint8_t *src = xmalloc(n * page_size());
@@ -907,21 +775,22 @@ Test(coherence, private_file_mapping_is_eperm)
 	cr_assert_neq(p, MAP_FAILED);
 	close(fd);
 	expect_pattern(p, n, 34, "CPU view of the file");
-	before = stats_of(h);
+	expect_daemon_log("cannot be mirrored");
+	before = stats_of(f.h);
 
-	err = dev_read_err(m, p, n, buf);
+	err = dev_read_err(f.m, p, n, buf);
 	cr_expect_eq(err, -EPERM,
 		     "device read of a MAP_PRIVATE file mapping: %d (%s)", err,
 		     strerror(-err));
 	expect_filled(buf, n * page_size(), CANARY, "destination of the refused read");
 
 	fill_pattern(src, n, 35);
-	err = dev_write_err(m, p, n, src);
+	err = dev_write_err(f.m, p, n, src);
 	cr_expect_eq(err, -EPERM, "device write to it: %d (%s)", err,
 		     strerror(-err));
 	expect_pattern(p, n, 34, "the mapping after the refused write");
 	expect_pattern(src, n, 35, "source of the refused write");
-	cr_expect_eq(stats_of(h).device_pages, before.device_pages);
+	cr_expect_eq(stats_of(f.h).device_pages, before.device_pages);
 	snprintf(path, sizeof(path), "%#lx", (unsigned long)(uintptr_t)p);
 	cr_expect_geq(daemon_log_count(path), 1,
 		      "the daemon logs a line naming the refused range (%s)",
@@ -929,47 +798,43 @@ Test(coherence, private_file_mapping_is_eperm)
 	free(data);
 	free(buf);
 	free(src);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 13. Transparent huge pages: mirrored, and a 1-byte CPU write is seen. */
 Test(coherence, thp_region_is_coherent)
 {
 	const size_t len = 2 * HUGE_SIZE, n = len / page_size();
-	uint8_t *p = map_thp(len, 36), *buf;
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	uint8_t *p = map_thp_pattern(len, 36), *buf;
+	struct fixture f = fixture_open("dmirror0");
 	struct hmmu_stats before;
 	struct hmmu_cmd c;
 	size_t mid = len / 2 + 777;
 
 	buf = canary_buf(n);
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	expect_pattern(buf, n, 36, "device read of the THP region");
 	cr_expect_eq(c.faults, 1);
 
-	before = stats_of(h);
+	before = stats_of(f.h);
 	p[mid] ^= 0x5a;
-	cr_expect_gt(stats_of(h).cpu_faults, before.cpu_faults);
+	cr_expect_gt(stats_of(f.h).cpu_faults, before.cpu_faults);
 	memset(buf, CANARY, n * page_size());
-	c = dev_read(m, p, n, buf);
+	c = dev_read(f.m, p, n, buf);
 	cr_expect_eq(c.faults, 1);
 	cr_expect_eq(buf[mid], (uint8_t)(pattern_byte(36, mid / page_size(),
 						     mid % page_size()) ^ 0x5a),
 		     "the device sees the CPU's byte");
 	expect_same(buf, p, len, "device read after the 1-byte write");
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* 14. A sparse 64 GiB span: one page per GiB, each read on its own. */
 Test(coherence, sparse_64gib_span_reads_each_page)
 {
 	const size_t gib = 1ul << 30, span = 64 * gib, npages = 64;
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	uint8_t *p, *buf = canary_buf(1);
 	struct hmmu_cmd c;
 
@@ -983,21 +848,20 @@ Test(coherence, sparse_64gib_span_reads_each_page)
 		char what[64];
 
 		memset(buf, CANARY, page_size());
-		c = dev_read(m, p + i * gib, 1, buf);
+		c = dev_read(f.m, p + i * gib, 1, buf);
 		snprintf(what, sizeof(what), "device read of GiB %zu", i);
 		expect_pattern(buf, 1, 100 + (unsigned)i, what);
 		cr_expect_eq(c.faults, 1, "%s: faults %llu", what,
 			     (unsigned long long)c.faults);
 	}
-	cr_expect_eq(stats_of(h).device_pages, npages);
-	cr_assert_eq(hmmu_mirror_unregister(m), 0);
-	cr_expect_eq(stats_of(h).device_pages, 0);
+	cr_expect_eq(stats_of(f.h).device_pages, npages);
+	cr_assert_eq(hmmu_mirror_unregister(f.m), 0);
+	cr_expect_eq(stats_of(f.h).device_pages, 0);
 	for (size_t i = 0; i < npages; i++)
 		expect_pattern(p + i * gib, 1, 100 + (unsigned)i, "CPU view");
 	cr_assert_eq(munmap(p, span), 0);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /*
@@ -1084,8 +948,7 @@ static void *writer_main(void *arg)
 
 Test(coherence, concurrent_cpu_writer_never_gives_stale_device_reads)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture fx = fixture_open("dmirror0");
 	uint8_t *p = map_rw(1), *buf = canary_buf(1);
 	struct writer w = { .slot = (volatile uint64_t *)p };
 	uint64_t prev = 0, got, latest;
@@ -1096,10 +959,10 @@ Test(coherence, concurrent_cpu_writer_never_gives_stale_device_reads)
 
 	fill_pattern(p, 1, 37);
 	*w.slot = 0;
-	dev_read(m, p, 1, buf); /* mirrored and protected before the race */
+	dev_read(fx.m, p, 1, buf); /* mirrored and protected before the race */
 	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
 	while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) {
-		if (try_read(m, p, 1, buf, &c, &f, "during the race"))
+		if (try_read(fx.m, p, 1, buf, &c, &f, "during the race"))
 			break;
 		latest = __atomic_load_n(w.slot, __ATOMIC_ACQUIRE);
 		memcpy(&got, buf, sizeof(got));
@@ -1129,7 +992,7 @@ Test(coherence, concurrent_cpu_writer_never_gives_stale_device_reads)
 	cr_assert_eq(pthread_join(t, NULL), 0);
 	cr_assert(!failed(&f), "%s", f.what);
 
-	c = dev_read(m, p, 1, buf);
+	c = dev_read(fx.m, p, 1, buf);
 	memcpy(&got, buf, sizeof(got));
 	cr_expect_eq(got, WRITES, "after the writer stopped the device saw %llu",
 		     (unsigned long long)got);
@@ -1138,8 +1001,7 @@ Test(coherence, concurrent_cpu_writer_never_gives_stale_device_reads)
 	expect_same(buf + 8, p + 8, page_size() - 8, "rest of the page");
 	cr_log_info("%lu device reads raced with %d CPU writes", reads, WRITES);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&fx);
 }
 
 /*
@@ -1217,9 +1079,8 @@ static void busy_stop(struct reader *b, pthread_t t)
 
 Test(coherence, madv_dontneed_invalidates_before_returning_while_busy)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
-	struct hmmu *hb = connect_or_die();
+	struct fixture fx = fixture_open("dmirror0");
+	struct fixture busy = fixture_open(NULL);
 	const size_t n = 2;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n);
 	uint8_t *zeros = calloc(n, page_size()), *want = xmalloc(n * page_size());
@@ -1228,14 +1089,14 @@ Test(coherence, madv_dontneed_invalidates_before_returning_while_busy)
 	struct hmmu_cmd c;
 	pthread_t t;
 
-	busy_start(&b, &t, hb);
+	busy_start(&b, &t, busy.h);
 	for (unsigned round = 0; round < ROUNDS && !failed(&f); round++) {
 		char what[64];
 
 		snprintf(what, sizeof(what), "round %u", round);
 		fill_pattern(p, n, round);
 		fill_pattern(want, n, round);
-		if (try_read(m, p, n, buf, &c, &f, what) ||
+		if (try_read(fx.m, p, n, buf, &c, &f, what) ||
 		    try_same(buf, want, n * page_size(), &f, what))
 			break;
 		if (madvise(p, n * page_size(), MADV_DONTNEED)) {
@@ -1246,7 +1107,7 @@ Test(coherence, madv_dontneed_invalidates_before_returning_while_busy)
 		memset(buf, CANARY, n * page_size());
 		snprintf(what, sizeof(what), "round %u: device read after "
 			 "MADV_DONTNEED", round);
-		if (try_read(m, p, n, buf, &c, &f, what) ||
+		if (try_read(fx.m, p, n, buf, &c, &f, what) ||
 		    try_same(buf, zeros, n * page_size(), &f, what))
 			break;
 		if (c.faults != 1)
@@ -1258,16 +1119,14 @@ Test(coherence, madv_dontneed_invalidates_before_returning_while_busy)
 	free(zeros);
 	free(want);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(hb);
-	hmmu_disconnect(h);
+	fixture_close(&busy);
+	fixture_close(&fx);
 }
 
 Test(coherence, munmap_invalidates_before_returning_while_busy)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
-	struct hmmu *hb = connect_or_die();
+	struct fixture fx = fixture_open("dmirror0");
+	struct fixture busy = fixture_open(NULL);
 	const size_t n = 2;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n), *q;
 	uint8_t *want = xmalloc(n * page_size());
@@ -1276,14 +1135,14 @@ Test(coherence, munmap_invalidates_before_returning_while_busy)
 	struct hmmu_cmd c;
 	pthread_t t;
 
-	busy_start(&b, &t, hb);
+	busy_start(&b, &t, busy.h);
 	for (unsigned round = 0; round < ROUNDS && !failed(&f); round++) {
 		char what[64];
 
 		snprintf(what, sizeof(what), "round %u", round);
 		fill_pattern(p, n, round);
 		fill_pattern(want, n, round);
-		if (try_read(m, p, n, buf, &c, &f, what) ||
+		if (try_read(fx.m, p, n, buf, &c, &f, what) ||
 		    try_same(buf, want, n * page_size(), &f, what))
 			break;
 		/* Replaced at once by a new mapping with other data. */
@@ -1304,7 +1163,7 @@ Test(coherence, munmap_invalidates_before_returning_while_busy)
 		memset(buf, CANARY, n * page_size());
 		snprintf(what, sizeof(what), "round %u: device read of the "
 			 "new mapping", round);
-		if (try_read(m, q, n, buf, &c, &f, what) ||
+		if (try_read(fx.m, q, n, buf, &c, &f, what) ||
 		    try_same(buf, want, n * page_size(), &f, what))
 			break;
 		if (c.faults != 1) {
@@ -1317,7 +1176,7 @@ Test(coherence, munmap_invalidates_before_returning_while_busy)
 		fill_pattern(want, n, round + 2000);
 		snprintf(what, sizeof(what), "round %u: device read after a "
 			 "CPU write to the new mapping", round);
-		if (try_read(m, q, n, buf, &c, &f, what))
+		if (try_read(fx.m, q, n, buf, &c, &f, what))
 			break;
 		try_same(buf, want, n * page_size(), &f, what);
 	}
@@ -1325,9 +1184,8 @@ Test(coherence, munmap_invalidates_before_returning_while_busy)
 	cr_assert(!failed(&f), "%s", f.what);
 	free(want);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(hb);
-	hmmu_disconnect(h);
+	fixture_close(&busy);
+	fixture_close(&fx);
 }
 
 /*
@@ -1340,8 +1198,7 @@ Test(coherence, munmap_invalidates_before_returning_while_busy)
 
 Test(coherence, madv_dontneed_racing_device_reads_leave_no_stale_copy)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture fx = fixture_open("dmirror0");
 	const size_t n = 2;
 	uint8_t *p = map_rw(n), *buf = canary_buf(n);
 	uint8_t *zeros = calloc(n, page_size());
@@ -1352,7 +1209,7 @@ Test(coherence, madv_dontneed_racing_device_reads_leave_no_stale_copy)
 	pthread_t t[RACERS];
 
 	for (int i = 0; i < RACERS; i++) {
-		r[i] = (struct reader){ .m = m, .mem = p, .npages = n };
+		r[i] = (struct reader){ .m = fx.m, .mem = p, .npages = n };
 		reader_start(&r[i], &t[i]);
 	}
 	for (unsigned round = 0; round < RACE_ROUNDS && !failed(&f); round++) {
@@ -1368,7 +1225,7 @@ Test(coherence, madv_dontneed_racing_device_reads_leave_no_stale_copy)
 		snprintf(what, sizeof(what), "round %u: device read after "
 			 "MADV_DONTNEED (%lu racing reads so far)", round,
 			 __atomic_load_n(&r[0].reads, __ATOMIC_ACQUIRE));
-		if (try_read(m, p, n, buf, &c, &f, what))
+		if (try_read(fx.m, p, n, buf, &c, &f, what))
 			break;
 		try_same(buf, zeros, n * page_size(), &f, what);
 	}
@@ -1383,8 +1240,7 @@ Test(coherence, madv_dontneed_racing_device_reads_leave_no_stale_copy)
 		    RACE_ROUNDS);
 	free(zeros);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&fx);
 }
 
 /*
@@ -1394,9 +1250,8 @@ Test(coherence, madv_dontneed_racing_device_reads_leave_no_stale_copy)
  */
 Test(coherence, device_read_into_mirrored_buffer_drops_stale_copies)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
-	struct hmmu_mirror *b = mirror_registered(h, "dmirror1");
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_mirror *b = mirror_registered(f.h, "dmirror1");
 	const size_t n = 4;
 	uint8_t *src = map_rw(n), *dst = map_rw(n), *buf = canary_buf(n);
 	struct hmmu_cmd c;
@@ -1407,7 +1262,7 @@ Test(coherence, device_read_into_mirrored_buffer_drops_stale_copies)
 	expect_pattern(buf, n, 42, "dmirror1 read of the destination");
 
 	/* dmirror0 reads src into dst. */
-	dev_read(a, src, n, dst);
+	dev_read(f.m, src, n, dst);
 	expect_pattern(dst, n, 41, "CPU view of the destination");
 
 	memset(buf, CANARY, n * page_size());
@@ -1416,7 +1271,6 @@ Test(coherence, device_read_into_mirrored_buffer_drops_stale_copies)
 		       "dmirror0 read into it");
 	cr_expect_eq(c.faults, 1, "dmirror1's stale copy was dropped");
 	free(buf);
-	hmmu_mirror_destroy(a);
 	hmmu_mirror_destroy(b);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }

@@ -4,230 +4,203 @@
  * hmmud.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 TestSuite(lifecycle, .init = daemon_start, .fini = daemon_stop, .timeout = 60);
 
-static long page;
-
+/*
+ * @n pages of 0x5a; device_touch() of them registers their VMA with the
+ * userfaultfd.
+ */
 static void *map_pages(size_t n)
 {
-	void *p;
+	void *p = map_rw(n);
 
-	page = sysconf(_SC_PAGESIZE);
-	p = mmap(NULL, n * page, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(p, MAP_FAILED);
-	memset(p, 0x5a, n * page);
+	memset(p, 0x5a, n * page_size());
 	return p;
-}
-
-/* The device reads @n pages at @p: this registers their VMA with uffd. */
-static void device_touch(struct hmmu_mirror *m, void *p, size_t n)
-{
-	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = n };
-	char *buf = malloc(n * page);
-	int err = hmmu_device_read(m, &c, buf);
-
-	cr_assert_eq(err, 0, "device_read: %s", strerror(-err));
-	cr_assert_eq(c.cpages, n);
-	cr_assert_eq(memcmp(buf, p, n * page), 0);
-	free(buf);
 }
 
 Test(lifecycle, default_devices_are_two_dmirrors)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	struct hmmu_device_info info;
 
-	cr_assert_geq(hmmu_device_count(h), 2);
-	cr_assert_eq(hmmu_device_info(h, 0, &info), 0);
+	expect_daemon_log("no device number 1000");
+	cr_assert_geq(hmmu_device_count(f.h), 2);
+	cr_assert_eq(hmmu_device_info(f.h, 0, &info), 0);
 	cr_expect_str_eq(info.name, "dmirror0");
 	cr_expect_str_eq(info.model, "dmirror");
-	cr_expect_eq(info.page_size, (uint32_t)sysconf(_SC_PAGESIZE));
-	cr_assert_eq(hmmu_device_info(h, 1, &info), 0);
+	cr_expect_eq(info.page_size, (uint32_t)page_size());
+	cr_assert_eq(hmmu_device_info(f.h, 1, &info), 0);
 	cr_expect_str_eq(info.name, "dmirror1");
-	cr_expect_eq(hmmu_device_info(h, 1000, &info), -ENODEV);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_device_info(f.h, 1000, &info), -ENODEV);
+	fixture_close(&f);
 }
 
 Test(lifecycle, mirror_create_unknown_device_is_enodev)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	struct hmmu_mirror *m = NULL;
 
-	cr_expect_eq(hmmu_mirror_create(h, "nosuchdevice", &m), -ENODEV);
+	expect_daemon_log("no device named");
+	cr_expect_eq(hmmu_mirror_create(f.h, "nosuchdevice", &m), -ENODEV);
 	cr_expect_null(m);
-	cr_expect_eq(hmmu_mirror_create(h, "", &m), -ENODEV);
-	cr_expect_eq(stats_of(h).processes, 0);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_mirror_create(f.h, "", &m), -ENODEV);
+	cr_expect_eq(stats_of(f.h).processes, 0);
+	fixture_close(&f);
 }
 
 Test(lifecycle, first_registration_creates_process_state)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m;
-	struct hmmu_stats st = stats_of(h);
+	struct fixture f = fixture_open(NULL);
+	struct hmmu_stats st = stats_of(f.h);
 
 	cr_expect_eq(st.processes, 0);
 	cr_expect_eq(st.my_state, 0);
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_create(f.h, "dmirror0", &f.m), 0);
 	/* Creating is not registering: still no state. */
-	cr_expect_eq(stats_of(h).my_state, 0);
-	cr_assert_eq(hmmu_mirror_register(m), 0);
-	st = stats_of(h);
+	cr_expect_eq(stats_of(f.h).my_state, 0);
+	cr_assert_eq(hmmu_mirror_register(f.m), 0);
+	st = stats_of(f.h);
 	cr_expect_eq(st.processes, 1);
 	cr_expect_eq(st.mirrors, 1);
 	cr_expect_eq(st.my_state, 1);
 	cr_expect_eq(st.my_mirrors, 1);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(lifecycle, mirror_double_register_is_ebusy)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 
-	cr_expect_eq(hmmu_mirror_register(m), -EBUSY);
+	expect_daemon_log("on dmirror0: %s", strerror(EBUSY));
+	cr_expect_eq(hmmu_mirror_register(f.m), -EBUSY);
 	/* ... and changes nothing. */
-	cr_expect_eq(stats_of(h).mirrors, 1);
-	cr_expect_eq(stats_of(h).my_mirrors, 1);
-	cr_expect_eq(hmmu_mirror_unregister(m), 0);
-	cr_expect_eq(stats_of(h).mirrors, 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(stats_of(f.h).mirrors, 1);
+	cr_expect_eq(stats_of(f.h).my_mirrors, 1);
+	cr_expect_eq(hmmu_mirror_unregister(f.m), 0);
+	cr_expect_eq(stats_of(f.h).mirrors, 0);
+	fixture_close(&f);
 }
 
 Test(lifecycle, mirror_unregister_unregistered_is_einval)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m;
+	struct fixture f = fixture_open(NULL);
 
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
-	cr_expect_eq(hmmu_mirror_unregister(m), -EINVAL);
-	cr_assert_eq(hmmu_mirror_register(m), 0);
-	cr_expect_eq(hmmu_mirror_unregister(m), 0);
-	cr_expect_eq(hmmu_mirror_unregister(m), -EINVAL);
-	cr_expect_eq(stats_of(h).processes, 0);
-	cr_expect_eq(stats_of(h).mirrors, 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	expect_daemon_log("not registered");
+	cr_assert_eq(hmmu_mirror_create(f.h, "dmirror0", &f.m), 0);
+	cr_expect_eq(hmmu_mirror_unregister(f.m), -EINVAL);
+	cr_assert_eq(hmmu_mirror_register(f.m), 0);
+	cr_expect_eq(hmmu_mirror_unregister(f.m), 0);
+	cr_expect_eq(hmmu_mirror_unregister(f.m), -EINVAL);
+	cr_expect_eq(stats_of(f.h).processes, 0);
+	cr_expect_eq(stats_of(f.h).mirrors, 0);
+	fixture_close(&f);
 }
 
 Test(lifecycle, mirror_reregister_after_unregister_works)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m;
+	struct fixture f = fixture_open(NULL);
 	void *p = map_pages(4);
 
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_create(f.h, "dmirror0", &f.m), 0);
 	for (int round = 0; round < 3; round++) {
-		cr_assert_eq(hmmu_mirror_register(m), 0, "round %d", round);
-		cr_expect_eq(stats_of(h).my_mirrors, 1);
-		device_touch(m, p, 4);
-		cr_assert_eq(hmmu_mirror_unregister(m), 0, "round %d", round);
-		cr_expect_eq(stats_of(h).my_state, 0);
+		cr_assert_eq(hmmu_mirror_register(f.m), 0, "round %d", round);
+		cr_expect_eq(stats_of(f.h).my_mirrors, 1);
+		device_touch(f.m, p, 4);
+		cr_assert_eq(hmmu_mirror_unregister(f.m), 0, "round %d", round);
+		cr_expect_eq(stats_of(f.h).my_state, 0);
 	}
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(lifecycle, two_mirrors_on_one_device)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
-	struct hmmu_mirror *b = mirror_registered(h, "dmirror0");
-	struct hmmu_stats st = stats_of(h);
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_mirror *b = mirror_registered(f.h, "dmirror0");
+	struct hmmu_stats st = stats_of(f.h);
 
 	cr_expect_eq(st.processes, 1);
 	cr_expect_eq(st.mirrors, 2);
 	cr_expect_eq(st.my_mirrors, 2);
-	cr_expect_eq(hmmu_mirror_unregister(a), 0);
-	st = stats_of(h);
+	cr_expect_eq(hmmu_mirror_unregister(f.m), 0);
+	st = stats_of(f.h);
 	cr_expect_eq(st.processes, 1, "b still holds the state");
 	cr_expect_eq(st.my_mirrors, 1);
 	cr_expect_eq(hmmu_mirror_unregister(b), 0);
-	cr_expect_eq(stats_of(h).processes, 0);
-	hmmu_mirror_destroy(a);
+	cr_expect_eq(stats_of(f.h).processes, 0);
 	hmmu_mirror_destroy(b);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(lifecycle, two_mirrors_on_two_devices)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
-	struct hmmu_mirror *b = mirror_registered(h, "dmirror1");
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_mirror *b = mirror_registered(f.h, "dmirror1");
 	void *p = map_pages(8);
 
-	device_touch(a, p, 8);
+	device_touch(f.m, p, 8);
 	device_touch(b, p, 8);
-	cr_expect_eq(stats_of(h).device_pages, 16);
-	cr_expect_eq(stats_of(h).my_mirrors, 2);
-	cr_expect_eq(stats_of(h).processes, 1);
-	hmmu_mirror_destroy(a); /* unregisters */
-	cr_expect_eq(stats_of(h).device_pages, 8);
+	cr_expect_eq(stats_of(f.h).device_pages, 16);
+	cr_expect_eq(stats_of(f.h).my_mirrors, 2);
+	cr_expect_eq(stats_of(f.h).processes, 1);
+	hmmu_mirror_destroy(f.m); /* unregisters */
+	f.m = NULL;
+	cr_expect_eq(stats_of(f.h).device_pages, 8);
 	hmmu_mirror_destroy(b);
-	cr_expect_eq(stats_of(h).device_pages, 0);
-	cr_expect_eq(stats_of(h).processes, 0);
-	hmmu_disconnect(h);
+	cr_expect_eq(stats_of(f.h).device_pages, 0);
+	cr_expect_eq(stats_of(f.h).processes, 0);
+	fixture_close(&f);
 }
 
 Test(lifecycle, unregister_drops_every_device_page)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *keep = mirror_registered(h, "dmirror1");
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror1");
+	struct hmmu_mirror *m = mirror_registered(f.h, "dmirror0");
 	void *p = map_pages(32);
 
 	device_touch(m, p, 32);
-	device_touch(keep, p, 4);
-	cr_assert_eq(stats_of(h).device_pages, 36);
+	device_touch(f.m, p, 4);
+	cr_assert_eq(stats_of(f.h).device_pages, 36);
 	cr_assert_eq(hmmu_mirror_unregister(m), 0);
-	/* Rule 6: no page of m once unregister returns; keep's stay. */
-	cr_expect_eq(stats_of(h).device_pages, 4);
+	/* Rule 6: no page of m once unregister returns; f.m's stay. */
+	cr_expect_eq(stats_of(f.h).device_pages, 4);
 	hmmu_mirror_destroy(m);
-	hmmu_mirror_destroy(keep);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(lifecycle, last_unregister_removes_uffd_registrations)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
-	struct hmmu_mirror *b = mirror_registered(h, "dmirror1");
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_mirror *b = mirror_registered(f.h, "dmirror1");
 	char *p = map_pages(16);
 
 	cr_expect_not(smaps_has_uffd_flags());
-	device_touch(a, p, 16);
+	device_touch(f.m, p, 16);
 	cr_expect(smaps_vma_has_flag(p, "uw"),
 		  "the mirrored range is registered for write-protect");
-	cr_assert_eq(hmmu_mirror_unregister(a), 0);
+	cr_assert_eq(hmmu_mirror_unregister(f.m), 0);
 	cr_expect(smaps_vma_has_flag(p, "uw"), "b still mirrors the process");
 	cr_assert_eq(hmmu_mirror_unregister(b), 0);
 	cr_expect_not(smaps_has_uffd_flags(),
 		      "no VMA keeps uffd flags after the last unregister");
 	/* The pages are plain memory again: writes need no daemon. */
-	memset(p, 1, 16 * page);
-	cr_expect_eq(stats_of(h).cpu_faults, 0);
-	hmmu_mirror_destroy(a);
+	memset(p, 1, 16 * page_size());
+	cr_expect_eq(stats_of(f.h).cpu_faults, 0);
 	hmmu_mirror_destroy(b);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(lifecycle, two_processes_at_once)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	int to_child[2], to_parent[2];
 	char c = 0;
 	pid_t pid;
@@ -237,28 +210,28 @@ Test(lifecycle, two_processes_at_once)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct hmmu *hc;
-		struct hmmu_mirror *a, *b;
+		struct fixture fc;
+		struct hmmu_mirror *b;
 		struct hmmu_stats st;
 		int ok;
 
-		if (hmmu_connect(NULL, &hc) || hmmu_mirror_create(hc, "dmirror0", &a) ||
-		    hmmu_mirror_create(hc, "dmirror1", &b) ||
-		    hmmu_mirror_register(a) || hmmu_mirror_register(b))
+		if (fixture_try_open(&fc, "dmirror0") ||
+		    hmmu_mirror_create(fc.h, "dmirror1", &b) ||
+		    hmmu_mirror_register(b))
 			_exit(1);
-		ok = hmmu_stats(hc, &st, sizeof(st)) == (int)sizeof(st) &&
+		ok = hmmu_stats(fc.h, &st, sizeof(st)) == (int)sizeof(st) &&
 		     st.my_state == 1 &&
 		     st.my_mirrors == 2 && st.processes == 2 && st.mirrors == 3;
 		(void)!write(to_parent[1], ok ? "y" : "n", 1);
 		(void)!read(to_child[0], &c, 1);
-		hmmu_mirror_destroy(a);
+		hmmu_mirror_destroy(fc.m);
 		hmmu_mirror_destroy(b);
-		hmmu_disconnect(hc);
+		hmmu_disconnect(fc.h);
 		_exit(0);
 	}
 	cr_assert_eq(read(to_parent[0], &c, 1), 1);
 	cr_expect_eq(c, 'y', "the child saw its own state and both processes");
-	struct hmmu_stats st = stats_of(h);
+	struct hmmu_stats st = stats_of(f.h);
 
 	cr_expect_eq(st.processes, 2);
 	cr_expect_eq(st.mirrors, 3);
@@ -268,17 +241,16 @@ Test(lifecycle, two_processes_at_once)
 
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	cr_expect_eq(wait_for_stat(h, processes, 1), 1);
-	cr_expect_eq(stats_of(h).mirrors, 1);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(wait_for_stat(f.h, processes, 1), 1);
+	cr_expect_eq(stats_of(f.h).mirrors, 1);
+	fixture_close(&f);
 }
 
 /* A child registers @n mirrors, touches memory through them, then dies. */
 static void client_dies_with_mirrors(int n, int how)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_stats before = stats_of(h);
+	struct fixture f = fixture_open(NULL);
+	struct hmmu_stats before = stats_of(f.h);
 	int ready[2], go[2];
 	pid_t pid;
 	char c;
@@ -300,7 +272,8 @@ static void client_dies_with_mirrors(int n, int how)
 			if (hmmu_mirror_create(hc, i % 2 ? "dmirror1" : "dmirror0", &m) ||
 			    hmmu_mirror_register(m))
 				_exit(1);
-			if (page == 4096 && hmmu_device_read(m, &cmd, buf))
+			if (page_size() == 4096 &&
+			    hmmu_device_read(m, &cmd, buf))
 				_exit(1);
 		}
 		(void)!write(ready[1], "r", 1);
@@ -310,7 +283,7 @@ static void client_dies_with_mirrors(int n, int how)
 		_exit(0); /* exits with mirrors registered */
 	}
 	cr_assert_eq(read(ready[0], &c, 1), 1);
-	cr_expect_eq(stats_of(h).mirrors, before.mirrors + n);
+	cr_expect_eq(stats_of(f.h).mirrors, before.mirrors + n);
 	if (how == 0)
 		kill(pid, SIGKILL);
 	else
@@ -318,15 +291,15 @@ static void client_dies_with_mirrors(int n, int how)
 	waitpid(pid, NULL, 0);
 
 	/* Rule 5: release once per mirror, then the state goes. */
-	cr_expect_eq(wait_for_stat(h, releases, before.releases + n),
+	cr_expect_eq(wait_for_stat(f.h, releases, before.releases + n),
 		     before.releases + n);
-	cr_expect_eq(wait_for_stat(h, processes, before.processes),
+	cr_expect_eq(wait_for_stat(f.h, processes, before.processes),
 		     before.processes);
-	struct hmmu_stats after = stats_of(h);
+	struct hmmu_stats after = stats_of(f.h);
 
 	cr_expect_eq(after.mirrors, before.mirrors);
 	cr_expect_eq(after.device_pages, before.device_pages);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(lifecycle, sigkill_of_client_releases_each_mirror_once)
@@ -341,41 +314,38 @@ Test(lifecycle, exit_of_client_releases_each_mirror_once)
 
 Test(lifecycle, disconnect_releases_mirrors_of_that_connection_only)
 {
-	struct hmmu *h1 = connect_or_die();
+	struct fixture keep = fixture_open("dmirror0");
 	struct hmmu *h2 = connect_or_die();
-	struct hmmu_mirror *keep = mirror_registered(h1, "dmirror0");
 
 	mirror_registered(h2, "dmirror0");
 	mirror_registered(h2, "dmirror1");
-	cr_assert_eq(stats_of(h1).my_mirrors, 3);
+	cr_assert_eq(stats_of(keep.h).my_mirrors, 3);
 	hmmu_disconnect(h2);
-	cr_expect_eq(wait_for_stat(h1, releases, 2), 2);
-	cr_expect_eq(stats_of(h1).my_mirrors, 1);
-	cr_expect_eq(stats_of(h1).processes, 1, "keep still holds the state");
-	hmmu_mirror_destroy(keep);
-	hmmu_disconnect(h1);
+	cr_expect_eq(wait_for_stat(keep.h, releases, 2), 2);
+	cr_expect_eq(stats_of(keep.h).my_mirrors, 1);
+	cr_expect_eq(stats_of(keep.h).processes, 1,
+		     "keep still holds the state");
+	fixture_close(&keep);
 }
 
 Test(lifecycle, handle_used_in_forked_child_is_echild)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	pid_t pid = fork();
 	int status;
 
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct hmmu_stats st;
-		int ok = hmmu_stats(h, &st, sizeof(st)) == -ECHILD &&
-			 hmmu_mirror_unregister(m) == -ECHILD &&
-			 hmmu_mirror_register(m) == -ECHILD;
+		int ok = hmmu_stats(f.h, &st, sizeof(st)) == -ECHILD &&
+			 hmmu_mirror_unregister(f.m) == -ECHILD &&
+			 hmmu_mirror_register(f.m) == -ECHILD;
 
 		_exit(ok ? 0 : 1);
 	}
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	/* The parent's mirror is untouched. */
-	cr_expect_eq(stats_of(h).my_mirrors, 1);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(stats_of(f.h).my_mirrors, 1);
+	fixture_close(&f);
 }

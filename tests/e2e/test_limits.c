@@ -8,14 +8,13 @@
  * Findings 3, 5, 7 and 8 of the security review (docs/security.md).
  */
 #include "harness.h"
+#include "helpers.h"
 #include "common/proto.h"
 #include "common/uffd_open.h"
 #include "common/kernel_uapi.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <grp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -26,9 +25,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,28 +32,20 @@
 /* Each test starts its own daemon, with the limits it is about. */
 TestSuite(limits, .fini = daemon_stop, .timeout = 120);
 
-#define NOBODY 65534
-
-static size_t page_size(void)
-{
-	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
 static void start_with(const char *a, const char *b)
 {
 	const char *args[] = { "--socket-mode", "0666", "--limit", a,
 			       b ? "--limit" : NULL, b, NULL };
 
 	daemon_start_args(args);
-	cr_assert_eq(chmod(daemon_under_test.dir, 0755), 0);
+	daemon_dir_open_to_all();
 }
 
 static char *map_touched(size_t npages)
 {
-	char *p = mmap(NULL, npages * page_size(), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	char *p = map_anon(npages, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_POPULATE);
 
-	cr_assert_neq(p, MAP_FAILED);
 	for (size_t i = 0; i < npages; i++)
 		p[i * page_size()] = (char)(i + 1);
 	return p;
@@ -72,10 +60,8 @@ struct node {
 static struct hmmu_job cycle_job(uint64_t len)
 {
 	/* Anonymous memory: a program's data segment is a file mapping. */
-	struct node *n = mmap(NULL, page_size(), PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct node *n = map_rw(1);
 
-	cr_assert_neq(n, MAP_FAILED);
 	n[0] = (struct node){ .next = &n[1], .value = 1 };
 	n[1] = (struct node){ .next = &n[0], .value = 2 };
 	return (struct hmmu_job){
@@ -91,8 +77,7 @@ static struct hmmu_job cycle_job(uint64_t len)
 
 Test(limits, jobs_reaching_past_user_space_are_einval)
 {
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	struct hmmu_job sum = { .kind = HMMU_JOB_SUM64,
 				.src = 0xfffffffffffff000ull, .len = 1 };
 	struct hmmu_job fill = { .kind = HMMU_JOB_FILL,
@@ -100,51 +85,46 @@ Test(limits, jobs_reaching_past_user_space_are_einval)
 	struct hmmu_job list = cycle_job(1);
 
 	start_with("job-seconds=60", NULL);
-	h = connect_or_die();
-	m = mirror_registered(h, "acc0");
+	expect_daemon_log("job on acc0: %s", strerror(EINVAL));
+	f = fixture_open("acc0");
 	/* Its prefetch window used to wrap to 0 and loop for ever. */
-	cr_expect_eq(hmmu_job_run(m, &sum), -EINVAL);
-	cr_expect_eq(hmmu_job_run(m, &fill), -EINVAL);
+	cr_expect_eq(hmmu_job_run(f.m, &sum), -EINVAL);
+	cr_expect_eq(hmmu_job_run(f.m, &fill), -EINVAL);
 	list.src = 0xfffffffffffffff0ull;
-	cr_expect_eq(hmmu_job_run(m, &list), -EINVAL);
+	cr_expect_eq(hmmu_job_run(f.m, &list), -EINVAL);
 	/* More nodes than any walk may visit. */
 	list = cycle_job(1ull << 40);
-	cr_expect_eq(hmmu_job_run(m, &list), -EINVAL);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_job_run(f.m, &list), -EINVAL);
+	fixture_close(&f);
 }
 
 Test(limits, job_on_the_last_user_page_faults_and_returns)
 {
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	struct hmmu_job sum = { .kind = HMMU_JOB_SUM64,
 				.src = (1ull << 47) - 4096, .len = 1 };
 
 	start_with("job-seconds=60", NULL);
-	h = connect_or_die();
-	m = mirror_registered(h, "acc0");
-	cr_expect_eq(hmmu_job_run(m, &sum), -EFAULT);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	f = fixture_open("acc0");
+	cr_expect_eq(hmmu_job_run(f.m, &sum), -EFAULT);
+	fixture_close(&f);
 }
 
 Test(limits, endless_list_walk_stops_at_the_deadline)
 {
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	struct hmmu_job job = cycle_job(1ull << 26);
 	struct hmmu_job fine = cycle_job(10);
 
 	start_with("job-seconds=1", NULL);
-	h = connect_or_die();
-	m = mirror_registered(h, "acc0");
-	cr_expect_eq(hmmu_job_run(m, &job), -ETIMEDOUT);
+	expect_daemon_log("job on acc0: %s", strerror(ETIMEDOUT));
+	expect_daemon_log("job on acc0: %s", strerror(ELOOP));
+	f = fixture_open("acc0");
+	cr_expect_eq(hmmu_job_run(f.m, &job), -ETIMEDOUT);
 	/* The mirror and the device go on working. */
-	cr_expect_eq(hmmu_job_run(m, &fine), -ELOOP);
+	cr_expect_eq(hmmu_job_run(f.m, &fine), -ELOOP);
 	cr_expect_eq(fine.result, 15, "5 rounds of 1 + 2");
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* In a child: register on acc0 and walk an endless list; never returns. */
@@ -158,16 +138,14 @@ static pid_t start_endless_job(void)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct hmmu *h;
-		struct hmmu_mirror *m;
+		struct fixture fc;
 		struct hmmu_job job = cycle_job(1ull << 26);
 
 		close(ready[0]);
-		if (hmmu_connect(daemon_under_test.socket, &h) ||
-		    hmmu_mirror_create(h, "acc0", &m) || hmmu_mirror_register(m))
+		if (fixture_try_open(&fc, "acc0"))
 			_exit(1);
 		(void)!write(ready[1], "r", 1);
-		_exit(hmmu_job_run(m, &job) == 0 ? 0 : 2);
+		_exit(hmmu_job_run(fc.m, &job) == 0 ? 0 : 2);
 	}
 	close(ready[1]);
 	cr_assert_eq(read(ready[0], &c, 1), 1, "the child registered");
@@ -178,20 +156,20 @@ static pid_t start_endless_job(void)
 
 Test(limits, job_of_a_killed_client_is_cancelled_and_its_state_released)
 {
-	struct hmmu *h;
+	struct fixture f;
 	pid_t child;
 
 	start_with("job-seconds=600", NULL);
-	h = connect_or_die();
+	f = fixture_open(NULL);
 	child = start_endless_job();
-	cr_assert_eq(stats_of(h).processes, 1);
+	cr_assert_eq(stats_of(f.h).processes, 1);
 	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	/* Its job must not hold its mirror (and the device) for 10 minutes. */
-	cr_expect_eq(wait_for_stat(h, processes, 0), 0,
+	cr_expect_eq(wait_for_stat(f.h, processes, 0), 0,
 		     "the dead client's state is gone");
-	cr_expect_eq(stats_of(h).mirrors, 0);
-	hmmu_disconnect(h);
+	cr_expect_eq(stats_of(f.h).mirrors, 0);
+	fixture_close(&f);
 }
 
 Test(limits, sigterm_stops_the_daemon_while_a_job_runs)
@@ -219,17 +197,19 @@ Test(limits, sigterm_stops_the_daemon_while_a_job_runs)
 
 Test(limits, connections_past_the_user_limit_are_edquot)
 {
-	struct hmmu *a, *b, *c = NULL;
+	struct fixture a, b;
+	struct hmmu *c = NULL;
 	int err = 0;
 
 	start_with("connections-per-user=2", NULL);
-	a = connect_or_die();
-	b = connect_or_die();
+	expect_daemon_log("--limit connections-per-user");
+	a = fixture_open(NULL);
+	b = fixture_open(NULL);
 	cr_expect_eq(hmmu_connect(daemon_under_test.socket, &c), -EDQUOT);
 	cr_expect(strstr(hmmu_error_detail(), "limit"),
 		  "the detail names the limit: '%s'", hmmu_error_detail());
 	cr_expect_eq(daemon_log_count("connections-per-user"), 1);
-	hmmu_disconnect(b);
+	fixture_close(&b);
 	/* Its place is free once the daemon saw it go. */
 	for (int i = 0; i < 100; i++) {
 		err = hmmu_connect(daemon_under_test.socket, &c);
@@ -240,52 +220,51 @@ Test(limits, connections_past_the_user_limit_are_edquot)
 	cr_expect_eq(err, 0, "connect after one left: %s", strerror(-err));
 	if (!err)
 		hmmu_disconnect(c);
-	hmmu_disconnect(a);
+	fixture_close(&a);
 }
 
 Test(limits, mirrors_past_the_user_limit_are_edquot)
 {
-	struct hmmu *h;
+	struct fixture f;
 	struct hmmu_mirror *m[3] = { NULL };
 
 	start_with("mirrors-per-user=2", NULL);
-	h = connect_or_die();
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m[0]), 0);
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror1", &m[1]), 0);
-	cr_expect_eq(hmmu_mirror_create(h, "dmirror0", &m[2]), -EDQUOT);
+	expect_daemon_log("--limit mirrors-per-user");
+	f = fixture_open(NULL);
+	cr_assert_eq(hmmu_mirror_create(f.h, "dmirror0", &m[0]), 0);
+	cr_assert_eq(hmmu_mirror_create(f.h, "dmirror1", &m[1]), 0);
+	cr_expect_eq(hmmu_mirror_create(f.h, "dmirror0", &m[2]), -EDQUOT);
 	hmmu_mirror_destroy(m[1]);
-	cr_expect_eq(hmmu_mirror_create(h, "dmirror1", &m[1]), 0);
+	cr_expect_eq(hmmu_mirror_create(f.h, "dmirror1", &m[1]), 0);
 	hmmu_mirror_destroy(m[0]);
 	hmmu_mirror_destroy(m[1]);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(limits, page_copies_past_the_user_limit_are_edquot)
 {
 	const size_t big = (2u << 20) / page_size(), small = 64;
-	struct hmmu *h;
-	struct hmmu_mirror *m;
-	char *p, *out = malloc(big * page_size());
+	struct fixture f;
+	char *p, *out = xmalloc(big * page_size());
 	struct hmmu_cmd c;
 
-	cr_assert_not_null(out);
 	start_with("copy-mib-per-user=1", NULL);
-	h = connect_or_die();
-	m = mirror_registered(h, "dmirror0");
+	expect_daemon_log("--limit copy-mib-per-user");
+	expect_daemon_log("device-cmd on dmirror0: %s", strerror(EDQUOT));
+	f = fixture_open("dmirror0");
 	p = map_touched(big);
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = big };
-	cr_expect_eq(hmmu_device_read(m, &c, out), -EDQUOT);
+	cr_expect_eq(hmmu_device_read(f.m, &c, out), -EDQUOT);
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = small };
-	cr_expect_eq(hmmu_device_read(m, &c, out), 0);
+	cr_expect_eq(hmmu_device_read(f.m, &c, out), 0);
 	cr_expect_eq(c.cpages, small);
 	cr_expect_eq(memcmp(out, p, small * page_size()), 0);
 	/* Copies dropped give their room back. */
-	hmmu_mirror_destroy(m);
-	m = mirror_registered(h, "dmirror1");
+	hmmu_mirror_destroy(f.m);
+	f.m = mirror_registered(f.h, "dmirror1");
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = big / 4 };
-	cr_expect_eq(hmmu_device_read(m, &c, out), 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_device_read(f.m, &c, out), 0);
+	fixture_close(&f);
 	munmap(p, big * page_size());
 	free(out);
 }
@@ -293,28 +272,22 @@ Test(limits, page_copies_past_the_user_limit_are_edquot)
 Test(limits, reading_untouched_memory_takes_no_page_copies)
 {
 	const size_t n = (256u << 20) / page_size();
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	char *p, *out;
 	struct hmmu_cmd c = { .npages = n };
 
 	/* 16 MiB of copies allowed, 256 MiB read: only zeros fit. */
 	start_with("copy-mib-per-user=16", NULL);
-	h = connect_or_die();
-	m = mirror_registered(h, "dmirror0");
-	p = mmap(NULL, n * page_size(), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	out = mmap(NULL, n * page_size(), PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	cr_assert(p != MAP_FAILED && out != MAP_FAILED);
+	f = fixture_open("dmirror0");
+	p = map_anon(n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE);
+	out = map_anon(n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE);
 	out[0] = 1;
 	c.addr = (uintptr_t)p;
-	cr_expect_eq(hmmu_device_read(m, &c, out), 0);
+	cr_expect_eq(hmmu_device_read(f.m, &c, out), 0);
 	cr_expect_eq(c.cpages, n);
 	cr_expect_eq(out[0], 0);
 	cr_expect_eq(out[n * page_size() - 1], 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 	munmap(p, n * page_size());
 	munmap(out, n * page_size());
 }
@@ -323,30 +296,29 @@ Test(limits, device_memory_past_the_user_share_is_edquot_and_changes_nothing)
 {
 	const char *args[] = { "--device", "dmirror:name=small,mem=64K", NULL };
 	const size_t n = 16; /* the whole device; half is one user's share */
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	struct hmmu_cmd c = { .npages = n };
 	uint8_t states[16];
 	char *p;
 
 	daemon_start_args(args);
-	h = connect_or_die();
-	m = mirror_registered(h, "small");
+	expect_daemon_log("--limit devmem-percent-per-user");
+	expect_daemon_log("device-cmd on small: %s", strerror(EDQUOT));
+	f = fixture_open("small");
 	p = map_touched(n);
 	c.addr = (uintptr_t)p;
-	cr_expect_eq(hmmu_migrate_to_device(m, &c), -EDQUOT);
-	cr_expect_eq(stats_of(h).device_mem_pages, 0, "nothing migrated");
+	cr_expect_eq(hmmu_migrate_to_device(f.m, &c), -EDQUOT);
+	cr_expect_eq(stats_of(f.h).device_mem_pages, 0, "nothing migrated");
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = n };
-	cr_assert_eq(hmmu_snapshot(m, &c, states), 0);
+	cr_assert_eq(hmmu_snapshot(f.m, &c, states), 0);
 	for (size_t i = 0; i < n; i++)
 		cr_expect_neq(states[i], HMMU_PAGE_DEV_LOCAL, "page %zu", i);
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = n / 2 };
-	cr_expect_eq(hmmu_migrate_to_device(m, &c), 0);
+	cr_expect_eq(hmmu_migrate_to_device(f.m, &c), 0);
 	cr_expect_eq(c.cpages, n / 2);
 	for (size_t i = 0; i < n; i++)
 		cr_expect_eq(p[i * page_size()], (char)(i + 1), "page %zu", i);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* ---- findings 7 and 8: who sees and reaches what ------------------------- */
@@ -358,7 +330,7 @@ static int as_nobody(int (*fn)(void))
 
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		if (setgroups(0, NULL) || setgid(NOBODY) || setuid(NOBODY))
+		if (become_nobody())
 			_exit(100);
 		_exit(fn());
 	}
@@ -385,24 +357,20 @@ static int nobody_sees_only_its_own(void)
 
 Test(limits, a_user_who_is_not_root_sees_only_its_own_figures)
 {
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	char *p = map_touched(8), out[8 * 4096];
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 8 };
 
-	if (geteuid() != 0)
-		cr_skip_test("needs root, to run a client as uid %d", NOBODY);
+	require_root();
 	cr_assert_leq(8 * page_size(), sizeof(out));
 	start_with("job-seconds=60", NULL);
-	h = connect_or_die();
-	m = mirror_registered(h, "dmirror0");
-	cr_assert_eq(hmmu_device_read(m, &c, out), 0);
+	f = fixture_open("dmirror0");
+	cr_assert_eq(hmmu_device_read(f.m, &c, out), 0);
 	p[0] = 9; /* an invalidation */
-	cr_assert_gt(stats_of(h).device_faults, 0, "root sees the daemon's");
-	cr_assert_gt(stats_of(h).processes, 0);
+	cr_assert_gt(stats_of(f.h).device_faults, 0, "root sees the daemon's");
+	cr_assert_gt(stats_of(f.h).processes, 0);
 	cr_expect_eq(as_nobody(nobody_sees_only_its_own), 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 static int nobody_connects(void)
@@ -417,101 +385,40 @@ static int nobody_connects(void)
 
 Test(limits, the_default_socket_refuses_users_outside_its_group)
 {
-	struct hmmu *h;
+	struct fixture f;
 
-	if (geteuid() != 0)
-		cr_skip_test("needs root, to run a client as uid %d", NOBODY);
+	require_root();
 	daemon_start();
-	cr_assert_eq(chmod(daemon_under_test.dir, 0755), 0);
+	daemon_dir_open_to_all();
 	cr_expect_eq(as_nobody(nobody_connects), 0, "nobody was let in");
-	h = connect_or_die(); /* root still is */
-	hmmu_disconnect(h);
+	f = fixture_open(NULL); /* root still is */
+	fixture_close(&f);
 }
 
 /* ---- a client that reads its own userfaultfd ------------------------------ */
 
-union raw_msg {
-	struct hmmu_wire_hdr h;
-	char buf[HMMU_MSG_MAX];
-};
-
-/* Send one request on a raw connection, with @fd attached if >= 0. */
-static void raw_send(int sock, unsigned op, uint64_t id, const void *req,
-		     size_t len, int fd)
+/* A raw connection that said hello and made a mirror of @device. */
+static int raw_session_with_mirror(const char *device, uint64_t *mirror)
 {
-	union raw_msg m = { .h = { .magic = HMMU_PROTO_MAGIC, .op = (uint16_t)op,
-				   .len = (uint32_t)(sizeof(m.h) + len),
-				   .id = id } };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct iovec iov = { .iov_base = m.buf, .iov_len = sizeof(m.h) + len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	int sock = raw_session();
 
-	memcpy(m.buf + sizeof(m.h), req, len);
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		msg.msg_control = control.buf;
-		msg.msg_controllen = sizeof(control.buf);
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	cr_assert_eq(sendmsg(sock, &msg, 0), (ssize_t)iov.iov_len);
+	*mirror = raw_mirror_create(sock, device);
+	cr_assert_neq(*mirror, 0, "mirror create on %s", device);
+	return sock;
 }
 
 /*
  * The next reply on a raw connection, waiting up to @ms (the daemon answers
  * within its own bounds: 10 s is a hang): 1 and the reply in *@m, 0 if none.
  */
-static int raw_recv(int sock, union raw_msg *m, int ms)
+static int next_reply(int sock, union raw_msg *m, int ms)
 {
-	struct pollfd pfd = { .fd = sock, .events = POLLIN };
-	ssize_t n;
+	ssize_t n = raw_recv(sock, m, ms);
 
-	if (poll(&pfd, 1, ms) != 1)
+	if (n == -ETIMEDOUT)
 		return 0;
-	n = recv(sock, m->buf, sizeof(m->buf), 0);
-	cr_assert_geq(n, (ssize_t)sizeof(m->h));
+	cr_assert_geq(n, (ssize_t)RAW_HDR);
 	return 1;
-}
-
-/* One request, one reply: its status, its payload in @out. */
-static int raw_call(int sock, unsigned op, uint64_t id, const void *req,
-		    size_t len, int fd, void *out, size_t cap)
-{
-	union raw_msg m;
-
-	raw_send(sock, op, id, req, len, fd);
-	cr_assert(raw_recv(sock, &m, 10000), "no reply to %u in 10 s", op);
-	cr_assert_eq(m.h.id, id);
-	if (out)
-		memcpy(out, m.buf + sizeof(m.h), cap);
-	return m.h.status;
-}
-
-/* A raw connection that said hello and made a mirror of @device. */
-static int raw_session(const char *device, uint64_t *mirror)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
-	struct hmmu_wire_device_name name = { 0 };
-	struct hmmu_wire_mirror created;
-	int sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	strcpy(addr.sun_path, daemon_under_test.socket);
-	strcpy(name.name, device);
-	cr_assert_eq(connect(sock, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	cr_assert_eq(raw_call(sock, HMMU_OP_HELLO, 1, &hello, sizeof(hello), -1,
-			      NULL, 0), 0);
-	cr_assert_eq(raw_call(sock, HMMU_OP_MIRROR_CREATE, 2, &name, sizeof(name),
-			      -1, &created, sizeof(created)), 0);
-	*mirror = created.mirror;
-	return sock;
 }
 
 /* ---- finding 5: fair turns ------------------------------------------------- */
@@ -527,8 +434,7 @@ static int raw_session(const char *device, uint64_t *mirror)
 Test(limits, requests_of_one_connection_do_not_wait_behind_anothers_backlog)
 {
 	enum { N = 200, PAGES = 1024 };
-	struct hmmu *b;
-	struct hmmu_mirror *mb;
+	struct fixture b;
 	struct hmmu_wire_register reg = { 0 };
 	union raw_msg m;
 	char *buf, *out = malloc(PAGES * page_size());
@@ -537,11 +443,10 @@ Test(limits, requests_of_one_connection_do_not_wait_behind_anothers_backlog)
 
 	cr_assert_not_null(out);
 	start_with("requests-per-connection=4096", NULL);
-	b = connect_or_die();
-	mb = mirror_registered(b, "dmirror1"); /* the process's state */
-	sock = raw_session("dmirror0", &reg.mirror);
-	cr_assert_eq(raw_call(sock, HMMU_OP_MIRROR_REGISTER, 3, &reg,
-			      sizeof(reg), -1, NULL, 0), 0);
+	b = fixture_open("dmirror1"); /* the process's state */
+	sock = raw_session_with_mirror("dmirror0", &reg.mirror);
+	cr_assert_eq(raw_call(sock, HMMU_OP_MIRROR_REGISTER, &reg, sizeof(reg),
+			      -1, NULL, 0), 0);
 	buf = map_touched(PAGES);
 	for (unsigned i = 0; i < N; i++) {
 		struct hmmu_wire_device_cmd cmd = {
@@ -553,20 +458,20 @@ Test(limits, requests_of_one_connection_do_not_wait_behind_anothers_backlog)
 			.buf_len = PAGES * page_size(),
 		};
 
-		raw_send(sock, HMMU_OP_DEVICE_CMD, 100 + i, &cmd, sizeof(cmd), -1);
+		cr_assert_neq(raw_post(sock, HMMU_OP_DEVICE_CMD, &cmd,
+				       sizeof(cmd), -1), 0);
 	}
 	/* The other connection's turn. */
-	cr_assert_gt(hmmu_device_count(b), 0);
-	while (raw_recv(sock, &m, 0))
+	cr_assert_gt(hmmu_device_count(b.h), 0);
+	while (next_reply(sock, &m, 0))
 		ahead++;
-	for (total = ahead; total < N && raw_recv(sock, &m, 10000); total++)
-		cr_expect_eq(m.h.status, 0);
+	for (total = ahead; total < N && next_reply(sock, &m, 10000); total++)
+		cr_expect_eq(m.hdr.status, 0);
 	cr_expect_eq(total, N, "every read answered");
 	cr_expect_lt(ahead, N / 2, "the other connection's request waited for "
 		     "%u of %u reads queued before it", ahead, N);
 	close(sock);
-	hmmu_mirror_destroy(mb);
-	hmmu_disconnect(b);
+	fixture_close(&b);
 	munmap(buf, PAGES * page_size());
 	free(out);
 }
@@ -601,13 +506,13 @@ Test(limits, a_client_stealing_its_own_faults_cannot_hold_a_worker)
 				  .features = HMMU_UFFD_REQUIRED_FEATURES };
 	struct thief t = { 0 };
 	pthread_t th;
-	struct hmmu *h;
+	struct fixture f;
 	int sock, uffd, status;
 	void *probe;
 
 	start_with("job-seconds=60", NULL);
-	sock = raw_session("dmirror0", &reg.mirror);
-	cr_assert_eq(raw_call(sock, HMMU_OP_MIRROR_REGISTER, 3, &reg, sizeof(reg),
+	sock = raw_session_with_mirror("dmirror0", &reg.mirror);
+	cr_assert_eq(raw_call(sock, HMMU_OP_MIRROR_REGISTER, &reg, sizeof(reg),
 			      -1, NULL, 0), HMMU_STATUS_NEED_UFFD);
 
 	uffd = hmmu_uffd_open();
@@ -615,11 +520,9 @@ Test(limits, a_client_stealing_its_own_faults_cannot_hold_a_worker)
 	cr_assert_eq(ioctl(uffd, UFFDIO_API, &api), 0);
 	t.uffd = dup(uffd);
 	cr_assert_eq(pthread_create(&th, NULL, steal_faults, &t), 0);
-	probe = mmap(NULL, 2 * page_size(), PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(probe, MAP_FAILED);
+	probe = map_rw(2);
 	reg.probe = (uintptr_t)probe;
-	status = raw_call(sock, HMMU_OP_MIRROR_REGISTER, 4, &reg, sizeof(reg),
+	status = raw_call(sock, HMMU_OP_MIRROR_REGISTER, &reg, sizeof(reg),
 			  uffd, NULL, 0);
 	cr_expect_eq(status, 0, "register: %d (%lu faults stolen)", status,
 		     atomic_load(&t.stolen));
@@ -628,9 +531,9 @@ Test(limits, a_client_stealing_its_own_faults_cannot_hold_a_worker)
 	close(t.uffd);
 	close(uffd);
 	close(sock);
-	h = connect_or_die();
-	cr_expect_gt(hmmu_device_count(h), 0, "the daemon still serves");
-	hmmu_disconnect(h);
+	f = fixture_open(NULL);
+	cr_expect_gt(hmmu_device_count(f.h), 0, "the daemon still serves");
+	fixture_close(&f);
 }
 
 /*
@@ -645,6 +548,9 @@ Test(limits, connections_past_the_fd_limit_are_refused_not_left_waiting)
 	int n = 0, err = 0;
 
 	start_with("job-seconds=60", NULL);
+	/* What the daemon says as it runs out of fds, on purpose here. */
+	expect_daemon_log("out of file descriptors");
+	expect_daemon_log("%s", strerror(EMFILE));
 	cr_assert_eq(prlimit(daemon_under_test.pid, RLIMIT_NOFILE, &low, NULL), 0);
 	/* Each connection costs the daemon two fds: some must be refused. */
 	while (n < 64 && !(err = hmmu_connect(daemon_under_test.socket, &h[n])))

@@ -4,14 +4,12 @@
  * entries, across reply pages, and only those the caller may see.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -32,25 +30,22 @@ static const struct hmmu_mirror_info *find_mirror(const struct hmmu_mirror_info 
 
 Test(list, processes_and_mirrors_are_listed_with_their_pages)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
-	struct hmmu_mirror *b = mirror_registered(h, "acc0");
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_mirror *b = mirror_registered(f.h, "acc0");
 	struct hmmu_process_info procs[8];
 	struct hmmu_mirror_info mirrors[8];
 	const struct hmmu_mirror_info *mi;
-	long page = sysconf(_SC_PAGESIZE);
-	char *p = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), buf[3 * 4096];
+	char *p = map_rw(3), *buf = xmalloc(3 * page_size());
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 3 };
 	int n;
 
-	cr_assert_eq(hmmu_device_read(a, &c, buf), 0);
-	n = hmmu_list_processes(h, procs, 8);
+	cr_assert_eq(hmmu_device_read(f.m, &c, buf), 0);
+	n = hmmu_list_processes(f.h, procs, 8);
 	cr_assert_eq(n, 1);
 	cr_expect_eq(procs[0].pid, getpid());
 	cr_expect_eq(procs[0].uid, getuid());
 	cr_expect_eq(procs[0].mirrors, 2);
-	n = hmmu_list_mirrors(h, mirrors, 8);
+	n = hmmu_list_mirrors(f.h, mirrors, 8);
 	cr_assert_eq(n, 2);
 	mi = find_mirror(mirrors, n, getpid(), "dmirror0");
 	cr_assert_not_null(mi);
@@ -58,22 +53,24 @@ Test(list, processes_and_mirrors_are_listed_with_their_pages)
 	mi = find_mirror(mirrors, n, getpid(), "acc0");
 	cr_assert_not_null(mi);
 	cr_expect_eq(mi->device_pages, 0);
-	hmmu_mirror_destroy(a);
+	hmmu_mirror_destroy(f.m);
+	f.m = NULL;
 	hmmu_mirror_destroy(b);
-	cr_expect_eq(hmmu_list_processes(h, procs, 8), 0);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_list_processes(f.h, procs, 8), 0);
+	free(buf);
+	fixture_close(&f);
 }
 
 Test(list, long_lists_span_several_replies)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	struct hmmu_mirror *m[20];
 	struct hmmu_mirror_info mirrors[32];
 	int n;
 
 	for (int i = 0; i < 20; i++)
-		m[i] = mirror_registered(h, i % 2 ? "dmirror1" : "dmirror0");
-	n = hmmu_list_mirrors(h, mirrors, 32);
+		m[i] = mirror_registered(f.h, i % 2 ? "dmirror1" : "dmirror0");
+	n = hmmu_list_mirrors(f.h, mirrors, 32);
 	cr_assert_eq(n, 20);
 	for (int i = 0; i < n; i++) {
 		cr_expect_eq(mirrors[i].pid, getpid());
@@ -82,33 +79,32 @@ Test(list, long_lists_span_several_replies)
 	}
 	/* Fewer slots than entries: the total, and only that many filled. */
 	memset(mirrors, 0x77, sizeof(mirrors));
-	cr_expect_eq(hmmu_list_mirrors(h, mirrors, 5), 20);
+	cr_expect_eq(hmmu_list_mirrors(f.h, mirrors, 5), 20);
 	cr_expect_eq(mirrors[4].pid, getpid());
 	cr_expect_eq(mirrors[5].pid, 0x77777777);
-	cr_expect_eq(hmmu_list_mirrors(h, NULL, 0), 20);
+	cr_expect_eq(hmmu_list_mirrors(f.h, NULL, 0), 20);
 	for (int i = 0; i < 20; i++)
 		hmmu_mirror_destroy(m[i]);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(list, other_users_processes_are_not_shown)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f;
 	int status;
 	pid_t pid;
 
-	if (getuid() != 0)
-		cr_skip_test("needs root to run a client as another user");
+	require_root();
+	f = fixture_open("dmirror0");
 	/* The socket's directory must let the other user in. */
-	cr_assert_eq(chmod(daemon_under_test.dir, 0755), 0);
+	daemon_dir_open_to_all();
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct hmmu_process_info procs[4];
 		struct hmmu *hc;
 
-		if (setgroups(0, NULL) || setgid(65534) || setuid(65534) ||
+		if (become_nobody() ||
 		    hmmu_connect(daemon_under_test.socket, &hc))
 			_exit(2);
 		/* Root's process is there, but not for this user. */
@@ -118,9 +114,8 @@ Test(list, other_users_processes_are_not_shown)
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "status %#x", status);
 	/* Root sees its own. */
-	cr_expect_eq(hmmu_list_processes(h, NULL, 0), 1);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_list_processes(f.h, NULL, 0), 1);
+	fixture_close(&f);
 }
 
 /* Run hmmuctl against the daemon under test; its stdout into @out. */
@@ -152,8 +147,7 @@ static int run_hmmuctl(const char *command, char *out, size_t len)
 
 Test(list, hmmuctl_shows_devices_processes_mirrors_and_stats)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror1");
+	struct fixture f = fixture_open("dmirror1");
 	char out[4096], pid[16];
 
 	snprintf(pid, sizeof(pid), "%d ", getpid());
@@ -166,6 +160,5 @@ Test(list, hmmuctl_shows_devices_processes_mirrors_and_stats)
 	cr_assert_eq(run_hmmuctl("stats", out, sizeof(out)), 0);
 	cr_expect(strstr(out, "mirrors              1"), "%s", out);
 	cr_expect_eq(run_hmmuctl("bogus", out, sizeof(out)), 2);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }

@@ -5,6 +5,7 @@
  * on device release, and a CPU write racing with a migration is never lost.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -19,32 +20,6 @@
 #include <unistd.h>
 
 TestSuite(migrate, .init = daemon_start, .fini = daemon_stop, .timeout = 120);
-
-static size_t page(void)
-{
-	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* @n pages, page i filled with bytes (i * 7 + seed). */
-static unsigned char *filled(size_t n, int seed)
-{
-	unsigned char *p = mmap(NULL, n * page(), PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	cr_assert_neq(p, MAP_FAILED);
-	for (size_t i = 0; i < n; i++)
-		memset(p + i * page(), (int)(i * 7 + (size_t)seed), page());
-	return p;
-}
-
-static void expect_filled(const unsigned char *p, size_t n, int seed)
-{
-	for (size_t i = 0; i < n; i++)
-		for (size_t b = 0; b < page(); b += 511)
-			cr_assert_eq(p[i * page() + b],
-				     (unsigned char)(i * 7 + (size_t)seed),
-				     "page %zu byte %zu", i, b);
-}
 
 static void migrate(struct hmmu_mirror *m, void *p, size_t n, uint64_t want)
 {
@@ -66,85 +41,79 @@ static uint8_t state_of(struct hmmu_mirror *m, void *p)
 
 Test(migrate, cpu_read_after_migration_brings_pages_back)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	size_t n = 32;
-	unsigned char *p = filled(n, 3);
-	struct hmmu_stats before = stats_of(h), after;
+	unsigned char *p = map_filled(n, 3);
+	struct hmmu_stats before = stats_of(f.h), after;
 
-	migrate(m, p, n, n);
-	after = stats_of(h);
+	migrate(f.m, p, n, n);
+	after = stats_of(f.h);
 	cr_expect_eq(after.migrated_to_device, before.migrated_to_device + n);
 	cr_expect_eq(after.device_mem_pages, before.device_mem_pages + n);
-	cr_expect_eq(state_of(m, p), HMMU_PAGE_DEV_LOCAL);
-	expect_filled(p, n, 3);
-	after = stats_of(h);
+	cr_expect_eq(state_of(f.m, p), HMMU_PAGE_DEV_LOCAL);
+	expect_filled_pages(p, n, 3);
+	after = stats_of(f.h);
 	cr_expect_eq(after.migrated_to_system, before.migrated_to_system + n);
 	cr_expect_eq(after.cpu_faults, before.cpu_faults + n,
 		     "one CPU fault per page brought back");
 	cr_expect_eq(after.device_mem_pages, before.device_mem_pages);
-	cr_expect_neq(state_of(m, p), HMMU_PAGE_DEV_LOCAL);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_neq(state_of(f.m, p), HMMU_PAGE_DEV_LOCAL);
+	fixture_close(&f);
 }
 
 Test(migrate, cpu_write_after_migration_lands_on_restored_page)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
-	unsigned char *p = filled(4, 9);
+	struct fixture f = fixture_open("dmirror0");
+	unsigned char *p = map_filled(4, 9);
 
-	migrate(m, p, 4, 4);
-	p[page() + 100] = 0x42; /* page 1 comes back, then takes the write */
-	cr_expect_eq(p[page() + 100], 0x42);
-	cr_expect_eq(p[page() + 99], (unsigned char)(1 * 7 + 9));
-	cr_expect_eq(p[page() + 101], (unsigned char)(1 * 7 + 9));
-	p[page() + 100] = (unsigned char)(1 * 7 + 9);
-	expect_filled(p, 4, 9);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	migrate(f.m, p, 4, 4);
+	/* Page 1 comes back, then takes the write. */
+	p[page_size() + 100] = 0x42;
+	cr_expect_eq(p[page_size() + 100], 0x42);
+	cr_expect_eq(p[page_size() + 99], filled_byte(1, 9));
+	cr_expect_eq(p[page_size() + 101], filled_byte(1, 9));
+	p[page_size() + 100] = filled_byte(1, 9);
+	expect_filled_pages(p, 4, 9);
+	fixture_close(&f);
 }
 
 Test(migrate, device_reads_its_own_memory_without_cpu_faults)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	size_t n = 16;
-	unsigned char *p = filled(n, 5), *buf = malloc(n * page());
+	unsigned char *p = map_filled(n, 5), *buf = xmalloc(n * page_size());
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = n };
 	uint64_t cpu_faults;
 
-	migrate(m, p, n, n);
-	cpu_faults = stats_of(h).cpu_faults;
-	cr_assert_eq(hmmu_device_read(m, &c, buf), 0);
+	migrate(f.m, p, n, n);
+	cpu_faults = stats_of(f.h).cpu_faults;
+	cr_assert_eq(hmmu_device_read(f.m, &c, buf), 0);
 	cr_expect_eq(c.cpages, n);
-	expect_filled(buf, n, 5);
-	cr_expect_eq(stats_of(h).cpu_faults, cpu_faults,
+	expect_filled_pages(buf, n, 5);
+	cr_expect_eq(stats_of(f.h).cpu_faults, cpu_faults,
 		     "the device read device memory");
-	cr_expect_eq(state_of(m, p), HMMU_PAGE_DEV_LOCAL, "still on the device");
+	cr_expect_eq(state_of(f.m, p), HMMU_PAGE_DEV_LOCAL,
+		     "still on the device");
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(migrate, other_device_reads_migrated_pages)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m0 = mirror_registered(h, "dmirror0");
-	struct hmmu_mirror *m1 = mirror_registered(h, "dmirror1");
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_mirror *m1 = mirror_registered(f.h, "dmirror1");
 	size_t n = 8;
-	unsigned char *p = filled(n, 11), *buf = malloc(n * page());
+	unsigned char *p = map_filled(n, 11), *buf = xmalloc(n * page_size());
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = n };
 
-	migrate(m0, p, n, n);
+	migrate(f.m, p, n, n);
 	cr_expect_eq(state_of(m1, p), HMMU_PAGE_DEV_REMOTE);
 	cr_assert_eq(hmmu_device_read(m1, &c, buf), 0);
-	expect_filled(buf, n, 11);
-	expect_filled(p, n, 11);
+	expect_filled_pages(buf, n, 11);
+	expect_filled_pages(p, n, 11);
 	free(buf);
-	hmmu_mirror_destroy(m0);
 	hmmu_mirror_destroy(m1);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /*
@@ -155,69 +124,64 @@ Test(migrate, other_device_reads_migrated_pages)
  */
 Test(migrate, other_device_reads_a_thousand_migrated_pages_in_one_command)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m0 = mirror_registered(h, "dmirror0");
-	struct hmmu_mirror *m1 = mirror_registered(h, "dmirror1");
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_mirror *m1 = mirror_registered(f.h, "dmirror1");
 	size_t n = 1024;
-	unsigned char *p = filled(n, 5), *buf = malloc(n * page());
+	unsigned char *p = map_filled(n, 5), *buf = xmalloc(n * page_size());
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = n };
 	int err;
 
-	migrate(m0, p, n, n);
+	migrate(f.m, p, n, n);
 	err = hmmu_device_read(m1, &c, buf);
 	cr_assert_eq(err, 0, "device read: %s", strerror(-err));
 	cr_expect_eq(c.cpages, n);
-	expect_filled(buf, n, 5);
-	expect_filled(p, n, 5);
+	expect_filled_pages(buf, n, 5);
+	expect_filled_pages(p, n, 5);
 	free(buf);
-	munmap(p, n * page());
-	hmmu_mirror_destroy(m0);
+	munmap(p, n * page_size());
 	hmmu_mirror_destroy(m1);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(migrate, migrate_to_system_brings_everything_back)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	size_t n = 20;
-	unsigned char *p = filled(n, 1);
+	unsigned char *p = map_filled(n, 1);
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = n };
 	uint64_t cpu_faults;
 
-	migrate(m, p, n, n);
-	cr_assert_eq(hmmu_migrate_to_system(m, &c), 0);
+	migrate(f.m, p, n, n);
+	cr_assert_eq(hmmu_migrate_to_system(f.m, &c), 0);
 	cr_expect_eq(c.cpages, n);
-	cpu_faults = stats_of(h).cpu_faults;
-	expect_filled(p, n, 1);
-	cr_expect_eq(stats_of(h).cpu_faults, cpu_faults,
+	cpu_faults = stats_of(f.h).cpu_faults;
+	expect_filled_pages(p, n, 1);
+	cr_expect_eq(stats_of(f.h).cpu_faults, cpu_faults,
 		     "no CPU fault: the pages were back already");
-	cr_expect_eq(stats_of(h).device_mem_pages, 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(stats_of(f.h).device_mem_pages, 0);
+	fixture_close(&f);
 }
 
 Test(migrate, partial_range_with_hole_and_read_only_part)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
-	unsigned char *p = filled(12, 2);
+	struct fixture f = fixture_open("dmirror0");
+	unsigned char *p = map_filled(12, 2);
 
 	/* [0,4) rw, [4,6) hole, [6,8) read-only, [8,12) rw */
-	cr_assert_eq(munmap(p + 4 * page(), 2 * page()), 0);
-	cr_assert_eq(mprotect(p + 6 * page(), 2 * page(), PROT_READ), 0);
-	migrate(m, p, 12, 8);
-	cr_expect_eq(state_of(m, p), HMMU_PAGE_DEV_LOCAL);
-	cr_expect_neq(state_of(m, p + 6 * page()), HMMU_PAGE_DEV_LOCAL);
-	cr_expect_eq(state_of(m, p + 4 * page()), HMMU_PAGE_ERROR);
+	cr_assert_eq(munmap(p + 4 * page_size(), 2 * page_size()), 0);
+	cr_assert_eq(mprotect(p + 6 * page_size(), 2 * page_size(), PROT_READ),
+		     0);
+	migrate(f.m, p, 12, 8);
+	cr_expect_eq(state_of(f.m, p), HMMU_PAGE_DEV_LOCAL);
+	cr_expect_neq(state_of(f.m, p + 6 * page_size()), HMMU_PAGE_DEV_LOCAL);
+	cr_expect_eq(state_of(f.m, p + 4 * page_size()), HMMU_PAGE_ERROR);
 	for (int i = 0; i < 12; i++) {
 		if (i == 4 || i == 5)
 			continue;
-		cr_expect_eq(p[i * page() + 17], (unsigned char)(i * 7 + 2),
+		cr_expect_eq(p[i * page_size() + 17], filled_byte(i, 2),
 			     "page %d", i);
 	}
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 struct writer {
@@ -235,7 +199,7 @@ static void *writer_main(void *arg)
 	while (!atomic_load(&w->stop)) {
 		w->rounds++;
 		for (size_t i = 0; i < w->npages; i++)
-			((volatile unsigned char *)w->p)[i * page()] =
+			((volatile unsigned char *)w->p)[i * page_size()] =
 				(unsigned char)w->rounds;
 	}
 	return NULL;
@@ -243,51 +207,47 @@ static void *writer_main(void *arg)
 
 Test(migrate, concurrent_cpu_writes_are_never_lost)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	struct writer w = { .npages = 64 };
 	pthread_t t;
 
-	w.p = filled(w.npages, 0);
+	w.p = map_filled(w.npages, 0);
 	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
 	for (int i = 0; i < 50; i++) {
 		struct hmmu_cmd c = { .addr = (uintptr_t)w.p, .npages = w.npages };
 
-		cr_assert_eq(hmmu_migrate_to_device(m, &c), 0, "round %d", i);
+		cr_assert_eq(hmmu_migrate_to_device(f.m, &c), 0, "round %d", i);
 	}
 	atomic_store(&w.stop, 1);
 	pthread_join(t, NULL);
 	/* The writer always finishes a round: every page holds the last. */
 	for (size_t i = 0; i < w.npages; i++)
-		cr_assert_eq(w.p[i * page()], (unsigned char)w.rounds,
+		cr_assert_eq(w.p[i * page_size()], (unsigned char)w.rounds,
 			     "page %zu lost a write (%u, want %u)", i,
-			     w.p[i * page()], (unsigned char)w.rounds);
+			     w.p[i * page_size()], (unsigned char)w.rounds);
 	for (size_t i = 0; i < w.npages; i++)
-		cr_assert_eq(w.p[i * page() + 1], (unsigned char)(i * 7),
+		cr_assert_eq(w.p[i * page_size() + 1], filled_byte(i, 0),
 			     "page %zu lost its data", i);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(migrate, kernel_reads_a_migrated_buffer_for_the_client)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
-	unsigned char *p = filled(2, 4), out[64];
+	struct fixture f = fixture_open("dmirror0");
+	unsigned char *p = map_filled(2, 4), out[64];
 	int fds[2];
 
-	migrate(m, p, 2, 2);
+	migrate(f.m, p, 2, 2);
 	cr_assert_eq(pipe(fds), 0);
 	/* write(2) copies from the migrated page in kernel mode. */
-	cr_assert_eq(write(fds[1], p + page() + 10, sizeof(out)),
+	cr_assert_eq(write(fds[1], p + page_size() + 10, sizeof(out)),
 		     (ssize_t)sizeof(out));
 	cr_assert_eq(read(fds[0], out, sizeof(out)), (ssize_t)sizeof(out));
 	for (size_t i = 0; i < sizeof(out); i++)
-		cr_assert_eq(out[i], (unsigned char)(1 * 7 + 4));
+		cr_assert_eq(out[i], filled_byte(1, 4));
 	close(fds[0]);
 	close(fds[1]);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(migrate, device_memory_exhaustion_is_enomem_and_changes_nothing)
@@ -295,95 +255,85 @@ Test(migrate, device_memory_exhaustion_is_enomem_and_changes_nothing)
 	/* All of it for this one user: the per-user share is tested elsewhere. */
 	const char *args[] = { "--device", "dmirror:name=small,mem=64K",
 			       "--limit", "devmem-percent-per-user=100", NULL };
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	unsigned char *p;
 	struct hmmu_cmd c;
 
-	daemon_stop();
-	daemon_start_args(args);
-	h = connect_or_die();
-	m = mirror_registered(h, "small");
-	p = filled(32, 6);
+	daemon_restart(args);
+	expect_daemon_log("device-cmd on small: %s", strerror(ENOMEM));
+	f = fixture_open("small");
+	p = map_filled(32, 6);
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 32 };
-	cr_expect_eq(hmmu_migrate_to_device(m, &c), -ENOMEM);
-	cr_expect_eq(stats_of(h).device_mem_pages, 0);
-	cr_expect_neq(state_of(m, p), HMMU_PAGE_DEV_LOCAL);
-	expect_filled(p, 32, 6);
+	cr_expect_eq(hmmu_migrate_to_device(f.m, &c), -ENOMEM);
+	cr_expect_eq(stats_of(f.h).device_mem_pages, 0);
+	cr_expect_neq(state_of(f.m, p), HMMU_PAGE_DEV_LOCAL);
+	expect_filled_pages(p, 32, 6);
 	/* What fits, migrates. */
-	migrate(m, p, (size_t)(65536 / page()), 65536 / page());
-	expect_filled(p, 32, 6);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	migrate(f.m, p, (size_t)(65536 / page_size()), 65536 / page_size());
+	expect_filled_pages(p, 32, 6);
+	fixture_close(&f);
 }
 
 Test(migrate, device_release_returns_every_page)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	size_t n = 24;
-	unsigned char *p = filled(n, 8);
+	unsigned char *p = map_filled(n, 8);
 	uint64_t cpu_faults;
 
-	migrate(m, p, n, n);
-	cr_assert_eq(hmmu_device_release(m), 0);
-	cr_expect_eq(stats_of(h).device_mem_pages, 0);
-	cpu_faults = stats_of(h).cpu_faults;
-	expect_filled(p, n, 8);
-	cr_expect_eq(stats_of(h).cpu_faults, cpu_faults);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	migrate(f.m, p, n, n);
+	cr_assert_eq(hmmu_device_release(f.m), 0);
+	cr_expect_eq(stats_of(f.h).device_mem_pages, 0);
+	cpu_faults = stats_of(f.h).cpu_faults;
+	expect_filled_pages(p, n, 8);
+	cr_expect_eq(stats_of(f.h).cpu_faults, cpu_faults);
+	fixture_close(&f);
 }
 
 Test(migrate, unregister_returns_every_page)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	size_t n = 24;
-	unsigned char *p = filled(n, 12);
+	unsigned char *p = map_filled(n, 12);
 
-	migrate(m, p, n, n);
-	cr_assert_eq(hmmu_mirror_unregister(m), 0);
-	cr_expect_eq(stats_of(h).device_mem_pages, 0);
+	migrate(f.m, p, n, n);
+	cr_assert_eq(hmmu_mirror_unregister(f.m), 0);
+	cr_expect_eq(stats_of(f.h).device_mem_pages, 0);
 	cr_expect_not(smaps_has_uffd_flags());
-	expect_filled(p, n, 12);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	expect_filled_pages(p, n, 12);
+	fixture_close(&f);
 }
 
 Test(migrate, exclusive_access_is_revoked_by_cpu_access)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
-	unsigned char *p = filled(4, 13);
+	struct fixture f = fixture_open("dmirror0");
+	unsigned char *p = map_filled(4, 13);
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 4 };
 
-	cr_assert_eq(hmmu_make_exclusive(m, &c), 0);
+	cr_assert_eq(hmmu_make_exclusive(f.m, &c), 0);
 	cr_expect_eq(c.cpages, 4);
-	cr_expect_eq(hmmu_check_exclusive(m, &c), 0);
-	cr_expect_eq(p[2 * page() + 5], (unsigned char)(2 * 7 + 13));
-	cr_expect_eq(hmmu_check_exclusive(m, &c), -EPERM,
+	cr_expect_eq(hmmu_check_exclusive(f.m, &c), 0);
+	cr_expect_eq(p[2 * page_size() + 5], filled_byte(2, 13));
+	cr_expect_eq(hmmu_check_exclusive(f.m, &c), -EPERM,
 		     "a CPU read revoked page 2");
-	expect_filled(p, 4, 13);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	expect_filled_pages(p, 4, 13);
+	fixture_close(&f);
 }
 
 Test(migrate, fork_after_migration_child_sees_the_data)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	size_t n = 8;
-	unsigned char *p = filled(n, 21);
+	unsigned char *p = map_filled(n, 21);
 	int status;
 	pid_t pid;
 
-	migrate(m, p, n, n);
+	migrate(f.m, p, n, n);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		for (size_t i = 0; i < n; i++)
-			if (p[i * page() + 3] != (unsigned char)(i * 7 + 21))
+			if (p[i * page_size() + 3] != filled_byte(i, 21))
 				_exit(1);
 		p[0] = 0; /* the child's own copy */
 		_exit(0);
@@ -391,14 +341,13 @@ Test(migrate, fork_after_migration_child_sees_the_data)
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "the child saw the migrated data");
-	expect_filled(p, n, 21);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	expect_filled_pages(p, n, 21);
+	fixture_close(&f);
 }
 
 Test(migrate, client_killed_with_pages_on_device_frees_them)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int ready[2];
 	pid_t pid;
 	char c;
@@ -407,26 +356,24 @@ Test(migrate, client_killed_with_pages_on_device_frees_them)
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
-		struct hmmu *hc;
-		struct hmmu_mirror *mc;
-		unsigned char *p = filled(64, 1);
+		struct fixture fc;
+		unsigned char *p = map_filled(64, 1);
 		struct hmmu_cmd cmd = { .addr = (uintptr_t)p, .npages = 64 };
 
-		if (hmmu_connect(NULL, &hc) || hmmu_mirror_create(hc, "dmirror0", &mc) ||
-		    hmmu_mirror_register(mc) || hmmu_migrate_to_device(mc, &cmd) ||
-		    cmd.cpages != 64)
+		if (fixture_try_open(&fc, "dmirror0") ||
+		    hmmu_migrate_to_device(fc.m, &cmd) || cmd.cpages != 64)
 			_exit(1);
 		(void)!write(ready[1], "r", 1);
 		pause();
 		_exit(0);
 	}
 	cr_assert_eq(read(ready[0], &c, 1), 1);
-	cr_expect_eq(stats_of(h).device_mem_pages, 64);
+	cr_expect_eq(stats_of(f.h).device_mem_pages, 64);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	cr_expect_eq(wait_for_stat(h, device_mem_pages, 0), 0);
-	cr_expect_eq(wait_for_stat(h, processes, 0), 0);
-	hmmu_disconnect(h);
+	cr_expect_eq(wait_for_stat(f.h, device_mem_pages, 0), 0);
+	cr_expect_eq(wait_for_stat(f.h, processes, 0), 0);
+	fixture_close(&f);
 }
 
 /* The daemon's resident memory, in KiB, from /proc/PID/status. */
@@ -449,8 +396,7 @@ static long daemon_rss_kib(void)
 /* One lifecycle with pages on the device: unregistered, or the process dies. */
 static void lifecycle_with_device_pages(int die)
 {
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	unsigned char *p;
 	struct hmmu_cmd c;
 	pid_t pid = die ? fork() : 0;
@@ -462,27 +408,25 @@ static void lifecycle_with_device_pages(int die)
 		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 		return;
 	}
-	p = filled(8, 2);
+	p = map_filled(8, 2);
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 8 };
-	if (hmmu_connect(NULL, &h) || hmmu_mirror_create(h, "dmirror0", &m) ||
-	    hmmu_mirror_register(m) || hmmu_migrate_to_device(m, &c) ||
-	    c.cpages != 8) {
+	if (fixture_try_open(&f, "dmirror0") ||
+	    hmmu_migrate_to_device(f.m, &c) || c.cpages != 8) {
 		if (die)
 			_exit(1);
 		cr_assert_fail("lifecycle");
 	}
 	if (die)
 		_exit(0); /* with the mirror registered and pages on the device */
-	cr_assert_eq(hmmu_mirror_unregister(m), 0);
-	expect_filled(p, 8, 2);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
-	munmap(p, 8 * page());
+	cr_assert_eq(hmmu_mirror_unregister(f.m), 0);
+	expect_filled_pages(p, 8, 2);
+	fixture_close(&f);
+	munmap(p, 8 * page_size());
 }
 
 Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 600)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int fds;
 	long rss;
 
@@ -490,16 +434,16 @@ Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 6
 	for (int i = 0; i < 20; i++)
 		lifecycle_with_device_pages(i % 2);
 	/* Every teardown done: only our own connection is left. */
-	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
-	cr_assert_eq(wait_for_stat(h, sessions, 1), 1);
+	cr_assert_eq(wait_for_stat(f.h, processes, 0), 0);
+	cr_assert_eq(wait_for_stat(f.h, sessions, 1), 1);
 	fds = count_fds(daemon_under_test.pid);
 	rss = daemon_rss_kib();
 	for (int i = 0; i < 1000; i++)
 		lifecycle_with_device_pages(i % 2);
-	cr_expect_eq(wait_for_stat(h, processes, 0), 0);
-	cr_expect_eq(wait_for_stat(h, sessions, 1), 1);
-	cr_expect_eq(stats_of(h).device_mem_pages, 0);
-	cr_expect_eq(stats_of(h).mirrors, 0);
+	cr_expect_eq(wait_for_stat(f.h, processes, 0), 0);
+	cr_expect_eq(wait_for_stat(f.h, sessions, 1), 1);
+	cr_expect_eq(stats_of(f.h).device_mem_pages, 0);
+	cr_expect_eq(stats_of(f.h).mirrors, 0);
 	cr_expect_eq(count_fds(daemon_under_test.pid), fds,
 		     "the daemon leaked fds (%d, had %d)",
 		     count_fds(daemon_under_test.pid), fds);
@@ -514,19 +458,18 @@ Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 6
 	 */
 	(void)rss;
 #endif
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(migrate, daemon_stop_brings_device_pages_back_first)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	size_t n = 16;
-	unsigned char *p = filled(n, 30);
+	unsigned char *p = map_filled(n, 30);
 	int status;
 
-	migrate(m, p, n, n);
-	cr_assert_eq(stats_of(h).device_mem_pages, n);
+	migrate(f.m, p, n, n);
+	cr_assert_eq(stats_of(f.h).device_mem_pages, n);
 	/* A clean stop releases the mirror while it can still copy back. */
 	kill(daemon_under_test.pid, SIGTERM);
 	cr_assert_eq(waitpid(daemon_under_test.pid, &status, 0),
@@ -534,9 +477,9 @@ Test(migrate, daemon_stop_brings_device_pages_back_first)
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "status %#x", status);
 	daemon_under_test.pid = 0; /* stopped already: .fini has nothing to do */
-	expect_filled(p, n, 30);
+	expect_filled_pages(p, n, 30);
 	cr_expect_not(smaps_has_uffd_flags());
-	cr_expect_eq(hmmu_mirror_unregister(m), -ECONNRESET);
-	hmmu_disconnect(h);
+	cr_expect_eq(hmmu_mirror_unregister(f.m), -ECONNRESET);
+	hmmu_disconnect(f.h);
 	daemon_remove_dir();
 }

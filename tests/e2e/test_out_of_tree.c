@@ -8,6 +8,7 @@
  * faulted in) shows whether it saw coherent data and its invalidations.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -18,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #define NPAGES 8
 
@@ -39,20 +39,6 @@ static void start_with_model(void)
 TestSuite(out_of_tree, .init = start_with_model, .fini = daemon_stop,
 	  .timeout = 120);
 
-static size_t ps(void)
-{
-	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static char *map_pages(size_t n)
-{
-	char *p = mmap(NULL, n * ps(), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	cr_assert_neq(p, MAP_FAILED);
-	return p;
-}
-
 /* Copy src to dst on the engine; its cache hits and its faults. */
 static void copy(struct hmmu_mirror *m, char *dst, char *src,
 		 uint64_t *hits, uint64_t *faults)
@@ -61,7 +47,7 @@ static void copy(struct hmmu_mirror *m, char *dst, char *src,
 		.kind = HMMU_JOB_COPY,
 		.dst = (uintptr_t)dst,
 		.src = (uintptr_t)src,
-		.len = NPAGES * ps(),
+		.len = NPAGES * page_size(),
 	};
 	int err = hmmu_job_run(m, &job);
 
@@ -72,114 +58,110 @@ static void copy(struct hmmu_mirror *m, char *dst, char *src,
 
 static void fill(char *p, int seed)
 {
-	for (size_t i = 0; i < NPAGES * ps(); i++)
-		p[i] = (char)(seed + i / ps() * 7 + i % 251);
+	for (size_t i = 0; i < NPAGES * page_size(); i++)
+		p[i] = (char)(seed + i / page_size() * 7 + i % 251);
 }
 
 Test(out_of_tree, the_model_is_listed_under_its_own_name)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	struct hmmu_device_info info;
 
-	cr_assert_eq(hmmu_device_count(h), 2);
-	cr_assert_eq(hmmu_device_info(h, 0, &info), 0);
+	cr_assert_eq(hmmu_device_count(f.h), 2);
+	cr_assert_eq(hmmu_device_info(f.h, 0, &info), 0);
 	cr_assert_str_eq(info.name, "copy0");
 	cr_assert_str_eq(info.model, "copy-engine");
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(out_of_tree, copies_what_the_cpu_wrote_and_caches_the_source)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "copy0");
-	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	struct fixture f = fixture_open("copy0");
+	char *src = map_rw(NPAGES), *dst = map_rw(NPAGES);
 	uint64_t hits, faults;
 
 	fill(src, 1);
-	copy(m, dst, src, &hits, &faults);
+	copy(f.m, dst, src, &hits, &faults);
 	cr_assert_eq(faults, NPAGES, "a cold cache faults every page in");
 	cr_assert_eq(hits, 0);
-	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
+	cr_assert_eq(memcmp(dst, src, NPAGES * page_size()), 0);
 
-	memset(dst, 0, NPAGES * ps());
-	copy(m, dst, src, &hits, &faults);
+	memset(dst, 0, NPAGES * page_size());
+	copy(f.m, dst, src, &hits, &faults);
 	cr_assert_eq(hits, NPAGES, "nothing changed: all from the cache");
 	cr_assert_eq(faults, 0);
-	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_assert_eq(memcmp(dst, src, NPAGES * page_size()), 0);
+	fixture_close(&f);
 }
 
 Test(out_of_tree, a_cpu_write_reaches_the_engine_through_its_notifier)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "copy0");
-	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	struct fixture f = fixture_open("copy0");
+	char *src = map_rw(NPAGES), *dst = map_rw(NPAGES);
 	uint64_t hits, faults;
 
 	fill(src, 2);
-	copy(m, dst, src, &hits, &faults);
-	src[3 * ps() + 100] = 'W'; /* one page, after the engine cached it */
-	copy(m, dst, src, &hits, &faults);
+	copy(f.m, dst, src, &hits, &faults);
+	/* One page, after the engine cached it. */
+	src[3 * page_size() + 100] = 'W';
+	copy(f.m, dst, src, &hits, &faults);
 	cr_assert_eq(faults, 1, "only the written page was invalidated");
 	cr_assert_eq(hits, NPAGES - 1);
-	cr_assert_eq(dst[3 * ps() + 100], 'W', "the engine saw the new byte");
-	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_assert_eq(dst[3 * page_size() + 100], 'W',
+		     "the engine saw the new byte");
+	cr_assert_eq(memcmp(dst, src, NPAGES * page_size()), 0);
+	fixture_close(&f);
 }
 
 Test(out_of_tree, a_discard_reaches_the_engine_and_reads_as_zeros)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "copy0");
-	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	struct fixture f = fixture_open("copy0");
+	char *src = map_rw(NPAGES), *dst = map_rw(NPAGES);
 	char zeros[4096] = { 0 };
 	uint64_t hits, faults;
 
 	fill(src, 3);
-	copy(m, dst, src, &hits, &faults);
-	cr_assert_eq(madvise(src + 5 * ps(), ps(), MADV_DONTNEED), 0);
-	copy(m, dst, src, &hits, &faults);
+	copy(f.m, dst, src, &hits, &faults);
+	cr_assert_eq(madvise(src + 5 * page_size(), page_size(),
+			     MADV_DONTNEED), 0);
+	copy(f.m, dst, src, &hits, &faults);
 	cr_assert_eq(faults, 1, "the discarded page was invalidated");
-	cr_assert_eq(memcmp(dst + 5 * ps(), zeros,
-			    ps() < sizeof(zeros) ? ps() : sizeof(zeros)), 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_assert_eq(memcmp(dst + 5 * page_size(), zeros,
+			    page_size() < sizeof(zeros) ? page_size() :
+							  sizeof(zeros)),
+		     0);
+	fixture_close(&f);
 }
 
 Test(out_of_tree, a_new_registration_starts_with_an_empty_cache)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "copy0");
-	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	struct fixture f = fixture_open("copy0");
+	char *src = map_rw(NPAGES), *dst = map_rw(NPAGES);
 	uint64_t hits, faults;
 
 	fill(src, 4);
-	copy(m, dst, src, &hits, &faults);
-	cr_assert_eq(hmmu_mirror_unregister(m), 0);
-	cr_assert_eq(hmmu_mirror_register(m), 0);
-	copy(m, dst, src, &hits, &faults);
+	copy(f.m, dst, src, &hits, &faults);
+	cr_assert_eq(hmmu_mirror_unregister(f.m), 0);
+	cr_assert_eq(hmmu_mirror_register(f.m), 0);
+	copy(f.m, dst, src, &hits, &faults);
 	cr_assert_eq(faults, NPAGES, "unbind freed the cache, bind made a new one");
-	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_assert_eq(memcmp(dst, src, NPAGES * page_size()), 0);
+	fixture_close(&f);
 }
 
 Test(out_of_tree, commands_the_model_lacks_are_not_supported)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "copy0");
-	char *p = map_pages(1);
+	struct fixture f = fixture_open("copy0");
+	char *p = map_rw(1);
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 1 };
 	char buf[4096];
 	struct hmmu_job sum = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)p,
 				.len = 1 };
 
-	cr_assert_eq(hmmu_device_read(m, &c, buf), -EOPNOTSUPP);
-	cr_assert_eq(hmmu_job_run(m, &sum), -EOPNOTSUPP);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	expect_daemon_log("on copy0: %s", strerror(EOPNOTSUPP));
+	cr_assert_eq(hmmu_device_read(f.m, &c, buf), -EOPNOTSUPP);
+	cr_assert_eq(hmmu_job_run(f.m, &sum), -EOPNOTSUPP);
+	fixture_close(&f);
 }
 
 /*
@@ -190,27 +172,25 @@ Test(out_of_tree, commands_the_model_lacks_are_not_supported)
  */
 Test(out_of_tree, a_migration_to_another_device_reaches_the_engine)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "copy0");
-	struct hmmu_mirror *d = mirror_registered(h, "dmirror0");
-	char *src = map_pages(NPAGES), *dst = map_pages(NPAGES);
+	struct fixture f = fixture_open("copy0");
+	struct hmmu_mirror *d = mirror_registered(f.h, "dmirror0");
+	char *src = map_rw(NPAGES), *dst = map_rw(NPAGES);
 	struct hmmu_cmd c = { .addr = (uintptr_t)src, .npages = NPAGES };
 	char needle[64];
 	uint64_t hits, faults;
 
 	fill(src, 5);
-	copy(m, dst, src, &hits, &faults);
+	copy(f.m, dst, src, &hits, &faults);
 	cr_assert_eq(hmmu_migrate_to_device(d, &c), 0);
 	cr_assert_eq(c.cpages, NPAGES);
 	snprintf(needle, sizeof(needle), "copy0: event %d dropped",
 		 HMMU_NOTIFY_MIGRATE);
 	cr_assert_geq(daemon_log_count(needle), 1,
 		      "the engine heard of the migration as such");
-	memset(dst, 0, NPAGES * ps());
-	copy(m, dst, src, &hits, &faults);
+	memset(dst, 0, NPAGES * page_size());
+	copy(f.m, dst, src, &hits, &faults);
 	cr_assert_eq(faults, NPAGES, "every migrated page was invalidated");
-	cr_assert_eq(memcmp(dst, src, NPAGES * ps()), 0);
+	cr_assert_eq(memcmp(dst, src, NPAGES * page_size()), 0);
 	hmmu_mirror_destroy(d);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }

@@ -11,11 +11,11 @@
  * the same tests of another build running at the same time.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +31,6 @@
 TestSuite(permissions, .init = daemon_start_open_to_all, .fini = daemon_stop,
 	  .timeout = 60);
 
-#define NOBODY 65534
 #define DEV_UFFD "/dev/userfaultfd"
 
 /* What a child found out; it writes this to the parent through a pipe. */
@@ -43,8 +42,6 @@ struct report {
 	int data_ok;
 	char detail[256]; /* hmmu_error_detail() after the failure */
 };
-
-static long page;
 
 /* -1 if unreadable. */
 static int unprivileged_userfaultfd_sysctl(void)
@@ -70,29 +67,6 @@ static int lock_dev_uffd(int how)
 	cr_assert_eq(flock(fd, how), 0, "flock " DEV_UFFD ": %s",
 		     strerror(errno));
 	return fd;
-}
-
-static void require_root(void)
-{
-	if (geteuid() != 0)
-		cr_skip_test("needs root, to run a client as uid %d", NOBODY);
-}
-
-/* The daemon's socket must be reachable for a client that is nobody. */
-static void open_socket_dir_to_all(void)
-{
-	struct stat st;
-
-	cr_assert_eq(stat(daemon_under_test.dir, &st), 0);
-	if ((st.st_mode & 0005) != 0005)
-		cr_assert_eq(chmod(daemon_under_test.dir, 0755), 0);
-}
-
-static void drop_to_nobody(void)
-{
-	if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
-	    setuid(NOBODY) < 0 || getuid() != NOBODY || geteuid() != NOBODY)
-		_exit(100);
 }
 
 /* Fds a child closes first: nothing of the parent's it needs leaks into it. */
@@ -124,8 +98,8 @@ static int run_child(int nobody, void (*fn)(struct report *),
 			if (child_closes[i] >= 0)
 				close(child_closes[i]);
 		close(pfd[0]);
-		if (nobody)
-			drop_to_nobody();
+		if (nobody && become_nobody())
+			_exit(100);
 		fn(rep);
 		if (write(pfd[1], rep, sizeof(*rep)) != sizeof(*rep))
 			_exit(101);
@@ -184,7 +158,7 @@ static void try_register(struct report *rep)
 
 Test(permissions, unprivileged_client_without_uffd_access_gets_eperm_naming_the_fix)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f;
 	struct hmmu_stats before, after;
 	struct report rep;
 	struct stat st;
@@ -198,13 +172,14 @@ Test(permissions, unprivileged_client_without_uffd_access_gets_eperm_naming_the_
 	if (lock >= 0 && fstat(lock, &st) == 0 && (st.st_mode & 0006))
 		cr_skip_test(DEV_UFFD " is open to all users (mode %o)",
 			     st.st_mode & 07777);
-	open_socket_dir_to_all();
+	daemon_dir_open_to_all();
 
-	before = stats_of(h);
+	f = fixture_open(NULL);
+	before = stats_of(f.h);
 	child_closes[0] = lock;
 	status = run_child(1, try_register, &rep);
 	child_closes[0] = -1;
-	after = stats_of(h);
+	after = stats_of(f.h);
 	if (lock >= 0)
 		close(lock);
 	assert_child_ok(status);
@@ -231,7 +206,7 @@ Test(permissions, unprivileged_client_without_uffd_access_gets_eperm_naming_the_
 	cr_assert_eq(after.releases, before.releases);
 	cr_assert_eq(after.processes, 0);
 	cr_assert_eq(after.mirrors, 0);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* Steps: 1-3 as try_register, 4 device read, 5 the data. */
@@ -243,7 +218,6 @@ static void register_and_read(struct report *rep)
 	struct hmmu *h;
 	char *p, *buf;
 
-	page = sysconf(_SC_PAGESIZE);
 	rep->uffd_errno = plain_userfaultfd_errno();
 	rep->step = 1;
 	rep->err = hmmu_connect(daemon_under_test.socket, &h);
@@ -261,23 +235,23 @@ static void register_and_read(struct report *rep)
 	if (hmmu_stats(h, &st, sizeof(st)) >= 0)
 		rep->my_state = st.my_state;
 
-	p = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	buf = malloc(4 * page);
-	if (p == MAP_FAILED || !buf)
+	p = map_rw_or_null(4);
+	buf = malloc(4 * page_size());
+	if (!p || !buf)
 		_exit(102);
-	for (long i = 0; i < 4 * page; i++)
-		p[i] = (char)(i * 7 + i / page);
-	memset(buf, 0, 4 * page);
+	for (size_t i = 0; i < 4 * page_size(); i++)
+		p[i] = (char)(i * 7 + i / page_size());
+	memset(buf, 0, 4 * page_size());
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 4 };
 	rep->step = 4;
 	rep->err = hmmu_device_read(m, &c, buf);
 	if (!rep->err) {
 		rep->step = 5;
-		rep->data_ok = c.cpages == 4 && memcmp(buf, p, 4 * page) == 0;
+		rep->data_ok = c.cpages == 4 &&
+			       memcmp(buf, p, 4 * page_size()) == 0;
 	}
 	free(buf);
-	munmap(p, 4 * page);
+	munmap(p, 4 * page_size());
 out_mirror:
 	hmmu_mirror_destroy(m);
 out:
@@ -286,7 +260,7 @@ out:
 
 Test(permissions, unprivileged_client_with_dev_userfaultfd_access_works)
 {
-	struct hmmu *h;
+	struct fixture f;
 	struct report rep;
 	struct stat st, restored;
 	int lock, guard[2], status, child = -1;
@@ -299,7 +273,7 @@ Test(permissions, unprivileged_client_with_dev_userfaultfd_access_works)
 		cr_skip_test(DEV_UFFD " does not exist (Linux < 6.1?)");
 	cr_assert_eq(fstat(lock, &st), 0);
 	mode = st.st_mode & 07777;
-	open_socket_dir_to_all();
+	daemon_dir_open_to_all();
 
 	/*
 	 * The restorer puts the mode back once the pipe closes: when this
@@ -346,10 +320,10 @@ Test(permissions, unprivileged_client_with_dev_userfaultfd_access_works)
 	cr_assert_eq(rep.err, 0);
 	cr_assert_eq(rep.my_state, 1, "the daemon made the client's state");
 	cr_assert(rep.data_ok, "the device read the client's own pages");
-	h = connect_or_die();
-	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
-	cr_assert_eq(stats_of(h).mirrors, 0);
-	hmmu_disconnect(h);
+	f = fixture_open(NULL);
+	cr_assert_eq(wait_for_stat(f.h, processes, 0), 0);
+	cr_assert_eq(stats_of(f.h).mirrors, 0);
+	fixture_close(&f);
 }
 
 /*
@@ -361,7 +335,7 @@ Test(permissions, unprivileged_client_with_dev_userfaultfd_access_works)
 static int is_mapped(void *addr)
 {
 	/* msync() on an unmapped page fails with ENOMEM. */
-	return msync(addr, page, MS_ASYNC) == 0;
+	return msync(addr, page_size(), MS_ASYNC) == 0;
 }
 
 /* Child A: its page at FOREIGN_ADDR holds 0xAA, and its device saw it. */
@@ -370,17 +344,17 @@ static void a_maps_and_mirrors(int ready, int go)
 	struct hmmu_cmd c = { .addr = (uintptr_t)FOREIGN_ADDR, .npages = 1 };
 	struct hmmu_mirror *m;
 	struct hmmu *h;
-	char *p, *buf = malloc(page), ok = 'n', x;
+	char *p, *buf = malloc(page_size()), ok = 'n', x;
 
-	p = mmap(FOREIGN_ADDR, page, PROT_READ | PROT_WRITE,
+	p = mmap(FOREIGN_ADDR, page_size(), PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (p == FOREIGN_ADDR && buf) {
-		memset(p, 0xaa, page);
+		memset(p, 0xaa, page_size());
 		if (hmmu_connect(daemon_under_test.socket, &h) == 0) {
 			if (hmmu_mirror_create(h, "dmirror0", &m) == 0 &&
 			    hmmu_mirror_register(m) == 0 &&
 			    hmmu_device_read(m, &c, buf) == 0 &&
-			    c.cpages == 1 && memcmp(buf, p, page) == 0)
+			    c.cpages == 1 && memcmp(buf, p, page_size()) == 0)
 				ok = 'y';
 			/* Stay mapped and mirrored until B is done. */
 			(void)!write(ready, &ok, 1);
@@ -404,7 +378,7 @@ static void b_reads_foreign_address(struct report *rep)
 	struct hmmu_cmd c = { .addr = (uintptr_t)FOREIGN_ADDR, .npages = 1 };
 	struct hmmu_mirror *m;
 	struct hmmu *h;
-	char *p, *buf = malloc(page);
+	char *p, *buf = malloc(page_size());
 	int untouched = 1;
 
 	if (!buf || is_mapped(FOREIGN_ADDR))
@@ -421,9 +395,9 @@ static void b_reads_foreign_address(struct report *rep)
 		goto out;
 
 	rep->step = 3;
-	memset(buf, 0x11, page);
+	memset(buf, 0x11, page_size());
 	rep->err = hmmu_device_read(m, &c, buf);
-	for (long i = 0; i < page; i++)
+	for (size_t i = 0; i < page_size(); i++)
 		if (buf[i] != 0x11)
 			untouched = 0;
 	rep->data_ok = untouched;
@@ -431,18 +405,18 @@ static void b_reads_foreign_address(struct report *rep)
 		goto out;
 
 	rep->step = 4;
-	p = mmap(FOREIGN_ADDR, page, PROT_READ | PROT_WRITE,
+	p = mmap(FOREIGN_ADDR, page_size(), PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
 	if (p != FOREIGN_ADDR) {
 		rep->err = p == MAP_FAILED ? -errno : -EEXIST;
 		goto out;
 	}
-	memset(p, 0x55, page);
+	memset(p, 0x55, page_size());
 	rep->step = 5;
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)FOREIGN_ADDR, .npages = 1 };
-	memset(buf, 0x11, page);
+	memset(buf, 0x11, page_size());
 	rep->err = hmmu_device_read(m, &c, buf);
-	if (!rep->err && c.cpages == 1 && memcmp(buf, p, page) == 0)
+	if (!rep->err && c.cpages == 1 && memcmp(buf, p, page_size()) == 0)
 		rep->data_ok |= 2;
 out:
 	free(buf);
@@ -456,7 +430,6 @@ Test(permissions, client_cannot_read_memory_of_another_process)
 	pid_t a;
 	char c = 0;
 
-	page = sysconf(_SC_PAGESIZE);
 	cr_assert_not(is_mapped(FOREIGN_ADDR),
 		      "the test process itself maps nothing there");
 	cr_assert_eq(pipe2(ready, O_CLOEXEC), 0);

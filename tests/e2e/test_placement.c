@@ -7,13 +7,11 @@
  * Node 0 exists on every NUMA kernel, with one node or many.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 static void start_on_node0(void)
 {
@@ -33,81 +31,60 @@ static void start_on_node0(void)
 TestSuite(placement, .init = start_on_node0, .fini = daemon_stop,
 	  .timeout = 120);
 
-static size_t page(void)
-{
-	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static unsigned char *filled(size_t n, int seed)
-{
-	unsigned char *p = mmap(NULL, n * page(), PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	cr_assert_neq(p, MAP_FAILED);
-	for (size_t i = 0; i < n; i++)
-		memset(p + i * page(), (int)(i * 5 + (size_t)seed), page());
-	return p;
-}
-
 Test(placement, devices_report_node0)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	struct hmmu_device_info info;
-	int n = hmmu_device_count(h), seen = 0;
+	int n = hmmu_device_count(f.h), seen = 0;
 
 	cr_assert_eq(n, 2);
 	for (int i = 0; i < n; i++) {
-		cr_assert_eq(hmmu_device_info(h, (unsigned)i, &info), 0);
+		cr_assert_eq(hmmu_device_info(f.h, (unsigned)i, &info), 0);
 		cr_expect_eq(info.numa_node, 0, "%s on node %d", info.name,
 			     info.numa_node);
 		seen++;
 	}
 	cr_expect_eq(seen, 2);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(placement, node0_device_memory_holds_migrated_pages)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "near0");
+	struct fixture f = fixture_open("near0");
 	size_t n = 16;
-	unsigned char *p = filled(n, 9), *buf = malloc(n * page());
+	unsigned char *p = map_filled(n, 9), *buf = xmalloc(n * page_size());
 	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = n };
 
-	cr_assert_not_null(buf);
-	cr_assert_eq(hmmu_migrate_to_device(m, &c), 0);
+	cr_assert_eq(hmmu_migrate_to_device(f.m, &c), 0);
 	cr_expect_eq(c.cpages, n);
-	cr_expect_eq(stats_of(h).device_mem_pages, n);
+	cr_expect_eq(stats_of(f.h).device_mem_pages, n);
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = n };
-	cr_assert_eq(hmmu_device_read(m, &c, buf), 0);
+	cr_assert_eq(hmmu_device_read(f.m, &c, buf), 0);
 	/* Not compared with p: a CPU read would bring the pages back. */
 	for (size_t i = 0; i < n; i++)
-		cr_assert_eq(buf[i * page() + 17], (unsigned char)(i * 5 + 9),
+		cr_assert_eq(buf[i * page_size() + 17], filled_byte(i, 9),
 			     "device read, page %zu", i);
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = n };
-	cr_assert_eq(hmmu_migrate_to_system(m, &c), 0);
+	cr_assert_eq(hmmu_migrate_to_system(f.m, &c), 0);
 	cr_expect_eq(c.cpages, n);
 	for (size_t i = 0; i < n; i++)
-		cr_assert_eq(p[i * page() + 17], (unsigned char)(i * 5 + 9),
+		cr_assert_eq(p[i * page_size() + 17], filled_byte(i, 9),
 			     "back in system memory, page %zu", i);
 	free(buf);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(placement, node0_accelerator_runs_jobs)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "nearacc0");
-	size_t n = 8 * page() / 8;
-	uint64_t *v = (uint64_t *)filled(8, 0), expect = 0;
+	struct fixture f = fixture_open("nearacc0");
+	size_t n = 8 * page_size() / 8;
+	uint64_t *v = map_rw(8), expect = 0;
 	struct hmmu_job job = { .kind = HMMU_JOB_SUM64,
 				.src = (uintptr_t)v, .len = n };
 
 	for (size_t i = 0; i < n; i++)
 		expect += v[i] = i * 11 + 2;
-	cr_assert_eq(hmmu_job_run(m, &job), 0);
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
 	cr_expect_eq(job.result, expect);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }

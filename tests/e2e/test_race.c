@@ -8,13 +8,13 @@
  * daemon must hold no more fds than before.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 TestSuite(race, .init = daemon_start, .fini = daemon_stop, .timeout = 300);
@@ -30,11 +30,6 @@ struct worker {
 	int errors;
 	int leave_registered;
 };
-
-static long page_size(void)
-{
-	return sysconf(_SC_PAGESIZE);
-}
 
 static void *worker_main(void *arg)
 {
@@ -80,12 +75,12 @@ static void run_threads(struct hmmu **conns, int nconns, int leave_odd)
 {
 	pthread_t threads[THREADS];
 	struct worker w[THREADS];
-	char *mem;
+	char *mem = map_rw(THREADS * 2);
 
-	mem = mmap(NULL, THREADS * 2 * page_size(), PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(mem, MAP_FAILED);
-	for (long i = 0; i < THREADS * 2 * page_size(); i++)
+	/* The refusals each round provokes on purpose. */
+	expect_daemon_log("%s", strerror(EBUSY));
+	expect_daemon_log("not registered");
+	for (size_t i = 0; i < THREADS * 2 * page_size(); i++)
 		mem[i] = (char)(i * 7);
 
 	for (int i = 0; i < THREADS; i++) {
@@ -108,12 +103,12 @@ static void run_threads(struct hmmu **conns, int nconns, int leave_odd)
 
 Test(race, register_unregister_of_different_mirrors_from_8_threads)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	int fds_before = count_fds(daemon_under_test.pid);
 	struct hmmu_stats st;
 
-	run_threads(&h, 1, 0);
-	st = stats_of(h);
+	run_threads(&f.h, 1, 0);
+	st = stats_of(f.h);
 	cr_expect_eq(st.mirrors, 0);
 	cr_expect_eq(st.processes, 0);
 	cr_expect_eq(st.my_state, 0);
@@ -121,16 +116,19 @@ Test(race, register_unregister_of_different_mirrors_from_8_threads)
 	cr_expect_not(smaps_has_uffd_flags());
 	cr_expect_eq(count_fds(daemon_under_test.pid), fds_before,
 		     "the daemon leaked fds");
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(race, racing_threads_on_many_connections_end_in_serial_state)
 {
 	struct hmmu *conns[4];
+	struct fixture f[4];
 	struct hmmu_stats st;
 
-	for (int i = 0; i < 4; i++)
-		conns[i] = connect_or_die();
+	for (int i = 0; i < 4; i++) {
+		f[i] = fixture_open(NULL);
+		conns[i] = f[i].h;
+	}
 	/* Odd threads end registered: 4 mirrors, one process state. */
 	run_threads(conns, 4, 1);
 	st = stats_of(conns[0]);
@@ -139,5 +137,5 @@ Test(race, racing_threads_on_many_connections_end_in_serial_state)
 	cr_expect_eq(st.processes, 1);
 	cr_expect_eq(st.my_state, 1);
 	for (int i = 0; i < 4; i++)
-		hmmu_disconnect(conns[i]);
+		fixture_close(&f[i]);
 }

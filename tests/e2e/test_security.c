@@ -18,6 +18,7 @@
  * changes the daemon's state ends by checking that it still serves.
  */
 #include "harness.h"
+#include "helpers.h"
 #include "exec_target.h"
 #include "common/proto.h"
 #include "common/uffd_open.h"
@@ -26,9 +27,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -38,9 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,25 +57,6 @@ static void security_start(void)
 TestSuite(security, .init = security_start, .fini = daemon_stop,
 	  .timeout = 120);
 
-#define HDR sizeof(struct hmmu_wire_hdr)
-/* Only so that a daemon that never answers fails the test, not hangs it. */
-#define REPLY_WAIT_MS 20000
-/* raw_call()'s status when no well-formed reply to the request came. */
-#define NO_REPLY INT_MIN
-
-static size_t page(void)
-{
-	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static void *pages(size_t n)
-{
-	void *p = mmap(NULL, n * page(), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	return p == MAP_FAILED ? NULL : p;
-}
-
 static const char *status_name(int st)
 {
 	/* Two of them may go in one message. */
@@ -87,7 +64,7 @@ static const char *status_name(int st)
 	static __thread unsigned next;
 	char *buf = bufs[next++ % 4];
 
-	if (st == NO_REPLY)
+	if (st == RAW_NO_REPLY)
 		return "no reply";
 	if (st == HMMU_STATUS_NEED_UFFD)
 		return "NEED_UFFD";
@@ -96,178 +73,7 @@ static const char *status_name(int st)
 	return buf;
 }
 
-/* ---- the protocol by hand ------------------------------------------------ */
-
-union msg {
-	struct hmmu_wire_hdr hdr;
-	unsigned char buf[HMMU_MSG_MAX];
-	uint64_t align;
-};
-
-static _Atomic uint64_t next_id = 1;
-
-static size_t build(union msg *m, unsigned op, uint64_t id, const void *p,
-		    size_t plen)
-{
-	memset(m, 0, sizeof(*m));
-	m->hdr.magic = HMMU_PROTO_MAGIC;
-	m->hdr.op = (uint16_t)op;
-	m->hdr.len = (uint32_t)(HDR + plen);
-	m->hdr.id = id;
-	if (p)
-		memcpy(&m->hdr + 1, p, plen);
-	return HDR + plen;
-}
-
-/*
- * A connection to the daemon, or -errno. Nothing here asserts: forked
- * children use these too. Without @cloexec the socket survives exec, as
- * a client that builds its own socket may well leave it.
- */
-static int raw_open(int cloexec)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | (cloexec ? SOCK_CLOEXEC : 0),
-			0);
-
-	if (fd < 0)
-		return -errno;
-	strcpy(addr.sun_path, daemon_under_test.socket);
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
-/* Send @len bytes of @m as one message, with @fd attached unless -1. */
-static int raw_send(int sock, const union msg *m, size_t len, int fd)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct iovec iov = { .iov_base = (void *)m, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&control, 0, sizeof(control));
-		msg.msg_control = control.buf;
-		msg.msg_controllen = sizeof(control.buf);
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	return sendmsg(sock, &msg, MSG_NOSIGNAL) == (ssize_t)len ? 0 : -errno;
-}
-
-/* One message: its length, 0 when the daemon hung up, or -errno. */
-static ssize_t raw_recv(int sock, union msg *m)
-{
-	struct pollfd p = { .fd = sock, .events = POLLIN };
-	ssize_t n = poll(&p, 1, REPLY_WAIT_MS);
-
-	if (n <= 0)
-		return n == 0 ? -ETIMEDOUT : -errno;
-	n = recv(sock, m->buf, sizeof(m->buf), MSG_DONTWAIT);
-	return n < 0 ? -errno : n;
-}
-
-/* A request of @op, without waiting for its reply; its id. */
-static uint64_t raw_post(int sock, unsigned op, const void *req, size_t len,
-			 int fd)
-{
-	uint64_t id = atomic_fetch_add(&next_id, 1);
-	union msg m;
-
-	return raw_send(sock, &m, build(&m, op, id, req, len), fd) ? 0 : id;
-}
-
-/*
- * The reply to request @id of @op (the next message): its status, or
- * NO_REPLY. Up to @cap bytes of its payload go to @out.
- */
-static int raw_reply(int sock, unsigned op, uint64_t id, void *out, size_t cap)
-{
-	union msg m;
-	ssize_t n = raw_recv(sock, &m);
-
-	if (n <= 0 || hmmu_proto_check(&m, (size_t)n, 1) || m.hdr.id != id ||
-	    m.hdr.op != op)
-		return NO_REPLY;
-	if (out)
-		memcpy(out, &m.hdr + 1,
-		       (size_t)n - HDR < cap ? (size_t)n - HDR : cap);
-	return m.hdr.status;
-}
-
-static int raw_call(int sock, unsigned op, const void *req, size_t len,
-		    int fd, void *out, size_t cap)
-{
-	uint64_t id = raw_post(sock, op, req, len, fd);
-
-	return id ? raw_reply(sock, op, id, out, cap) : NO_REPLY;
-}
-
-static int raw_hello(int sock)
-{
-	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
-
-	return raw_call(sock, HMMU_OP_HELLO, &hello, sizeof(hello), -1, NULL, 0);
-}
-
-/* A raw connection past its HELLO, asserting. */
-static int raw_session(void)
-{
-	int sock = raw_open(1), st;
-
-	cr_assert_geq(sock, 0, "connect: %s", strerror(-sock));
-	st = raw_hello(sock);
-	cr_assert_eq(st, 0, "hello: %s", status_name(st));
-	return sock;
-}
-
-/* A new mirror on @device: its id, 0 if refused. */
-static uint64_t raw_mirror_create(int sock, const char *device)
-{
-	struct hmmu_wire_device_name name = { { 0 } };
-	struct hmmu_wire_mirror rep = { 0 };
-
-	snprintf(name.name, sizeof(name.name), "%s", device);
-	if (raw_call(sock, HMMU_OP_MIRROR_CREATE, &name, sizeof(name), -1, &rep,
-		     sizeof(rep)) != 0)
-		return 0;
-	return rep.mirror;
-}
-
-static struct hmmu_wire_register register_req(uint64_t mirror, uint64_t probe)
-{
-	return (struct hmmu_wire_register){ .mirror = mirror, .probe = probe };
-}
-
-/* MIRROR_REGISTER of @mirror, with @uffd (unless -1) and @probe. */
-static int raw_register(int sock, uint64_t mirror, int uffd, uint64_t probe)
-{
-	struct hmmu_wire_register req = register_req(mirror, probe);
-
-	return raw_call(sock, HMMU_OP_MIRROR_REGISTER, &req,
-			hmmu_proto_request_size(HMMU_OP_MIRROR_REGISTER), uffd,
-			NULL, 0);
-}
-
-/* MIRROR_UNREGISTER or MIRROR_DESTROY. */
-static int raw_mirror_op(int sock, unsigned op, uint64_t mirror)
-{
-	struct hmmu_wire_mirror req = { .mirror = mirror };
-
-	return raw_call(sock, op, &req, sizeof(req), -1, NULL, 0);
-}
+/* ---- the protocol by hand (helpers.h): what only these tests need -------- */
 
 static struct hmmu_wire_device_cmd cmd_req(uint64_t mirror, uint32_t cmd,
 					   const void *addr, uint64_t npages,
@@ -316,7 +122,7 @@ static void discard_marked(void *addr, uint64_t npages, const uint8_t *map)
 {
 	for (uint64_t i = 0; i < npages; i++)
 		if (map[i / 8] & (1u << (i % 8)))
-			madvise((char *)addr + i * page(), page(),
+			madvise((char *)addr + i * page_size(), page_size(),
 				MADV_DONTNEED);
 }
 
@@ -370,12 +176,12 @@ static int raw_register_first(int sock, uint64_t mirror)
 	if (st != HMMU_STATUS_NEED_UFFD)
 		return st == 0 ? -EEXIST : st; /* the process had state */
 	uffd = uffd_make(0);
-	probe = pages(2);
+	probe = map_rw_or_null(2);
 	if (uffd < 0 || !probe)
 		return uffd < 0 ? uffd : -ENOMEM;
 	st = raw_register(sock, mirror, uffd, (uintptr_t)probe);
 	close(uffd);
-	munmap(probe, 2 * page());
+	munmap(probe, 2 * page_size());
 	return st;
 }
 
@@ -401,33 +207,20 @@ static int daemon_fds_settle(int want)
  */
 static void still_serves(void)
 {
-	struct hmmu *fresh;
-	struct hmmu_mirror *m;
-	unsigned char *p, *buf;
-	struct hmmu_cmd c;
-	int err;
+	struct fixture fresh;
+	unsigned char *p;
 
 	cr_assert_eq(kill(daemon_under_test.pid, 0), 0, "hmmud is alive");
 	cr_assert_eq(daemon_log_count("AddressSanitizer"), 0,
 		     "ASan reported in hmmud's log (%s)", daemon_under_test.log);
 	cr_assert_eq(daemon_log_count("runtime error"), 0,
 		     "UBSan reported in hmmud's log (%s)", daemon_under_test.log);
-	fresh = connect_or_die();
-	m = mirror_registered(fresh, "dmirror0");
-	p = pages(2);
-	buf = malloc(2 * page());
-	cr_assert(p && buf);
-	memset(p, 0x3c, 2 * page());
-	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 2 };
-	err = hmmu_device_read(m, &c, buf);
-	cr_assert_eq(err, 0, "device read on a new connection: %s",
-		     strerror(-err));
-	cr_assert_eq(c.cpages, 2);
-	cr_assert_eq(memcmp(buf, p, 2 * page()), 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(fresh);
-	free(buf);
-	munmap(p, 2 * page());
+	fresh = fixture_open("dmirror0");
+	p = map_rw(2);
+	memset(p, 0x3c, 2 * page_size());
+	device_touch(fresh.m, p, 2);
+	fixture_close(&fresh);
+	munmap(p, 2 * page_size());
 }
 
 /* ---- finding 1: an exec'd image is never reached ------------------------- */
@@ -472,7 +265,7 @@ static int uffd_protected(const void *addr)
 
 	if (fd < 0)
 		return 0;
-	if (pread(fd, &e, 8, (off_t)((uintptr_t)addr / page() * 8)) != 8)
+	if (pread(fd, &e, 8, (off_t)((uintptr_t)addr / page_size() * 8)) != 8)
 		e = 0;
 	close(fd);
 	return !!(e & PM_UFFD_WP);
@@ -485,8 +278,8 @@ static int delay_jobs_running(unsigned char *nodes)
 		int running = 0;
 
 		for (int j = 0; j < QUEUED_JOBS; j++)
-			running += uffd_protected(nodes +
-						  j * DELAY_NODE_SPACING * page());
+			running += uffd_protected(
+				nodes + j * DELAY_NODE_SPACING * page_size());
 		if (running == QUEUED_JOBS)
 			return 1;
 		usleep(1000);
@@ -546,38 +339,40 @@ static void old_image(int queue, int report)
 	if (raw_register(sock, acc, -1, 0))
 		_exit(OLD_REGISTER_ACCEL);
 
-	src = pages(SRC_PAGES);
-	out = pages(SRC_PAGES);
-	nodes = pages(QUEUED_JOBS * DELAY_NODE_SPACING);
+	src = map_rw_or_null(SRC_PAGES);
+	out = map_rw_or_null(SRC_PAGES);
+	nodes = map_rw_or_null(QUEUED_JOBS * DELAY_NODE_SPACING);
 	if (!src || !out || !nodes ||
-	    msync((void *)target, page(), MS_ASYNC) == 0)
+	    msync((void *)target, page_size(), MS_ASYNC) == 0)
 		_exit(OLD_MEMORY);
-	memset(src, 0xc3, SRC_PAGES * page());
+	memset(src, 0xc3, SRC_PAGES * page_size());
 	for (int i = 0; i < QUEUED_JOBS; i++) {
 		uint64_t *node = (uint64_t *)(nodes + i * DELAY_NODE_SPACING *
-							      page());
+							      page_size());
 
 		node[0] = (uintptr_t)node; /* next: itself */
 		node[1] = 1;		   /* value */
 	}
-	req = cmd_req(dm, HMMU_CMD_READ, src, SRC_PAGES, out, SRC_PAGES * page());
+	req = cmd_req(dm, HMMU_CMD_READ, src, SRC_PAGES, out,
+		      SRC_PAGES * page_size());
 	if (raw_cmd(sock, &req, &res) || res.cpages != SRC_PAGES ||
-	    memcmp(out, src, SRC_PAGES * page()))
+	    memcmp(out, src, SRC_PAGES * page_size()))
 		_exit(OLD_MIRRORED);
 
 	if (queue) {
 		struct hmmu_wire_device_cmd cmds[QUEUED_CMDS] = {
-			cmd_req(dm, HMMU_CMD_READ, src, 1, target, page()),
+			cmd_req(dm, HMMU_CMD_READ, src, 1, target, page_size()),
 			cmd_req(dm, HMMU_CMD_SNAPSHOT, src, SRC_PAGES, target,
 				SRC_PAGES),
-			cmd_req(dm, HMMU_CMD_WRITE, target, 1, src, page()),
+			cmd_req(dm, HMMU_CMD_WRITE, target, 1, src,
+				page_size()),
 		};
 
-		atomic_store(&next_id, QUEUED_ID);
+		atomic_store(&raw_next_id, QUEUED_ID);
 		for (int i = 0; i < QUEUED_JOBS; i++)
 			if (post_job_delay(sock, acc,
 					   (uint64_t *)(nodes + i * DELAY_NODE_SPACING *
-								page())))
+								page_size())))
 				_exit(OLD_QUEUE);
 		/* Both workers are walking now: the commands wait behind. */
 		if (!delay_jobs_running(nodes))
@@ -616,6 +411,9 @@ static struct exec_target_report run_exec(int queue)
 	pid_t pid;
 
 	memset(&rep, 0, sizeof(rep));
+	/* The delay jobs end at the suite's job deadline. */
+	if (queue)
+		expect_daemon_log("job on acc0: %s", strerror(ETIMEDOUT));
 	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
 	pid = fork();
 	cr_assert_geq(pid, 0);
@@ -674,7 +472,7 @@ static void expect_page_untouched(const struct exec_target_report *rep)
  */
 Test(security, exec_image_is_never_reached_by_requests_queued_before_exec)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	struct exec_target_report rep = run_exec(1);
 	int commands = 0, after_exec = 0;
 	char seen[512] = "";
@@ -704,10 +502,10 @@ Test(security, exec_image_is_never_reached_by_requests_queued_before_exec)
 		  "no command ran after the exec: the delay jobs were too "
 		  "short to test anything (replies: %s)", seen);
 	/* Its state went with its session (or with its exit). */
-	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
-	cr_assert_eq(stats_of(h).mirrors, 0);
+	cr_assert_eq(wait_for_stat(f.h, processes, 0), 0);
+	cr_assert_eq(stats_of(f.h).mirrors, 0);
+	fixture_close(&f);
 	still_serves();
-	hmmu_disconnect(h);
 }
 
 /*
@@ -718,7 +516,7 @@ Test(security, exec_image_is_never_reached_by_requests_queued_before_exec)
  */
 Test(security, exec_image_speaking_on_inherited_connection_is_never_reached)
 {
-	struct hmmu *h = connect_or_die();
+	struct fixture f = fixture_open(NULL);
 	struct exec_target_report rep = run_exec(0);
 
 	cr_assert_geq(rep.sent, 1, "exec_target could not send: %s",
@@ -736,10 +534,10 @@ Test(security, exec_image_speaking_on_inherited_connection_is_never_reached)
 	cr_expect(rep.eof || rep.nreplies == rep.sent,
 		  "%d of %d requests answered, and the daemon did not hang up",
 		  rep.nreplies, rep.sent);
-	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
-	cr_assert_eq(stats_of(h).mirrors, 0);
+	cr_assert_eq(wait_for_stat(f.h, processes, 0), 0);
+	cr_assert_eq(stats_of(f.h).mirrors, 0);
+	fixture_close(&f);
 	still_serves();
-	hmmu_disconnect(h);
 }
 
 /* ---- finding 2: REGISTER racing DESTROY ---------------------------------- */
@@ -776,13 +574,13 @@ static void race_replies(struct racer *r, const uint64_t *reg,
 			 const uint64_t *des, int n)
 {
 	for (int k = 0; k < 2 * n && !r->failed; k++) {
-		union msg m;
-		ssize_t len = raw_recv(r->sock, &m);
+		union raw_msg m;
+		ssize_t len = raw_recv(r->sock, &m, RAW_REPLY_WAIT_MS);
 		int is_reg = 0, known = 0;
 
 		if (len <= 0 || hmmu_proto_check(&m, (size_t)len, 1)) {
 			r->failed = RACE_REPLY;
-			r->status = NO_REPLY;
+			r->status = RAW_NO_REPLY;
 			return;
 		}
 		for (int i = 0; i < n; i++) {
@@ -817,10 +615,10 @@ static void *race_register_destroy(void *arg)
 		for (int i = 0; i < RACE_BATCH && !r->failed; i++)
 			if (!(ids[i] = raw_mirror_create(r->sock, r->device)))
 				r->failed = RACE_CREATE;
-		r->status = r->failed ? NO_REPLY : 0;
+		r->status = r->failed ? RAW_NO_REPLY : 0;
 		/* REGISTER and DESTROY of one mirror, back to back. */
 		for (int i = 0; i < RACE_BATCH && !r->failed; i++) {
-			struct hmmu_wire_register req = register_req(ids[i], 0);
+			struct hmmu_wire_register req = { .mirror = ids[i] };
 			struct hmmu_wire_mirror des_req = { .mirror = ids[i] };
 
 			reg[i] = raw_post(r->sock, HMMU_OP_MIRROR_REGISTER,
@@ -832,7 +630,7 @@ static void *race_register_destroy(void *arg)
 					  &des_req, sizeof(des_req), -1);
 			if (!reg[i] || !des[i]) {
 				r->failed = RACE_SEND;
-				r->status = NO_REPLY;
+				r->status = RAW_NO_REPLY;
 			}
 		}
 		if (!r->failed)
@@ -866,9 +664,8 @@ Test(security, register_racing_destroy_never_leaves_a_freed_mirror_registered,
      .init = restart_with_race_workers)
 {
 	static const char *const devices[] = { "dmirror0", "dmirror1", "acc0" };
-	struct hmmu *h = connect_or_die();
 	/* The process's state exists: the racing REGISTERs need no fd. */
-	struct hmmu_mirror *anchor = mirror_registered(h, "dmirror0");
+	struct fixture anchor = fixture_open("dmirror0");
 	struct racer racers[RACE_THREADS];
 	pthread_t threads[RACE_THREADS];
 	uint64_t registered = 0, refused = 0;
@@ -877,12 +674,16 @@ Test(security, register_racing_destroy_never_leaves_a_freed_mirror_registered,
 	struct hmmu_cmd c;
 	int err;
 
-	p = pages(4);
-	buf = malloc(4 * page());
+	/* The REGISTERs that lose the race. */
+	expect_daemon_log("no mirror");
+	for (int i = 0; i < 3; i++)
+		expect_daemon_log("on %s: %s", devices[i], strerror(ENOENT));
+	p = map_rw_or_null(4);
+	buf = malloc(4 * page_size());
 	cr_assert(p && buf);
-	memset(p, 0x11, 4 * page());
+	memset(p, 0x11, 4 * page_size());
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 4 };
-	cr_assert_eq(hmmu_device_read(anchor, &c, buf), 0);
+	cr_assert_eq(hmmu_device_read(anchor.m, &c, buf), 0);
 
 	for (int i = 0; i < RACE_THREADS; i++) {
 		racers[i] = (struct racer){ .sock = raw_session(),
@@ -903,7 +704,7 @@ Test(security, register_racing_destroy_never_leaves_a_freed_mirror_registered,
 	cr_assert_eq(registered + refused, RACE_PAIRS);
 
 	/* Every mirror that raced is gone: only the anchor is registered. */
-	st = stats_of(h);
+	st = stats_of(anchor.h);
 	cr_assert_eq(st.my_mirrors, 1,
 		     "registered mirrors of this process: %u, want 1 (%llu "
 		     "REGISTERs won, %llu lost the race)",
@@ -912,25 +713,26 @@ Test(security, register_racing_destroy_never_leaves_a_freed_mirror_registered,
 	cr_assert_eq(st.mirrors, 1);
 
 	/* A CPU write invalidates through the process's mirror list... */
-	memset(p + page(), 0x22, page());
-	cr_assert_eq(hmmu_device_read(anchor, &c, buf), 0);
-	cr_assert_eq(buf[page()], 0x22, "the device sees the CPU's write");
+	memset(p + page_size(), 0x22, page_size());
+	cr_assert_eq(hmmu_device_read(anchor.m, &c, buf), 0);
+	cr_assert_eq(buf[page_size()], 0x22, "the device sees the CPU's write");
 	cr_assert_eq(buf[0], 0x11);
 	/* ... and so does a munmap. */
-	cr_assert_eq(munmap(p, 4 * page()), 0);
-	err = hmmu_device_read(anchor, &c, buf);
+	cr_assert_eq(munmap(p, 4 * page_size()), 0);
+	err = hmmu_device_read(anchor.m, &c, buf);
 	cr_assert_eq(err, -EFAULT, "device read of unmapped memory: %s",
 		     strerror(-err));
 
 	for (int i = 0; i < RACE_THREADS; i++)
 		close(racers[i].sock);
-	hmmu_mirror_destroy(anchor);
-	cr_assert_eq(wait_for_stat(h, my_state, 0), 0);
-	cr_assert_eq(stats_of(h).my_mirrors, 0);
-	cr_assert_eq(wait_for_stat(h, processes, 0), 0);
+	hmmu_mirror_destroy(anchor.m);
+	anchor.m = NULL;
+	cr_assert_eq(wait_for_stat(anchor.h, my_state, 0), 0);
+	cr_assert_eq(stats_of(anchor.h).my_mirrors, 0);
+	cr_assert_eq(wait_for_stat(anchor.h, processes, 0), 0);
 	free(buf);
+	fixture_close(&anchor);
 	still_serves();
-	hmmu_disconnect(h);
 }
 
 /* ---- finding 4: nothing blocks on pages being migrated ------------------- */
@@ -947,40 +749,41 @@ Test(security, register_racing_destroy_never_leaves_a_freed_mirror_registered,
 Test(security, migrating_pages_around_a_malloc_buffer_never_hangs,
      .timeout = 30)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
-	unsigned char *before = malloc(64), *buf = malloc(3 * page()),
+	struct fixture f = fixture_open("dmirror0");
+	unsigned char *before = malloc(64), *buf = malloc(3 * page_size()),
 		      *after = malloc(64);
-	uintptr_t start = (uintptr_t)buf & ~(page() - 1);
-	uintptr_t end = ((uintptr_t)buf + 3 * page() + page() - 1) & ~(page() - 1);
-	struct hmmu_cmd c = { .addr = start, .npages = (end - start) / page() };
+	uintptr_t start = (uintptr_t)buf & ~(page_size() - 1);
+	uintptr_t end = ((uintptr_t)buf + 4 * page_size() - 1) &
+			~(page_size() - 1);
+	struct hmmu_cmd c = { .addr = start,
+			      .npages = (end - start) / page_size() };
 	int err;
 
 	cr_assert(before && buf && after);
 	memset(before, 'b', 64);
 	memset(after, 'a', 64);
-	for (size_t i = 0; i < 3 * page(); i++)
+	for (size_t i = 0; i < 3 * page_size(); i++)
 		buf[i] = (unsigned char)(i * 13 + 1);
 
-	err = hmmu_migrate_to_device(m, &c);
+	err = hmmu_migrate_to_device(f.m, &c);
 	cr_assert_eq(err, 0, "migrate the pages around a malloc'd buffer: %s",
 		     strerror(-err));
-	cr_assert_eq(c.cpages, (end - start) / page(),
+	cr_assert_eq(c.cpages, (end - start) / page_size(),
 		     "heap pages are anonymous private memory: all migrate");
-	for (size_t i = 0; i < 3 * page(); i++)
+	for (size_t i = 0; i < 3 * page_size(); i++)
 		if (buf[i] != (unsigned char)(i * 13 + 1))
 			cr_assert_fail("byte %zu of the buffer: %#x", i, buf[i]);
 	for (int i = 0; i < 64; i++) {
 		cr_assert_eq(before[i], 'b');
 		cr_assert_eq(after[i], 'a');
 	}
-	cr_assert_geq(stats_of(h).migrated_to_device, (end - start) / page());
+	cr_assert_geq(stats_of(f.h).migrated_to_device,
+		      (end - start) / page_size());
 	free(before);
 	free(buf);
 	free(after);
-	hmmu_mirror_destroy(m);
+	fixture_close(&f);
 	still_serves();
-	hmmu_disconnect(h);
 }
 
 /*
@@ -992,20 +795,18 @@ Test(security, migrating_pages_around_a_malloc_buffer_never_hangs,
 Test(security, migrating_the_page_of_libhmmus_own_handle_never_hangs,
      .timeout = 30)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
-	struct hmmu_cmd c = { .addr = (uintptr_t)h & ~(page() - 1),
+	struct fixture f = fixture_open("dmirror0");
+	struct hmmu_cmd c = { .addr = (uintptr_t)f.h & ~(page_size() - 1),
 			      .npages = 1 };
 	int err;
 
-	err = hmmu_migrate_to_device(m, &c);
+	err = hmmu_migrate_to_device(f.m, &c);
 	cr_assert_eq(err, 0, "migrate the page of libhmmu's handle: %s",
 		     strerror(-err));
 	cr_assert_eq(c.cpages, 0, "libhmmu's own page stays with the CPU");
-	cr_assert_eq(stats_of(h).my_mirrors, 1, "the handle still works");
-	hmmu_mirror_destroy(m);
+	cr_assert_eq(stats_of(f.h).my_mirrors, 1, "the handle still works");
+	fixture_close(&f);
 	still_serves();
-	hmmu_disconnect(h);
 }
 
 /*
@@ -1016,25 +817,23 @@ Test(security, migrating_the_page_of_libhmmus_own_handle_never_hangs,
 Test(security, migrating_a_buffer_on_the_callers_stack_never_hangs,
      .timeout = 30)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	unsigned char buf[3 * 4096];
 	/* The page of buf's start holds the frames below ours too. */
-	struct hmmu_cmd c = { .addr = (uintptr_t)buf & ~(page() - 1),
+	struct hmmu_cmd c = { .addr = (uintptr_t)buf & ~(page_size() - 1),
 			      .npages = 2 };
 	int err;
 
-	cr_assert_leq(2 * page(), sizeof(buf));
+	cr_assert_leq(2 * page_size(), sizeof(buf));
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (unsigned char)(i * 7);
-	err = hmmu_migrate_to_device(m, &c);
+	err = hmmu_migrate_to_device(f.m, &c);
 	cr_assert_eq(err, 0, "migrate a page of the stack: %s", strerror(-err));
 	cr_assert_leq(c.cpages, 2);
 	for (size_t i = 0; i < sizeof(buf); i++)
 		cr_assert_eq(buf[i], (unsigned char)(i * 7), "byte %zu", i);
-	hmmu_mirror_destroy(m);
+	fixture_close(&f);
 	still_serves();
-	hmmu_disconnect(h);
 }
 
 /*
@@ -1043,8 +842,7 @@ Test(security, migrating_a_buffer_on_the_callers_stack_never_hangs,
  * needs no fd): the raw one drives a migration step by step.
  */
 struct migration {
-	struct hmmu *h;
-	struct hmmu_mirror *other;
+	struct fixture other;
 	int sock;
 	uint64_t mirror;
 	unsigned char *range; /* MIG_PAGES pages, page i filled with 0x10 + i */
@@ -1057,18 +855,17 @@ static void migration_setup(struct migration *mg)
 {
 	int st;
 
-	mg->h = connect_or_die();
-	mg->other = mirror_registered(mg->h, "dmirror1");
+	mg->other = fixture_open("dmirror1");
 	mg->sock = raw_session();
 	mg->mirror = raw_mirror_create(mg->sock, "dmirror0");
 	cr_assert_neq(mg->mirror, 0);
 	st = raw_register(mg->sock, mg->mirror, -1, 0);
 	cr_assert_eq(st, 0, "raw register joining the state: %s",
 		     status_name(st));
-	mg->range = pages(MIG_PAGES);
+	mg->range = map_rw_or_null(MIG_PAGES);
 	cr_assert_not_null(mg->range);
 	for (int i = 0; i < MIG_PAGES; i++)
-		memset(mg->range + i * page(), 0x10 + i, page());
+		memset(mg->range + i * page_size(), 0x10 + i, page_size());
 }
 
 static void migration_prepare(struct migration *mg)
@@ -1099,10 +896,11 @@ static uint64_t migration_finish(struct migration *mg)
 static void expect_page(struct migration *mg, int i, unsigned char byte,
 			const char *why)
 {
-	for (size_t b = 0; b < page(); b++)
-		if (mg->range[i * page() + b] != byte)
+	for (size_t b = 0; b < page_size(); b++)
+		if (mg->range[i * page_size() + b] != byte)
 			cr_assert_fail("page %d byte %zu: %#x, want %#x (%s)", i,
-				       b, mg->range[i * page() + b], byte, why);
+				       b, mg->range[i * page_size() + b], byte,
+				       why);
 }
 
 static void migration_teardown(struct migration *mg)
@@ -1111,11 +909,12 @@ static void migration_teardown(struct migration *mg)
 
 	cr_assert_eq(st, 0, "destroy: %s", status_name(st));
 	close(mg->sock);
-	hmmu_mirror_destroy(mg->other);
-	cr_assert_eq(wait_for_stat(mg->h, my_state, 0), 0);
-	munmap(mg->range, MIG_PAGES * page());
+	hmmu_mirror_destroy(mg->other.m);
+	mg->other.m = NULL;
+	cr_assert_eq(wait_for_stat(mg->other.h, my_state, 0), 0);
+	munmap(mg->range, MIG_PAGES * page_size());
+	fixture_close(&mg->other);
 	still_serves();
-	hmmu_disconnect(mg->h);
 }
 
 /*
@@ -1129,15 +928,16 @@ Test(security, device_read_into_pages_being_migrated_never_blocks,
      .timeout = 30)
 {
 	struct migration mg;
-	unsigned char *src = pages(1);
+	unsigned char *src = map_rw_or_null(1);
 	struct hmmu_cmd c = { .addr = (uintptr_t)src, .npages = 1 };
 	int err;
 
 	migration_setup(&mg);
 	cr_assert_not_null(src);
-	memset(src, 0x99, page());
+	memset(src, 0x99, page_size());
 	migration_prepare(&mg);
-	err = hmmu_device_read(mg.other, &c, mg.range + 2 * page());
+	expect_daemon_log("on dmirror1: %s", strerror(EBUSY));
+	err = hmmu_device_read(mg.other.m, &c, mg.range + 2 * page_size());
 	cr_assert(err == 0 || err == -EBUSY,
 		  "device read into a page being migrated: %s", strerror(-err));
 	if (err)
@@ -1148,7 +948,7 @@ Test(security, device_read_into_pages_being_migrated_never_blocks,
 		    err ? "the refused read changed nothing" :
 			  "the read's data survives the migration");
 	expect_page(&mg, 1, 0x11, "migrated and back");
-	munmap(src, page());
+	munmap(src, page_size());
 	migration_teardown(&mg);
 }
 
@@ -1159,16 +959,17 @@ Test(security, device_read_into_pages_being_migrated_never_blocks,
 Test(security, snapshot_into_pages_being_migrated_never_blocks, .timeout = 30)
 {
 	struct migration mg;
-	unsigned char *src = pages(1), *states;
+	unsigned char *src = map_rw_or_null(1), *states;
 	struct hmmu_cmd c = { .addr = (uintptr_t)src, .npages = 1 };
 	int err;
 
 	migration_setup(&mg);
 	cr_assert_not_null(src);
-	memset(src, 0x99, page());
-	states = mg.range + page() + 100;
+	memset(src, 0x99, page_size());
+	states = mg.range + page_size() + 100;
 	migration_prepare(&mg);
-	err = hmmu_snapshot(mg.other, &c, states);
+	expect_daemon_log("on dmirror1: %s", strerror(EBUSY));
+	err = hmmu_snapshot(mg.other.m, &c, states);
 	cr_assert(err == 0 || err == -EBUSY,
 		  "snapshot into a page being migrated: %s", strerror(-err));
 	if (err)
@@ -1184,7 +985,7 @@ Test(security, snapshot_into_pages_being_migrated_never_blocks, .timeout = 30)
 		expect_page(&mg, 1, 0x11, "the rest of the page survives");
 	}
 	expect_page(&mg, 0, 0x10, "migrated and back");
-	munmap(src, page());
+	munmap(src, page_size());
 	migration_teardown(&mg);
 }
 
@@ -1202,18 +1003,19 @@ Test(security, dma_write_between_prepare_and_discard_is_never_lost,
      .timeout = 30)
 {
 	struct migration mg;
-	unsigned char *data = pages(1);
+	unsigned char *data = map_rw_or_null(1);
 	struct hmmu_cmd c;
 	uint64_t cpages;
 	int err;
 
 	migration_setup(&mg);
 	cr_assert_not_null(data);
-	memset(data, 0x77, page());
+	memset(data, 0x77, page_size());
 	migration_prepare(&mg);
-	c = (struct hmmu_cmd){ .addr = (uintptr_t)(mg.range + page()),
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)(mg.range + page_size()),
 			       .npages = 1 };
-	err = hmmu_device_write(mg.other, &c, data);
+	expect_daemon_log("on dmirror1: %s", strerror(EBUSY));
+	err = hmmu_device_write(mg.other.m, &c, data);
 	cr_assert(err == 0 || err == -EBUSY,
 		  "DMA write to a page being migrated: %s", strerror(-err));
 	cpages = migration_finish(&mg);
@@ -1225,7 +1027,7 @@ Test(security, dma_write_between_prepare_and_discard_is_never_lost,
 	for (int i = 0; i < MIG_PAGES; i++)
 		if (i != 1)
 			expect_page(&mg, i, 0x10 + i, "migrated and back");
-	munmap(data, page());
+	munmap(data, page_size());
 	migration_teardown(&mg);
 }
 
@@ -1237,19 +1039,20 @@ Test(security, dma_write_between_discard_and_finish_is_never_lost,
      .timeout = 30)
 {
 	struct migration mg;
-	unsigned char *data = pages(1);
+	unsigned char *data = map_rw_or_null(1);
 	struct hmmu_cmd c;
 	uint64_t cpages = 0;
 	int err, st;
 
 	migration_setup(&mg);
 	cr_assert_not_null(data);
-	memset(data, 0x77, page());
+	memset(data, 0x77, page_size());
 	migration_prepare(&mg);
 	discard_marked(mg.range, MIG_PAGES, mg.discard);
-	c = (struct hmmu_cmd){ .addr = (uintptr_t)(mg.range + 2 * page()),
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)(mg.range + 2 * page_size()),
 			       .npages = 1 };
-	err = hmmu_device_write(mg.other, &c, data);
+	expect_daemon_log("on dmirror1: %s", strerror(EBUSY));
+	err = hmmu_device_write(mg.other.m, &c, data);
 	cr_assert(err == 0 || err == -EBUSY,
 		  "DMA write to a discarded page being migrated: %s",
 		  strerror(-err));
@@ -1263,7 +1066,7 @@ Test(security, dma_write_between_discard_and_finish_is_never_lost,
 	for (int i = 0; i < MIG_PAGES; i++)
 		if (i != 2)
 			expect_page(&mg, i, 0x10 + i, "migrated and back");
-	munmap(data, page());
+	munmap(data, page_size());
 	migration_teardown(&mg);
 }
 
@@ -1271,7 +1074,7 @@ Test(security, dma_write_between_discard_and_finish_is_never_lost,
 
 /* A raw connection with one unregistered mirror, in a process with no state. */
 struct refusal {
-	struct hmmu *h; /* watches the counters */
+	struct fixture watch; /* a connection that watches the counters */
 	int sock;
 	uint64_t mirror;
 	int daemon_fds;
@@ -1281,8 +1084,8 @@ static void refusal_setup(struct refusal *r)
 {
 	int st;
 
-	r->h = connect_or_die();
-	cr_assert_eq(stats_of(r->h).my_state, 0);
+	r->watch = fixture_open(NULL);
+	cr_assert_eq(stats_of(r->watch.h).my_state, 0);
 	r->sock = raw_session();
 	r->mirror = raw_mirror_create(r->sock, "dmirror0");
 	cr_assert_neq(r->mirror, 0);
@@ -1297,13 +1100,16 @@ static void expect_refused(struct refusal *r, int uffd, uint64_t probe,
 			   int want, const char *what)
 {
 	struct hmmu_stats st;
-	int got = raw_register(r->sock, r->mirror, uffd, probe);
+	int got;
 
+	expect_daemon_log("refused its userfaultfd");
+	expect_daemon_log("on dmirror0: %s", strerror(-want));
+	got = raw_register(r->sock, r->mirror, uffd, probe);
 	if (got == 0)
 		cr_assert_fail("%s: accepted, want %s", what, status_name(want));
 	cr_expect_eq(got, want, "%s: %s, want %s", what, status_name(got),
 		     status_name(want));
-	st = stats_of(r->h);
+	st = stats_of(r->watch.h);
 	cr_expect_eq(st.my_state, 0, "%s: per-process state left", what);
 	cr_expect_eq(st.my_mirrors, 0, "%s: a mirror registered", what);
 	cr_expect_eq(st.processes, 0, "%s: processes", what);
@@ -1319,13 +1125,13 @@ static void refusal_teardown(struct refusal *r)
 
 	cr_assert_eq(st, 0, "proper register after the refusal: %s",
 		     status_name(st));
-	cr_assert_eq(stats_of(r->h).my_mirrors, 1);
+	cr_assert_eq(stats_of(r->watch.h).my_mirrors, 1);
 	st = raw_mirror_op(r->sock, HMMU_OP_MIRROR_DESTROY, r->mirror);
 	cr_assert_eq(st, 0, "destroy: %s", status_name(st));
-	cr_assert_eq(wait_for_stat(r->h, my_state, 0), 0);
+	cr_assert_eq(wait_for_stat(r->watch.h, my_state, 0), 0);
 	close(r->sock);
+	fixture_close(&r->watch);
 	still_serves();
-	hmmu_disconnect(r->h);
 }
 
 /*
@@ -1337,7 +1143,7 @@ static void refusal_teardown(struct refusal *r)
 Test(security, user_mode_only_userfaultfd_is_eperm_and_leaves_no_state)
 {
 	struct refusal r;
-	void *probe = pages(2);
+	void *probe = map_rw_or_null(2);
 	int uffd = uffd_make(UFFD_USER_MODE_ONLY);
 
 	if (uffd == -EINVAL)
@@ -1349,7 +1155,7 @@ Test(security, user_mode_only_userfaultfd_is_eperm_and_leaves_no_state)
 	expect_refused(&r, uffd, (uintptr_t)probe, -EPERM,
 		       "user-mode-only userfaultfd");
 	close(uffd);
-	munmap(probe, 2 * page());
+	munmap(probe, 2 * page_size());
 	refusal_teardown(&r);
 }
 
@@ -1362,7 +1168,7 @@ Test(security, user_mode_only_userfaultfd_is_eperm_and_leaves_no_state)
 Test(security, user_mode_only_uffd_with_second_probe_page_touched_is_refused)
 {
 	struct refusal r;
-	unsigned char *probe = pages(2);
+	unsigned char *probe = map_rw_or_null(2);
 	int uffd = uffd_make(UFFD_USER_MODE_ONLY), got;
 	struct hmmu_stats st;
 
@@ -1371,10 +1177,13 @@ Test(security, user_mode_only_uffd_with_second_probe_page_touched_is_refused)
 	cr_assert_geq(uffd, 0, "user-mode-only userfaultfd: %s",
 		      strerror(-uffd));
 	cr_assert_not_null(probe);
-	probe[page()] = 1;
+	probe[page_size()] = 1;
 	refusal_setup(&r);
+	expect_daemon_log("refused its userfaultfd");
+	expect_daemon_log("on dmirror0: %s", strerror(EPERM));
+	expect_daemon_log("on dmirror0: %s", strerror(EFAULT));
 	got = raw_register(r.sock, r.mirror, uffd, (uintptr_t)probe);
-	st = stats_of(r.h);
+	st = stats_of(r.watch.h);
 	cr_expect(got == -EPERM || got == -EFAULT,
 		  "user-mode-only userfaultfd, second probe page touched: %s, "
 		  "want -EPERM or -EFAULT (my_state now %u)",
@@ -1382,11 +1191,11 @@ Test(security, user_mode_only_uffd_with_second_probe_page_touched_is_refused)
 	if (got == 0) {
 		/* Accepted: undo it, so that the teardown can go on. */
 		raw_mirror_op(r.sock, HMMU_OP_MIRROR_UNREGISTER, r.mirror);
-		wait_for_stat(r.h, my_state, 0);
+		wait_for_stat(r.watch.h, my_state, 0);
 	}
 	close(uffd);
-	munmap(probe, 2 * page());
-	cr_expect_eq(stats_of(r.h).my_state, 0);
+	munmap(probe, 2 * page_size());
+	cr_expect_eq(stats_of(r.watch.h).my_state, 0);
 	refusal_teardown(&r);
 }
 
@@ -1452,7 +1261,7 @@ Test(security, userfaultfd_of_a_live_child_is_einval_and_leaves_no_state)
 {
 	struct refusal r;
 	/* Mapped before the fork: the child has the very same pages. */
-	void *probe = pages(2);
+	void *probe = map_rw_or_null(2);
 	int keep = -1, uffd;
 	pid_t child;
 
@@ -1464,7 +1273,7 @@ Test(security, userfaultfd_of_a_live_child_is_einval_and_leaves_no_state)
 	close(uffd);
 	close(keep);
 	cr_assert_eq(waitpid(child, NULL, 0), child);
-	munmap(probe, 2 * page());
+	munmap(probe, 2 * page_size());
 	refusal_teardown(&r);
 }
 
@@ -1472,7 +1281,7 @@ Test(security, userfaultfd_of_a_live_child_is_einval_and_leaves_no_state)
 Test(security, userfaultfd_of_an_exited_child_is_einval_and_leaves_no_state)
 {
 	struct refusal r;
-	void *probe = pages(2);
+	void *probe = map_rw_or_null(2);
 	int uffd;
 	pid_t child;
 
@@ -1482,7 +1291,7 @@ Test(security, userfaultfd_of_an_exited_child_is_einval_and_leaves_no_state)
 	expect_refused(&r, uffd, (uintptr_t)probe, -EINVAL,
 		       "an exited child's userfaultfd");
 	close(uffd);
-	munmap(probe, 2 * page());
+	munmap(probe, 2 * page_size());
 	refusal_teardown(&r);
 }
 
@@ -1494,7 +1303,8 @@ Test(security, userfaultfd_of_an_exited_child_is_einval_and_leaves_no_state)
 Test(security, touched_or_missing_probe_pages_are_efault_and_leave_no_state)
 {
 	struct refusal r;
-	unsigned char *written = pages(2), *read = pages(2), *gone = pages(2);
+	unsigned char *written = map_rw_or_null(2), *read = map_rw_or_null(2);
+	unsigned char *gone = map_rw_or_null(2);
 	volatile unsigned char sink;
 	const struct {
 		const char *what;
@@ -1511,7 +1321,7 @@ Test(security, touched_or_missing_probe_pages_are_efault_and_leave_no_state)
 	written[0] = 1;
 	sink = read[0];
 	(void)sink;
-	cr_assert_eq(munmap(gone, 2 * page()), 0);
+	cr_assert_eq(munmap(gone, 2 * page_size()), 0);
 	refusal_setup(&r);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int uffd = uffd_make(0);
@@ -1520,14 +1330,12 @@ Test(security, touched_or_missing_probe_pages_are_efault_and_leave_no_state)
 		expect_refused(&r, uffd, bad[i].probe, -EFAULT, bad[i].what);
 		close(uffd);
 	}
-	munmap(written, 2 * page());
-	munmap(read, 2 * page());
+	munmap(written, 2 * page_size());
+	munmap(read, 2 * page_size());
 	refusal_teardown(&r);
 }
 
 /* ---- STATS of another user ----------------------------------------------- */
-
-#define NOBODY 65534
 
 /*
  * A client of another user than the one whose mirrors the daemon holds
@@ -1537,34 +1345,29 @@ Test(security, touched_or_missing_probe_pages_are_efault_and_leave_no_state)
  */
 Test(security, client_of_another_user_sees_no_daemon_wide_figures)
 {
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	struct hmmu_stats mine, seen;
 	unsigned char *p, *buf;
 	struct hmmu_cmd c;
-	struct stat sb;
 	int sp[2], status;
 	ssize_t n;
 	pid_t pid;
 
-	if (geteuid() != 0)
-		cr_skip_test("needs root, to run a client as uid %d", NOBODY);
-	h = connect_or_die();
-	m = mirror_registered(h, "dmirror0");
-	p = pages(8);
-	buf = malloc(8 * page());
+	require_root();
+	f = fixture_open("dmirror0");
+	p = map_rw_or_null(8);
+	buf = malloc(8 * page_size());
 	cr_assert(p && buf);
-	memset(p, 1, 8 * page());
+	memset(p, 1, 8 * page_size());
 	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 8 };
-	cr_assert_eq(hmmu_device_read(m, &c, buf), 0);
-	mine = stats_of(h);
+	cr_assert_eq(hmmu_device_read(f.m, &c, buf), 0);
+	mine = stats_of(f.h);
 	cr_assert_eq(mine.processes, 1);
 	cr_assert_eq(mine.mirrors, 1);
 	cr_assert_gt(mine.device_faults, 0);
 	cr_assert_gt(mine.device_pages, 0);
 
-	cr_assert_eq(stat(daemon_under_test.dir, &sb), 0);
-	cr_assert_eq(chmod(daemon_under_test.dir, sb.st_mode | 0005), 0);
+	daemon_dir_open_to_all();
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp),
 		     0);
 	pid = fork();
@@ -1574,8 +1377,7 @@ Test(security, client_of_another_user_sees_no_daemon_wide_figures)
 		struct hmmu_stats st;
 
 		close(sp[0]);
-		if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
-		    setuid(NOBODY) < 0)
+		if (become_nobody())
 			_exit(1);
 		if (hmmu_connect(daemon_under_test.socket, &other) ||
 		    hmmu_stats(other, &st, sizeof(st)) < 0)
@@ -1605,10 +1407,9 @@ Test(security, client_of_another_user_sees_no_daemon_wide_figures)
 	cr_expect_leq(seen.sessions, 1, "only its own session");
 
 	free(buf);
-	munmap(p, 8 * page());
-	hmmu_mirror_destroy(m);
+	munmap(p, 8 * page_size());
+	fixture_close(&f);
 	still_serves();
-	hmmu_disconnect(h);
 }
 
 /*
@@ -1626,19 +1427,20 @@ Test(security, migration_moved_by_mremap_before_finish_settles, .timeout = 30)
 
 	migration_setup(&mg);
 	migration_prepare(&mg);
-	moved = mmap(NULL, MIG_PAGES * page(), PROT_NONE,
+	moved = mmap(NULL, MIG_PAGES * page_size(), PROT_NONE,
 		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	cr_assert_neq(moved, MAP_FAILED);
-	moved = mremap(mg.range, MIG_PAGES * page(), MIG_PAGES * page(),
-		       MREMAP_MAYMOVE | MREMAP_FIXED, moved);
+	moved = mremap(mg.range, MIG_PAGES * page_size(),
+		       MIG_PAGES * page_size(), MREMAP_MAYMOVE | MREMAP_FIXED,
+		       moved);
 	cr_assert_neq(moved, MAP_FAILED);
-	moved[page()] = 0x99; /* held for ever before the fix */
+	moved[page_size()] = 0x99; /* held for ever before the fix */
 	st = raw_finish(mg.sock, mg.mirror, mg.range, MIG_PAGES, &cpages);
 	cr_assert_eq(st, 0, "FINISH of the old range: %s", status_name(st));
-	cr_expect_eq(moved[page()], 0x99);
+	cr_expect_eq(moved[page_size()], 0x99);
 	for (int i = 0; i < MIG_PAGES; i++)
-		cr_expect_eq(moved[i * page() + 1], (unsigned char)(0x10 + i),
-			     "page %d", i);
+		cr_expect_eq(moved[i * page_size() + 1],
+			     (unsigned char)(0x10 + i), "page %d", i);
 	/* The teardown unmaps mg.range: let it unmap the pages' new place. */
 	mg.range = moved;
 	migration_teardown(&mg);

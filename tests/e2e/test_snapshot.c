@@ -8,13 +8,13 @@
  * CPU nor for the device.
  */
 #include "harness.h"
+#include "helpers.h"
 #include "common/kfeatures.h"
 #include "common/kernel_uapi.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -23,30 +23,6 @@
 #include <unistd.h>
 
 TestSuite(snapshot, .init = daemon_start, .fini = daemon_stop, .timeout = 120);
-
-#define HUGE_SIZE (2ul << 20)
-
-static size_t page_size(void)
-{
-	return (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static uint8_t *map_rw(size_t npages)
-{
-	void *p = mmap(NULL, npages * page_size(), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	cr_assert_neq(p, MAP_FAILED, "mmap: %s", strerror(errno));
-	return p;
-}
-
-static void *xmalloc(size_t len)
-{
-	void *p = malloc(len);
-
-	cr_assert_not_null(p);
-	return p;
-}
 
 static const char *state_name(uint8_t s)
 {
@@ -130,18 +106,6 @@ static size_t resident(const void *p, size_t npages)
 	return n;
 }
 
-static void device_read(struct hmmu_mirror *m, const void *p, size_t npages)
-{
-	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = npages };
-	uint8_t *buf = xmalloc(npages * page_size());
-	int err = hmmu_device_read(m, &c, buf);
-
-	cr_assert_eq(err, 0, "device read: %s", strerror(-err));
-	cr_assert_eq(c.cpages, npages);
-	cr_assert_eq(memcmp(buf, p, npages * page_size()), 0);
-	free(buf);
-}
-
 static void touch_read(const uint8_t *p, size_t npages)
 {
 	unsigned sum = 0;
@@ -159,18 +123,16 @@ static void touch_write(uint8_t *p, size_t npages, uint8_t v)
 
 Test(snapshot, fresh_mapped_pages_are_none_and_stay_unfaulted)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 16;
 	uint8_t *p = map_rw(n);
 
-	expect_all(h, m, p, n, HMMU_PAGE_NONE, "fresh pages");
-	expect_all(h, m, p, n, HMMU_PAGE_NONE, "fresh pages, again");
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_NONE, "fresh pages");
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_NONE, "fresh pages, again");
 	cr_expect_eq(resident(p, n), 0, "the snapshot made no page resident");
-	cr_expect_eq(stats_of(h).device_pages, 0);
-	cr_expect_eq(stats_of(h).device_faults, 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	cr_expect_eq(stats_of(f.h).device_pages, 0);
+	cr_expect_eq(stats_of(f.h).device_faults, 0);
+	fixture_close(&f);
 }
 
 /*
@@ -186,99 +148,89 @@ static int zero_page_on_read(void)
 
 Test(snapshot, cpu_read_of_untouched_page_is_zero_page)
 {
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	const size_t n = 8;
 	uint8_t *p;
 
 	if (!zero_page_on_read())
 		cr_skip_test("this kernel never maps the shared zero page on a "
 			     "read fault (booted with pvm_no_zero_page=1?)");
-	h = connect_or_die();
-	m = mirror_registered(h, "dmirror0");
+	f = fixture_open("dmirror0");
 	p = map_rw(n);
 	touch_read(p, n);
-	expect_all(h, m, p, n, HMMU_PAGE_ZERO, "CPU-read untouched pages");
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_ZERO, "CPU-read untouched pages");
+	fixture_close(&f);
 }
 
 Test(snapshot, cpu_written_pages_are_write)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 8;
 	uint8_t *p = map_rw(n);
 
 	touch_write(p, n, 1);
-	expect_all(h, m, p, n, HMMU_PAGE_WRITE, "CPU-written pages");
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_WRITE, "CPU-written pages");
+	fixture_close(&f);
 }
 
 Test(snapshot, device_mirrored_pages_are_read_until_the_cpu_writes)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 8;
 	uint8_t *p = map_rw(n), *states = xmalloc(n);
 
 	touch_write(p, n, 2);
-	device_read(m, p, n);
+	device_touch(f.m, p, n);
 	/* Write-protected so that the CPU's next write reaches the daemon. */
-	expect_all(h, m, p, n, HMMU_PAGE_READ, "device-mirrored pages");
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_READ, "device-mirrored pages");
 
 	p[3 * page_size()] = 0x77;
-	snap(h, m, p, n, states);
+	snap(f.h, f.m, p, n, states);
 	expect_state(states, 3, 1, HMMU_PAGE_WRITE,
 		     "the page the CPU wrote after mirroring");
 	expect_state(states, 0, 3, HMMU_PAGE_READ, "still mirrored");
 	expect_state(states, 4, n - 4, HMMU_PAGE_READ, "still mirrored");
 
 	/* Mirrored again: protected again. */
-	device_read(m, p, n);
-	expect_all(h, m, p, n, HMMU_PAGE_READ, "mirrored again");
+	device_touch(f.m, p, n);
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_READ, "mirrored again");
 	free(states);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(snapshot, pages_are_write_again_after_last_unregister)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *a = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	struct hmmu_mirror *b;
 	const size_t n = 8;
 	uint8_t *p = map_rw(n);
 
 	touch_write(p, n, 3);
-	device_read(a, p, n);
-	expect_all(h, a, p, n, HMMU_PAGE_READ, "mirrored pages");
-	cr_assert_eq(hmmu_mirror_unregister(a), 0);
-	cr_assert_eq(stats_of(h).my_state, 0, "the last mirror is gone");
+	device_touch(f.m, p, n);
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_READ, "mirrored pages");
+	cr_assert_eq(hmmu_mirror_unregister(f.m), 0);
+	cr_assert_eq(stats_of(f.h).my_state, 0, "the last mirror is gone");
 
 	/* A fresh mirror, to look: the old protection must be gone. */
-	b = mirror_registered(h, "dmirror1");
-	expect_all(h, b, p, n, HMMU_PAGE_WRITE,
+	b = mirror_registered(f.h, "dmirror1");
+	expect_all(f.h, b, p, n, HMMU_PAGE_WRITE,
 		   "pages after the last unregistration");
 	/* And they really are writable: no fault reaches the daemon. */
 	touch_write(p, n, 4);
-	cr_expect_eq(stats_of(h).cpu_faults, 0);
-	hmmu_mirror_destroy(a);
+	cr_expect_eq(stats_of(f.h).cpu_faults, 0);
 	hmmu_mirror_destroy(b);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(snapshot, prot_none_pages_are_error)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 4;
 	uint8_t *p = map_rw(n), *states = xmalloc(n);
 
 	touch_write(p, n, 5);
 	cr_assert_eq(mprotect(p + page_size(), 2 * page_size(), PROT_NONE), 0);
-	snap(h, m, p, n, states);
+	snap(f.h, f.m, p, n, states);
 	expect_state(states, 0, 1, HMMU_PAGE_WRITE, "before the PROT_NONE pages");
 	expect_state(states, 1, 2, HMMU_PAGE_ERROR, "PROT_NONE pages");
 	expect_state(states, 3, 1, HMMU_PAGE_WRITE, "after the PROT_NONE pages");
@@ -288,37 +240,34 @@ Test(snapshot, prot_none_pages_are_error)
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 		cr_assert_neq(q, MAP_FAILED);
-		expect_all(h, m, q, n, HMMU_PAGE_ERROR, "fresh PROT_NONE pages");
+		expect_all(f.h, f.m, q, n, HMMU_PAGE_ERROR,
+			   "fresh PROT_NONE pages");
 	}
 	free(states);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(snapshot, unmapped_pages_are_error)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 8;
 	uint8_t *p = map_rw(n), *states = xmalloc(n);
 
 	touch_write(p, n, 6);
 	cr_assert_eq(munmap(p + 2 * page_size(), 3 * page_size()), 0);
-	snap(h, m, p, n, states);
+	snap(f.h, f.m, p, n, states);
 	expect_state(states, 0, 2, HMMU_PAGE_WRITE, "mapped pages");
 	expect_state(states, 2, 3, HMMU_PAGE_ERROR, "the hole");
 	expect_state(states, 5, 3, HMMU_PAGE_WRITE, "mapped pages");
-	expect_all(h, m, p + 2 * page_size(), 3, HMMU_PAGE_ERROR,
+	expect_all(f.h, f.m, p + 2 * page_size(), 3, HMMU_PAGE_ERROR,
 		   "a wholly unmapped range");
 	free(states);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 Test(snapshot, cow_pages_after_fork_are_read_in_parent)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	const size_t n = 4;
 	uint8_t *p = map_rw(n);
 	int go[2], ready[2], status;
@@ -327,7 +276,7 @@ Test(snapshot, cow_pages_after_fork_are_read_in_parent)
 
 	/* Never mirrored: only the fork makes them read-only. */
 	touch_write(p, n, 7);
-	expect_all(h, m, p, n, HMMU_PAGE_WRITE, "before fork");
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_WRITE, "before fork");
 	cr_assert_eq(pipe(go), 0);
 	cr_assert_eq(pipe(ready), 0);
 	pid = fork();
@@ -343,14 +292,15 @@ Test(snapshot, cow_pages_after_fork_are_read_in_parent)
 	close(go[0]);
 	close(ready[1]);
 	cr_assert_eq(read(ready[0], &c, 1), 1);
-	expect_all(h, m, p, n, HMMU_PAGE_READ, "shared copy-on-write pages");
+	expect_all(f.h, f.m, p, n, HMMU_PAGE_READ,
+		   "shared copy-on-write pages");
 
 	/* The parent's write breaks COW on that page only. */
 	p[page_size()] = 0x42;
 	{
 		uint8_t states[4];
 
-		snap(h, m, p, n, states);
+		snap(f.h, f.m, p, n, states);
 		expect_state(states, 1, 1, HMMU_PAGE_WRITE, "page the parent wrote");
 		expect_state(states, 0, 1, HMMU_PAGE_READ, "still shared");
 		expect_state(states, 2, 2, HMMU_PAGE_READ, "still shared");
@@ -358,48 +308,16 @@ Test(snapshot, cow_pages_after_fork_are_read_in_parent)
 	(void)!write(go[1], "g", 1);
 	cr_assert_eq(waitpid(pid, &status, 0), pid);
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
-/* A 2 MiB-aligned THP region of @len bytes filled by the CPU, or skip. */
-static uint8_t *map_thp(size_t len)
+/* A HUGE_SIZE-aligned THP region of @len bytes filled by the CPU, or skip. */
+static uint8_t *map_thp_written(size_t len)
 {
-	char mode[128] = "", line[512];
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-	unsigned long s, e;
-	uint8_t *raw, *p;
-	int in_vma = 0;
-	long kb = 0;
+	uint8_t *p = map_thp(len);
 
-	if (!f)
-		cr_skip_test("no transparent huge pages in this kernel");
-	if (!fgets(mode, sizeof(mode), f))
-		mode[0] = '\0';
-	fclose(f);
-	if (strstr(mode, "[never]") || !mode[0])
-		cr_skip_test("transparent huge pages are disabled (%s)", mode);
-	raw = mmap(NULL, len + HUGE_SIZE, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(raw, MAP_FAILED);
-	p = (uint8_t *)(((uintptr_t)raw + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1));
-	if (p > raw)
-		munmap(raw, (size_t)(p - raw));
-	munmap(p + len, (size_t)(raw + len + HUGE_SIZE - (p + len)));
-	cr_assert_eq(madvise(p, len, MADV_HUGEPAGE), 0);
 	memset(p, 0x3c, len);
-
-	f = fopen("/proc/self/smaps", "r");
-	cr_assert_not_null(f);
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2)
-			in_vma = (uintptr_t)p >= s && (uintptr_t)p < e;
-		else if (in_vma && strncmp(line, "AnonHugePages:", 14) == 0)
-			kb = strtol(line + 14, NULL, 10);
-	}
-	fclose(f);
-	if (kb <= 0)
-		cr_skip_test("the MADV_HUGEPAGE region did not get huge pages");
+	require_huge_pages(p);
 	return p;
 }
 
@@ -418,54 +336,48 @@ static void expect_huge(const uint8_t *states, size_t n, uint8_t base,
 Test(snapshot, thp_pages_are_huge_with_read_or_write)
 {
 	const size_t len = 2 * HUGE_SIZE, n = len / page_size();
-	uint8_t *p = map_thp(len);
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	uint8_t *p = map_thp_written(len);
+	struct fixture f = fixture_open("dmirror0");
 	uint8_t *states = xmalloc(n);
 
-	snap(h, m, p, n, states);
+	snap(f.h, f.m, p, n, states);
 	expect_huge(states, n, HMMU_PAGE_WRITE, "CPU-written THP");
-	device_read(m, p, n);
-	snap(h, m, p, n, states);
+	device_touch(f.m, p, n);
+	snap(f.h, f.m, p, n, states);
 	expect_huge(states, n, HMMU_PAGE_READ, "device-mirrored THP");
 	free(states);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* Every state in one call, across VMAs and holes. */
 Test(snapshot, mixed_range_reports_each_page)
 {
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	uint8_t *p = map_rw(5), states[5];
 
 	/* 0: untouched, 1: written, 2: mirrored, 3: PROT_NONE, 4: unmapped */
 	touch_write(p + page_size(), 2, 8);
 	cr_assert_eq(mprotect(p + 3 * page_size(), page_size(), PROT_NONE), 0);
 	cr_assert_eq(munmap(p + 4 * page_size(), page_size()), 0);
-	device_read(m, p + 2 * page_size(), 1);
-	snap(h, m, p, 5, states);
+	device_touch(f.m, p + 2 * page_size(), 1);
+	snap(f.h, f.m, p, 5, states);
 	expect_state(states, 0, 1, HMMU_PAGE_NONE, "untouched");
 	expect_state(states, 1, 1, HMMU_PAGE_WRITE, "CPU-written");
 	expect_state(states, 2, 1, HMMU_PAGE_READ, "device-mirrored");
 	expect_state(states, 3, 1, HMMU_PAGE_ERROR, "PROT_NONE");
 	expect_state(states, 4, 1, HMMU_PAGE_ERROR, "unmapped");
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /* Many alternating runs, more than one batch of the daemon's page walks. */
 Test(snapshot, large_range_of_alternating_zero_and_written_pages)
 {
 	const size_t n = 1100;
-	struct hmmu *h;
-	struct hmmu_mirror *m;
+	struct fixture f;
 	uint8_t *p, *states = xmalloc(n);
 	uint8_t read_state = zero_page_on_read() ? HMMU_PAGE_ZERO : HMMU_PAGE_WRITE;
 
-	h = connect_or_die();
-	m = mirror_registered(h, "dmirror0");
+	f = fixture_open("dmirror0");
 	p = map_rw(n);
 	for (size_t i = 0; i < n; i++) {
 		if (i % 2)
@@ -473,14 +385,13 @@ Test(snapshot, large_range_of_alternating_zero_and_written_pages)
 		else
 			touch_read(p + i * page_size(), 1);
 	}
-	snap(h, m, p, n, states);
+	snap(f.h, f.m, p, n, states);
 	for (size_t i = 0; i < n; i++)
 		expect_state(states, i, 1,
 			     i % 2 ? HMMU_PAGE_WRITE : read_state,
 			     "alternating pages");
 	free(states);
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }
 
 /*
@@ -492,12 +403,10 @@ Test(snapshot, pages_at_and_past_the_top_of_user_space_are_error)
 {
 	const size_t n = 16;
 	uint64_t top = 1ull << 47; /* x86-64 and arm64 with 48-bit VAs */
-	struct hmmu *h = connect_or_die();
-	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	struct fixture f = fixture_open("dmirror0");
 	uint8_t states[16];
 
-	snap(h, m, (void *)(uintptr_t)(top - 8 * page_size()), n, states);
+	snap(f.h, f.m, (void *)(uintptr_t)(top - 8 * page_size()), n, states);
 	expect_state(states, 0, n, HMMU_PAGE_ERROR, "at the top of user space");
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	fixture_close(&f);
 }

@@ -8,6 +8,8 @@
  * systemd-socket-activate binds the socket, and on the first connection
  * execs hmmud in its own process, so the pid we fork is the daemon's.
  */
+#include "harness.h"
+
 #include <hmmu/hmmu.h>
 
 #include <criterion/criterion.h>
@@ -75,8 +77,8 @@ static void start_activator(int foreground)
 {
 	static char prefix[512];
 	const char *argv[32];
-	char notify_env[128];
-	int n = 0;
+	char notify_env[128], journal_env[64];
+	int n = 0, log;
 
 	strcpy(sa.dir, "/tmp/hmmu-sa-XXXXXX");
 	cr_assert_not_null(mkdtemp(sa.dir));
@@ -86,6 +88,10 @@ static void start_activator(int foreground)
 	snprintf(sa.log, sizeof(sa.log), "%s/hmmud.log", sa.dir);
 	snprintf(notify_env, sizeof(notify_env), "NOTIFY_SOCKET=%s", sa.notify);
 	sa.notify_fd = notify_socket(sa.notify);
+	/* Each line with its level, for stop_cleanly() to judge (harness.h). */
+	log = open(sa.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	cr_assert_geq(log, 0, "%s: %s", sa.log, strerror(errno));
+	journal_stream_env(log, journal_env, sizeof(journal_env));
 
 	/* -E: it passes only the environment it is told to. */
 	argv[n++] = "systemd-socket-activate";
@@ -94,6 +100,8 @@ static void start_activator(int foreground)
 	argv[n++] = sa.socket;
 	argv[n++] = "-E";
 	argv[n++] = notify_env;
+	argv[n++] = "-E";
+	argv[n++] = journal_env;
 	/*
 	 * As in the harness, $HMMU_TEST_DAEMON_PREFIX (blank-separated) runs
 	 * hmmud under a command that execs it in the same process: the
@@ -116,13 +124,12 @@ static void start_activator(int foreground)
 	sa.pid = sa.main_pid = fork();
 	cr_assert(sa.pid >= 0);
 	if (sa.pid == 0) {
-		int fd = open(sa.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
+		dup2(log, 1);
+		dup2(log, 2);
 		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
+	close(log);
 }
 
 /*
@@ -185,7 +192,9 @@ static void expect_notification(const char *what)
 
 static void stop_cleanly(void)
 {
-	int status;
+	char report[2048];
+	long judged = 0;
+	int status, n;
 
 	cr_assert_eq(kill(sa.pid, SIGTERM), 0);
 	cr_assert_eq(waitpid(sa.pid, &status, 0), sa.pid);
@@ -194,6 +203,9 @@ static void stop_cleanly(void)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "hmmud did not stop cleanly (status %#x)" SEE_LOG, status,
 		  sa.log);
+	n = daemon_log_unexpected(sa.log, &judged, report, sizeof(report));
+	cr_assert_eq(n, 0, "hmmud logged what the test did not expect (%d "
+		     "lines)" SEE_LOG ":\n%s", n, sa.log, report);
 }
 
 /*
@@ -203,10 +215,9 @@ static void stop_cleanly(void)
  */
 static void activate_serve_stop(int foreground)
 {
-	struct hmmu_mirror *m = NULL;
+	struct hmmu_mirror *m;
 	struct stat st;
 	struct hmmu *h;
-	int err;
 
 	start_activator(foreground);
 	h = first_connect();
@@ -214,11 +225,7 @@ static void activate_serve_stop(int foreground)
 	expect_notification("READY=1");
 
 	cr_assert_geq(hmmu_device_count(h), 2);
-	err = hmmu_mirror_create(h, "dmirror0", &m);
-	cr_assert_eq(err, 0, "mirror_create: %s", strerror(-err));
-	err = hmmu_mirror_register(m);
-	cr_assert_eq(err, 0, "mirror_register: %s %s", strerror(-err),
-		     hmmu_error_detail());
+	m = mirror_registered(h, "dmirror0");
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 	/* It served the socket from sd_listen_fds, not one of its own. */

@@ -136,7 +136,7 @@ for t in "$@"; do
 		status=0
 	fi
 	# Criterion may pass a test whose setup or teardown failed: read it.
-	if ((status == 0)) && grep -aqE 'during its setup or teardown|hmmud did not stop cleanly' "$tmp/$name.out"; then
+	if ((status == 0)) && grep -aqE 'during its setup or teardown|hmmud did not stop cleanly|hmmud logged what the test did not expect' "$tmp/$name.out"; then
 		status=1
 	fi
 	if ((status != 0)); then
