@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -187,6 +188,7 @@ Test(migrate, partial_range_with_hole_and_read_only_part)
 struct writer {
 	unsigned char *p;
 	size_t npages;
+	atomic_int started; /* a round is done: the migrations may begin */
 	atomic_int stop;
 	unsigned long rounds;
 };
@@ -201,6 +203,7 @@ static void *writer_main(void *arg)
 		for (size_t i = 0; i < w->npages; i++)
 			((volatile unsigned char *)w->p)[i * page_size()] =
 				(unsigned char)w->rounds;
+		atomic_store(&w->started, 1);
 	}
 	return NULL;
 }
@@ -213,6 +216,12 @@ Test(migrate, concurrent_cpu_writes_are_never_lost)
 
 	w.p = map_filled(w.npages, 0);
 	cr_assert_eq(pthread_create(&t, NULL, writer_main, &w), 0);
+	/*
+	 * Else, on a busy machine, the 50 migrations may all be done before
+	 * the writer ever ran: no race, and no round to find in the pages.
+	 */
+	while (!atomic_load(&w.started))
+		sched_yield();
 	for (int i = 0; i < 50; i++) {
 		struct hmmu_cmd c = { .addr = (uintptr_t)w.p, .npages = w.npages };
 
