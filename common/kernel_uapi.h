@@ -64,6 +64,7 @@
  */
 #ifndef PM_PRESENT
 #define PM_PRESENT (1ull << 63)
+#define PM_FILE (1ull << 61)	       /* page cache or shared anon */
 #define PM_UFFD_WP (1ull << 57)	       /* 5.13 */
 #define PM_MMAP_EXCLUSIVE (1ull << 56) /* 4.2 */
 #define PM_PFN_MASK ((1ull << 55) - 1)

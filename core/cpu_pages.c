@@ -22,6 +22,9 @@
  * pages lie in writable VMAs (writable[i], so that a present page can be
  * told READ or WRITE).
  */
+/* How a page of a VMA may be written: writable[] of the walks below. */
+enum { READ_ONLY = 0, WRITABLE_SHARED, WRITABLE_PRIVATE };
+
 static int mark_vmas(struct process *p, uint64_t start, uint64_t end,
 		     uint8_t *states, uint8_t *writable)
 {
@@ -36,7 +39,9 @@ static int mark_vmas(struct process *p, uint64_t start, uint64_t end,
 		for (uint64_t a = v.start < start ? start : v.start;
 		     a < v.end && a < end; a += page_size()) {
 			states[(a - start) / page_size()] = 0;
-			writable[(a - start) / page_size()] = v.write;
+			writable[(a - start) / page_size()] =
+				!v.write ? READ_ONLY :
+				v.shared ? WRITABLE_SHARED : WRITABLE_PRIVATE;
 		}
 	}
 	vma_cursor_done(&c);
@@ -68,8 +73,14 @@ static int mark_present(struct process *p, uint64_t start, uint64_t npages,
 
 			if (states[i] == HMMU_PFN_ERROR || !(e & PM_PRESENT))
 				continue;
-			/* The CPU may write it without faulting first. */
-			if (writable[i] && !(e & PM_UFFD_WP) && (e & PM_MMAP_EXCLUSIVE))
+			/*
+			 * The CPU may write it without faulting first. Not a
+			 * page-cache page in a private mapping: the kernel
+			 * maps it read-only, and a write copies it first.
+			 */
+			if (writable[i] && !(e & PM_UFFD_WP) &&
+			    (e & PM_MMAP_EXCLUSIVE) &&
+			    !(writable[i] == WRITABLE_PRIVATE && (e & PM_FILE)))
 				states[i] = HMMU_PFN_VALID | HMMU_PFN_WRITE;
 			else
 				states[i] = HMMU_PFN_VALID;

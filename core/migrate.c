@@ -99,7 +99,8 @@ static void forget(struct process *p, uint64_t page)
 
 /*
  * Mark in @cand the pages of [start, end) that may migrate: anonymous,
- * private, readable and writable memory, as test_hmm's device would take.
+ * private and readable memory, writable or not, as test_hmm's device
+ * would take.
  */
 static int find_candidates(struct process *p, uint64_t start, uint64_t end,
 			   uint8_t *cand)
@@ -110,7 +111,7 @@ static int find_candidates(struct process *p, uint64_t start, uint64_t end,
 
 	vma_cursor_init(&c, p, start);
 	while ((r = vma_next(&c, &v)) == 1 && v.start < end) {
-		if (!v.read || !v.write || v.shared || v.inode)
+		if (!v.read || v.shared || v.inode)
 			continue;
 		for (uint64_t a = v.start < start ? start : v.start;
 		     a < v.end && a < end; a += page_size())

@@ -746,7 +746,7 @@ int process_register_range(struct process *p, uint64_t start, uint64_t end,
 
 int process_register_missing(struct process *p, uint64_t start, uint64_t end)
 {
-	return register_vmas(p, start, end, 1, 1);
+	return register_vmas(p, start, end, 0, 1);
 }
 
 /* ---- the address space is the sender's ---------------------------------- */

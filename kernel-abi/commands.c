@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -43,6 +42,56 @@ static uint64_t page_size(void)
 }
 
 /*
+ * Scratch for page states. Not from the heap: the kernel's own tests pass
+ * buffers too small for what a command writes back (a byte per page to
+ * MIGRATE_TO_DEV, which copies whole pages), and what they overrun on the
+ * heap must not be the shim's. Nor a new mapping for a small range: it
+ * would land in the hole a test just punched next to the range, and show
+ * up in the snapshot. So the stack, and a mapping only for huge ranges.
+ */
+#define STACK_STATES 16384
+
+struct states {
+	uint8_t *v;
+	uint64_t npages;
+	uint8_t on_stack[STACK_STATES];
+};
+
+static int states_init(struct states *s, uint64_t npages)
+{
+	s->npages = npages;
+	s->v = s->on_stack;
+	if (npages <= STACK_STATES)
+		return 0;
+	s->v = real_mmap(NULL, npages, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return s->v == MAP_FAILED ? -ENOMEM : 0;
+}
+
+static void states_fini(struct states *s)
+{
+	if (s->v != s->on_stack)
+		munmap(s->v, s->npages);
+}
+
+/*
+ * The states of the range as hmmu reports them, into @states; -EINVAL if
+ * @no_holes and part of the range is a hole or PROT_NONE, as the kernel's
+ * driver says when it finds no readable VMA there.
+ */
+static int range_states(struct hmmu_mirror *m, const struct hmm_dmirror_cmd *cmd,
+			uint8_t *states, bool no_holes)
+{
+	struct hmmu_cmd c = { .addr = cmd->addr, .npages = cmd->npages };
+	int err = hmmu_snapshot(m, &c, states);
+
+	for (uint64_t i = 0; !err && no_holes && i < cmd->npages; i++)
+		if (states[i] == HMMU_PAGE_ERROR)
+			err = -EINVAL;
+	return err;
+}
+
+/*
  * Snapshot bytes, hmmu's to the kernel's. The kernel's driver adds the CPU
  * permission to every present page (the zero page is read-only, a
  * device-private page is as writable as the page it replaced, which for a
@@ -52,6 +101,8 @@ static uint64_t page_size(void)
  */
 static uint8_t kernel_page_state(uint8_t s)
 {
+	if (s == HMMU_PAGE_ERROR)
+		return HMM_DMIRROR_PROT_ERROR;
 	switch (s & ~HMMU_PAGE_HUGE) {
 	case HMMU_PAGE_ZERO:
 		return HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ;
@@ -60,8 +111,6 @@ static uint8_t kernel_page_state(uint8_t s)
 		       HMM_DMIRROR_PROT_WRITE;
 	case HMMU_PAGE_DEV_REMOTE:
 		return HMM_DMIRROR_PROT_NONE;
-	case HMMU_PAGE_ERROR:
-		return HMM_DMIRROR_PROT_ERROR;
 	default: /* NONE, READ, WRITE, with PMD */
 		return (s & HMMU_PAGE_HUGE ? HMM_DMIRROR_PROT_PMD : 0) |
 		       (s & (HMMU_PAGE_READ | HMMU_PAGE_WRITE));
@@ -70,14 +119,15 @@ static uint8_t kernel_page_state(uint8_t s)
 
 static int do_snapshot(struct hmmu_mirror *m, struct hmm_dmirror_cmd *cmd)
 {
-	struct hmmu_cmd c = { .addr = cmd->addr, .npages = cmd->npages };
-	uint8_t *states = malloc(cmd->npages);
-	int err;
+	struct states st;
+	uint8_t *states;
+	int err = states_init(&st, cmd->npages);
 
-	if (!states)
-		return -ENOMEM;
+	if (err)
+		return err;
+	states = st.v;
 	/* Into our memory, then the caller's, once translated. */
-	err = hmmu_snapshot(m, &c, states);
+	err = range_states(m, cmd, states, false);
 	for (uint64_t i = 0; !err && i < cmd->npages; i++)
 		states[i] = kernel_page_state(states[i]);
 	if (!err) {
@@ -90,8 +140,8 @@ static int do_snapshot(struct hmmu_mirror *m, struct hmm_dmirror_cmd *cmd)
 			err = -EFAULT;
 	}
 	if (!err)
-		cmd->cpages = c.cpages;
-	free(states);
+		cmd->cpages = cmd->npages;
+	states_fini(&st);
 	return err;
 }
 
@@ -102,19 +152,15 @@ static int do_snapshot(struct hmmu_mirror *m, struct hmm_dmirror_cmd *cmd)
  * is -ENOENT there. hmmu's device holds, after the migration, the pages
  * the snapshot shows in its memory.
  */
-static int read_back(struct hmmu_mirror *m, struct hmm_dmirror_cmd *cmd)
+static int read_back(struct hmmu_mirror *m, struct hmm_dmirror_cmd *cmd,
+		     uint8_t *states)
 {
 	struct hmmu_cmd c = { .addr = cmd->addr, .npages = cmd->npages };
-	uint8_t *states = malloc(cmd->npages);
-	int err;
+	int err = range_states(m, cmd, states, false);
 
-	if (!states)
-		return -ENOMEM;
-	err = hmmu_snapshot(m, &c, states);
 	for (uint64_t i = 0; !err && i < cmd->npages; i++)
 		if (states[i] != HMMU_PAGE_DEV_LOCAL)
 			err = -ENOENT;
-	free(states);
 	if (!err)
 		err = hmmu_device_read(m, &c, (void *)(uintptr_t)cmd->ptr);
 	if (!err)
@@ -126,13 +172,41 @@ static int do_migrate_to_device(struct hmmu_mirror *m,
 				struct hmm_dmirror_cmd *cmd, bool exclusive)
 {
 	struct hmmu_cmd c = { .addr = cmd->addr, .npages = cmd->npages };
-	int err = exclusive ? hmmu_make_exclusive(m, &c) :
-			      hmmu_migrate_to_device(m, &c);
+	struct states st;
+	int err = states_init(&st, cmd->npages);
 
+	if (err)
+		return err;
+	/* The kernel's migration needs a readable VMA for every page. */
+	err = exclusive ? 0 : range_states(m, cmd, st.v, true);
+	if (!err)
+		err = exclusive ? hmmu_make_exclusive(m, &c) :
+				  hmmu_migrate_to_device(m, &c);
 	/* The kernel's make_device_exclusive() takes all pages or fails. */
 	if (!err && exclusive && c.cpages != cmd->npages)
 		err = -EBUSY;
-	return err ? err : read_back(m, cmd);
+	if (!err)
+		err = read_back(m, cmd, st.v);
+	states_fini(&st);
+	return err;
+}
+
+static int do_migrate_to_system(struct hmmu_mirror *m,
+				struct hmm_dmirror_cmd *cmd)
+{
+	struct hmmu_cmd c = { .addr = cmd->addr, .npages = cmd->npages };
+	struct states st;
+	int err = states_init(&st, cmd->npages);
+
+	if (err)
+		return err;
+	err = range_states(m, cmd, st.v, true);
+	states_fini(&st);
+	if (!err)
+		err = hmmu_migrate_to_system(m, &c);
+	if (!err)
+		cmd->cpages = c.cpages;
+	return err;
 }
 
 /*
@@ -178,8 +252,7 @@ static int run(struct hmmu_mirror *m, unsigned long request,
 	case HMM_DMIRROR_EXCLUSIVE:
 		return do_migrate_to_device(m, cmd, true);
 	case HMM_DMIRROR_MIGRATE_TO_SYS:
-		err = hmmu_migrate_to_system(m, &c);
-		break;
+		return do_migrate_to_system(m, cmd);
 	case HMM_DMIRROR_SNAPSHOT:
 		return do_snapshot(m, cmd);
 	case HMM_DMIRROR_CHECK_EXCLUSIVE:
