@@ -212,8 +212,19 @@ int hmmu_dma_writev(struct hmmu_mirror *m, uint64_t addr,
 int hmmu_dma_check(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		   bool write)
 {
-	return process_register_range(m->proc, page_down(start), page_up(end),
-				      write);
+	int err = process_register_range(m->proc, page_down(start),
+					  page_up(end), write);
+
+	/*
+	 * Memory userfaultfd cannot track is fine for DMA, which keeps no
+	 * copy. And the registration remembers a range as writable, while
+	 * userfaultfd says nothing of a later mprotect(): so the VMAs
+	 * themselves have the last word.
+	 */
+	if (err == -EPERM || (!err && write))
+		err = process_check_access(m->proc, page_down(start),
+					   page_up(end), 1);
+	return err;
 }
 
 /* ---- migration -------------------------------------------------------------- */

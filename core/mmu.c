@@ -336,6 +336,22 @@ static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 	return err;
 }
 
+/*
+ * Memory userfaultfd cannot write-protect (a file mapping on ext4, say):
+ * the device keeps no copy of it, so there is nothing to keep coherent and
+ * nothing to invalidate. Every access goes to the client's memory itself,
+ * the very page the CPU maps (for a file, the page-cache page), through
+ * /proc/PID/mem: coherent by construction. docs/design.md, "Memory without
+ * copies". 1 if [start, end) holds such memory, 0 if all of it is tracked,
+ * or -errno (unmapped, unreadable).
+ */
+static int untracked(struct dev_mmu *mmu, uint64_t start, uint64_t end)
+{
+	int err = process_register_range(mmu->m->proc, start, end, 0);
+
+	return err == -EPERM ? 1 : err;
+}
+
 int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
 		 int *faulted)
 {
@@ -345,6 +361,15 @@ int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
 	/* An empty or wrapped range is a caller's bug: never "success". */
 	if (start >= end || end > PT_VA_LIMIT)
 		return -EFAULT;
+	err = untracked(mmu, start, end);
+	if (err) {
+		/* Nothing to bring in: each access goes to the client's memory. */
+		if (err == 1) {
+			*faulted = 1;
+			err = process_check_access(mmu->m->proc, start, end, write);
+		}
+		return err;
+	}
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
@@ -367,6 +392,8 @@ int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
 	*faulted = 0;
 	/* As test_hmm: the whole range is faulted in before any copy out. */
 	err = mmu_fault_in(mmu, start, end, 0, faulted);
+	if (!err && untracked(mmu, start, end) == 1)
+		return client_read(mmu->m->proc, start, buf, end - start);
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 		char *out = (char *)buf + (a - start);
@@ -399,6 +426,12 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 
 	/* Checked before anything changes: writable, mapped, trackable. */
 	err = process_register_range(p, start, end, 1);
+	if (err == -EPERM && untracked(mmu, start, end) == 1) {
+		/* No copy to keep: a store into the client's memory, if allowed. */
+		*faulted = 1;
+		err = process_check_access(p, start, end, 1);
+		return err ? err : client_write(p, addr, buf, len);
+	}
 	if (err)
 		return err;
 
@@ -477,6 +510,14 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 			hit = migrate_copy_local(mmu->m, page, local) == 0;
 			if (hit)
 				memcpy(out, local + off, n);
+		}
+		if (!hit && untracked(mmu, page, page + page_size()) == 1) {
+			/* Read where it is, every time: a device fault each. */
+			err = client_read(mmu->m->proc, addr, out, n);
+			hit = !err;
+			*faults += 1;
+			if (err)
+				break;
 		}
 		if (!hit) {
 			/*

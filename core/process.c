@@ -711,13 +711,17 @@ static int register_vmas(struct process *p, uint64_t start, uint64_t end,
 		err = uffdio_register(p->uffd, vmas[i].start,
 				      vmas[i].end - vmas[i].start, mode);
 		if (err) {
-			/* EINVAL: memory userfaultfd cannot write-protect. */
+			/*
+			 * EINVAL: memory userfaultfd cannot write-protect (a
+			 * file on most filesystems). Not an error: devices
+			 * reach it without copies (mmu.c, untracked()); only
+			 * what needs copies or migration refuses it.
+			 */
 			if (err == -EINVAL) {
-				log_warn("client %d: %#" PRIx64 "-%#" PRIx64
-					 " cannot be mirrored: userfaultfd "
-					 "write-protects only anonymous, shmem "
-					 "and hugetlbfs memory",
-					 p->pid, vmas[i].start, vmas[i].end);
+				log_debug("client %d: %#" PRIx64 "-%#" PRIx64
+					  " is memory userfaultfd cannot "
+					  "write-protect: no device copies of it",
+					  p->pid, vmas[i].start, vmas[i].end);
 				err = -EPERM;
 			} else {
 				log_warn("client %d: UFFDIO_REGISTER %#" PRIx64

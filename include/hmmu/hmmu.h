@@ -237,7 +237,7 @@ int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c, uint8_t *states);
  * Device memory. hmmu_migrate_to_device moves the pages' contents into the
  * device's memory; the CPU's copy goes away, and any later CPU access (from
  * any thread, or by the kernel on this process's behalf, as in write(2)
- * from such a buffer) brings the page back. Only anonymous private writable
+ * from such a buffer) brings the page back. Only anonymous private readable
  * memory migrates; other pages are simply not counted in cpages. The call
  * discards this process's copies of the migrated pages itself
  * (madvise(MADV_DONTNEED)); a concurrent CPU write to them waits until the
