@@ -693,7 +693,7 @@ Test(coherence, two_devices_stay_coherent)
 	fixture_close(&f);
 }
 
-/* 12. Shared memory is write-protectable; private file mappings are not. */
+/* 12. Shared memory: write-protected and mirrored with copies, as anonymous. */
 
 static void shared_mapping_is_coherent(uint8_t *p, size_t n)
 {
@@ -751,53 +751,109 @@ Test(coherence, memfd_mapping_is_coherent)
 	shared_mapping_is_coherent(p, n);
 }
 
-Test(coherence, private_file_mapping_is_eperm)
+/*
+ * A regular file (not tmpfs), which userfaultfd cannot write-protect: @fd
+ * of @n pages filled with pattern @seed, in the test's directory.
+ */
+static int regular_file(const char *name, size_t n, unsigned seed)
 {
-	struct fixture f = fixture_open("dmirror0");
-	const size_t n = 4;
-	uint8_t *data = xmalloc(n * page_size()), *buf = canary_buf(n), *p;
-	uint8_t *src = xmalloc(n * page_size());
-	struct hmmu_stats before;
+	uint8_t *data = xmalloc(n * page_size());
 	struct statfs fs;
 	char path[192];
-	int fd, err;
+	int fd;
 
-	snprintf(path, sizeof(path), "%s/private-file", daemon_under_test.dir);
+	snprintf(path, sizeof(path), "%s/%s", daemon_under_test.dir, name);
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
 	cr_assert_eq(fstatfs(fd, &fs), 0);
 	if (fs.f_type == TMPFS_MAGIC_)
 		cr_skip_test("%s is on tmpfs (shmem), which userfaultfd can "
 			     "write-protect: no regular file to test with", path);
-	fill_pattern(data, n, 34);
-	cr_assert_eq(write(fd, data, n * page_size()), (ssize_t)(n * page_size()));
+	fill_pattern(data, n, seed);
+	cr_assert_eq(pwrite(fd, data, n * page_size(), 0),
+		     (ssize_t)(n * page_size()));
+	free(data);
+	return fd;
+}
+
+/*
+ * 12b. Memory userfaultfd cannot track: the device keeps no copy and reads
+ * and writes the very page the CPU maps, so it is coherent by construction
+ * (docs/design.md, "Memory without copies"). A private mapping: the device
+ * sees the CPU's copy-on-write pages and the file's others; its writes are
+ * the process's own, never the file's.
+ */
+Test(coherence, private_file_mapping_is_coherent_without_copies)
+{
+	struct fixture f = fixture_open("dmirror0");
+	const size_t n = 4;
+	uint8_t *buf = canary_buf(n), *src = xmalloc(n * page_size()), *p;
+	uint8_t *check = xmalloc(n * page_size());
+	struct hmmu_stats before;
+	int fd = regular_file("private-file", n, 34);
+
 	p = mmap(NULL, n * page_size(), PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
 	cr_assert_neq(p, MAP_FAILED);
-	close(fd);
-	expect_pattern(p, n, 34, "CPU view of the file");
-	expect_daemon_log("cannot be mirrored");
 	before = stats_of(f.h);
 
-	err = dev_read_err(f.m, p, n, buf);
-	cr_expect_eq(err, -EPERM,
-		     "device read of a MAP_PRIVATE file mapping: %d (%s)", err,
-		     strerror(-err));
-	expect_filled(buf, n * page_size(), CANARY, "destination of the refused read");
+	cr_assert_eq(dev_read_err(f.m, p, n, buf), 0);
+	expect_pattern(buf, n, 34, "device read of the file's pages");
+
+	/* A CPU store copies page 1; the device sees the copy. */
+	p[page_size() + 5] = 0x77;
+	cr_assert_eq(dev_read_err(f.m, p, n, buf), 0);
+	cr_expect_eq(buf[page_size() + 5], 0x77, "device read after a CPU store");
 
 	fill_pattern(src, n, 35);
-	err = dev_write_err(f.m, p, n, src);
-	cr_expect_eq(err, -EPERM, "device write to it: %d (%s)", err,
-		     strerror(-err));
-	expect_pattern(p, n, 34, "the mapping after the refused write");
-	expect_pattern(src, n, 35, "source of the refused write");
-	cr_expect_eq(stats_of(f.h).device_pages, before.device_pages);
-	snprintf(path, sizeof(path), "%#lx", (unsigned long)(uintptr_t)p);
-	cr_expect_geq(daemon_log_count(path), 1,
-		      "the daemon logs a line naming the refused range (%s)",
-		      path);
-	free(data);
-	free(buf);
+	cr_assert_eq(dev_write_err(f.m, p, n, src), 0);
+	expect_pattern(p, n, 35, "CPU view after the device write");
+	cr_assert_eq(pread(fd, check, n * page_size(), 0), (ssize_t)(n * page_size()));
+	expect_pattern(check, n, 34, "the file after a device write to a private mapping");
+	cr_expect_eq(stats_of(f.h).device_pages, before.device_pages,
+		     "the device took no copy");
+	munmap(p, n * page_size());
+	close(fd);
+	free(check);
 	free(src);
+	free(buf);
+	fixture_close(&f);
+}
+
+/* The same, shared: the device and the file are one, both ways. */
+Test(coherence, shared_file_mapping_is_coherent_without_copies)
+{
+	struct fixture f = fixture_open("dmirror0");
+	const size_t n = 4;
+	uint8_t *buf = canary_buf(n), *src = xmalloc(n * page_size()), *p, *ro;
+	int fd = regular_file("shared-file", n, 36);
+
+	p = mmap(NULL, n * page_size(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	ro = mmap(NULL, n * page_size(), PROT_READ, MAP_SHARED, fd, 0);
+	cr_assert_neq(ro, MAP_FAILED);
+
+	cr_assert_eq(dev_read_err(f.m, ro, n, buf), 0);
+	expect_pattern(buf, n, 36, "device read of the file");
+
+	fill_pattern(src, n, 37);
+	cr_assert_eq(pwrite(fd, src, n * page_size(), 0), (ssize_t)(n * page_size()));
+	cr_assert_eq(dev_read_err(f.m, ro, n, buf), 0);
+	expect_pattern(buf, n, 37, "device read after write(2) to the file");
+
+	fill_pattern(src, n, 38);
+	cr_assert_eq(dev_write_err(f.m, p, n, src), 0);
+	cr_assert_eq(pread(fd, buf, n * page_size(), 0), (ssize_t)(n * page_size()));
+	expect_pattern(buf, n, 38, "the file after the device wrote its mapping");
+
+	/* Read-only: refused, nothing written. */
+	fill_pattern(src, n, 39);
+	cr_expect_eq(dev_write_err(f.m, ro, n, src), -EPERM);
+	expect_pattern(ro, n, 38, "the file after a refused device write");
+	munmap(ro, n * page_size());
+	munmap(p, n * page_size());
+	close(fd);
+	free(src);
+	free(buf);
 	fixture_close(&f);
 }
 
