@@ -93,65 +93,46 @@ static int open_unit(int number, int flags)
 	return fd;
 }
 
-SHIM_EXPORT int open(const char *path, int flags, ...)
-{
-	int unit = unit_of(AT_FDCWD, path);
-	va_list ap;
-	mode_t mode;
+/*
+ * open() and open64(), openat() and openat64(): the same body, for the
+ * C library's two names of each.
+ */
+#define DEFINE_OPEN(name)                                                     \
+	SHIM_EXPORT int name(const char *path, int flags, ...)                \
+	{                                                                     \
+		int unit = unit_of(AT_FDCWD, path);                           \
+		va_list ap;                                                   \
+		mode_t mode;                                                  \
+                                                                              \
+		REAL(name, open_fn);                                          \
+		if (unit >= 0)                                                \
+			return open_unit(unit, flags);                        \
+		va_start(ap, flags);                                          \
+		mode = mode_arg(flags, ap);                                   \
+		va_end(ap);                                                   \
+		return real_##name##_fn(path, flags, mode);                   \
+	}
 
-	REAL(open, open_fn);
-	if (unit >= 0)
-		return open_unit(unit, flags);
-	va_start(ap, flags);
-	mode = mode_arg(flags, ap);
-	va_end(ap);
-	return real_open_fn(path, flags, mode);
-}
+#define DEFINE_OPENAT(name)                                                   \
+	SHIM_EXPORT int name(int dirfd, const char *path, int flags, ...)     \
+	{                                                                     \
+		int unit = unit_of(dirfd, path);                              \
+		va_list ap;                                                   \
+		mode_t mode;                                                  \
+                                                                              \
+		REAL(name, openat_fn);                                        \
+		if (unit >= 0)                                                \
+			return open_unit(unit, flags);                        \
+		va_start(ap, flags);                                          \
+		mode = mode_arg(flags, ap);                                   \
+		va_end(ap);                                                   \
+		return real_##name##_fn(dirfd, path, flags, mode);            \
+	}
 
-SHIM_EXPORT int open64(const char *path, int flags, ...)
-{
-	int unit = unit_of(AT_FDCWD, path);
-	va_list ap;
-	mode_t mode;
-
-	REAL(open64, open_fn);
-	if (unit >= 0)
-		return open_unit(unit, flags);
-	va_start(ap, flags);
-	mode = mode_arg(flags, ap);
-	va_end(ap);
-	return real_open64_fn(path, flags, mode);
-}
-
-SHIM_EXPORT int openat(int dirfd, const char *path, int flags, ...)
-{
-	int unit = unit_of(dirfd, path);
-	va_list ap;
-	mode_t mode;
-
-	REAL(openat, openat_fn);
-	if (unit >= 0)
-		return open_unit(unit, flags);
-	va_start(ap, flags);
-	mode = mode_arg(flags, ap);
-	va_end(ap);
-	return real_openat_fn(dirfd, path, flags, mode);
-}
-
-SHIM_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
-{
-	int unit = unit_of(dirfd, path);
-	va_list ap;
-	mode_t mode;
-
-	REAL(openat64, openat_fn);
-	if (unit >= 0)
-		return open_unit(unit, flags);
-	va_start(ap, flags);
-	mode = mode_arg(flags, ap);
-	va_end(ap);
-	return real_openat64_fn(dirfd, path, flags, mode);
-}
+DEFINE_OPEN(open)
+DEFINE_OPEN(open64)
+DEFINE_OPENAT(openat)
+DEFINE_OPENAT(openat64)
 
 /* What _FORTIFY_SOURCE turns open() without a mode into. */
 SHIM_EXPORT int __open_2(const char *path, int flags)
