@@ -223,7 +223,7 @@ int hmmu_dma_check(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 	 */
 	if (err == -EPERM || (!err && write))
 		err = process_check_access(m->proc, page_down(start),
-					   page_up(end), 1);
+					   page_up(end), write);
 	return err;
 }
 

@@ -390,10 +390,14 @@ int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
 	int err;
 
 	*faulted = 0;
-	/* As test_hmm: the whole range is faulted in before any copy out. */
-	err = mmu_fault_in(mmu, start, end, 0, faulted);
-	if (!err && untracked(mmu, start, end) == 1)
+	err = untracked(mmu, start, end);
+	if (err == 1) {
+		*faulted = 1;
 		return client_read(mmu->m->proc, start, buf, end - start);
+	}
+	/* As test_hmm: the whole range is faulted in before any copy out. */
+	if (!err)
+		err = mmu_fault_in(mmu, start, end, 0, faulted);
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 		char *out = (char *)buf + (a - start);
