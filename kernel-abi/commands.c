@@ -22,14 +22,17 @@
 #include "hmm_dmirror_abi.h"
 
 /*
- * The command struct is the caller's memory, which may be bad: copied as
- * the kernel's copy_from_user() would, -EFAULT rather than a crash.
+ * The caller's memory (the command struct, the snapshot buffer) may be
+ * bad: copied as the kernel's copy_from_user() and copy_to_user() would,
+ * -EFAULT rather than a crash. @ours is the shim's side of the copy.
  */
-static int copy_self(void *to, const void *from, size_t len)
+static int copy_user(void *ours, const void *user, size_t len, bool to_user)
 {
-	struct iovec local = { .iov_base = to, .iov_len = len };
-	struct iovec remote = { .iov_base = (void *)from, .iov_len = len };
-	ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+	struct iovec local = { .iov_base = ours, .iov_len = len };
+	struct iovec remote = { .iov_base = (void *)user, .iov_len = len };
+	ssize_t n = to_user ?
+		process_vm_writev(getpid(), &local, 1, &remote, 1, 0) :
+		process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
 
 	if (n < 0)
 		return -errno;
@@ -130,15 +133,9 @@ static int do_snapshot(struct hmmu_mirror *m, struct hmm_dmirror_cmd *cmd)
 	err = range_states(m, cmd, states, false);
 	for (uint64_t i = 0; !err && i < cmd->npages; i++)
 		states[i] = kernel_page_state(states[i]);
-	if (!err) {
-		struct iovec local = { states, cmd->npages };
-		struct iovec remote = { (void *)(uintptr_t)cmd->ptr,
-					cmd->npages };
-
-		if (process_vm_writev(getpid(), &local, 1, &remote, 1, 0) !=
-		    (ssize_t)cmd->npages)
-			err = -EFAULT;
-	}
+	if (!err)
+		err = copy_user(states, (void *)(uintptr_t)cmd->ptr,
+				cmd->npages, true);
 	if (!err)
 		cmd->cpages = cmd->npages;
 	states_fini(&st);
@@ -280,7 +277,7 @@ int unit_ioctl(struct unit *u, unsigned long request, void *arg)
 		return real_ioctl(u->fd, request, arg) < 0 ? -errno : 0;
 	if (!u->mirror)
 		return -ECHILD;
-	err = copy_self(&cmd, arg, sizeof(cmd));
+	err = copy_user(&cmd, arg, sizeof(cmd), false);
 	if (err)
 		return err;
 	if (cmd.addr & (page_size() - 1) || cmd.npages == 0 ||
@@ -290,17 +287,7 @@ int unit_ioctl(struct unit *u, unsigned long request, void *arg)
 	cmd.cpages = 0;
 	cmd.faults = 0;
 	err = run(u->mirror, request, &cmd);
-	if (err)
-		return err;
-	{
-		struct iovec local = { &cmd, sizeof(cmd) };
-		struct iovec remote = { arg, sizeof(cmd) };
-
-		if (process_vm_writev(getpid(), &local, 1, &remote, 1, 0) !=
-		    (ssize_t)sizeof(cmd))
-			return -EFAULT;
-	}
-	return 0;
+	return err ? err : copy_user(&cmd, arg, sizeof(cmd), true);
 }
 
 void *unit_mmap(struct unit *u, void *addr, size_t len, int prot, int flags,
