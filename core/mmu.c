@@ -428,14 +428,16 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 	uint64_t chunk = CHUNK_PAGES * page_size();
 	int err;
 
-	/* Checked before anything changes: writable, mapped, trackable. */
-	err = process_register_range(p, start, end, 1);
-	if (err == -EPERM && untracked(mmu, start, end) == 1) {
+	/* Checked before anything changes: mapped, trackable, writable. */
+	err = untracked(mmu, start, end);
+	if (err == 1) {
 		/* No copy to keep: a store into the client's memory, if allowed. */
 		*faulted = 1;
 		err = process_check_access(p, start, end, 1);
 		return err ? err : client_write(p, addr, buf, len);
 	}
+	if (!err)
+		err = process_register_range(p, start, end, 1);
 	if (err)
 		return err;
 
