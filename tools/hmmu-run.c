@@ -15,6 +15,8 @@
  */
 #include <hmmu/hmmu.h>
 
+#include "hmmu_build_info.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -280,7 +282,8 @@ int main(int argc, char **argv)
 		case 'h':
 			return usage(stdout);
 		case 'V':
-			printf("hmmu-run %s\n", hmmu_version());
+			printf("hmmu-run %s (%s), libhmmu %s\n", HMMU_BUILD_VERSION,
+			       HMMU_BUILD_COMMIT, hmmu_version());
 			return 0;
 		default:
 			return usage(stderr);
