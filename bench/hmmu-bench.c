@@ -14,6 +14,7 @@
 #include "bench.h"
 #include "daemon.h"
 #include "floors.h"
+#include "meter.h"
 #include "report.h"
 #include "scaling.h"
 
@@ -352,6 +353,7 @@ struct run {
 	struct result classes[NCLASSES];
 	struct result floors[NFLOORS];
 	uint32_t floors_wanted; /* bit per enum floor_id */
+	unsigned measured, nclasses; /* classes begun, selected: the meter's */
 	int failed;
 };
 
@@ -396,12 +398,23 @@ static void class_measure(struct run *run, struct bench *b, int id)
 		rounds = pages;
 	progress("class %s, floor %s", d->name,
 		 d->floor == F_NONE ? "none" : floor_defs[d->floor].name);
+	if (id == C_DEVICE_STREAM)
+		meter_begin(d->name, ++run->measured, run->nclasses, &r->s,
+			    run->cfg.stream_reps, "repetitions");
+	else
+		meter_begin(d->name, ++run->measured, run->nclasses, &r->s,
+			    pages, "samples");
 	for (uint64_t k = 0; k < rounds && !run->failed && !r->skipped[0]; k++) {
 		uint64_t n = pages / rounds + (k < pages % rounds);
 		int err;
 
-		if (d->floor != F_NONE && floor_chunk(run, d->floor, n))
-			return;
+		if (d->floor != F_NONE) {
+			meter_floor(floor_defs[d->floor].name);
+			err = floor_chunk(run, d->floor, n);
+			meter_floor(NULL);
+			if (err)
+				break;
+		}
 		err = class_run(b, id, r, n);
 		if (err) {
 			result_skip(r, "failed: %s", strerror(-err));
@@ -409,6 +422,7 @@ static void class_measure(struct run *run, struct bench *b, int id)
 			run->failed = 1;
 		}
 	}
+	meter_end();
 }
 
 /* Floors no class measured (enough of), then the derived ones. */
@@ -535,6 +549,8 @@ static int run_classes(struct run *run, struct bench *b, char *desc,
 	 * of MiB disturbs the latencies measured after it for a while (on a
 	 * VM, free page reporting hands the memory back to the host).
 	 */
+	for (int i = 0; i < NCLASSES; i++)
+		run->nclasses += (cfg->classes >> i) & 1;
 	for (int i = 0; i < NCLASSES && !run->failed; i++)
 		if (i != C_DEVICE_STREAM && (cfg->classes & (1u << i)))
 			class_measure(run, b, i);
@@ -583,6 +599,7 @@ int main(int argc, char **argv)
 	if (parse_options(argc, argv, &run.cfg) < 0)
 		return 2;
 	progress_quiet = run.cfg.summary;
+	meter_init();
 	/* A JSON file of an earlier run must not pass for this one's. */
 	if (run.cfg.json && strcmp(run.cfg.json, "-"))
 		unlink(run.cfg.json);
