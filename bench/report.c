@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "report.h"
 #include "scaling.h"
+#include "hmmu_build_info.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -388,7 +389,15 @@ int report_json(const char *path, const struct report *rp)
 		warnx_("cannot write %s: %s", path, strerror(errno));
 		return err;
 	}
-	fprintf(f, "{\n  \"version\": 1,\n  \"config\": {\"pages\": %" PRIu64
+	/*
+	 * "format": the layout of this document. 2: "version" became the
+	 * version of hmmu-bench (it was the format, 1), "commit" came.
+	 */
+	fputs("{\n  \"format\": 2,\n  \"version\": ", f);
+	json_string(f, HMMU_BUILD_VERSION);
+	fputs(",\n  \"commit\": ", f);
+	json_string(f, HMMU_BUILD_COMMIT);
+	fprintf(f, ",\n  \"config\": {\"pages\": %" PRIu64
 		", \"stream_mib\": %" PRIu64 ", \"stream_reps\": %u, "
 		"\"page_size\": %zu, \"cpus\": %ld, \"kernel\": ",
 		cfg->pages, cfg->stream_mib, cfg->stream_reps, rp->page,
