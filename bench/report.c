@@ -107,12 +107,30 @@ void report_table(FILE *f, const struct report *rp)
 		"percentiles. What each line measures: docs/benchmark.md.\n");
 }
 
+/* A class's or floor's figure for the summary: "75.4 us", "0.51 GB/s". */
+static const char *figure(char *buf, size_t len, const struct result *r,
+			  enum ratio_kind kind)
+{
+	char v[16];
+
+	if (kind == RATIO_BANDWIDTH)
+		snprintf(buf, len, "%.2f GB/s", r->gbps);
+	else
+		snprintf(buf, len, "%s us", us(v, sizeof(v), r->sum.p50));
+	return buf;
+}
+
+/*
+ * The classes that have a target, each with its floor's figure of this
+ * run, the ratio and the verdict. A class not run (--classes) has no row;
+ * one that was run but could not be measured, or whose floor could not,
+ * says why and gets no verdict: "missed" means measured and missed.
+ */
 void report_summary(FILE *f, const struct report *rp)
 {
-	char a[16], b[16];
+	unsigned rows = 0, judged = 0, met_count = 0, bandwidth = 0;
+	char a[24], b[24];
 
-	fprintf(f, "fault latency, p50 (floor: the bare kernel operation, same "
-		   "run)\n");
 	for (int i = 0; i < NCLASSES; i++) {
 		const struct class_def *d = &class_defs[i];
 		const struct result *r = &rp->classes[i];
@@ -120,30 +138,46 @@ void report_summary(FILE *f, const struct report *rp)
 			d->floor == F_NONE ? NULL : &rp->floors[d->floor];
 		int met = target_met(rp, i);
 
+		if (!d->target_op || !(rp->cfg->classes & (1u << i)))
+			continue;
+		if (!rows++)
+			fprintf(f, "fault latency against the floor (the bare "
+				   "kernel operation, same run):\n"
+				   "  %-20s %9s  %-17s %9s  %7s  %s\n",
+				"class", "p50", "floor", "p50", "ratio", "target");
 		if (!measured(r)) {
-			if (r->skipped[0] && strncmp(r->skipped, "not selected", 12))
-				fprintf(f, "  %-21s skipped\n", r->name);
+			fprintf(f, "  %-20s no figure: %s\n", r->name,
+				r->skipped[0] ? r->skipped : "not measured");
 			continue;
 		}
-		if (d->kind == RATIO_BANDWIDTH)
-			fprintf(f, "  %-21s %6.2f GB/s", r->name, r->gbps);
-		else
-			fprintf(f, "  %-21s %6s us%s", r->name,
-				us(a, sizeof(a), r->sum.p50), fl ? "  " : "");
-		if (fl && measured(fl) && !isnan(r->ratio)) {
-			if (d->kind == RATIO_BANDWIDTH)
-				fprintf(f, "  %-18s %6.2f GB/s  %5.2fx", fl->name,
-					fl->gbps, r->ratio);
-			else
-				fprintf(f, "  %-18s %6s us    %5.2fx", fl->name,
-					us(b, sizeof(b), fl->sum.p50), r->ratio);
+		bandwidth |= d->kind == RATIO_BANDWIDTH;
+		fprintf(f, "  %-20s %9s  %-17s ", r->name,
+			figure(a, sizeof(a), r, d->kind), floor_name(d->floor));
+		if (met < 0) {
+			fprintf(f, "no figure: %s\n",
+				!fl		? "no floor" :
+				fl->skipped[0]	? fl->skipped :
+				measured(fl)	? "no ratio: a zero figure" :
+						  "not measured");
+			continue;
 		}
-		if (met >= 0)
-			fprintf(f, "  (target %s %.2fx: %s)",
-				d->target_op == '<' ? "<=" : ">=", d->target,
-				met ? "met" : "missed");
-		fputc('\n', f);
+		judged++;
+		met_count += met;
+		fprintf(f, "%9s  %6.2fx  %s %.2fx  %s\n",
+			figure(b, sizeof(b), fl, d->kind), r->ratio,
+			d->target_op == '<' ? "<=" : ">=", d->target,
+			met ? "met" : "missed");
 	}
+	if (!rows) {
+		fprintf(f, "hmmu-bench: none of the classes run has a target "
+			   "(see --classes)\n");
+		return;
+	}
+	if (bandwidth)
+		fprintf(f, "  (device-stream: GB/s, not p50; its ratio is GB/s "
+			   "over the floor's)\n");
+	fprintf(f, "%u of %u targets met; every class and floor: hmmu-bench "
+		   "without --summary\n", met_count, judged);
 }
 
 /* ---- --clients ----------------------------------------------------------- */
