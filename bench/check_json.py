@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Check that hmmu-bench --json wrote every class and floor, well formed.
+"""Check that hmmu-bench --json wrote every class and floor, well formed,
+and says which hmmu-bench wrote it ("version", "commit").
 
 Usage: check_json.py FILE [--may-skip CLASS,...]
 
@@ -26,6 +27,7 @@ FLOORS = [
 ]
 BANDWIDTH = {"device-stream", "pvm-read-bulk"}
 SKIP = 77  # ctest's SKIP_RETURN_CODE for this check
+FORMAT = 2  # the document's layout: "format" in it
 FIGURES = ["count", "min_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns",
            "max_ns"]
 
@@ -51,10 +53,17 @@ def check(doc, may_skip):
     problems = []
     if not isinstance(doc, dict):
         return ["the document is not a JSON object"]
+    if doc.get("format") != FORMAT:
+        problems.append(f"format is {doc.get('format')!r}, not {FORMAT}")
+    # Which build measured: hmmu-bench --version says the same.
+    for key in ("version", "commit"):
+        value = doc.get(key)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{key} is {value!r}, not a non-empty string")
     classes = doc.get("classes")
     floors = doc.get("floors")
     if not isinstance(classes, dict) or not isinstance(floors, dict):
-        return ['"classes" and "floors" must both be objects']
+        return problems + ['"classes" and "floors" must both be objects']
 
     for name in FLOORS:
         entry = floors.get(name)
@@ -121,7 +130,8 @@ def main():
     for p in problems:
         print(f"check_json: {p}")
     if not problems:
-        print(f"check_json: {args.file}: {len(CLASSES)} classes and "
+        print(f"check_json: {args.file}: hmmu-bench {doc['version']} "
+              f"({doc['commit']}), {len(CLASSES)} classes and "
               f"{len(FLOORS)} floors, complete")
     return 1 if problems else 0
 

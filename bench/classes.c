@@ -5,10 +5,13 @@
  * starts with no per-process state in the daemon (its first registration
  * creates it) and leaves none. Warm-up operations (warmup_of()) run first
  * and are not counted: the first device fault of a VMA also registers it
- * with the userfaultfd, which is a cost of the first fault only.
+ * with the userfaultfd, which is a cost of the first fault only. Each
+ * sample loop calls meter_tick() once a sample is recorded, outside its
+ * clock reads (meter.h).
  */
 #include "bench.h"
 #include "floors.h"
+#include "meter.h"
 
 #include <errno.h>
 #include <hmmu/hmmu.h>
@@ -95,6 +98,7 @@ static int device_fault(struct bench *b, struct result *r, uint64_t n)
 		}
 		if (!err && i >= w)
 			err = samples_add(&r->s, t1 - t0);
+		meter_tick();
 	}
 	if (!err)
 		expect("device-fault", "device faults",
@@ -167,6 +171,7 @@ static int device_fault_acc(struct bench *b, struct result *r, uint64_t n)
 			if (!err)
 				err = samples_add(&r->aux, t1 - t0);
 		}
+		meter_tick();
 	}
 	if (!err && faults < want)
 		warnx_("device-fault-acc: only %" PRIu64 " device faults in %"
@@ -243,6 +248,7 @@ static int device_stream(struct bench *b, struct result *r, uint64_t n)
 			err = samples_add(&r->s, (t1 - t0) / np);
 		/* Unmapping drops the device's copy too. */
 		unmap_pages(p, np);
+		meter_update(); /* a repetition is long: a look each */
 	}
 	r->bytes = len;
 out:
@@ -282,6 +288,7 @@ static int cpu_write_invalidate(struct bench *b, struct result *r, uint64_t n)
 		t1 = now_ns();
 		if (i >= w)
 			err = samples_add(&r->s, t1 - t0);
+		meter_tick();
 	}
 	if (!err)
 		expect("cpu-write-invalidate", "CPU faults",
@@ -334,6 +341,7 @@ static int cpu_fault_devmem(struct bench *b, struct result *r, uint64_t n)
 		t1 = now_ns();
 		if (i >= w)
 			err = samples_add(&r->s, t1 - t0);
+		meter_tick();
 	}
 	if (!err)
 		expect("cpu-fault-devmem", "pages migrated to system",
@@ -379,6 +387,7 @@ static int unmap_invalidate(struct bench *b, struct result *r, uint64_t n)
 			err = -errno;
 		if (!err && i >= w)
 			err = samples_add(&r->s, now_ns() - t1);
+		meter_tick();
 	}
 	if (!err) {
 		/* Invalidations may trail the last munmap by a moment. */
@@ -417,6 +426,7 @@ static int request(struct bench *b, struct result *r, uint64_t n)
 		err = count < 0 ? count : 0;
 		if (!err && i >= w)
 			err = samples_add(&r->s, t1 - t0);
+		meter_tick();
 	}
 	return err;
 }
@@ -448,6 +458,7 @@ static int register_pairs(struct bench *b, int keep_state, struct result *r,
 		t1 = now_ns();
 		if (!err && i >= w)
 			err = samples_add(&r->s, t1 - t0);
+		meter_tick();
 	}
 	if (err)
 		warnx_("register: %s %s", strerror(-err), hmmu_error_detail());

@@ -6,8 +6,9 @@ Usage: compare.py A.json[,A2.json...] B.json[,B2.json...]
 
 Each side may be several runs, comma-separated: their figures are reduced
 to the median per class, which is what to do on a noisy machine (run A and
-B alternately, a few times each). Prints, per class, p50 (GB/s for the
-stream) and the ratio to the same-run floor on each side, and the change.
+B alternately, a few times each). Prints which build wrote each side (its
+"version" and "commit"), then, per class, p50 (GB/s for the stream) and the
+ratio to the same-run floor on each side, and the change.
 The floors' own change says how much the machine moved between the runs:
 trust a class's change only where it is well above that.
 """
@@ -28,6 +29,19 @@ def figure(entry):
     if not isinstance(entry, dict) or "skipped" in entry:
         return None
     return entry.get("gbps") if "gbps" in entry else entry.get("p50_ns")
+
+
+def builds(runs):
+    """The builds that wrote @runs: "0.1.0 (4acd2a32ca43)", ..."""
+    seen = []
+    for run in runs:
+        commit = run.get("commit")
+        # Format 1 had no commit, and "version" was the format's.
+        build = (f"{run.get('version')} ({commit})" if commit
+                 else "unknown (written before hmmu-bench said)")
+        if build not in seen:
+            seen.append(build)
+    return ", ".join(seen)
 
 
 def median_of(runs, section, name, key):
@@ -59,6 +73,8 @@ def main():
         print(__doc__.strip(), file=sys.stderr)
         return 2
     a, b = load(sys.argv[1]), load(sys.argv[2])
+    print(f"A: hmmu-bench {builds(a)}, {len(a)} run(s)")
+    print(f"B: hmmu-bench {builds(b)}, {len(b)} run(s)\n")
     names = list(a[0].get("classes", {}))
     print(f"{'class':22} {'A p50':>12} {'B p50':>12} {'change':>14}"
           f"   {'A ratio':>8} {'B ratio':>8}")

@@ -14,13 +14,16 @@
 #include "bench.h"
 #include "daemon.h"
 #include "floors.h"
+#include "meter.h"
 #include "report.h"
 #include "scaling.h"
+#include "hmmu_build_info.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <hmmu/hmmu.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <linux/userfaultfd.h>
 #include <math.h>
 #include <stdio.h>
@@ -28,10 +31,6 @@
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
-
-#ifndef HMMUD_PATH
-#define HMMUD_PATH "hmmud"
-#endif
 
 #define EXIT_SKIP 77 /* no usable userfaultfd here: ctest's skip code */
 
@@ -89,8 +88,42 @@ const struct floor_def floor_defs[NFLOORS] = {
 			   { 2, 0 }, "two ipc-rtt" },
 };
 
+/*
+ * The hmmud to start by default: the build's if this is the build's
+ * hmmu-bench, else the one installed with it (PREFIX/sbin/hmmud for
+ * PREFIX/bin/hmmu-bench). NULL if it is not there; @looked: where it was
+ * looked for.
+ */
+static const char *default_hmmud(const char **looked)
+{
+	static char path[PATH_MAX + 64], found[PATH_MAX];
+	char self[PATH_MAX], build[PATH_MAX], *slash;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	*looked = HMMUD_BUILD_PATH;
+	if (n <= 0)
+		return access(HMMUD_BUILD_PATH, X_OK) == 0 ? HMMUD_BUILD_PATH : NULL;
+	self[n] = '\0';
+	if (realpath(HMMU_BENCH_BUILD_PATH, build) && strcmp(self, build) == 0)
+		return access(HMMUD_BUILD_PATH, X_OK) == 0 ? HMMUD_BUILD_PATH : NULL;
+	slash = strrchr(self, '/');
+	if (slash)
+		*slash = '\0';
+	if (HMMUD_INSTALLED_PATH[0] == '/')
+		snprintf(path, sizeof(path), "%s", HMMUD_INSTALLED_PATH);
+	else
+		snprintf(path, sizeof(path), "%s/../%s", self,
+			 HMMUD_INSTALLED_PATH);
+	*looked = path;
+	if (access(path, X_OK) != 0 || !realpath(path, found))
+		return NULL;
+	return found;
+}
+
 static void usage(FILE *f)
 {
+	const char *looked, *hmmud = default_hmmud(&looked);
+
 	fprintf(f,
 		"usage: hmmu-bench [--pages N] [--rounds R] [--stream-mib M]\n"
 		"                  [--stream-reps R]\n"
@@ -98,25 +131,28 @@ static void usage(FILE *f)
 		"                  [--classes a,b,...] [--json FILE] [--plot FILE.png]\n"
 		"                  [--summary]\n"
 		"                  [--clients N [--clients-seconds S] [--clients-rounds R]]\n"
+		"       hmmu-bench --version | --help\n"
 		"\n"
 		"  --pages N        samples per class and floor (default 4096)\n"
 		"  --rounds R       blocks a class and its floor alternate in (default 4)\n"
 		"  --stream-mib M   device-stream and pvm-read-bulk range (default 256)\n"
 		"  --stream-reps R  repetitions of the stream and its floor (default 5)\n"
 		"  --socket PATH    use the hmmud there instead of a private one\n"
-		"  --hmmud PATH     the daemon to start (default %s)\n"
+		"  --hmmud PATH     the daemon to start (default %s%s)\n"
 		"  --workers N      worker threads of the private daemon\n"
 		"  --classes LIST   run only these classes (and their floors)\n"
 		"  --json FILE      every figure, as JSON ('-': standard output)\n"
 		"  --plot FILE.png  latency distributions, with gnuplot\n"
-		"  --summary        print only a short table, no progress\n"
+		"  --summary        print only the classes with a target, against\n"
+		"                   their floors, and no progress messages\n"
 		"  --clients N      N client processes faulting at once, on hmmud\n"
 		"                   with 1 worker, then 2 (only those, unless\n"
 		"                   --classes is given too)\n"
 		"  --clients-seconds S  how long they fault, per worker count (default 2)\n"
 		"  --clients-rounds R   in R blocks each, 1 2, 2 1, ... (default 1)\n"
+		"  --version        print the version and the commit built\n"
 		"\nclasses:",
-		HMMUD_PATH);
+		hmmud ? hmmud : "none: not at ", hmmud ? "" : looked);
 	for (int i = 0; i < NCLASSES; i++)
 		fprintf(f, " %s", class_defs[i].name);
 	fputc('\n', f);
@@ -199,6 +235,7 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		{ "clients-seconds", required_argument, NULL, 'T' },
 		{ "clients-rounds", required_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int classes_given = 0, seconds_given = 0;
@@ -207,7 +244,6 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 
 	*cfg = (struct config){ .pages = 4096, .stream_mib = 256,
 				.stream_reps = 5, .rounds = 4,
-				.hmmud = HMMUD_PATH,
 				.classes = (1u << NCLASSES) - 1,
 				.clients_seconds = 2, .clients_rounds = 1 };
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -277,6 +313,10 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		case 'h':
 			usage(stdout);
 			exit(0);
+		case 'V':
+			printf("hmmu-bench %s (%s)\n", HMMU_BUILD_VERSION,
+			       HMMU_BUILD_COMMIT);
+			exit(0);
 		default:
 			usage(stderr);
 			return -1;
@@ -284,6 +324,11 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 	}
 	if (optind < argc) {
 		usage(stderr);
+		return -1;
+	}
+	if (cfg->socket && cfg->hmmud) {
+		fprintf(stderr, "hmmu-bench: --hmmud starts a daemon, --socket "
+				"uses a running one: give one of them\n");
 		return -1;
 	}
 	if (cfg->socket && cfg->workers) {
@@ -352,6 +397,7 @@ struct run {
 	struct result classes[NCLASSES];
 	struct result floors[NFLOORS];
 	uint32_t floors_wanted; /* bit per enum floor_id */
+	unsigned measured, nclasses; /* classes begun, selected: the meter's */
 	int failed;
 };
 
@@ -396,12 +442,23 @@ static void class_measure(struct run *run, struct bench *b, int id)
 		rounds = pages;
 	progress("class %s, floor %s", d->name,
 		 d->floor == F_NONE ? "none" : floor_defs[d->floor].name);
+	if (id == C_DEVICE_STREAM)
+		meter_begin(d->name, ++run->measured, run->nclasses, &r->s,
+			    run->cfg.stream_reps, "repetitions");
+	else
+		meter_begin(d->name, ++run->measured, run->nclasses, &r->s,
+			    pages, "samples");
 	for (uint64_t k = 0; k < rounds && !run->failed && !r->skipped[0]; k++) {
 		uint64_t n = pages / rounds + (k < pages % rounds);
 		int err;
 
-		if (d->floor != F_NONE && floor_chunk(run, d->floor, n))
-			return;
+		if (d->floor != F_NONE) {
+			meter_floor(floor_defs[d->floor].name);
+			err = floor_chunk(run, d->floor, n);
+			meter_floor(NULL);
+			if (err)
+				break;
+		}
 		err = class_run(b, id, r, n);
 		if (err) {
 			result_skip(r, "failed: %s", strerror(-err));
@@ -409,6 +466,7 @@ static void class_measure(struct run *run, struct bench *b, int id)
 			run->failed = 1;
 		}
 	}
+	meter_end();
 }
 
 /* Floors no class measured (enough of), then the derived ones. */
@@ -466,6 +524,25 @@ static void compute_ratios(struct run *run)
 					   (double)r->sum.p50 / (double)fl->sum.p50 :
 					   NAN;
 	}
+}
+
+/* The daemon to start, checked before anything runs. 0 or -1 (said why). */
+static int find_hmmud(struct config *cfg)
+{
+	const char *looked;
+
+	if (cfg->hmmud) {
+		if (access(cfg->hmmud, X_OK) == 0)
+			return 0;
+		warnx_("--hmmud %s: %s", cfg->hmmud, strerror(errno));
+		return -1;
+	}
+	cfg->hmmud = default_hmmud(&looked);
+	if (cfg->hmmud)
+		return 0;
+	warnx_("no hmmud at %s: give the daemon to start with --hmmud PATH, "
+	       "or a running one's socket with --socket PATH", looked);
+	return -1;
 }
 
 /* Fails (exit 77) where no userfaultfd with what hmmu needs can be had. */
@@ -535,6 +612,8 @@ static int run_classes(struct run *run, struct bench *b, char *desc,
 	 * of MiB disturbs the latencies measured after it for a while (on a
 	 * VM, free page reporting hands the memory back to the host).
 	 */
+	for (int i = 0; i < NCLASSES; i++)
+		run->nclasses += (cfg->classes >> i) & 1;
 	for (int i = 0; i < NCLASSES && !run->failed; i++)
 		if (i != C_DEVICE_STREAM && (cfg->classes & (1u << i)))
 			class_measure(run, b, i);
@@ -583,9 +662,12 @@ int main(int argc, char **argv)
 	if (parse_options(argc, argv, &run.cfg) < 0)
 		return 2;
 	progress_quiet = run.cfg.summary;
+	meter_init();
 	/* A JSON file of an earlier run must not pass for this one's. */
 	if (run.cfg.json && strcmp(run.cfg.json, "-"))
 		unlink(run.cfg.json);
+	if (!run.cfg.socket && find_hmmud(&run.cfg) < 0)
+		return 1;
 	require_userfaultfd();
 	b.cfg = &run.cfg;
 	b.page = (size_t)sysconf(_SC_PAGESIZE);

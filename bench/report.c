@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "report.h"
 #include "scaling.h"
+#include "hmmu_build_info.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -106,12 +107,30 @@ void report_table(FILE *f, const struct report *rp)
 		"percentiles. What each line measures: docs/benchmark.md.\n");
 }
 
+/* A class's or floor's figure for the summary: "75.4 us", "0.51 GB/s". */
+static const char *figure(char *buf, size_t len, const struct result *r,
+			  enum ratio_kind kind)
+{
+	char v[16];
+
+	if (kind == RATIO_BANDWIDTH)
+		snprintf(buf, len, "%.2f GB/s", r->gbps);
+	else
+		snprintf(buf, len, "%s us", us(v, sizeof(v), r->sum.p50));
+	return buf;
+}
+
+/*
+ * The classes that have a target, each with its floor's figure of this
+ * run, the ratio and the verdict. A class not run (--classes) has no row;
+ * one that was run but could not be measured, or whose floor could not,
+ * says why and gets no verdict: "missed" means measured and missed.
+ */
 void report_summary(FILE *f, const struct report *rp)
 {
-	char a[16], b[16];
+	unsigned rows = 0, judged = 0, met_count = 0, bandwidth = 0;
+	char a[24], b[24];
 
-	fprintf(f, "fault latency, p50 (floor: the bare kernel operation, same "
-		   "run)\n");
 	for (int i = 0; i < NCLASSES; i++) {
 		const struct class_def *d = &class_defs[i];
 		const struct result *r = &rp->classes[i];
@@ -119,30 +138,46 @@ void report_summary(FILE *f, const struct report *rp)
 			d->floor == F_NONE ? NULL : &rp->floors[d->floor];
 		int met = target_met(rp, i);
 
+		if (!d->target_op || !(rp->cfg->classes & (1u << i)))
+			continue;
+		if (!rows++)
+			fprintf(f, "fault latency against the floor (the bare "
+				   "kernel operation, same run):\n"
+				   "  %-20s %9s  %-17s %9s  %7s  %s\n",
+				"class", "p50", "floor", "p50", "ratio", "target");
 		if (!measured(r)) {
-			if (r->skipped[0] && strncmp(r->skipped, "not selected", 12))
-				fprintf(f, "  %-21s skipped\n", r->name);
+			fprintf(f, "  %-20s no figure: %s\n", r->name,
+				r->skipped[0] ? r->skipped : "not measured");
 			continue;
 		}
-		if (d->kind == RATIO_BANDWIDTH)
-			fprintf(f, "  %-21s %6.2f GB/s", r->name, r->gbps);
-		else
-			fprintf(f, "  %-21s %6s us%s", r->name,
-				us(a, sizeof(a), r->sum.p50), fl ? "  " : "");
-		if (fl && measured(fl) && !isnan(r->ratio)) {
-			if (d->kind == RATIO_BANDWIDTH)
-				fprintf(f, "  %-18s %6.2f GB/s  %5.2fx", fl->name,
-					fl->gbps, r->ratio);
-			else
-				fprintf(f, "  %-18s %6s us    %5.2fx", fl->name,
-					us(b, sizeof(b), fl->sum.p50), r->ratio);
+		bandwidth |= d->kind == RATIO_BANDWIDTH;
+		fprintf(f, "  %-20s %9s  %-17s ", r->name,
+			figure(a, sizeof(a), r, d->kind), floor_name(d->floor));
+		if (met < 0) {
+			fprintf(f, "no figure: %s\n",
+				!fl		? "no floor" :
+				fl->skipped[0]	? fl->skipped :
+				measured(fl)	? "no ratio: a zero figure" :
+						  "not measured");
+			continue;
 		}
-		if (met >= 0)
-			fprintf(f, "  (target %s %.2fx: %s)",
-				d->target_op == '<' ? "<=" : ">=", d->target,
-				met ? "met" : "missed");
-		fputc('\n', f);
+		judged++;
+		met_count += met;
+		fprintf(f, "%9s  %6.2fx  %s %.2fx  %s\n",
+			figure(b, sizeof(b), fl, d->kind), r->ratio,
+			d->target_op == '<' ? "<=" : ">=", d->target,
+			met ? "met" : "missed");
 	}
+	if (!rows) {
+		fprintf(f, "hmmu-bench: none of the classes run has a target "
+			   "(see --classes)\n");
+		return;
+	}
+	if (bandwidth)
+		fprintf(f, "  (device-stream: GB/s, not p50; its ratio is GB/s "
+			   "over the floor's)\n");
+	fprintf(f, "%u of %u targets met; every class and floor: hmmu-bench "
+		   "without --summary\n", met_count, judged);
 }
 
 /* ---- --clients ----------------------------------------------------------- */
@@ -388,7 +423,15 @@ int report_json(const char *path, const struct report *rp)
 		warnx_("cannot write %s: %s", path, strerror(errno));
 		return err;
 	}
-	fprintf(f, "{\n  \"version\": 1,\n  \"config\": {\"pages\": %" PRIu64
+	/*
+	 * "format": the layout of this document. 2: "version" became the
+	 * version of hmmu-bench (it was the format, 1), "commit" came.
+	 */
+	fputs("{\n  \"format\": 2,\n  \"version\": ", f);
+	json_string(f, HMMU_BUILD_VERSION);
+	fputs(",\n  \"commit\": ", f);
+	json_string(f, HMMU_BUILD_COMMIT);
+	fprintf(f, ",\n  \"config\": {\"pages\": %" PRIu64
 		", \"stream_mib\": %" PRIu64 ", \"stream_reps\": %u, "
 		"\"page_size\": %zu, \"cpus\": %ld, \"kernel\": ",
 		cfg->pages, cfg->stream_mib, cfg->stream_reps, rp->page,
@@ -418,32 +461,46 @@ int report_json(const char *path, const struct report *rp)
 
 /* ---- the plot ---------------------------------------------------------- */
 
+/* Where step @i of @n starts on the "nines" scale: -log10(1 - i/n). */
+static double nines(size_t i, size_t n)
+{
+	return i ? -log10(1.0 - (double)i / (double)n) : 0.0;
+}
+
 /*
- * Percentile curve of sorted samples: x on a "nines" scale,
- * x = -log10(1 - q) (0: the minimum, 1: p90, 2: p99, 3: p99.9), y in us.
- * At most ~700 points, denser in the tail.
+ * The percentile curve of sorted samples, for gnuplot's "with steps": x on
+ * a "nines" scale, x = -log10(1 - q) (0: the minimum, 1: p90, 2: p99, 3:
+ * p99.9), y in us. Sample i is the nearest-rank quantile (the table's) for
+ * q in (i/n, (i+1)/n]: a step from nines(i, n) to nines(i + 1, n). The
+ * last one, the maximum, would end at q = 1, infinitely far right: it
+ * ends at @top instead, the panel's "max", where every curve of the panel
+ * ends whatever its count. At most ~700 steps, evenly spread on the scale
+ * (each of the tail's is its own).
  */
-static int write_curve(const char *path, const struct samples *s)
+static int write_curve(const char *path, const struct samples *s, double top)
 {
 	FILE *f = fopen(path, "w");
-	double top = log10((double)s->n);
+	double end = log10((double)s->n); /* where the maximum's step starts */
 	size_t last = (size_t)-1;
 
 	if (!f)
 		return -errno;
 	for (int k = 0; k <= 700; k++) {
-		double x = top * k / 700.0;
-		size_t i = (size_t)((double)s->n * (1.0 - pow(10.0, -x)));
+		double q = 1.0 - pow(10.0, -end * k / 700.0);
+		size_t i = (size_t)(q * (double)s->n);
 
 		if (i >= s->n)
 			i = s->n - 1;
 		if (i == last)
 			continue;
 		last = i;
-		fprintf(f, "%.5f %.4f\n",
-			-log10(1.0 - (double)i / (double)s->n),
-			(double)s->v[i] / 1000.0);
+		fprintf(f, "%.5f %.4f\n", nines(i, s->n), (double)s->v[i] / 1000.0);
 	}
+	/* The maximum's step, whatever the rounding above reached. */
+	if (last != s->n - 1)
+		fprintf(f, "%.5f %.4f\n", nines(s->n - 1, s->n),
+			(double)s->v[s->n - 1] / 1000.0);
+	fprintf(f, "%.5f %.4f\n", top, (double)s->v[s->n - 1] / 1000.0);
 	return fclose(f) ? -errno : 0;
 }
 
@@ -485,18 +542,44 @@ static void nines_axis(FILE *gp, double top)
 	fprintf(gp, "%s'max' %.4f)\n", sep, top);
 }
 
+/* The class's floor, if it was measured. */
+static const struct result *measured_floor(const struct report *rp,
+					   enum class_id id)
+{
+	int floor = class_defs[id].floor;
+
+	return floor != F_NONE && measured(&rp->floors[floor]) ?
+		       &rp->floors[floor] : NULL;
+}
+
+/*
+ * The right end of a latency panel, "max": one step beyond the start of
+ * the maximum's step of its curve with the most samples (N), as wide as
+ * the step before it, log10(2N). A curve with fewer samples reaches its
+ * maximum sooner and stays there: with n samples, all q past 1 - 1/n are
+ * the maximum.
+ */
+static double panel_top(const struct report *rp, enum class_id id)
+{
+	const struct result *fl = measured_floor(rp, id);
+	size_t n = rp->classes[id].s.n;
+	double top;
+
+	if (fl && fl->s.n > n)
+		n = fl->s.n;
+	top = log10(2.0 * (double)n);
+	return top < 0.5 ? 0.5 : top;
+}
+
 static void plot_panel(FILE *gp, const char *dir, const struct report *rp,
 		       enum class_id id)
 {
 	const struct class_def *d = &class_defs[id];
 	const struct result *r = &rp->classes[id];
-	const struct result *fl = d->floor == F_NONE ? NULL : &rp->floors[d->floor];
+	const struct result *fl = measured_floor(rp, id);
 	int met = target_met(rp, id);
 	char p50[16], fp50[16];
-	double top;
 
-	if (fl && !measured(fl))
-		fl = NULL;
 	if (d->kind == RATIO_BANDWIDTH) {
 		fprintf(gp, "set title \"%s: %.2f GB/s", r->name, r->gbps);
 		if (!isnan(r->ratio))
@@ -520,14 +603,9 @@ static void plot_panel(FILE *gp, const char *dir, const struct report *rp,
 			r->gbps, 0x1f5fa8, fl ? fl->gbps : 0.0, 0x888888);
 		return;
 	}
-	top = log10((double)r->s.n);
-	if (fl && log10((double)fl->s.n) > top)
-		top = log10((double)fl->s.n);
-	if (top < 0.5)
-		top = 0.5;
 	fprintf(gp, "set logscale y\nset yrange [*:*]\nset style fill empty\n"
 		    "set ylabel 'latency (us)'\nset xlabel 'percentile'\n");
-	nines_axis(gp, top);
+	nines_axis(gp, panel_top(rp, id));
 	fprintf(gp, "set title \"%s: p50 %s us", r->name,
 		us(p50, sizeof(p50), r->sum.p50));
 	if (fl && !isnan(r->ratio))
@@ -535,13 +613,13 @@ static void plot_panel(FILE *gp, const char *dir, const struct report *rp,
 	if (met >= 0)
 		fprintf(gp, " (target <= %.2fx: %s)", d->target,
 			met ? "met" : "MISSED");
-	fprintf(gp, "\"\nplot '%s/c%d.dat' using 1:2 with lines lw 2 "
+	fprintf(gp, "\"\nplot '%s/c%d.dat' using 1:2 with steps lw 2 "
 		    "lc rgb '#1f5fa8' title '%s (p50 %s us)'",
 		dir, id, r->name, p50);
 	if (fl)
-		fprintf(gp, ", '%s/f%d.dat' using 1:2 with lines lw 2 dt 2 "
+		fprintf(gp, ", '%s/f%d-c%d.dat' using 1:2 with steps lw 2 dt 2 "
 			    "lc rgb '#888888' title 'floor: %s (p50 %s us)'",
-			dir, d->floor, fl->name, us(fp50, sizeof(fp50), fl->sum.p50));
+			dir, d->floor, id, fl->name, us(fp50, sizeof(fp50), fl->sum.p50));
 	if (fl && d->target_op)
 		fprintf(gp, ", %.4f with lines dt 3 lw 2 lc rgb '#cc0000' "
 			    "title 'target for p50: %.2fx the floor p50'",
@@ -571,17 +649,24 @@ int report_plot(const char *path, const struct report *rp)
 	for (int i = 0; i < NCLASSES; i++) {
 		const struct class_def *d = &class_defs[i];
 		struct result *r = &rp->classes[i];
+		const struct result *fl = measured_floor(rp, i);
 
 		if (!measured(r))
 			continue;
 		panels++;
 		if (d->kind == RATIO_BANDWIDTH)
 			continue;
+		/*
+		 * A floor several classes share gets a file per panel: its
+		 * maximum's step ends at that panel's top.
+		 */
 		snprintf(file, sizeof(file), "%s/c%d.dat", dir, i);
-		err = err ? err : write_curve(file, &r->s);
-		if (d->floor != F_NONE && measured(&rp->floors[d->floor])) {
-			snprintf(file, sizeof(file), "%s/f%d.dat", dir, d->floor);
-			err = err ? err : write_curve(file, &rp->floors[d->floor].s);
+		err = err ? err : write_curve(file, &r->s, panel_top(rp, i));
+		if (fl) {
+			snprintf(file, sizeof(file), "%s/f%d-c%d.dat", dir,
+				 d->floor, i);
+			err = err ? err : write_curve(file, &fl->s,
+						      panel_top(rp, i));
 		}
 	}
 	snprintf(file, sizeof(file), "%s/plot.gp", dir);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Memory, results, messages and the userfaultfd: helpers every part uses. */
 #include "bench.h"
+#include "meter.h"
 #include "../common/kernel_uapi.h"
 #include "../common/uffd_open.h"
 
@@ -99,6 +100,7 @@ void progress(const char *fmt, ...)
 
 	if (progress_quiet)
 		return;
+	meter_clear();
 	va_start(ap, fmt);
 	fputs("hmmu-bench: ", stderr);
 	vfprintf(stderr, fmt, ap);
@@ -110,6 +112,7 @@ void warnx_(const char *fmt, ...)
 {
 	va_list ap;
 
+	meter_clear();
 	va_start(ap, fmt);
 	fputs("hmmu-bench: ", stderr);
 	vfprintf(stderr, fmt, ap);
