@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 static void probe_uffd(struct kfeatures *kf)
 {
@@ -289,8 +290,8 @@ bool kfeatures_missing(const struct kfeatures *kf, char *buf, size_t len)
 		if (r->role != REQUIRED || state(kf, r) != 0)
 			continue;
 		if (r->answer == A_POLL && kf->io_uring_err)
-			snprintf(buf, len, "%s (Linux %s or newer; io_uring "
-				 "itself fails here: %s)", r->what, r->since,
+			snprintf(buf, len, "io_uring, which the event loop "
+				 "runs on (io_uring_setup fails here: %s)",
 				 strerror(-kf->io_uring_err));
 		else if (r->answer == A_UFFD_BIT)
 			snprintf(buf, len, "userfaultfd %s (Linux %s or newer)",
@@ -303,30 +304,259 @@ bool kfeatures_missing(const struct kfeatures *kf, char *buf, size_t len)
 	return false;
 }
 
-bool kfeatures_print(const struct kfeatures *kf, FILE *f)
+/* ---- what the user can do about it --------------------------------------- */
+
+static long long read_number(const char *path)
+{
+	long long v;
+	FILE *f = fopen(path, "re");
+	int n;
+
+	if (!f)
+		return -1;
+	n = fscanf(f, "%lld", &v);
+	fclose(f);
+	return n == 1 ? v : -1;
+}
+
+/* The effective capability set, from /proc/self/status. */
+static uint64_t effective_caps(void)
+{
+	unsigned long long caps = 0;
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &caps) == 1)
+			break;
+	fclose(f);
+	return caps;
+}
+
+void kaccess_read(struct kaccess *a)
+{
+	uint64_t caps = effective_caps();
+
+	a->uid = geteuid();
+	a->cap_sys_ptrace = caps & (1ull << CAP_SYS_PTRACE);
+	a->cap_dac_override = caps & (1ull << CAP_DAC_OVERRIDE);
+	a->cap_sys_admin = caps & (1ull << CAP_SYS_ADMIN);
+	a->io_uring_disabled =
+		(int)read_number("/proc/sys/kernel/io_uring_disabled");
+	a->io_uring_group = read_number("/proc/sys/kernel/io_uring_group");
+	a->unprivileged_uffd =
+		(int)read_number("/proc/sys/vm/unprivileged_userfaultfd");
+	a->yama_ptrace_scope =
+		(int)read_number("/proc/sys/kernel/yama/ptrace_scope");
+	if (access("/dev/userfaultfd", F_OK) < 0)
+		a->dev_uffd = -1;
+	else
+		a->dev_uffd = faccessat(AT_FDCWD, "/dev/userfaultfd",
+					R_OK | W_OK, AT_EACCESS) == 0;
+}
+
+/* Why io_uring_setup() fails here, and what lets hmmud have it. */
+static void io_uring_fix(const struct kfeatures *kf, const struct kaccess *a,
+			 char *buf, size_t len)
+{
+	switch (kf->io_uring_err) {
+	case -EPERM:
+		if (a->io_uring_disabled == 2)
+			snprintf(buf, len, "io_uring is disabled for every "
+				 "process (sysctl kernel.io_uring_disabled=2): "
+				 "set kernel.io_uring_disabled=0, or =1 with "
+				 "kernel.io_uring_group set to a group hmmud "
+				 "runs in");
+		else if (a->io_uring_disabled == 1)
+			snprintf(buf, len, "io_uring is allowed only to "
+				 "CAP_SYS_ADMIN and to the group "
+				 "kernel.io_uring_group names (%lld%s) "
+				 "(sysctl kernel.io_uring_disabled=1): set "
+				 "kernel.io_uring_disabled=0, or "
+				 "kernel.io_uring_group to a group hmmud runs "
+				 "in (hmmud.service gives it no CAP_SYS_ADMIN)",
+				 a->io_uring_group,
+				 a->io_uring_group < 0 ? ": none" : "");
+		else
+			snprintf(buf, len, "io_uring_setup is refused although "
+				 "kernel.io_uring_disabled allows it: a seccomp "
+				 "filter (a container's, usually) must allow "
+				 "io_uring_setup, io_uring_enter and "
+				 "io_uring_register");
+		return;
+	case -ENOSYS:
+		snprintf(buf, len, "use a kernel built with CONFIG_IO_URING=y "
+			 "(Linux 5.13 or newer); a seccomp filter (a "
+			 "container's) that refuses io_uring_setup looks the "
+			 "same");
+		return;
+	case -ENOMEM:
+		snprintf(buf, len, "io_uring could not have memory for its "
+			 "rings: raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK=), "
+			 "which kernels before 5.12 charge them to");
+		return;
+	case 0:
+		snprintf(buf, len, "upgrade to Linux 5.13 or newer");
+		return;
+	default:
+		snprintf(buf, len, "io_uring_setup fails with %s",
+			 strerror(-kf->io_uring_err));
+	}
+}
+
+static void row_fix(const struct row *r, const struct kfeatures *kf,
+		    const struct kaccess *a, char *buf, size_t len)
+{
+	switch (r->answer) {
+	case A_POLL:
+		io_uring_fix(kf, a, buf, len);
+		return;
+	case A_UFFD:
+		snprintf(buf, len, "use a kernel built with "
+			 "CONFIG_USERFAULTFD=y (Linux %s or newer); a seccomp "
+			 "filter (a container's) that refuses userfaultfd(2) "
+			 "looks the same", r->since);
+		return;
+	case A_UFFD_BIT:
+		if (r->uffd_bit == UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+			snprintf(buf, len, "upgrade to Linux %s or newer, on "
+				 "an architecture with userfaultfd write-protect "
+				 "(CONFIG_HAVE_ARCH_USERFAULTFD_WP: x86-64 has "
+				 "it)", r->since);
+		else
+			snprintf(buf, len, "upgrade to Linux %s or newer",
+				 r->since);
+		return;
+	case A_PIDFD:
+		snprintf(buf, len, "upgrade to Linux %s or newer (or, in a "
+			 "container, let its seccomp filter allow pidfd_open)",
+			 r->since);
+		return;
+	default:
+		snprintf(buf, len, "upgrade to Linux %s or newer", r->since);
+	}
+}
+
+bool kfeatures_fix(const struct kfeatures *kf, const struct kaccess *a,
+		   char *buf, size_t len)
+{
+	for (size_t i = 0; i < NROWS; i++) {
+		if (rows[i].role != REQUIRED || state(kf, &rows[i]) != 0)
+			continue;
+		row_fix(&rows[i], kf, a, buf, len);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The daemon reaches a client's memory through /proc/PID/{mem,pagemap}
+ * and process_vm_readv/writev: ptrace access, which the kernel grants
+ * without CAP_SYS_PTRACE only over processes of the same uid (and, under
+ * Yama's ptrace_scope 1, only over descendants); the files belong to the
+ * client's uid, hence CAP_DAC_OVERRIDE (docs/operations.md).
+ */
+static void print_privilege_fixes(const struct kaccess *a, FILE *f)
+{
+	if (a->yama_ptrace_scope >= 3)
+		fprintf(f, "fix: privileges: kernel.yama.ptrace_scope=3 "
+			"forbids reading other processes' memory to everyone, "
+			"root too: boot with it at 2 or lower (it cannot be "
+			"lowered at run time)\n");
+	if (a->cap_sys_ptrace && a->cap_dac_override)
+		return;
+	fprintf(f, "fix: privileges: without CAP_SYS_PTRACE and "
+		"CAP_DAC_OVERRIDE, hmmud (uid %u) can serve only clients of "
+		"uid %u%s: run hmmud as root, or give it CAP_SYS_PTRACE and "
+		"CAP_DAC_OVERRIDE (as hmmud.service does)\n",
+		(unsigned)a->uid, (unsigned)a->uid,
+		a->yama_ptrace_scope == 1 ? ", and of those only its own "
+					    "descendants (kernel.yama.ptrace_scope=1)" :
+		a->yama_ptrace_scope == 2 ? ", and none at all "
+					    "(kernel.yama.ptrace_scope=2)" : "");
+}
+
+/*
+ * A client needs a userfaultfd that also serves faults the kernel takes
+ * on its behalf (the daemon refuses UFFD_USER_MODE_ONLY). The kernel
+ * makes one for CAP_SYS_PTRACE, for anyone if vm.unprivileged_userfaultfd
+ * is 1, and through /dev/userfaultfd (6.1) for whoever may open it.
+ */
+static void print_client_fix(const struct kfeatures *kf,
+			     const struct kaccess *a, FILE *f)
+{
+	if (kf->uffd_open_err != -EPERM)
+		return;
+	if (a->unprivileged_uffd == 1) {
+		fprintf(f, "fix: clients: userfaultfd(2) is refused to uid %u "
+			"although vm.unprivileged_userfaultfd=1: a seccomp "
+			"filter or security module refuses it\n",
+			(unsigned)a->uid);
+		return;
+	}
+	fprintf(f, "fix: clients: processes of uid %u may not create a "
+		"userfaultfd that serves kernel faults, so as hmmu clients "
+		"they cannot register a mirror: set sysctl "
+		"vm.unprivileged_userfaultfd=1, %sor run them as root (with "
+		"CAP_SYS_PTRACE)\n", (unsigned)a->uid,
+		a->dev_uffd == 0 ? "or give them read-write access to "
+				   "/dev/userfaultfd (e.g. a udev rule "
+				   "KERNEL==\"userfaultfd\", GROUP=\"hmmu\", "
+				   "MODE=\"0660\", and the users in group hmmu), " :
+				   "");
+}
+
+static void print_row(FILE *f, const char *group, const char *name, int s,
+		      const char *since, const char *role, const char *what)
+{
+	fprintf(f, "%-11s %-15s %-4s %-5s %s%s\n", group, name,
+		s < 0 ? "?" : s ? "yes" : "no", since, role, what);
+}
+
+bool kfeatures_print(const struct kfeatures *kf, const struct kaccess *a,
+		     FILE *f)
 {
 	static const char *const roles[] = {
 		[REQUIRED] = "required: ", [FALLBACK] = "", [UNUSED] = "unused: ",
 		[INFO] = "",
 	};
 	struct utsname u;
-	char why[256];
+	char why[256], fix[512];
 	bool missing;
 
 	if (uname(&u) == 0)
 		fprintf(f, "kernel      %-15s %s\n", "release", u.release);
-	for (size_t i = 0; i < NROWS; i++) {
-		int s = state(kf, &rows[i]);
-
-		fprintf(f, "%-11s %-15s %-4s %-5s %s%s\n", rows[i].group,
-			rows[i].name, s < 0 ? "?" : s ? "yes" : "no",
-			rows[i].since, roles[rows[i].role], rows[i].what);
-	}
+	for (size_t i = 0; i < NROWS; i++)
+		print_row(f, rows[i].group, rows[i].name, state(kf, &rows[i]),
+			  rows[i].since, roles[rows[i].role], rows[i].what);
+	print_row(f, "privilege", "sys-ptrace", a->cap_sys_ptrace, "-", "",
+		  "CAP_SYS_PTRACE: reach the memory of other users' clients");
+	print_row(f, "privilege", "dac-override", a->cap_dac_override, "-", "",
+		  "CAP_DAC_OVERRIDE: open their /proc/PID/mem and pagemap");
+	print_row(f, "client", "userfaultfd",
+		  kf->uffd_open_err == -EPERM ? 0 : kf->uffd_open_err ? -1 : 1,
+		  "-", "", "a userfaultfd that serves kernel faults, which a "
+		  "client run by this user needs");
 	if (kf->uffd_err && kf->uffd_err != -ENOSYS)
 		fprintf(f, "userfaultfd: cannot be asked here (%s)\n",
 			strerror(-kf->uffd_err));
+
+	for (size_t i = 0; i < NROWS; i++) {
+		if (rows[i].role != REQUIRED || state(kf, &rows[i]) != 0)
+			continue;
+		row_fix(&rows[i], kf, a, fix, sizeof(fix));
+		fprintf(f, "fix: %s %s: %s\n", rows[i].group, rows[i].name, fix);
+	}
+	if (kf->uffd_err && kf->uffd_err != -ENOSYS)
+		fprintf(f, "fix: userfaultfd: to see its features, run hmmud "
+			"--check as root\n");
+	print_privilege_fixes(a, f);
+	print_client_fix(kf, a, f);
+
 	missing = kfeatures_missing(kf, why, sizeof(why));
 	if (missing)
-		fprintf(f, "hmmud cannot run on this kernel: it lacks %s\n", why);
+		fprintf(f, "hmmud cannot run here: it lacks %s\n", why);
 	return missing;
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 struct kfeatures {
 	/*
@@ -65,10 +66,41 @@ const struct kfeatures *kfeatures(void);
 bool kfeatures_missing(const struct kfeatures *kf, char *buf, size_t len);
 
 /*
- * "hmmud --check": one line per feature, yes or no (? where it cannot be
- * told), the version that brought it and what hmmu does with it. Returns
- * kfeatures_missing().
+ * What decides whether this process, and the clients of its user, may use
+ * what the kernel has: settings and privileges, read from /proc (nothing
+ * is tried), so that "hmmud --check" can say how to fix what is missing.
  */
-bool kfeatures_print(const struct kfeatures *kf, FILE *f);
+struct kaccess {
+	uid_t uid;		  /* effective */
+	bool cap_sys_ptrace;	  /* effective capabilities */
+	bool cap_dac_override;
+	bool cap_sys_admin;
+	int io_uring_disabled;	  /* kernel.io_uring_disabled (6.6); -1: none */
+	long long io_uring_group; /* kernel.io_uring_group; -1: none */
+	int unprivileged_uffd;	  /* vm.unprivileged_userfaultfd; -1: none */
+	int yama_ptrace_scope;	  /* kernel.yama.ptrace_scope; -1: no Yama */
+	int dev_uffd; /* /dev/userfaultfd: 1 we may open it read-write, 0 not, -1 absent */
+};
+
+void kaccess_read(struct kaccess *a);
+
+/*
+ * How to get the first required feature kfeatures_missing() names, as one
+ * sentence in @buf (a newer kernel, a sysctl, a seccomp filter...); false
+ * if nothing required is missing.
+ */
+bool kfeatures_fix(const struct kfeatures *kf, const struct kaccess *a,
+		   char *buf, size_t len);
+
+/*
+ * "hmmud --check": one line per feature, yes or no (? where it cannot be
+ * told), the version that brought it and what hmmu does with it; then
+ * whether this process has the privileges hmmud uses and this user's
+ * clients may make a userfaultfd; then a line "fix: ..." for each missing
+ * piece that matters, saying how to get it. Returns kfeatures_missing():
+ * privileges and clients' userfaultfds do not stop hmmud from starting.
+ */
+bool kfeatures_print(const struct kfeatures *kf, const struct kaccess *a,
+		     FILE *f);
 
 #endif

@@ -14,6 +14,12 @@ struct counters {
 	atomic_uint_fast64_t migrated_to_system;
 	atomic_uint_fast64_t releases;	   /* mirrors released on death */
 	atomic_uint_fast64_t sessions;	   /* open connections, not a total */
+	/*
+	 * Registered mirrors, now: registry.mirrors, which only its lock
+	 * may read, told to those that must not take it (the event loop's
+	 * STATUS= for systemd).
+	 */
+	atomic_uint_fast64_t mirrors;
 	atomic_uint_fast64_t device_pages; /* held in device page tables, now */
 };
 

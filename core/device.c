@@ -16,6 +16,8 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,8 +33,6 @@ static const struct hmmu_driver_module *find_model(const char *name,
 		if (strlen(models[i]->model) == len &&
 		    memcmp(models[i]->model, name, len) == 0)
 			return models[i];
-	log_err("--device: no model \"%.*s\" (the models are dmirror and "
-		"accel, or model=/path/to/model.so)", (int)len, name);
 	return NULL;
 }
 
@@ -79,32 +79,21 @@ static int load_module(const char *path, void **dl,
 	return 0;
 }
 
-/* Take "name=X" out of the option list; the rest goes to the model. */
-static int split_name(const char *opts, char name[HMMU_NAME_MAX], char **rest)
-{
-	const char *p = opts, *end;
-	size_t len;
-
-	if (strncmp(p, "name=", 5) != 0)
-		return -EINVAL;
-	p += 5;
-	end = strchr(p, ',');
-	len = end ? (size_t)(end - p) : strlen(p);
-	if (len == 0 || len >= HMMU_NAME_MAX)
-		return -EINVAL;
-	memcpy(name, p, len);
-	name[len] = '\0';
-	*rest = strdup(end ? end + 1 : "");
-	return *rest ? 0 : -ENOMEM;
-}
+#define SIZE_HELP "a number of bytes, with an optional K, M or G suffix " \
+		  "(powers of 1024), such as 512M, at most 1T"
 
 static int parse_size(const char *s, uint64_t *out)
 {
 	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
+	unsigned long long v;
 	unsigned shift = 0;
 
-	if (end == s)
+	/* strtoull takes "-1" as a huge number: digits only. */
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
 		return -EINVAL;
 	switch (*end) {
 	case 'K': case 'k': shift = 10; end++; break;
@@ -117,106 +106,251 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/*
- * Take the options every device has (mem=, node=) out of @args, in place;
- * what is left is the model's.
- */
-static int take_common_options(char *args, uint64_t *mem, int *node)
+static int parse_node(const char *s, int *out)
 {
-	char *out = args, *opt, *save = NULL;
-	int err = 0;
+	char *end;
+	long n;
 
-	for (opt = strtok_r(args, ",", &save); opt && !err;
-	     opt = strtok_r(NULL, ",", &save)) {
-		if (strncmp(opt, "mem=", 4) == 0) {
-			err = parse_size(opt + 4, mem);
-		} else if (strncmp(opt, "node=", 5) == 0) {
-			char *end;
-			long n = strtol(opt + 5, &end, 10);
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (errno || *end || n > 4095)
+		return -EINVAL;
+	*out = (int)n;
+	return 0;
+}
 
-			if (*end || end == opt + 5 || n < 0 || n > 4095)
-				err = -EINVAL;
-			*node = (int)n;
-		} else {
-			size_t len = strlen(opt);
+/* @err, formatted; always -EINVAL, what a bad spec returns. */
+__attribute__((format(printf, 3, 4))) static int
+spec_error(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
 
-			if (out != args)
-				*out++ = ',';
-			memmove(out, opt, len);
-			out += len;
-		}
-	}
-	*out = '\0';
-	return err;
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
 }
 
 /*
- * "MODEL:rest" or "model=PATH,rest": the model, and where its options
- * (name= first) begin.
+ * One option of the spec: the core's (name=, mem=, node=) into @s, any
+ * other appended to s->options for the model. @seen: which of the core's
+ * were given, so that a second one is an error, not a silent override.
  */
-static int find_module(const char *spec, void **dl,
-		       const struct hmmu_driver_module **mod, const char **rest)
+static int take_option(struct device_spec *s, const char *opt, unsigned *seen,
+		       char *err, size_t len)
+{
+	static const char *const keys[] = { "name", "mem", "node" };
+	const char *eq = strchr(opt, '=');
+	size_t klen = eq ? (size_t)(eq - opt) : strlen(opt);
+	const char *v = eq ? eq + 1 : NULL;
+	unsigned k;
+
+	if (!*opt)
+		return spec_error(err, len, "an empty option (two commas, or "
+				  "one at the end?)");
+	for (k = 0; k < 3; k++)
+		if (strlen(keys[k]) == klen && memcmp(opt, keys[k], klen) == 0)
+			break;
+	if (k == 3) {
+		size_t used = strlen(s->options);
+
+		if (used)
+			s->options[used++] = ',';
+		strcpy(s->options + used, opt);
+		return 0;
+	}
+	if (*seen & (1u << k))
+		return spec_error(err, len, "%s= is given twice", keys[k]);
+	*seen |= 1u << k;
+	if (!v)
+		return spec_error(err, len, "%s has no value (want %s=...)",
+				  keys[k], keys[k]);
+	switch (k) {
+	case 0:
+		if (!*v)
+			return spec_error(err, len, "name= is empty");
+		if (strlen(v) >= HMMU_NAME_MAX)
+			return spec_error(err, len, "name '%s' is too long (at "
+					  "most %u characters)", v,
+					  HMMU_NAME_MAX - 1);
+		strcpy(s->name, v);
+		return 0;
+	case 1:
+		if (parse_size(v, &s->mem_bytes))
+			return spec_error(err, len, "mem=%s: not a size; want "
+					  SIZE_HELP, v);
+		return 0;
+	default:
+		if (parse_node(v, &s->numa_node))
+			return spec_error(err, len, "node=%s: not a NUMA node "
+					  "number (0 to 4095)", v);
+		return 0;
+	}
+}
+
+/* "MODEL:" or "model=PATH,": the model, and where the options begin. */
+static int take_model(struct device_spec *s, const char *spec,
+		      const char **opts, char *err, size_t len)
 {
 	const char *colon = strchr(spec, ':');
 
 	if (strncmp(spec, "model=", 6) == 0) {
 		const char *comma = strchr(spec, ',');
-		char *path;
-		int err;
+		size_t plen = comma ? (size_t)(comma - spec - 6) : strlen(spec + 6);
 
-		if (!comma || comma == spec + 6)
-			return -EINVAL;
-		path = strndup(spec + 6, (size_t)(comma - spec - 6));
-		if (!path)
+		if (plen == 0)
+			return spec_error(err, len, "model= names no file (want "
+					  "model=/path/to/model.so,name=NAME)");
+		s->path = strndup(spec + 6, plen);
+		if (!s->path)
 			return -ENOMEM;
-		err = load_module(path, dl, mod);
-		free(path);
-		*rest = comma + 1;
-		return err;
+		*opts = comma ? comma + 1 : spec + 6 + plen;
+		return 0;
 	}
-	if (!colon)
-		return -EINVAL;
-	*mod = find_model(spec, (size_t)(colon - spec));
-	*rest = colon + 1;
-	return *mod ? 0 : -EINVAL;
+	if (!colon) {
+		if (find_model(spec, strlen(spec)))
+			return spec_error(err, len, "no name= (want %s:name=NAME"
+					  "[,KEY=VALUE...])", spec);
+		return spec_error(err, len, "want MODEL:name=NAME[,KEY=VALUE..."
+				  "] (models: dmirror, accel), or model=/path/"
+				  "to/model.so,name=NAME[,...]");
+	}
+	s->module = find_model(spec, (size_t)(colon - spec));
+	if (!s->module)
+		return spec_error(err, len, "unknown device model '%.*s' "
+				  "(models: dmirror, accel, or model=/path/to/"
+				  "model.so)", (int)(colon - spec), spec);
+	*opts = colon + 1;
+	return 0;
+}
+
+int device_spec_parse(const char *spec, struct device_spec *s, char *err,
+		      size_t len)
+{
+	const char *opts = NULL;
+	char *copy = NULL, *opt, *next;
+	unsigned seen = 0;
+	int ret;
+
+	memset(s, 0, sizeof(*s));
+	s->numa_node = -1;
+	s->mem_bytes = DEVICE_DEFAULT_MEM;
+	ret = take_model(s, spec, &opts, err, len);
+	if (!ret) {
+		copy = strdup(opts);
+		/* The model's options are at most as long as all of them. */
+		s->options = calloc(1, strlen(opts) + 1);
+		if (!copy || !s->options)
+			ret = -ENOMEM;
+	}
+	/* strsep, not strtok: an empty option is an error, not skipped. */
+	for (next = copy; !ret && next;) {
+		opt = strsep(&next, ",");
+		ret = take_option(s, opt, &seen, err, len);
+	}
+	free(copy);
+	if (!ret && !s->name[0])
+		ret = spec_error(err, len, "no name= (every device needs one: "
+				 "name=NAME)");
+	/* A model without create() takes no options of its own. */
+	if (!ret && s->module && !s->module->ops->create && s->options[0])
+		ret = spec_error(err, len, "unknown option '%.*s' (model %s "
+				 "takes name=, mem= and node=)",
+				 (int)strcspn(s->options, ","), s->options,
+				 s->module->model);
+	if (!ret && s->numa_node >= 0) {
+		struct placement *pl;
+
+		/* hwloc says which nodes there are; nothing is bound here. */
+		ret = placement_create(&s->numa_node, 1, &pl);
+		placement_destroy(pl);
+		if (ret == -EINVAL)
+			spec_error(err, len, "node=%d: this machine has no NUMA "
+				   "node %d", s->numa_node, s->numa_node);
+	}
+	if (ret == -ENOMEM)
+		snprintf(err, len, "%s", strerror(ENOMEM));
+	if (ret)
+		device_spec_free(s);
+	return ret;
+}
+
+void device_spec_free(struct device_spec *s)
+{
+	free(s->path);
+	free(s->options);
+	s->path = NULL;
+	s->options = NULL;
+}
+
+/*
+ * The model's create() said nothing: say which options it refused. A model
+ * that logged an error or warning of its own already said it better.
+ */
+static void create_failed(struct hmmu_device *dev, const char *spec,
+			  const char *options, unsigned logged, int err)
+{
+	if (atomic_load(&dev->logged_problems) != logged)
+		return;
+	if (*options)
+		log_err("--device '%s': model %s refused its options '%s': %s",
+			spec, dev->module->model, options, strerror(-err));
+	else
+		log_err("--device '%s': model %s cannot create the device: %s",
+			spec, dev->module->model, strerror(-err));
 }
 
 int device_create(const char *spec, struct hmmu_device **out)
 {
-	struct hmmu_device *dev = calloc(1, sizeof(*dev));
-	const char *rest = NULL;
-	char *args = NULL;
+	struct hmmu_device *dev;
+	struct device_spec s;
+	char why[256];
+	unsigned logged;
 	int err;
 
-	if (!dev)
+	err = device_spec_parse(spec, &s, why, sizeof(why));
+	if (err) {
+		log_err("--device '%s': %s", spec, why);
+		return err;
+	}
+	dev = calloc(1, sizeof(*dev));
+	if (!dev) {
+		device_spec_free(&s);
 		return -ENOMEM;
-	dev->numa_node = -1;
-	dev->mem_bytes = DEVICE_DEFAULT_MEM;
+	}
+	strcpy(dev->name, s.name);
+	dev->numa_node = s.numa_node;
+	dev->mem_bytes = s.mem_bytes;
 	dev->prefetch = 1;
 	pthread_mutex_init(&dev->log_rl.lock, NULL);
-	err = find_module(spec, &dev->dl, &dev->module, &rest);
-	if (!err) {
-		dev->ops = dev->module->ops;
-		err = split_name(rest, dev->name, &args);
-	}
-	if (!err)
-		err = take_common_options(args, &dev->mem_bytes, &dev->numa_node);
-	/* hwloc checks the node exists and says which CPUs sit there. */
+	dev->module = s.module;
+	err = s.path ? load_module(s.path, &dev->dl, &dev->module) : 0;
+	/* hwloc says which CPUs sit at the node (it exists: checked above). */
 	if (!err)
 		err = placement_create(&dev->numa_node, 1, &dev->near);
 	if (!err)
 		err = devmem_create(dev->mem_bytes, dev->numa_node, &dev->mem);
-	if (!err && dev->ops->create) {
-		err = dev->ops->create(dev, args);
-		if (err && dev->threads)
-			workers_stop(dev->threads);
+	if (err && err != -ENOEXEC)
+		log_err("--device '%s': %s", spec, strerror(-err));
+	if (!err) {
+		dev->ops = dev->module->ops;
+		logged = atomic_load(&dev->logged_problems);
+		err = dev->ops->create ? dev->ops->create(dev, s.options) : 0;
+		if (err) {
+			create_failed(dev, spec, s.options, logged, err);
+			if (dev->threads)
+				workers_stop(dev->threads);
+		}
 	}
-	free(args);
+	device_spec_free(&s);
 	if (err) {
 		devmem_destroy(dev->mem);
 		placement_destroy(dev->near);
 		if (dev->dl)
 			dlclose(dev->dl);
+		pthread_mutex_destroy(&dev->log_rl.lock);
 		free(dev);
 		return err;
 	}

@@ -9,6 +9,8 @@
 #ifndef HMMU_CORE_DEVICE_H
 #define HMMU_CORE_DEVICE_H
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <hmmu/driver.h>
@@ -34,19 +36,46 @@ struct hmmu_device {
 	unsigned index;		/* its place among the daemon's devices */
 	void *drvdata;		/* the model's */
 	struct log_ratelimit log_rl; /* hmmu_log()'s */
+	/* Errors and warnings hmmu_log() wrote: did create() say why it failed? */
+	atomic_uint logged_problems;
 };
 
 /* Device memory of a device unless its spec says mem=SIZE. */
 #define DEVICE_DEFAULT_MEM (256ull << 20)
 
 /*
- * Parse a --device spec and create the device:
+ * A --device spec, parsed and checked; nothing is created:
  *   MODEL:name=NAME[,mem=SIZE][,node=N][,model options...]
  *   model=/path/to/model.so,name=NAME[,...]   (an out-of-tree model)
- * SIZE takes a K, M or G suffix. -EINVAL for unknown models, names that
- * are empty or too long, bad sizes, nodes that do not exist and options
- * the model does not know; -ENOEXEC for a shared object that is not a
- * model of this HMMU_DRIVER_API_VERSION. One log line says which.
+ * name=, mem= and node= are the core's, in any order, each at most once;
+ * SIZE takes a K, M or G suffix. The other options are the model's: a
+ * model without create() takes none, and the others check theirs when
+ * the device is created.
+ */
+struct device_spec {
+	const struct hmmu_driver_module *module; /* in-tree; NULL: path */
+	char *path;				 /* model=PATH, loaded later */
+	char name[HMMU_NAME_MAX];
+	uint64_t mem_bytes;
+	int numa_node; /* -1: none; one that exists */
+	char *options; /* the model's, "key=value,...", maybe "" */
+};
+
+/*
+ * Parse @spec into @s, without creating anything (a node= is looked up
+ * with hwloc). 0, or -EINVAL with one sentence naming the bad model, key
+ * or value in @err (without the spec; the caller says which), or -ENOMEM.
+ * Free @s with device_spec_free() after a success.
+ */
+int device_spec_parse(const char *spec, struct device_spec *s, char *err,
+		      size_t len);
+void device_spec_free(struct device_spec *s);
+
+/*
+ * Parse a --device spec and create the device. -EINVAL for what
+ * device_spec_parse() refuses and for options the model does not know (its
+ * create() says so); -ENOEXEC for a shared object that is not a model of
+ * this HMMU_DRIVER_API_VERSION; -ENOMEM. One log line says which.
  */
 int device_create(const char *spec, struct hmmu_device **out);
 void device_destroy(struct hmmu_device *dev);

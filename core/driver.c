@@ -335,6 +335,8 @@ void hmmu_log(const struct hmmu_device *dev, enum hmmu_log_level level,
 	char line[512];
 	va_list ap;
 
+	if (l <= LOG_WARN_)
+		atomic_fetch_add(&((struct hmmu_device *)dev)->logged_problems, 1);
 	if (!log_enabled(l))
 		return;
 	va_start(ap, fmt);

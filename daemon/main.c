@@ -13,11 +13,13 @@
 #include "session.h"
 #include "../lib/workers.h"
 #include "../core/device.h"
+#include "hmmu_build_info.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,6 +27,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -42,7 +46,7 @@ static const char *const default_devices[] = {
 };
 
 struct options {
-	const char *socket_path;
+	const char *socket_path; /* absolute: a detached daemon is at "/" */
 	mode_t socket_mode;
 	const char *socket_group; /* NULL: "hmmu" if that group exists */
 	const char *devices[MAX_DEVICES];
@@ -51,7 +55,11 @@ struct options {
 	int foreground;
 	int check;
 	const char *log_level;
+	const char *log_file; /* the log, once ready; NULL: stderr or syslog */
 };
+
+/* Usage errors: bad options, bad --device specs (main()'s exit status 2). */
+#define EXIT_USAGE 2
 
 /*
  * One worker per CPU, two at least: workers mostly wait on the client or
@@ -69,8 +77,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: hmmud [--socket PATH] [--device SPEC]... [--workers N]\n"
 		"             [--limit NAME=VALUE]... [--foreground]\n"
-		"             [--log-level error|warning|info|debug]\n"
-		"       hmmud --check\n"
+		"             [--log-level error|warning|info|debug] [--log-file FILE]\n"
+		"       hmmud --check | --version | --help\n"
 		"\n"
 		"  --socket PATH   listen on PATH (default " DEFAULT_SOCKET
 		"; under\n"
@@ -86,9 +94,18 @@ static void usage(FILE *f)
 	limits_usage(f);
 	fprintf(f,
 		"  --foreground    do not detach (always so under systemd)\n"
-		"  --check         print what the running kernel offers, and exit\n"
-		"                  (1 if it lacks what hmmud needs)\n");
+		"  --log-file FILE once listening, log to FILE (appended) instead of\n"
+		"                  stderr, or of syslog for a daemon that detached\n"
+		"  --check         print what the running kernel offers and what this\n"
+		"                  process may do, with how to fix what is missing;\n"
+		"                  exit 1 if hmmud cannot run here\n"
+		"  --version       print the version and the git commit built\n"
+		"\n"
+		"Exit status: 0, 1 if hmmud failed, 2 for a usage error (a bad\n"
+		"option or --device spec).\n");
 }
+
+static int absolute_socket_path(struct options *o);
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
@@ -101,8 +118,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "socket-group", required_argument, NULL, 'G' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "log-file", required_argument, NULL, 'F' },
 		{ "check", no_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -168,11 +187,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 			}
 			o->log_level = optarg;
 			break;
+		case 'F':
+			o->log_file = optarg;
+			break;
 		case 'c':
 			o->check = 1;
 			break;
 		case 'h':
 			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("hmmud %s (%s)\n", HMMU_BUILD_VERSION,
+			       HMMU_BUILD_COMMIT);
 			exit(0);
 		default:
 			usage(stderr);
@@ -182,6 +208,71 @@ static int parse_options(int argc, char **argv, struct options *o)
 	if (optind < argc) {
 		usage(stderr);
 		return -EINVAL;
+	}
+	if (o->socket_path)
+		return absolute_socket_path(o);
+	return 0;
+}
+
+/*
+ * A detached daemon works in "/", and removes its socket when it stops:
+ * a relative --socket is made absolute while the directory it is relative
+ * to is still ours.
+ */
+static int absolute_socket_path(struct options *o)
+{
+	static char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char cwd[PATH_MAX];
+	int n;
+
+	if (o->socket_path[0] == '/')
+		return 0;
+	if (!getcwd(cwd, sizeof(cwd))) {
+		fprintf(stderr, "hmmud: --socket %s: cannot tell the current "
+			"directory: %s\n", o->socket_path, strerror(errno));
+		return -errno;
+	}
+	n = snprintf(path, sizeof(path), "%s/%s", cwd, o->socket_path);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		fprintf(stderr, "hmmud: --socket %s: too long as an absolute "
+			"path (%s/%s: at most %zu bytes)\n", o->socket_path, cwd,
+			o->socket_path, sizeof(path) - 1);
+		return -ENAMETOOLONG;
+	}
+	o->socket_path = path;
+	return 0;
+}
+
+/*
+ * Every --device spec, checked before anything is created: an unknown
+ * model or key, a bad value, a missing or repeated name each get one line
+ * saying which. The model's own options are checked by the model as the
+ * device is created.
+ */
+static int check_device_specs(const struct options *o)
+{
+	char names[MAX_DEVICES][HMMU_NAME_MAX];
+
+	for (unsigned i = 0; i < o->ndevices; i++) {
+		struct device_spec s;
+		char why[256];
+		int err = device_spec_parse(o->devices[i], &s, why, sizeof(why));
+
+		if (err) {
+			fprintf(stderr, "hmmud: --device '%s': %s\n",
+				o->devices[i], why);
+			return err;
+		}
+		strcpy(names[i], s.name);
+		device_spec_free(&s);
+		for (unsigned j = 0; j < i; j++) {
+			if (strcmp(names[j], names[i]) == 0) {
+				fprintf(stderr, "hmmud: --device '%s': the name "
+					"'%s' is taken by --device '%s'\n",
+					o->devices[i], names[i], o->devices[j]);
+				return -EEXIST;
+			}
+		}
 	}
 	return 0;
 }
@@ -199,10 +290,8 @@ static int make_devices(struct daemon *d, const struct options *o)
 		struct hmmu_device *dev;
 		int err = device_create(specs[i], &dev);
 
-		if (err) {
-			log_err("device '%s': %s", specs[i], strerror(-err));
-			return err;
-		}
+		if (err)
+			return err; /* device_create() said why */
 		for (unsigned j = 0; j < d->ndevices; j++) {
 			if (strcmp(d->devices[j]->name, dev->name) == 0) {
 				log_err("device '%s': name used twice", specs[i]);
@@ -436,11 +525,15 @@ static void no_gone(struct loop_watch *w)
 
 /*
  * Without --foreground and outside systemd, detach: the parent returns
- * once the daemon listens, so "hmmud --socket X && client" just works.
+ * once the daemon listens, so "hmmud --socket X && client" just works, and
+ * exits with the daemon's status if it fails first (2 for a bad option).
+ * The daemon leads a session of its own, with no controlling terminal,
+ * and reads nothing from stdin. It keeps stderr until it is ready, so that
+ * whoever started it sees why it did not start; then finish_detaching().
  */
 static int detach_from_terminal(int *ready_fd)
 {
-	int pipefd[2];
+	int pipefd[2], null, status;
 	pid_t pid;
 	char c;
 
@@ -451,12 +544,144 @@ static int detach_from_terminal(int *ready_fd)
 		return -errno;
 	if (pid > 0) {
 		close(pipefd[1]);
-		exit(read(pipefd[0], &c, 1) == 1 ? 0 : 1);
+		if (read(pipefd[0], &c, 1) == 1)
+			exit(0);
+		/* It closed the pipe: it exited, having logged why. */
+		if (waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+			exit(WEXITSTATUS(status));
+		exit(1);
 	}
 	close(pipefd[0]);
-	setsid();
+	if (setsid() < 0)
+		return -errno;
+	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (null < 0)
+		return -errno;
+	if (dup2(null, STDIN_FILENO) < 0) {
+		close(null);
+		return -errno;
+	}
+	close(null);
 	*ready_fd = pipefd[1];
 	return 0;
+}
+
+/*
+ * Ready (the socket listens): a detached daemon leaves the directory it
+ * was started in, so that it keeps no file system busy, and lets go of the
+ * terminal's stdout and stderr. From here its log goes to --log-file if
+ * given, else to syslog. In the foreground, only --log-file changes it.
+ */
+static int finish_detaching(bool detached, int log_fd)
+{
+	int null;
+
+	if (detached && chdir("/") < 0)
+		return -errno;
+	if (log_fd >= 0) {
+		if (dup2(log_fd, STDERR_FILENO) < 0)
+			return -errno;
+		log_use_stderr();
+	} else if (detached) {
+		log_use_syslog();
+	}
+	if (!detached)
+		return 0;
+	null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null < 0)
+		return -errno;
+	if (dup2(null, STDOUT_FILENO) < 0 ||
+	    (log_fd < 0 && dup2(null, STDERR_FILENO) < 0)) {
+		close(null);
+		return -errno;
+	}
+	close(null);
+	return 0;
+}
+
+/*
+ * STATUS= for systemctl status, when systemd listens ($NOTIFY_SOCKET): the
+ * open connections, the registered mirrors, and the faults per second
+ * (device faults and CPU write-protect faults) over the last period. From
+ * a timerfd on the event loop, sent only when the text changes.
+ */
+#define STATUS_PERIOD_S 2
+
+struct status {
+	struct loop_watch watch; /* first: ready() gets it */
+	struct daemon *d;
+	uint64_t faults;	 /* the total at the last tick */
+	struct timespec at;	 /* of the last tick */
+	char sent[128];		 /* the last STATUS= text sent */
+};
+
+static uint64_t faults_total(void)
+{
+	return counter_read(&counters.device_faults) +
+	       counter_read(&counters.cpu_faults);
+}
+
+static void status_text(char *buf, size_t len, uint64_t per_s)
+{
+	uint64_t clients = counter_read(&counters.sessions);
+	uint64_t mirrors = counter_read(&counters.mirrors);
+
+	snprintf(buf, len, "%llu client%s, %llu mirror%s, %llu fault%s/s",
+		 (unsigned long long)clients, clients == 1 ? "" : "s",
+		 (unsigned long long)mirrors, mirrors == 1 ? "" : "s",
+		 (unsigned long long)per_s, per_s == 1 ? "" : "s");
+}
+
+static void status_tick(struct loop_watch *w, unsigned revents)
+{
+	struct status *st = (struct status *)w;
+	uint64_t ticks, faults = faults_total();
+	struct timespec now;
+	char text[sizeof(st->sent)];
+	int64_t ms;
+
+	(void)revents;
+	while (read(w->fd, &ticks, sizeof(ticks)) == sizeof(ticks))
+		;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (int64_t)(now.tv_sec - st->at.tv_sec) * 1000 +
+	     (now.tv_nsec - st->at.tv_nsec) / 1000000;
+	/* Rounded to the nearest: a fault in 2 s is 1/s, not 0. */
+	status_text(text, sizeof(text),
+		    ms > 0 ? ((faults - st->faults) * 1000 + (uint64_t)ms / 2) /
+				     (uint64_t)ms : 0);
+	st->faults = faults;
+	st->at = now;
+	if (atomic_load(&st->d->stopping) || strcmp(text, st->sent) == 0)
+		return;
+	strcpy(st->sent, text);
+	sd_notifyf(0, "STATUS=%s", text);
+}
+
+/*
+ * Arm the timer; the caller sends the first STATUS= with READY=1. Without
+ * it hmmud runs on, only without STATUS= updates.
+ */
+static int status_start(struct daemon *d, struct status *st)
+{
+	struct itimerspec every = {
+		.it_interval = { .tv_sec = STATUS_PERIOD_S },
+		.it_value = { .tv_sec = STATUS_PERIOD_S },
+	};
+
+	st->d = d;
+	st->faults = faults_total();
+	clock_gettime(CLOCK_MONOTONIC, &st->at);
+	status_text(st->sent, sizeof(st->sent), 0);
+	st->watch = (struct loop_watch){ .fd = -1, .ready = status_tick,
+					 .gone = no_gone };
+	st->watch.fd = timerfd_create(CLOCK_MONOTONIC,
+				      TFD_CLOEXEC | TFD_NONBLOCK);
+	if (st->watch.fd < 0)
+		return -errno;
+	if (timerfd_settime(st->watch.fd, 0, &every, NULL) < 0)
+		return -errno;
+	return loop_watch_add(d->loop, &st->watch);
 }
 
 /* Request workers go near the devices' memory (no binding if on no node). */
@@ -504,15 +729,37 @@ static int run(const struct options *o)
 {
 	struct daemon d = { .reserve_fd = -1 };
 	struct placement *near = NULL;
-	int listen_fd = -1, sig_fd = -1, ready_fd = -1, err, own_socket = 0;
+	struct status status = { .watch.fd = -1 };
+	int listen_fd = -1, sig_fd = -1, ready_fd = -1, log_fd = -1, err;
+	int own_socket = 0, exit_status = 1;
 	const char *path = o->socket_path ? o->socket_path : DEFAULT_SOCKET;
+	bool detached = false, notify = getenv("NOTIFY_SOCKET") != NULL;
 	sigset_t sigs;
 
+	/*
+	 * A daemon that detaches keeps none of the fds its starter left open
+	 * (a pipe it holds would keep "$(...)" or a pipeline waiting).
+	 */
+	if (!o->foreground && !notify && close_range(3, ~0u, 0) < 0)
+		log_warn("cannot close the fds it inherited: %s",
+			 strerror(errno));
+	if (o->log_file) {
+		log_fd = open(o->log_file,
+			      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (log_fd < 0) {
+			log_err("--log-file %s: %s", o->log_file,
+				strerror(errno));
+			return 1;
+		}
+	}
 	/* Before any thread exists: threads do not survive fork(). */
-	if (!o->foreground && !getenv("NOTIFY_SOCKET") &&
-	    detach_from_terminal(&ready_fd) < 0) {
-		log_err("cannot detach: %s", strerror(errno));
-		return 1;
+	if (!o->foreground && !notify) {
+		err = detach_from_terminal(&ready_fd);
+		if (err) {
+			log_err("cannot detach: %s", strerror(-err));
+			goto out;
+		}
+		detached = true;
 	}
 	/*
 	 * Blocked before any thread starts (threads inherit the mask), so
@@ -526,6 +773,8 @@ static int run(const struct options *o)
 
 	/* A bad device spec fails before the socket is touched. */
 	err = make_devices(&d, o);
+	if (err == -EINVAL || err == -ENOEXEC || err == -EEXIST)
+		exit_status = EXIT_USAGE; /* what the command line asked */
 	if (!err)
 		err = open_listener(path, o, &listen_fd, &own_socket);
 	if (err)
@@ -567,11 +816,30 @@ static int run(const struct options *o)
 		log_err("event loop: %s", strerror(-err));
 		goto out;
 	}
+	if (notify) {
+		int serr = status_start(&d, &status);
+
+		if (serr)
+			log_warn("no STATUS= updates for systemd: %s",
+				 strerror(-serr));
+	}
 
 	log_info("listening on %s, %u device(s), %u worker(s) on cpus %s",
 		 own_socket ? path : "the socket from systemd", d.ndevices,
 		 o->workers, placement_cpus(near));
-	sd_notify(0, "READY=1");
+	err = finish_detaching(detached, log_fd);
+	if (err) {
+		log_err("cannot leave the terminal and the directory: %s",
+			strerror(-err));
+		goto out;
+	}
+	if (log_fd >= 0) {
+		close(log_fd);
+		log_fd = -1;
+	}
+	/* The first STATUS= comes with READY=1 (status_start() wrote it). */
+	if (notify)
+		sd_notifyf(0, "READY=1\nSTATUS=%s", status.sent);
 	if (ready_fd >= 0) {
 		(void)!write(ready_fd, "r", 1);
 		close(ready_fd);
@@ -598,6 +866,8 @@ out:
 		loop_destroy(d.loop);
 		registry_fini(&d.registry); /* made with the loop, above */
 	}
+	if (status.watch.fd >= 0)
+		close(status.watch.fd);
 	for (unsigned i = 0; i < d.ndevices; i++)
 		device_destroy(d.devices[i]);
 	free(d.devices);
@@ -611,9 +881,11 @@ out:
 		unlink(path);
 	if (ready_fd >= 0)
 		close(ready_fd); /* the waiting parent reads EOF: failed */
+	if (log_fd >= 0)
+		close(log_fd);
 	if (!err)
 		log_info("stopped");
-	return err ? 1 : 0;
+	return err ? exit_status : 0;
 }
 
 /*
@@ -624,11 +896,14 @@ out:
 static int check_kernel(void)
 {
 	const struct kfeatures *kf = kfeatures();
-	char why[256];
+	char why[256], fix[512];
+	struct kaccess a;
 
 	if (kfeatures_missing(kf, why, sizeof(why))) {
-		log_err("this kernel lacks %s: not starting (hmmud --check "
-			"lists what it has)", why);
+		kaccess_read(&a);
+		kfeatures_fix(kf, &a, fix, sizeof(fix));
+		log_err("cannot run here: it lacks %s: not starting (fix: %s; "
+			"hmmud --check lists what there is)", why, fix);
 		return -EOPNOTSUPP;
 	}
 	if (kf->uffd_err)
@@ -636,6 +911,15 @@ static int check_kernel(void)
 			 "(%s): each client's userfaultfd is checked as it "
 			 "registers", strerror(-kf->uffd_err));
 	return 0;
+}
+
+/* hmmud --check: what the kernel offers, and what this process may do. */
+static int check(void)
+{
+	struct kaccess a;
+
+	kaccess_read(&a);
+	return kfeatures_print(kfeatures(), &a, stdout) ? 1 : 0;
 }
 
 /*
@@ -658,11 +942,11 @@ int main(int argc, char **argv)
 	struct options o;
 
 	raise_fd_limit();
-	if (parse_options(argc, argv, &o) < 0)
-		return 2;
+	if (parse_options(argc, argv, &o) < 0 || check_device_specs(&o) < 0)
+		return EXIT_USAGE;
 	log_init(o.log_level);
 	if (o.check)
-		return kfeatures_print(kfeatures(), stdout) ? 1 : 0;
+		return check();
 	if (check_kernel() < 0)
 		return 1;
 	return run(&o);

@@ -151,6 +151,7 @@ int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 	m->registered = true;
 	p->nmirrors++;
 	r->mirrors++;
+	counter_add(&counters.mirrors, 1);
 	process_add_mirror(p, m);
 out:
 	pthread_mutex_unlock(&r->lock);
@@ -194,6 +195,7 @@ static void detach(struct registry *r, struct hmmu_mirror *m, int release)
 	m->registered = false;
 	m->proc = NULL;
 	r->mirrors--;
+	counter_sub(&counters.mirrors, 1);
 	if (--p->nmirrors == 0)
 		remove_process(r, p);
 	process_put(p); /* the mirror's */

@@ -4,13 +4,22 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 
 static int max_level = LOG_INFO_;
-static int journal_prefix;
+
+/*
+ * Where lines go (log.h). Changes once, when a detached daemon is ready,
+ * while other threads log: atomic.
+ */
+enum sink { SINK_STDERR, SINK_JOURNAL, SINK_SYSLOG };
+static _Atomic enum sink sink = SINK_STDERR;
 /* Read by every thread that logs, set by whoever configures: atomics. */
 static atomic_uint ratelimit_burst = LOG_RATELIMIT_BURST;
 static atomic_uint ratelimit_interval_ms = LOG_RATELIMIT_INTERVAL_MS;
@@ -60,14 +69,58 @@ static void ratelimit_from_env(void)
 	log_set_ratelimit((unsigned)burst, (unsigned)ms);
 }
 
+/*
+ * systemd sets $JOURNAL_STREAM to "DEV:INO" of the stream it connected to
+ * the journal. It is inherited by children whose stderr may be anything
+ * else (a shell started from a unit, a file), so the journal is ours only
+ * if our stderr is that very stream.
+ */
+static bool stderr_is_journal(void)
+{
+	const char *s = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	int end = 0;
+
+	if (!s || sscanf(s, "%llu:%llu%n", &dev, &ino, &end) != 2 || s[end])
+		return false;
+	return fstat(2, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+	       (unsigned long long)st.st_ino == ino;
+}
+
 void log_init(const char *level)
 {
 	int l = level ? log_parse_level(level) : -EINVAL;
 
 	if (l >= 0)
 		max_level = l;
-	journal_prefix = getenv("JOURNAL_STREAM") != NULL;
+	log_use_stderr();
 	ratelimit_from_env();
+}
+
+void log_use_stderr(void)
+{
+	atomic_store(&sink, stderr_is_journal() ? SINK_JOURNAL : SINK_STDERR);
+}
+
+void log_use_syslog(void)
+{
+	openlog("hmmud", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	atomic_store(&sink, SINK_SYSLOG);
+}
+
+size_t log_timestamp(char *buf, size_t size, const struct timespec *ts)
+{
+	struct tm tm;
+	size_t n;
+
+	if (!localtime_r(&ts->tv_sec, &tm))
+		return 0;
+	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (n == 0 || n + 5 > size)
+		return 0;
+	return n + (size_t)snprintf(buf + n, size - n, ".%03ld",
+				    ts->tv_nsec / 1000000);
 }
 
 int log_enabled(enum log_level level)
@@ -83,10 +136,23 @@ static void emit(enum log_level level, const char *line, unsigned suppressed)
 	if (suppressed)
 		snprintf(note, sizeof(note), " (suppressed %u similar messages)",
 			 suppressed);
-	if (journal_prefix)
+	switch (atomic_load_explicit(&sink, memory_order_relaxed)) {
+	case SINK_JOURNAL: /* journald stamps the time itself */
 		fprintf(stderr, "<%d>hmmud: %s%s\n", level, line, note);
-	else
-		fprintf(stderr, "hmmud: %s%s\n", line, note);
+		break;
+	case SINK_SYSLOG: /* and so does syslog */
+		syslog((int)level, "%s%s", line, note);
+		break;
+	case SINK_STDERR: {
+		struct timespec ts;
+		char stamp[40] = "";
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		log_timestamp(stamp, sizeof(stamp), &ts);
+		fprintf(stderr, "%s hmmud: %s%s\n", stamp, line, note);
+		break;
+	}
+	}
 }
 
 static void vlog(enum log_level level, unsigned suppressed, const char *fmt,

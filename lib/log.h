@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * hmmud's log: one line per event on stderr. Under systemd (JOURNAL_STREAM
- * set) each line carries a <N> syslog priority prefix, which journald reads.
+ * hmmud's log: one line per event, on stderr or in syslog.
+ *   - stderr that is the journal (systemd's $JOURNAL_STREAM names our
+ *     stderr's device and inode): "<N>hmmud: ...", N the syslog priority,
+ *     which journald reads; journald adds the time.
+ *   - any other stderr (a terminal, a file): "2026-12-01T18:20:03.123
+ *     hmmud: ...", local time with milliseconds.
+ *   - syslog(3), ident "hmmud", facility daemon: a daemon that detached,
+ *     once its stderr is gone (log_use_syslog()).
  *
  * Errors and warnings are rate-limited per call site, as the kernel's
  * printk_ratelimited(): a client can make the daemon fail the same way as
@@ -16,8 +22,10 @@
 #define HMMUD_LOG_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 enum log_level { LOG_ERR_ = 3, LOG_WARN_ = 4, LOG_INFO_ = 6, LOG_DEBUG_ = 7 };
 
@@ -26,6 +34,19 @@ enum log_level { LOG_ERR_ = 3, LOG_WARN_ = 4, LOG_INFO_ = 6, LOG_DEBUG_ = 7 };
 
 void log_init(const char *level);	/* "error", "warning", "info", "debug" */
 int log_parse_level(const char *s); /* -EINVAL if unknown */
+/*
+ * Log to stderr again, asking anew whether it is the journal (after it was
+ * pointed elsewhere). log_init() does this.
+ */
+void log_use_stderr(void);
+/* Log to syslog(3) from now on: for a daemon whose stderr is gone. */
+void log_use_syslog(void);
+/*
+ * @ts as local time, "YYYY-MM-DDTHH:MM:SS.mmm" (ISO 8601, milliseconds):
+ * the prefix of a line on a stderr that is not the journal. Returns its
+ * length, 0 if it does not fit in @size.
+ */
+size_t log_timestamp(char *buf, size_t size, const struct timespec *ts);
 int log_enabled(enum log_level level);
 /* Lines per interval of each call site; burst 0: no limit. Any thread. */
 void log_set_ratelimit(unsigned burst, unsigned interval_ms);

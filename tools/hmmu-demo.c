@@ -5,10 +5,14 @@
  * see the new data, then shows the daemon's counters along the way.
  *
  * usage: hmmu-demo [SOCKET]   (default: $HMMU_SOCKET, else the system one)
+ *        hmmu-demo --help | --version
  */
 #include <hmmu/hmmu.h>
 
+#include "hmmu_build_info.h"
+
 #include <errno.h>
+#include <getopt.h>
 #include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -162,17 +166,59 @@ static void run_accelerator(struct hmmu *h, uint64_t *mem, size_t len,
 	}
 }
 
+static int usage(FILE *f, int status)
+{
+	fprintf(f,
+		"usage: hmmu-demo [SOCKET]\n"
+		"       hmmu-demo --help | --version\n"
+		"\n"
+		"A client's tour of hmmu: mirrors this process on dmirror0 and\n"
+		"dmirror1, lets them read its memory, writes from the CPU and\n"
+		"shows that the devices see it, runs jobs on the accelerator\n"
+		"acc0, and prints the daemon's counters along the way.\n"
+		"\n"
+		"  SOCKET     hmmud's socket (default: $HMMU_SOCKET, else\n"
+		"             /run/hmmu/hmmud.sock)\n"
+		"  --help     print this and exit\n"
+		"  --version  print the version and the git commit built\n"
+		"\n"
+		"Exit status: 0 if every device saw what the CPU wrote, 1 if not\n"
+		"or if a call failed (the message says which), 2 for a usage\n"
+		"error.\n");
+	return status;
+}
+
 int main(int argc, char **argv)
 {
+	static const struct option options[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
 	size_t len = NPAGES * (size_t)sysconf(_SC_PAGESIZE);
 	struct hmmu_mirror *m0, *m1;
 	struct hmmu_device_info info;
 	uint64_t *mem, expect = 0;
 	struct hmmu *h;
 	void *out;
-	int n, err;
+	int c, n, err;
 
-	err = hmmu_connect(argc > 1 ? argv[1] : NULL, &h);
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+		switch (c) {
+		case 'h':
+			return usage(stdout, 0);
+		case 'V':
+			printf("hmmu-demo %s (%s)\n", HMMU_BUILD_VERSION,
+			       HMMU_BUILD_COMMIT);
+			return 0;
+		default:
+			return usage(stderr, 2);
+		}
+	}
+	if (argc - optind > 1)
+		return usage(stderr, 2);
+
+	err = hmmu_connect(optind < argc ? argv[optind] : NULL, &h);
 	if (err)
 		die("connect", err);
 	n = hmmu_device_count(h);

@@ -54,9 +54,12 @@ struct slice {
 	uint64_t begin, end; /* bytes (FILL, COPY) or elements (SUM64) */
 };
 
-/* "key=N" with 1 <= N <= max into *out; 1 if @opt was that key. */
-static int parse_option(const char *opt, const char *key, unsigned max,
-			unsigned *out, int *err)
+/*
+ * "key=N" with 1 <= N <= max into *out; 1 if @opt was that key. A bad
+ * value is logged here, where the key and its range are known.
+ */
+static int parse_option(struct hmmu_device *dev, const char *opt,
+			const char *key, unsigned max, unsigned *out, int *err)
 {
 	size_t len = strlen(key);
 	unsigned long v;
@@ -64,9 +67,14 @@ static int parse_option(const char *opt, const char *key, unsigned max,
 
 	if (strncmp(opt, key, len) != 0 || opt[len] != '=')
 		return 0;
+	errno = 0;
 	v = strtoul(opt + len + 1, &end, 10);
-	if (*end || end == opt + len + 1 || v == 0 || v > max)
+	if (errno || *end || end == opt + len + 1 || opt[len + 1] == '-' ||
+	    v == 0 || v > max) {
+		hmmu_log(dev, HMMU_LOG_ERROR, "%s: want a whole number from 1 "
+			 "to %u", opt, max);
 		*err = -EINVAL;
+	}
 	*out = (unsigned)v;
 	return 1;
 }
@@ -85,11 +93,16 @@ static int accel_create(struct hmmu_device *dev, const char *args)
 	}
 	a->ncus = DEFAULT_CUS;
 	for (opt = strtok_r(copy, ",", &save); opt && !err;
-	     opt = strtok_r(NULL, ",", &save))
-		if (!parse_option(opt, "cus", MAX_CUS, &a->ncus, &err) &&
-		    !parse_option(opt, "prefetch", MAX_PREFETCH, &prefetch,
-				  &err))
-			err = -EINVAL;
+	     opt = strtok_r(NULL, ",", &save)) {
+		if (parse_option(dev, opt, "cus", MAX_CUS, &a->ncus, &err) ||
+		    parse_option(dev, opt, "prefetch", MAX_PREFETCH, &prefetch,
+				 &err))
+			continue;
+		hmmu_log(dev, HMMU_LOG_ERROR, "unknown option '%s' (model "
+			 "accel takes cus=N and prefetch=N, besides name=, "
+			 "mem= and node=)", opt);
+		err = -EINVAL;
+	}
 	free(copy);
 	if (!err)
 		err = hmmu_device_set_prefetch(dev, prefetch);

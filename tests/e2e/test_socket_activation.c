@@ -1,24 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hmmud under socket activation, as systemd runs it: the listening socket
- * comes from systemd-socket-activate (sd_listen_fds), readiness goes to
- * $NOTIFY_SOCKET (sd_notify), and SIGTERM stops it cleanly.
+ * comes from systemd-socket-activate (sd_listen_fds), readiness and STATUS=
+ * lines go to $NOTIFY_SOCKET (sd_notify), and SIGTERM stops it cleanly.
  *
  * Not the harness's daemon_start: here the test owns the socket's lifetime.
  * systemd-socket-activate binds the socket, and on the first connection
  * execs hmmud in its own process, so the pid we fork is the daemon's.
  */
 #include "harness.h"
+#include "helpers.h"
 
 #include <hmmu/hmmu.h>
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -190,6 +193,51 @@ static void expect_notification(const char *what)
 	}
 }
 
+/*
+ * Wait until a STATUS= line that starts with @prefix arrives, followed by
+ * the faults per second ("N faults/s"). The daemon sends one every 2 s
+ * when its text changed, so a few seconds are plenty.
+ */
+static void wait_status(const char *prefix)
+{
+	char seen[1024] = "", buf[4096];
+
+	for (int waited = 0; waited < 15000; waited += 100) {
+		struct pollfd pfd = { .fd = sa.notify_fd, .events = POLLIN };
+		char *line, *save;
+		ssize_t n;
+
+		if (poll(&pfd, 1, 100) != 1)
+			continue;
+		n = recv(sa.notify_fd, buf, sizeof(buf) - 1, 0);
+		cr_assert_geq(n, 0, "notify socket: %s", strerror(errno));
+		buf[n] = '\0';
+		for (line = strtok_r(buf, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			unsigned long long rate;
+			char unit[16];
+			size_t len = strlen(prefix);
+
+			if (strncmp(line, "STATUS=", 7) != 0)
+				continue;
+			if (strlen(seen) + strlen(line) + 3 < sizeof(seen)) {
+				strcat(seen, line);
+				strcat(seen, "; ");
+			}
+			if (strncmp(line + 7, prefix, len) != 0)
+				continue;
+			cr_assert_eq(sscanf(line + 7 + len, "%llu %15s", &rate,
+					    unit), 2, "%s", line);
+			cr_assert(strcmp(unit, "faults/s") == 0 ||
+				  (rate == 1 && strcmp(unit, "fault/s") == 0),
+				  "%s", line);
+			return;
+		}
+	}
+	cr_assert_fail("no STATUS=%s... in 15 s; seen: %s" SEE_LOG, prefix,
+		       seen, sa.log);
+}
+
 static void stop_cleanly(void)
 {
 	char report[2048];
@@ -248,4 +296,37 @@ Test(socket_activation, serves_the_passed_socket_and_stops_on_sigterm)
 Test(socket_activation, does_not_fork_under_notify_socket)
 {
 	activate_serve_stop(0);
+}
+
+/*
+ * What systemctl status shows: the clients (connections), the mirrors
+ * registered, the faults per second, sent as STATUS= when they change.
+ */
+Test(socket_activation, status_tells_clients_mirrors_and_faults)
+{
+	struct hmmu_mirror *m0, *m1;
+	struct hmmu *h, *h2;
+	void *mem;
+
+	start_activator(1);
+	h = first_connect();
+	/* With READY=1, before any connection was accepted. */
+	expect_notification("STATUS=0 clients, 0 mirrors, 0 faults/s");
+
+	m0 = mirror_registered(h, "dmirror0");
+	m1 = mirror_registered(h, "dmirror1");
+	cr_assert_eq(hmmu_connect(sa.socket, &h2), 0);
+	mem = map_rw(16);
+	device_touch(m0, mem, 16);
+	wait_status("2 clients, 2 mirrors, ");
+
+	hmmu_mirror_destroy(m1);
+	wait_status("2 clients, 1 mirror, ");
+
+	hmmu_mirror_destroy(m0);
+	hmmu_disconnect(h2);
+	hmmu_disconnect(h);
+	wait_status("0 clients, 0 mirrors, ");
+	munmap(mem, 16 * page_size());
+	stop_cleanly();
 }

@@ -2,8 +2,9 @@
 /*
  * The kernel-feature cache (common/kfeatures.h): probed once, printed with
  * a yes or no for every feature, and a missing required feature named
- * with the version that brought it. The decisions are checked on made-up
- * answers, so that they hold whatever kernel runs the test.
+ * with the version that brought it and how to get it. The decisions are
+ * checked on made-up answers (and made-up settings and privileges), so
+ * that they hold whatever kernel runs the test.
  */
 #include "common/kfeatures.h"
 #include "common/kernel_uapi.h"
@@ -40,8 +41,11 @@ Test(kfeatures, check_prints_every_feature_yes_or_no)
 	bool missing;
 	char why[256];
 
+	struct kaccess a;
+
+	kaccess_read(&a);
 	cr_assert_not_null(f);
-	missing = kfeatures_print(kfeatures(), f);
+	missing = kfeatures_print(kfeatures(), &a, f);
 	fclose(f);
 	cr_expect_eq(missing, kfeatures_missing(kfeatures(), why, sizeof(why)));
 	for (line = strtok_r(text, "\n", &save); line;
@@ -119,4 +123,196 @@ Test(kfeatures, a_userfaultfd_that_cannot_be_asked_is_not_missing)
 	kf.uffd_err = -EPERM;
 	kf.uffd_features = 0;
 	cr_expect(!kfeatures_missing(&kf, why, sizeof(why)), "%s", why);
+}
+
+/* Root with what hmmud.service gives it, on a machine that allows all. */
+static struct kaccess privileged(void)
+{
+	return (struct kaccess){
+		.uid = 0,
+		.cap_sys_ptrace = true,
+		.cap_dac_override = true,
+		.cap_sys_admin = true,
+		.io_uring_disabled = 0,
+		.io_uring_group = -1,
+		.unprivileged_uffd = 0,
+		.yama_ptrace_scope = -1,
+		.dev_uffd = 1,
+	};
+}
+
+/* What --check prints for @kf and @a; the caller frees it. */
+static char *check_output(const struct kfeatures *kf, const struct kaccess *a,
+			  bool *missing)
+{
+	char *text = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&text, &size);
+
+	cr_assert_not_null(f);
+	*missing = kfeatures_print(kf, a, f);
+	fclose(f);
+	return text;
+}
+
+static void expect_fix(const struct kfeatures *kf, const struct kaccess *a,
+		       const char *needle)
+{
+	char fix[512] = "";
+
+	cr_assert(kfeatures_fix(kf, a, fix, sizeof(fix)));
+	cr_expect_not_null(strstr(fix, needle), "no '%s' in: %s", needle, fix);
+}
+
+Test(kfeatures, io_uring_disabled_for_all_names_the_sysctl)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = privileged();
+
+	kf.poll_multishot = false;
+	kf.io_uring_err = -EPERM;
+	a.io_uring_disabled = 2;
+	expect_fix(&kf, &a, "kernel.io_uring_disabled=2");
+	expect_fix(&kf, &a, "set kernel.io_uring_disabled=0");
+}
+
+Test(kfeatures, io_uring_for_a_group_names_the_group_sysctl)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = privileged();
+
+	kf.poll_multishot = false;
+	kf.io_uring_err = -EPERM;
+	a.io_uring_disabled = 1;
+	a.cap_sys_admin = false;
+	expect_fix(&kf, &a, "kernel.io_uring_group");
+	expect_fix(&kf, &a, "(-1: none)");
+}
+
+Test(kfeatures, io_uring_refused_though_allowed_names_seccomp)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = privileged();
+	char why[256] = "";
+
+	kf.poll_multishot = false;
+	kf.io_uring_err = -EPERM;
+	expect_fix(&kf, &a, "seccomp");
+	/* Not "upgrade the kernel": the kernel has it. */
+	cr_assert(kfeatures_missing(&kf, why, sizeof(why)));
+	cr_expect_null(strstr(why, "Linux 5.13"), "%s", why);
+	cr_expect_not_null(strstr(why, "Operation not permitted"), "%s", why);
+}
+
+Test(kfeatures, no_io_uring_in_the_kernel_names_its_config)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = privileged();
+
+	kf.poll_multishot = false;
+	kf.io_uring_err = -ENOSYS;
+	expect_fix(&kf, &a, "CONFIG_IO_URING");
+}
+
+Test(kfeatures, old_kernel_fix_names_the_version)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = privileged();
+
+	kf.poll_multishot = false;
+	expect_fix(&kf, &a, "upgrade to Linux 5.13");
+	kf = enough();
+	kf.uffd_features &= ~(uint64_t)UFFD_FEATURE_EVENT_REMAP;
+	expect_fix(&kf, &a, "upgrade to Linux 4.11");
+	kf = enough();
+	kf.uffd_err = -ENOSYS;
+	kf.uffd_features = 0;
+	expect_fix(&kf, &a, "CONFIG_USERFAULTFD");
+}
+
+Test(kfeatures, nothing_to_fix_prints_no_fix)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = privileged();
+	char fix[512];
+	bool missing;
+	char *text = check_output(&kf, &a, &missing);
+
+	cr_expect(!missing);
+	cr_expect(!kfeatures_fix(&kf, &a, fix, sizeof(fix)));
+	cr_expect_null(strstr(text, "fix:"), "%s", text);
+	cr_expect_not_null(strstr(text, "privilege   sys-ptrace      yes"), "%s",
+			   text);
+	free(text);
+}
+
+/* What a user who runs --check sees: why, and what to do, yet exit 0. */
+Test(kfeatures, an_unprivileged_user_is_told_how_to_fix_it)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = {
+		.uid = 65534,
+		.io_uring_disabled = 0,
+		.io_uring_group = -1,
+		.unprivileged_uffd = 0,
+		.yama_ptrace_scope = -1,
+		.dev_uffd = 0,
+	};
+	bool missing;
+	char *text;
+
+	kf.uffd_open_err = -EPERM;
+	text = check_output(&kf, &a, &missing);
+	cr_expect(!missing, "%s", text);
+	cr_expect_not_null(strstr(text, "privilege   sys-ptrace      no"), "%s",
+			   text);
+	cr_expect_not_null(strstr(text, "client      userfaultfd     no"), "%s",
+			   text);
+	cr_expect_not_null(strstr(text, "fix: privileges: "), "%s", text);
+	cr_expect_not_null(strstr(text, "serve only clients of uid 65534"),
+			   "%s", text);
+	cr_expect_not_null(strstr(text, "run hmmud as root, or give it "
+				  "CAP_SYS_PTRACE and CAP_DAC_OVERRIDE"),
+			   "%s", text);
+	cr_expect_not_null(strstr(text, "set sysctl "
+				  "vm.unprivileged_userfaultfd=1"), "%s", text);
+	cr_expect_not_null(strstr(text, "read-write access to /dev/userfaultfd"),
+			   "%s", text);
+	free(text);
+}
+
+Test(kfeatures, yama_scope_is_named_where_it_matters)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = privileged();
+	bool missing;
+	char *text;
+
+	a.cap_sys_ptrace = false;
+	a.yama_ptrace_scope = 1;
+	text = check_output(&kf, &a, &missing);
+	cr_expect_not_null(strstr(text, "kernel.yama.ptrace_scope=1"), "%s", text);
+	free(text);
+	a = privileged();
+	a.yama_ptrace_scope = 3;
+	text = check_output(&kf, &a, &missing);
+	cr_expect_not_null(strstr(text, "kernel.yama.ptrace_scope=3"), "%s", text);
+	free(text);
+}
+
+/* The startup line names the fix too (check_kernel() in daemon/main.c). */
+Test(kfeatures, missing_required_feature_is_printed_with_its_fix)
+{
+	struct kfeatures kf = enough();
+	struct kaccess a = privileged();
+	bool missing;
+	char *text;
+
+	kf.pidfd_err = -ENOSYS;
+	text = check_output(&kf, &a, &missing);
+	cr_expect(missing);
+	cr_expect_not_null(strstr(text, "fix: pidfd pidfd-open: upgrade to Linux "
+				  "5.3 or newer"), "%s", text);
+	cr_expect_not_null(strstr(text, "hmmud cannot run here"), "%s", text);
+	free(text);
 }
