@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 
 PACKAGES=(cmake make gcc clang pkg-config python3 libcriterion-dev liburing-dev
 	  libseccomp-dev
-	  libsystemd-dev libhwloc-dev libnuma-dev systemd gnuplot-nox)
+	  libsystemd-dev libhwloc-dev libnuma-dev systemd gnuplot-nox groff)
 
 install_missing() {
 	local missing=()
