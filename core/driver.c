@@ -280,6 +280,11 @@ void hmmu_device_queue_work(struct hmmu_device *dev, struct hmmu_work *w)
 	q->hw = w;
 	if (cur)
 		q->ctx = *cur; /* the request's deadline and cancellation */
+	if (!dev->threads) {
+		/* A model that started no threads: its work runs here. */
+		run_work(&q->work);
+		return;
+	}
 	workers_queue(dev->threads, &q->work);
 }
 

@@ -814,15 +814,21 @@ void migrate_on_fork(struct process *p, int child_uffd)
 
 /* ---- the driver API's three steps (hmmu/driver.h) ------------------------- */
 
-static int migrate_vma_check(const struct hmmu_migrate_vma *args)
+/* The range every step checks; finalize needs no src array. */
+static int migrate_vma_check_range(const struct hmmu_migrate_vma *args)
 {
 	uint64_t npages = (args->end - args->start) / page_size();
 
-	if (!args->mirror || !args->src || args->start >= args->end ||
+	if (!args->mirror || args->start >= args->end ||
 	    args->end > HMMU_VA_LIMIT || args->start % page_size() ||
 	    args->end % page_size() || npages > HMMU_MIGRATE_MAX_PAGES)
 		return -EINVAL;
 	return 0;
+}
+
+static int migrate_vma_check(const struct hmmu_migrate_vma *args)
+{
+	return args->src ? migrate_vma_check_range(args) : -EINVAL;
 }
 
 int hmmu_migrate_vma_setup(struct hmmu_migrate_vma *args)
@@ -881,9 +887,10 @@ int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard)
 
 int hmmu_migrate_vma_finalize(struct hmmu_migrate_vma *args)
 {
-	if (!args->mirror || args->start % page_size() ||
-	    args->end < args->start || args->end > HMMU_VA_LIMIT)
-		return -EINVAL;
+	int err = migrate_vma_check_range(args);
+
+	if (err)
+		return err;
 	return migrate_finish(args->mirror, args->start,
 			      (args->end - args->start) / page_size(),
 			      &args->cpages);

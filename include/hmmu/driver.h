@@ -549,14 +549,17 @@ int hmmu_device_exclusive_check(struct hmmu_mirror *m, uint64_t start,
 /*
  * Compute threads: start @n threads for @dev, bound to the CPUs of its
  * NUMA node, which run work queued with hmmu_device_queue_work(). create()
- * only; the core stops them after destroy(). -EINVAL for 0 or more than 64.
+ * only; the core stops them after destroy(). -EINVAL for 0 or more than 64,
+ * or when the threads are already started.
  */
 int hmmu_device_threads_start(struct hmmu_device *dev, unsigned n);
 
 /*
  * A piece of work for a compute thread. Queued from a command or job, it
  * runs under that request's deadline and cancellation (hmmu_should_stop()
- * answers for it); the model waits for its work before returning.
+ * answers for it); the model waits for its work before returning. On a
+ * device whose model started no compute threads, @w runs at once on the
+ * calling thread, before hmmu_device_queue_work() returns.
  */
 struct hmmu_work {
 	void (*fn)(struct hmmu_work *w);
