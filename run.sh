@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
 # hmmu's one entry point on a fresh Debian machine.
 #
-#   ./run.sh demo    install what is missing, build, and run the demo:
-#                    a private hmmud, devices mirroring a client's memory,
-#                    the accelerator at work, a fault-latency summary
-#   ./run.sh test    install what is missing, build, and run the whole test
-#                    suite: plain, then under ASan + UBSan; then the clang
-#                    build, the daemon under ThreadSanitizer, and a short
-#                    run of each fuzzer
+#   ./run.sh demo    install what the build needs, build (without the
+#                    tests), and run the demo: a private hmmud, devices
+#                    mirroring a client's memory, the accelerator at work,
+#                    a fault-latency summary
+#   ./run.sh test    install what the build and the tests need, build, and
+#                    run the whole test suite: plain, then under ASan +
+#                    UBSan; then the clang build, the daemon under
+#                    ThreadSanitizer, a short run of each fuzzer, and the
+#                    Debian packages built, installed, run and purged
 #
-# Builds go to build/ and build-sanitize/. Needs root (or sudo) only to
-# install packages and to create userfaultfds (see docs/operations.md).
+# Builds go to build/ (the demo's too: the test run adds the tests to it),
+# build-sanitize/ and build-deb/. Needs root (or sudo) to install packages
+# and to create userfaultfds (see docs/operations.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(cmake make gcc clang pkg-config python3 libcriterion-dev liburing-dev
-	  libseccomp-dev
-	  libsystemd-dev libhwloc-dev libnuma-dev systemd gnuplot-nox groff)
+# What building hmmu needs: all that "./run.sh demo" installs.
+BUILD_PACKAGES=(cmake make gcc pkg-config liburing-dev libsystemd-dev
+		libhwloc-dev libnuma-dev)
+# What the tests need besides, each for its own job.
+TEST_PACKAGES=(
+	libcriterion-dev # the test suite
+	python3          # bench_smoke_json
+	libseccomp-dev   # e2e_under_unit_seccomp_filter
+	systemd          # systemd-analyze and systemd-sysusers: the units' tests
+	clang            # tests/ci/clang.sh, the fuzzers
+	gnuplot-nox      # hmmu-bench --plot
+	dpkg-dev file    # tests/ci/deb.sh: dpkg-shlibdeps, dpkg-gensymbols; CPack runs file
+	groff            # man_pages_lint_clean: groff -ww
+)
 
-install_missing() {
+install_missing() { # PACKAGE...
 	local missing=()
-	for p in "${PACKAGES[@]}"; do
+	for p in "$@"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
 			grep -q "install ok installed" || missing+=("$p")
 	done
@@ -47,7 +61,7 @@ stop_demo_daemon() {
 }
 
 run_demo() {
-	build build
+	build build -DHMMU_BUILD_TESTS=OFF
 	DEMO_DIR=$(mktemp -d /tmp/hmmu-demo-XXXXXX)
 	trap stop_demo_daemon EXIT
 	# A private daemon, stopped however the demo ends.
@@ -65,19 +79,20 @@ run_demo() {
 }
 
 run_tests() {
-	build build
+	build build -DHMMU_BUILD_TESTS=ON
 	ctest --test-dir build --output-on-failure -j 2
-	build build-sanitize -DHMMU_SANITIZE=ON
+	build build-sanitize -DHMMU_SANITIZE=ON -DHMMU_BUILD_TESTS=ON
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir build-sanitize --output-on-failure -j 2
 	bash tests/ci/clang.sh   # the tree builds with clang, -Werror
 	bash tests/ci/tsan.sh    # e2e tests and a stress client, TSan hmmud
 	bash tests/fuzz/smoke.sh # a minute of each fuzzer, ASan hmmud
+	bash tests/ci/deb.sh     # the .debs: built, checked, installed, run, purged
 }
 
 case "${1:-}" in
-demo) install_missing; run_demo ;;
-test) install_missing; run_tests ;;
+demo) install_missing "${BUILD_PACKAGES[@]}"; run_demo ;;
+test) install_missing "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; run_tests ;;
 *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # An installed hmmu-bench runs on its own: it is in the install component
-# "hmmu", finds the installed libhmmu (RPATH) and, by default, starts the
+# "daemon" (package hmmu), finds the installed libhmmu (RPATH) and, by default, starts the
 # hmmud installed beside it, not the build tree's; --version is the
 # build's.
 #
@@ -17,10 +17,10 @@ trap 'rm -rf "$tmp"' EXIT
 prefix=/opt/hmmu-bench-test
 
 # The component alone holds hmmu-bench.
-DESTDIR=$tmp/component cmake --install "$build" --component hmmu \
+DESTDIR=$tmp/component cmake --install "$build" --component daemon \
 	--prefix "$prefix" >"$tmp/component.log"
 [ -x "$tmp/component$prefix/bin/hmmu-bench" ] ||
-	{ echo "FAIL: hmmu-bench is not in install component hmmu"; exit 1; }
+	{ echo "FAIL: hmmu-bench is not in install component daemon"; exit 1; }
 
 # The whole tree, moved after installing: nothing may point back at the
 # build tree or at the prefix it was installed with.

@@ -11,6 +11,8 @@ set -euo pipefail
 
 build=$1
 run=$build/hmmu-run
+# shellcheck source=SCRIPTDIR/private_install.sh
+source "$(dirname "$0")/private_install.sh"
 tmp=$(mktemp -d /tmp/hmmu-run-test-XXXXXX)
 daemon=""
 cleanup() {
@@ -76,7 +78,7 @@ set -e
 	fail "--socket nobody answers: status $status, $(cat "$tmp/err")"
 
 # Installed: bin/hmmu-run finds lib/hmmu/libhmmu-dmirror.so and sbin/hmmud.
-cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+private_install "$build" "$tmp/prefix" >/dev/null
 "$tmp/prefix/bin/hmmu-run" --private -- sh -c 'echo "$LD_PRELOAD"' >"$tmp/inst"
 shim=$(cat "$tmp/inst")
 [[ "$shim" == "$tmp"/prefix/lib*/hmmu/libhmmu-dmirror.so ]] ||

@@ -1,7 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # "cmake --install" gives a tree that clients build and run against, both
-# through pkg-config (hmmu.pc) and through find_package(hmmu) (hmmu::hmmu).
+# through pkg-config (hmmu.pc) and through find_package(hmmu) (hmmu::hmmu);
+# hmmud.service's ExecStart= names the hmmud of the prefix installed to,
+# not that of the configured prefix.
 #
 # usage: install_consumers.sh BUILD_DIR C_COMPILER [EXTRA_CFLAGS]
 # EXTRA_CFLAGS: e.g. the sanitizer flags of a sanitized libhmmu, which a
@@ -10,6 +12,8 @@ set -euo pipefail
 
 build=$1 cc=$2 cflags=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/private_install.sh
+source "$here/private_install.sh"
 tmp=$(mktemp -d /tmp/hmmu-install-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -18,13 +22,22 @@ trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 stage=$tmp/stage
 root=$stage$prefix
-DESTDIR=$stage cmake --install "$build" --prefix "$prefix" >"$tmp/install.log"
+DESTDIR=$stage private_install "$build" "$prefix" >"$tmp/install.log"
 if stray=$(find "$stage" -not -type d | grep -v "^$root/"); then
 	echo "FAIL: installed outside the prefix:"
 	echo "$stray"
 	exit 1
 fi
 libdir=$(dirname "$(find "$root" -name 'libhmmu.so.1')")
+
+# The unit is made at install time, for this prefix (without DESTDIR).
+unit=$(find "$root" -name hmmud.service)
+[[ -n $unit ]] || { echo "FAIL: no hmmud.service installed"; exit 1; }
+exec_start=$(grep '^ExecStart=' "$unit")
+sbin=$(dirname "$(find "$root" -name hmmud -type f)")
+[[ $exec_start == "ExecStart=${sbin#"$stage"}/hmmud --foreground "* ]] ||
+	{ echo "FAIL: installed with --prefix $prefix, $unit says $exec_start"; exit 1; }
+echo "installed unit: $exec_start"
 missing=$tmp/no-such-dir/hmmud.sock
 
 # (a) pkg-config, seeing only the installed hmmu.pc

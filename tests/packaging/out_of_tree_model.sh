@@ -10,10 +10,12 @@ set -euo pipefail
 
 build=$1 cc=$2 hmmud=$3 test_binary=$4
 src=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=SCRIPTDIR/private_install.sh
+source "$src/tests/packaging/private_install.sh"
 tmp=$(mktemp -d /tmp/hmmu-model-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
-cmake --install "$build" --prefix "$tmp/prefix" >"$tmp/install.log"
+private_install "$build" "$tmp/prefix" >"$tmp/install.log"
 pc=$(dirname "$(find "$tmp/prefix" -name hmmu-driver.pc)")
 cp -r "$src/examples/device-copy-engine" "$tmp/model"
 # Only what the installed tree gives: no -I into the source tree.
