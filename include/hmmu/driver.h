@@ -264,11 +264,12 @@ struct hmmu_job_result {
  * All of them: request workers and compute threads, never the event loop;
  * they may wait for the client. The core takes its own locks only; call
  * them with none of the model's locks held that its notifier takes.
+ * Memory userfaultfd cannot track (file-backed private mappings) has no
+ * copies: these calls reach it in the client's memory directly.
  * Common errors: -EFAULT (part of the range is not mapped, or PROT_NONE),
- * -EPERM (a write to read-only memory, or memory userfaultfd cannot track:
- * file-backed, hugetlb), -ESRCH (the client is gone), -EBUSY (a page in
- * the middle of a migration), -EDQUOT (its user holds as many page copies
- * as the daemon allows), and hmmu_should_stop()'s errors.
+ * -EPERM (a write to read-only memory), -ESRCH (the client is gone),
+ * -EBUSY (a page in the middle of a migration), -EDQUOT (its user holds as
+ * many page copies as the daemon allows), and hmmu_should_stop()'s errors.
  */
 
 /*
@@ -452,8 +453,9 @@ int hmmu_range_fault(struct hmmu_range *range);
 
 /*
  * Read or write the client's memory, as a device's DMA engine: by the
- * client's virtual address, any alignment, with the CPU's permissions (a
- * read-only page is -EPERM for a write, PROT_NONE -EFAULT). A write is a
+ * client's virtual address, any alignment, with the CPU's permissions: a
+ * write to a read-only page is -EFAULT, as the kernel's copy_to_user() is,
+ * and so is any access to unmapped or PROT_NONE memory. A write is a
  * CPU store for every other purpose: every device's copy of the pages is
  * invalidated (HMMU_NOTIFY_WRITE) before it lands. A page in the middle of
  * a migration is not written (-EBUSY). Request workers and compute threads;
@@ -498,7 +500,8 @@ struct hmmu_migrate_vma {
 
 /*
  * Step 1, setup: collect the pages of [start, end) that can move (private
- * anonymous writable memory, not in a device's memory already), allocate a
+ * anonymous readable memory, writable or not, not in a device's memory
+ * already), allocate a
  * device-private page for each in the device's memory, write-protect the
  * pages and copy them there. From here, a CPU write to them sleeps until
  * finalize. src[i] has HMMU_MIGRATE_PFN_MIGRATE for each page collected.
