@@ -6,6 +6,8 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 struct op_desc {
@@ -99,48 +101,84 @@ static int name_is_valid(const char name[HMMU_NAME_MAX])
 	return 1;
 }
 
-static int check_request_payload(unsigned op, const void *p)
+/* Fail with @err, saying why into @why if the caller wants it. */
+__attribute__((format(printf, 4, 5))) static int fail(int err, char *why,
+						       size_t size,
+						       const char *fmt, ...)
+{
+	va_list ap;
+
+	if (size) {
+		va_start(ap, fmt);
+		vsnprintf(why, size, fmt, ap);
+		va_end(ap);
+	}
+	return err;
+}
+
+static int check_request_payload(unsigned op, const void *p, char *why,
+				 size_t size)
 {
 	switch (op) {
 	case HMMU_OP_HELLO: {
 		const struct hmmu_wire_hello *h = p;
 
-		return h->reserved ? -EINVAL : 0;
+		return h->reserved ? fail(-EINVAL, why, size,
+					  "hello: reserved is not 0") : 0;
 	}
 	case HMMU_OP_DEVICE_INFO: {
 		const struct hmmu_wire_index *i = p;
 
-		return i->reserved ? -EINVAL : 0;
+		return i->reserved ? fail(-EINVAL, why, size,
+					  "device-info: reserved is not 0") : 0;
 	}
 	case HMMU_OP_MIRROR_CREATE: {
 		const struct hmmu_wire_device_name *n = p;
 
-		return name_is_valid(n->name) ? 0 : -EINVAL;
+		return name_is_valid(n->name) ? 0 :
+			fail(-EINVAL, why, size,
+			     "mirror-create: the device name must be 1 to %u "
+			     "bytes, then NUL bytes to the end",
+			     HMMU_NAME_MAX - 1);
 	}
 	case HMMU_OP_DEVICE_CMD: {
 		const struct hmmu_wire_device_cmd *c = p;
 
-		if (c->reserved || c->cmd == 0 || c->cmd >= HMMU_CMD_MAX_)
-			return -EINVAL;
+		if (c->reserved)
+			return fail(-EINVAL, why, size,
+				    "device-cmd: reserved is not 0");
+		if (c->cmd == 0 || c->cmd >= HMMU_CMD_MAX_)
+			return fail(-EINVAL, why, size,
+				    "device-cmd: no command number %u", c->cmd);
 		if (c->npages == 0 || c->npages > HMMU_CMD_MAX_PAGES)
-			return -EINVAL;
+			return fail(-EINVAL, why, size,
+				    "device-cmd: npages must be 1 to %llu",
+				    HMMU_CMD_MAX_PAGES);
 		/* The map comes back in the reply: no buffer, few pages. */
 		if ((c->cmd == HMMU_CMD_MIGRATE_PREPARE ||
 		     c->cmd == HMMU_CMD_EXCLUSIVE_PREPARE) &&
 		    (c->npages > HMMU_PREPARE_MAX_PAGES || c->buf || c->buf_len))
-			return -EINVAL;
+			return fail(-EINVAL, why, size,
+				    "device-cmd: a prepare takes at most %u "
+				    "pages and no buffer",
+				    HMMU_PREPARE_MAX_PAGES);
 		return 0;
 	}
 	case HMMU_OP_LIST: {
 		const struct hmmu_wire_list *l = p;
 
-		return l->what == 0 || l->what >= HMMU_LIST_MAX_ ? -EINVAL : 0;
+		return l->what == 0 || l->what >= HMMU_LIST_MAX_ ?
+			fail(-EINVAL, why, size, "list: no list number %u",
+			     l->what) : 0;
 	}
 	case HMMU_OP_JOB: {
 		const struct hmmu_wire_job *j = p;
 
-		if (j->reserved || j->kind == 0 || j->kind >= HMMU_WIRE_JOB_MAX_)
-			return -EINVAL;
+		if (j->reserved)
+			return fail(-EINVAL, why, size, "job: reserved is not 0");
+		if (j->kind == 0 || j->kind >= HMMU_WIRE_JOB_MAX_)
+			return fail(-EINVAL, why, size, "job: no job kind %u",
+				    j->kind);
 		return 0;
 	}
 	default:
@@ -148,40 +186,119 @@ static int check_request_payload(unsigned op, const void *p)
 	}
 }
 
-int hmmu_proto_check(const void *msg, size_t len, int reply)
+/*
+ * A reason's wire size (checks the flag's rules), or -errno. Only replies
+ * with status < 0 carry one; its NUL comes within HMMU_REASON_MAX bytes,
+ * and the padding after it is there and zero.
+ */
+static long reason_size(const struct hmmu_wire_hdr *h, size_t payload,
+			char *why, size_t size)
+{
+	const char *text = (const char *)(h + 1);
+	size_t n, wire;
+
+	if (!(h->flags & HMMU_MSG_REASON))
+		return 0;
+	if (h->status >= 0)
+		return fail(-EPROTO, why, size, "a reason on a reply of status %d",
+			    h->status);
+	n = strnlen(text, payload < HMMU_REASON_MAX ? payload : HMMU_REASON_MAX);
+	if (n == 0 || n == payload || n == HMMU_REASON_MAX)
+		return fail(-EPROTO, why, size, "a reason that is empty or not "
+			    "NUL-terminated within %u bytes", HMMU_REASON_MAX);
+	wire = HMMU_REASON_WIRE_SIZE(n);
+	if (wire > payload)
+		return fail(-EMSGSIZE, why, size, "a reason without its padding");
+	for (size_t i = n; i < wire; i++)
+		if (text[i])
+			return fail(-EPROTO, why, size,
+				    "a reason padded with non-zero bytes");
+	return (long)wire;
+}
+
+int hmmu_proto_check_why(const void *msg, size_t len, int reply, char *why,
+			 size_t size)
 {
 	const struct hmmu_wire_hdr *h = msg;
 	const struct op_desc *d;
 	size_t payload;
+	long rs;
 
 	if (len < sizeof(*h))
-		return -EMSGSIZE;
-	if (len > HMMU_MSG_MAX || h->len != len)
-		return -EMSGSIZE;
+		return fail(-EMSGSIZE, why, size,
+			    "%zu bytes, shorter than the %zu-byte header", len,
+			    sizeof(*h));
+	if (len > HMMU_MSG_MAX)
+		return fail(-EMSGSIZE, why, size, "%zu bytes, longer than %u",
+			    len, HMMU_MSG_MAX);
+	if (h->len != len)
+		return fail(-EMSGSIZE, why, size,
+			    "its len field says %u bytes, %zu came", h->len,
+			    len);
 	if (h->magic != HMMU_PROTO_MAGIC)
-		return -EPROTO;
-	if (h->flags != (reply ? HMMU_MSG_REPLY : 0))
-		return -EPROTO;
+		return fail(-EPROTO, why, size, "wrong magic %#x: not hmmu's",
+			    h->magic);
+	if (reply ? (h->flags & ~HMMU_MSG_REASON) != HMMU_MSG_REPLY :
+		    h->flags != 0)
+		return fail(-EPROTO, why, size, "flags %#x in a %s", h->flags,
+			    reply ? "reply" : "request");
+	payload = len - sizeof(*h);
+	rs = reply ? reason_size(h, payload, why, size) : 0;
+	if (rs < 0)
+		return (int)rs;
+	payload -= (size_t)rs;
 	/* The daemon answers a message it could not decode with op NONE. */
 	if (reply && h->op == HMMU_OP_NONE)
-		return h->status < 0 && len == sizeof(*h) ? 0 : -EPROTO;
+		return h->status < 0 && payload == 0 ? 0 :
+			fail(-EPROTO, why, size, "a NONE reply of status %d "
+			     "with %zu bytes of payload", h->status, payload);
 	d = op_desc(h->op);
 	if (!d)
-		return -EOPNOTSUPP;
+		return fail(-EOPNOTSUPP, why, size,
+			    "op %u is unknown to this hmmu (version %u)", h->op,
+			    HMMU_PROTO_VERSION);
 
-	payload = len - sizeof(*h);
 	if (!reply) {
 		if (h->status != 0)
-			return -EPROTO;
+			return fail(-EPROTO, why, size,
+				    "%s: status %d in a request", d->name,
+				    h->status);
 		if (payload != d->request)
-			return -EMSGSIZE;
-		return check_request_payload(h->op, h + 1);
+			return fail(-EMSGSIZE, why, size,
+				    "%s: %zu bytes of payload, the op takes %zu",
+				    d->name, payload, d->request);
+		return check_request_payload(h->op, h + 1, why, size);
 	}
 
 	/* A failed reply may carry no payload (or, for hello, the version). */
 	if (h->status < 0)
-		return payload == 0 || payload >= d->reply ? 0 : -EMSGSIZE;
+		return payload == 0 || payload >= d->reply ? 0 :
+			fail(-EMSGSIZE, why, size,
+			     "%s: error reply of %zu bytes of payload", d->name,
+			     payload);
 	if (payload < d->reply)
-		return -EMSGSIZE;
+		return fail(-EMSGSIZE, why, size,
+			    "%s: reply of %zu bytes of payload, at least %zu "
+			    "expected", d->name, payload, d->reply);
 	return 0;
+}
+
+int hmmu_proto_check(const void *msg, size_t len, int reply)
+{
+	return hmmu_proto_check_why(msg, len, reply, NULL, 0);
+}
+
+const char *hmmu_proto_reason(const void *msg)
+{
+	const struct hmmu_wire_hdr *h = msg;
+
+	return h->flags & HMMU_MSG_REASON ? (const char *)(h + 1) : NULL;
+}
+
+size_t hmmu_proto_payload_offset(const void *msg)
+{
+	const char *reason = hmmu_proto_reason(msg);
+
+	return sizeof(struct hmmu_wire_hdr) +
+	       (reason ? HMMU_REASON_WIRE_SIZE(strlen(reason)) : 0);
 }

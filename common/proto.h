@@ -20,7 +20,12 @@
 #include <stdint.h>
 
 #define HMMU_PROTO_MAGIC 0x554d4d48u /* "HMMU" in memory order */
-#define HMMU_PROTO_VERSION 2u /* 2: REGISTER proves the userfaultfd; PREPARE replies with its map */
+/*
+ * 2: REGISTER proves the userfaultfd; PREPARE replies with its map.
+ * 3: error replies may carry a reason (HMMU_MSG_REASON); HELLO's reply
+ *    names the daemon's release (struct hmmu_wire_hello_reply).
+ */
+#define HMMU_PROTO_VERSION 3u
 #define HMMU_MSG_MAX 512u /* no message, either way, is longer */
 #define HMMU_NAME_MAX 32u /* device names and models, NUL included */
 
@@ -41,6 +46,20 @@ enum hmmu_op {
 };
 
 #define HMMU_MSG_REPLY 0x1u /* hdr.flags: this is a reply */
+/*
+ * hdr.flags, in a reply with status < 0 only: the payload starts with a
+ * reason, one sentence for a person saying what went wrong and what to do:
+ * UTF-8 text, NUL-terminated, at most HMMU_REASON_MAX bytes with the NUL,
+ * then zero bytes up to a multiple of 8. The op's own error payload (none,
+ * or at least the op's minimum) follows. The daemon sets it only once HELLO
+ * has succeeded on the connection, or in an error reply to a HELLO of this
+ * version; never on the reply to a HELLO of another version, which a client
+ * of any version must be able to read.
+ */
+#define HMMU_MSG_REASON 0x2u
+#define HMMU_REASON_MAX 200u
+/* Wire size of a reason of @n characters: NUL and padding included. */
+#define HMMU_REASON_WIRE_SIZE(n) (((size_t)(n) + 1 + 7) / 8 * 8)
 
 struct hmmu_wire_hdr {
 	uint32_t magic;
@@ -64,6 +83,20 @@ struct hmmu_wire_hdr {
 struct hmmu_wire_hello {
 	uint32_t version; /* request: client's; reply: daemon's */
 	uint32_t reserved;
+};
+
+#define HMMU_RELEASE_MAX 64u
+
+/*
+ * HELLO's reply. Every version's starts with struct hmmu_wire_hello, so
+ * that any client reads which version a daemon speaks; only those 8 bytes
+ * are the op's minimum. Since version 3 a daemon sends the whole struct,
+ * in its success and its version-mismatch replies.
+ */
+struct hmmu_wire_hello_reply {
+	uint32_t version;
+	uint32_t reserved;		/* 0 */
+	char release[HMMU_RELEASE_MAX]; /* "0.1.0 (git 4415f675eea2)", NUL-padded */
 };
 
 struct hmmu_wire_index {
@@ -175,9 +208,10 @@ struct hmmu_wire_prepare_result {
 	uint64_t faults;
 	uint8_t discard[HMMU_PREPARE_MAX_PAGES / 8]; /* bit i: page i */
 };
-_Static_assert(sizeof(struct hmmu_wire_hdr) +
+_Static_assert(sizeof(struct hmmu_wire_hdr) + HMMU_REASON_MAX +
 		       sizeof(struct hmmu_wire_prepare_result) <= HMMU_MSG_MAX,
-	       "a PREPARE reply fits in one message");
+	       "a PREPARE reply fits in one message, with a reason");
+_Static_assert(HMMU_REASON_MAX % 8 == 0, "a reason ends at a multiple of 8");
 
 /* Job kinds: the values of enum hmmu_job_kind in <hmmu/hmmu.h>. */
 enum hmmu_wire_job_kind {
@@ -249,6 +283,17 @@ struct hmmu_wire_list_entry {
  * payload, -EMSGSIZE for a wrong length, -EOPNOTSUPP for an unknown op.
  */
 int hmmu_proto_check(const void *msg, size_t len, int reply);
+/*
+ * The same, and on failure a sentence saying what is wrong into @why
+ * (@size bytes, may be 0), for the daemon's log and reason.
+ */
+int hmmu_proto_check_why(const void *msg, size_t len, int reply, char *why,
+			 size_t size);
+
+/* Of a checked reply: its reason (HMMU_MSG_REASON), or NULL. */
+const char *hmmu_proto_reason(const void *msg);
+/* Of a checked reply: the offset of the op's payload, past any reason. */
+size_t hmmu_proto_payload_offset(const void *msg);
 
 /* Payload size of a request of this op, or 0 for an unknown op. */
 size_t hmmu_proto_request_size(unsigned op);

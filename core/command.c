@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "command.h"
 #include "mirror.h"
+#include "reason.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -16,10 +17,12 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-void command_enter(struct command_ctx *c, struct hmmu_mirror *m, uint64_t timeout_ms)
+void command_enter(struct command_ctx *c, struct hmmu_mirror *m,
+		   uint64_t timeout_ms, struct reply_reason *reason)
 {
 	c->m = m;
 	c->deadline_ns = now_ns() + timeout_ms * 1000000ull;
+	c->reason = reason;
 	current = c;
 }
 
@@ -56,4 +59,19 @@ void mirror_cancel(struct hmmu_mirror *m, int why)
 	int none = 0;
 
 	atomic_compare_exchange_strong(&m->cancel, &none, why);
+}
+
+int command_vfail(int err, const char *fmt, va_list ap)
+{
+	return reason_vset(current ? current->reason : NULL, err, 1, fmt, ap);
+}
+
+int command_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	command_vfail(err, fmt, ap);
+	va_end(ap);
+	return err;
 }

@@ -12,17 +12,24 @@
 #ifndef HMMUD_COMMAND_H
 #define HMMUD_COMMAND_H
 
+#include <stdarg.h>
 #include <stdint.h>
 
 struct hmmu_mirror;
+struct reply_reason;
 
 struct command_ctx {
 	struct hmmu_mirror *m;
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC */
+	struct reply_reason *reason; /* the request's (reason.h), or NULL */
 };
 
-/* Start a command on this thread: @timeout_ms from now. */
-void command_enter(struct command_ctx *c, struct hmmu_mirror *m, uint64_t timeout_ms);
+/*
+ * Start a command on this thread: @timeout_ms from now; its errors are
+ * explained into @reason (may be NULL).
+ */
+void command_enter(struct command_ctx *c, struct hmmu_mirror *m,
+		   uint64_t timeout_ms, struct reply_reason *reason);
 /* This thread's context, or NULL. */
 const struct command_ctx *command_current(void);
 /* Run under a context another thread made (a compute unit). */
@@ -34,6 +41,15 @@ void command_leave(void);
  * stopping, -ETIMEDOUT past the deadline. 0 outside any command.
  */
 int command_check(void);
+
+/*
+ * Say why the command of this thread fails with @err, for its client
+ * (reason_set() on its reason); returns @err. Outside a command, only
+ * returns @err.
+ */
+__attribute__((format(printf, 2, 3))) int command_fail(int err,
+						       const char *fmt, ...);
+int command_vfail(int err, const char *fmt, va_list ap);
 
 /* Cancel every command of @m, now and later (@why: -ECANCELED or -ESHUTDOWN). */
 void mirror_cancel(struct hmmu_mirror *m, int why);

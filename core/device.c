@@ -5,6 +5,7 @@
  * reaches a model.
  */
 #include "device.h"
+#include "command.h"
 #include "devmem.h"
 #include "mirror.h"
 #include "mmu.h"
@@ -16,6 +17,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -418,11 +420,21 @@ int device_command(struct hmmu_mirror *m, const struct hmmu_command *cmd,
 	uint64_t end = cmd->addr + cmd->npages * page_size();
 
 	/* What driver.h promises a model: a page-aligned range of user space. */
-	if (cmd->addr % page_size() || cmd->npages > HMMU_COMMAND_MAX_PAGES ||
-	    end < cmd->addr || end > HMMU_VA_LIMIT)
-		return -EINVAL;
+	if (cmd->addr % page_size())
+		return command_fail(-EINVAL, "address %#" PRIx64 " is not "
+				    "page-aligned: use mmap() or "
+				    "aligned_alloc(%" PRIu64 ", ...)",
+				    cmd->addr, page_size());
+	if (cmd->npages > HMMU_COMMAND_MAX_PAGES || end < cmd->addr ||
+	    end > HMMU_VA_LIMIT)
+		return command_fail(-EINVAL, "%" PRIu64 " pages at %#" PRIx64
+				    " reach past the top of user space",
+				    cmd->npages, cmd->addr);
 	if (!m->dev->ops->command)
-		return -EOPNOTSUPP;
+		return command_fail(-EOPNOTSUPP, "device %s (model %s) takes "
+				    "no device commands, only jobs "
+				    "(hmmu_job_run())", m->dev->name,
+				    device_model(m->dev));
 	return m->dev->ops->command(m, cmd, res);
 }
 
@@ -430,7 +442,10 @@ int device_job(struct hmmu_mirror *m, const struct hmmu_job_desc *job,
 	       struct hmmu_job_result *res)
 {
 	if (!m->dev->ops->job)
-		return -EOPNOTSUPP;
+		return command_fail(-EOPNOTSUPP, "device %s (model %s) runs no "
+				    "jobs, only device commands "
+				    "(hmmu_device_read() and the like)",
+				    m->dev->name, device_model(m->dev));
 	return m->dev->ops->job(m, job, res);
 }
 

@@ -11,6 +11,7 @@
 #include "command.h"
 #include "cpu_pages.h"
 #include "device.h"
+#include "explain.h"
 #include "fault.h"
 #include "migrate.h"
 #include "mirror.h"
@@ -80,30 +81,46 @@ void *hmmu_mirror_get_drvdata(const struct hmmu_mirror *m)
 	return m->drvdata;
 }
 
+/*
+ * Every error an access to client memory gives a model is explained here,
+ * for the client, where the range is known (explain.h).
+ */
+static int explained(struct hmmu_mirror *m, int err, uint64_t start,
+		     uint64_t end, bool write)
+{
+	if (err)
+		explain_access(m->proc, err, start, end, write);
+	return err;
+}
+
 /* ---- the device MMU ------------------------------------------------------ */
 
 int hmmu_mmu_fault(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		   bool write, int *faulted)
 {
-	return mmu_fault_in(&m->mmu, start, end, write, faulted);
+	return explained(m, mmu_fault_in(&m->mmu, start, end, write, faulted),
+			 start, end, write);
 }
 
 int hmmu_mmu_read(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		  void *buf, int *faulted)
 {
-	return mmu_read(&m->mmu, start, end, buf, faulted);
+	return explained(m, mmu_read(&m->mmu, start, end, buf, faulted), start,
+			 end, false);
 }
 
 int hmmu_mmu_write(struct hmmu_mirror *m, uint64_t addr, uint64_t len,
 		   const void *buf, int *faulted)
 {
-	return mmu_write(&m->mmu, addr, len, buf, faulted);
+	return explained(m, mmu_write(&m->mmu, addr, len, buf, faulted), addr,
+			 addr + len, true);
 }
 
 int hmmu_mmu_load(struct hmmu_mirror *m, uint64_t addr, void *dst,
 		  uint64_t len, uint64_t *faults)
 {
-	return mmu_load(&m->mmu, addr, dst, len, faults);
+	return explained(m, mmu_load(&m->mmu, addr, dst, len, faults), addr,
+			 addr + len, false);
 }
 
 int hmmu_mmu_pin(struct hmmu_mirror *m, uint64_t start, uint64_t end,
@@ -178,6 +195,7 @@ int hmmu_range_fault(struct hmmu_range *range)
 	if (!err)
 		err = fault_snapshot(n->mirror->proc, range->start, range->end,
 				     range->pages);
+	explained(n->mirror, err, range->start, range->end, write);
 	if (!err && hmmu_interval_read_retry(n, range->notifier_seq))
 		err = -EBUSY;
 	for (uint64_t i = 0; !err && range->hmm_pfns && i < npages; i++)
@@ -190,13 +208,15 @@ int hmmu_range_fault(struct hmmu_range *range)
 int hmmu_dma_read(struct hmmu_mirror *m, uint64_t addr, void *buf,
 		  uint64_t len)
 {
-	return client_read(m->proc, addr, buf, len);
+	return explained(m, client_read(m->proc, addr, buf, len), addr,
+			 addr + len, false);
 }
 
 int hmmu_dma_write(struct hmmu_mirror *m, uint64_t addr, const void *buf,
 		   uint64_t len)
 {
-	return client_write(m->proc, addr, buf, len);
+	return explained(m, client_write(m->proc, addr, buf, len), addr,
+			 addr + len, true);
 }
 
 int hmmu_dma_writev(struct hmmu_mirror *m, uint64_t addr,
@@ -206,7 +226,8 @@ int hmmu_dma_writev(struct hmmu_mirror *m, uint64_t addr,
 
 	for (unsigned long i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
-	return client_writev(m->proc, addr, iov, iovcnt, len);
+	return explained(m, client_writev(m->proc, addr, iov, iovcnt, len),
+			 addr, addr + len, true);
 }
 
 int hmmu_dma_check(struct hmmu_mirror *m, uint64_t start, uint64_t end,
@@ -224,7 +245,7 @@ int hmmu_dma_check(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 	if (err == -EPERM || (!err && write))
 		err = process_check_access(m->proc, page_down(start),
 					   page_up(end), write);
-	return err;
+	return explained(m, err, start, end, write);
 }
 
 /* ---- migration -------------------------------------------------------------- */
@@ -291,6 +312,16 @@ void hmmu_device_queue_work(struct hmmu_device *dev, struct hmmu_work *w)
 int hmmu_should_stop(void)
 {
 	return command_check();
+}
+
+int hmmu_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	command_vfail(err, fmt, ap);
+	va_end(ap);
+	return err;
 }
 
 void *hmmu_device_alloc(struct hmmu_device *dev, size_t bytes)

@@ -10,6 +10,7 @@
  */
 #include "migrate.h"
 #include "accounts.h"
+#include "command.h"
 #include "counters.h"
 #include "limits.h"
 #include "fault.h"
@@ -176,7 +177,11 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 			dp->mem = devmem_alloc_page(m->dev->mem);
 		if (!dp || !dp->mem) {
 			free(dp);
-			err = -ENOMEM;
+			err = command_fail(-ENOMEM, "device %s's memory is full "
+					   "(%" PRIu64 " pages): migrate fewer "
+					   "pages, or bring some back first",
+					   m->dev->name,
+					   devmem_pages_total(m->dev->mem));
 			break;
 		}
 		/* Full is -ENOMEM for all; past one's share, -EDQUOT for one. */
@@ -187,7 +192,12 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 				 p->pid, limits.devmem_percent_per_user, m->dev->name);
 			devmem_free_page(m->dev->mem, dp->mem);
 			free(dp);
-			err = -EDQUOT;
+			err = command_fail(-EDQUOT, "this user holds %u%% of "
+					   "device %s's memory, hmmud's limit "
+					   "(--limit devmem-percent-per-user): "
+					   "bring pages back first",
+					   limits.devmem_percent_per_user,
+					   m->dev->name);
 			break;
 		}
 		/* The pool is shared: never let old contents show through. */
@@ -542,7 +552,10 @@ int migrate_check_exclusive(struct hmmu_mirror *m, uint64_t start, uint64_t end)
 
 		if (!dp || dp->owner != m || dp->state != DP_DEVICE ||
 		    !dp->exclusive)
-			err = -EPERM;
+			err = command_fail(-EPERM, "page %#" PRIx64 " is not "
+					   "exclusive to device %s: never made "
+					   "so, or a CPU access took it back",
+					   a, m->dev->name);
 	}
 	pthread_mutex_unlock(&p->migrate_lock);
 	return err;

@@ -5,6 +5,7 @@
 #include "accounts.h"
 #include "client_mem.h"
 #include "command.h"
+#include "limits.h"
 #include "../lib/log.h"
 #include "fault.h"
 #include "../common/page.h"
@@ -15,6 +16,7 @@
 #include "vmas.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,7 +314,11 @@ static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 		pthread_mutex_unlock(&mmu->lock);
 		log_warn("client %d: its user holds as many page copies as allowed "
 			 "(--limit copy-mib-per-user)", mmu->m->owner.pid);
-		return -EDQUOT;
+		return command_fail(-EDQUOT, "this user's device page copies "
+				    "reached hmmud's limit of %" PRIu64 " MiB "
+				    "(--limit copy-mib-per-user): unregister "
+				    "mirrors it no longer needs",
+				    limits.copy_bytes_per_user >> 20);
 	}
 	for (uint64_t i = 0; i < n && !err; i++) {
 		pages[i].iov_base = copy_alloc(mmu);

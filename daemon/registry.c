@@ -9,6 +9,7 @@
 #include "../core/mirror.h"
 #include "../core/process.h"
 #include "../core/device.h"
+#include "../core/reason.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -67,12 +68,24 @@ static void remove_process(struct registry *r, struct process *p)
  * own and a full one: all else hmmu does for this process relies on it.
  */
 static int add_process(struct registry *r, struct hmmu_mirror *m, int *uffd,
-		       uint64_t probe, struct process **out)
+		       uint64_t probe, struct process **out,
+		       struct reply_reason *why)
 {
 	struct process *p;
 	int err;
 
 	err = process_create(&m->owner, *uffd, r->loop, &p);
+	if (err == -EBADF)
+		return reason_set(why, err, "the fd sent to register with is "
+				  "not a userfaultfd");
+	if (err == -EINVAL)
+		return reason_set(why, err, "the userfaultfd lacks features "
+				  "hmmu needs (UFFDIO_API with write-protect "
+				  "and the unmap, remove and remap events)");
+	if (err == -EACCES || err == -EPERM)
+		return reason_set(why, err, "hmmud may not open /proc/%d/mem "
+				  "of this process: it needs CAP_SYS_PTRACE "
+				  "over it (docs/operations.md)", m->owner.pid);
 	if (err)
 		return err;
 	*uffd = -1; /* p owns it now */
@@ -82,6 +95,13 @@ static int add_process(struct registry *r, struct hmmu_mirror *m, int *uffd,
 			 err == -EINVAL ? "it is not of the sender's own address space" :
 			 err == -EFAULT ? "the probe pages are not two untouched private pages" :
 					  strerror(-err));
+		if (err == -EINVAL)
+			reason_set(why, err, "the userfaultfd is not of this "
+				   "process's own address space (another "
+				   "process's, or from before an exec)");
+		else if (err == -EFAULT)
+			reason_set(why, err, "the probe pages sent to register "
+				   "with are not two untouched private pages");
 		process_put(p);
 		return err;
 	}
@@ -97,6 +117,11 @@ static int add_process(struct registry *r, struct hmmu_mirror *m, int *uffd,
 			 err == -EPERM ? "it does not serve faults taken by the kernel "
 					 "(made with UFFD_USER_MODE_ONLY?)" :
 					  strerror(-err));
+		if (err == -EPERM)
+			reason_set(why, err, "hmmud refused this process's "
+				   "userfaultfd: it must serve faults the kernel "
+				   "takes, not only user-mode ones "
+				   "(UFFD_USER_MODE_ONLY)");
 		process_stop(p);
 		process_put(p);
 		return err;
@@ -109,7 +134,7 @@ static int add_process(struct registry *r, struct hmmu_mirror *m, int *uffd,
 }
 
 int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
-		      uint64_t probe)
+		      uint64_t probe, struct reply_reason *why)
 {
 	struct process *p;
 	int err = 0;
@@ -121,13 +146,16 @@ int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 		goto out;
 	}
 	if (m->registered) {
-		err = -EBUSY;
+		err = reason_set(why, -EBUSY, "mirror %llu on %s is registered "
+				 "already: unregister it first",
+				 (unsigned long long)m->id, m->dev->name);
 		goto out;
 	}
 	p = lookup(r, &m->owner);
 	if (p && !client_mm_alive(p)) {
 		/* Same pid and pidfd, but it exec'd: not the one that registered. */
-		err = -ESRCH;
+		err = reason_set(why, -ESRCH, "this process exec'd since it "
+				 "registered: the new image must connect anew");
 		goto out;
 	}
 	if (!p) {
@@ -135,13 +163,15 @@ int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 			err = HMMU_STATUS_NEED_UFFD;
 			goto out;
 		}
-		err = add_process(r, m, uffd, probe, &p);
+		err = add_process(r, m, uffd, probe, &p, why);
 		if (err)
 			goto out;
 	}
 	m->proc = p; /* the model's bind() may use it */
 	err = device_bind(m);
 	if (err) {
+		reason_default(why, err, "device %s refused to take the "
+			       "mirror: %s", m->dev->name, strerror(-err));
 		m->proc = NULL;
 		if (p->nmirrors == 0)
 			remove_process(r, p);

@@ -26,6 +26,7 @@
 struct account;
 struct loop;
 struct hmmu_mirror;
+struct reply_reason;
 struct process;
 
 #define REGISTRY_BUCKETS 64
@@ -51,10 +52,11 @@ void registry_fini(struct registry *r);
  * Errors: -EBUSY (already registered), -ENOENT (the mirror was destroyed),
  * -EBADF/-EINVAL (not a usable userfaultfd, or not the sender's), -EPERM
  * (it does not serve kernel faults), -EFAULT (bad probe pages), -ESRCH (the
- * sender's address space is gone), -ENOMEM, or the device's.
+ * sender's address space is gone), -ENOMEM, or the device's. Says why
+ * into @why (reason.h; may be NULL).
  */
 int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
-		      uint64_t probe);
+		      uint64_t probe, struct reply_reason *why);
 
 /* Unregister @m. -EINVAL if it is not registered. */
 int registry_unregister(struct registry *r, struct hmmu_mirror *m);

@@ -12,6 +12,7 @@
 #include "../lib/workers.h"
 #include "../core/device.h"
 #include "../core/devmem.h"
+#include "../core/reason.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct request {
 	struct work work;
 	struct session *s;
 	int fd;
+	struct reply_reason why; /* the error reply's reason */
 	union {
 		struct hmmu_wire_hdr hdr;
 		char buf[HMMU_MSG_MAX];
@@ -36,7 +38,16 @@ static const void *payload(const struct request *r)
 
 static void reply(struct request *r, int status, const void *p, size_t len)
 {
-	session_reply(r->s, &r->msg.hdr, status, p, len);
+	session_reply(r->s, &r->msg.hdr, status, reason_for(&r->why, status),
+		      p, len);
+}
+
+/* The reason of @r's error reply, for its log line ("" if none). */
+static const char *why(struct request *r, int err)
+{
+	const char *text = reason_for(&r->why, err);
+
+	return text ? text : "";
 }
 
 static struct daemon *daemon_of(struct request *r)
@@ -61,6 +72,9 @@ static void do_device_info(struct request *r)
 	if (req->index >= d->ndevices) {
 		log_warn("client %d: no device number %u", r->s->peer.pid,
 			 req->index);
+		reason_set(&r->why, -ENODEV, "hmmud has no device number %u: "
+			   "it has %u (hmmu_device_count())", req->index,
+			   d->ndevices);
 		reply(r, -ENODEV, NULL, 0);
 		return;
 	}
@@ -72,6 +86,25 @@ static void do_device_info(struct request *r)
 	info.numa_node = dev->numa_node;
 	info.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
 	reply(r, 0, &info, sizeof(info));
+}
+
+/* "dmirror0, dmirror1, acc0" into @out, cut short with "..." to fit. */
+static char *device_names(struct daemon *d, char *out, size_t size)
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (unsigned i = 0; i < d->ndevices; i++) {
+		size_t len = strlen(d->devices[i]->name) + (i ? 2 : 0);
+
+		if (n + len + 4 >= size) {
+			snprintf(out + n, size - n, "...");
+			break;
+		}
+		n += (size_t)snprintf(out + n, size - n, "%s%s", i ? ", " : "",
+				      d->devices[i]->name);
+	}
+	return out;
 }
 
 static struct hmmu_device *find_device(struct daemon *d, const char *name)
@@ -86,13 +119,20 @@ static void do_mirror_create(struct request *r)
 {
 	const struct hmmu_wire_device_name *req = payload(r);
 	struct hmmu_wire_mirror rep;
-	struct hmmu_device *dev = find_device(daemon_of(r), req->name);
+	struct daemon *d = daemon_of(r);
+	struct hmmu_device *dev = find_device(d, req->name);
 	struct hmmu_mirror *m;
+	char name[4 * HMMU_NAME_MAX], names[96];
 	int err;
 
 	if (!dev) {
+		/* The name is the client's: escaped, for the log as for it. */
+		reason_escape(name, sizeof(name), req->name);
 		log_warn("client %d: no device named '%s'", r->s->peer.pid,
-			 req->name);
+			 name);
+		reason_set(&r->why, -ENODEV, "hmmud has no device named '%.48s'; "
+			   "it has %s (hmmu_device_info())", name,
+			   device_names(d, names, sizeof(names)));
 		reply(r, -ENODEV, NULL, 0);
 		return;
 	}
@@ -101,11 +141,15 @@ static void do_mirror_create(struct request *r)
 		log_warn("client %d (uid %u): refused a mirror: its user has "
 			 "%u, the limit (--limit mirrors-per-user)",
 			 r->s->peer.pid, r->s->peer.uid, limits.mirrors_per_user);
+		reason_set(&r->why, err, "this user has as many mirrors as "
+			   "hmmud allows (%u, --limit mirrors-per-user): "
+			   "destroy some", limits.mirrors_per_user);
 		reply(r, err, NULL, 0);
 		return;
 	}
 	m = mirror_new(0, dev, &r->s->peer, r->s->acct);
 	if (!m) {
+		log_err("client %d: out of memory for a mirror", r->s->peer.pid);
 		account_del_mirror(r->s->acct);
 		reply(r, -ENOMEM, NULL, 0);
 		return;
@@ -114,6 +158,9 @@ static void do_mirror_create(struct request *r)
 	err = session_add_mirror(r->s, m, &rep.mirror);
 	if (err) {
 		log_warn("client %d: too many mirrors", r->s->peer.pid);
+		reason_set(&r->why, err, "this connection holds %u mirrors, "
+			   "the most one may: destroy some",
+			   SESSION_MAX_MIRRORS);
 		mirror_put(m);
 		reply(r, err, NULL, 0);
 		return;
@@ -130,6 +177,9 @@ static struct hmmu_mirror *request_mirror(struct request *r, uint64_t id)
 		log_warn("client %d: %s: no mirror %llu", r->s->peer.pid,
 			 hmmu_proto_op_name(r->msg.hdr.op),
 			 (unsigned long long)id);
+		reason_set(&r->why, -ENOENT, "no mirror %llu on this "
+			   "connection: it was destroyed, or never created on "
+			   "it", (unsigned long long)id);
 		reply(r, -ENOENT, NULL, 0);
 	}
 	return m;
@@ -143,11 +193,16 @@ static void do_mirror_register(struct request *r)
 
 	if (!m)
 		return;
-	err = registry_register(&daemon_of(r)->registry, m, &r->fd, req->probe);
+	err = registry_register(&daemon_of(r)->registry, m, &r->fd, req->probe,
+				&r->why);
+	if (err == -ENOENT)
+		reason_default(&r->why, err, "mirror %llu was destroyed",
+			       (unsigned long long)req->mirror);
 	if (err < 0)
-		log_warn("client %d: register mirror %llu on %s: %s",
+		log_warn("client %d: register mirror %llu on %s: %s%s%s",
 			 r->s->peer.pid, (unsigned long long)req->mirror,
-			 m->dev->name, strerror(-err));
+			 m->dev->name, strerror(-err), *why(r, err) ? ": " : "",
+			 why(r, err));
 	mirror_put(m);
 	reply(r, err, NULL, 0);
 	/* It exec'd: whoever speaks on this connection now is not the client. */
@@ -164,9 +219,12 @@ static void do_mirror_unregister(struct request *r)
 	if (!m)
 		return;
 	err = registry_unregister(&daemon_of(r)->registry, m);
-	if (err)
+	if (err) {
 		log_warn("client %d: unregister mirror %llu: not registered",
 			 r->s->peer.pid, (unsigned long long)m->id);
+		reason_set(&r->why, err, "mirror %llu on %s is not registered",
+			   (unsigned long long)m->id, m->dev->name);
+	}
 	mirror_put(m);
 	reply(r, err, NULL, 0);
 }
@@ -179,6 +237,9 @@ static void do_mirror_destroy(struct request *r)
 	if (!m) {
 		log_warn("client %d: destroy: no mirror %llu", r->s->peer.pid,
 			 (unsigned long long)req->mirror);
+		reason_set(&r->why, -ENOENT, "no mirror %llu on this "
+			   "connection: it was destroyed, or never created on "
+			   "it", (unsigned long long)req->mirror);
 		reply(r, -ENOENT, NULL, 0);
 		return;
 	}
@@ -267,6 +328,40 @@ static int run_job(struct hmmu_mirror *m, const struct hmmu_wire_job *w,
 }
 
 /*
+ * What a command or job's errno means when nothing closer to the error
+ * said why (the core and the models explain the errors they decide).
+ */
+static void explain_status(struct request *r, struct hmmu_mirror *m, int err)
+{
+	switch (err) {
+	case -ESRCH:
+		reason_default(&r->why, err, "this process exec'd or exited "
+			       "since it registered: a new image must connect "
+			       "anew");
+		break;
+	case -ETIMEDOUT:
+		reason_default(&r->why, err, "the %s on %s ran past hmmud's "
+			       "limit of %llu s (--limit job-seconds)",
+			       r->msg.hdr.op == HMMU_OP_JOB ? "job" : "command",
+			       m->dev->name,
+			       (unsigned long long)(limits.job_timeout_ms / 1000));
+		break;
+	case -EAGAIN:
+		reason_default(&r->why, err, "the pages kept changing under "
+			       "the %s (the CPU kept writing or discarding "
+			       "them): try again",
+			       r->msg.hdr.op == HMMU_OP_JOB ? "job" : "command");
+		break;
+	case -ENOMEM:
+		reason_default(&r->why, err, "hmmud ran out of memory: see "
+			       "its log");
+		break;
+	default:
+		break;
+	}
+}
+
+/*
  * Device commands and jobs run with the mirror's state_lock read-held, so
  * that an unregistration waits for them to finish (rule 6).
  */
@@ -277,9 +372,12 @@ static int run_on_mirror(struct request *r, struct hmmu_mirror *m, void *res)
 	int err;
 
 	pthread_rwlock_rdlock(&m->state_lock);
-	command_enter(&ctx, m, limits.job_timeout_ms);
+	command_enter(&ctx, m, limits.job_timeout_ms, &r->why);
 	if (!m->registered)
-		err = -EINVAL;
+		err = command_fail(-EINVAL, "mirror %llu on %s is not "
+				   "registered: hmmu_mirror_register() it "
+				   "first", (unsigned long long)m->id,
+				   m->dev->name);
 	else if (!client_mm_alive(m->proc))
 		err = -ESRCH; /* exited, or exec'd: not the one that registered */
 	else if (r->msg.hdr.op == HMMU_OP_JOB)
@@ -288,12 +386,18 @@ static int run_on_mirror(struct request *r, struct hmmu_mirror *m, void *res)
 		err = run_command(m, req, res);
 	command_leave();
 	pthread_rwlock_unlock(&m->state_lock);
+	explain_status(r, m, err);
 	/* Faults on bad addresses are the client's business, not news. */
 	if (err && err != -EFAULT && err != -EPERM && err != -ESRCH &&
 	    err != -ECANCELED && err != -ESHUTDOWN)
-		log_warn("client %d: %s on %s: %s", r->s->peer.pid,
+		log_warn("client %d: %s on %s: %s%s%s", r->s->peer.pid,
 			 hmmu_proto_op_name(r->msg.hdr.op), m->dev->name,
-			 strerror(-err));
+			 strerror(-err), *why(r, err) ? ": " : "", why(r, err));
+	else if (err)
+		log_debug("client %d: %s on %s: %s%s%s", r->s->peer.pid,
+			  hmmu_proto_op_name(r->msg.hdr.op), m->dev->name,
+			  strerror(-err), *why(r, err) ? ": " : "",
+			  why(r, err));
 	return err;
 }
 
@@ -356,6 +460,7 @@ static void request_run(struct work *w)
 	handlers[r->msg.hdr.op](r);
 	if (r->fd >= 0)
 		close(r->fd);
+	reason_fini(&r->why);
 	free(r);
 	session_request_done(s);
 	session_put(s);
@@ -374,6 +479,7 @@ int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
 	r->work.fn = request_run;
 	r->s = s;
 	r->fd = fd;
+	reason_init(&r->why);
 	memcpy(r->msg.buf, h, len);
 	session_get(s);
 	atomic_fetch_add(&s->inflight, 1);

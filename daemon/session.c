@@ -12,6 +12,7 @@
 #include "../common/proto.h"
 #include "../common/kernel_uapi.h"
 #include "../common/kfeatures.h"
+#include "hmmu_build_info.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -62,21 +63,34 @@ void session_put(struct session *s)
 }
 
 void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
-		   int status, const void *payload, size_t len)
+		   int status, const char *reason, const void *payload,
+		   size_t len)
 {
 	struct hmmu_wire_hdr h = {
 		.magic = HMMU_PROTO_MAGIC,
 		.op = req ? req->op : HMMU_OP_NONE,
 		.flags = HMMU_MSG_REPLY,
-		.len = (uint32_t)(sizeof(h) + len),
 		.status = status,
 		.id = req ? req->id : 0,
 	};
-	struct iovec iov[2] = {
+	char text[HMMU_REASON_MAX] = "";
+	size_t n = reason && status < 0 ? strlen(reason) : 0;
+	struct iovec iov[3] = {
 		{ .iov_base = &h, .iov_len = sizeof(h) },
+		{ .iov_base = text, .iov_len = 0 },
 		{ .iov_base = (void *)payload, .iov_len = len },
 	};
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = len ? 2 : 1 };
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 3 };
+
+	/* The NUL and the padding come from the zeroed buffer. */
+	if (n) {
+		if (n >= HMMU_REASON_MAX)
+			n = HMMU_REASON_MAX - 1;
+		memcpy(text, reason, n);
+		iov[1].iov_len = HMMU_REASON_WIRE_SIZE(n);
+		h.flags |= HMMU_MSG_REASON;
+	}
+	h.len = (uint32_t)(sizeof(h) + iov[1].iov_len + len);
 
 	/*
 	 * Never block a worker on a client that does not read its replies:
@@ -178,23 +192,49 @@ static void pidfd_ready(struct loop_watch *w, unsigned revents)
 static void handle_hello(struct session *s, const struct hmmu_wire_hdr *h)
 {
 	const struct hmmu_wire_hello *req = (const void *)(h + 1);
-	struct hmmu_wire_hello rep = { .version = HMMU_PROTO_VERSION };
+	struct hmmu_wire_hello_reply rep = { .version = HMMU_PROTO_VERSION };
+
+	snprintf(rep.release, sizeof(rep.release), "%s (git %s)",
+		 HMMU_BUILD_VERSION, HMMU_BUILD_COMMIT);
 
 	if (s->hello_done) {
 		log_warn("client %d: bad hello message: said hello twice",
 			 s->peer.pid);
-		session_reply(s, h, -EPROTO, NULL, 0);
+		session_reply(s, h, -EPROTO, "HELLO was said already on this "
+			      "connection", NULL, 0);
 		return;
 	}
+	/*
+	 * No reason on this reply: a client of any version reads the version
+	 * at its start, and libhmmu says what to do itself.
+	 */
 	if (req->version != HMMU_PROTO_VERSION) {
 		log_warn("client %d: speaks protocol version %u, we speak %u",
 			 s->peer.pid, req->version, HMMU_PROTO_VERSION);
-		session_reply(s, h, -EPROTONOSUPPORT, &rep, sizeof(rep));
+		session_reply(s, h, -EPROTONOSUPPORT, NULL, &rep, sizeof(rep));
 		session_close(s);
 		return;
 	}
 	s->hello_done = true;
-	session_reply(s, h, 0, &rep, sizeof(rep));
+	session_reply(s, h, 0, NULL, &rep, sizeof(rep));
+}
+
+/*
+ * Why a connection past a limit is refused: for a HELLO of our version
+ * only, the one message before the handshake whose sender reads reasons.
+ */
+static const char *refused_reason(struct session *s,
+				  const struct hmmu_wire_hdr *h)
+{
+	const struct hmmu_wire_hello *hello = (const void *)(h + 1);
+
+	if (h->op != HMMU_OP_HELLO || hello->version != HMMU_PROTO_VERSION)
+		return NULL;
+	if (s->refused == -EDQUOT)
+		return "this user has as many connections to hmmud as it "
+		       "allows (--limit connections-per-user): close some";
+	return "hmmud has as many connections open as it allows "
+	       "(--limit connections): try again later";
 }
 
 /* Pull the fds and the sender's credentials out of the control data. */
@@ -262,6 +302,7 @@ static int receive_one(struct session *s)
 		.msg_controllen = sizeof(control.buf),
 	};
 	const struct hmmu_wire_hdr *h = NULL;
+	char why[160] = "";
 	ssize_t n;
 	int fd, err;
 
@@ -279,18 +320,37 @@ static int receive_one(struct session *s)
 	err = read_cmsgs(s, &msg, &fd);
 	if ((size_t)n >= sizeof(in.hdr))
 		h = &in.hdr;
-	if (!err && (msg.msg_flags & MSG_TRUNC))
+	if (err == -EPERM)
+		snprintf(why, sizeof(why), "it came from another process than "
+			 "the one that connected (a forked child?), which must "
+			 "connect anew");
+	else if (err)
+		snprintf(why, sizeof(why), "at most one fd may come with a "
+			 "message");
+	if (!err && (msg.msg_flags & MSG_TRUNC)) {
 		err = -EMSGSIZE;
+		snprintf(why, sizeof(why), "%zd bytes, longer than %u", n,
+			 HMMU_MSG_MAX);
+	}
 	if (!err)
-		err = hmmu_proto_check(in.buf, (size_t)n, 0);
-	if (!err && fd >= 0 && h->op != HMMU_OP_MIRROR_REGISTER)
+		err = hmmu_proto_check_why(in.buf, (size_t)n, 0, why,
+					   sizeof(why));
+	if (!err && fd >= 0 && h->op != HMMU_OP_MIRROR_REGISTER) {
 		err = -EINVAL;
-	if (!err && !s->hello_done && h->op != HMMU_OP_HELLO)
+		snprintf(why, sizeof(why), "an fd may come only with "
+			 "mirror-register");
+	}
+	if (!err && !s->hello_done && h->op != HMMU_OP_HELLO) {
 		err = -EPROTO;
+		snprintf(why, sizeof(why), "the first request must be HELLO");
+	}
 	if (err) {
-		log_warn("client %d: bad %s message (%zd bytes): %s",
+		log_warn("client %d: bad %s message (%zd bytes): %s: %s",
 			 s->peer.pid, h ? hmmu_proto_op_name(h->op) : "short",
-			 n, strerror(-err));
+			 n, strerror(-err), why);
+		/* Reasons go only to a client that said it reads them. */
+		if (!s->hello_done)
+			why[0] = '\0';
 		if (fd >= 0)
 			close(fd);
 		/*
@@ -304,16 +364,16 @@ static int receive_one(struct session *s)
 			struct hmmu_wire_hdr none = *h;
 
 			none.op = HMMU_OP_NONE;
-			session_reply(s, &none, err, NULL, 0);
+			session_reply(s, &none, err, why, NULL, 0);
 			return 0;
 		}
-		session_reply(s, h, err, NULL, 0);
+		session_reply(s, h, err, why, NULL, 0);
 		return 0;
 	}
 
 	if (s->refused) {
 		/* Whatever it asks first, it learns why it cannot stay. */
-		session_reply(s, h, s->refused, NULL, 0);
+		session_reply(s, h, s->refused, refused_reason(s, h), NULL, 0);
 		session_close(s);
 		return 0;
 	}
@@ -327,7 +387,8 @@ static int receive_one(struct session *s)
 			hmmu_proto_op_name(h->op), strerror(-err));
 		if (fd >= 0)
 			close(fd);
-		session_reply(s, h, err, NULL, 0);
+		session_reply(s, h, err, "hmmud ran out of memory: see its log",
+			      NULL, 0);
 	}
 	return 0;
 }

@@ -82,9 +82,14 @@ void session_put(struct session *s);
 /* A request of @s is done (any thread): reading may resume. */
 void session_request_done(struct session *s);
 
-/* Send a reply; any thread. */
+/*
+ * Send a reply; any thread. An error reply carries @reason if not NULL or
+ * "" (cut to HMMU_REASON_MAX - 1 bytes): the caller passes none before the
+ * handshake, when the client may not read them (docs/protocol.md §2).
+ */
 void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
-		   int status, const void *payload, size_t len);
+		   int status, const char *reason, const void *payload,
+		   size_t len);
 
 /* Mirror table of the connection. */
 struct hmmu_mirror *session_find_mirror(struct session *s, uint64_t id);

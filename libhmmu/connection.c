@@ -3,12 +3,31 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
+
+/* How long hmmu_connect() waits for the daemon, unless told otherwise. */
+#define CONNECT_TIMEOUT_MS 5000
+
+#define FIX_GONE                                                               \
+	"restart it or check its log (journalctl -u hmmud)"
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static struct pending *find_pending(struct hmmu *h, uint64_t id)
 {
@@ -66,6 +85,29 @@ static int send_request(struct hmmu *h, unsigned op, uint64_t id,
 }
 
 /*
+ * During hmmu_connect(): wait for the reply until the deadline. 0 once
+ * something came, -ETIMEDOUT, or -errno.
+ */
+static int wait_readable(struct hmmu *h)
+{
+	struct pollfd pfd = { .fd = h->fd, .events = POLLIN };
+	int64_t left;
+	int n;
+
+	if (!h->deadline_ms)
+		return 0;
+	do {
+		left = h->deadline_ms - now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n ? 0 : -ETIMEDOUT;
+}
+
+/*
  * Receive one reply and file it under its request. Called by the reading
  * thread without the lock; returns with the lock held.
  */
@@ -75,16 +117,19 @@ static void receive_one(struct hmmu *h)
 		struct hmmu_wire_hdr hdr;
 		char buf[HMMU_MSG_MAX];
 	} in;
+	const char *reason;
 	struct pending *p;
+	size_t off;
 	ssize_t n;
+	int err = wait_readable(h);
 
 	do
-		n = recv(h->fd, in.buf, sizeof(in.buf), 0);
-	while (n < 0 && errno == EINTR);
+		n = err ? -1 : recv(h->fd, in.buf, sizeof(in.buf), 0);
+	while (n < 0 && !err && errno == EINTR);
 
 	pthread_mutex_lock(&h->lock);
 	if (n <= 0) {
-		h->broken = n == 0 ? -ECONNRESET : -errno;
+		h->broken = err ? err : n == 0 ? -ECONNRESET : -errno;
 		return;
 	}
 	if (hmmu_proto_check(in.buf, (size_t)n, 1) < 0) {
@@ -99,19 +144,45 @@ static void receive_one(struct hmmu *h)
 		h->broken = -EPROTO;
 		return;
 	}
-	p->len = (size_t)n - sizeof(in.hdr);
+	/*
+	 * A reason comes first (the decoder checked its NUL); the op's
+	 * payload follows it. hmmu_set_detail() makes it safe to show.
+	 */
+	reason = hmmu_proto_reason(in.buf);
+	if (reason)
+		snprintf(p->reason, sizeof(p->reason), "%s", reason);
+	off = hmmu_proto_payload_offset(in.buf);
+	p->len = (size_t)n - off;
 	if (p->len > p->cap)
 		p->len = p->cap;
 	if (p->len)
-		memcpy(p->out, &in.hdr + 1, p->len);
+		memcpy(p->out, in.buf + off, p->len);
 	p->status = in.hdr.status;
 	p->done = true;
 }
 
-/* The daemon's answers whose errno alone does not say what happened. */
+/*
+ * An error of the connection itself, or the daemon's answer when it gave no
+ * reason: what the errno alone does not say.
+ */
 static void explain_status(int status)
 {
 	switch (status) {
+	case -ECHILD:
+		hmmu_set_detail("this handle belongs to the parent process; "
+				"after fork(), call hmmu_connect() again in the "
+				"child");
+		break;
+	case -ECONNRESET:
+	case -EPIPE:
+	case -ESHUTDOWN:
+		hmmu_set_detail("hmmud went away (connection reset): " FIX_GONE);
+		break;
+	case -EPROTO:
+		hmmu_set_detail("hmmud's reply made no sense (protocol error), "
+				"so this connection is unusable: connect again; "
+				"are hmmud and libhmmu of one release?");
+		break;
 	case -EDQUOT:
 		hmmu_set_detail("hmmud refused: this user reached one of its "
 				"limits (connections, mirrors, page copies or "
@@ -144,13 +215,16 @@ int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
 	struct pending p = { .op = op, .out = out, .cap = cap };
 	int err;
 
-	if (getpid() != h->pid)
+	if (getpid() != h->pid) {
+		explain_status(-ECHILD);
 		return -ECHILD;
+	}
 
 	pthread_mutex_lock(&h->lock);
 	if (h->broken) {
 		err = h->broken;
 		pthread_mutex_unlock(&h->lock);
+		explain_status(err);
 		return err;
 	}
 	p.id = ++h->next_id;
@@ -176,8 +250,10 @@ int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
 	}
 	unlink_pending(h, &p);
 	pthread_mutex_unlock(&h->lock);
-	if (!err)
-		explain_status(p.status);
+	if (!err && p.reason[0])
+		hmmu_set_detail("%s", p.reason);
+	else
+		explain_status(err ? err : p.status);
 	if (len)
 		*len = err ? 0 : p.len;
 	return err ? err : p.status;
@@ -189,22 +265,99 @@ int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 	return hmmu_call_len(h, op, req, req_len, fd, out, cap, NULL);
 }
 
-static int open_socket(const char *path, int *out)
+/*
+ * $HMMU_CONNECT_TIMEOUT_MS: unset or empty for the default, else decimal
+ * digits, 0 (wait as long as it takes) to INT_MAX ms; -EINVAL for anything
+ * else.
+ */
+static int connect_timeout(int *ms)
+{
+	const char *env = getenv("HMMU_CONNECT_TIMEOUT_MS");
+	char *end;
+	long v;
+
+	*ms = CONNECT_TIMEOUT_MS;
+	if (!env || !*env)
+		return 0;
+	errno = 0;
+	v = strtol(env, &end, 10);
+	if (*env < '0' || *env > '9' || *end || errno || v > INT_MAX) {
+		hmmu_set_detail("HMMU_CONNECT_TIMEOUT_MS='%.32s' is not a "
+				"number of milliseconds (0 to wait forever)",
+				env);
+		return -EINVAL;
+	}
+	*ms = (int)v;
+	return 0;
+}
+
+/* The connect(2) errors, for a person. */
+static void explain_connect(int err, const char *path, int timeout_ms)
+{
+	switch (err) {
+	case -ENOENT:
+		hmmu_set_detail("no socket at %s: is hmmud running (systemctl "
+				"start hmmud.socket)? Or set $HMMU_SOCKET", path);
+		break;
+	case -ECONNREFUSED:
+		hmmu_set_detail("nobody listens on %s: hmmud is not running "
+				"(systemctl start hmmud)", path);
+		break;
+	case -EACCES:
+	case -EPERM:
+		hmmu_set_detail("this user may not connect to %s: the socket is "
+				"open to group hmmu (docs/operations.md)", path);
+		break;
+	case -ENAMETOOLONG:
+		hmmu_set_detail("the socket path %.64s... is longer than a Unix "
+				"socket address holds (%zu bytes)", path,
+				sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		break;
+	case -ETIMEDOUT: /* its backlog stayed full */
+		hmmu_set_detail("hmmud at %s did not answer within %d ms", path,
+				timeout_ms);
+		break;
+	default:
+		hmmu_set_detail("cannot connect to hmmud at %s: %s", path,
+				strerror(-err));
+		break;
+	}
+}
+
+/*
+ * Connect, by @deadline_ms (0: no deadline). A listener whose backlog is
+ * full makes a non-blocking connect fail with EAGAIN: try again a little
+ * later. The socket goes back to blocking mode, which the rest of the
+ * library expects.
+ */
+static int open_socket(const char *path, int64_t deadline_ms, int *out)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd;
+	int fd, flags, err = 0;
 
 	if (strlen(path) >= sizeof(addr.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(addr.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	while (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		int err = -errno;
-
+		err = -errno;
 		if (err == -EINTR)
 			continue;
+		if (err != -EAGAIN)
+			break;
+		if (deadline_ms && now_ms() >= deadline_ms) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		poll(NULL, 0, 10);
+		err = 0;
+	}
+	if (!err && ((flags = fcntl(fd, F_GETFL)) < 0 ||
+		     fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0))
+		err = -errno;
+	if (err) {
 		close(fd);
 		return err;
 	}
@@ -212,12 +365,43 @@ static int open_socket(const char *path, int *out)
 	return 0;
 }
 
+/* HELLO, and what its reply says: 0 or -errno, with the detail set. */
+static int hello(struct hmmu *h, const char *path, int timeout_ms)
+{
+	struct hmmu_wire_hello req = { .version = HMMU_PROTO_VERSION };
+	struct hmmu_wire_hello_reply rep;
+	size_t got = 0;
+	int err;
+
+	memset(&rep, 0, sizeof(rep));
+	err = hmmu_call_len(h, HMMU_OP_HELLO, &req, sizeof(req), -1, &rep,
+			    sizeof(rep), &got);
+	rep.release[sizeof(rep.release) - 1] = '\0';
+	if (err == -ETIMEDOUT)
+		hmmu_set_detail("hmmud at %s did not answer within %d ms",
+				path, timeout_ms);
+	else if (err == -EPROTONOSUPPORT)
+		hmmu_set_detail("hmmud at %s speaks protocol version %u%s%s%s, "
+				"this libhmmu %s speaks %u: use a libhmmu of "
+				"hmmud's release", path, rep.version,
+				rep.release[0] ? " (hmmud " : "", rep.release,
+				rep.release[0] ? ")" : "", HMMU_VERSION,
+				HMMU_PROTO_VERSION);
+	else if (err == -ECONNRESET)
+		hmmu_set_detail("hmmud at %s hung up during the handshake: "
+				"check its log (out of file descriptors?)", path);
+	if (err)
+		return err < 0 ? err : -EPROTO;
+	if (got > offsetof(struct hmmu_wire_hello_reply, release))
+		memcpy(h->release, rep.release, sizeof(h->release));
+	return 0;
+}
+
 HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 {
-	struct hmmu_wire_hello hello = { .version = HMMU_PROTO_VERSION };
-	struct hmmu_wire_hello rep = { 0, 0 };
+	int64_t deadline = 0;
 	struct hmmu *h;
-	int err;
+	int err, timeout;
 
 	hmmu_clear_detail();
 	if (!out)
@@ -226,6 +410,11 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 		socket_path = getenv("HMMU_SOCKET");
 	if (!socket_path || !*socket_path)
 		socket_path = HMMU_DEFAULT_SOCKET;
+	err = connect_timeout(&timeout);
+	if (err)
+		return err;
+	if (timeout)
+		deadline = now_ms() + timeout;
 
 	/*
 	 * A mapping of its own, not the heap: every call writes the handle,
@@ -235,28 +424,30 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (h == MAP_FAILED)
 		return -ENOMEM;
-	err = open_socket(socket_path, &h->fd);
+	err = open_socket(socket_path, deadline, &h->fd);
 	if (err) {
-		hmmu_set_detail("cannot connect to hmmud at %s", socket_path);
+		explain_connect(err, socket_path, timeout);
 		munmap(h, hmmu_handle_bytes());
 		return err;
 	}
 	h->pid = getpid();
+	h->deadline_ms = deadline;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
 
-	err = hmmu_call(h, HMMU_OP_HELLO, &hello, sizeof(hello), -1, &rep,
-			sizeof(rep));
+	err = hello(h, socket_path, timeout);
 	if (err) {
-		if (err == -EPROTONOSUPPORT)
-			hmmu_set_detail("hmmud speaks protocol version %u, "
-					"this libhmmu speaks %u",
-					rep.version, HMMU_PROTO_VERSION);
 		hmmu_disconnect(h);
-		return err < 0 ? err : -EPROTO;
+		return err;
 	}
+	h->deadline_ms = 0;
 	*out = h;
 	return 0;
+}
+
+HMMU_EXPORT const char *hmmu_daemon_version(struct hmmu *h)
+{
+	return h ? h->release : "";
 }
 
 HMMU_EXPORT void hmmu_disconnect(struct hmmu *h)

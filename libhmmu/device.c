@@ -115,18 +115,38 @@ HMMU_EXPORT int hmmu_stats(struct hmmu *h, struct hmmu_stats *out, size_t size)
 	return (int)known;
 }
 
-/* Check a command's arguments at the boundary, before any message goes. */
-static int check_cmd(struct hmmu_mirror *m, const struct hmmu_cmd *c)
+int hmmu_check_range(const struct hmmu_cmd *c)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 
+	if (c->addr % page) {
+		hmmu_set_detail("address %#llx is not page-aligned: use mmap() "
+				"or aligned_alloc(%llu, ...)",
+				(unsigned long long)c->addr,
+				(unsigned long long)page);
+		return -EINVAL;
+	}
+	if (c->npages == 0 || c->npages > HMMU_CMD_MAX_PAGES) {
+		hmmu_set_detail("npages is %llu: a command takes 1 to %llu "
+				"pages", (unsigned long long)c->npages,
+				HMMU_CMD_MAX_PAGES);
+		return -EINVAL;
+	}
+	if (c->addr + c->npages * page < c->addr) {
+		hmmu_set_detail("%llu pages at %#llx wrap around the address "
+				"space", (unsigned long long)c->npages,
+				(unsigned long long)c->addr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Check a command's arguments at the boundary, before any message goes. */
+static int check_cmd(struct hmmu_mirror *m, const struct hmmu_cmd *c)
+{
 	if (!m || !c)
 		return -EINVAL;
-	if (c->addr % page || c->npages == 0 || c->npages > HMMU_CMD_MAX_PAGES)
-		return -EINVAL;
-	if (c->addr + c->npages * page < c->addr)
-		return -EINVAL;
-	return 0;
+	return hmmu_check_range(c);
 }
 
 int hmmu_device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned cmd,
@@ -192,9 +212,15 @@ HMMU_EXPORT int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job)
 	int err;
 
 	hmmu_clear_detail();
-	if (!m || !job || job->reserved || job->kind < HMMU_JOB_FILL ||
-	    job->kind > HMMU_JOB_LIST_SUM)
+	if (!m || !job)
 		return -EINVAL;
+	if (job->reserved || job->kind < HMMU_JOB_FILL ||
+	    job->kind > HMMU_JOB_LIST_SUM) {
+		hmmu_set_detail("a job of kind %u with reserved %u: the kinds "
+				"are enum hmmu_job_kind, reserved is 0",
+				job->kind, job->reserved);
+		return -EINVAL;
+	}
 	req = (struct hmmu_wire_job){
 		.mirror = m->id,
 		.kind = job->kind,

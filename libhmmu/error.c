@@ -4,7 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static __thread char detail[256];
+static __thread char detail[HMMU_DETAIL_MAX];
 
 void hmmu_set_detail(const char *fmt, ...)
 {
@@ -13,6 +13,10 @@ void hmmu_set_detail(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
+	/* A path or a reason may hold anything: the detail is for a terminal. */
+	for (char *c = detail; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 }
 
 void hmmu_clear_detail(void)

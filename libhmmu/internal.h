@@ -23,12 +23,19 @@ struct pending {
 	size_t len; /* payload bytes received */
 	void *out;  /* where the payload goes */
 	size_t cap; /* its size */
+	char reason[HMMU_REASON_MAX]; /* of an error reply; "" if none */
 	struct pending *next;
 };
 
 struct hmmu {
 	int fd;
 	pid_t pid; /* the process that connected: see hmmu_call() */
+	char release[HMMU_RELEASE_MAX]; /* the daemon's, from HELLO */
+	/*
+	 * While hmmu_connect() waits for HELLO's reply, and only then: when
+	 * to give up (CLOCK_MONOTONIC, ms); 0 for never.
+	 */
+	int64_t deadline_ms;
 
 	/*
 	 * lock protects everything below. One thread at a time receives
@@ -55,7 +62,8 @@ struct hmmu_mirror {
  * One request, one reply. @fd is sent along if >= 0. The reply payload goes
  * to @out (up to @cap bytes). Returns the reply status: 0, -errno, or a
  * positive HMMU_STATUS_*. -ECHILD if called in a child of the process that
- * connected.
+ * connected. On an error it sets the detail (hmmu_set_detail()): the
+ * daemon's reason, or what the library knows.
  */
 int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 	      int fd, void *out, size_t cap);
@@ -73,10 +81,21 @@ int hmmu_device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned cmd,
 /* The size of a connection handle's own mapping. */
 size_t hmmu_handle_bytes(void);
 
+/*
+ * The checks of a device command's range, at the boundary: 0, or -EINVAL
+ * with the detail set.
+ */
+int hmmu_check_range(const struct hmmu_cmd *c);
+
 /* The process's userfaultfd, made for hand-off to the daemon. */
 int hmmu_uffd_create(int *out);
 
-/* Set the detail returned by hmmu_error_detail() for this thread. */
+/*
+ * The detail returned by hmmu_error_detail() for this thread: every public
+ * call that returns an int clears it first, and sets it where it fails in a
+ * way the errno alone does not explain (hmmu.h says the rule).
+ */
+#define HMMU_DETAIL_MAX 256
 __attribute__((format(printf, 1, 2))) void hmmu_set_detail(const char *fmt,
 							   ...);
 void hmmu_clear_detail(void);

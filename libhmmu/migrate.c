@@ -97,9 +97,10 @@ static int migrate(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned prepare)
 	int err = 0;
 
 	hmmu_clear_detail();
-	if (!m || !c || !c->npages || c->npages > HMMU_CMD_MAX_PAGES ||
-	    c->addr % page || c->addr + c->npages * page < c->addr)
+	if (!m || !c)
 		return -EINVAL;
+	if ((err = hmmu_check_range(c)))
+		return err;
 	/* Sorted by address. */
 	keep[0][0] = (uint64_t)(uintptr_t)m->h;
 	keep[0][1] = keep[0][0] + hmmu_handle_bytes();

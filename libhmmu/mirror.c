@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,8 +20,12 @@ HMMU_EXPORT int hmmu_mirror_create(struct hmmu *h, const char *device,
 	hmmu_clear_detail();
 	if (!h || !device || !out)
 		return -EINVAL;
-	if (!*device || strlen(device) >= sizeof(req.name))
+	if (!*device || strlen(device) >= sizeof(req.name)) {
+		hmmu_set_detail("no device has a name of %zu bytes: names are 1 "
+				"to %zu bytes (hmmu_device_info() lists them)",
+				strlen(device), sizeof(req.name) - 1);
 		return -ENODEV;
+	}
 	memset(&req, 0, sizeof(req));
 	strcpy(req.name, device);
 
@@ -91,11 +96,12 @@ HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 	err = register_call(m, uffd, (uint64_t)(uintptr_t)probe);
 	close(uffd);
 	munmap(probe, probe_len);
-	if (err == -EPERM)
-		hmmu_set_detail("hmmud refused this process's userfaultfd: it "
-				"must serve faults the kernel takes (not "
-				"UFFD_USER_MODE_ONLY)");
-	return err == HMMU_STATUS_NEED_UFFD ? -EPROTO : err;
+	if (err == HMMU_STATUS_NEED_UFFD) {
+		hmmu_set_detail("hmmud asked for this process's userfaultfd "
+				"twice: are hmmud and libhmmu of one release?");
+		return -EPROTO;
+	}
+	return err;
 }
 
 HMMU_EXPORT int hmmu_mirror_unregister(struct hmmu_mirror *m)
@@ -108,13 +114,20 @@ HMMU_EXPORT int hmmu_mirror_unregister(struct hmmu_mirror *m)
 
 HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
 {
+	char detail[HMMU_DETAIL_MAX];
 	struct hmmu *h;
 
 	if (!m)
 		return;
 	h = m->h;
-	/* The daemon unregisters it if needed. In a child, just forget it. */
+	/*
+	 * The daemon unregisters it if needed. In a child, just forget it.
+	 * The detail of the caller's last failure stays: cleanup comes
+	 * before reading it, often.
+	 */
+	snprintf(detail, sizeof(detail), "%s", hmmu_error_detail());
 	mirror_call(m, HMMU_OP_MIRROR_DESTROY, -1);
+	hmmu_set_detail("%s", detail);
 	pthread_mutex_lock(&h->lock);
 	for (struct hmmu_mirror **pp = &h->mirrors; *pp; pp = &(*pp)->next) {
 		if (*pp == m) {

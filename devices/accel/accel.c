@@ -194,7 +194,10 @@ static int run_list_sum(struct slice *s, uint64_t *faults, uint64_t *sum)
 		uint64_t value, next;
 
 		if (visited++ == job->len)
-			return -ELOOP;
+			return hmmu_fail(-ELOOP, "the list at %#llx has more "
+					 "than %llu nodes, the job's len: a "
+					 "cycle?", (unsigned long long)job->src,
+					 (unsigned long long)job->len);
 		if ((err = hmmu_should_stop()))
 			break;
 		err = hmmu_mmu_load(s->run->m, node + job->value_offset, &value,
@@ -263,34 +266,58 @@ static int job_check(const struct hmmu_job_desc *j)
 	uint64_t bytes = j->kind == HMMU_JOB_SUM64 ? j->len * 8 : j->len;
 
 	if (j->len == 0)
-		return -EINVAL;
+		return hmmu_fail(-EINVAL, "a job's len may not be 0");
 	switch (j->kind) {
 	case HMMU_JOB_FILL:
-		if (j->dst % 8 || j->len % 8 || j->len > MAX_JOB_BYTES ||
-		    !range_ok(j->dst, j->len))
-			return -EINVAL;
+		if (j->dst % 8 || j->len % 8)
+			return hmmu_fail(-EINVAL, "FILL: dst %#llx and len %llu "
+					 "must be multiples of 8",
+					 (unsigned long long)j->dst,
+					 (unsigned long long)j->len);
+		if (j->len > MAX_JOB_BYTES || !range_ok(j->dst, j->len))
+			return hmmu_fail(-EINVAL, "FILL: %llu bytes at %#llx "
+					 "are more than 2^36 or reach past user "
+					 "space", (unsigned long long)j->len,
+					 (unsigned long long)j->dst);
 		return 0;
 	case HMMU_JOB_COPY:
 		if (j->len > MAX_JOB_BYTES || !range_ok(j->dst, j->len) ||
 		    !range_ok(j->src, j->len))
-			return -EINVAL;
+			return hmmu_fail(-EINVAL, "COPY: %llu bytes are more "
+					 "than 2^36, or src or dst reaches past "
+					 "user space", (unsigned long long)j->len);
 		/* Overlapping copies would depend on the slicing. */
 		if (j->src < j->dst + j->len && j->dst < j->src + j->len)
-			return -EINVAL;
+			return hmmu_fail(-EINVAL, "COPY: src %#llx and dst %#llx "
+					 "overlap", (unsigned long long)j->src,
+					 (unsigned long long)j->dst);
 		return 0;
 	case HMMU_JOB_SUM64:
-		if (j->src % 8 || j->len > MAX_JOB_BYTES / 8 ||
-		    !range_ok(j->src, bytes))
-			return -EINVAL;
+		if (j->src % 8)
+			return hmmu_fail(-EINVAL, "SUM64: src %#llx is not a "
+					 "multiple of 8",
+					 (unsigned long long)j->src);
+		if (j->len > MAX_JOB_BYTES / 8 || !range_ok(j->src, bytes))
+			return hmmu_fail(-EINVAL, "SUM64: %llu elements at "
+					 "%#llx are more than 2^33 or reach past "
+					 "user space", (unsigned long long)j->len,
+					 (unsigned long long)j->src);
 		return 0;
 	case HMMU_JOB_LIST_SUM:
 		if (j->next_offset > hmmu_page_size() ||
-		    j->value_offset > hmmu_page_size() ||
-		    j->len > MAX_LIST_NODES || !range_ok(j->src, 1))
-			return -EINVAL;
+		    j->value_offset > hmmu_page_size())
+			return hmmu_fail(-EINVAL, "LIST_SUM: next_offset and "
+					 "value_offset must be at most the page "
+					 "size");
+		if (j->len > MAX_LIST_NODES || !range_ok(j->src, 1))
+			return hmmu_fail(-EINVAL, "LIST_SUM: len %llu is more "
+					 "than 2^26 nodes, or src %#llx is past "
+					 "user space", (unsigned long long)j->len,
+					 (unsigned long long)j->src);
 		return 0;
 	default:
-		return -EINVAL;
+		return hmmu_fail(-EINVAL, "device accel runs no job of kind %u",
+				 j->kind);
 	}
 }
 

@@ -44,7 +44,9 @@ static int do_read(struct hmmu_mirror *m, const struct hmmu_command *cmd,
 	struct bounce b;
 
 	if (cmd->buf_len < cmd->npages * ps)
-		return -EINVAL;
+		return hmmu_fail(-EINVAL, "the buffer of %llu bytes is smaller "
+				 "than %llu pages", (unsigned long long)cmd->buf_len,
+				 (unsigned long long)cmd->npages);
 	/* As test_hmm: everything is faulted in before anything is copied. */
 	err = hmmu_mmu_fault(m, cmd->addr, end, false, &faulted);
 	if (!err)
@@ -88,7 +90,9 @@ static int do_write(struct hmmu_mirror *m, const struct hmmu_command *cmd,
 	struct bounce b;
 
 	if (cmd->buf_len < cmd->npages * ps)
-		return -EINVAL;
+		return hmmu_fail(-EINVAL, "the buffer of %llu bytes is smaller "
+				 "than %llu pages", (unsigned long long)cmd->buf_len,
+				 (unsigned long long)cmd->npages);
 	err = bounce_get(&b, end - cmd->addr < chunk ? end - cmd->addr : chunk);
 	/* The whole target is checked before the first byte is written. */
 	if (!err)
@@ -158,7 +162,10 @@ static int do_snapshot(struct hmmu_mirror *m, const struct hmmu_command *cmd,
 	int err;
 
 	if (cmd->buf_len < cmd->npages)
-		return -EINVAL;
+		return hmmu_fail(-EINVAL, "the state buffer of %llu bytes is "
+				 "smaller than %llu pages",
+				 (unsigned long long)cmd->buf_len,
+				 (unsigned long long)cmd->npages);
 	range.hmm_pfns = malloc(cmd->npages * sizeof(*range.hmm_pfns));
 	states = malloc(cmd->npages);
 	err = range.hmm_pfns && states ? 0 : -ENOMEM;

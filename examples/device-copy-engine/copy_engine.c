@@ -164,15 +164,18 @@ static int engine_job(struct hmmu_mirror *m, const struct hmmu_job_desc *job,
 	char *bounce = hmmu_thread_buffer(1, ps);
 	int err = 0;
 
+	/* hmmu_fail(): the client reads the sentence (hmmu_error_detail()). */
 	if (job->kind != HMMU_JOB_COPY)
-		return -EOPNOTSUPP;
+		return hmmu_fail(-EOPNOTSUPP, "the copy engine runs COPY jobs "
+				 "only");
 	if (job->src % ps || job->len % ps || job->len == 0 ||
 	    job->src >= HMMU_VA_LIMIT || job->len > HMMU_VA_LIMIT - job->src ||
 	    job->dst >= HMMU_VA_LIMIT || job->len > HMMU_VA_LIMIT - job->dst)
-		return -EINVAL;
+		return hmmu_fail(-EINVAL, "the copy engine copies whole pages: "
+				 "src and len must be page-aligned");
 	/* hmmu.h's HMMU_JOB_COPY: the ranges do not overlap. */
 	if (job->src < job->dst + job->len && job->dst < job->src + job->len)
-		return -EINVAL;
+		return hmmu_fail(-EINVAL, "COPY: src and dst overlap");
 	if (!page || !bounce)
 		return -ENOMEM;
 	/* The destination is checked whole before the first byte moves. */

@@ -267,9 +267,12 @@ struct hmmu_job_result {
  * Memory userfaultfd cannot track (file-backed private mappings) has no
  * copies: these calls reach it in the client's memory directly.
  * Common errors: -EFAULT (part of the range is not mapped, or PROT_NONE),
- * -EPERM (a write to read-only memory), -ESRCH (the client is gone),
- * -EBUSY (a page in the middle of a migration), -EDQUOT (its user holds as
- * many page copies as the daemon allows), and hmmu_should_stop()'s errors.
+ * -EPERM (a write to read-only memory), -EINVAL (part of a hugetlb page),
+ * -ESRCH (the client is gone), -EBUSY (a page in the middle of a
+ * migration), -EDQUOT (its user holds as many page copies as the daemon
+ * allows), and hmmu_should_stop()'s errors. The core tells the client why
+ * (hmmu_fail()) for each error these calls return: the address and the
+ * kind of memory at fault, and the fix.
  */
 
 /*
@@ -581,6 +584,18 @@ void hmmu_device_queue_work(struct hmmu_device *dev, struct hmmu_work *w);
  * cancel: it waits for the request. Long loops check it.
  */
 int hmmu_should_stop(void);
+
+/*
+ * hmmu_fail - say why the current command or job fails with @err, in one
+ * sentence its client reads (hmmu_error_detail(): the error reply carries
+ * it, docs/protocol.md): what was wrong and what to do, at most 199 bytes.
+ * Returns @err, so a model writes `return hmmu_fail(-EINVAL, "...")`. The
+ * sentence goes out only if the request's status is @err in the end; the
+ * last one said wins. Never pass bytes the client chose through %s. Any
+ * thread running a command or a job's work; elsewhere it only returns @err.
+ */
+__attribute__((format(printf, 2, 3))) int hmmu_fail(int err, const char *fmt,
+						    ...);
 
 /*
  * Memory on the device's NUMA node (anywhere, for a device on none), in

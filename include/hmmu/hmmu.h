@@ -14,15 +14,19 @@
  *    done;
  *  - a struct hmmu and its mirrors may be used from many threads at once;
  *  - after fork() the child must connect anew: calls on a handle inherited
- *    from the parent fail with -ECHILD.
+ *    from the parent fail with -ECHILD;
+ *  - a call that fails leaves a sentence in hmmu_error_detail() wherever
+ *    the errno alone is ambiguous: what was wrong (the address, the kind of
+ *    memory, the limit) and what to do about it.
  *
  * Errors every call that talks to the daemon may return, besides those it
  * lists (all of them but hmmu_connect, hmmu_disconnect,
- * hmmu_mirror_destroy, hmmu_error_detail and hmmu_version):
+ * hmmu_mirror_destroy, hmmu_error_detail, hmmu_version and
+ * hmmu_daemon_version):
  *  -ECHILD      called in a child of the process that connected;
- *  -ECONNRESET  the daemon closed the connection (it stopped, or hung up on
- *               a client that does not read its replies); every later call
- *               on the handle fails so too;
+ *  -ECONNRESET  the daemon closed the connection (it stopped or crashed,
+ *               or hung up on a client that does not read its replies);
+ *               every later call on the handle fails so too;
  *  -EPROTO      the daemon's reply made no sense; the handle is broken, as
  *               for -ECONNRESET;
  *  -ENOMEM      the library or the daemon ran out of memory;
@@ -68,7 +72,15 @@ const char *hmmu_version(void);
  *               HMMU_DEFAULT_SOCKET.
  * @out: the new connection, on success.
  *
- * Errors: -EINVAL (@out is NULL); -ENOENT (no socket at that path),
+ * Connecting and the handshake together take at most
+ * $HMMU_CONNECT_TIMEOUT_MS milliseconds (5000 if unset or empty; 0 waits
+ * as long as it takes): a daemon that is stuck, or a socket whose listener
+ * never answers, gives -ETIMEDOUT, and hmmu_error_detail() names the
+ * socket. The connection itself blocks, as before, once made.
+ *
+ * Errors: -EINVAL (@out is NULL, or $HMMU_CONNECT_TIMEOUT_MS is not a
+ * decimal number of milliseconds from 0 to 2^31 - 1); -ETIMEDOUT (no
+ * answer in time, above); -ENOENT (no socket at that path),
  * -ECONNREFUSED (nobody listens on it), -EACCES (this user may not connect:
  * the socket is open to group hmmu only), -ENAMETOOLONG (the path does not
  * fit a sockaddr_un), or another error of socket(2) and connect(2), such as
@@ -79,6 +91,14 @@ const char *hmmu_version(void);
  * handshake, as it does when out of file descriptors), -EPROTO, -ENOMEM.
  */
 int hmmu_connect(const char *socket_path, struct hmmu **out);
+
+/*
+ * hmmu_daemon_version - the release of the hmmud that @h is connected to,
+ * as it named itself in the handshake: "0.1.0 (git 4415f675eea2)"; "" if
+ * it did not say, or @h is NULL. The string lives as long as @h. Compare
+ * hmmu_version(), the library's. In the symbol version HMMU_1.1.
+ */
+const char *hmmu_daemon_version(struct hmmu *h);
 
 /*
  * hmmu_disconnect - close the connection. Mirrors still registered through
@@ -401,10 +421,24 @@ int hmmu_list_mirrors(struct hmmu *h, struct hmmu_mirror_info *out,
 		      unsigned max);
 
 /*
- * hmmu_error_detail - a sentence about the last failure of a call in this
- * thread, where the errno alone does not say enough (for example which
- * setting forbids userfaultfd and how to allow it); "" if there is none.
- * The string belongs to the library and lives until the next call.
+ * hmmu_error_detail - one sentence about the last failure of a libhmmu call
+ * in this thread, where the errno alone does not say enough: what was wrong
+ * and what to do, e.g. "address 0x7f3a2c001010 is not page-aligned: use
+ * mmap() or aligned_alloc(4096, ...)". Most come from hmmud, which says why
+ * it refused a request (an address and the kind of memory there, a limit
+ * and its setting); the library adds those of its own checks and of the
+ * connection (fork, a daemon that went away or does not answer).
+ *
+ * The rule: every call that returns an int clears the detail first, so it
+ * is valid after a call returned a negative errno, until the next libhmmu
+ * call on this thread; after a success it is "". hmmu_disconnect(),
+ * hmmu_mirror_destroy(), hmmu_version(), hmmu_daemon_version() and this
+ * call leave it alone, so that cleaning up before reporting loses nothing.
+ * Some errors need no words (-EINVAL for a NULL argument): "" then.
+ *
+ * The string is the calling thread's, belongs to the library, is at most
+ * 255 bytes of text without control characters, and lives until the next
+ * call that clears it. Show it; do not parse it: its words may change.
  */
 const char *hmmu_error_detail(void);
 

@@ -361,12 +361,16 @@ int raw_reply(int sock, unsigned op, uint64_t id, void *out, size_t cap)
 	union raw_msg m;
 	ssize_t n = raw_recv(sock, &m, RAW_REPLY_WAIT_MS);
 
+	size_t off, len;
+
 	if (n <= 0 || hmmu_proto_check(&m, (size_t)n, 1) || m.hdr.id != id ||
 	    m.hdr.op != op)
 		return RAW_NO_REPLY;
+	/* The op's payload, past the reason of an error reply. */
+	off = hmmu_proto_payload_offset(&m);
+	len = (size_t)n - off;
 	if (out)
-		memcpy(out, raw_payload(&m),
-		       (size_t)n - RAW_HDR < cap ? (size_t)n - RAW_HDR : cap);
+		memcpy(out, m.buf + off, len < cap ? len : cap);
 	return m.hdr.status;
 }
 
@@ -402,7 +406,7 @@ void raw_say_hello(int sock)
 	cr_assert_eq(m.hdr.status, 0, "hello: status %d", m.hdr.status);
 	cr_assert_eq(m.hdr.op, HMMU_OP_HELLO);
 	cr_assert_eq(m.hdr.id, id);
-	cr_assert_eq(n, (ssize_t)(RAW_HDR + sizeof(hello)));
+	cr_assert_eq(n, (ssize_t)(RAW_HDR + sizeof(struct hmmu_wire_hello_reply)));
 	cr_assert_eq(((struct hmmu_wire_hello *)raw_payload(&m))->version,
 		     HMMU_PROTO_VERSION);
 }

@@ -123,7 +123,8 @@ ssize_t raw_recv(int sock, union raw_msg *m, int timeout_ms);
 uint64_t raw_post(int sock, unsigned op, const void *req, size_t len, int fd);
 /*
  * The reply to request @id of @op, which must be the next message: its
- * status, or RAW_NO_REPLY. Up to @cap bytes of its payload go to @out.
+ * status, or RAW_NO_REPLY. Up to @cap bytes of its payload go to @out,
+ * past the reason an error reply may carry (hmmu_proto_reason()).
  */
 int raw_reply(int sock, unsigned op, uint64_t id, void *out, size_t cap);
 int raw_call(int sock, unsigned op, const void *req, size_t len, int fd,
@@ -131,8 +132,8 @@ int raw_call(int sock, unsigned op, const void *req, size_t len, int fd,
 /* HELLO: its status. */
 int raw_hello(int sock);
 /*
- * HELLO, asserting a well-formed reply of exactly a HELLO payload, status
- * 0, naming our protocol version.
+ * HELLO, asserting a well-formed reply of exactly a HELLO reply payload
+ * (struct hmmu_wire_hello_reply), status 0, naming our protocol version.
  */
 void raw_say_hello(int sock);
 /* A connection past its HELLO, asserting. */

@@ -515,10 +515,19 @@ Test(bad_input, version_mismatch_is_eprotonosupport_then_daemon_hangs_up)
 		logged = daemon_log_count(line);
 		n = call(sock, &m, n, HMMU_OP_HELLO, 5, -EPROTONOSUPPORT,
 			 "version mismatch");
-		cr_assert_eq(n, HDR + sizeof(hello), "the daemon's version");
+		/*
+		 * Readable by a client of any version: the version first, and
+		 * no reason before it.
+		 */
+		cr_assert_eq(n, HDR + sizeof(struct hmmu_wire_hello_reply),
+			     "the daemon's version and release");
+		cr_expect_eq(m.hdr.flags, HMMU_MSG_REPLY, "no reason on it");
 		cr_expect_eq(
 			((struct hmmu_wire_hello *)raw_payload(&m))->version,
 			HMMU_PROTO_VERSION);
+		cr_expect_str_eq(((struct hmmu_wire_hello_reply *)raw_payload(&m))
+					 ->release,
+				 hmmu_daemon_version(f.h));
 		cr_expect_eq(daemon_log_count(line), logged + 1, "logged \"%s\"",
 			     line);
 		/* Then it hangs up: EOF, and a request gets no answer. */

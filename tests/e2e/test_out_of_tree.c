@@ -12,6 +12,8 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
 #include <hmmu/driver.h>
 #include <hmmu/hmmu.h>
 #include <stdint.h>
@@ -19,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #define NPAGES 8
 
@@ -192,5 +196,53 @@ Test(out_of_tree, a_migration_to_another_device_reaches_the_engine)
 	cr_assert_eq(faults, NPAGES, "every migrated page was invalidated");
 	cr_assert_eq(memcmp(dst, src, NPAGES * page_size()), 0);
 	hmmu_mirror_destroy(d);
+	fixture_close(&f);
+}
+
+/*
+ * The engine takes page copies, which need userfaultfd: a file on a disk
+ * filesystem cannot be tracked, and hmmud tells the client so, naming the
+ * file and the fix (hmmu_error_detail()).
+ */
+Test(out_of_tree, a_copy_from_a_disk_file_names_the_file_userfaultfd_cannot_track)
+{
+	struct fixture f = fixture_open("copy0");
+	char dir[] = "hmmu-copy-XXXXXX", cwd[256], path[300], at[32];
+	char *dst = map_rw(NPAGES), *src;
+	const char *tail;
+	struct hmmu_job job = { .kind = HMMU_JOB_COPY, .len = NPAGES * page_size() };
+	struct statfs st;
+	int fd, err;
+
+	cr_assert_not_null(getcwd(cwd, sizeof(cwd)));
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/%s/src", cwd, dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	cr_assert_eq(ftruncate(fd, NPAGES * page_size()), 0);
+	cr_assert_eq(fstatfs(fd, &st), 0);
+	src = mmap(NULL, NPAGES * page_size(), PROT_READ, MAP_SHARED, fd, 0);
+	cr_assert_neq(src, MAP_FAILED);
+	job.src = (uintptr_t)src;
+	job.dst = (uintptr_t)dst;
+	err = hmmu_job_run(f.m, &job);
+	munmap(src, NPAGES * page_size());
+	close(fd);
+	unlink(path);
+	rmdir(dir);
+	if (err == 0 || st.f_type == TMPFS_MAGIC)
+		cr_skip_test("the build directory's filesystem (magic %#lx) is "
+			     "one userfaultfd can track",
+			     (unsigned long)st.f_type);
+	cr_expect_eq(err, -EPERM, "%d (%s)", err, strerror(-err));
+	snprintf(at, sizeof(at), "%#lx", (unsigned long)(uintptr_t)src);
+	tail = strlen(path) > 40 ? path + strlen(path) - 40 : path;
+	cr_expect(strstr(hmmu_error_detail(), at) &&
+			  strstr(hmmu_error_detail(), "file-backed mapping of") &&
+			  strstr(hmmu_error_detail(), tail) &&
+			  strstr(hmmu_error_detail(), "userfaultfd cannot track") &&
+			  strstr(hmmu_error_detail(), "memfd"),
+		  "the address, the file and the fix: '%s'",
+		  hmmu_error_detail());
 	fixture_close(&f);
 }

@@ -55,19 +55,46 @@ static int model(const void *msg, size_t len, int reply, int *want)
 		return 1;
 	}
 	if (h.magic != HMMU_PROTO_MAGIC ||
-	    h.flags != (reply ? HMMU_MSG_REPLY : 0)) {
+	    (reply ? h.flags != HMMU_MSG_REPLY &&
+			     h.flags != (HMMU_MSG_REPLY | HMMU_MSG_REASON) :
+		     h.flags != 0)) {
 		*want = -EPROTO;
 		return 1;
 	}
+	payload = len - HDR;
+	/* A reason: status < 0, 1 to 199 bytes and a NUL, zeros to 8. */
+	if (reply && (h.flags & HMMU_MSG_REASON)) {
+		const unsigned char *text = (const unsigned char *)msg + HDR;
+		size_t n = 0, wire;
+
+		while (n < payload && n < HMMU_REASON_MAX && text[n])
+			n++;
+		if (h.status >= 0 || n == 0 || n == payload ||
+		    n == HMMU_REASON_MAX) {
+			*want = -EPROTO;
+			return 1;
+		}
+		wire = (n + 8) / 8 * 8;
+		if (wire > payload) {
+			*want = -EMSGSIZE;
+			return 1;
+		}
+		for (size_t i = n; i < wire; i++) {
+			if (text[i]) {
+				*want = -EPROTO;
+				return 1;
+			}
+		}
+		payload -= wire;
+	}
 	if (reply && h.op == HMMU_OP_NONE) {
-		*want = h.status < 0 && len == HDR ? 0 : -EPROTO;
+		*want = h.status < 0 && payload == 0 ? 0 : -EPROTO;
 		return 1;
 	}
 	if (h.op == HMMU_OP_NONE || h.op >= HMMU_OP_MAX_) {
 		*want = -EOPNOTSUPP;
 		return 1;
 	}
-	payload = len - HDR;
 	if (!reply) {
 		if (h.status != 0) {
 			*want = -EPROTO;

@@ -903,7 +903,8 @@ static void reply_check(struct conn *c, const union wire_msg *m, size_t n)
 			"started with %u", c->n,
 			((const struct hmmu_wire_count *)(h + 1))->count,
 			C.sh->ndevices);
-	if (h->op == HMMU_OP_HELLO &&
+	/* A reason, if any, comes first: never on a version mismatch. */
+	if (h->op == HMMU_OP_HELLO && !(h->flags & HMMU_MSG_REASON) &&
 	    ((const struct hmmu_wire_hello *)(h + 1))->version !=
 		    HMMU_PROTO_VERSION &&
 	    n >= WIRE_HDR + sizeof(struct hmmu_wire_hello))

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -498,4 +499,152 @@ Test(proto, list_of_unknown_kind_is_einval)
 		cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL, "what %u",
 			     whats[i]);
 	}
+}
+
+/* ---- reasons (protocol 3) ------------------------------------------------- */
+
+/*
+ * An error reply of @op with the reason @text, then @plen bytes of zeroed
+ * payload; its length.
+ */
+static size_t reply_with_reason(union msg *m, unsigned op, int status,
+				const char *text, size_t plen)
+{
+	size_t wire = HMMU_REASON_WIRE_SIZE(strlen(text));
+	size_t n = reply(m, op, status, wire + plen);
+
+	m->hdr.flags |= HMMU_MSG_REASON;
+	memcpy(payload(m), text, strlen(text));
+	return n;
+}
+
+Test(proto, error_reply_with_reason_is_accepted_and_its_payload_follows)
+{
+	union msg m;
+	struct hmmu_wire_cmd_result *res;
+	size_t n;
+
+	n = reply_with_reason(&m, HMMU_OP_MIRROR_REGISTER, -EBUSY,
+			      "mirror 1 is registered already", 0);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), 0, "reason alone");
+	cr_expect_str_eq(hmmu_proto_reason(&m), "mirror 1 is registered already");
+	cr_expect_eq(hmmu_proto_payload_offset(&m), HDR + 32);
+
+	n = reply_with_reason(&m, HMMU_OP_DEVICE_CMD, -EFAULT, "seven!",
+			      sizeof(*res));
+	res = (void *)(m.buf + hmmu_proto_payload_offset(&m));
+	res->cpages = 3;
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), 0, "reason and result");
+	cr_expect_eq(hmmu_proto_payload_offset(&m), HDR + 8, "7 bytes and NUL");
+	cr_expect_eq(((struct hmmu_wire_cmd_result *)(m.buf + HDR + 8))->cpages,
+		     3);
+
+	/* The longest: HMMU_REASON_MAX - 1 characters, and a full PREPARE. */
+	{
+		char longest[HMMU_REASON_MAX];
+
+		memset(longest, 'x', sizeof(longest) - 1);
+		longest[sizeof(longest) - 1] = '\0';
+		n = reply_with_reason(&m, HMMU_OP_DEVICE_CMD, -ENOMEM, longest,
+				      sizeof(struct hmmu_wire_prepare_result));
+		cr_expect_leq(n, HMMU_MSG_MAX);
+		cr_expect_eq(hmmu_proto_check(&m, n, 1), 0, "longest reason");
+	}
+
+	n = reply_with_reason(&m, HMMU_OP_NONE, -EMSGSIZE, "too long", 0);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), 0, "NONE with a reason");
+
+	n = reply(&m, HMMU_OP_STATS, -EINVAL, 0);
+	cr_expect_null(hmmu_proto_reason(&m), "no flag, no reason");
+	cr_expect_eq(hmmu_proto_payload_offset(&m), HDR);
+}
+
+Test(proto, reason_on_a_success_or_a_request_is_eproto)
+{
+	union msg m;
+	size_t n;
+
+	n = reply_with_reason(&m, HMMU_OP_DEVICE_COUNT, 0, "fine",
+			      sizeof(struct hmmu_wire_count));
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EPROTO, "status 0");
+	n = reply_with_reason(&m, HMMU_OP_MIRROR_REGISTER,
+			      HMMU_STATUS_NEED_UFFD, "send it", 0);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EPROTO, "positive status");
+	n = valid_request(&m, HMMU_OP_DEVICE_COUNT);
+	m.hdr.flags = HMMU_MSG_REASON;
+	cr_expect_eq(hmmu_proto_check(&m, n, 0), -EPROTO, "request");
+}
+
+Test(proto, reason_empty_unterminated_or_badly_padded_is_refused)
+{
+	char longer[HMMU_REASON_MAX + 8];
+	union msg m;
+	size_t n;
+
+	n = reply_with_reason(&m, HMMU_OP_MIRROR_REGISTER, -EBUSY, "", 0);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EPROTO, "empty");
+
+	/* No NUL in the payload at all. */
+	n = reply(&m, HMMU_OP_MIRROR_REGISTER, -EBUSY, 16);
+	m.hdr.flags |= HMMU_MSG_REASON;
+	memset(payload(&m), 'a', 16);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EPROTO, "unterminated");
+
+	/* A NUL only past HMMU_REASON_MAX bytes. */
+	memset(longer, 'y', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	n = reply_with_reason(&m, HMMU_OP_MIRROR_REGISTER, -EBUSY, longer, 0);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EPROTO, "too long");
+
+	n = reply_with_reason(&m, HMMU_OP_MIRROR_REGISTER, -EBUSY, "abc", 0);
+	((char *)payload(&m))[6] = 'z';
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EPROTO, "padding not zero");
+
+	/* The padding cut off: 5 bytes of "abcd" and NUL, no more. */
+	n = reply(&m, HMMU_OP_MIRROR_REGISTER, -EBUSY, 5);
+	m.hdr.flags |= HMMU_MSG_REASON;
+	memcpy(payload(&m), "abcd", 5);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EMSGSIZE, "no padding");
+
+	/* A reason, then part of a result: as without the reason. */
+	n = reply_with_reason(&m, HMMU_OP_DEVICE_CMD, -EFAULT, "abc", 8);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EMSGSIZE, "half a result");
+	n = reply_with_reason(&m, HMMU_OP_NONE, -EPROTO, "abc", 8);
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), -EPROTO, "NONE with a payload");
+}
+
+Test(proto, check_why_says_what_is_wrong)
+{
+	char why[128] = "";
+	union msg m;
+	size_t n = request(&m, HMMU_OP_DEVICE_INFO, 4);
+
+	cr_expect_eq(hmmu_proto_check_why(&m, n, 0, why, sizeof(why)),
+		     -EMSGSIZE);
+	cr_expect(strstr(why, "device-info") && strstr(why, "4 bytes") &&
+			  strstr(why, "takes 8"),
+		  "'%s'", why);
+	n = valid_request(&m, HMMU_OP_DEVICE_CMD);
+	((struct hmmu_wire_device_cmd *)payload(&m))->npages = 0;
+	cr_expect_eq(hmmu_proto_check_why(&m, n, 0, why, sizeof(why)), -EINVAL);
+	cr_expect(strstr(why, "npages"), "'%s'", why);
+	/* No room asked for: nothing written, same answer. */
+	cr_expect_eq(hmmu_proto_check_why(&m, n, 0, NULL, 0), -EINVAL);
+}
+
+Test(proto, hello_reply_of_any_version_starts_with_the_version)
+{
+	union msg m;
+	size_t n;
+
+	/* Protocol 2's, 8 bytes, still reads: libhmmu names the version. */
+	n = reply(&m, HMMU_OP_HELLO, -EPROTONOSUPPORT,
+		  sizeof(struct hmmu_wire_hello));
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), 0, "version 2's mismatch");
+	n = reply(&m, HMMU_OP_HELLO, 0, sizeof(struct hmmu_wire_hello_reply));
+	cr_expect_eq(hmmu_proto_check(&m, n, 1), 0, "version 3's");
+	cr_expect_eq(offsetof(struct hmmu_wire_hello_reply, version),
+		     offsetof(struct hmmu_wire_hello, version));
+	cr_expect_eq(offsetof(struct hmmu_wire_hello_reply, release),
+		     sizeof(struct hmmu_wire_hello));
 }

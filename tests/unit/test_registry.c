@@ -248,7 +248,7 @@ static void register_first(struct hmmu_mirror *m)
 {
 	int fd = good_uffd();
 
-	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), 0);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), 0);
 	cr_assert_eq(fd, -1, "the registry owns the userfaultfd");
 }
 
@@ -257,7 +257,7 @@ static void register_join(struct hmmu_mirror *m)
 {
 	int fd = -1;
 
-	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), 0);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), 0);
 	cr_assert_eq(fd, -1);
 }
 
@@ -266,7 +266,7 @@ Test(registry, first_register_without_uffd_needs_uffd_and_changes_nothing)
 	struct hmmu_mirror *m = new_mirror(&self);
 	int fd = -1;
 
-	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), HMMU_STATUS_NEED_UFFD);
 	cr_assert_eq(fd, -1);
 	assert_unregistered(m);
 	assert_counts(&self, 0, 0, 0, 0, 0);
@@ -280,7 +280,7 @@ Test(registry, first_register_takes_the_uffd_and_creates_process_state)
 	int uffds = count_fds("userfaultfd"), pidfds = count_fds("pidfd");
 	struct process *p;
 
-	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), 0);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), 0);
 	cr_assert_eq(fd, -1, "ownership of the userfaultfd moved");
 	cr_assert_eq(count_fds("userfaultfd"), uffds, "kept, not duplicated");
 	cr_assert_eq(count_fds("pidfd"), pidfds + 1,
@@ -323,7 +323,7 @@ Test(registry, uffd_offered_while_state_exists_is_not_taken)
 	register_first(a);
 	p = a->proc;
 	fd = good_uffd();
-	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe()), 0);
+	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe(), NULL), 0);
 	cr_assert_geq(fd, 0, "the caller still owns the spare userfaultfd");
 	cr_assert(fd_is_open(fd));
 	cr_assert_neq(fd, p->uffd, "the state keeps its own userfaultfd");
@@ -340,14 +340,14 @@ Test(registry, double_register_is_ebusy_and_changes_nothing)
 
 	register_first(m);
 	p = m->proc;
-	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EBUSY);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), -EBUSY);
 	assert_counts(&self, 1, 1, 0, 1, 1);
 	cr_assert_eq(m->proc, p);
 	cr_assert_eq(p->nmirrors, 1);
 
 	/* Not even a userfaultfd offered with it is taken. */
 	fd = good_uffd();
-	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EBUSY);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), -EBUSY);
 	cr_assert_geq(fd, 0);
 	cr_assert(fd_is_open(fd));
 	assert_counts(&self, 1, 1, 0, 1, 1);
@@ -399,8 +399,8 @@ Test(registry, last_unregister_removes_state_and_next_register_needs_uffd)
 		     "every fd of the state (userfaultfd, pidfd) is closed");
 
 	/* Fresh state: a userfaultfd is asked for again, for either mirror. */
-	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD);
-	cr_assert_eq(registry_register(&reg, a, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe(), NULL), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, a, &fd, fresh_probe(), NULL), HMMU_STATUS_NEED_UFFD);
 	assert_counts(&self, 0, 0, 0, 0, 0);
 	register_first(b);
 	register_join(a);
@@ -414,7 +414,7 @@ Test(registry, pipe_as_uffd_is_ebadf_and_not_taken)
 
 	cr_assert_eq(pipe2(pfd, O_CLOEXEC), 0);
 	fd = pfd[0];
-	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EBADF);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), -EBADF);
 	cr_assert_eq(fd, pfd[0], "not taken");
 	cr_assert(fd_is_open(pfd[0]));
 	cr_assert_eq(fcntl(pfd[0], F_GETFL) & O_NONBLOCK, 0,
@@ -431,7 +431,7 @@ Test(registry, uffd_without_uffdio_api_is_einval_and_not_taken)
 	int fd = raw_uffd(), orig = fd;
 
 	cr_assert_geq(fd, 0, "userfaultfd: %s", strerror(-fd));
-	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EINVAL);
+	cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), -EINVAL);
 	cr_assert_eq(fd, orig, "not taken");
 	cr_assert(fd_is_open(orig));
 	assert_unregistered(m);
@@ -455,7 +455,7 @@ Test(registry, uffd_without_required_features_is_einval_and_not_taken)
 		fd = orig = uffd_with(want);
 		cr_assert_geq(fd, 0, "UFFDIO_API %#llx: %s",
 			      (unsigned long long)want, strerror(-fd));
-		cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe()), -EINVAL,
+		cr_assert_eq(registry_register(&reg, m, &fd, fresh_probe(), NULL), -EINVAL,
 			     "features %#llx", (unsigned long long)want);
 		cr_assert_eq(fd, orig, "not taken");
 		cr_assert(fd_is_open(orig));
@@ -481,7 +481,7 @@ Test(registry, release_of_registered_mirror_counts_and_unregisters)
 	/* Released is unregistered: unregister finds nothing to do... */
 	cr_assert_eq(registry_unregister(&reg, a), -EINVAL);
 	/* ... and its connection is gone: it is never registered again. */
-	cr_assert_eq(registry_register(&reg, a, &fd, 0), -ENOENT);
+	cr_assert_eq(registry_register(&reg, a, &fd, 0, NULL), -ENOENT);
 	assert_counts(&self, 0, 0, 2, 0, 0);
 }
 
@@ -553,7 +553,7 @@ static struct peer other_process(void)
 /* Register the second process's @m with its own userfaultfd. */
 static void register_other_first(struct hmmu_mirror *m)
 {
-	cr_assert_eq(registry_register(&reg, m, &other_uffd, other_probe), 0);
+	cr_assert_eq(registry_register(&reg, m, &other_uffd, other_probe, NULL), 0);
 	cr_assert_eq(other_uffd, -1, "the registry took the fd");
 }
 
@@ -569,9 +569,9 @@ Test(registry, uffd_of_another_process_is_refused_and_changes_nothing)
 	 * the other process's probe pages may lie where ours do, and the
 	 * check of ours reads there, which would populate its pages.)
 	 */
-	err = registry_register(&reg, a, &theirs, other_probe);
+	err = registry_register(&reg, a, &theirs, other_probe, NULL);
 	cr_assert_eq(err, -EINVAL, "theirs for ours: %s", strerror(-err));
-	err = registry_register(&reg, b, &mine, fresh_probe());
+	err = registry_register(&reg, b, &mine, fresh_probe(), NULL);
 	cr_assert_eq(err, -EINVAL, "ours for theirs: %s", strerror(-err));
 	cr_assert_not(a->registered);
 	cr_assert_not(b->registered);
@@ -593,11 +593,11 @@ Test(registry, probe_pages_that_were_touched_are_refused)
 	int fd = good_uffd();
 
 	*(volatile char *)(uintptr_t)probe = 1; /* populated: no proof possible */
-	cr_assert_eq(registry_register(&reg, a, &fd, probe), -EFAULT);
+	cr_assert_eq(registry_register(&reg, a, &fd, probe, NULL), -EFAULT);
 	cr_assert_not(a->registered);
 	assert_counts(&self, 0, 0, 0, 0, 0);
 	fd = -1;
-	cr_assert_eq(registry_register(&reg, a, &fd, 0), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, a, &fd, 0, NULL), HMMU_STATUS_NEED_UFFD);
 }
 
 Test(registry, two_processes_get_two_states_torn_down_independently)
@@ -609,7 +609,7 @@ Test(registry, two_processes_get_two_states_torn_down_independently)
 
 	register_first(a);
 	/* The other process has no state: it must bring its own fd. */
-	cr_assert_eq(registry_register(&reg, b, &fd, 0), HMMU_STATUS_NEED_UFFD);
+	cr_assert_eq(registry_register(&reg, b, &fd, 0, NULL), HMMU_STATUS_NEED_UFFD);
 	register_other_first(b);
 	register_join(a2);
 	cr_assert_neq(a->proc, b->proc);
@@ -639,7 +639,7 @@ Test(registry, same_pid_with_another_pid_inode_is_another_process)
 	reused.pid_ino = self.pid_ino + 1;
 	b = new_mirror(&reused);
 	register_first(a);
-	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe()), HMMU_STATUS_NEED_UFFD,
+	cr_assert_eq(registry_register(&reg, b, &fd, fresh_probe(), NULL), HMMU_STATUS_NEED_UFFD,
 		     "the old process's state is not the new one's");
 	register_first(b);
 	cr_assert_neq(a->proc, b->proc);
@@ -669,14 +669,14 @@ static void *worker_run(void *arg)
 	for (int i = 0; i < ROUNDS && !w->err; i++) {
 		int fd = -1, err;
 
-		err = registry_register(&reg, w->m, &fd, fresh_probe());
+		err = registry_register(&reg, w->m, &fd, fresh_probe(), NULL);
 		if (err == HMMU_STATUS_NEED_UFFD) {
 			fd = uffd_with(HMMU_UFFD_REQUIRED_FEATURES);
 			if (fd < 0) {
 				err = fd;
 			} else {
 				/* Another thread may have made state since. */
-				err = registry_register(&reg, w->m, &fd, fresh_probe());
+				err = registry_register(&reg, w->m, &fd, fresh_probe(), NULL);
 				if (fd >= 0)
 					close(fd);
 				else
