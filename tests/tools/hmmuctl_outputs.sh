@@ -180,6 +180,16 @@ watcher=""
 ctl --version >"$tmp/version"
 grep -qE "^hmmuctl ${version//./\\.} \([^)]+\), libhmmu ${version//./\\.}\$" "$tmp/version" ||
 	fail "--version: $(cat "$tmp/version")"
+# version: the daemon's too, as it named itself in the handshake.
+ctl version >"$tmp/versions"
+grep -qE "^hmmud +${version//./\\.} \(git [^)]+\)\$" "$tmp/versions" ||
+	fail "version: no daemon version: $(cat "$tmp/versions")"
+ctl --json version | "$python" -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["hmmuctl"] == d["libhmmu"] == sys.argv[1], d
+assert d["hmmud"].startswith(sys.argv[1] + " (git "), d
+' "$version" || fail "--json version"
 set +e
 "$hmmuctl" --socket "$tmp/nobody" devices >/dev/null 2>"$tmp/err"
 status=$?

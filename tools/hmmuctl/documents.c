@@ -7,6 +7,8 @@
  */
 #include "output.h"
 
+#include "hmmu_build_info.h"
+
 void json_device_members(struct json *j, const struct hmmu_device_info *d)
 {
 	json_member_string(j, "name", d->name, sizeof(d->name));
@@ -94,5 +96,20 @@ void json_stats(struct json *j, const struct snapshot *s)
 {
 	json_begin_object(j);
 	json_stats_members(j, s);
+	json_end_object(j);
+}
+
+void json_version(struct json *j, const struct snapshot *s)
+{
+	json_begin_object(j);
+	json_member_string(j, "hmmuctl", HMMU_BUILD_VERSION, SIZE_MAX);
+	json_member_string(j, "commit", HMMU_BUILD_COMMIT, SIZE_MAX);
+	json_member_string(j, "libhmmu", hmmu_version(), SIZE_MAX);
+	/* A daemon that did not say (before protocol 3): null. */
+	json_key(j, "hmmud");
+	if (*s->daemon_version)
+		json_string(j, s->daemon_version, SIZE_MAX);
+	else
+		json_null(j);
 	json_end_object(j);
 }

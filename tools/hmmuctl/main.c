@@ -6,6 +6,7 @@
  *   hmmuctl [--socket PATH] [--json] devices|processes|mirrors|stats
  *   hmmuctl [--socket PATH] metrics
  *   hmmuctl [--socket PATH] [--json] watch [-n SECONDS] [--count N]
+ *   hmmuctl [--socket PATH] [--json] version
  *   hmmuctl --version | --help
  *
  * This file reads the options and runs the command; what is read from the
@@ -35,6 +36,7 @@ static const char usage_lines[] =
 	"usage: hmmuctl [--socket PATH] [--json] devices|processes|mirrors|stats\n"
 	"       hmmuctl [--socket PATH] metrics\n"
 	"       hmmuctl [--socket PATH] [--json] watch [-n SECONDS] [--count N]\n"
+	"       hmmuctl [--socket PATH] [--json] version\n"
 	"       hmmuctl --version | --help\n";
 
 static int help(void)
@@ -55,6 +57,7 @@ static int help(void)
 	      "  watch      refresh processes, mirrors, device memory use and faults/s\n"
 	      "             like top; without a terminal, frames follow one another,\n"
 	      "             separated by a blank line; SIGINT or SIGTERM ends it\n"
+	      "  version    hmmuctl's, libhmmu's and the daemon's versions\n"
 	      "\n"
 	      "Options:\n"
 	      "  -s, --socket PATH       the daemon's socket (default: $HMMU_SOCKET, else\n"
@@ -161,6 +164,7 @@ static const struct command commands[] = {
 	  NULL },
 	/* watch_run() reads and shows its own. */
 	{ "watch", SNAP_ALL, NULL, NULL },
+	{ "version", SNAP_VERSION, text_version, json_version },
 };
 
 static int show(struct hmmu *h, const struct command *c, bool json)

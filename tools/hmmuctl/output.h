@@ -19,6 +19,7 @@ void text_devices(FILE *f, const struct snapshot *s);
 void text_processes(FILE *f, const struct snapshot *s);
 void text_mirrors(FILE *f, const struct snapshot *s);
 void text_stats(FILE *f, const struct snapshot *s);
+void text_version(FILE *f, const struct snapshot *s);
 /* At most @rows rows (at least 1), then a line saying how many more. */
 void text_process_rows(FILE *f, const struct snapshot *s, unsigned rows);
 void text_mirror_rows(FILE *f, const struct snapshot *s, unsigned rows);
@@ -32,6 +33,7 @@ void json_devices(struct json *j, const struct snapshot *s);
 void json_processes(struct json *j, const struct snapshot *s);
 void json_mirrors(struct json *j, const struct snapshot *s);
 void json_stats(struct json *j, const struct snapshot *s);
+void json_version(struct json *j, const struct snapshot *s);
 /* Members of an open object. */
 void json_device_members(struct json *j, const struct hmmu_device_info *d);
 void json_stats_members(struct json *j, const struct snapshot *s);

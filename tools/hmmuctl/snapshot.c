@@ -153,6 +153,9 @@ int snapshot_take(struct hmmu *h, unsigned parts, struct snapshot *s)
 	int err;
 
 	memset(s, 0, sizeof(*s));
+	s->daemon_version = "";
+	if (parts & SNAP_VERSION)
+		s->daemon_version = hmmu_daemon_version(h);
 	if (parts & SNAP_STATS) {
 		err = hmmu_stats(h, &s->stats, sizeof(s->stats));
 		if (err < 0) {

@@ -21,6 +21,7 @@ enum snapshot_part {
 	SNAP_MIRRORS = 1 << 2,
 	SNAP_STATS = 1 << 3,
 	SNAP_ALL = SNAP_DEVICES | SNAP_PROCESSES | SNAP_MIRRORS | SNAP_STATS,
+	SNAP_VERSION = 1 << 4, /* not in SNAP_ALL: watch does not show it */
 };
 
 struct snapshot {
@@ -33,6 +34,7 @@ struct snapshot {
 	struct hmmu_stats stats;
 	size_t stats_filled;	 /* bytes of @stats the daemon filled; 0: none */
 	struct timespec stats_at; /* CLOCK_MONOTONIC, right after reading them */
+	const char *daemon_version; /* hmmu_daemon_version(); "" if unknown */
 	const char *failed;	 /* the call that failed, for the error line */
 };
 

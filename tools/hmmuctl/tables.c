@@ -5,6 +5,8 @@
  */
 #include "output.h"
 
+#include "hmmu_build_info.h"
+
 #include <inttypes.h>
 #include <string.h>
 
@@ -129,4 +131,17 @@ void text_stats(FILE *f, const struct snapshot *s)
 			fprintf(f, "%-20s %" PRIu64 "%s\n", sf->label, v,
 				sf->suffix);
 	}
+}
+
+void text_version(FILE *f, const struct snapshot *s)
+{
+	char name[64];
+
+	fprintf(f, "hmmuctl  %s (git %s)\n", HMMU_BUILD_VERSION,
+		HMMU_BUILD_COMMIT);
+	fprintf(f, "libhmmu  %s\n", hmmu_version());
+	fprintf(f, "hmmud    %s\n",
+		*s->daemon_version ?
+			text_name(name, s->daemon_version, sizeof(name) - 1) :
+			"(did not say: older than 0.1.0's protocol 3)");
 }
