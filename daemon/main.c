@@ -411,8 +411,7 @@ static bool refuse_one(struct daemon *d, int listen_fd)
 	close(d->reserve_fd);
 	fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd >= 0) {
-		log_err("out of file descriptors: refused a connection "
-			"(raise LimitNOFILE=, or lower --limit connections)");
+		log_out_of_fds();
 		close(fd);
 	}
 	d->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -440,10 +439,7 @@ static void listen_ready(struct loop_watch *w, unsigned revents)
 				log_err("accept: %s", strerror(errno));
 			return;
 		}
-		int err = session_accept(d, fd);
-
-		if (err)
-			log_warn("refused a connection: %s", strerror(-err));
+		session_accept(d, fd); /* logs why if it refuses */
 	}
 }
 

@@ -477,27 +477,43 @@ static int peer_identify(int fd, struct peer *peer)
 	return 0;
 }
 
+void log_out_of_fds(void)
+{
+	log_err("out of file descriptors: refused a connection "
+		"(raise LimitNOFILE=, or lower --limit connections)");
+}
+
+/*
+ * Logged before the connection is closed: a client that sees it end may
+ * look for the reason in the log at once.
+ */
+static int refuse(int fd, int err)
+{
+	if (err == -EMFILE || err == -ENFILE)
+		log_out_of_fds(); /* the session's own fds (its pidfd) lacked */
+	else
+		log_warn("refused a connection: %s", strerror(-err));
+	close(fd);
+	return err;
+}
+
 int session_accept(struct daemon *d, int fd)
 {
 	struct session *s = calloc(1, sizeof(*s));
 	int err;
 
-	if (!s) {
-		close(fd);
-		return -ENOMEM;
-	}
+	if (!s)
+		return refuse(fd, -ENOMEM);
 	err = peer_identify(fd, &s->peer);
 	if (err) {
 		free(s);
-		close(fd);
-		return err;
+		return refuse(fd, err);
 	}
 	s->acct = account_get(s->peer.uid);
 	if (!s->acct) {
 		close(s->peer.pidfd);
 		free(s);
-		close(fd);
-		return -ENOMEM;
+		return refuse(fd, -ENOMEM);
 	}
 	s->refused = account_connect(s->acct);
 	if (s->refused)

@@ -64,8 +64,14 @@ struct session {
 	atomic_uint inflight;
 };
 
-/* Take a new connection (loop thread). Closes @fd on failure. */
+/*
+ * Take a new connection (loop thread). On failure, logs why, then closes
+ * @fd.
+ */
 int session_accept(struct daemon *d, int fd);
+
+/* The one log line for a connection refused for want of fds. */
+void log_out_of_fds(void);
 
 /* Stop serving @s (loop thread): used at shutdown and on hang-up. */
 void session_close(struct session *s);
