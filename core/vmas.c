@@ -67,6 +67,18 @@ static int read_maps(struct vma_cursor *c)
 	return c->f ? 0 : -ENOMEM;
 }
 
+static struct vma vma_of_query(const struct procmap_query *q)
+{
+	return (struct vma){
+		.start = q->vma_start,
+		.end = q->vma_end,
+		.read = q->vma_flags & PROCMAP_QUERY_VMA_READABLE,
+		.write = q->vma_flags & PROCMAP_QUERY_VMA_WRITABLE,
+		.shared = q->vma_flags & PROCMAP_QUERY_VMA_SHARED,
+		.inode = q->inode,
+	};
+}
+
 /* 1 found, 0 none, -ENOTTY if the kernel has no PROCMAP_QUERY. */
 static int query(struct vma_cursor *c, struct vma *out)
 {
@@ -83,21 +95,39 @@ static int query(struct vma_cursor *c, struct vma *out)
 			return 0;
 		return errno == ENOTTY || errno == EINVAL ? -ENOTTY : -ESRCH;
 	}
-	*out = (struct vma){
-		.start = q.vma_start,
-		.end = q.vma_end,
-		.read = q.vma_flags & PROCMAP_QUERY_VMA_READABLE,
-		.write = q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE,
-		.shared = q.vma_flags & PROCMAP_QUERY_VMA_SHARED,
-		.inode = q.inode,
-	};
+	*out = vma_of_query(&q);
 	return 1;
+}
+
+/*
+ * One line of /proc/PID/maps into @out: false if it is not one. *@name_at
+ * is the offset of the mapping's name in @line (0: it has none).
+ */
+static bool parse_maps_line(const char *line, struct vma *out, int *name_at)
+{
+	unsigned long long s, e, off, inode;
+	char perms[5], dev[16];
+	int at = 0;
+
+	if (sscanf(line, "%llx-%llx %4s %llx %15s %llu %n", &s, &e, perms, &off,
+		   dev, &inode, &at) < 6)
+		return false;
+	*out = (struct vma){
+		.start = s,
+		.end = e,
+		.read = perms[0] == 'r',
+		.write = perms[1] == 'w',
+		.shared = perms[3] == 's',
+		.inode = inode,
+	};
+	*name_at = at;
+	return true;
 }
 
 static int parse(struct vma_cursor *c, struct vma *out)
 {
-	unsigned long long s, e, off, inode;
-	char line[512], perms[5], dev[16];
+	char line[512];
+	int name_at;
 
 	if (!c->f) {
 		int err = read_maps(c);
@@ -105,20 +135,9 @@ static int parse(struct vma_cursor *c, struct vma *out)
 		if (err)
 			return err;
 	}
-	while (fgets(line, sizeof(line), c->f)) {
-		if (sscanf(line, "%llx-%llx %4s %llx %15s %llu", &s, &e, perms,
-			   &off, dev, &inode) != 6 || e <= c->next)
-			continue;
-		*out = (struct vma){
-			.start = s,
-			.end = e,
-			.read = perms[0] == 'r',
-			.write = perms[1] == 'w',
-			.shared = perms[3] == 's',
-			.inode = inode,
-		};
-		return 1;
-	}
+	while (fgets(line, sizeof(line), c->f))
+		if (parse_maps_line(line, out, &name_at) && out->end > c->next)
+			return 1;
 	return 0;
 }
 
@@ -185,21 +204,10 @@ static int info_from_maps(struct process *p, uint64_t addr, struct vma_info *i,
 	vma_cursor_init(&c, p, addr);
 	r = read_maps(&c);
 	while (!r && fgets(line, sizeof(line), c.f)) {
-		unsigned long long s, e, off, inode;
-		char perms[5], dev[16];
-		int at = 0;
+		int at;
 
-		if (sscanf(line, "%llx-%llx %4s %llx %15s %llu %n", &s, &e, perms,
-			   &off, dev, &inode, &at) < 6 || e <= addr)
+		if (!parse_maps_line(line, &i->v, &at) || i->v.end <= addr)
 			continue;
-		i->v = (struct vma){
-			.start = s,
-			.end = e,
-			.read = perms[0] == 'r',
-			.write = perms[1] == 'w',
-			.shared = perms[3] == 's',
-			.inode = inode,
-		};
 		line[strcspn(line, "\n")] = '\0';
 		snprintf(name, size, "%s", at ? line + at : "");
 		r = 1;
@@ -223,14 +231,7 @@ int vma_info(struct process *p, uint64_t addr, struct vma_info *i)
 	memset(i, 0, sizeof(*i));
 	if (p->maps_fd >= 0 && kfeatures()->procmap_query &&
 	    ioctl(p->maps_fd, PROCMAP_QUERY, &q) == 0) {
-		i->v = (struct vma){
-			.start = q.vma_start,
-			.end = q.vma_end,
-			.read = q.vma_flags & PROCMAP_QUERY_VMA_READABLE,
-			.write = q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE,
-			.shared = q.vma_flags & PROCMAP_QUERY_VMA_SHARED,
-			.inode = q.inode,
-		};
+		i->v = vma_of_query(&q);
 		i->page_size = q.vma_page_size;
 	} else if (p->maps_fd >= 0 && kfeatures()->procmap_query &&
 		   errno == ENOENT) {
