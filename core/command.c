@@ -9,6 +9,13 @@
 
 static _Thread_local const struct command_ctx *current;
 
+/* command_dma_set()'s window, of the command this thread runs. */
+struct dma_window {
+	uint64_t addr, len;
+	char *local;
+};
+static _Thread_local struct dma_window dma;
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -23,7 +30,22 @@ void command_enter(struct command_ctx *c, struct hmmu_mirror *m,
 	c->m = m;
 	c->deadline_ns = now_ns() + timeout_ms * 1000000ull;
 	c->reason = reason;
+	dma = (struct dma_window){ 0, 0, NULL };
 	current = c;
+}
+
+void command_dma_set(uint64_t addr, uint64_t len, void *local)
+{
+	dma = (struct dma_window){ addr, len, local };
+}
+
+void *command_dma_map(uint64_t addr, uint64_t len)
+{
+	/* Written so that no sum can wrap: the addresses are the client's. */
+	if (!current || !dma.len || addr < dma.addr ||
+	    addr - dma.addr > dma.len || len > dma.len - (addr - dma.addr))
+		return NULL;
+	return dma.local + (addr - dma.addr);
 }
 
 const struct command_ctx *command_current(void)
@@ -38,6 +60,7 @@ void command_adopt(const struct command_ctx *c)
 
 void command_leave(void)
 {
+	dma = (struct dma_window){ 0, 0, NULL };
 	current = NULL;
 }
 

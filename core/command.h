@@ -30,6 +30,21 @@ struct command_ctx {
  */
 void command_enter(struct command_ctx *c, struct hmmu_mirror *m,
 		   uint64_t timeout_ms, struct reply_reason *reason);
+/*
+ * The command this thread runs has its buffer in memory the daemon maps
+ * too (a client's hmmu_buffer_create()): the client's [addr, addr + len)
+ * is the daemon's [local, local + len). Set after command_enter(), which
+ * clears it, as does command_leave(); the caller holds the buffer until
+ * then. Kept per thread, outside struct command_ctx (whose size the
+ * driver API's struct hmmu_work bounds): compute units never see it.
+ */
+void command_dma_set(uint64_t addr, uint64_t len, void *local);
+/*
+ * Of this thread's command: the daemon's address of the client's
+ * [addr, addr + len) if it lies wholly in the command's shared buffer
+ * (above), else NULL.
+ */
+void *command_dma_map(uint64_t addr, uint64_t len);
 /* This thread's context, or NULL. */
 const struct command_ctx *command_current(void);
 /* Run under a context another thread made (a compute unit). */

@@ -109,6 +109,13 @@ int hmmu_mmu_read(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 			 end, false);
 }
 
+int hmmu_mmu_read_direct(struct hmmu_mirror *m, uint64_t start,
+			 uint64_t end, void *dst, int *faulted)
+{
+	return explained(m, mmu_read_direct(&m->mmu, start, end, dst, faulted),
+			 start, end, false);
+}
+
 int hmmu_mmu_write(struct hmmu_mirror *m, uint64_t addr, uint64_t len,
 		   const void *buf, int *faulted)
 {
@@ -205,9 +212,27 @@ int hmmu_range_fault(struct hmmu_range *range)
 
 /* ---- DMA ------------------------------------------------------------------ */
 
+void *hmmu_dma_map(struct hmmu_mirror *m, uint64_t addr, uint64_t len)
+{
+	(void)m;
+	return command_dma_map(addr, len);
+}
+
+/*
+ * A transfer wholly inside the command's shared buffer is a memcpy in the
+ * daemon's own mapping of it. Any other, even one overlapping the buffer,
+ * goes through the client's memory, where the same pages are mapped: the
+ * same bytes either way.
+ */
 int hmmu_dma_read(struct hmmu_mirror *m, uint64_t addr, void *buf,
 		  uint64_t len)
 {
+	const void *local = command_dma_map(addr, len);
+
+	if (local) {
+		memcpy(buf, local, len);
+		return 0;
+	}
 	return explained(m, client_read(m->proc, addr, buf, len), addr,
 			 addr + len, false);
 }
@@ -215,6 +240,12 @@ int hmmu_dma_read(struct hmmu_mirror *m, uint64_t addr, void *buf,
 int hmmu_dma_write(struct hmmu_mirror *m, uint64_t addr, const void *buf,
 		   uint64_t len)
 {
+	void *local = command_dma_map(addr, len);
+
+	if (local) {
+		memcpy(local, buf, len);
+		return 0;
+	}
 	return explained(m, client_write(m->proc, addr, buf, len), addr,
 			 addr + len, true);
 }
@@ -224,8 +255,18 @@ int hmmu_dma_writev(struct hmmu_mirror *m, uint64_t addr,
 {
 	uint64_t len = 0;
 
+	char *local;
+
 	for (unsigned long i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
+	local = command_dma_map(addr, len);
+	if (local) {
+		for (unsigned long i = 0; i < iovcnt; i++) {
+			memcpy(local, iov[i].iov_base, iov[i].iov_len);
+			local += iov[i].iov_len;
+		}
+		return 0;
+	}
 	return explained(m, client_writev(m->proc, addr, iov, iovcnt, len),
 			 addr, addr + len, true);
 }

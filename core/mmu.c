@@ -425,6 +425,60 @@ int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
 	return err;
 }
 
+/* A direct read keeps nothing: the snapshot only had to be current. */
+static int commit_nothing(struct range_fault *rf)
+{
+	(void)rf;
+	return 0;
+}
+
+int mmu_read_direct(struct dev_mmu *mmu, uint64_t start, uint64_t end,
+		    void *dst, int *faulted)
+{
+	uint64_t chunk = CHUNK_PAGES * page_size();
+	int err;
+
+	*faulted = 0;
+	err = untracked(mmu, start, end);
+	if (err == 1) {
+		*faulted = 1;
+		return client_read(mmu->m->proc, start, dst, end - start);
+	}
+	for (uint64_t a = start; a < end && !err; a += chunk) {
+		uint64_t ce = end - a < chunk ? end : a + chunk;
+		uint64_t n = (ce - a) / page_size();
+		char *out = (char *)dst + (a - start);
+		struct iovec *pages;
+		struct range_fault rf = {
+			.m = mmu->m, .start = a, .end = ce, .write = 0,
+			.lock = &mmu->lock, .commit = commit_nothing,
+			.arg = mmu,
+		};
+
+		if ((err = command_check()))
+			break;
+		/* What the device holds, it reads from its copies. */
+		if (copy_if_present(mmu, a, ce, out, 0))
+			continue;
+		/*
+		 * The rest straight from the client's pages into @dst, under
+		 * the range fault's protocol (write-protect, copy, retry if
+		 * invalidated meanwhile): what it reads is what a copy would
+		 * have held, and no copy is taken, charged or installed.
+		 */
+		pages = scratch_get(SCRATCH_PAGES, n * sizeof(*pages));
+		if (!pages)
+			return -ENOMEM;
+		for (uint64_t i = 0; i < n; i++)
+			pages[i] = (struct iovec){ out + i * page_size(),
+						   page_size() };
+		rf.pages = pages;
+		err = range_fault(&rf);
+		*faulted = 1;
+	}
+	return err;
+}
+
 int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 	      const void *buf, int *faulted)
 {

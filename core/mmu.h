@@ -82,6 +82,16 @@ int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
 	     int *faulted);
 
 /*
+ * The same into @dst, in one copy and keeping none: pages the device holds
+ * are read from its copies, the others straight from the client's memory
+ * under the range fault's protocol (so @dst holds what mmu_read() would
+ * have put there), without page copies. Each 1024-page chunk is done before
+ * the next is looked at: an error leaves the chunks before it read.
+ */
+int mmu_read_direct(struct dev_mmu *mmu, uint64_t start, uint64_t end,
+		    void *dst, int *faulted);
+
+/*
  * DMA write of @len bytes of @buf to the client's @addr (any alignment):
  * every device's copy of the pages is invalidated, client memory is written
  * (exactly those bytes), and this device's copy of the pages is refreshed

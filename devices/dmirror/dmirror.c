@@ -41,35 +41,63 @@ static int do_read(struct hmmu_mirror *m, const struct hmmu_command *cmd,
 	uint64_t ps = hmmu_page_size(), chunk = CHUNK_PAGES * ps;
 	uint64_t end = cmd->addr + cmd->npages * ps;
 	int faulted = 0, chunk_faulted, err;
-	struct bounce b;
+	struct bounce b = { NULL, NULL };
 
 	if (cmd->buf_len < cmd->npages * ps)
 		return hmmu_fail(-EINVAL, "the buffer of %llu bytes is smaller "
 				 "than %llu pages", (unsigned long long)cmd->buf_len,
 				 (unsigned long long)cmd->npages);
-	/* As test_hmm: everything is faulted in before anything is copied. */
-	err = hmmu_mmu_fault(m, cmd->addr, end, false, &faulted);
-	if (!err)
-		err = bounce_get(&b, end - cmd->addr < chunk ? end - cmd->addr :
-							     chunk);
-	if (err)
-		return err;
+	/*
+	 * As test_hmm, a hole or PROT_NONE page anywhere fails the read
+	 * before anything is copied; but each chunk is copied out as soon as
+	 * it is faulted in, while its copies are still in the cache (faulting
+	 * everything first, then copying, ran at half the speed of a single
+	 * copy, docs/benchmark.md).
+	 */
+	err = hmmu_dma_check(m, cmd->addr, end, false);
 	for (uint64_t a = cmd->addr; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 		uint64_t to = cmd->buf + (a - cmd->addr);
+		void *direct;
 
 		if ((err = hmmu_should_stop()))
+			break;
+		/*
+		 * Into memory the daemon maps too (hmmu_buffer_create()): one
+		 * copy, straight from the client's pages or our copies.
+		 */
+		direct = hmmu_dma_map(m, to, ce - a);
+		if (direct) {
+			chunk_faulted = 0;
+			err = hmmu_mmu_read_direct(m, a, ce, direct,
+						   &chunk_faulted);
+			faulted |= chunk_faulted;
+			if (!err)
+				res->cpages += (ce - a) / ps;
+			continue;
+		}
+		err = hmmu_mmu_fault(m, a, ce, false, &faulted);
+		if (err)
 			break;
 		/*
 		 * Straight from the device's page copies when it holds them
 		 * all; else (invalidated meanwhile, or in device memory)
 		 * through the bounce buffer, faulting what is missing.
 		 */
+		if (!b.pages && !(b.pages = hmmu_thread_buffer(
+					  1, CHUNK_PAGES * sizeof(*b.pages)))) {
+			err = -ENOMEM;
+			break;
+		}
 		if (hmmu_mmu_pin(m, a, ce, b.pages)) {
 			err = hmmu_dma_writev(m, to, b.pages, (ce - a) / ps);
 			hmmu_mmu_unpin(m);
 		} else {
+			if (!b.buf && (err = bounce_get(&b, end - a < chunk ?
+							      end - a : chunk)))
+				break;
 			err = hmmu_mmu_read(m, a, ce, b.buf, &chunk_faulted);
+			faulted |= chunk_faulted;
 			if (!err)
 				err = hmmu_dma_write(m, to, b.buf, ce - a);
 		}

@@ -294,6 +294,17 @@ int hmmu_mmu_read(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		  void *buf, int *faulted);
 
 /*
+ * As hmmu_mmu_read(), into @dst, a buffer hmmu_dma_map() gave, in one copy:
+ * pages the device holds come from its copies, the others straight from
+ * the client's memory under the same protocol as a range fault (@dst holds
+ * what hmmu_mmu_read() would have read), and the device keeps no copy of
+ * them: no page copy is taken or charged. An error leaves the 1024-page
+ * chunks before it read. *@faulted as hmmu_mmu_read()'s.
+ */
+int hmmu_mmu_read_direct(struct hmmu_mirror *m, uint64_t start,
+			 uint64_t end, void *dst, int *faulted);
+
+/*
  * A device store of @len bytes of @buf at @addr (any alignment): DMA into
  * system memory (hmmu_dma_write()), after which this device holds the
  * written pages. Found before anything is written: -EPERM, -EFAULT.
@@ -453,6 +464,18 @@ struct hmmu_range {
 int hmmu_range_fault(struct hmmu_range *range);
 
 /* ==== DMA ================================================================ */
+
+/*
+ * Where the daemon itself maps the client's [addr, addr + len): when the
+ * running command's buffer lies in memory the client shares with the
+ * daemon (hmmu_buffer_create() in hmmu.h) and the range lies wholly in it,
+ * its address in the daemon, else NULL. A model may then read into it
+ * directly (hmmu_mmu_read_direct()) instead of copying twice; the
+ * hmmu_dma_*() calls below reach it without the model's asking. Valid
+ * until the command returns; only on the thread running the command (or a
+ * compute thread running a slice of it).
+ */
+void *hmmu_dma_map(struct hmmu_mirror *m, uint64_t addr, uint64_t len);
 
 /*
  * Read or write the client's memory, as a device's DMA engine: by the
