@@ -41,6 +41,14 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 			  sizeof(struct hmmu_wire_job_result) },
 	[HMMU_OP_LIST] = { "list", sizeof(struct hmmu_wire_list),
 			   sizeof(struct hmmu_wire_list_reply) },
+	[HMMU_OP_BUFFER_CREATE] = { "buffer-create",
+				    sizeof(struct hmmu_wire_buffer_create),
+				    sizeof(struct hmmu_wire_buffer) },
+	[HMMU_OP_BUFFER_DESTROY] = { "buffer-destroy",
+				     sizeof(struct hmmu_wire_buffer), 0 },
+	[HMMU_OP_DEVICE_CMD_BUFFER] = { "device-cmd-buffer",
+					sizeof(struct hmmu_wire_device_cmd_buffer),
+					sizeof(struct hmmu_wire_cmd_result) },
 };
 
 static const struct op_desc *op_desc(unsigned op)
@@ -163,6 +171,30 @@ static int check_request_payload(unsigned op, const void *p, char *why,
 				    "pages and no buffer",
 				    HMMU_PREPARE_MAX_PAGES);
 		return 0;
+	}
+	case HMMU_OP_BUFFER_CREATE: {
+		const struct hmmu_wire_buffer_create *b = p;
+
+		return b->bytes ? 0 : fail(-EINVAL, why, size,
+					   "buffer-create: bytes is 0");
+	}
+	case HMMU_OP_BUFFER_DESTROY: {
+		const struct hmmu_wire_buffer *b = p;
+
+		return b->bytes ? fail(-EINVAL, why, size,
+				       "buffer-destroy: bytes is not 0") : 0;
+	}
+	case HMMU_OP_DEVICE_CMD_BUFFER: {
+		const struct hmmu_wire_device_cmd_buffer *b = p;
+		int err = check_request_payload(HMMU_OP_DEVICE_CMD, &b->cmd, why,
+						size);
+
+		if (err)
+			return err;
+		/* A device read into the buffer; nothing else, yet. */
+		return b->cmd.cmd == HMMU_CMD_READ ? 0 :
+			fail(-EINVAL, why, size, "device-cmd-buffer: command %u "
+			     "is not a read", b->cmd.cmd);
 	}
 	case HMMU_OP_LIST: {
 		const struct hmmu_wire_list *l = p;

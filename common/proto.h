@@ -42,6 +42,10 @@ enum hmmu_op {
 	HMMU_OP_DEVICE_CMD = 9,	       /* dmirror-style command on a mirror */
 	HMMU_OP_JOB = 10,	       /* run an accelerator job, wait for it */
 	HMMU_OP_LIST = 11,	       /* what the daemon holds, a page at a time */
+	/* Not in version 3's first daemons, which answer -EOPNOTSUPP. */
+	HMMU_OP_BUFFER_CREATE = 12,    /* bytes -> buffer id, + its memfd */
+	HMMU_OP_BUFFER_DESTROY = 13,   /* buffer id */
+	HMMU_OP_DEVICE_CMD_BUFFER = 14, /* DEVICE_CMD whose buffer is a buffer's */
 	HMMU_OP_MAX_
 };
 
@@ -198,6 +202,33 @@ struct hmmu_wire_device_cmd {
 struct hmmu_wire_cmd_result {
 	uint64_t cpages;
 	uint64_t faults;
+};
+
+/*
+ * Shared buffers (docs/protocol.md §7). BUFFER_CREATE's successful reply
+ * carries the buffer's memfd (SCM_RIGHTS): @bytes long (the request's,
+ * rounded up to whole pages), sealed against shrinking, growing and more
+ * seals. The id is scoped to the connection, as a mirror's.
+ */
+struct hmmu_wire_buffer_create {
+	uint64_t bytes; /* > 0 */
+};
+
+struct hmmu_wire_buffer {
+	uint64_t buffer; /* its id */
+	uint64_t bytes;
+};
+
+/*
+ * DEVICE_CMD_BUFFER: a READ whose destination is [offset, offset +
+ * cmd.buf_len) of @buffer; cmd.buf says where the client maps that part
+ * (the daemon writes into the buffer, never at that address). The reply
+ * is DEVICE_CMD's.
+ */
+struct hmmu_wire_device_cmd_buffer {
+	struct hmmu_wire_device_cmd cmd;
+	uint64_t buffer;
+	uint64_t offset;
 };
 
 #define HMMU_PREPARE_MAX_PAGES 2048u

@@ -99,6 +99,30 @@ void account_del_mirror(struct account *a)
 	pthread_mutex_unlock(&lock);
 }
 
+int account_add_buffer(struct account *a, uint64_t bytes)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&lock);
+	if (a->buffers >= limits.buffers_per_user ||
+	    bytes > limits.buffer_bytes_per_user - a->buffer_bytes) {
+		err = -EDQUOT;
+	} else {
+		a->buffers++;
+		a->buffer_bytes += bytes;
+	}
+	pthread_mutex_unlock(&lock);
+	return err;
+}
+
+void account_del_buffer(struct account *a, uint64_t bytes)
+{
+	pthread_mutex_lock(&lock);
+	a->buffers--;
+	a->buffer_bytes -= bytes;
+	pthread_mutex_unlock(&lock);
+}
+
 /* Add @n to @c unless that passes @max. */
 static bool charge(atomic_uint_fast64_t *c, uint64_t n, uint64_t max)
 {

@@ -23,6 +23,8 @@ struct account {
 	unsigned refs;
 	unsigned connections;
 	unsigned mirrors;
+	unsigned buffers;      /* shared buffers, and their bytes */
+	uint64_t buffer_bytes;
 	struct account *next;
 	/* Lock-free. */
 	atomic_uint_fast64_t copy_pages;
@@ -42,6 +44,10 @@ void account_disconnect(struct account *a);
 /* One more mirror of @a: -EDQUOT past mirrors-per-user. */
 int account_add_mirror(struct account *a);
 void account_del_mirror(struct account *a);
+
+/* One more shared buffer of @bytes: -EDQUOT past either limit. */
+int account_add_buffer(struct account *a, uint64_t bytes);
+void account_del_buffer(struct account *a, uint64_t bytes);
 
 /* @n page copies more: false past copy-mib-per-user. */
 bool account_charge_copies(struct account *a, uint64_t n);

@@ -16,6 +16,8 @@ struct limits limits = {
 	.zaps_per_process = 64,
 	.job_timeout_ms = 60000,
 	.stop_timeout_ms = 20000,
+	.buffers_per_user = 64,
+	.buffer_bytes_per_user = 256ull << 20,
 };
 
 /*
@@ -56,6 +58,10 @@ static const struct limit_desc {
 	  SECONDS_TO_MS, "longest a device command or job may run (60)" },
 	{ "stop-seconds", offsetof(struct limits, stop_timeout_ms), 1, 1, 3600,
 	  SECONDS_TO_MS, "longest a clean stop may take before hmmud exits anyway (20)" },
+	{ "buffers-per-user", offsetof(struct limits, buffers_per_user), 0, 1,
+	  1u << 16, AS_IS, "shared buffers (hmmu_buffer_create) one uid may hold (64)" },
+	{ "buffer-mib-per-user", offsetof(struct limits, buffer_bytes_per_user),
+	  1, 1, 1u << 20, MIB_TO_BYTES, "MiB of shared buffers one uid may hold (256)" },
 };
 
 void limits_init(uint64_t max_fds)

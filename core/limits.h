@@ -22,6 +22,8 @@ struct limits {
 	unsigned zaps_per_process;	  /* REMOVEs waiting with a pagemap copy */
 	uint64_t job_timeout_ms;	  /* longest command or job */
 	uint64_t stop_timeout_ms;	  /* longest clean stop */
+	unsigned buffers_per_user;	  /* shared buffers (hmmu_buffer_create) */
+	uint64_t buffer_bytes_per_user;	  /* their memory */
 };
 
 extern struct limits limits;

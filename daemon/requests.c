@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "requests.h"
+#include "buffers.h"
 #include "daemon.h"
 #include "../lib/log.h"
 #include "../core/accounts.h"
@@ -276,8 +277,12 @@ _Static_assert((int)HMMU_COMMAND_READ == (int)HMMU_CMD_READ &&
 		       HMMU_MIGRATE_MAX_PAGES == HMMU_PREPARE_MAX_PAGES,
 	       "the driver API's commands are the protocol's");
 
-/* HMMU_OP_DEVICE_CMD: the wire's command, to the model and back. */
-static int run_command(struct hmmu_mirror *m,
+/*
+ * HMMU_OP_DEVICE_CMD: the wire's command, to the model and back.
+ * DEVICE_CMD_BUFFER: the same, into a shared buffer (buffers.h), held
+ * until the command returns.
+ */
+static int run_command(struct request *r, struct hmmu_mirror *m,
 		       const struct hmmu_wire_device_cmd *w,
 		       struct hmmu_wire_prepare_result *out)
 {
@@ -289,10 +294,16 @@ static int run_command(struct hmmu_mirror *m,
 		.buf_len = w->buf_len,
 	};
 	struct hmmu_command_result res;
+	struct buffer *b = NULL;
 	int err;
 
+	if (r->msg.hdr.op == HMMU_OP_DEVICE_CMD_BUFFER &&
+	    (err = buffer_command_begin(r->s, (const void *)w, &b)))
+		return err;
 	memset(&res, 0, sizeof(res));
 	err = device_command(m, &cmd, &res);
+	if (b)
+		buffer_put(b);
 	/* A PREPARE's reply has the discard map; the others stop before. */
 	out->cpages = res.cpages;
 	out->faults = res.faults;
@@ -383,7 +394,7 @@ static int run_on_mirror(struct request *r, struct hmmu_mirror *m, void *res)
 	else if (r->msg.hdr.op == HMMU_OP_JOB)
 		err = run_job(m, req, res);
 	else
-		err = run_command(m, req, res);
+		err = run_command(r, m, req, res);
 	command_leave();
 	pthread_rwlock_unlock(&m->state_lock);
 	explain_status(r, m, err);
@@ -439,6 +450,16 @@ static void do_list(struct request *r)
 	reply(r, 0, &rep, sizeof(rep.head) + rep.head.count * sizeof(rep.e[0]));
 }
 
+static void do_buffer_create(struct request *r)
+{
+	buffer_create(r->s, &r->msg.hdr, &r->why);
+}
+
+static void do_buffer_destroy(struct request *r)
+{
+	buffer_destroy(r->s, &r->msg.hdr, &r->why);
+}
+
 static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_DEVICE_COUNT] = do_device_count,
 	[HMMU_OP_DEVICE_INFO] = do_device_info,
@@ -450,6 +471,9 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_DEVICE_CMD] = do_mirror_op,
 	[HMMU_OP_JOB] = do_mirror_op,
 	[HMMU_OP_LIST] = do_list,
+	[HMMU_OP_BUFFER_CREATE] = do_buffer_create,
+	[HMMU_OP_BUFFER_DESTROY] = do_buffer_destroy,
+	[HMMU_OP_DEVICE_CMD_BUFFER] = do_mirror_op,
 };
 
 static void request_run(struct work *w)

@@ -45,6 +45,7 @@ static void session_teardown(struct work *w)
 	if (n)
 		log_info("client %d: gone, released %u mirror(s)", s->peer.pid,
 			 n);
+	buffers_fini(&s->buffers);
 	close(s->fd);
 	close(s->peer.pidfd);
 	account_put(s->acct);
@@ -526,6 +527,7 @@ int session_accept(struct daemon *d, int fd)
 	s->fd = fd;
 	atomic_init(&s->refs, 1); /* the loop's */
 	pthread_mutex_init(&s->lock, NULL);
+	buffers_init(&s->buffers);
 	counter_add(&counters.sessions, 1);
 
 	s->sock_watch.fd = fd;

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "buffers.h"
 #include "../common/proto.h"
 #include "../lib/loop.h"
 #include "../core/peer.h"
@@ -51,6 +52,8 @@ struct session {
 	struct hmmu_mirror *mirrors;
 	unsigned nmirrors;
 	uint64_t next_id;
+
+	struct session_buffers buffers; /* hmmu_buffer_create()'s (buffers.h) */
 
 	struct work teardown;
 
