@@ -120,12 +120,37 @@ static void receive_one(struct hmmu *h)
 	const char *reason;
 	struct pending *p;
 	size_t off;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = in.buf, .iov_len = sizeof(in.buf) };
+	struct msghdr msg;
 	ssize_t n;
-	int err = wait_readable(h);
+	int fd = -1, err = wait_readable(h);
 
-	do
-		n = err ? -1 : recv(h->fd, in.buf, sizeof(in.buf), 0);
-	while (n < 0 && !err && errno == EINTR);
+	/* A reply may carry an fd (BUFFER_CREATE's): never more than one. */
+	do {
+		msg = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1,
+				       .msg_control = control.buf,
+				       .msg_controllen = sizeof(control.buf) };
+		n = err ? -1 : recvmsg(h->fd, &msg, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && !err && errno == EINTR);
+	for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL; c;
+	     c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		     i++) {
+			int one;
+
+			memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (fd < 0)
+				fd = one;
+			else
+				close(one);
+		}
+	}
 
 	pthread_mutex_lock(&h->lock);
 	if (n <= 0) {
@@ -134,15 +159,20 @@ static void receive_one(struct hmmu *h)
 	}
 	if (hmmu_proto_check(in.buf, (size_t)n, 1) < 0) {
 		h->broken = -EPROTO;
-		return;
+		goto out;
 	}
 	p = find_pending(h, in.hdr.id);
 	if (!p)
-		return; /* nobody waits for it (an answer to a broken message) */
+		goto out; /* nobody waits for it (an answer to a broken message) */
 	/* Op NONE: the daemon did not know the op (an older daemon). */
 	if (in.hdr.op != p->op && in.hdr.op != HMMU_OP_NONE) {
 		h->broken = -EPROTO;
-		return;
+		goto out;
+	}
+	/* Only to the request that asked for one, and only with success. */
+	if (fd >= 0 && p->fd && in.hdr.status == 0) {
+		*p->fd = fd;
+		fd = -1;
 	}
 	/*
 	 * A reason comes first (the decoder checked its NUL); the op's
@@ -159,6 +189,9 @@ static void receive_one(struct hmmu *h)
 		memcpy(p->out, in.buf + off, p->len);
 	p->status = in.hdr.status;
 	p->done = true;
+out:
+	if (fd >= 0)
+		close(fd);
 }
 
 /*
@@ -209,10 +242,11 @@ static void explain_status(int status)
 	}
 }
 
-int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
-		  size_t req_len, int fd, void *out, size_t cap, size_t *len)
+static int call(struct hmmu *h, unsigned op, const void *req,
+		size_t req_len, int fd, void *out, size_t cap, size_t *len,
+		int *fd_out)
 {
-	struct pending p = { .op = op, .out = out, .cap = cap };
+	struct pending p = { .op = op, .out = out, .cap = cap, .fd = fd_out };
 	int err;
 
 	if (getpid() != h->pid) {
@@ -257,6 +291,19 @@ int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
 	if (len)
 		*len = err ? 0 : p.len;
 	return err ? err : p.status;
+}
+
+int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
+		  size_t req_len, int fd, void *out, size_t cap, size_t *len)
+{
+	return call(h, op, req, req_len, fd, out, cap, len, NULL);
+}
+
+int hmmu_call_recv_fd(struct hmmu *h, unsigned op, const void *req,
+		      size_t req_len, void *out, size_t cap, int *fd_out)
+{
+	*fd_out = -1;
+	return call(h, op, req, req_len, -1, out, cap, NULL, fd_out);
 }
 
 int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
@@ -458,6 +505,7 @@ HMMU_EXPORT void hmmu_disconnect(struct hmmu *h)
 		return;
 	/* Closing the socket is enough: the daemon releases what was ours. */
 	close(h->fd);
+	hmmu_buffers_free(h);
 	while ((m = h->mirrors)) {
 		h->mirrors = m->next;
 		free(m);

@@ -182,9 +182,16 @@ static uint64_t bytes(const struct hmmu_cmd *c)
 HMMU_EXPORT int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c,
 				 void *buf)
 {
+	struct hmmu_buffer *b;
+	uint64_t offset;
+
 	hmmu_clear_detail();
 	if (!buf || !c)
 		return -EINVAL;
+	/* Into a shared buffer, wholly: one copy (hmmu_buffer_create()). */
+	if (m &&
+	    (b = hmmu_buffer_find(m->h, buf, bytes(c), &offset)))
+		return hmmu_buffer_cmd(m, c, b, offset);
 	return hmmu_device_cmd(m, c, HMMU_CMD_READ, buf, bytes(c));
 }
 

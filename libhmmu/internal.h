@@ -24,6 +24,7 @@ struct pending {
 	void *out;  /* where the payload goes */
 	size_t cap; /* its size */
 	char reason[HMMU_REASON_MAX]; /* of an error reply; "" if none */
+	int *fd; /* where an fd the reply carries goes; NULL: closed */
 	struct pending *next;
 };
 
@@ -50,6 +51,15 @@ struct hmmu {
 	uint64_t next_id;
 	struct pending *pending;
 	struct hmmu_mirror *mirrors;
+	struct hmmu_buffer *buffers;
+};
+
+struct hmmu_buffer {
+	struct hmmu *h;
+	uint64_t id; /* the daemon's */
+	char *addr;  /* our mapping */
+	size_t bytes;
+	struct hmmu_buffer *next;
 };
 
 struct hmmu_mirror {
@@ -70,6 +80,20 @@ int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 /* The same, and how many payload bytes the reply carried into *@len. */
 int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
 		  size_t req_len, int fd, void *out, size_t cap, size_t *len);
+/* hmmu_call(), and the fd the reply carried into *@fd_out (-1 if none). */
+int hmmu_call_recv_fd(struct hmmu *h, unsigned op, const void *req,
+		      size_t req_len, void *out, size_t cap, int *fd_out);
+/* A device read into [offset, ...) of @b (buffer.c). */
+int hmmu_buffer_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c,
+		    struct hmmu_buffer *b, uint64_t offset);
+/* hmmu_disconnect(): unmap and free the connection's buffers (buffer.c). */
+void hmmu_buffers_free(struct hmmu *h);
+/*
+ * The buffer of @h that holds all of [buf, buf + len), or NULL; its offset
+ * in *@offset.
+ */
+struct hmmu_buffer *hmmu_buffer_find(struct hmmu *h, const void *buf,
+				     uint64_t len, uint64_t *offset);
 
 /*
  * A device command: the command checks of the public calls, the request,

@@ -44,6 +44,7 @@ extern "C" {
 
 struct hmmu;
 struct hmmu_mirror;
+struct hmmu_buffer;
 
 /*
  * The version of hmmu this header belongs to: the release's, as
@@ -208,7 +209,8 @@ struct hmmu_cmd {
 
 /*
  * hmmu_device_read - the device reads [addr, addr + npages pages) through
- * its page table into @buf (npages pages long).
+ * its page table into @buf (npages pages long). Into a shared buffer
+ * (hmmu_buffer_create(), below), it is hmmu_device_read_buffer().
  * Errors: -EFAULT (part of the range unmapped or PROT_NONE: @buf untouched;
  * or part of @buf not writable: the chunks of 1024 pages before it are
  * copied and counted in cpages), -EPERM (memory userfaultfd cannot
@@ -230,6 +232,62 @@ int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
  */
 int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		      const void *buf);
+
+/*
+ * Shared buffers, like io_uring's registered buffers: memory this process
+ * and hmmud both map, so that a device read into it is one copy (the
+ * daemon reads the mirrored pages straight into its own mapping of the
+ * buffer) instead of two. In the symbol version HMMU_1.1.
+ *
+ * hmmu_buffer_create - @bytes (rounded up to whole pages) of memory shared
+ * with the daemon, zero-filled, mapped read-write at *@addr; *@out is its
+ * handle. hmmu_device_read() into a range that lies wholly in a buffer of
+ * the mirror's connection uses it by itself; hmmu_device_read_buffer()
+ * names it. The daemon makes the memory (a memfd sealed against resizing),
+ * so it is charged to this user's limits: hmmud --limit buffers-per-user
+ * and buffer-mib-per-user.
+ *
+ * The buffer is a destination, not mirrored memory: use it as the source of
+ * device commands (@addr of a command) only if stale device copies of it do
+ * not matter, since the daemon writes it through its own mapping, which no
+ * write-protection sees. A read whose source overlaps its own destination
+ * in the buffer is -EINVAL.
+ *
+ * A buffer lives until hmmu_buffer_destroy(), hmmu_disconnect(), or the
+ * end of the process; the daemon then frees its memory. After fork(), the
+ * child inherits the mapping (shared with the parent, as any MAP_SHARED
+ * memory) but not the buffer: calls with the parent's handle fail with
+ * -ECHILD; hmmu_buffer_destroy() in the child only unmaps its own copy.
+ *
+ * Errors: -EINVAL (a NULL argument, @bytes 0), -EDQUOT (this user's buffers
+ * would pass hmmud --limit buffers-per-user or buffer-mib-per-user),
+ * -EOPNOTSUPP (the daemon is older and has no shared buffers), -EMFILE or
+ * -ENFILE (no fd for it), -ENOMEM.
+ */
+int hmmu_buffer_create(struct hmmu *h, size_t bytes, void **addr,
+		       struct hmmu_buffer **out);
+
+/*
+ * hmmu_buffer_destroy - unmap and free the buffer; a command running into
+ * it meanwhile finishes first in the daemon. NULL is ignored. Not needed
+ * before hmmu_disconnect(), which frees every buffer of the connection.
+ */
+void hmmu_buffer_destroy(struct hmmu_buffer *b);
+
+/*
+ * hmmu_device_read_buffer - hmmu_device_read() into @b at byte @offset
+ * (the buffer's own mapping, at that offset), in one copy. The device
+ * keeps no copy of pages it did not hold before: the read is a streaming
+ * one, and faults counts the chunks it read from memory. The bytes are
+ * those hmmu_device_read() would have put into plain memory.
+ * Errors: -EINVAL (a NULL argument; the pages do not fit in the buffer
+ * from @offset; @b and @m belong to different connections; the source
+ * overlaps the destination), -ENOENT (the daemon no longer has the buffer),
+ * and those of hmmu_device_read(); a chunk of 1024 pages that failed is
+ * not counted in cpages, the chunks before it are read.
+ */
+int hmmu_device_read_buffer(struct hmmu_mirror *m, struct hmmu_cmd *c,
+			    struct hmmu_buffer *b, size_t offset);
 
 /* Page states of hmmu_snapshot(), with the values of the kernel's test_hmm. */
 enum hmmu_page_state {
