@@ -206,18 +206,40 @@ out:
  * device-stream: one read of a large cold range, which the daemon faults
  * in and copies out 1024 pages at a time. A sample is one repetition's
  * time per 4 KiB page; each repetition reads a fresh range.
+ * device-stream-zc (@zc): the same into a buffer of hmmu_buffer_create(),
+ * which the daemon maps too: one copy instead of two.
  */
-static int device_stream(struct bench *b, struct result *r, uint64_t n)
+static int device_stream(struct bench *b, struct result *r, uint64_t n,
+			 int zc)
 {
 	/* Its size is --stream-mib, its samples --stream-reps. */
 	uint64_t len = b->cfg->stream_mib << 20, np = len / b->page;
 	uint64_t warm = np < 1024 ? np : 1024;
-	char *out = map_pages(np), *p;
+	char *out = zc ? NULL : map_pages(np), *p;
+	struct hmmu_buffer *buf = NULL;
 	struct hmmu_mirror *m = NULL;
 	struct hmmu_cmd c;
 	int err = -ENOMEM;
 
 	(void)n;
+	if (zc) {
+		void *addr;
+
+		err = hmmu_buffer_create(b->h, len, &addr, &buf);
+		if (err == -EOPNOTSUPP || err == -EDQUOT) {
+			result_skip(r, "no shared buffer of %" PRIu64 " MiB: %s",
+				    b->cfg->stream_mib, strerror(-err));
+			err = 0;
+			goto out;
+		}
+		if (err) {
+			warnx_("hmmu_buffer_create: %s %s", strerror(-err),
+			       hmmu_error_detail());
+			goto out;
+		}
+		out = addr;
+		err = -ENOMEM;
+	}
 	if (!out)
 		goto out;
 	/* The destination exists: the daemon's writes into it do not fault. */
@@ -253,7 +275,10 @@ static int device_stream(struct bench *b, struct result *r, uint64_t n)
 	r->bytes = len;
 out:
 	hmmu_mirror_destroy(m);
-	unmap_pages(out, np);
+	if (buf)
+		hmmu_buffer_destroy(buf);
+	else
+		unmap_pages(out, np);
 	return err;
 }
 
@@ -475,7 +500,9 @@ int class_run(struct bench *b, enum class_id id, struct result *r, uint64_t n)
 	case C_DEVICE_FAULT_ACC:
 		return device_fault_acc(b, r, n);
 	case C_DEVICE_STREAM:
-		return device_stream(b, r, n);
+		return device_stream(b, r, n, 0);
+	case C_DEVICE_STREAM_ZC:
+		return device_stream(b, r, n, 1);
 	case C_CPU_WRITE_INVALIDATE:
 		return cpu_write_invalidate(b, r, n);
 	case C_CPU_FAULT_DEVMEM:
