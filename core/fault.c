@@ -99,11 +99,11 @@ static int read_retry(struct process *p, uint64_t seq)
 	return atomic_load(&p->seq) != seq;
 }
 
-int fault_snapshot(struct process *p, uint64_t start, uint64_t end,
-		   const struct iovec *pages)
+/* fault_snapshot() into @n iovecs. */
+static int snapshot(struct process *p, uint64_t start, uint64_t end,
+		    const struct iovec *pages, unsigned long npages)
 {
 	uint64_t len = end - start;
-	unsigned long npages = len / page_size();
 	int err;
 
 	if (!(p->uffd_features & UFFD_FEATURE_WP_UNPOPULATED)) {
@@ -115,6 +115,12 @@ int fault_snapshot(struct process *p, uint64_t start, uint64_t end,
 	if (err)
 		return err;
 	return client_readv_checked(p, start, pages, npages, len);
+}
+
+int fault_snapshot(struct process *p, uint64_t start, uint64_t end,
+		   const struct iovec *pages)
+{
+	return snapshot(p, start, end, pages, (end - start) / page_size());
 }
 
 int range_fault(struct range_fault *rf)
@@ -132,7 +138,9 @@ int range_fault(struct range_fault *rf)
 		err = fault_read_begin(p, &seq);
 		if (err)
 			return err;
-		err = fault_snapshot(p, rf->start, rf->end, rf->pages);
+		err = snapshot(p, rf->start, rf->end, rf->pages,
+			       rf->niov ? rf->niov :
+					  (rf->end - rf->start) / page_size());
 		if (err)
 			return err;
 

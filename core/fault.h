@@ -28,6 +28,11 @@ struct range_fault {
 	 * iovec per page of [start, end), at most IOV_MAX of them.
 	 */
 	const struct iovec *pages;
+	/*
+	 * How many iovecs pages has, if not one a page: a reader that keeps
+	 * no copy may take the snapshot into one buffer (mmu_read_direct()).
+	 */
+	unsigned long niov;
 	pthread_mutex_t *lock; /* the device's page-table lock */
 	/* With *lock held and the snapshot still valid: install it. */
 	int (*commit)(struct range_fault *rf);

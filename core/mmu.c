@@ -432,6 +432,24 @@ static int commit_nothing(struct range_fault *rf)
 	return 0;
 }
 
+/*
+ * The range fault's protocol over [start, end), its snapshot read straight
+ * into @dst: one iovec, so that the mem file is read in one call (it takes
+ * one per iovec, each with its own bounce page).
+ */
+static int read_direct_chunk(struct dev_mmu *mmu, uint64_t start,
+			     uint64_t end, char *dst)
+{
+	struct iovec iov = { dst, end - start };
+	struct range_fault rf = {
+		.m = mmu->m, .start = start, .end = end, .write = 0,
+		.pages = &iov, .niov = 1, .lock = &mmu->lock,
+		.commit = commit_nothing, .arg = mmu,
+	};
+
+	return range_fault(&rf);
+}
+
 int mmu_read_direct(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 		    void *dst, int *faulted)
 {
@@ -446,14 +464,7 @@ int mmu_read_direct(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 	}
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
-		uint64_t n = (ce - a) / page_size();
 		char *out = (char *)dst + (a - start);
-		struct iovec *pages;
-		struct range_fault rf = {
-			.m = mmu->m, .start = a, .end = ce, .write = 0,
-			.lock = &mmu->lock, .commit = commit_nothing,
-			.arg = mmu,
-		};
 
 		if ((err = command_check()))
 			break;
@@ -461,19 +472,11 @@ int mmu_read_direct(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 		if (copy_if_present(mmu, a, ce, out, 0))
 			continue;
 		/*
-		 * The rest straight from the client's pages into @dst, under
-		 * the range fault's protocol (write-protect, copy, retry if
-		 * invalidated meanwhile): what it reads is what a copy would
-		 * have held, and no copy is taken, charged or installed.
+		 * The rest straight from the client's pages into @dst: what
+		 * it reads is what a copy would have held, and no copy is
+		 * taken, charged or installed.
 		 */
-		pages = scratch_get(SCRATCH_PAGES, n * sizeof(*pages));
-		if (!pages)
-			return -ENOMEM;
-		for (uint64_t i = 0; i < n; i++)
-			pages[i] = (struct iovec){ out + i * page_size(),
-						   page_size() };
-		rf.pages = pages;
-		err = range_fault(&rf);
+		err = read_direct_chunk(mmu, a, ce, out);
 		*faulted = 1;
 	}
 	return err;
