@@ -289,6 +289,14 @@ static int copy_if_present(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 	return 1;
 }
 
+static int by_address(const void *a, const void *b)
+{
+	const char *x = ((const struct iovec *)a)->iov_base;
+	const char *y = ((const struct iovec *)b)->iov_base;
+
+	return (x > y) - (x < y);
+}
+
 /*
  * One range fault over [start, end) (at most CHUNK_PAGES pages): fresh
  * page copies are taken for the whole range, the client's pages are read
@@ -331,6 +339,14 @@ static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 		}
 	}
 	pthread_mutex_unlock(&mmu->lock);
+	/*
+	 * Which copy holds which page is ours to choose: in address order,
+	 * neighbours in a slab become one buffer for the snapshot's read
+	 * (client_mem.c merges them), one call of the mem file's instead of
+	 * one a page.
+	 */
+	if (!err)
+		qsort(pages, n, sizeof(*pages), by_address);
 	if (!err)
 		err = range_fault(&rf);
 	/* Give back whatever the commit did not take. */
