@@ -448,7 +448,10 @@ struct hmmu_range {
  * The copies are current only if hmmu_interval_read_retry(range->notifier,
  * range->notifier_seq) says false under the model's lock afterwards.
  * Request workers and compute threads; may wait for the client. Errors as
- * the device MMU's, and -EBUSY: an invalidation ran meanwhile; begin again.
+ * the device MMU's (not -EDQUOT: the copies are the model's), and -EBUSY:
+ * an invalidation ran meanwhile; begin again. Unlike the device MMU's calls,
+ * a faulting range fault refuses memory userfaultfd cannot track (-EPERM):
+ * it can keep no copy of it coherent.
  */
 int hmmu_range_fault(struct hmmu_range *range);
 
@@ -473,8 +476,9 @@ int hmmu_dma_writev(struct hmmu_mirror *m, uint64_t addr,
 
 /*
  * Check, before a transfer, that all of [start, end) is mapped with the
- * permission it needs and can be tracked, so that a command fails before
- * its first byte moves. Errors as the device MMU's.
+ * permission it needs (for a write, as the mappings say now), so that a
+ * command fails before its first byte moves. Memory userfaultfd cannot
+ * track passes: DMA keeps no copy. Errors as the device MMU's.
  */
 int hmmu_dma_check(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		   bool write);
@@ -528,7 +532,7 @@ int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard);
  * Step 3, finalize, in the client's next request: pages the client
  * discarded are now device-private to @mirror's device, the rest are rolled
  * back; sleeping writers wake up. args->cpages: pages that moved. Needs
- * mirror, start and end only.
+ * mirror, start and end only, which it checks as setup does (-EINVAL).
  */
 int hmmu_migrate_vma_finalize(struct hmmu_migrate_vma *args);
 

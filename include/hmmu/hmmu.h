@@ -181,11 +181,14 @@ void hmmu_mirror_destroy(struct hmmu_mirror *m);
  *               mirror not registered;
  *  -EOPNOTSUPP  the mirror's device runs no commands (model "accel");
  *  -ESRCH       the daemon no longer serves this process (it exec'd).
+ * Memory userfaultfd cannot write-protect (anything but anonymous, shmem
+ * and hugetlbfs memory: a file mapping on most filesystems) is mirrored
+ * without copies: the device reaches it in this process's memory at each
+ * access, so these commands and jobs work on it as on any other memory.
  * The commands that fault pages in (read, write, and hmmu_job_run) may
  * also return:
- *  -EPERM       part of the range is memory userfaultfd cannot
- *               write-protect (only anonymous, shmem and hugetlbfs memory
- *               can be mirrored), so the device could not stay coherent;
+ *  -EINVAL      part of a hugetlb page: hmmu mirrors hugetlbfs memory in
+ *               whole, aligned huge pages only;
  *  -EBUSY       a mapping of the range is registered with another
  *               userfaultfd of this process, or a page the daemon must
  *               write (a data or state buffer, or the target of a DMA
@@ -211,9 +214,8 @@ struct hmmu_cmd {
  * its page table into @buf (npages pages long).
  * Errors: -EFAULT (part of the range unmapped or PROT_NONE: @buf untouched;
  * or part of @buf not writable: the chunks of 1024 pages before it are
- * copied and counted in cpages), -EPERM (memory userfaultfd cannot
- * write-protect, such as a private file mapping), and those of every
- * command that faults pages in, above.
+ * copied and counted in cpages), and those of every command that faults
+ * pages in, above.
  */
 int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
 
@@ -221,12 +223,12 @@ int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
  * hmmu_device_write - the device writes @buf (npages pages) into
  * [addr, addr + npages pages), as DMA into system memory: the CPU sees the
  * data when the call returns, and every device's stale copy is dropped.
- * Errors: -EPERM (read-only memory, or memory userfaultfd cannot track;
- * nothing written), -EFAULT (unmapped or PROT_NONE memory: nothing written;
- * or @buf not readable: the data is moved 1024 pages at a time, and what
- * came before the unreadable part is written), -EBUSY (a target page is in
- * the middle of a migration: the write stops there, what came before it
- * is written), and those of every command that faults pages in, above.
+ * Errors: -EPERM (part of the range is read-only: nothing written),
+ * -EFAULT (unmapped or PROT_NONE memory: nothing written; or @buf not
+ * readable: the data is moved 1024 pages at a time, and what came before
+ * the unreadable part is written), -EBUSY (a target page is in the middle
+ * of a migration: the write stops there, what came before it is written),
+ * and those of every command that faults pages in, above.
  */
 int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		      const void *buf);
@@ -334,12 +336,12 @@ struct hmmu_job {
 /*
  * hmmu_job_run - launch @job on the mirror's device and wait for it.
  * Errors: -EOPNOTSUPP (the device runs no jobs), -EFAULT (the job touched
- * unmapped or PROT_NONE memory), -EPERM (it wrote read-only memory, or
- * touched memory userfaultfd cannot track), -ELOOP (a list longer than len
- * nodes), -EINVAL (bad job, or the mirror not registered), -ESRCH (the
- * daemon no longer serves this process), -ENOMEM, and -EBUSY, -E2BIG,
- * -EAGAIN, -EDQUOT and -ETIMEDOUT as for the device commands that fault
- * pages in. A job that fails may have written part of its output.
+ * unmapped or PROT_NONE memory), -EPERM (it wrote read-only memory),
+ * -ELOOP (a list longer than len nodes), -EINVAL (bad job, the mirror not
+ * registered, or part of a hugetlb page), -ESRCH (the daemon no longer
+ * serves this process), -ENOMEM, and -EBUSY, -E2BIG, -EAGAIN, -EDQUOT and
+ * -ETIMEDOUT as for the device commands that fault pages in. A job that
+ * fails may have written part of its output.
  */
 int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job);
 
