@@ -302,8 +302,11 @@ void hmmu_device_queue_work(struct hmmu_device *dev, struct hmmu_work *w)
 	if (cur)
 		q->ctx = *cur; /* the request's deadline and cancellation */
 	if (!dev->threads) {
-		/* A model that started no threads: its work runs here. */
-		run_work(&q->work);
+		/*
+		 * A model that started no threads: its work runs here, under
+		 * the caller's own context, which it must keep afterwards.
+		 */
+		w->fn(w);
 		return;
 	}
 	workers_queue(dev->threads, &q->work);

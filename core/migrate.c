@@ -866,12 +866,13 @@ int hmmu_migrate_vma_setup(struct hmmu_migrate_vma *args)
  */
 int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard)
 {
-	struct process *p = args->mirror->proc;
+	struct process *p;
 	uint64_t npages;
 	int err = migrate_vma_check(args);
 
 	if (err)
 		return err;
+	p = args->mirror->proc;
 	npages = (args->end - args->start) / page_size();
 	memset(discard, 0, (npages + 7) / 8);
 	args->cpages = 0;
