@@ -42,7 +42,9 @@ void fserver_stop(struct fserver *fs);
 /*
  * Measure @n more samples of floor @id (not a derived one), appended to
  * @r, whose samples are initialized (pvm-read-bulk: --stream-reps samples
- * whatever @n). 0 or -errno.
+ * whatever @n). 0 or -errno. A floor this kernel cannot give (uffd-wp-async
+ * without UFFD_FEATURE_WP_ASYNC) marks @r skipped, "no figure: why", and
+ * returns 0: not a failure of the run.
  */
 int floor_run(struct fserver *fs, const struct config *cfg, enum floor_id id,
 	      struct result *r, uint64_t n);
