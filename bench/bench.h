@@ -133,6 +133,8 @@ struct config {
 	unsigned clients;    /* --clients N (scaling.h); 0: not run */
 	double clients_seconds; /* how long the clients fault, per worker count */
 	unsigned clients_rounds; /* blocks the worker counts alternate in */
+	int ops_given;	     /* --ops N: count, not time (opcount.h) */
+	uint64_t ops;
 };
 
 /* What the classes need from the run. */

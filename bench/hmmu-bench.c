@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "floors.h"
 #include "meter.h"
+#include "opcount.h"
 #include "report.h"
 #include "scaling.h"
 #include "hmmu_build_info.h"
@@ -140,6 +141,7 @@ static void usage(FILE *f)
 		"                  [--classes a,b,...] [--json FILE] [--plot FILE.png]\n"
 		"                  [--summary]\n"
 		"                  [--clients N [--clients-seconds S] [--clients-rounds R]]\n"
+		"       hmmu-bench --ops N --socket PATH [--classes a,b,...]\n"
 		"       hmmu-bench --version | --help\n"
 		"\n"
 		"  --pages N        samples per class and floor (default 4096)\n"
@@ -159,6 +161,10 @@ static void usage(FILE *f)
 		"                   --classes is given too)\n"
 		"  --clients-seconds S  how long they fault, per worker count (default 2)\n"
 		"  --clients-rounds R   in R blocks each, 1 2, 2 1, ... (default 1)\n"
+		"  --ops N          run N operations of each class given (request,\n"
+		"                   device-fault, device-fault-acc: the default),\n"
+		"                   untimed, no floor, on the hmmud at --socket;\n"
+		"                   bench/opcounts.sh counts their system calls\n"
 		"  --version        print the version and the commit built\n"
 		"\nclasses:",
 		hmmud ? hmmud : "none: not at ", hmmud ? "" : looked);
@@ -243,6 +249,7 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		{ "clients", required_argument, NULL, 'C' },
 		{ "clients-seconds", required_argument, NULL, 'T' },
 		{ "clients-rounds", required_argument, NULL, 'O' },
+		{ "ops", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -319,6 +326,11 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 			cfg->clients_rounds = (unsigned)v;
 			seconds_given = 1;
 			break;
+		case 'o':
+			if (parse_u64("--ops", optarg, 0, 1u << 24, &cfg->ops))
+				return -1;
+			cfg->ops_given = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -354,6 +366,17 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		fprintf(stderr, "hmmu-bench: a block of --clients-seconds / "
 				"--clients-rounds must last 0.1 s at least\n");
 		return -1;
+	}
+	if (cfg->ops_given) {
+		if (!classes_given)
+			cfg->classes = OPS_CLASSES;
+		if (cfg->classes & ~OPS_CLASSES || !cfg->socket ||
+		    cfg->clients || cfg->json || cfg->plot) {
+			fprintf(stderr, "hmmu-bench: --ops takes --socket, and "
+					"--classes among request, device-fault, "
+					"device-fault-acc; nothing else\n");
+			return -1;
+		}
 	}
 	/* --clients alone runs no class: see docs/benchmark.md. */
 	if (cfg->clients && !classes_given) {
@@ -662,6 +685,32 @@ static int run_classes(struct run *run, struct bench *b, char *desc,
 	return 0;
 }
 
+/*
+ * --ops: the operations alone, one line each on stdout ("request 1000").
+ * No floor server is forked: its process would be counted as the bench's.
+ */
+static int run_ops(const struct config *cfg, struct bench *b)
+{
+	int err = hmmu_connect(cfg->socket, &b->h);
+
+	if (err) {
+		warnx_("connect: %s %s", strerror(-err), hmmu_error_detail());
+		return 1;
+	}
+	err = pick_devices(b);
+	for (int i = 0; i < NCLASSES && !err; i++) {
+		if (!(cfg->classes & (1u << i)))
+			continue;
+		err = ops_run(b, i, cfg->ops);
+		if (err)
+			warnx_("--ops %s: %s", class_defs[i].name, strerror(-err));
+		else
+			printf("%s %" PRIu64 "\n", class_defs[i].name, cfg->ops);
+	}
+	hmmu_disconnect(b->h);
+	return err ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct run run;
@@ -684,6 +733,8 @@ int main(int argc, char **argv)
 	require_userfaultfd();
 	b.cfg = &run.cfg;
 	b.page = (size_t)sysconf(_SC_PAGESIZE);
+	if (run.cfg.ops_given)
+		return run_ops(&run.cfg, &b);
 
 	for (int i = 0; i < NCLASSES; i++) {
 		run.classes[i].name = class_defs[i].name;
