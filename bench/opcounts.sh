@@ -51,11 +51,12 @@ bench=$build/bench/hmmu-bench
 for f in "$hmmud" "$bench"; do
 	[ -x "$f" ] || { echo "opcounts: no $f (build first, or -b BUILD_DIR)" >&2; exit 1; }
 done
+# Exit 77 (ctest's skip) where the counting cannot be done at all.
 command -v perf >/dev/null ||
-	{ echo "opcounts: needs perf (Debian: apt-get install linux-perf)" >&2; exit 1; }
+	{ echo "opcounts: needs perf (Debian: apt-get install linux-perf)" >&2; exit 77; }
 perf stat -x, -e raw_syscalls:sys_enter -o /dev/null -- true 2>/dev/null ||
 	{ echo "opcounts: perf cannot count raw_syscalls:sys_enter here" \
-		"(root, or kernel.perf_event_paranoid <= -1)" >&2; exit 1; }
+		"(root, or kernel.perf_event_paranoid <= -1)" >&2; exit 77; }
 
 tmp=$(mktemp -d /tmp/hmmu-opcounts-XXXXXX)
 perf_pid=
@@ -72,10 +73,10 @@ trap cleanup EXIT
 count() { awk -F, -v ev="$2" '$3 == ev { print $1 }' "$1"; }
 
 # One run: hmmud under perf, the client under perf with --ops $2 of class
-# $1. Prints "hmmud_syscalls client_syscalls hmmud_vol hmmud_invol
-# client_switches".
+# $1. Writes "hmmud_syscalls client_syscalls hmmud_vol hmmud_invol
+# client_switches" to $3. Not in a subshell: cleanup() must see the PIDs.
 one_run() {
-	local class=$1 n=$2 dir=$tmp/run vol=0 invol=0 i
+	local class=$1 n=$2 dir=$tmp/run vol=0 invol=0 i status
 	rm -rf "$dir"
 	mkdir "$dir"
 	perf stat -x, -e raw_syscalls:sys_enter -o "$dir/hmmud.perf" -- \
@@ -92,8 +93,12 @@ one_run() {
 	perf stat -x, -e raw_syscalls:sys_enter,context-switches \
 		-o "$dir/client.perf" -- \
 		"$bench" --ops "$n" --classes "$class" --socket "$dir/s" \
-		>"$dir/client.out" 2>&1 ||
-		{ echo "opcounts: hmmu-bench --ops $n --classes $class failed:" >&2; cat "$dir/client.out" >&2; exit 1; }
+		>"$dir/client.out" 2>&1 || {
+		status=$?
+		echo "opcounts: hmmu-bench --ops $n --classes $class exited $status:" >&2
+		cat "$dir/client.out" >&2
+		exit $((status == 77 ? 77 : 1)) # 77: no userfaultfd here
+	}
 	for f in /proc/"$hmmud_pid"/task/*/status; do
 		read -r a b < <(awk '/^voluntary_ctxt_switches/ { v = $2 }
 			/^nonvoluntary_ctxt_switches/ { n = $2 }
@@ -108,7 +113,7 @@ one_run() {
 	echo "$(count "$dir/hmmud.perf" raw_syscalls:sys_enter)" \
 		"$(count "$dir/client.perf" raw_syscalls:sys_enter)" \
 		"$vol" "$invol" \
-		"$(count "$dir/client.perf" context-switches)"
+		"$(count "$dir/client.perf" context-switches)" >"$3"
 }
 
 kernel=$(uname -r)
@@ -122,10 +127,10 @@ IFS=, read -ra list <<<"$classes"
 for class in "${list[@]}"; do
 	: >"$tmp/per-op"
 	for r in $(seq "$runs"); do
-		base=$(one_run "$class" 0)
-		with=$(one_run "$class" "$ops")
+		one_run "$class" 0 "$tmp/base"
+		one_run "$class" "$ops" "$tmp/with"
 		# Per operation, each of the five figures.
-		paste <(tr ' ' '\n' <<<"$with") <(tr ' ' '\n' <<<"$base") |
+		paste <(tr ' ' '\n' <"$tmp/with") <(tr ' ' '\n' <"$tmp/base") |
 			awk -v n="$ops" '{ printf "%s%.2f", (NR > 1 ? " " : ""), ($1 - $2) / n }
 				END { print "" }' >>"$tmp/per-op"
 	done
