@@ -154,11 +154,15 @@ void report_summary(FILE *f, const struct report *rp)
 		fprintf(f, "  %-20s %9s  %-17s ", r->name,
 			figure(a, sizeof(a), r, d->kind), floor_name(d->floor));
 		if (met < 0) {
-			fprintf(f, "no figure: %s\n",
-				!fl		? "no floor" :
-				fl->skipped[0]	? fl->skipped :
-				measured(fl)	? "no ratio: a zero figure" :
-						  "not measured");
+			const char *why = !fl		  ? "no floor" :
+					  fl->skipped[0]  ? fl->skipped :
+					  measured(fl)	  ? "no ratio: a zero figure" :
+							    "not measured";
+
+			/* A floor the kernel cannot give says "no figure" itself. */
+			fprintf(f, "%s%s\n",
+				strncmp(why, "no figure: ", 11) ? "no figure: " : "",
+				why);
 			continue;
 		}
 		judged++;
