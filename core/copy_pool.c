@@ -42,7 +42,8 @@
  * /proc/pressure/memory), after which it refills nothing for
  * PRESSURE_HOLD_MS. An allocation never waits for it: it kicks it (one
  * eventfd write per crossing of the low-water mark) after it has taken its
- * pages, and takes cold pages itself if it must.
+ * pages, and on a miss takes cold pages and warms just those itself, so
+ * that every page handed out is present.
  */
 #include "copy_pool.h"
 #include "limits.h"
@@ -221,6 +222,30 @@ static void warm_pages(void **pages, size_t n)
 	}
 	for (size_t i = 0; i < n; i++)
 		*(volatile char *)pages[i] = 0;
+}
+
+/*
+ * Warm cold pages an allocation took on a miss, in runs of adjacent pages
+ * as they come (the cold stack hands out a fresh chunk in address order):
+ * every page handed out is present, and one madvise over a run costs less
+ * than a first-touch fault per page inside the read that follows.
+ */
+static void warm_iov(const struct iovec *iov, unsigned n)
+{
+	size_t ps = page_size();
+
+	for (unsigned i = 0; i < n;) {
+		unsigned j = i + 1;
+
+		while (j < n && (char *)iov[j].iov_base ==
+					(char *)iov[j - 1].iov_base + ps)
+			j++;
+		if (!kfeatures()->madv_populate_write ||
+		    madvise(iov[i].iov_base, (j - i) * ps, MADV_POPULATE_WRITE))
+			for (unsigned k = i; k < j; k++)
+				*(volatile char *)iov[k].iov_base = 0;
+		i = j;
+	}
 }
 
 /* ---- thread caches ------------------------------------------------------ */
@@ -509,7 +534,7 @@ int copy_pool_alloc(struct iovec *iov, unsigned n)
 		/* Take a batch for the cache while here. */
 		while (tc && tc->n < TCACHE_BATCH && pool.nwarm)
 			tc->pages[tc->n++] = pool.warm[--pool.nwarm];
-		/* A miss: pages not warm yet, the read into them touches them. */
+		/* A miss: cold pages, which we warm ourselves, unlocked. */
 		while (got < n && !err) {
 			if (!pool.ncold)
 				err = map_chunk_locked();
@@ -529,6 +554,8 @@ int copy_pool_alloc(struct iovec *iov, unsigned n)
 		pthread_mutex_unlock(&tc->lock);
 	if (err)
 		return err;
+	if (warm < n)
+		warm_iov(iov + warm, n - warm);
 	for (unsigned i = 0; i < n; i++)
 		iov[i].iov_len = page_size();
 	atomic_fetch_sub(&pool.idle, (int64_t)warm);
