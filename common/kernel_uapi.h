@@ -17,6 +17,12 @@
 #include <linux/userfaultfd.h>
 #include <sys/socket.h>
 
+/* ---- madvise ------------------------------------------------------------ */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* 5.14 */
+#endif
+
 /* ---- userfaultfd --------------------------------------------------------- */
 
 #ifndef UFFD_USER_MODE_ONLY

@@ -16,6 +16,8 @@ struct limits limits = {
 	.zaps_per_process = 64,
 	.job_timeout_ms = 60000,
 	.stop_timeout_ms = 20000,
+	.copy_pool_bytes = 64ull << 20,
+	.copy_pool_idle_ms = 10000,
 };
 
 /*
@@ -56,6 +58,14 @@ static const struct limit_desc {
 	  SECONDS_TO_MS, "longest a device command or job may run (60)" },
 	{ "stop-seconds", offsetof(struct limits, stop_timeout_ms), 1, 1, 3600,
 	  SECONDS_TO_MS, "longest a clean stop may take before hmmud exits anyway (20)" },
+	{ "copy-pool-mib", offsetof(struct limits, copy_pool_bytes), 1, 0,
+	  1u << 20, MIB_TO_BYTES,
+	  "MiB of warm page copies kept for the next device fault, not "
+	  "charged to anyone; 0 keeps none (64)" },
+	{ "copy-pool-idle-seconds", offsetof(struct limits, copy_pool_idle_ms),
+	  1, 1, 86400, SECONDS_TO_MS,
+	  "seconds without a device fault after which the pool gives its "
+	  "memory back (10)" },
 };
 
 void limits_init(uint64_t max_fds)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "mmu.h"
 #include "../lib/pagetable.h"
+#include "copy_pool.h"
 #include "counters.h"
 #include "accounts.h"
 #include "client_mem.h"
@@ -33,41 +34,12 @@
 
 
 /*
- * The device's page copies come from slabs of pages, recycled through a
- * free list, one per mirror and under its page-table lock (no lock shared
- * by the fault paths of different mirrors): malloc() of a page per fault
- * made the workers' arenas grow, an mprotect and a page fault per page.
- * A slab's first page links the slabs; they go back at mmu_fini().
+ * The device's page copies come from the daemon's pool (copy_pool.c):
+ * pages written once already, so that reading a client page into one
+ * costs no first-touch fault, kept across mirrors, bounded by its own cap.
+ * A copy handed out is charged to the mirror's user until freed, exactly
+ * as before the pool; the pool's own idle pages are no one's.
  */
-#define SLAB_PAGES 512
-
-/*
- * mmu->lock held. Fresh pages are handed out from the newest slab in order
- * (never pre-linked: linking touches, and so faults in, the whole slab at
- * once, which made one device fault in 512 take 1.6 ms).
- */
-static void *copy_alloc(struct dev_mmu *mmu)
-{
-	void *page = mmu->free_pages;
-
-	if (page) {
-		mmu->free_pages = *(void **)page;
-		return page;
-	}
-	if (mmu->slab_next == SLAB_PAGES || !mmu->slabs) {
-		char *slab = mmap(NULL, SLAB_PAGES * page_size(),
-				  PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (slab == MAP_FAILED)
-			return NULL;
-		/* Its first page links the slabs. */
-		*(void **)slab = mmu->slabs;
-		mmu->slabs = slab;
-		mmu->slab_next = 1;
-	}
-	return (char *)mmu->slabs + mmu->slab_next++ * page_size();
-}
 
 static const char shared_zero[65536] __attribute__((aligned(65536)));
 
@@ -93,8 +65,7 @@ static void copy_recycle(struct dev_mmu *mmu, void *page)
 		mmu->limbo[mmu->nlimbo++] = page;
 		return;
 	}
-	*(void **)page = mmu->free_pages;
-	mmu->free_pages = page;
+	copy_pool_free(page);
 }
 
 /* mmu->lock held: a copy is no longer in use (charged once, freed once). */
@@ -147,9 +118,6 @@ int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch)
 	mmu->m = m;
 	mmu->acct = m->acct;
 	mmu->prefetch = prefetch ? prefetch : 1;
-	mmu->free_pages = NULL;
-	mmu->slabs = NULL;
-	mmu->slab_next = 0;
 	mmu->readers = 0;
 	mmu->limbo = NULL;
 	mmu->nlimbo = mmu->limbo_cap = 0;
@@ -176,13 +144,10 @@ void mmu_fini(struct dev_mmu *mmu)
 	pthread_mutex_unlock(&mmu->lock);
 	pt_destroy(mmu->pt, NULL, NULL);
 	mmu->pt = NULL;
+	/* No reader is left at the end (its request holds the mirror). */
+	while (mmu->nlimbo)
+		copy_pool_free(mmu->limbo[--mmu->nlimbo]);
 	free(mmu->limbo);
-	while (mmu->slabs) {
-		void *next = *(void **)mmu->slabs;
-
-		munmap(mmu->slabs, SLAB_PAGES * page_size());
-		mmu->slabs = next;
-	}
 	pthread_mutex_destroy(&mmu->lock);
 }
 
@@ -308,10 +273,8 @@ static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 
 	if (!pages)
 		return -ENOMEM;
-	pthread_mutex_lock(&mmu->lock);
 	/* Charged for a whole chunk at most, until the commit drops the zeros. */
 	if (mmu->acct && !account_charge_copies(mmu->acct, n)) {
-		pthread_mutex_unlock(&mmu->lock);
 		log_warn("client %d: its user holds as many page copies as allowed "
 			 "(--limit copy-mib-per-user)", mmu->m->owner.pid);
 		return command_fail(-EDQUOT, "this user's device page copies "
@@ -320,17 +283,18 @@ static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 				    "mirrors it no longer needs",
 				    limits.copy_bytes_per_user >> 20);
 	}
-	for (uint64_t i = 0; i < n && !err; i++) {
-		pages[i].iov_base = copy_alloc(mmu);
-		pages[i].iov_len = page_size();
-		if (!pages[i].iov_base) {
-			if (mmu->acct)
-				account_uncharge_copies(mmu->acct, n - i);
-			n = i;
-			err = -ENOMEM;
-		}
+	/*
+	 * The pool's pages hold what their last user left: the snapshot
+	 * overwrites every byte of each before the commit installs it, and a
+	 * snapshot that fails installs nothing (docs/design.md, "Page
+	 * copies").
+	 */
+	err = copy_pool_alloc(pages, (unsigned)n);
+	if (err) {
+		if (mmu->acct)
+			account_uncharge_copies(mmu->acct, n);
+		return err;
 	}
-	pthread_mutex_unlock(&mmu->lock);
 	if (!err)
 		err = range_fault(&rf);
 	/* Give back whatever the commit did not take. */

@@ -5,10 +5,11 @@
  * holding the device's own copy of each mirrored page, filled by range
  * faults and emptied by invalidations.
  *
- * Locking: lock protects pt and the page-copy pool. It is taken inside the process lock (by
- * invalidations) and by the range fault's commit; nothing that waits for the
- * client runs under it. Calls that read or write client memory run on a
- * worker, never on the loop thread.
+ * Locking: lock protects pt and the limbo of pinned copies (the copies
+ * themselves come from copy_pool.c, whose locks are leaves). It is taken
+ * inside the process lock (by invalidations) and by the range fault's
+ * commit; nothing that waits for the client runs under it. Calls that read
+ * or write client memory run on a worker, never on the loop thread.
  */
 #ifndef HMMU_DEVICE_MMU_H
 #define HMMU_DEVICE_MMU_H
@@ -41,7 +42,6 @@ struct dev_mmu {
 	 * process_vm_readv, and count as one fault.
 	 */
 	unsigned prefetch;
-	void *free_pages; /* recycled page copies, under lock */
 	/*
 	 * Copies freed while a reader uses page copies without the lock
 	 * (mmu_pin()) wait in limbo until the last reader is done. Limbo is
@@ -51,9 +51,7 @@ struct dev_mmu {
 	unsigned readers;
 	void **limbo;
 	unsigned nlimbo, limbo_cap;
-	void *slabs;	  /* where they come from, for mmu_fini() */
 	struct account *acct; /* charged for the copies in use (may be NULL) */
-	unsigned slab_next; /* the newest slab's first page not handed out */
 };
 
 int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch);
