@@ -27,6 +27,7 @@ enum class_id {
 	C_REQUEST,
 	C_REGISTER,
 	C_REGISTER_FIRST,
+	C_CPU_WRITE_COARSE,
 	NCLASSES
 };
 
@@ -44,6 +45,7 @@ enum floor_id {
 	F_PVM_READ_BULK,
 	F_ANON_FIRST_TOUCH,
 	F_IPC_RTT,
+	F_UFFD_WP_ASYNC,
 	F_PVM_READ_4K_WP_4K, /* derived: pvm-read-4k + wp-4k */
 	F_IPC_RTT_X2,	     /* derived: 2 x ipc-rtt */
 	NFLOORS

@@ -13,6 +13,7 @@
  * Client-side floors are timed in the client around the one access or call.
  */
 #include "floors.h"
+#include "../common/kernel_uapi.h"
 
 #include <errno.h>
 #include <linux/userfaultfd.h>
@@ -532,6 +533,53 @@ static int anon_floor(uint64_t pages, uint64_t warm, struct result *r)
 	return err;
 }
 
+/*
+ * uffd-wp-async (minimal; issue 11's floors branch has the full one): the
+ * first write to each page write-protected under UFFD_FEATURE_WP_ASYNC,
+ * which the kernel resolves alone by clearing the protection. Timed
+ * around the store, in this process: no server takes part.
+ */
+static int wp_async_floor(uint64_t pages, uint64_t warm, struct result *r)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	uint64_t n = pages + warm;
+	char *p = map_pages(n);
+	int fd = open_userfaultfd(UFFD_FEATURE_WP_ASYNC |
+				  UFFD_FEATURE_WP_UNPOPULATED);
+	struct uffdio_register rg = {
+		.range = { (uint64_t)(uintptr_t)p, n * ps },
+		.mode = UFFDIO_REGISTER_MODE_WP,
+	};
+	struct uffdio_writeprotect wp = {
+		.range = rg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	int err = 0;
+
+	if (!p || fd < 0) {
+		err = !p ? -ENOMEM : fd;
+		goto out;
+	}
+	memset(p, 1, n * ps);
+	if (ioctl(fd, UFFDIO_REGISTER, &rg) < 0 ||
+	    ioctl(fd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+		err = -errno;
+		goto out;
+	}
+	for (uint64_t i = 0; i < n && !err; i++) {
+		volatile char *a = p + i * ps;
+		uint64_t t0 = now_ns();
+
+		*a = 2;
+		if (i >= warm)
+			err = samples_add(&r->s, now_ns() - t0);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	unmap_pages(p, n);
+	return err;
+}
+
 static int ping_floor(struct fserver *fs, uint64_t pages, uint64_t warm,
 		      struct result *r)
 {
@@ -585,7 +633,7 @@ int floor_run(struct fserver *fs, const struct config *cfg, enum floor_id id,
 
 	if (id != F_ANON_FIRST_TOUCH && id != F_IPC_RTT &&
 	    id != F_PVM_READ_4K && id != F_PVM_WRITE_4K &&
-	    id != F_PVM_READ_BULK)
+	    id != F_PVM_READ_BULK && id != F_UFFD_WP_ASYNC)
 		err = give_uffd(fs);
 	if (err)
 		return err;
@@ -608,6 +656,8 @@ int floor_run(struct fserver *fs, const struct config *cfg, enum floor_id id,
 		return anon_floor(n, w, r);
 	case F_IPC_RTT:
 		return ping_floor(fs, n, w, r);
+	case F_UFFD_WP_ASYNC:
+		return wp_async_floor(n, w, r);
 	default:
 		return -EINVAL;
 	}

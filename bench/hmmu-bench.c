@@ -58,6 +58,9 @@ const struct class_def class_defs[NCLASSES] = {
 			 "register + unregister, process state kept" },
 	[C_REGISTER_FIRST] = { "register-first", F_IPC_RTT_X2, RATIO_LATENCY, 0,
 			       0, "register + unregister of the only mirror" },
+	[C_CPU_WRITE_COARSE] = { "cpu-write-coarse", F_UFFD_WP_ASYNC,
+				 RATIO_LATENCY, '<', 1.25,
+				 "CPU writes a page of a coarse-grained mirror" },
 };
 
 #define MEASURED { F_NONE, F_NONE }, { 0, 0 }
@@ -81,6 +84,8 @@ const struct floor_def floor_defs[NFLOORS] = {
 				 "first write to a fresh anonymous page" },
 	[F_IPC_RTT] = { "ipc-rtt", RATIO_LATENCY, MEASURED,
 			"request + reply over SOCK_SEQPACKET to the server" },
+	[F_UFFD_WP_ASYNC] = { "uffd-wp-async", RATIO_LATENCY, MEASURED,
+			      "write to a page under UFFD_FEATURE_WP_ASYNC" },
 	[F_PVM_READ_4K_WP_4K] = { "pvm-read-4k+wp-4k", RATIO_LATENCY,
 				  { F_PVM_READ_4K, F_WP_4K }, { 1, 1 },
 				  "pvm-read-4k + wp-4k" },
