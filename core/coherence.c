@@ -115,7 +115,7 @@ int coherence_boundary(struct process *p)
 	n = p->nranges;
 	if (n > sizeof(stack) / sizeof(stack[0]))
 		ranges = malloc(n * sizeof(*ranges));
-	if (ranges)
+	if (ranges && n)
 		memcpy(ranges, p->ranges, n * sizeof(*ranges));
 	pthread_rwlock_unlock(&p->lock);
 	if (!ranges)
