@@ -45,6 +45,7 @@ enum class_id {
 	C_REQUEST,
 	C_REGISTER,
 	C_REGISTER_FIRST,
+	C_CPU_WRITE_COARSE,
 	NCLASSES
 };
 

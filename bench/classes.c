@@ -301,6 +301,58 @@ out:
 }
 
 /*
+ * cpu-write-coarse: as cpu-write-invalidate, with a coarse-grained mirror:
+ * the device holds every page (so every page is write-protected, by the
+ * read's PAGEMAP_SCAN), and the CPU's first store to each is resolved by
+ * the kernel alone. The device's copies go at the next command. Timed
+ * around the one store; hmmud must see no CPU fault.
+ */
+static int cpu_write_coarse(struct bench *b, struct result *r, uint64_t n)
+{
+	uint64_t w = warmup_of(n);
+	char *p = map_pages(n + w), *out = map_pages(n + w);
+	struct hmmu_mirror *m = NULL;
+	struct hmmu_stats st0;
+	struct hmmu_cmd c;
+	int err = -ENOMEM;
+
+	if (!p || !out)
+		goto out;
+	touch_pages(p, n + w);
+	touch_pages(out, n + w);
+	err = hmmu_mirror_create(b->h, b->dmirror, &m);
+	if (!err)
+		err = hmmu_mirror_set_coherence(m, HMMU_COHERENCE_COARSE);
+	if (!err)
+		err = hmmu_mirror_register(m);
+	if (err) {
+		warnx_("register a coarse-grained mirror on %s: %s %s",
+		       b->dmirror, strerror(-err), hmmu_error_detail());
+		goto out;
+	}
+	err = read_pages(m, p, n + w, out, &c);
+	st0 = stats(b);
+	for (uint64_t i = 0; i < n + w && !err; i++) {
+		volatile char *a = p + i * b->page;
+		uint64_t t0 = now_ns(), t1;
+
+		*a = 7;
+		t1 = now_ns();
+		if (i >= w)
+			err = samples_add(&r->s, t1 - t0);
+		meter_tick();
+	}
+	if (!err)
+		expect("cpu-write-coarse", "CPU faults",
+		       stats(b).cpu_faults - st0.cpu_faults, 0);
+out:
+	hmmu_mirror_destroy(m);
+	unmap_pages(p, n + w);
+	unmap_pages(out, n + w);
+	return err;
+}
+
+/*
  * cpu-fault-devmem: pages migrated to device memory (dmirror0's); the
  * CPU's first read of each is a MISSING fault that hmmud's event loop
  * serves by bringing the page back (UFFDIO_COPY). Timed around the load.
@@ -488,6 +540,8 @@ int class_run(struct bench *b, enum class_id id, struct result *r, uint64_t n)
 		return register_pairs(b, 1, r, n);
 	case C_REGISTER_FIRST:
 		return register_pairs(b, 0, r, n);
+	case C_CPU_WRITE_COARSE:
+		return cpu_write_coarse(b, r, n);
 	default:
 		return -EINVAL;
 	}

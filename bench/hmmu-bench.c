@@ -60,6 +60,9 @@ const struct class_def class_defs[NCLASSES] = {
 			 "register + unregister, process state kept" },
 	[C_REGISTER_FIRST] = { "register-first", F_IPC_RTT_X2, RATIO_LATENCY, 0,
 			       0, "register + unregister of the only mirror" },
+	[C_CPU_WRITE_COARSE] = { "cpu-write-coarse", F_UFFD_WP_ASYNC,
+				 RATIO_LATENCY, '<', 1.25,
+				 "CPU writes a page of a coarse-grained mirror" },
 };
 
 #define MEASURED { F_NONE, F_NONE }, { 0, 0 }

@@ -95,6 +95,10 @@ struct pm_scan_arg {
 	__u64 return_mask;
 };
 #endif
+#ifndef PM_SCAN_WP_MATCHING
+#define PM_SCAN_WP_MATCHING (1 << 0)   /* write-protect the pages matched */
+#define PM_SCAN_CHECK_WPASYNC (1 << 1) /* -EPERM on a VMA not WP_ASYNC */
+#endif
 
 /* ---- /proc/PID/maps -------------------------------------------------------- */
 

@@ -244,8 +244,9 @@ static const struct row rows[] = {
 	  "them first)", A_UFFD_BIT, UFFD_FEATURE_WP_UNPOPULATED },
 	{ "userfaultfd", "poison", "6.6", UNUSED, "UFFDIO_POISON", A_UFFD_BIT,
 	  UFFD_FEATURE_POISON },
-	{ "userfaultfd", "wp-async", "6.7", UNUSED, "asynchronous write-protect",
-	  A_UFFD_BIT, UFFD_FEATURE_WP_ASYNC },
+	{ "userfaultfd", "wp-async", "6.7", FALLBACK,
+	  "asynchronous write-protect, with PAGEMAP_SCAN (else coarse-grained "
+	  "mirrors are refused)", A_UFFD_BIT, UFFD_FEATURE_WP_ASYNC },
 	{ "userfaultfd", "move", "6.8", UNUSED, "UFFDIO_MOVE", A_UFFD_BIT,
 	  UFFD_FEATURE_MOVE },
 	{ "io_uring", "poll-multishot", "5.13", REQUIRED,

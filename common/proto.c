@@ -14,6 +14,7 @@ struct op_desc {
 	const char *name;
 	size_t request; /* exact payload size of a request */
 	size_t reply;	/* minimum payload size of a successful reply */
+	size_t request_ext; /* a request's long form, or 0 if none */
 };
 
 static const struct op_desc ops[HMMU_OP_MAX_] = {
@@ -27,7 +28,8 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 				    sizeof(struct hmmu_wire_device_name),
 				    sizeof(struct hmmu_wire_mirror) },
 	[HMMU_OP_MIRROR_REGISTER] = { "mirror-register",
-				      sizeof(struct hmmu_wire_register), 0 },
+				      sizeof(struct hmmu_wire_register), 0,
+				      sizeof(struct hmmu_wire_register_ext) },
 	[HMMU_OP_MIRROR_UNREGISTER] = { "mirror-unregister",
 					sizeof(struct hmmu_wire_mirror), 0 },
 	[HMMU_OP_MIRROR_DESTROY] = { "mirror-destroy",
@@ -116,10 +118,21 @@ __attribute__((format(printf, 4, 5))) static int fail(int err, char *why,
 	return err;
 }
 
-static int check_request_payload(unsigned op, const void *p, char *why,
-				 size_t size)
+static int check_request_payload(unsigned op, const void *p, size_t len,
+				 char *why, size_t size)
 {
 	switch (op) {
+	case HMMU_OP_MIRROR_REGISTER: {
+		const struct hmmu_wire_register_ext *x = p;
+
+		if (len < sizeof(*x))
+			return 0;
+		if (x->reserved || (x->flags & ~HMMU_REGISTER_FLAGS_))
+			return fail(-EINVAL, why, size, "mirror-register: "
+				    "unknown flags %#x, or reserved is not 0",
+				    x->flags);
+		return 0;
+	}
 	case HMMU_OP_HELLO: {
 		const struct hmmu_wire_hello *h = p;
 
@@ -263,11 +276,12 @@ int hmmu_proto_check_why(const void *msg, size_t len, int reply, char *why,
 			return fail(-EPROTO, why, size,
 				    "%s: status %d in a request", d->name,
 				    h->status);
-		if (payload != d->request)
+		if (payload != d->request &&
+		    (!d->request_ext || payload != d->request_ext))
 			return fail(-EMSGSIZE, why, size,
 				    "%s: %zu bytes of payload, the op takes %zu",
 				    d->name, payload, d->request);
-		return check_request_payload(h->op, h + 1, why, size);
+		return check_request_payload(h->op, h + 1, payload, why, size);
 	}
 
 	/* A failed reply may carry no payload (or, for hello, the version). */

@@ -138,6 +138,23 @@ struct hmmu_wire_register {
 };
 
 /*
+ * MIRROR_REGISTER's long form: the same op with 8 more bytes, sent only
+ * when a flag is set (a daemon that predates it refuses the size with
+ * -EMSGSIZE, and changes nothing). HMMU_REGISTER_COARSE: the mirror wants
+ * coarse-grained coherence; the userfaultfd that goes with the NEED_UFFD
+ * round must then have UFFD_FEATURE_WP_ASYNC, and one that goes with a
+ * fine-grained registration must not. Unknown flags and a non-zero
+ * reserved are -EINVAL.
+ */
+#define HMMU_REGISTER_COARSE 0x1u
+#define HMMU_REGISTER_FLAGS_ HMMU_REGISTER_COARSE
+struct hmmu_wire_register_ext {
+	struct hmmu_wire_register base;
+	uint32_t flags;
+	uint32_t reserved;
+};
+
+/*
  * The counters of HMMU_OP_STATS, in reply order. The reply carries as many
  * u64 as the daemon knows; a client reads the ones it knows. New counters go
  * at the end, never in between.

@@ -42,7 +42,7 @@ struct pending_zap {
 };
 
 /* Is @fd a userfaultfd, and with which features? Both from /proc. */
-static int uffd_inspect(int fd, uint64_t *features)
+int process_uffd_features(int fd, uint64_t *features)
 {
 	char path[64], target[64], line[128];
 	unsigned long long api, feat, ioctls;
@@ -117,7 +117,7 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	uint64_t features = 0;
 	int err, flags;
 
-	err = uffd_inspect(uffd, &features);
+	err = process_uffd_features(uffd, &features);
 	if (err)
 		return err;
 	if ((features & HMMU_UFFD_REQUIRED_FEATURES) !=
@@ -145,6 +145,8 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	p->pid_ino = peer->pid_ino;
 	p->uffd = uffd;
 	p->uffd_features = features;
+	p->coarse = features & UFFD_FEATURE_WP_ASYNC;
+	pthread_mutex_init(&p->scan_lock, NULL);
 	p->loop = loop;
 	atomic_init(&p->refs, 1); /* the registry's table */
 	pthread_rwlock_init(&p->lock, NULL);
@@ -206,6 +208,7 @@ void process_put(struct process *p)
 		free(z);
 	}
 	pthread_mutex_destroy(&p->zap_lock);
+	pthread_mutex_destroy(&p->scan_lock);
 	migrate_fini(p);
 	account_put(p->acct);
 	pthread_rwlock_destroy(&p->lock);

@@ -42,6 +42,20 @@ struct process {
 	int pidfd; /* our own dup: the connection's may close first */
 	int uffd;
 	uint64_t uffd_features;
+	/*
+	 * Coarse-grained coherence (coherence.c): the userfaultfd came with
+	 * UFFD_FEATURE_WP_ASYNC, so CPU writes to protected pages never fault
+	 * into us; they are collected at command boundaries instead. Set once
+	 * at creation, from the fd's features; read without a lock.
+	 * scan_lock serialises the collections (a PAGEMAP_SCAN that
+	 * re-protects the written pages, then their invalidation): a page one
+	 * scan took is invalidated before any other scan returns. Taken by
+	 * workers and compute units holding at most a mirror's state_lock;
+	 * under it only p->lock (read) and the device page-table locks, through
+	 * the invalidation. Never by the loop thread.
+	 */
+	bool coarse;
+	pthread_mutex_t scan_lock;
 	struct loop *loop; /* NULL: nobody watches the userfaultfd (unit tests) */
 	atomic_uint refs;
 
@@ -133,6 +147,11 @@ struct process {
  */
 int process_create(const struct peer *peer, int uffd, struct loop *loop,
 		   struct process **out);
+/*
+ * The features @fd went through UFFDIO_API with; -EBADF if it is not a
+ * userfaultfd. (process_create() makes the state's coherence mode of them.)
+ */
+int process_uffd_features(int fd, uint64_t *features);
 /*
  * Prove that the userfaultfd belongs to the address space we opened for
  * the sender, using @probe, two pages of the sender's that nobody touched

@@ -4,6 +4,7 @@
 #include "../lib/log.h"
 #include "../core/accounts.h"
 #include "../core/client_mem.h"
+#include "../core/coherence.h"
 #include "../core/command.h"
 #include "../core/limits.h"
 #include "../core/mirror.h"
@@ -189,12 +190,18 @@ static void do_mirror_register(struct request *r)
 {
 	const struct hmmu_wire_register *req = payload(r);
 	struct hmmu_mirror *m = request_mirror(r, req->mirror);
+	bool coarse = false;
 	int err;
 
 	if (!m)
 		return;
-	err = registry_register(&daemon_of(r)->registry, m, &r->fd, req->probe,
-				&r->why);
+	/* The long form (proto.h) carries flags; proto.c checked them. */
+	if (r->msg.hdr.len - sizeof(r->msg.hdr) ==
+	    sizeof(struct hmmu_wire_register_ext))
+		coarse = ((const struct hmmu_wire_register_ext *)req)->flags &
+			 HMMU_REGISTER_COARSE;
+	err = registry_register_mode(&daemon_of(r)->registry, m, &r->fd,
+				     req->probe, coarse, &r->why);
 	if (err == -ENOENT)
 		reason_default(&r->why, err, "mirror %llu was destroyed",
 			       (unsigned long long)req->mirror);
@@ -380,6 +387,9 @@ static int run_on_mirror(struct request *r, struct hmmu_mirror *m, void *res)
 				   m->dev->name);
 	else if (!client_mm_alive(m->proc))
 		err = -ESRCH; /* exited, or exec'd: not the one that registered */
+	/* A command boundary: a coarse process's CPU writes reach devices. */
+	else if ((err = coherence_boundary(m->proc)) != 0)
+		;
 	else if (r->msg.hdr.op == HMMU_OP_JOB)
 		err = run_job(m, req, res);
 	else

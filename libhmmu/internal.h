@@ -56,6 +56,8 @@ struct hmmu_mirror {
 	struct hmmu *h;
 	uint64_t id; /* the daemon's */
 	struct hmmu_mirror *next;
+	/* hmmu_mirror_set_coherence(); read by each register */
+	_Atomic int coherence;
 };
 
 /*
@@ -87,8 +89,12 @@ size_t hmmu_handle_bytes(void);
  */
 int hmmu_check_range(const struct hmmu_cmd *c);
 
-/* The process's userfaultfd, made for hand-off to the daemon. */
-int hmmu_uffd_create(int *out);
+/*
+ * The process's userfaultfd, made for hand-off to the daemon; with
+ * UFFD_FEATURE_WP_ASYNC if @coarse (-EOPNOTSUPP, with the detail, if this
+ * kernel lacks it or WP_UNPOPULATED).
+ */
+int hmmu_uffd_create(int *out, int coarse);
 
 /*
  * The detail returned by hmmu_error_detail() for this thread: every public

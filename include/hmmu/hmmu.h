@@ -155,8 +155,44 @@ int hmmu_mirror_create(struct hmmu *h, const char *device,
  * CAP_SYS_PTRACE or CAP_DAC_OVERRIDE over it, docs/operations.md); -ESRCH
  * (the daemon no longer serves this process: it exec'd); -EAGAIN (the
  * daemon could not start the thread of its check: try again); -ENOMEM.
+ * With a coherence mode (hmmu_mirror_set_coherence()): -EBUSY (the
+ * process's other mirrors are of the other mode), -EOPNOTSUPP (coarse-
+ * grained coherence is not available here).
  */
 int hmmu_mirror_register(struct hmmu_mirror *m);
+
+/*
+ * Coherence modes (docs/semantics.md, "Coherence modes").
+ * HMMU_COHERENCE_FINE, the default, is HMM's: a CPU write to a page a
+ * device holds drops the device's copy before the write completes.
+ * HMMU_COHERENCE_COARSE is OpenCL 2.0's coarse-grained SVM: CPU writes
+ * cost no more than a kernel write-protect fault, and a device command or
+ * job sees every CPU write that completed before the command started;
+ * writes made while it runs may or may not be seen. After a command
+ * returns, the CPU sees the device's writes (both modes).
+ */
+enum hmmu_coherence {
+	HMMU_COHERENCE_FINE = 0,
+	HMMU_COHERENCE_COARSE = 1,
+};
+
+/*
+ * hmmu_mirror_set_coherence - the coherence mode @m registers with, from
+ * its next hmmu_mirror_register() on (a registration in force keeps its
+ * mode). The mode belongs to the whole process, which has one userfaultfd:
+ * the registration that creates the process's state sets it (a coarse one
+ * makes the userfaultfd with UFFD_FEATURE_WP_ASYNC), and while any mirror
+ * of the process is registered, registering a mirror of the other mode
+ * fails with -EBUSY. Pages of a coarse-grained process never move to
+ * device memory: hmmu_migrate_to_device() and hmmu_make_exclusive() fail
+ * with -EOPNOTSUPP (a CPU write racing the move could not be held back).
+ * The register call then fails with -EOPNOTSUPP if the kernel (Linux 6.7
+ * or newer: asynchronous write-protect, PAGEMAP_SCAN) or the daemon lacks
+ * coarse-grained coherence, with hmmu_error_detail() saying which.
+ * Errors: -EINVAL (@m is NULL, or an unknown @mode). Not thread-safe
+ * against a register of the same mirror.
+ */
+int hmmu_mirror_set_coherence(struct hmmu_mirror *m, enum hmmu_coherence mode);
 
 /*
  * hmmu_mirror_unregister - stop mirroring. When it returns, the device

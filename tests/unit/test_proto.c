@@ -264,9 +264,30 @@ Test(proto, oversized_payload_of_each_op_is_emsgsize)
 		cr_expect_eq(hmmu_proto_check(&m, full + 1, 0), -EMSGSIZE,
 			     "op %s, one byte more", hmmu_proto_op_name(op));
 		m.hdr.len = (uint32_t)full + 8;
-		cr_expect_eq(hmmu_proto_check(&m, full + 8, 0), -EMSGSIZE,
+		/* MIRROR_REGISTER has a long form, 8 bytes longer (below). */
+		cr_expect_eq(hmmu_proto_check(&m, full + 8, 0),
+			     op == HMMU_OP_MIRROR_REGISTER ? 0 : -EMSGSIZE,
 			     "op %s, eight bytes more", hmmu_proto_op_name(op));
+		m.hdr.len = (uint32_t)full + 16;
+		cr_expect_eq(hmmu_proto_check(&m, full + 16, 0), -EMSGSIZE,
+			     "op %s, sixteen bytes more", hmmu_proto_op_name(op));
 	}
+}
+
+Test(proto, register_long_form_checks_flags_and_reserved)
+{
+	union msg m;
+	size_t full = valid_request(&m, HMMU_OP_MIRROR_REGISTER) + 8;
+	struct hmmu_wire_register_ext *x = (void *)(&m.hdr + 1);
+
+	m.hdr.len = (uint32_t)full;
+	x->flags = HMMU_REGISTER_COARSE;
+	cr_expect_eq(hmmu_proto_check(&m, full, 0), 0);
+	x->flags = 2;
+	cr_expect_eq(hmmu_proto_check(&m, full, 0), -EINVAL, "unknown flag");
+	x->flags = HMMU_REGISTER_COARSE;
+	x->reserved = 1;
+	cr_expect_eq(hmmu_proto_check(&m, full, 0), -EINVAL, "reserved");
 }
 
 Test(proto, message_shorter_than_header_is_emsgsize)
