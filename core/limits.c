@@ -16,6 +16,8 @@ struct limits limits = {
 	.zaps_per_process = 64,
 	.job_timeout_ms = 60000,
 	.stop_timeout_ms = 20000,
+	.queues_per_connection = 8,
+	.queue_threads = 2,
 };
 
 /*
@@ -56,6 +58,11 @@ static const struct limit_desc {
 	  SECONDS_TO_MS, "longest a device command or job may run (60)" },
 	{ "stop-seconds", offsetof(struct limits, stop_timeout_ms), 1, 1, 3600,
 	  SECONDS_TO_MS, "longest a clean stop may take before hmmud exits anyway (20)" },
+	{ "queues-per-connection",
+	  offsetof(struct limits, queues_per_connection), 0, 1, 1024, AS_IS,
+	  "submission queues one connection may hold (8)" },
+	{ "queue-threads", offsetof(struct limits, queue_threads), 0, 1, 64,
+	  AS_IS, "threads serving the submission queues of all clients (2)" },
 };
 
 void limits_init(uint64_t max_fds)

@@ -22,6 +22,8 @@ struct limits {
 	unsigned zaps_per_process;	  /* REMOVEs waiting with a pagemap copy */
 	uint64_t job_timeout_ms;	  /* longest command or job */
 	uint64_t stop_timeout_ms;	  /* longest clean stop */
+	unsigned queues_per_connection;	  /* submission queues (queue.c) */
+	unsigned queue_threads;		  /* servicers of all queues */
 };
 
 extern struct limits limits;
