@@ -25,6 +25,7 @@ enum class_id {
 	C_CPU_FAULT_DEVMEM,
 	C_UNMAP_INVALIDATE,
 	C_REQUEST,
+	C_QUEUE_REQUEST,
 	C_REGISTER,
 	C_REGISTER_FIRST,
 	NCLASSES
@@ -44,6 +45,7 @@ enum floor_id {
 	F_PVM_READ_BULK,
 	F_ANON_FIRST_TOUCH,
 	F_IPC_RTT,
+	F_FUTEX_RTT,
 	F_PVM_READ_4K_WP_4K, /* derived: pvm-read-4k + wp-4k */
 	F_IPC_RTT_X2,	     /* derived: 2 x ipc-rtt */
 	NFLOORS

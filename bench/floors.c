@@ -15,6 +15,7 @@
 #include "floors.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,7 +24,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <stdatomic.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -548,6 +551,67 @@ static int ping_floor(struct fserver *fs, uint64_t pages, uint64_t warm,
 	return err;
 }
 
+/*
+ * futex-rtt: a round trip over shared memory between two processes, each
+ * side sleeping in FUTEX_WAIT and woken by the other's FUTEX_WAKE: the
+ * least a queue (submission ring + doorbell, completion ring + wake-up)
+ * can cost when both sides sleep. A minimal version, standalone (its own
+ * forked server); the i11-floors branch adds the reference one.
+ */
+static int futex_floor(uint64_t pages, uint64_t warm, struct result *r)
+{
+	_Atomic uint32_t *w = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	_Atomic uint32_t *req, *rep;
+	int err = 0, status;
+	pid_t pid;
+
+	if (w == MAP_FAILED)
+		return -errno;
+	req = w;
+	rep = w + 16; /* its own cache line */
+	pid = fork();
+	if (pid < 0) {
+		err = -errno;
+		munmap((void *)w, 4096);
+		return err;
+	}
+	if (pid == 0) {
+		uint32_t seen = 0;
+
+		for (;;) {
+			uint32_t v = atomic_load(req);
+
+			if (v == seen) {
+				syscall(SYS_futex, req, FUTEX_WAIT, seen, NULL,
+					NULL, 0);
+				continue;
+			}
+			seen = v;
+			if (v == UINT32_MAX)
+				_exit(0);
+			atomic_store(rep, v);
+			syscall(SYS_futex, rep, FUTEX_WAKE, 1, NULL, NULL, 0);
+		}
+	}
+	for (uint64_t i = 0; i < pages + warm; i++) {
+		uint32_t v = (uint32_t)i + 1;
+		uint64_t t0 = now_ns();
+
+		atomic_store(req, v);
+		syscall(SYS_futex, req, FUTEX_WAKE, 1, NULL, NULL, 0);
+		while (atomic_load(rep) != v)
+			syscall(SYS_futex, rep, FUTEX_WAIT, v - 1, NULL, NULL, 0);
+		if (i >= warm && !err)
+			err = samples_add(&r->s, now_ns() - t0);
+	}
+	atomic_store(req, UINT32_MAX);
+	syscall(SYS_futex, req, FUTEX_WAKE, 1, NULL, NULL, 0);
+	waitpid(pid, &status, 0);
+	munmap((void *)w, 4096);
+	return err;
+}
+
 static int bulk_floor(struct fserver *fs, const struct config *cfg,
 		      struct result *r)
 {
@@ -583,7 +647,7 @@ int floor_run(struct fserver *fs, const struct config *cfg, enum floor_id id,
 	uint64_t w = warmup_of(n);
 	int err = 0;
 
-	if (id != F_ANON_FIRST_TOUCH && id != F_IPC_RTT &&
+	if (id != F_ANON_FIRST_TOUCH && id != F_IPC_RTT && id != F_FUTEX_RTT &&
 	    id != F_PVM_READ_4K && id != F_PVM_WRITE_4K &&
 	    id != F_PVM_READ_BULK)
 		err = give_uffd(fs);
@@ -608,6 +672,8 @@ int floor_run(struct fserver *fs, const struct config *cfg, enum floor_id id,
 		return anon_floor(n, w, r);
 	case F_IPC_RTT:
 		return ping_floor(fs, n, w, r);
+	case F_FUTEX_RTT:
+		return futex_floor(n, w, r);
 	default:
 		return -EINVAL;
 	}

@@ -47,7 +47,7 @@
  * LINGER_NS since the last work, and only while no other queue waits for a
  * servicer. Then the queue parks and its doorbell is the eventfd.
  */
-#define SPIN_NS 5000
+#define SPIN_NS 0
 #define LINGER_NS 2000000
 
 struct queue {

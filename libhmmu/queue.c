@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 /* How long hmmu_queue_wait() spins before it sleeps. */
-#define WAIT_SPIN_NS 5000
+#define WAIT_SPIN_NS 0
 
 struct hmmu_queue {
 	struct hmmu *h; /* its connection: outlives the queue */
