@@ -429,8 +429,9 @@ int hmmu_queue_submit(struct hmmu_queue *q);
 /*
  * hmmu_queue_wait - copy up to @max completions into @out, waiting until
  * at least @min have come (min <= max) or @timeout_ms passes (-1: no
- * limit; 0: do not wait). Spins briefly, then sleeps on a futex the
- * daemon wakes only because this call asked it to. Returns how many were
+ * limit; 0: do not wait). Sleeps on a futex the daemon wakes only
+ * because this call asked it to (no spinning: on few CPUs it only delays
+ * the daemon). Returns how many were
  * copied; that is fewer than @min only on a timeout, when it is 0 or more.
  * Errors: -EINVAL (a NULL argument, @min > @max), -EINTR (a signal,
  * nothing copied), -ECHILD.
