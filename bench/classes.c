@@ -484,6 +484,44 @@ static int request(struct bench *b, struct result *r, uint64_t n)
 }
 
 /*
+ * queue-request: a no-op through a queue (hmmu_queue_nop, submit, wait for
+ * its completion), timed in the client: the submission ring, the doorbell
+ * (a futex wake only if the daemon sleeps), a daemon servicer, the
+ * completion ring and the wake-up, with no socket on the way.
+ */
+static int queue_request(struct bench *b, struct result *r, uint64_t n)
+{
+	uint64_t w = warmup_of(n);
+	struct hmmu_mirror *m = NULL;
+	struct hmmu_queue *q = NULL;
+	struct hmmu_cqe c;
+	int err = hmmu_mirror_create(b->h, b->dmirror, &m);
+
+	if (!err)
+		err = hmmu_queue_create(m, 4, &q);
+	for (uint64_t i = 0; i < n + w && !err; i++) {
+		uint64_t t0 = now_ns(), t1;
+
+		err = hmmu_queue_nop(q, i);
+		if (!err)
+			err = hmmu_queue_submit(q) == 1 ? 0 : -EIO;
+		if (!err)
+			err = hmmu_queue_wait(q, &c, 1, 1, -1) == 1 ? c.status :
+								      -EIO;
+		t1 = now_ns();
+		if (!err && i >= w)
+			err = samples_add(&r->s, t1 - t0);
+		meter_tick();
+	}
+	if (err)
+		warnx_("queue-request: %s %s", strerror(-err),
+		       hmmu_error_detail());
+	hmmu_queue_destroy(q);
+	hmmu_mirror_destroy(m);
+	return err;
+}
+
+/*
  * register: hmmu_mirror_register + hmmu_mirror_unregister of one mirror,
  * while a second mirror of the process stays registered: the daemon keeps
  * the process's state (userfaultfd) throughout. register-first: the same
@@ -536,6 +574,8 @@ int class_run(struct bench *b, enum class_id id, struct result *r, uint64_t n)
 		return unmap_invalidate(b, r, n);
 	case C_REQUEST:
 		return request(b, r, n);
+	case C_QUEUE_REQUEST:
+		return queue_request(b, r, n);
 	case C_REGISTER:
 		return register_pairs(b, 1, r, n);
 	case C_REGISTER_FIRST:

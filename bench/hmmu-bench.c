@@ -56,6 +56,8 @@ const struct class_def class_defs[NCLASSES] = {
 				 "CPU unmaps a mirrored 1-page mapping" },
 	[C_REQUEST] = { "request", F_IPC_RTT, RATIO_LATENCY, '<', 1.2,
 			"a request that does no work (hmmu_device_count)" },
+	[C_QUEUE_REQUEST] = { "queue-request", F_FUTEX_RTT, RATIO_LATENCY, '<',
+			      1.2, "a no-op through a queue: submit + wait" },
 	[C_REGISTER] = { "register", F_IPC_RTT_X2, RATIO_LATENCY, 0, 0,
 			 "register + unregister, process state kept" },
 	[C_REGISTER_FIRST] = { "register-first", F_IPC_RTT_X2, RATIO_LATENCY, 0,

@@ -43,6 +43,11 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 			  sizeof(struct hmmu_wire_job_result) },
 	[HMMU_OP_LIST] = { "list", sizeof(struct hmmu_wire_list),
 			   sizeof(struct hmmu_wire_list_reply) },
+	[HMMU_OP_QUEUE_CREATE] = { "queue-create",
+				   sizeof(struct hmmu_wire_queue_create),
+				   sizeof(struct hmmu_wire_queue_reply) },
+	[HMMU_OP_QUEUE_DESTROY] = { "queue-destroy",
+				    sizeof(struct hmmu_wire_queue_id), 0 },
 };
 
 static const struct op_desc *op_desc(unsigned op)
@@ -183,6 +188,18 @@ static int check_request_payload(unsigned op, const void *p, size_t len,
 		return l->what == 0 || l->what >= HMMU_LIST_MAX_ ?
 			fail(-EINVAL, why, size, "list: no list number %u",
 			     l->what) : 0;
+	}
+	case HMMU_OP_QUEUE_CREATE: {
+		const struct hmmu_wire_queue_create *q = p;
+
+		if (q->reserved)
+			return fail(-EINVAL, why, size,
+				    "queue-create: reserved is not 0");
+		if (q->entries == 0 || q->entries > HMMU_QUEUE_MAX_ENTRIES)
+			return fail(-EINVAL, why, size,
+				    "queue-create: entries must be 1 to %u",
+				    HMMU_QUEUE_MAX_ENTRIES);
+		return 0;
 	}
 	case HMMU_OP_JOB: {
 		const struct hmmu_wire_job *j = p;

@@ -18,6 +18,8 @@ struct limits limits = {
 	.stop_timeout_ms = 20000,
 	.copy_pool_bytes = 64ull << 20,
 	.copy_pool_idle_ms = 10000,
+	.queues_per_connection = 8,
+	.queue_threads = 2,
 };
 
 /*
@@ -66,6 +68,11 @@ static const struct limit_desc {
 	  1, 1, 86400, SECONDS_TO_MS,
 	  "seconds without a device fault after which the pool gives its "
 	  "memory back (10)" },
+	{ "queues-per-connection",
+	  offsetof(struct limits, queues_per_connection), 0, 1, 1024, AS_IS,
+	  "submission queues one connection may hold (8)" },
+	{ "queue-threads", offsetof(struct limits, queue_threads), 0, 1, 64,
+	  AS_IS, "threads serving the submission queues of all clients (2)" },
 };
 
 void limits_init(uint64_t max_fds)

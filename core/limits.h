@@ -24,6 +24,8 @@ struct limits {
 	uint64_t stop_timeout_ms;	  /* longest clean stop */
 	uint64_t copy_pool_bytes;	  /* warm page copies kept unused */
 	uint64_t copy_pool_idle_ms;	  /* unused this long: given back */
+	unsigned queues_per_connection;	  /* submission queues (queue.c) */
+	unsigned queue_threads;		  /* servicers of all queues */
 };
 
 extern struct limits limits;

@@ -10,6 +10,7 @@
 #include "../lib/log.h"
 #include "../lib/placement.h"
 #include "../common/kfeatures.h"
+#include "queue.h"
 #include "session.h"
 #include "../lib/workers.h"
 #include "../core/device.h"
@@ -855,6 +856,7 @@ static int run(const struct options *o)
 	while (d.sessions)
 		session_close(d.sessions);
 out:
+	queues_stop();
 	if (d.workers)
 		workers_stop(d.workers);
 	placement_destroy(near);

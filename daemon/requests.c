@@ -14,6 +14,7 @@
 #include "../core/device.h"
 #include "../core/devmem.h"
 #include "../core/reason.h"
+#include "queue.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -25,6 +26,9 @@ struct request {
 	struct work work;
 	struct session *s;
 	int fd;
+	/* Set for a submission from a queue (queue.c): the reply goes there. */
+	request_done_fn done;
+	void *done_arg;
 	struct reply_reason why; /* the error reply's reason */
 	union {
 		struct hmmu_wire_hdr hdr;
@@ -39,6 +43,10 @@ static const void *payload(const struct request *r)
 
 static void reply(struct request *r, int status, const void *p, size_t len)
 {
+	if (r->done) {
+		r->done(r->done_arg, status, p, len);
+		return;
+	}
 	session_reply(r->s, &r->msg.hdr, status, reason_for(&r->why, status),
 		      p, len);
 }
@@ -250,6 +258,8 @@ static void do_mirror_destroy(struct request *r)
 		reply(r, -ENOENT, NULL, 0);
 		return;
 	}
+	/* Its queues first: nothing submitted from now on reaches it. */
+	queue_mirror_gone(r->s, req->mirror);
 	registry_destroy(&daemon_of(r)->registry, m);
 	mirror_put(m);
 	reply(r, 0, NULL, 0);
@@ -449,7 +459,46 @@ static void do_list(struct request *r)
 	reply(r, 0, &rep, sizeof(rep.head) + rep.head.count * sizeof(rep.e[0]));
 }
 
+static void do_queue_create(struct request *r)
+{
+	const struct hmmu_wire_queue_create *req = payload(r);
+	struct hmmu_mirror *m = request_mirror(r, req->mirror);
+	struct hmmu_wire_queue_reply rep;
+	int fds[2], err;
+
+	if (!m)
+		return;
+	err = queue_create(r->s, m->id, req->entries, &rep, fds, &r->why);
+	mirror_put(m);
+	if (err) {
+		reply(r, err, NULL, 0);
+		return;
+	}
+	err = queue_reply_fds(r->s, &r->msg.hdr, &rep, fds);
+	close(fds[0]);
+	close(fds[1]);
+	/* Nobody learnt of it: it goes. */
+	if (err) {
+		log_warn("client %d: queue reply: %s", r->s->peer.pid,
+			 strerror(-err));
+		queue_destroy(r->s, rep.queue);
+	}
+}
+
+static void do_queue_destroy(struct request *r)
+{
+	const struct hmmu_wire_queue_id *req = payload(r);
+	int err = queue_destroy(r->s, req->queue);
+
+	if (err)
+		reason_set(&r->why, err, "no queue %llu on this connection",
+			   (unsigned long long)req->queue);
+	reply(r, err, NULL, 0);
+}
+
 static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
+	[HMMU_OP_QUEUE_CREATE] = do_queue_create,
+	[HMMU_OP_QUEUE_DESTROY] = do_queue_destroy,
 	[HMMU_OP_DEVICE_COUNT] = do_device_count,
 	[HMMU_OP_DEVICE_INFO] = do_device_info,
 	[HMMU_OP_MIRROR_CREATE] = do_mirror_create,
@@ -473,11 +522,13 @@ static void request_run(struct work *w)
 	reason_fini(&r->why);
 	free(r);
 	session_request_done(s);
+	/* A queue held back by the connection's share may go on now. */
+	queue_session_kick(s);
 	session_put(s);
 }
 
-int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
-		     size_t len, int fd)
+static int dispatch(struct session *s, const struct hmmu_wire_hdr *h,
+		    size_t len, int fd, request_done_fn done, void *done_arg)
 {
 	struct request *r;
 
@@ -489,10 +540,26 @@ int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
 	r->work.fn = request_run;
 	r->s = s;
 	r->fd = fd;
+	r->done = done;
+	r->done_arg = done_arg;
 	reason_init(&r->why);
 	memcpy(r->msg.buf, h, len);
 	session_get(s);
 	atomic_fetch_add(&s->inflight, 1);
 	workers_queue_fair(s->d->workers, &s->requests, &r->work);
 	return 0;
+}
+
+int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
+		     size_t len, int fd)
+{
+	return dispatch(s, h, len, fd, NULL, NULL);
+}
+
+int request_dispatch_queued(struct session *s, const struct hmmu_wire_hdr *h,
+			    size_t len, request_done_fn done, void *arg)
+{
+	if (h->op != HMMU_OP_DEVICE_CMD && h->op != HMMU_OP_JOB)
+		return -EOPNOTSUPP;
+	return dispatch(s, h, len, -1, done, arg);
 }

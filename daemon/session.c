@@ -8,6 +8,7 @@
 #include "../lib/log.h"
 #include "../core/mirror.h"
 #include "registry.h"
+#include "queue.h"
 #include "requests.h"
 #include "../common/proto.h"
 #include "../common/kernel_uapi.h"
@@ -152,6 +153,8 @@ void session_close(struct session *s)
 	for (struct hmmu_mirror *m = s->mirrors; m; m = m->session_next)
 		mirror_cancel(m, why);
 	pthread_mutex_unlock(&s->lock);
+	/* Its queues stop taking submissions; they hold the session till gone. */
+	queue_session_closed(s);
 	/* Wake any worker blocked on nothing; the client sees EOF. */
 	shutdown(s->fd, SHUT_RDWR);
 	loop_watch_remove(s->d->loop, &s->sock_watch);

@@ -117,6 +117,19 @@ static void receive_one(struct hmmu *h)
 		struct hmmu_wire_hdr hdr;
 		char buf[HMMU_MSG_MAX];
 	} in;
+	union {
+		char buf[CMSG_SPACE(HMMU_REPLY_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = in.buf, .iov_len = sizeof(in.buf) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	int fds[HMMU_REPLY_MAX_FDS];
+	unsigned nfds = 0;
 	const char *reason;
 	struct pending *p;
 	size_t off;
@@ -124,19 +137,45 @@ static void receive_one(struct hmmu *h)
 	int err = wait_readable(h);
 
 	do
-		n = err ? -1 : recv(h->fd, in.buf, sizeof(in.buf), 0);
+		n = err ? -1 : recvmsg(h->fd, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && !err && errno == EINTR);
+	/* Only a queue's reply brings fds (protocol.md §9). */
+	for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL; c;
+	     c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		     i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (nfds < HMMU_REPLY_MAX_FDS)
+				fds[nfds++] = fd;
+			else
+				close(fd);
+		}
+	}
 
 	pthread_mutex_lock(&h->lock);
 	if (n <= 0) {
 		h->broken = err ? err : n == 0 ? -ECONNRESET : -errno;
 		return;
 	}
+	p = hmmu_proto_check(in.buf, (size_t)n, 1) < 0 ? NULL :
+		find_pending(h, in.hdr.id);
+	/* Fds go only to a request that asked for them, all or none. */
+	if (p && p->fds && nfds == p->nfds && !(msg.msg_flags & MSG_CTRUNC) &&
+	    in.hdr.status == 0 && in.hdr.op == p->op) {
+		memcpy(p->fds, fds, nfds * sizeof(int));
+		p->got_fds = true;
+	} else {
+		while (nfds)
+			close(fds[--nfds]);
+	}
 	if (hmmu_proto_check(in.buf, (size_t)n, 1) < 0) {
 		h->broken = -EPROTO;
 		return;
 	}
-	p = find_pending(h, in.hdr.id);
 	if (!p)
 		return; /* nobody waits for it (an answer to a broken message) */
 	/* Op NONE: the daemon did not know the op (an older daemon). */
@@ -212,7 +251,15 @@ static void explain_status(int status)
 int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
 		  size_t req_len, int fd, void *out, size_t cap, size_t *len)
 {
-	struct pending p = { .op = op, .out = out, .cap = cap };
+	return hmmu_call_fds(h, op, req, req_len, fd, out, cap, len, NULL, 0);
+}
+
+int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
+		  size_t req_len, int fd, void *out, size_t cap, size_t *len,
+		  int *fds, unsigned nfds)
+{
+	struct pending p = { .op = op, .out = out, .cap = cap, .fds = fds,
+			     .nfds = nfds };
 	int err;
 
 	if (getpid() != h->pid) {
@@ -256,7 +303,15 @@ int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
 		explain_status(err ? err : p.status);
 	if (len)
 		*len = err ? 0 : p.len;
-	return err ? err : p.status;
+	err = err ? err : p.status;
+	/* Fds that came with a reply we do not take are not leaked. */
+	if (p.got_fds && err) {
+		for (unsigned i = 0; i < p.nfds; i++)
+			close(fds[i]);
+	} else if (fds && !err && !p.got_fds) {
+		err = -EPROTO;
+	}
+	return err;
 }
 
 int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,

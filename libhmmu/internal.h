@@ -24,6 +24,9 @@ struct pending {
 	void *out;  /* where the payload goes */
 	size_t cap; /* its size */
 	char reason[HMMU_REASON_MAX]; /* of an error reply; "" if none */
+	int *fds;      /* where the fds of a successful reply go, or NULL */
+	unsigned nfds; /* how many it must carry */
+	bool got_fds;
 	struct pending *next;
 };
 
@@ -72,6 +75,17 @@ int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 /* The same, and how many payload bytes the reply carried into *@len. */
 int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
 		  size_t req_len, int fd, void *out, size_t cap, size_t *len);
+
+/* Most fds a reply may carry: a queue's memfd and eventfd. */
+#define HMMU_REPLY_MAX_FDS 2
+/*
+ * The same, for a request whose successful reply carries exactly @nfds
+ * fds (@fds NULL: none), put into @fds (else -EPROTO); the caller owns
+ * them on success.
+ */
+int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
+		  size_t req_len, int fd, void *out, size_t cap, size_t *len,
+		  int *fds, unsigned nfds);
 
 /*
  * A device command: the command checks of the public calls, the request,

@@ -382,6 +382,111 @@ struct hmmu_job {
 int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job);
 
 /*
+ * Queues: asynchronous submission, as io_uring's rings or an NVMe queue
+ * pair. A queue belongs to one mirror: a submission ring and a completion
+ * ring in memory this process and hmmud both map. Submitting and reaping
+ * take no system call while the daemon polls the ring; a futex wake-up (or
+ * an eventfd write, for a queue the daemon parked) only when it asked for
+ * one, and a futex wait only when the caller must sleep. Many commands may
+ * be in flight; each completes with the results the synchronous call would
+ * have returned, and the caller's @user_data. Completions may come in any
+ * order.
+ *
+ * Thread-safety: a queue is used by one thread at a time (the caller
+ * serialises, as with a liburing ring); different queues are independent.
+ * After fork() the child has no mapping of the rings (MADV_DONTFORK): every
+ * call on an inherited queue fails with -ECHILD, and hmmu_queue_destroy()
+ * only frees the handle.
+ */
+struct hmmu_queue;
+
+/* What a submission did: what its synchronous call would have returned. */
+struct hmmu_cqe {
+	uint64_t user_data;  /* the submission's */
+	int32_t status;	     /* 0 or -errno, as the synchronous call */
+	uint32_t op;	     /* enum hmmu_queue_op; 0 if it made no sense */
+	uint64_t cpages;     /* commands: as struct hmmu_cmd */
+	uint64_t faults;     /* commands and jobs */
+	uint64_t result;     /* jobs: as struct hmmu_job */
+	uint64_t elapsed_ns; /* jobs */
+};
+
+enum hmmu_queue_op {
+	HMMU_QUEUE_NOP = 1, /* completes with 0: for measuring */
+	HMMU_QUEUE_CMD = 2, /* read, write, snapshot */
+	HMMU_QUEUE_JOB = 3,
+};
+
+/* Entries of the largest queue. */
+#define HMMU_QUEUE_MAX 1024
+
+/*
+ * hmmu_queue_create - a new queue for @m with rings of @entries (1 to
+ * HMMU_QUEUE_MAX, rounded up to a power of 2), all of which may be in
+ * flight at once. @m may be registered later; commands on a mirror not
+ * registered complete with -EINVAL. The queue goes when hmmu_queue_destroy()
+ * is called, when its mirror is destroyed (its later submissions never
+ * complete) and with the connection. In the symbol version HMMU_1.1.
+ * Errors: -EINVAL (a NULL argument, or @entries out of range), -ENOENT
+ * (the mirror was destroyed), -ENOSPC (the connection has as many queues
+ * as hmmud allows: --limit queues-per-connection), -EOPNOTSUPP (a hmmud
+ * without queues), -EMFILE, -ENOMEM.
+ */
+int hmmu_queue_create(struct hmmu_mirror *m, unsigned entries,
+		      struct hmmu_queue **out);
+
+/*
+ * Prepare a submission: it goes to the daemon at the next
+ * hmmu_queue_submit(). The command calls take the arguments of their
+ * synchronous twins (hmmu_device_read(), hmmu_device_write(),
+ * hmmu_snapshot(), hmmu_job_run()) and check them the same way; only the
+ * results go to the completion instead. The buffers must stay valid until
+ * the completion.
+ * Errors: -EINVAL (a NULL argument, or what the synchronous call refuses
+ * before sending), -EBUSY (as many submissions are prepared or in flight
+ * as the queue has entries: reap completions first), -ECHILD.
+ */
+int hmmu_queue_nop(struct hmmu_queue *q, uint64_t user_data);
+int hmmu_queue_read(struct hmmu_queue *q, const struct hmmu_cmd *c, void *buf,
+		    uint64_t user_data);
+int hmmu_queue_write(struct hmmu_queue *q, const struct hmmu_cmd *c,
+		     const void *buf, uint64_t user_data);
+int hmmu_queue_snapshot(struct hmmu_queue *q, const struct hmmu_cmd *c,
+			uint8_t *states, uint64_t user_data);
+int hmmu_queue_job(struct hmmu_queue *q, const struct hmmu_job *job,
+		   uint64_t user_data);
+
+/*
+ * hmmu_queue_submit - hand the prepared submissions to the daemon; rings
+ * its doorbell only if it asked for one. Returns how many went.
+ * Errors: -EINVAL (@q is NULL), -ECHILD, and those of write(2) on the
+ * doorbell.
+ */
+int hmmu_queue_submit(struct hmmu_queue *q);
+
+/*
+ * hmmu_queue_wait - copy up to @max completions into @out, waiting until
+ * at least @min have come (min <= max) or @timeout_ms passes (-1: no
+ * limit; 0: do not wait). Sleeps on a futex the daemon wakes only
+ * because this call asked it to (no spinning: on few CPUs it only delays
+ * the daemon). Returns how many were
+ * copied; that is fewer than @min only on a timeout, when it is 0 or more.
+ * Errors: -EINVAL (a NULL argument, @min > @max), -EINTR (a signal,
+ * nothing copied), -ECHILD.
+ */
+int hmmu_queue_wait(struct hmmu_queue *q, struct hmmu_cqe *out, unsigned max,
+		    unsigned min, int timeout_ms);
+
+/*
+ * hmmu_queue_destroy - the daemon takes no more submissions from @q, and
+ * the handle and the rings are freed; completions not reaped are lost.
+ * Submissions running on the daemon finish there. Call it before
+ * hmmu_disconnect() of the queue's connection (a mirror destroyed already
+ * is fine). NULL is ignored.
+ */
+void hmmu_queue_destroy(struct hmmu_queue *q);
+
+/*
  * Counters of the daemon and of the calling process. A caller that is not
  * root sees, in the daemon-wide counters, its own user's share.
  *

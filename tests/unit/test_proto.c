@@ -75,6 +75,13 @@ static size_t valid_request(union msg *m, unsigned op)
 	case HMMU_OP_LIST:
 		((struct hmmu_wire_list *)payload(m))->what = HMMU_LIST_MIRRORS;
 		break;
+	case HMMU_OP_QUEUE_CREATE: {
+		struct hmmu_wire_queue_create *q = payload(m);
+
+		q->mirror = 1;
+		q->entries = 64;
+		break;
+	}
 	case HMMU_OP_JOB: {
 		struct hmmu_wire_job *j = payload(m);
 
@@ -96,7 +103,8 @@ static const unsigned sized_ops[] = {
 	HMMU_OP_MIRROR_CREATE,	   HMMU_OP_MIRROR_REGISTER,
 	HMMU_OP_MIRROR_UNREGISTER, HMMU_OP_MIRROR_DESTROY,
 	HMMU_OP_DEVICE_CMD,	   HMMU_OP_JOB,
-	HMMU_OP_LIST,
+	HMMU_OP_LIST,		   HMMU_OP_QUEUE_CREATE,
+	HMMU_OP_QUEUE_DESTROY,
 };
 
 #define NR_SIZED_OPS (sizeof(sized_ops) / sizeof(sized_ops[0]))
