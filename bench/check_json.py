@@ -19,7 +19,8 @@ import sys
 CLASSES = [
     "device-fault", "device-fault-acc", "device-stream",
     "cpu-write-invalidate", "cpu-fault-devmem", "unmap-invalidate",
-    "request", "register", "register-first",
+    "request", "register", "register-first", "queue-request",
+    "cpu-write-coarse",
 ]
 FLOORS = [
     "uffd-missing", "uffd-wp", "uffd-unmap", "pvm-read-4k", "pvm-write-4k",
@@ -27,9 +28,9 @@ FLOORS = [
     "rpc-fault", "window-16", "uffd-wp-async", "futex-rtt",
     "pvm-read-4k+wp-4k", "ipc-rtt-x2",
 ]
-# Floors that need a kernel feature: where it is missing they have no
+# Floors and classes that need a kernel feature: where it is missing they
 # figure, and must say so ("no figure: why") instead.
-KERNEL_DEPENDENT = {"uffd-wp-async"}
+KERNEL_DEPENDENT = {"uffd-wp-async", "cpu-write-coarse"}
 BANDWIDTH = {"device-stream", "pvm-read-bulk"}
 SKIP = 77  # ctest's SKIP_RETURN_CODE for this check
 FORMAT = 2  # the document's layout: "format" in it
@@ -99,7 +100,7 @@ def check(doc, may_skip):
             reason = entry["skipped"]
             if not isinstance(reason, str) or not reason:
                 problems.append(f"{where}: skipped without a reason")
-            elif name not in may_skip:
+            elif name not in may_skip and name not in KERNEL_DEPENDENT:
                 problems.append(f"{where}: skipped ({reason})")
             continue
         check_figures(where, entry, problems)

@@ -19,7 +19,8 @@ import tempfile
 SKIP = 77
 # The classes with a target (class_defs in bench/hmmu-bench.c).
 TARGETED = ["device-fault", "device-fault-acc", "device-stream",
-            "cpu-write-invalidate", "cpu-fault-devmem", "request"]
+            "cpu-write-invalidate", "cpu-fault-devmem", "request",
+            "queue-request", "cpu-write-coarse"]
 ALL = TARGETED + ["unmap-invalidate", "register", "register-first"]
 SHORT = ["--pages", "64", "--rounds", "1", "--stream-mib", "4",
          "--stream-reps", "1"]
