@@ -28,7 +28,7 @@ FLOORS = [
     "rpc-fault", "window-16", "uffd-wp-async", "futex-rtt",
     "pvm-read-4k+wp-4k", "ipc-rtt-x2",
 ]
-# Floors and classes that need a kernel feature: where it is missing they
+# Floors and classes that need a kernel feature: where it is missing they have no
 # figure, and must say so ("no figure: why") instead.
 KERNEL_DEPENDENT = {"uffd-wp-async", "cpu-write-coarse"}
 BANDWIDTH = {"device-stream", "pvm-read-bulk"}
