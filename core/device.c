@@ -326,6 +326,8 @@ int device_create(const char *spec, struct hmmu_device **out)
 	dev->numa_node = s.numa_node;
 	dev->mem_bytes = s.mem_bytes;
 	dev->prefetch = 1;
+	dev->fault_entries = 0;
+	dev->density_pct = 0;
 	pthread_mutex_init(&dev->log_rl.lock, NULL);
 	dev->module = s.module;
 	err = s.path ? load_module(s.path, &dev->dl, &dev->module) : 0;
@@ -383,7 +385,8 @@ const char *device_model(const struct hmmu_device *dev)
 
 int device_bind(struct hmmu_mirror *m)
 {
-	int err = mmu_init(&m->mmu, m, m->dev->prefetch);
+	int err = mmu_init(&m->mmu, m, m->dev->prefetch, m->dev->fault_entries,
+			   m->dev->density_pct);
 
 	if (err)
 		return err;
