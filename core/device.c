@@ -5,6 +5,7 @@
  * reaches a model.
  */
 #include "device.h"
+#include "counters.h"
 #include "command.h"
 #include "devmem.h"
 #include "mirror.h"
@@ -304,6 +305,20 @@ static void create_failed(struct hmmu_device *dev, const char *spec,
 			spec, dev->module->model, strerror(-err));
 }
 
+/* Raise *@c to @v (devices are created one at a time, on the main thread). */
+static void raise_to(atomic_uint_fast64_t *c, uint64_t v)
+{
+	if (counter_read(c) < v)
+		atomic_store(c, v);
+}
+
+/* A device with a fault buffer: its rule shows in the stats (hmmuctl stats). */
+static void fault_rule_publish(const struct hmmu_device *dev)
+{
+	raise_to(&counters.fault_window_pages, dev->prefetch);
+	raise_to(&counters.fault_density_pct, dev->density_pct);
+}
+
 int device_create(const char *spec, struct hmmu_device **out)
 {
 	struct hmmu_device *dev;
@@ -349,6 +364,8 @@ int device_create(const char *spec, struct hmmu_device **out)
 		}
 	}
 	device_spec_free(&s);
+	if (!err && dev->fault_entries)
+		fault_rule_publish(dev);
 	if (err) {
 		devmem_destroy(dev->mem);
 		placement_destroy(dev->near);
