@@ -108,12 +108,18 @@ void mmu_unpin(struct dev_mmu *mmu)
 	pthread_mutex_unlock(&mmu->lock);
 }
 
-int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch)
+int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch,
+	     unsigned fault_entries, unsigned density_pct)
 {
 	int err = pt_create(&mmu->pt);
 
 	if (err)
 		return err;
+	err = faultbuf_init(&mmu->fb, fault_entries, density_pct);
+	if (err) {
+		pt_destroy(mmu->pt, NULL, NULL);
+		return err;
+	}
 	pthread_mutex_init(&mmu->lock, NULL);
 	mmu->m = m;
 	mmu->acct = m->acct;
@@ -148,6 +154,7 @@ void mmu_fini(struct dev_mmu *mmu)
 	while (mmu->nlimbo)
 		copy_pool_free(mmu->limbo[--mmu->nlimbo]);
 	free(mmu->limbo);
+	faultbuf_fini(&mmu->fb);
 	pthread_mutex_destroy(&mmu->lock);
 }
 
@@ -454,10 +461,62 @@ static uint64_t prefetch_end(struct dev_mmu *mmu, uint64_t page)
 	return end;
 }
 
+int mmu_fault_run(struct dev_mmu *mmu, uint64_t start, uint64_t end)
+{
+	return fault_chunk(mmu, start, end, 0);
+}
+
+static int set_held(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	uint64_t **ctx = arg; /* [0]: the map, [1]: the block's address */
+	uint64_t i = (addr - (uint64_t)(uintptr_t)ctx[1]) / page_size();
+
+	(void)e;
+	ctx[0][i / 64] |= 1ull << (i % 64);
+	return 0;
+}
+
+unsigned mmu_held_map(struct dev_mmu *mmu, uint64_t block, uint64_t bytes,
+		      uint64_t *map)
+{
+	uint64_t *ctx[2] = { map, (uint64_t *)(uintptr_t)block };
+	uint64_t words = (bytes / page_size() + 63) / 64;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&mmu->lock);
+	pt_walk(mmu->pt, block, block + bytes, set_held, ctx);
+	pthread_mutex_unlock(&mmu->lock);
+	for (uint64_t w = 0; w < words; w++)
+		n += (unsigned)__builtin_popcountll(map[w]);
+	return n;
+}
+
+uint64_t mmu_window_end(struct dev_mmu *mmu, uint64_t page)
+{
+	return prefetch_end(mmu, page);
+}
+
+void mmu_mapping(struct dev_mmu *mmu, uint64_t page, uint64_t *lo,
+		 uint64_t *hi)
+{
+	struct vma_cursor c;
+	struct vma v;
+
+	*lo = page;
+	*hi = page + page_size();
+	vma_cursor_init(&c, mmu->m->proc, page);
+	if (vma_next(&c, &v) == 1 && v.start <= page && v.end > page) {
+		*lo = v.start;
+		*hi = v.end;
+	}
+	vma_cursor_done(&c);
+}
+
 int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 	     uint64_t *faults)
 {
 	char *out = dst, *local = NULL;
+	uint64_t posted = 1; /* the last page posted to the fault buffer */
 	int err = 0;
 
 	if (addr >= PT_VA_LIMIT || len > PT_VA_LIMIT - addr)
@@ -494,6 +553,19 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 			*faults += 1;
 			if (err)
 				break;
+		}
+		if (!hit && mmu->fb.cap && page != posted) {
+			/*
+			 * A replayable fault: posted to the fault buffer, serviced
+			 * in a batch, then the access is replayed. A page still
+			 * missing at its replay faults alone, below.
+			 */
+			if ((err = command_check()))
+				break;
+			posted = page;
+			err = faultbuf_fault(mmu, page);
+			*faults += 1;
+			continue;
 		}
 		if (!hit) {
 			/*

@@ -12,6 +12,8 @@
 #include "../core/reason.h"
 #include "../common/kernel_uapi.h"
 #include "../common/kfeatures.h"
+#include "../core/faultbuf.h"
+#include "../common/page.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -362,6 +364,22 @@ void registry_stats(struct registry *r, const struct peer *peer,
 	pthread_mutex_unlock(&r->lock);
 
 	out->value[HMMU_STAT_DEVICE_FAULTS] = counter_read(&c->device_faults);
+	out->value[HMMU_STAT_FAULT_BATCHES] = counter_read(&c->fault_batches);
+	out->value[HMMU_STAT_FAULT_ENTRIES] = counter_read(&c->fault_entries);
+	out->value[HMMU_STAT_FAULT_DUPLICATES] = counter_read(&c->fault_duplicates);
+	out->value[HMMU_STAT_FAULT_BLOCKS] = counter_read(&c->fault_blocks);
+	out->value[HMMU_STAT_FAULT_RUNS] = counter_read(&c->fault_runs);
+	out->value[HMMU_STAT_DENSITY_FETCHES] = counter_read(&c->density_fetches);
+	/* The rule is the daemon's, whoever asks. */
+	out->value[HMMU_STAT_FAULT_WINDOW_PAGES] =
+		counter_read(&counters.fault_window_pages);
+	out->value[HMMU_STAT_FAULT_DENSITY_PCT] =
+		counter_read(&counters.fault_density_pct);
+	if (out->value[HMMU_STAT_FAULT_WINDOW_PAGES]) {
+		out->value[HMMU_STAT_FAULT_BATCH_MAX] = FAULTBUF_BATCH;
+		out->value[HMMU_STAT_FAULT_BLOCK_PAGES] =
+			FAULTBUF_BLOCK_BYTES / page_size();
+	}
 	out->value[HMMU_STAT_CPU_FAULTS] = counter_read(&c->cpu_faults);
 	out->value[HMMU_STAT_INVALIDATIONS] = counter_read(&c->invalidations);
 	out->value[HMMU_STAT_MIGRATED_TO_DEVICE] =

@@ -508,6 +508,30 @@ struct hmmu_stats {
 	uint64_t sessions;	     /* open client connections */
 	uint64_t device_pages;	     /* pages held in device page tables, all devices */
 	uint64_t device_mem_pages;   /* device memory in use (migrated pages), all devices */
+	/*
+	 * Since 0.2: devices' replayable fault buffers (docs/design.md,
+	 * "Batched device faults"). Batches drained, faults drained, faults
+	 * dropped (the same page twice in a batch, or held already), 2 MiB
+	 * blocks served (once per batch), range faults taken for them (one
+	 * write-protect and one read each), blocks fetched whole by the
+	 * density rule.
+	 */
+	uint64_t fault_batches;
+	uint64_t fault_entries;
+	uint64_t fault_duplicates;
+	uint64_t fault_blocks;
+	uint64_t fault_runs;
+	uint64_t density_fetches;
+	/*
+	 * The rule, of the devices with a fault buffer (the largest value
+	 * where they differ; 0: no device has one): the prefetch window of a
+	 * fault, in pages; the density threshold, in percent of a block (0:
+	 * no density rule); the most faults one batch drains; a block's pages.
+	 */
+	uint64_t fault_window_pages;
+	uint64_t fault_density_pct;
+	uint64_t fault_batch_max;
+	uint64_t fault_block_pages;
 };
 
 /* sizeof(struct hmmu_stats) in hmmu 0.1: the least hmmu_stats() takes. */
