@@ -135,6 +135,7 @@ struct config {
 	unsigned clients;    /* --clients N (scaling.h); 0: not run */
 	double clients_seconds; /* how long the clients fault, per worker count */
 	unsigned clients_rounds; /* blocks the worker counts alternate in */
+	unsigned clients_queue;	 /* reads in flight through a hmmu_queue; 0: sync */
 	int ops_given;	     /* --ops N: count, not time (opcount.h) */
 	uint64_t ops;
 };

@@ -145,7 +145,8 @@ static void usage(FILE *f)
 		"                  [--socket PATH | --hmmud PATH [--workers N]]\n"
 		"                  [--classes a,b,...] [--json FILE] [--plot FILE.png]\n"
 		"                  [--summary]\n"
-		"                  [--clients N [--clients-seconds S] [--clients-rounds R]]\n"
+		"                  [--clients N [--clients-seconds S] [--clients-rounds R]\n"
+		"                   [--clients-queue D]]\n"
 		"       hmmu-bench --ops N --socket PATH [--classes a,b,...]\n"
 		"       hmmu-bench --version | --help\n"
 		"\n"
@@ -167,6 +168,9 @@ static void usage(FILE *f)
 		"                   --classes is given too)\n"
 		"  --clients-seconds S  how long they fault, per worker count (default 2)\n"
 		"  --clients-rounds R   in R blocks each, 1 2, 2 1, ... (default 1)\n"
+		"  --clients-queue D    each client keeps D reads in flight through a\n"
+		"                   submission queue (hmmu_queue_read), not one\n"
+		"                   hmmu_device_read at a time (default 0)\n"
 		"  --ops N          run N operations of each class given (request,\n"
 		"                   device-fault, device-fault-acc: the default),\n"
 		"                   untimed, no floor, on the hmmud at --socket;\n"
@@ -255,6 +259,7 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		{ "clients", required_argument, NULL, 'C' },
 		{ "clients-seconds", required_argument, NULL, 'T' },
 		{ "clients-rounds", required_argument, NULL, 'O' },
+		{ "clients-queue", required_argument, NULL, 'Q' },
 		{ "ops", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -332,6 +337,12 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 			cfg->clients_rounds = (unsigned)v;
 			seconds_given = 1;
 			break;
+		case 'Q':
+			if (parse_u64("--clients-queue", optarg, 0, 256, &v))
+				return -1;
+			cfg->clients_queue = (unsigned)v;
+			seconds_given = 1;
+			break;
 		case 'o':
 			if (parse_u64("--ops", optarg, 0, 1u << 24, &cfg->ops))
 				return -1;
@@ -364,8 +375,8 @@ static int parse_options(int argc, char **argv, struct config *cfg)
 		return -1;
 	}
 	if (seconds_given && !cfg->clients) {
-		fprintf(stderr, "hmmu-bench: --clients-seconds and "
-				"--clients-rounds go with --clients\n");
+		fprintf(stderr, "hmmu-bench: --clients-seconds, --clients-rounds "
+				"and --clients-queue go with --clients\n");
 		return -1;
 	}
 	if (cfg->clients_seconds / cfg->clients_rounds < 0.1) {
