@@ -406,6 +406,40 @@ void process_wait_invalidations(struct process *p, long timeout_ns)
 	atomic_fetch_sub(&p->inval_waiters, 1);
 }
 
+/* See process.h. Waiters: as inval_waiters, both sides seq_cst. */
+static atomic_uint events_seq;
+static atomic_int events_waiters;
+
+void process_events_begin(void)
+{
+	atomic_fetch_add(&events_seq, 1);
+}
+
+void process_events_end(void)
+{
+	atomic_fetch_add(&events_seq, 1);
+	if (atomic_load(&events_waiters))
+		syscall(SYS_futex, (int *)&events_seq, FUTEX_WAKE_PRIVATE,
+			INT_MAX, NULL, NULL, 0);
+}
+
+void process_wait_events(void)
+{
+	unsigned seen = atomic_load(&events_seq);
+
+	if (!(seen & 1))
+		return;
+	/*
+	 * Only the batch seen in progress: a later one read nothing that the
+	 * client had seen complete before it sent this request.
+	 */
+	atomic_fetch_add(&events_waiters, 1);
+	while (atomic_load(&events_seq) == seen)
+		syscall(SYS_futex, (int *)&events_seq, FUTEX_WAIT_PRIVATE,
+			seen, NULL, NULL, 0);
+	atomic_fetch_sub(&events_waiters, 1);
+}
+
 /* ---- REMOVE: invalidations that end when the kernel's zap is done ---- */
 
 /* A zap is taken as done after this long, whatever pagemap says. */

@@ -228,6 +228,24 @@ bool process_settle_zaps(struct process *p);
  */
 void process_wait_invalidations(struct process *p, long timeout_ns);
 
+/*
+ * The loop thread, around one read of a userfaultfd and the events it
+ * brought: begin before the read, end once their invalidations are done.
+ * One seqcount for all processes (odd while a batch is being applied):
+ * the loop reads one userfaultfd at a time.
+ *
+ * Reading an UNMAP, REMOVE or REMAP event lets the client's munmap,
+ * madvise or mremap return, before the loop has applied it; the request
+ * the client sends next may reach a receiver meanwhile. So every request
+ * first waits out the batch in progress, if any (process_wait_events()):
+ * what a client ordered after a munmap/madvise/mremap then finds the
+ * device copies gone and the counters moved (rule 7). Never called on the
+ * loop thread. Costs a request one atomic load when no batch is in flight.
+ */
+void process_events_begin(void);
+void process_events_end(void);
+void process_wait_events(void);
+
 /* Both at once, for changes that need nothing done in between. */
 void process_invalidate(struct process *p, uint64_t start, uint64_t end,
 			enum hmmu_notifier_event event);

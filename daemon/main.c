@@ -795,6 +795,9 @@ static int run(const struct options *o)
 	if (!err)
 		err = workers_start(o->workers, placement_bind_self, near,
 				    &d.workers);
+	if (!err)
+		err = receivers_start(o->workers, placement_bind_self, near,
+				      &d.receivers);
 	if (err) {
 		log_err("start: %s", strerror(-err));
 		goto out;
@@ -852,10 +855,17 @@ static int run(const struct options *o)
 	 * end the watches being removed, close the other connections (their
 	 * teardown is queued on the workers), then let the workers finish.
 	 */
+	atomic_store(&d.loop_done, true);
 	loop_finish(d.loop);
 	while (d.sessions)
 		session_close(d.sessions);
 out:
+	/*
+	 * Receivers first: they end the sockets' tokens, and queue work;
+	 * then the submission queues' servicers, which queue work too.
+	 */
+	if (d.receivers)
+		receivers_stop(d.receivers);
 	queues_stop();
 	if (d.workers)
 		workers_stop(d.workers);

@@ -8,6 +8,7 @@
 #include "../core/command.h"
 #include "../core/limits.h"
 #include "../core/mirror.h"
+#include "../core/process.h"
 #include "registry.h"
 #include "session.h"
 #include "../lib/workers.h"
@@ -511,15 +512,27 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_LIST] = do_list,
 };
 
+/* Run @r's handler, then let go of what it held (the fd, the reasons). */
+static void request_finish(struct request *r)
+{
+	/*
+	 * Received on another thread than the loop, which reads the
+	 * userfaultfds: an unmap or discard the client saw complete before
+	 * it sent this is applied first (process.h).
+	 */
+	process_wait_events();
+	handlers[r->msg.hdr.op](r);
+	if (r->fd >= 0)
+		close(r->fd);
+	reason_fini(&r->why);
+}
+
 static void request_run(struct work *w)
 {
 	struct request *r = (struct request *)w;
 	struct session *s = r->s;
 
-	handlers[r->msg.hdr.op](r);
-	if (r->fd >= 0)
-		close(r->fd);
-	reason_fini(&r->why);
+	request_finish(r);
 	free(r);
 	session_request_done(s);
 	/* A queue held back by the connection's share may go on now. */
@@ -527,8 +540,66 @@ static void request_run(struct work *w)
 	session_put(s);
 }
 
-static int dispatch(struct session *s, const struct hmmu_wire_hdr *h,
-		    size_t len, int fd, request_done_fn done, void *done_arg)
+/*
+ * The most pages a device command may cover and still run on the thread
+ * that received it. A range fault of 16 pages is one write-protect and one
+ * read of 64 KiB (about 20 us here, the order of the round trip itself), so
+ * handing it to a worker would still cost a noticeable share of it (a
+ * wake-up of another thread: 6.5 us measured); past that the command's
+ * own work dwarfs the hand-off. It is also the accelerator's fault window,
+ * and the size past which one write-protect of a running client costs
+ * less per page than its TLB shootdown (uffd-pitfalls 13).
+ */
+#define SHORT_CMD_PAGES 16
+
+bool request_is_short(const struct hmmu_wire_hdr *h)
+{
+	const struct hmmu_wire_device_cmd *c = (const void *)(h + 1);
+
+	switch (h->op) {
+	case HMMU_OP_DEVICE_COUNT:
+	case HMMU_OP_DEVICE_INFO:
+	case HMMU_OP_MIRROR_CREATE:
+	case HMMU_OP_STATS:
+	case HMMU_OP_LIST:
+		return true;
+	case HMMU_OP_DEVICE_CMD:
+		/*
+		 * The commands bounded by their pages. The others (RELEASE
+		 * drops all of a mirror's pages, the migrations move device
+		 * memory) go to the workers, as do jobs (their length is the
+		 * job's own: a list walk runs to its deadline), the lifecycle
+		 * (a registration's probe waits on the loop, an unregistration
+		 * or destruction for the mirror's commands) and any op not
+		 * named here.
+		 */
+		return (c->cmd == HMMU_CMD_READ || c->cmd == HMMU_CMD_WRITE ||
+			c->cmd == HMMU_CMD_SNAPSHOT) &&
+		       c->npages <= SHORT_CMD_PAGES;
+	default:
+		return false;
+	}
+}
+
+void request_run_now(struct session *s, const struct hmmu_wire_hdr *h,
+		     size_t len, int fd)
+{
+	struct request r;
+
+	r.s = s;
+	r.fd = fd;
+	r.done = NULL;
+	r.done_arg = NULL;
+	reason_init(&r.why);
+	memcpy(r.msg.buf, h, len);
+	request_finish(&r);
+	session_request_done(s);
+	queue_session_kick(s);
+	session_put(s);
+}
+
+static int queue_work(struct session *s, const struct hmmu_wire_hdr *h,
+		      size_t len, int fd, request_done_fn done, void *done_arg)
 {
 	struct request *r;
 
@@ -544,22 +615,33 @@ static int dispatch(struct session *s, const struct hmmu_wire_hdr *h,
 	r->done_arg = done_arg;
 	reason_init(&r->why);
 	memcpy(r->msg.buf, h, len);
-	session_get(s);
-	atomic_fetch_add(&s->inflight, 1);
 	workers_queue_fair(s->d->workers, &s->requests, &r->work);
 	return 0;
 }
 
-int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
-		     size_t len, int fd)
+int request_queue(struct session *s, const struct hmmu_wire_hdr *h,
+		  size_t len, int fd)
 {
-	return dispatch(s, h, len, fd, NULL, NULL);
+	return queue_work(s, h, len, fd, NULL, NULL);
 }
 
+/*
+ * From a submission queue (queue.c): counted in the connection's share and
+ * holding the session as a received request does, always on a worker.
+ */
 int request_dispatch_queued(struct session *s, const struct hmmu_wire_hdr *h,
 			    size_t len, request_done_fn done, void *arg)
 {
+	int err;
+
 	if (h->op != HMMU_OP_DEVICE_CMD && h->op != HMMU_OP_JOB)
 		return -EOPNOTSUPP;
-	return dispatch(s, h, len, -1, done, arg);
+	session_get(s);
+	atomic_fetch_add(&s->inflight, 1);
+	err = queue_work(s, h, len, -1, done, arg);
+	if (err) {
+		session_request_done(s);
+		session_put(s);
+	}
+	return err;
 }

@@ -21,6 +21,8 @@
 #define FIX_GONE                                                               \
 	"restart it or check its log (journalctl -u hmmud)"
 
+static void owner_init(struct hmmu *h);
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -262,7 +264,7 @@ int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
 			     .nfds = nfds };
 	int err;
 
-	if (getpid() != h->pid) {
+	if (!hmmu_is_owner(h)) {
 		explain_status(-ECHILD);
 		return -ECHILD;
 	}
@@ -485,7 +487,7 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 		munmap(h, hmmu_handle_bytes());
 		return err;
 	}
-	h->pid = getpid();
+	owner_init(h);
 	h->deadline_ms = deadline;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
@@ -522,9 +524,32 @@ HMMU_EXPORT void hmmu_disconnect(struct hmmu *h)
 	munmap(h, hmmu_handle_bytes());
 }
 
-size_t hmmu_handle_bytes(void)
+static size_t handle_own_bytes(void)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 
 	return (sizeof(struct hmmu) + page - 1) / page * page;
+}
+
+size_t hmmu_handle_bytes(void)
+{
+	return handle_own_bytes() + (size_t)sysconf(_SC_PAGESIZE);
+}
+
+bool hmmu_is_owner(const struct hmmu *h)
+{
+	return h->owner ? *h->owner != 0 : getpid() == h->pid;
+}
+
+/* The owner page, last in the handle's mapping: see struct hmmu. */
+static void owner_init(struct hmmu *h)
+{
+	uint32_t *word = (uint32_t *)((char *)h + handle_own_bytes());
+
+	h->pid = getpid();
+	h->owner = NULL;
+	if (madvise(word, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK) == 0) {
+		*word = 1;
+		h->owner = word;
+	}
 }

@@ -32,7 +32,16 @@ struct pending {
 
 struct hmmu {
 	int fd;
-	pid_t pid; /* the process that connected: see hmmu_call() */
+	/*
+	 * Who may use the handle (hmmu_call()): the process that connected.
+	 * A forked child must fail with -ECHILD, never speak for its parent.
+	 * Told without a system call: the page after the handle's own is
+	 * MADV_WIPEONFORK and holds a nonzero word, which every child, made
+	 * by fork() or a raw clone(), sees as 0. Only where the kernel lacks
+	 * it (before 4.14) is getpid() compared with pid on each call.
+	 */
+	const volatile uint32_t *owner; /* in the wiped page; NULL: use pid */
+	pid_t pid;
 	char release[HMMU_RELEASE_MAX]; /* the daemon's, from HELLO */
 	/*
 	 * While hmmu_connect() waits for HELLO's reply, and only then: when
@@ -94,8 +103,15 @@ int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
 int hmmu_device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned cmd,
 		    const void *buf, uint64_t buf_len);
 
-/* The size of a connection handle's own mapping. */
+/* The size of a connection handle's own mapping (with its owner page). */
 size_t hmmu_handle_bytes(void);
+
+/*
+ * Whether the calling process is the one that connected @h (struct hmmu's
+ * owner word): false in a forked child, whose calls must fail -ECHILD.
+ * No system call where the kernel has MADV_WIPEONFORK.
+ */
+bool hmmu_is_owner(const struct hmmu *h);
 
 /*
  * The checks of a device command's range, at the boundary: 0, or -EINVAL

@@ -27,7 +27,6 @@ struct hmmu_queue {
 	struct hmmu_wire_sqe *sqes;
 	struct hmmu_wire_cqe *cqes;
 	int efd;
-	unsigned fork_gen; /* hmmu_fork_gen when made */
 	uint32_t sq_tail;  /* ours, with what is prepared and not submitted */
 	uint32_t cq_head;
 };
@@ -44,29 +43,11 @@ _Static_assert((int)HMMU_QUEUE_NOP == HMMU_SQE_NOP &&
 		       (int)HMMU_QUEUE_JOB == HMMU_SQE_JOB,
 	       "queue ops are the wire's");
 
-/*
- * Fork is seen without a system call per submission: the child's handler
- * moves the generation, and a queue made in another generation is the
- * parent's.
- */
-static unsigned hmmu_fork_gen;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static void forked(void)
-{
-	__atomic_add_fetch(&hmmu_fork_gen, 1, __ATOMIC_RELAXED);
-}
-
-static void watch_fork(void)
-{
-	pthread_atfork(NULL, NULL, forked);
-}
-
 static int check_queue(struct hmmu_queue *q)
 {
 	if (!q)
 		return -EINVAL;
-	if (q->fork_gen != __atomic_load_n(&hmmu_fork_gen, __ATOMIC_RELAXED)) {
+	if (!hmmu_is_owner(q->h)) {
 		hmmu_set_detail("this queue belongs to the parent process; "
 				"after fork(), connect and make a queue anew in "
 				"the child");
@@ -93,7 +74,6 @@ HMMU_EXPORT int hmmu_queue_create(struct hmmu_mirror *m, unsigned entries,
 	hmmu_clear_detail();
 	if (!m || !out || entries == 0 || entries > HMMU_QUEUE_MAX)
 		return -EINVAL;
-	pthread_once(&fork_once, watch_fork);
 	q = calloc(1, sizeof(*q));
 	if (!q)
 		return -ENOMEM;
@@ -134,7 +114,6 @@ HMMU_EXPORT int hmmu_queue_create(struct hmmu_mirror *m, unsigned entries,
 	q->sqes = (struct hmmu_wire_sqe *)(q->ring + sqes_off);
 	q->cqes = (struct hmmu_wire_cqe *)(q->ring + cqes_off);
 	q->efd = fds[1];
-	q->fork_gen = __atomic_load_n(&hmmu_fork_gen, __ATOMIC_RELAXED);
 	q->sq_tail = atomic_load(word(q, HMMU_RING_SQ_TAIL));
 	q->cq_head = atomic_load(word(q, HMMU_RING_CQ_HEAD));
 	*out = q;
