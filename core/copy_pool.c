@@ -425,9 +425,8 @@ static void log_stats(void)
 static void *pool_thread(void *arg)
 {
 	uint64_t seen = UINT64_MAX, active_at = now_ms(), hold_until = 0;
-	int psi = psi_open();
+	int psi = (int)(intptr_t)arg; /* pool_start() opened it */
 
-	(void)arg;
 	for (;;) {
 		struct pollfd fds[2] = { { .fd = pool.efd, .events = POLLIN },
 					 { .fd = psi, .events = POLLPRI } };
@@ -482,6 +481,7 @@ static void pool_start(void)
 	sigset_t all, old;
 	pthread_attr_t attr;
 	pthread_t t;
+	int psi;
 
 	if (!atomic_load(&pool.configured)) {
 		atomic_store(&pool.cap_pages, limits.copy_pool_bytes / page_size());
@@ -500,11 +500,14 @@ static void pool_start(void)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, pool_thread, NULL) == 0) {
+	psi = psi_open();
+	if (pthread_create(&t, &attr, pool_thread, (void *)(intptr_t)psi) == 0) {
 		pthread_setname_np(t, "hmmud-copies");
 		pool.started = true;
 	} else {
 		log_warn("page-copy pool: no thread: every copy is cold");
+		if (psi >= 0)
+			close(psi);
 	}
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -608,6 +611,11 @@ void copy_pool_stats(struct copy_pool_stats *st)
 	st->refills = atomic_load(&pool.refills);
 	st->trimmed = atomic_load(&pool.trimmed);
 	st->pressure = atomic_load(&pool.pressure);
+}
+
+void copy_pool_start(void)
+{
+	pthread_once(&pool.once, pool_start);
 }
 
 void copy_pool_configure(uint64_t cap_bytes, uint64_t idle_ms)

@@ -54,6 +54,14 @@ void copy_pool_stats(struct copy_pool_stats *st);
  * round of its work now (refill, trim) and return when it is done.
  */
 void copy_pool_configure(uint64_t cap_bytes, uint64_t idle_ms);
+
+/*
+ * Start the pool's thread and open what it watches (an eventfd, the PSI
+ * trigger) now rather than at the first allocation: hmmud calls it once
+ * it serves (after detaching, which a thread would not survive), so that
+ * its descriptors are the daemon's from the start, not a client's doing.
+ */
+void copy_pool_start(void);
 void copy_pool_sync(void);
 
 #endif

@@ -4,6 +4,7 @@
  * systemd passes), the devices, the worker pool and the event loop, then
  * serves until SIGTERM or SIGINT.
  */
+#include "../core/copy_pool.h"
 #include "../core/counters.h"
 #include "daemon.h"
 #include "../core/limits.h"
@@ -824,6 +825,7 @@ static int run(const struct options *o)
 				 strerror(-serr));
 	}
 
+	copy_pool_start();
 	log_info("listening on %s, %u device(s), %u worker(s) on cpus %s",
 		 own_socket ? path : "the socket from systemd", d.ndevices,
 		 o->workers, placement_cpus(near));
