@@ -135,6 +135,7 @@ int fault_snapshot(struct process *p, uint64_t start, uint64_t end,
 int range_fault(struct range_fault *rf)
 {
 	struct process *p = rf->m->proc;
+	int max = rf->max_tries ? rf->max_tries : MAX_TRIES;
 	int err;
 
 	err = process_register_range(p, rf->start, rf->end, rf->write);
@@ -143,7 +144,7 @@ int range_fault(struct range_fault *rf)
 	if (err)
 		return err;
 
-	for (int tries = 0; tries < MAX_TRIES; tries++) {
+	for (int tries = 0; tries < max; tries++) {
 		uint64_t seq;
 
 		err = fault_read_begin(p, &seq);
@@ -161,6 +162,8 @@ int range_fault(struct range_fault *rf)
 		}
 		pthread_mutex_unlock(rf->lock);
 	}
+	if (rf->max_tries)
+		return -EAGAIN;
 	log_warn("client %d: range fault %#" PRIx64 "-%#" PRIx64
 		 " invalidated %d times in a row",
 		 p->pid, rf->start, rf->end, MAX_TRIES);

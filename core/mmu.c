@@ -267,14 +267,14 @@ static int copy_if_present(struct dev_mmu *mmu, uint64_t start, uint64_t end,
  * straight into them, and the commit installs them.
  */
 static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
-		       int write)
+		       int write, int max_tries)
 {
 	uint64_t n = (end - start) / page_size();
 	struct iovec *pages = scratch_get(SCRATCH_PAGES, n * sizeof(*pages));
 	struct range_fault rf = {
 		.m = mmu->m, .start = start, .end = end, .write = write,
 		.pages = pages, .lock = &mmu->lock, .commit = install_snapshot,
-		.arg = mmu,
+		.arg = mmu, .max_tries = max_tries,
 	};
 	int err = 0;
 
@@ -354,7 +354,7 @@ int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
 			break;
 		if (copy_if_present(mmu, a, ce, NULL, write))
 			continue;
-		err = fault_chunk(mmu, a, ce, write);
+		err = fault_chunk(mmu, a, ce, write, 0);
 		*faulted = 1;
 	}
 	return err;
@@ -388,7 +388,7 @@ int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
 				err = -EAGAIN;
 				break;
 			}
-			err = fault_chunk(mmu, a, ce, 0);
+			err = fault_chunk(mmu, a, ce, 0, 0);
 			if (err)
 				break;
 		}
@@ -433,7 +433,7 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
-		err = fault_chunk(mmu, a, ce, 1);
+		err = fault_chunk(mmu, a, ce, 1, 0);
 	}
 	return err;
 }
@@ -461,9 +461,12 @@ static uint64_t prefetch_end(struct dev_mmu *mmu, uint64_t page)
 	return end;
 }
 
+/* Attempts of a batched run before its units fault their own windows. */
+#define RUN_TRIES 8
+
 int mmu_fault_run(struct dev_mmu *mmu, uint64_t start, uint64_t end)
 {
-	return fault_chunk(mmu, start, end, 0);
+	return fault_chunk(mmu, start, end, 0, RUN_TRIES);
 }
 
 static int set_held(uint64_t addr, struct pt_entry *e, void *arg)
