@@ -215,6 +215,30 @@ HMMU_EXPORT int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		return -EINVAL;
 	return hmmu_device_cmd(m, c, HMMU_CMD_SNAPSHOT, states, c->npages);
 }
+
+int hmmu_job_to_wire(const struct hmmu_job *job, uint64_t mirror,
+		     struct hmmu_wire_job *out)
+{
+	if (job->reserved || job->kind < HMMU_JOB_FILL ||
+	    job->kind > HMMU_JOB_LIST_SUM) {
+		hmmu_set_detail("a job of kind %u with reserved %u: the kinds "
+				"are enum hmmu_job_kind, reserved is 0",
+				job->kind, job->reserved);
+		return -EINVAL;
+	}
+	*out = (struct hmmu_wire_job){
+		.mirror = mirror,
+		.kind = job->kind,
+		.dst = job->dst,
+		.src = job->src,
+		.len = job->len,
+		.value = job->value,
+		.next_offset = job->next_offset,
+		.value_offset = job->value_offset,
+	};
+	return 0;
+}
+
 HMMU_EXPORT int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job)
 {
 	struct hmmu_wire_job req;
@@ -224,23 +248,9 @@ HMMU_EXPORT int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job)
 	hmmu_clear_detail();
 	if (!m || !job)
 		return -EINVAL;
-	if (job->reserved || job->kind < HMMU_JOB_FILL ||
-	    job->kind > HMMU_JOB_LIST_SUM) {
-		hmmu_set_detail("a job of kind %u with reserved %u: the kinds "
-				"are enum hmmu_job_kind, reserved is 0",
-				job->kind, job->reserved);
-		return -EINVAL;
-	}
-	req = (struct hmmu_wire_job){
-		.mirror = m->id,
-		.kind = job->kind,
-		.dst = job->dst,
-		.src = job->src,
-		.len = job->len,
-		.value = job->value,
-		.next_offset = job->next_offset,
-		.value_offset = job->value_offset,
-	};
+	err = hmmu_job_to_wire(job, m->id, &req);
+	if (err)
+		return err;
 	err = hmmu_call(m->h, HMMU_OP_JOB, &req, sizeof(req), -1, &rep,
 			sizeof(rep));
 	job->result = rep.result;

@@ -103,6 +103,10 @@ int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
 int hmmu_device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned cmd,
 		    const void *buf, uint64_t buf_len);
 
+/* @job checked and put in wire form for @mirror: 0, or -EINVAL (detail set). */
+int hmmu_job_to_wire(const struct hmmu_job *job, uint64_t mirror,
+		     struct hmmu_wire_job *out);
+
 /* The size of a connection handle's own mapping (with its owner page). */
 size_t hmmu_handle_bytes(void);
 

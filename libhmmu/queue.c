@@ -224,30 +224,20 @@ HMMU_EXPORT int hmmu_queue_job(struct hmmu_queue *q, const struct hmmu_job *job,
 			       uint64_t user_data)
 {
 	struct hmmu_wire_sqe *sqe;
+	struct hmmu_wire_job wire;
 	int err;
 
 	hmmu_clear_detail();
 	if (!job)
 		return -EINVAL;
-	if (job->reserved || job->kind < HMMU_JOB_FILL ||
-	    job->kind > HMMU_JOB_LIST_SUM) {
-		hmmu_set_detail("a job of kind %u with reserved %u: the kinds "
-				"are enum hmmu_job_kind, reserved is 0",
-				job->kind, job->reserved);
-		return -EINVAL;
-	}
+	/* The mirror is the queue's: 0 in an SQE. */
+	err = hmmu_job_to_wire(job, 0, &wire);
+	if (err)
+		return err;
 	sqe = next_sqe(q, HMMU_SQE_JOB, user_data, &err);
 	if (!sqe)
 		return err;
-	sqe->u.job = (struct hmmu_wire_job){
-		.kind = job->kind,
-		.dst = job->dst,
-		.src = job->src,
-		.len = job->len,
-		.value = job->value,
-		.next_offset = job->next_offset,
-		.value_offset = job->value_offset,
-	};
+	sqe->u.job = wire;
 	q->sq_tail++;
 	return 0;
 }
