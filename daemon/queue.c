@@ -589,6 +589,7 @@ static void doorbell_gone(struct loop_watch *w)
 	queue_put((struct queue *)((char *)w - offsetof(struct queue, watch)));
 }
 
+/* Holds a reference of its own, which it drops (queue_kill()). */
 static void unwatch_on_loop(void *arg)
 {
 	struct queue *q = arg;
@@ -596,6 +597,7 @@ static void unwatch_on_loop(void *arg)
 	/* Not watched yet: watch_on_loop() will find it dead. */
 	if (q->watched)
 		loop_watch_remove(q->s->d->loop, &q->watch);
+	queue_put(q);
 }
 
 static void watch_on_loop(void *arg)
@@ -625,12 +627,19 @@ static void queue_kill(struct queue *q)
 	pthread_mutex_unlock(&q->lock);
 	/* A servicer asleep on it comes back and lets it go. */
 	qring_futex_wake(word(q, HMMU_RING_SQ_TAIL));
-	if (loop_is_current(q->s->d->loop))
+	/*
+	 * The unwatch gets its own reference: a watch_on_loop() deferred
+	 * before it may drop the watch's, the last but this one, first.
+	 */
+	queue_get(q);
+	if (loop_is_current(q->s->d->loop)) {
 		unwatch_on_loop(q);
-	else if (loop_defer(q->s->d->loop, unwatch_on_loop, q) < 0)
+	} else if (loop_defer(q->s->d->loop, unwatch_on_loop, q) < 0) {
 		log_err("client %d: queue %llu: cannot stop watching its "
 			"doorbell: out of memory", q->s->peer.pid,
 			(unsigned long long)q->id);
+		queue_put(q);
+	}
 	queue_put(q); /* the list's */
 }
 
