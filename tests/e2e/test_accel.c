@@ -365,14 +365,24 @@ struct writer {
 	atomic_int stop;
 };
 
-/* Keep adding 1 to words all over the array, page after page. */
+/*
+ * Keep adding 1 to words all over the array, page after page, a burst of
+ * 16 writes every 50 us. Not flat out: each write to a page a device
+ * holds is an invalidation, and hmmu's invalidation sequence is the
+ * process's, not the range's, so a writer that never pauses can starve
+ * every range fault of the process (each retries until it gives up with
+ * -EAGAIN). This test is about stale copies, not that limit.
+ */
 static void *cpu_writer(void *arg)
 {
 	struct writer *w = arg;
 	size_t per_page = page_size() / 8;
 
-	for (uint64_t k = 0; !atomic_load(&w->stop); k++)
+	for (uint64_t k = 0; !atomic_load(&w->stop); k++) {
 		w->v[(k * 7919 % (w->n / per_page)) * per_page + k % per_page] += 1;
+		if (k % 16 == 15)
+			usleep(50);
+	}
 	return NULL;
 }
 
