@@ -46,6 +46,23 @@ static inline void qring_layout(uint32_t entries, uint32_t *sqes_off,
  * Sleep while *@word == @val, at most @timeout_ns (0: no limit). Returns 0
  * when woken (or the word had changed: EAGAIN), -ETIMEDOUT, -EINTR.
  */
+/*
+ * The full barrier between "I set my flag" and "I look at the other
+ * side's word", on each side of a doorbell or a wake-up. ThreadSanitizer
+ * does not model fences (gcc refuses them under -fsanitize=thread): there,
+ * a sequentially consistent read-modify-write, a full barrier on x86 too.
+ */
+static inline void qring_full_barrier(void)
+{
+#if defined(__SANITIZE_THREAD__)
+	static _Atomic uint32_t barrier;
+
+	atomic_fetch_add(&barrier, 0);
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 static inline int qring_futex_wait(_Atomic uint32_t *word, uint32_t val,
 				   int64_t timeout_ns)
 {

@@ -179,7 +179,7 @@ static void post(struct queue *q, const struct hmmu_wire_cqe *cqe)
 	resume = q->stalled;
 	pthread_mutex_unlock(&q->lock);
 	/* Against the client's "set WAITING, then read the tail". */
-	atomic_thread_fence(memory_order_seq_cst);
+	qring_full_barrier();
 	if (atomic_load_explicit(word(q, HMMU_RING_CQ_FLAGS),
 				 memory_order_relaxed) & HMMU_CQ_WAITING)
 		qring_futex_wake(word(q, HMMU_RING_CQ_TAIL));
@@ -393,7 +393,7 @@ static bool unschedule(struct queue *q, bool stalled)
 
 	atomic_store(word(q, HMMU_RING_SQ_FLAGS), HMMU_SQ_NEED_EVENT);
 	/* Against the client's "publish the tail, then read the flags". */
-	atomic_thread_fence(memory_order_seq_cst);
+	qring_full_barrier();
 	if (!stalled && atomic_load(tail) != head) {
 		atomic_store(word(q, HMMU_RING_SQ_FLAGS), 0);
 		return false;
@@ -414,7 +414,7 @@ static bool unschedule(struct queue *q, bool stalled)
 	 * A doorbell or a completion that came while we were still marked
 	 * scheduled found nothing to do: look again.
 	 */
-	atomic_thread_fence(memory_order_seq_cst);
+	qring_full_barrier();
 	if (atomic_load(tail) != head ||
 	    (stalled && atomic_load(&q->s->inflight) < limits.requests_per_connection))
 		schedule(q);
@@ -481,7 +481,7 @@ static void serve(struct servicer *sv, struct queue *q)
 		}
 		/* Sleep on the doorbell: the client wakes us after its tail. */
 		atomic_store(word(q, HMMU_RING_SQ_FLAGS), HMMU_SQ_NEED_WAKEUP);
-		atomic_thread_fence(memory_order_seq_cst);
+		qring_full_barrier();
 		if (atomic_load(tail) == q->sq_head) {
 			pthread_mutex_lock(&queues.lock);
 			sv->sleeping_on = queues.ready ? NULL : q;

@@ -258,7 +258,7 @@ HMMU_EXPORT int hmmu_queue_submit(struct hmmu_queue *q)
 		return 0;
 	atomic_store_explicit(tail, q->sq_tail, memory_order_release);
 	/* Against the daemon's "set the flags, then read the tail". */
-	atomic_thread_fence(memory_order_seq_cst);
+	qring_full_barrier();
 	flags = atomic_load_explicit(word(q, HMMU_RING_SQ_FLAGS),
 				     memory_order_relaxed);
 	if (flags & HMMU_SQ_NEED_EVENT) {
@@ -334,7 +334,7 @@ HMMU_EXPORT int hmmu_queue_wait(struct hmmu_queue *q, struct hmmu_cqe *out,
 		}
 		/* Ask for a wake-up, then look again: no CQE falls between. */
 		atomic_store(flags, HMMU_CQ_WAITING);
-		atomic_thread_fence(memory_order_seq_cst);
+		qring_full_barrier();
 		if (atomic_load(tail) == seen)
 			err = qring_futex_wait(tail, seen, left);
 		atomic_store(flags, 0);
