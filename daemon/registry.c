@@ -390,7 +390,7 @@ void registry_stats(struct registry *r, const struct peer *peer,
 		out->value[HMMU_STAT_SESSIONS] = counter_read(&counters.sessions);
 		out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&counters.device_pages);
 	} else {
-		out->value[HMMU_STAT_SESSIONS] = acct->connections;
+		out->value[HMMU_STAT_SESSIONS] = account_connections(acct);
 		out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&acct->copy_pages);
 	}
 }

@@ -260,7 +260,19 @@ int receivers_arm(struct receivers *rs, struct recv_source *src)
 {
 	struct epoll_event ev = { .events = SOURCE_EVENTS, .data.ptr = src };
 
+#if defined(__SANITIZE_THREAD__)
+	/*
+	 * ThreadSanitizer takes EPOLL_CTL_ADD, not EPOLL_CTL_MOD, for a
+	 * release that the next epoll_wait() acquires: under it, re-arm by
+	 * deleting and adding, so that it sees the one-shot source pass from
+	 * this receiver to the next (a MOD would look like a race on all the
+	 * session holds).
+	 */
+	(void)epoll_ctl(rs->epfd, EPOLL_CTL_DEL, src->fd, NULL);
+	return epoll_ctl(rs->epfd, EPOLL_CTL_ADD, src->fd, &ev) < 0 ? -errno : 0;
+#else
 	return epoll_ctl(rs->epfd, EPOLL_CTL_MOD, src->fd, &ev) < 0 ? -errno : 0;
+#endif
 }
 
 void receivers_remove(struct receivers *rs, struct recv_source *src)
