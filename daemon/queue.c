@@ -70,7 +70,7 @@ struct queue {
 	pthread_mutex_t lock; /* protects what follows */
 	bool scheduled;	      /* on the ready list, or being served */
 	bool stalled;	      /* waits for room: a completion goes on */
-	bool dead;
+	atomic_bool dead; /* also read without q->lock (schedule_locked()) */
 	uint32_t running; /* taken, completion not posted */
 	uint32_t cq_tail;
 };
@@ -161,8 +161,12 @@ static void schedule(struct queue *q)
 
 static bool others_ready(void)
 {
-	/* A racy peek is enough: a queue made ready later wakes us. */
-	return __atomic_load_n(&queues.ready, __ATOMIC_RELAXED) != NULL;
+	bool ready;
+
+	pthread_mutex_lock(&queues.lock);
+	ready = queues.ready != NULL;
+	pthread_mutex_unlock(&queues.lock);
+	return ready;
 }
 
 /* Post a completion; wake the client if it said it sleeps. Any thread. */
@@ -363,15 +367,16 @@ static int drain(struct queue *q)
 		avail = q->entries;
 	while ((uint32_t)n < avail) {
 		struct hmmu_wire_sqe sqe;
-		bool ok;
+		bool ok, dead;
 
 		pthread_mutex_lock(&q->lock);
-		ok = !q->dead && room_locked(q);
+		dead = q->dead;
+		ok = !dead && room_locked(q);
 		if (ok)
 			q->running++;
 		pthread_mutex_unlock(&q->lock);
 		if (!ok)
-			return q->dead ? n : -EAGAIN;
+			return dead ? n : -EAGAIN;
 		read_once(&sqe, &q->sqes[q->sq_head & q->mask]);
 		q->sq_head++;
 		atomic_store_explicit(word(q, HMMU_RING_SQ_HEAD), q->sq_head,
