@@ -319,7 +319,36 @@ out:
  * that hmmud's event loop serves: invalidate the device copies, un-protect,
  * wake the writer. Timed around the one store.
  */
-static int cpu_write_invalidate(struct bench *b, struct result *r, uint64_t n)
+/*
+ * A mirror on b->dmirror in @mode: 0, or -errno (said) with *@out NULL or
+ * the mirror to destroy.
+ */
+static int mirror_in_mode(struct bench *b, enum hmmu_coherence mode,
+			  struct hmmu_mirror **out)
+{
+	int err;
+
+	if (mode == HMMU_COHERENCE_FINE)
+		return mirror_on(b, b->dmirror, out);
+	err = hmmu_mirror_create(b->h, b->dmirror, out);
+	if (!err)
+		err = hmmu_mirror_set_coherence(*out, mode);
+	if (!err)
+		err = hmmu_mirror_register(*out);
+	if (err)
+		warnx_("register a coarse-grained mirror on %s: %s %s",
+		       b->dmirror, strerror(-err), hmmu_error_detail());
+	return err;
+}
+
+/*
+ * Both CPU-write classes: the device reads every page, then the CPU's
+ * first store to each is timed. Fine-grained, each is a write-protect
+ * fault hmmud serves (one CPU fault a page); coarse, the kernel's alone
+ * (none).
+ */
+static int cpu_first_stores(struct bench *b, struct result *r, uint64_t n,
+			    enum hmmu_coherence mode, const char *name)
 {
 	uint64_t w = warmup_of(n);
 	char *p = map_pages(n + w), *out = map_pages(n + w);
@@ -332,7 +361,7 @@ static int cpu_write_invalidate(struct bench *b, struct result *r, uint64_t n)
 		goto out;
 	touch_pages(p, n + w);
 	touch_pages(out, n + w);
-	err = mirror_on(b, b->dmirror, &m);
+	err = mirror_in_mode(b, mode, &m);
 	if (!err)
 		err = read_pages(m, p, n + w, out, &c);
 	st0 = stats(b);
@@ -347,13 +376,19 @@ static int cpu_write_invalidate(struct bench *b, struct result *r, uint64_t n)
 		meter_tick();
 	}
 	if (!err)
-		expect("cpu-write-invalidate", "CPU faults",
-		       stats(b).cpu_faults - st0.cpu_faults, n + w);
+		expect(name, "CPU faults", stats(b).cpu_faults - st0.cpu_faults,
+		       mode == HMMU_COHERENCE_FINE ? n + w : 0);
 out:
 	hmmu_mirror_destroy(m);
 	unmap_pages(p, n + w);
 	unmap_pages(out, n + w);
 	return err;
+}
+
+static int cpu_write_invalidate(struct bench *b, struct result *r, uint64_t n)
+{
+	return cpu_first_stores(b, r, n, HMMU_COHERENCE_FINE,
+				"cpu-write-invalidate");
 }
 
 /*
@@ -365,47 +400,8 @@ out:
  */
 static int cpu_write_coarse(struct bench *b, struct result *r, uint64_t n)
 {
-	uint64_t w = warmup_of(n);
-	char *p = map_pages(n + w), *out = map_pages(n + w);
-	struct hmmu_mirror *m = NULL;
-	struct hmmu_stats st0;
-	struct hmmu_cmd c;
-	int err = -ENOMEM;
-
-	if (!p || !out)
-		goto out;
-	touch_pages(p, n + w);
-	touch_pages(out, n + w);
-	err = hmmu_mirror_create(b->h, b->dmirror, &m);
-	if (!err)
-		err = hmmu_mirror_set_coherence(m, HMMU_COHERENCE_COARSE);
-	if (!err)
-		err = hmmu_mirror_register(m);
-	if (err) {
-		warnx_("register a coarse-grained mirror on %s: %s %s",
-		       b->dmirror, strerror(-err), hmmu_error_detail());
-		goto out;
-	}
-	err = read_pages(m, p, n + w, out, &c);
-	st0 = stats(b);
-	for (uint64_t i = 0; i < n + w && !err; i++) {
-		volatile char *a = p + i * b->page;
-		uint64_t t0 = now_ns(), t1;
-
-		*a = 7;
-		t1 = now_ns();
-		if (i >= w)
-			err = samples_add(&r->s, t1 - t0);
-		meter_tick();
-	}
-	if (!err)
-		expect("cpu-write-coarse", "CPU faults",
-		       stats(b).cpu_faults - st0.cpu_faults, 0);
-out:
-	hmmu_mirror_destroy(m);
-	unmap_pages(p, n + w);
-	unmap_pages(out, n + w);
-	return err;
+	return cpu_first_stores(b, r, n, HMMU_COHERENCE_COARSE,
+				"cpu-write-coarse");
 }
 
 /*
