@@ -312,6 +312,17 @@ static void raise_to(atomic_uint_fast64_t *c, uint64_t v)
 		atomic_store(c, v);
 }
 
+/* What a device holds besides its model's state and threads. */
+static void device_free(struct hmmu_device *dev)
+{
+	devmem_destroy(dev->mem);
+	placement_destroy(dev->near);
+	if (dev->dl)
+		dlclose(dev->dl);
+	pthread_mutex_destroy(&dev->log_rl.lock);
+	free(dev);
+}
+
 /* A device with a fault buffer: its rule shows in the stats (hmmuctl stats). */
 static void fault_rule_publish(const struct hmmu_device *dev)
 {
@@ -367,12 +378,7 @@ int device_create(const char *spec, struct hmmu_device **out)
 	if (!err && dev->fault_entries)
 		fault_rule_publish(dev);
 	if (err) {
-		devmem_destroy(dev->mem);
-		placement_destroy(dev->near);
-		if (dev->dl)
-			dlclose(dev->dl);
-		pthread_mutex_destroy(&dev->log_rl.lock);
-		free(dev);
+		device_free(dev);
 		return err;
 	}
 	*out = dev;
@@ -387,12 +393,7 @@ void device_destroy(struct hmmu_device *dev)
 		dev->ops->destroy(dev);
 	if (dev->threads)
 		workers_stop(dev->threads);
-	devmem_destroy(dev->mem);
-	placement_destroy(dev->near);
-	if (dev->dl)
-		dlclose(dev->dl);
-	pthread_mutex_destroy(&dev->log_rl.lock);
-	free(dev);
+	device_free(dev);
 }
 
 const char *device_model(const struct hmmu_device *dev)
