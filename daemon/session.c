@@ -433,6 +433,29 @@ static void token_pass(struct session *s)
 }
 
 /*
+ * The holder that finds the connection at its share parks the token: nobody
+ * reads the socket till a request ends. Requests from submission queues
+ * (queue.c) count in the share too but never hold the token, so the count
+ * alone cannot say whether the token is parked; the flag does. A request
+ * that ends between the holder's count and its flag is caught by the
+ * recheck: the two are sequentially consistent, so at least one side sees
+ * the other, and the exchange lets exactly one of them pass the token on.
+ */
+static void token_unpark(struct session *s)
+{
+	if (atomic_load(&s->token_parked) &&
+	    atomic_exchange(&s->token_parked, false))
+		token_pass(s);
+}
+
+static void token_park(struct session *s)
+{
+	atomic_store(&s->token_parked, true);
+	if (atomic_load(&s->inflight) < limits.requests_per_connection)
+		token_unpark(s);
+}
+
+/*
  * On a receiver, with the socket's token: one message, then the token goes
  * back before the request runs, so that the connection's next message can
  * go to another receiver meanwhile, after the other connections' turns.
@@ -467,13 +490,14 @@ static void sock_ready(struct recv_source *src, unsigned events)
 	/*
 	 * Counted before the token goes on. The message that fills the
 	 * connection's share parks the token; the request whose end brings
-	 * the count back under it passes it on (session_request_done()):
-	 * exactly one of the two sees the count at the share.
+	 * the count back under it passes it on (token_park()).
 	 */
 	session_get(s); /* the request's */
 	now = request_is_short(&in.hdr);
 	if (atomic_fetch_add(&s->inflight, 1) + 1 < limits.requests_per_connection)
 		token_pass(s);
+	else
+		token_park(s);
 	if (now) {
 		request_run_now(s, &in.hdr, len, fd);
 		return;
@@ -493,8 +517,8 @@ static void sock_ready(struct recv_source *src, unsigned events)
 
 void session_request_done(struct session *s)
 {
-	if (atomic_fetch_sub(&s->inflight, 1) == limits.requests_per_connection)
-		token_pass(s); /* parked at the share: ours now */
+	if (atomic_fetch_sub(&s->inflight, 1) - 1 < limits.requests_per_connection)
+		token_unpark(s);
 }
 
 static int peer_identify(int fd, struct peer *peer)

@@ -78,10 +78,12 @@ struct session {
 	 * short ones included. At requests-per-connection the socket's token
 	 * is parked: nobody reads it, the rest wait there, in the client's own
 	 * socket buffer, and its sends block. The request that brings the
-	 * count under the share re-arms it.
+	 * count under the share re-arms it. Requests from submission queues
+	 * count too, so token_parked says whether the token waits there.
 	 */
 	struct work_class requests;
 	atomic_uint inflight;
+	atomic_bool token_parked;
 };
 
 /*
