@@ -28,6 +28,7 @@ TEST_PACKAGES=(
 	systemd          # systemd-analyze and systemd-sysusers: the units' tests
 	clang            # tests/ci/clang.sh, the fuzzers
 	gnuplot-nox      # hmmu-bench --plot
+	linux-perf       # bench_opcounts_prints_a_row_per_class: bench/opcounts.sh
 	dpkg-dev file    # tests/ci/deb.sh: dpkg-shlibdeps, dpkg-gensymbols; CPack runs file
 	groff            # man_pages_lint_clean: groff -ww
 )

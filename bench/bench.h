@@ -16,7 +16,25 @@
 
 struct hmmu;
 
-/* Classes, in the order they run and are reported. */
+/*
+ * Classes, in the order they run and are reported.
+ *
+ * Adding a class with a target (say cpu-write-coarse against
+ * uffd-wp-async):
+ *  1. its C_ name here, before NCLASSES (at most 32: --classes is a mask);
+ *  2. its row in class_defs (hmmu-bench.c): name, floor, RATIO_LATENCY (or
+ *     RATIO_BANDWIDTH), '<' or '>' and the target ratio, a one-line legend.
+ *     The table, the summary's verdict, the JSON's "target" and the plot
+ *     follow from that row; the floor is measured in rounds alternating
+ *     with the class (class_measure());
+ *  3. its sample loop in classes.c, and its case in class_run();
+ *  4. its name in CLASSES of bench/check_json.py, and in TARGETED of
+ *     tests/bench/summary_lists_targeted_classes.py;
+ *  5. its line in docs/benchmark.md's class table.
+ * A new floor: its F_ name below (before the derived ones), its row in
+ * floor_defs, its case in floor_run() (floors.c; say there whether it needs
+ * the server's userfaultfd), its name in FLOORS of check_json.py.
+ */
 enum class_id {
 	C_DEVICE_FAULT,
 	C_DEVICE_FAULT_ACC,
@@ -26,8 +44,10 @@ enum class_id {
 	C_CPU_FAULT_DEVMEM,
 	C_UNMAP_INVALIDATE,
 	C_REQUEST,
+	C_QUEUE_REQUEST,
 	C_REGISTER,
 	C_REGISTER_FIRST,
+	C_CPU_WRITE_COARSE,
 	NCLASSES
 };
 
@@ -45,6 +65,10 @@ enum floor_id {
 	F_PVM_READ_BULK,
 	F_ANON_FIRST_TOUCH,
 	F_IPC_RTT,
+	F_RPC_FAULT,
+	F_WINDOW_16,
+	F_UFFD_WP_ASYNC,
+	F_FUTEX_RTT,
 	F_PVM_READ_4K_WP_4K, /* derived: pvm-read-4k + wp-4k */
 	F_IPC_RTT_X2,	     /* derived: 2 x ipc-rtt */
 	NFLOORS
@@ -112,6 +136,9 @@ struct config {
 	unsigned clients;    /* --clients N (scaling.h); 0: not run */
 	double clients_seconds; /* how long the clients fault, per worker count */
 	unsigned clients_rounds; /* blocks the worker counts alternate in */
+	unsigned clients_queue;	 /* reads in flight through a hmmu_queue; 0: sync */
+	int ops_given;	     /* --ops N: count, not time (opcount.h) */
+	uint64_t ops;
 };
 
 /* What the classes need from the run. */

@@ -129,6 +129,66 @@ static int fault_loop(struct hmmu_mirror *m, char *buf, char *out,
 	return err;
 }
 
+/*
+ * As fault_loop(), with up to @depth reads in flight through a submission
+ * queue, each on its own page of the buffer and into its own page of
+ * @out. The buffer is made cold again only once every read of the pass
+ * has completed.
+ */
+static int queued_loop(struct hmmu_mirror *m, char *buf, char *out,
+		       uint64_t pages, size_t ps, unsigned depth,
+		       uint64_t deadline, struct client_msg *msg)
+{
+	struct hmmu_cqe cqe[64];
+	struct hmmu_queue *q;
+	uint64_t next = 0, t;
+	unsigned inflight = 0, slot = 0;
+	int err = hmmu_queue_create(m, depth, &q);
+
+	if (err)
+		return err;
+	while (!err && ((t = now_ns()) < deadline || inflight)) {
+		while (t < deadline && inflight < depth && next < pages && !err) {
+			struct hmmu_cmd c = {
+				.addr = (uint64_t)(uintptr_t)(buf + next * ps),
+				.npages = 1,
+			};
+
+			err = hmmu_queue_read(q, &c, out + slot * ps, next);
+			slot = (slot + 1) % depth;
+			next++;
+			inflight++;
+		}
+		if (!err && inflight)
+			err = hmmu_queue_submit(q) < 0 ? -EIO : 0;
+		if (!err && inflight) {
+			int n = hmmu_queue_wait(q, cqe, 64, 1, -1);
+
+			if (n < 0)
+				err = n;
+			for (int i = 0; i < n && !err; i++) {
+				err = cqe[i].status;
+				msg->reads++;
+				msg->faults += cqe[i].faults;
+				if (!cqe[i].faults)
+					msg->warm_reads++;
+			}
+			if (n > 0)
+				inflight -= (unsigned)n;
+		}
+		if (!err && !inflight && next == pages && now_ns() < deadline) {
+			t = now_ns();
+			err = recold(buf, pages, ps);
+			msg->recold_ns += now_ns() - t;
+			msg->recolds++;
+			next = 0;
+		}
+	}
+	msg->end_ns = now_ns();
+	hmmu_queue_destroy(q);
+	return err;
+}
+
 int client_main(const struct client_args *a)
 {
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -136,7 +196,8 @@ int client_main(const struct client_args *a)
 				  .phase = CLIENT_READY };
 	struct hmmu_mirror *m = NULL;
 	struct hmmu *h = NULL;
-	char *buf = map_pages(a->pages), *out = map_pages(1);
+	unsigned outs = a->queue ? a->queue : 1;
+	char *buf = map_pages(a->pages), *out = map_pages(outs);
 	const char *what = "map the buffer";
 	struct hmmu_cmd c;
 	int err = -ENOMEM;
@@ -144,7 +205,7 @@ int client_main(const struct client_args *a)
 	if (!buf || !out)
 		goto fail;
 	touch_pages(buf, a->pages);
-	touch_pages(out, 1);
+	touch_pages(out, outs);
 	what = "connect";
 	err = hmmu_connect(a->socket, &h);
 	if (err)
@@ -182,15 +243,19 @@ int client_main(const struct client_args *a)
 
 	msg.phase = CLIENT_DONE;
 	what = "read";
-	err = fault_loop(m, buf, out, a->pages, ps, a->start->deadline_ns,
-			 &msg);
+	if (a->queue)
+		err = queued_loop(m, buf, out, a->pages, ps, a->queue,
+				  a->start->deadline_ns, &msg);
+	else
+		err = fault_loop(m, buf, out, a->pages, ps,
+				 a->start->deadline_ns, &msg);
 	if (err)
 		goto fail;
 	err = send_msg(a->result_fd, &msg);
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 	unmap_pages(buf, a->pages);
-	unmap_pages(out, 1);
+	unmap_pages(out, outs);
 	return err ? 1 : 0;
 
 fail:
@@ -201,6 +266,6 @@ fail:
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 	unmap_pages(buf, a->pages);
-	unmap_pages(out, 1);
+	unmap_pages(out, outs);
 	return 1;
 }

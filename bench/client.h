@@ -44,6 +44,7 @@ struct client_args {
 	unsigned index;
 	const char *socket;
 	uint64_t pages;	  /* its buffer */
+	unsigned queue;	  /* reads kept in flight through a hmmu_queue; 0: sync */
 	int start_fd;	  /* read end: end of file is the start signal */
 	int result_fd;	  /* write end of the results pipe */
 	const volatile struct client_start *start;

@@ -13,9 +13,10 @@
  * Client-side floors are timed in the client around the one access or call.
  */
 #include "floors.h"
+#include "../common/kernel_uapi.h"
 
 #include <errno.h>
-#include <linux/userfaultfd.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +40,9 @@ enum op {
 	OP_TIME_PVM_WRITE, /* process_vm_writev each of n pages, timed */
 	OP_TIME_PVM_BULK,  /* process_vm_readv [addr, +len) n times, timed */
 	OP_PING,	   /* answer at once */
+	OP_RPC_FAULT,	   /* protect, read page addr, write it to dst; untimed */
+	OP_TIME_WINDOW,	   /* protect + read [addr, +len), timed into [n] */
+	OP_FUTEX_RTT,	   /* answer n futex round trips, then the socket */
 	OP_QUIT,
 };
 
@@ -45,6 +50,7 @@ struct fcmd {
 	uint32_t op;
 	uint32_t mode;
 	uint64_t addr, len, n, stride;
+	uint64_t dst; /* OP_RPC_FAULT: the client's reply buffer */
 };
 
 struct freply {
@@ -61,6 +67,8 @@ struct server {
 	size_t ps;
 	char *src;  /* the page UFFDIO_COPY copies in */
 	char *page; /* a local page for 4 KiB reads and writes */
+	char *window; /* WINDOW_PAGES local pages, touched: window-16 reads */
+	uint32_t *futex; /* struct fserver's futex words */
 };
 
 static int uffd_ioctl(int fd, unsigned long req, void *arg)
@@ -175,6 +183,110 @@ static int64_t time_bulk(struct server *sv, const struct fcmd *c)
 	return err;
 }
 
+/*
+ * rpc-fault, the server's part: what hmmud's worker does for a one-page
+ * device read that faults, and nothing else. Protect the client's page (so
+ * that a later CPU write would fault), read it into our page (the device's
+ * copy: warm, as a pool of pre-touched copies would make it), write it into
+ * the client's reply buffer. The client times the whole round trip.
+ */
+static int64_t rpc_fault(struct server *sv, const struct fcmd *c)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = c->addr, .len = sv->ps },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	struct iovec local = { sv->page, sv->ps };
+	struct iovec remote = { (void *)(uintptr_t)c->addr, sv->ps };
+	struct iovec out = { (void *)(uintptr_t)c->dst, sv->ps };
+	int err = uffd_ioctl(sv->uffd, UFFDIO_WRITEPROTECT, &wp);
+	ssize_t r;
+
+	if (err)
+		return err;
+	r = process_vm_readv(sv->client, &local, 1, &remote, 1, 0);
+	if (r == (ssize_t)sv->ps)
+		r = process_vm_writev(sv->client, &local, 1, &out, 1, 0);
+	if (r < 0)
+		return -errno;
+	return r == (ssize_t)sv->ps ? 0 : -EIO;
+}
+
+/*
+ * window-16, the server's part: one write-protect of the whole window and
+ * one process_vm_readv of it into local pages touched beforehand, timed
+ * here around exactly that, as device-fault-acc's sample is the device's
+ * own time. Sample slot c->n.
+ */
+static int64_t time_window(struct server *sv, const struct fcmd *c)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = c->addr, .len = c->len },
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	struct iovec local = { sv->window, c->len };
+	struct iovec remote = { (void *)(uintptr_t)c->addr, c->len };
+	uint64_t t0, t1;
+	ssize_t r;
+	int err;
+
+	if (c->n >= sv->cap || c->len > WINDOW_PAGES * sv->ps)
+		return -E2BIG;
+	t0 = now_ns();
+	err = uffd_ioctl(sv->uffd, UFFDIO_WRITEPROTECT, &wp);
+	r = err ? 0 : process_vm_readv(sv->client, &local, 1, &remote, 1, 0);
+	t1 = now_ns();
+	if (err)
+		return err;
+	if (r != (ssize_t)c->len)
+		return r < 0 ? -errno : -EIO;
+	sv->shared[c->n] = t1 - t0;
+	return 0;
+}
+
+static long futex(uint32_t *word, int op, uint32_t val,
+		  const struct timespec *timeout)
+{
+	/* Not FUTEX_PRIVATE_FLAG: the two sides are different processes. */
+	return syscall(SYS_futex, word, op, val, timeout, NULL, 0);
+}
+
+/* Until *word differs from @old; -ETIMEDOUT after @timeout (NULL: never). */
+static int futex_wait_change(uint32_t *word, uint32_t old,
+			     const struct timespec *timeout)
+{
+	while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == old) {
+		if (futex(word, FUTEX_WAIT, old, timeout) < 0 &&
+		    errno != EAGAIN && errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+/*
+ * futex-rtt, the server's part: @n times, sleep until the client's request
+ * word moves, answer in the reply word and wake the client. No spinning: on
+ * two CPUs shared with others a spinner takes the CPU the other side needs.
+ */
+static int64_t futex_serve(struct server *sv, const struct fcmd *c)
+{
+	uint32_t *req = &sv->futex[0], *rep = &sv->futex[1];
+	uint32_t last = __atomic_load_n(rep, __ATOMIC_ACQUIRE);
+	/* A client silent for 10 s has given up (futex_floor()). */
+	const struct timespec limit = { 10, 0 };
+
+	for (uint64_t i = 0; i < c->n; i++) {
+		int err = futex_wait_change(req, last, &limit);
+
+		if (err)
+			return err;
+		last = __atomic_load_n(req, __ATOMIC_ACQUIRE);
+		__atomic_store_n(rep, last, __ATOMIC_RELEASE);
+		futex(rep, FUTEX_WAKE, 1, NULL);
+	}
+	return 0;
+}
+
 static int recv_cmd(int sock, struct fcmd *c, int *fd)
 {
 	union {
@@ -238,6 +350,12 @@ static int64_t execute(struct server *sv, const struct fcmd *c, int fd)
 		return time_bulk(sv, c);
 	case OP_PING:
 		return 0;
+	case OP_RPC_FAULT:
+		return rpc_fault(sv, c);
+	case OP_TIME_WINDOW:
+		return time_window(sv, c);
+	case OP_FUTEX_RTT:
+		return futex_serve(sv, c);
 	default:
 		return -EINVAL;
 	}
@@ -290,6 +408,11 @@ int fserver_start(struct fserver *fs, size_t cap)
 			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (fs->shared == MAP_FAILED)
 		return -errno;
+	/* Its own page: no sample store shares a cache line with them. */
+	fs->futex = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fs->futex == MAP_FAILED)
+		return -errno;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
 	fflush(NULL);
@@ -300,6 +423,7 @@ int fserver_start(struct fserver *fs, size_t cap)
 		struct server s = {
 			.sock = sv[1], .uffd = -1, .client = parent,
 			.shared = fs->shared, .cap = cap, .ps = ps,
+			.futex = fs->futex,
 		};
 
 		close(sv[0]);
@@ -308,10 +432,12 @@ int fserver_start(struct fserver *fs, size_t cap)
 			_exit(0);
 		s.src = aligned_alloc(ps, ps);
 		s.page = aligned_alloc(ps, ps);
-		if (!s.src || !s.page)
+		s.window = aligned_alloc(ps, WINDOW_PAGES * ps);
+		if (!s.src || !s.page || !s.window)
 			_exit(1);
 		memset(s.src, 0x5a, ps);
 		memset(s.page, 0xa5, ps);
+		memset(s.window, 0xa5, WINDOW_PAGES * ps);
 		server_main(&s);
 	}
 	close(sv[1]);
@@ -321,7 +447,7 @@ int fserver_start(struct fserver *fs, size_t cap)
 	return 0;
 }
 
-static int call(struct fserver *fs, const struct fcmd *c, int fd)
+static int send_cmd(struct fserver *fs, const struct fcmd *c, int fd)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
@@ -329,8 +455,6 @@ static int call(struct fserver *fs, const struct fcmd *c, int fd)
 	} control;
 	struct iovec iov = { (void *)c, sizeof(*c) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	struct freply rep;
-	ssize_t n;
 
 	if (fd >= 0) {
 		struct cmsghdr *cm;
@@ -343,14 +467,28 @@ static int call(struct fserver *fs, const struct fcmd *c, int fd)
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	}
-	if (sendmsg(fs->sock, &msg, MSG_NOSIGNAL) < 0)
-		return -errno;
+	return sendmsg(fs->sock, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+static int recv_reply(struct fserver *fs)
+{
+	struct freply rep;
+	ssize_t n;
+
 	do
 		n = recv(fs->sock, &rep, sizeof(rep), 0);
 	while (n < 0 && errno == EINTR);
 	if (n != sizeof(rep))
 		return n < 0 ? -errno : -ECONNRESET;
 	return (int)rep.status;
+}
+
+/* A command and its answer: the ipc-rtt floor's round trip. */
+static int call(struct fserver *fs, const struct fcmd *c, int fd)
+{
+	int err = send_cmd(fs, c, fd);
+
+	return err ? err : recv_reply(fs);
 }
 
 void fserver_stop(struct fserver *fs)
@@ -368,6 +506,9 @@ void fserver_stop(struct fserver *fs)
 	if (fs->shared && fs->shared != MAP_FAILED)
 		munmap(fs->shared, fs->cap * sizeof(uint64_t));
 	fs->shared = NULL;
+	if (fs->futex && fs->futex != MAP_FAILED)
+		munmap(fs->futex, fs->ps);
+	fs->futex = NULL;
 }
 
 /*
@@ -570,6 +711,172 @@ static int bulk_floor(struct fserver *fs, const struct config *cfg,
 	return err;
 }
 
+/*
+ * rpc-fault: what device-fault does per sample, minus hmmu. Each sample a
+ * fresh page the client wrote (it exists, neither protected nor read
+ * before), in a VMA registered in write-protect mode once, as hmmud
+ * registers it at the VMA's first fault; the server protects it, reads it
+ * and writes it into the client's one reply buffer (touched, as
+ * device-fault's), then replies. Timed in the client around the round
+ * trip, as device-fault is around hmmu_device_read.
+ */
+static int rpc_fault_floor(struct fserver *fs, uint64_t pages, uint64_t warm,
+			   struct result *r)
+{
+	uint64_t n = pages + warm;
+	char *p = map_pages(n), *out = map_pages(1);
+	int err = -ENOMEM;
+
+	if (!p || !out)
+		goto out;
+	err = reg(fs, p, n * fs->ps, 1, 0, UFFDIO_REGISTER_MODE_WP);
+	touch_pages(p, n);
+	touch_pages(out, 1);
+	for (uint64_t i = 0; i < n && !err; i++) {
+		struct fcmd c = { .op = OP_RPC_FAULT,
+				  .addr = (uint64_t)(uintptr_t)(p + i * fs->ps),
+				  .dst = (uint64_t)(uintptr_t)out };
+		uint64_t t0 = now_ns(), t1;
+
+		err = call(fs, &c, -1);
+		t1 = now_ns();
+		if (!err && i >= warm)
+			err = samples_add(&r->s, t1 - t0);
+	}
+out:
+	unmap_pages(p, n);
+	unmap_pages(out, 1);
+	return err;
+}
+
+/*
+ * window-16: at each request of the client (which waits for the answer, as
+ * a client waits in hmmu_job_run while the accelerator faults), the server
+ * protects a fresh window of WINDOW_PAGES written pages in one
+ * UFFDIO_WRITEPROTECT and reads it in one process_vm_readv, timed in the
+ * server around those two calls only.
+ */
+static int window_floor(struct fserver *fs, uint64_t pages, uint64_t warm,
+			struct result *r)
+{
+	uint64_t n = pages + warm, win = WINDOW_PAGES * fs->ps;
+	char *p = map_pages(n * WINDOW_PAGES);
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	if (n > fs->cap) {
+		unmap_pages(p, n * WINDOW_PAGES);
+		return -E2BIG;
+	}
+	err = reg(fs, p, n * win, 1, 0, UFFDIO_REGISTER_MODE_WP);
+	touch_pages(p, n * WINDOW_PAGES);
+	for (uint64_t i = 0; i < n && !err; i++) {
+		struct fcmd c = { .op = OP_TIME_WINDOW,
+				  .addr = (uint64_t)(uintptr_t)(p + i * win),
+				  .len = win, .n = i };
+
+		err = call(fs, &c, -1);
+	}
+	if (!err)
+		err = take_shared(fs, warm, n, 1, r);
+	unmap_pages(p, n * WINDOW_PAGES);
+	return err;
+}
+
+/*
+ * uffd-wp-async: the client's first write to a write-protected page under
+ * UFFD_FEATURE_WP_ASYNC, which the kernel resolves alone (it clears the
+ * protection and the write proceeds; PAGEMAP_SCAN can later say the page
+ * was written). No reader takes part, so the userfaultfd stays in the
+ * client: where it lives does not change the fault. Each sample a fresh
+ * page; all are protected in one call before the timed loop, which is
+ * the re-protection between samples, outside the timed region.
+ */
+static int wp_async_floor(uint64_t pages, uint64_t warm, struct result *r)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	uint64_t n = pages + warm;
+	int fd = open_userfaultfd(UFFD_FEATURE_WP_ASYNC);
+	char *p = NULL;
+	int err = 0;
+
+	if (fd == -EOPNOTSUPP || fd == -EINVAL) {
+		/* Not a failure of the run: the floor has no figure here. */
+		result_skip(r, "no figure: the kernel offers no "
+			       "UFFD_FEATURE_WP_ASYNC (Linux 6.7 or later)");
+		return 0;
+	}
+	if (fd < 0)
+		return fd;
+	p = map_pages(n);
+	if (!p) {
+		close(fd);
+		return -ENOMEM;
+	}
+	touch_pages(p, n); /* populated: protecting skips empty PTEs */
+	{
+		struct uffdio_register rg = {
+			.range = { .start = (uint64_t)(uintptr_t)p, .len = n * ps },
+			.mode = UFFDIO_REGISTER_MODE_WP,
+		};
+		struct uffdio_writeprotect wp = {
+			.range = rg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP,
+		};
+
+		if (ioctl(fd, UFFDIO_REGISTER, &rg) < 0 ||
+		    ioctl(fd, UFFDIO_WRITEPROTECT, &wp) < 0)
+			err = -errno;
+	}
+	for (uint64_t i = 0; i < n && !err; i++) {
+		volatile char *a = p + i * ps;
+		uint64_t t0 = now_ns(), t1;
+
+		*a = 2;
+		t1 = now_ns();
+		if (i >= warm)
+			err = samples_add(&r->s, t1 - t0);
+	}
+	unmap_pages(p, n);
+	close(fd);
+	return err;
+}
+
+/*
+ * futex-rtt: a round trip over shared memory between the client and the
+ * server's thread (another process): the client bumps the request word
+ * and wakes the server (FUTEX_WAKE), then sleeps (FUTEX_WAIT) until the
+ * reply word shows the same number; the server, asleep on the request
+ * word, answers likewise. Always a wake-up each way, never a spin.
+ */
+static int futex_floor(struct fserver *fs, uint64_t pages, uint64_t warm,
+		       struct result *r)
+{
+	const struct timespec limit = { 10, 0 };
+	struct fcmd c = { .op = OP_FUTEX_RTT, .n = pages + warm };
+	uint32_t *req = &fs->futex[0], *rep = &fs->futex[1];
+	int err = send_cmd(fs, &c, -1);
+
+	for (uint64_t i = 0; i < pages + warm && !err; i++) {
+		uint32_t seq = ++fs->futex_seq;
+		uint64_t t0 = now_ns();
+
+		__atomic_store_n(req, seq, __ATOMIC_RELEASE);
+		futex(req, FUTEX_WAKE, 1, NULL);
+		/* A server gone for 10 s is one that died. */
+		err = futex_wait_change(rep, seq - 1, &limit);
+		if (!err && __atomic_load_n(rep, __ATOMIC_ACQUIRE) != seq)
+			err = -EPROTO;
+		if (!err && i >= warm)
+			err = samples_add(&r->s, now_ns() - t0);
+	}
+	/*
+	 * On an error the server gives up waiting after 10 s and answers;
+	 * the run stops, and fserver_stop() then finds it back in poll().
+	 */
+	return err ? err : recv_reply(fs);
+}
+
 uint64_t warmup_of(uint64_t pages)
 {
 	uint64_t w = pages / 16;
@@ -585,7 +892,7 @@ int floor_run(struct fserver *fs, const struct config *cfg, enum floor_id id,
 
 	if (id != F_ANON_FIRST_TOUCH && id != F_IPC_RTT &&
 	    id != F_PVM_READ_4K && id != F_PVM_WRITE_4K &&
-	    id != F_PVM_READ_BULK)
+	    id != F_PVM_READ_BULK && id != F_UFFD_WP_ASYNC && id != F_FUTEX_RTT)
 		err = give_uffd(fs);
 	if (err)
 		return err;
@@ -608,6 +915,14 @@ int floor_run(struct fserver *fs, const struct config *cfg, enum floor_id id,
 		return anon_floor(n, w, r);
 	case F_IPC_RTT:
 		return ping_floor(fs, n, w, r);
+	case F_RPC_FAULT:
+		return rpc_fault_floor(fs, n, w, r);
+	case F_WINDOW_16:
+		return window_floor(fs, n, w, r);
+	case F_UFFD_WP_ASYNC:
+		return wp_async_floor(n, w, r);
+	case F_FUTEX_RTT:
+		return futex_floor(fs, n, w, r);
 	default:
 		return -EINVAL;
 	}

@@ -7,6 +7,13 @@
 
 #include <sys/types.h>
 
+/*
+ * The window-16 floor's window: the accelerator's default prefetch (the
+ * accel device's prefetch=N), which device-fault-acc's pages_per_fault
+ * shows. Change both together.
+ */
+#define WINDOW_PAGES 16
+
 /* The server process that owns the floors' userfaultfd. */
 struct fserver {
 	pid_t pid;
@@ -15,6 +22,13 @@ struct fserver {
 	size_t cap;
 	size_t ps;
 	int have_uffd;
+	/*
+	 * futex-rtt: [0] the client's request word, [1] the server's reply
+	 * word (MAP_SHARED, mapped before the fork); futex_seq: the last
+	 * request sent.
+	 */
+	uint32_t *futex;
+	uint32_t futex_seq;
 };
 
 /*
@@ -28,7 +42,9 @@ void fserver_stop(struct fserver *fs);
 /*
  * Measure @n more samples of floor @id (not a derived one), appended to
  * @r, whose samples are initialized (pvm-read-bulk: --stream-reps samples
- * whatever @n). 0 or -errno.
+ * whatever @n). 0 or -errno. A floor this kernel cannot give (uffd-wp-async
+ * without UFFD_FEATURE_WP_ASYNC) marks @r skipped, "no figure: why", and
+ * returns 0: not a failure of the run.
  */
 int floor_run(struct fserver *fs, const struct config *cfg, enum floor_id id,
 	      struct result *r, uint64_t n);

@@ -154,11 +154,15 @@ void report_summary(FILE *f, const struct report *rp)
 		fprintf(f, "  %-20s %9s  %-17s ", r->name,
 			figure(a, sizeof(a), r, d->kind), floor_name(d->floor));
 		if (met < 0) {
-			fprintf(f, "no figure: %s\n",
-				!fl		? "no floor" :
-				fl->skipped[0]	? fl->skipped :
-				measured(fl)	? "no ratio: a zero figure" :
-						  "not measured");
+			const char *why = !fl		  ? "no floor" :
+					  fl->skipped[0]  ? fl->skipped :
+					  measured(fl)	  ? "no ratio: a zero figure" :
+							    "not measured";
+
+			/* A floor the kernel cannot give says "no figure" itself. */
+			fprintf(f, "%s%s\n",
+				strncmp(why, "no figure: ", 11) ? "no figure: " : "",
+				why);
 			continue;
 		}
 		judged++;
@@ -210,6 +214,9 @@ void report_scaling(FILE *f, const struct report *rp)
 	if (sc->rounds > 1)
 		fprintf(f, " (%u blocks of %.3g s, alternating)", sc->rounds,
 			sc->seconds / sc->rounds);
+	if (sc->queue)
+		fprintf(f, ",\n%u reads in flight each, through a submission "
+			"queue (hmmu_queue_read)", sc->queue);
 	fprintf(f, ";\n%s; %ld CPUs, Linux %s\n\n", sc->daemon, rp->cpus,
 		rp->kernel);
 	fprintf(f, "%-8s %10s %12s %12s %10s %8s %8s\n", "workers", "faults/s",
@@ -350,8 +357,8 @@ static void json_scaling(FILE *f, const struct scaling *sc)
 	fprintf(f, "  \"scaling\": {\"clients\": %u, \"seconds\": ",
 		sc->clients);
 	json_number(f, sc->seconds);
-	fprintf(f, ", \"rounds\": %u, \"pages\": %" PRIu64 ", \"daemon\": ",
-		sc->rounds, sc->pages);
+	fprintf(f, ", \"rounds\": %u, \"pages\": %" PRIu64 ", \"queue\": %u, "
+		"\"daemon\": ", sc->rounds, sc->pages, sc->queue);
 	json_string(f, sc->daemon);
 	fputs(",\n    \"workers\": {", f);
 	for (unsigned i = 0; i < sc->npoints; i++) {

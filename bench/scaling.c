@@ -151,6 +151,7 @@ static int fork_clients(const struct config *cfg, const char *socket,
 				.index = i,
 				.socket = socket,
 				.pages = cfg->pages,
+				.queue = cfg->clients_queue,
 				.start_fd = start[0],
 				.result_fd = res[1],
 				.start = cs,
@@ -485,6 +486,7 @@ int scaling_run(const struct config *cfg, struct scaling *sc)
 	sc->seconds = cfg->clients_seconds;
 	sc->rounds = rounds;
 	sc->pages = cfg->pages;
+	sc->queue = cfg->clients_queue;
 	sc->ratio = NAN;
 	if (cfg->socket) {
 		snprintf(sc->daemon, sizeof(sc->daemon),

@@ -38,6 +38,7 @@ struct scaling {
 	double seconds;	       /* --clients-seconds, per worker count */
 	unsigned rounds;       /* --clients-rounds */
 	uint64_t pages;	       /* each client's buffer */
+	unsigned queue;	       /* --clients-queue: reads in flight; 0: sync */
 	char daemon[160];      /* which daemon(s) */
 	unsigned npoints;      /* points run (1 with --socket, else 2) */
 	struct scaling_point pt[SCALING_POINTS];

@@ -17,6 +17,12 @@
 #include <linux/userfaultfd.h>
 #include <sys/socket.h>
 
+/* ---- madvise ------------------------------------------------------------ */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* 5.14 */
+#endif
+
 /* ---- userfaultfd --------------------------------------------------------- */
 
 #ifndef UFFD_USER_MODE_ONLY
@@ -88,6 +94,10 @@ struct pm_scan_arg {
 	__u64 category_inverted, category_mask, category_anyof_mask;
 	__u64 return_mask;
 };
+#endif
+#ifndef PM_SCAN_WP_MATCHING
+#define PM_SCAN_WP_MATCHING (1 << 0)   /* write-protect the pages matched */
+#define PM_SCAN_CHECK_WPASYNC (1 << 1) /* -EPERM on a VMA not WP_ASYNC */
 #endif
 
 /* ---- /proc/PID/maps -------------------------------------------------------- */

@@ -167,6 +167,20 @@ static void probe_pagemap_scan(struct kfeatures *kf)
 	munmap((void *)p, (size_t)page);
 }
 
+/* MADV_POPULATE_WRITE: older kernels say EINVAL to an advice they lack. */
+static void probe_populate_write(struct kfeatures *kf)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *p = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return;
+	kf->madv_populate_write =
+		madvise(p, (size_t)page, MADV_POPULATE_WRITE) == 0;
+	munmap(p, (size_t)page);
+}
+
 static struct kfeatures cache;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
@@ -178,6 +192,7 @@ static void probe_all(void)
 	probe_peer_pidfd(&cache);
 	probe_procmap_query(&cache);
 	probe_pagemap_scan(&cache);
+	probe_populate_write(&cache);
 }
 
 const struct kfeatures *kfeatures(void)
@@ -192,7 +207,8 @@ enum role { REQUIRED, FALLBACK, UNUSED, INFO };
 
 /* Which answer of struct kfeatures a row shows. */
 enum answer { A_UFFD, A_UFFD_BIT, A_POLL, A_PIDFD, A_PIDFS, A_PEER_PIDFD,
-	      A_PROCMAP_QUERY, A_PAGEMAP_SCAN, A_ZERO_PAGE };
+	      A_PROCMAP_QUERY, A_PAGEMAP_SCAN, A_ZERO_PAGE,
+	      A_POPULATE_WRITE };
 
 struct row {
 	const char *group, *name;
@@ -228,8 +244,9 @@ static const struct row rows[] = {
 	  "them first)", A_UFFD_BIT, UFFD_FEATURE_WP_UNPOPULATED },
 	{ "userfaultfd", "poison", "6.6", UNUSED, "UFFDIO_POISON", A_UFFD_BIT,
 	  UFFD_FEATURE_POISON },
-	{ "userfaultfd", "wp-async", "6.7", UNUSED, "asynchronous write-protect",
-	  A_UFFD_BIT, UFFD_FEATURE_WP_ASYNC },
+	{ "userfaultfd", "wp-async", "6.7", FALLBACK,
+	  "asynchronous write-protect, with PAGEMAP_SCAN (else coarse-grained "
+	  "mirrors are refused)", A_UFFD_BIT, UFFD_FEATURE_WP_ASYNC },
 	{ "userfaultfd", "move", "6.8", UNUSED, "UFFDIO_MOVE", A_UFFD_BIT,
 	  UFFD_FEATURE_MOVE },
 	{ "io_uring", "poll-multishot", "5.13", REQUIRED,
@@ -249,6 +266,9 @@ static const struct row rows[] = {
 	{ "mm", "zero-page-read", "-", INFO,
 	  "a read fault maps the shared zero page (snapshots then report ZERO)",
 	  A_ZERO_PAGE, 0 },
+	{ "mm", "populate-write", "5.14", FALLBACK,
+	  "MADV_POPULATE_WRITE, which warms the page-copy pool (else it "
+	  "touches each page)", A_POPULATE_WRITE, 0 },
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))
@@ -278,6 +298,8 @@ static int state(const struct kfeatures *kf, const struct row *r)
 		return kf->pagemap_scan;
 	case A_ZERO_PAGE:
 		return kf->zero_page_on_read;
+	case A_POPULATE_WRITE:
+		return kf->madv_populate_write;
 	}
 	return -1;
 }

@@ -49,6 +49,12 @@ struct kfeatures {
 	 * 1 yes, 0 no, -1 if it cannot be told (no PAGEMAP_SCAN).
 	 */
 	int zero_page_on_read;
+	/*
+	 * madvise(MADV_POPULATE_WRITE) (5.14): fault a range in writable in
+	 * one call. The page-copy pool warms its pages with it, else touches
+	 * them one by one.
+	 */
+	bool madv_populate_write;
 };
 
 /*

@@ -14,41 +14,53 @@ struct op_desc {
 	const char *name;
 	size_t request; /* exact payload size of a request */
 	size_t reply;	/* minimum payload size of a successful reply */
+	size_t request_ext; /* a request's long form, or 0 if none */
 };
 
+/* Designated: a field an op has no use for is 0 (clang's -Wextra). */
+#define OP(n, req, rep) { .name = (n), .request = (req), .reply = (rep) }
+
 static const struct op_desc ops[HMMU_OP_MAX_] = {
-	[HMMU_OP_HELLO] = { "hello", sizeof(struct hmmu_wire_hello),
-			    sizeof(struct hmmu_wire_hello) },
-	[HMMU_OP_DEVICE_COUNT] = { "device-count", 0,
-				   sizeof(struct hmmu_wire_count) },
-	[HMMU_OP_DEVICE_INFO] = { "device-info", sizeof(struct hmmu_wire_index),
-				  sizeof(struct hmmu_wire_device_info) },
-	[HMMU_OP_MIRROR_CREATE] = { "mirror-create",
-				    sizeof(struct hmmu_wire_device_name),
-				    sizeof(struct hmmu_wire_mirror) },
-	[HMMU_OP_MIRROR_REGISTER] = { "mirror-register",
-				      sizeof(struct hmmu_wire_register), 0 },
-	[HMMU_OP_MIRROR_UNREGISTER] = { "mirror-unregister",
-					sizeof(struct hmmu_wire_mirror), 0 },
-	[HMMU_OP_MIRROR_DESTROY] = { "mirror-destroy",
-				     sizeof(struct hmmu_wire_mirror), 0 },
+	[HMMU_OP_HELLO] = OP("hello", sizeof(struct hmmu_wire_hello),
+			     sizeof(struct hmmu_wire_hello)),
+	[HMMU_OP_DEVICE_COUNT] = OP("device-count", 0,
+				    sizeof(struct hmmu_wire_count)),
+	[HMMU_OP_DEVICE_INFO] = OP("device-info", sizeof(struct hmmu_wire_index),
+				   sizeof(struct hmmu_wire_device_info)),
+	[HMMU_OP_MIRROR_CREATE] = OP("mirror-create",
+				     sizeof(struct hmmu_wire_device_name),
+				     sizeof(struct hmmu_wire_mirror)),
+	[HMMU_OP_MIRROR_REGISTER] = {
+		.name = "mirror-register",
+		.request = sizeof(struct hmmu_wire_register),
+		.request_ext = sizeof(struct hmmu_wire_register_ext),
+	},
+	[HMMU_OP_MIRROR_UNREGISTER] = OP("mirror-unregister",
+					 sizeof(struct hmmu_wire_mirror), 0),
+	[HMMU_OP_MIRROR_DESTROY] = OP("mirror-destroy",
+				      sizeof(struct hmmu_wire_mirror), 0),
 	/* Counters come in any number: older daemons send fewer. */
-	[HMMU_OP_STATS] = { "stats", 0, sizeof(uint64_t) },
-	[HMMU_OP_DEVICE_CMD] = { "device-cmd",
-				 sizeof(struct hmmu_wire_device_cmd),
-				 sizeof(struct hmmu_wire_cmd_result) },
-	[HMMU_OP_JOB] = { "job", sizeof(struct hmmu_wire_job),
-			  sizeof(struct hmmu_wire_job_result) },
-	[HMMU_OP_LIST] = { "list", sizeof(struct hmmu_wire_list),
-			   sizeof(struct hmmu_wire_list_reply) },
-	[HMMU_OP_BUFFER_CREATE] = { "buffer-create",
-				    sizeof(struct hmmu_wire_buffer_create),
-				    sizeof(struct hmmu_wire_buffer) },
-	[HMMU_OP_BUFFER_DESTROY] = { "buffer-destroy",
-				     sizeof(struct hmmu_wire_buffer), 0 },
-	[HMMU_OP_DEVICE_CMD_BUFFER] = { "device-cmd-buffer",
-					sizeof(struct hmmu_wire_device_cmd_buffer),
-					sizeof(struct hmmu_wire_cmd_result) },
+	[HMMU_OP_STATS] = OP("stats", 0, sizeof(uint64_t)),
+	[HMMU_OP_DEVICE_CMD] = OP("device-cmd",
+				  sizeof(struct hmmu_wire_device_cmd),
+				  sizeof(struct hmmu_wire_cmd_result)),
+	[HMMU_OP_JOB] = OP("job", sizeof(struct hmmu_wire_job),
+			   sizeof(struct hmmu_wire_job_result)),
+	[HMMU_OP_LIST] = OP("list", sizeof(struct hmmu_wire_list),
+			    sizeof(struct hmmu_wire_list_reply)),
+	[HMMU_OP_QUEUE_CREATE] = OP("queue-create",
+				    sizeof(struct hmmu_wire_queue_create),
+				    sizeof(struct hmmu_wire_queue_reply)),
+	[HMMU_OP_QUEUE_DESTROY] = OP("queue-destroy",
+				     sizeof(struct hmmu_wire_queue_id), 0),
+	[HMMU_OP_BUFFER_CREATE] = OP("buffer-create",
+				     sizeof(struct hmmu_wire_buffer_create),
+				     sizeof(struct hmmu_wire_buffer)),
+	[HMMU_OP_BUFFER_DESTROY] = OP("buffer-destroy",
+				      sizeof(struct hmmu_wire_buffer), 0),
+	[HMMU_OP_DEVICE_CMD_BUFFER] = OP("device-cmd-buffer",
+					 sizeof(struct hmmu_wire_device_cmd_buffer),
+					 sizeof(struct hmmu_wire_cmd_result)),
 };
 
 static const struct op_desc *op_desc(unsigned op)
@@ -124,10 +136,21 @@ __attribute__((format(printf, 4, 5))) static int fail(int err, char *why,
 	return err;
 }
 
-static int check_request_payload(unsigned op, const void *p, char *why,
-				 size_t size)
+static int check_request_payload(unsigned op, const void *p, size_t len,
+				 char *why, size_t size)
 {
 	switch (op) {
+	case HMMU_OP_MIRROR_REGISTER: {
+		const struct hmmu_wire_register_ext *x = p;
+
+		if (len < sizeof(*x))
+			return 0;
+		if (x->reserved || (x->flags & ~HMMU_REGISTER_FLAGS_))
+			return fail(-EINVAL, why, size, "mirror-register: "
+				    "unknown flags %#x, or reserved is not 0",
+				    x->flags);
+		return 0;
+	}
 	case HMMU_OP_HELLO: {
 		const struct hmmu_wire_hello *h = p;
 
@@ -186,8 +209,8 @@ static int check_request_payload(unsigned op, const void *p, char *why,
 	}
 	case HMMU_OP_DEVICE_CMD_BUFFER: {
 		const struct hmmu_wire_device_cmd_buffer *b = p;
-		int err = check_request_payload(HMMU_OP_DEVICE_CMD, &b->cmd, why,
-						size);
+		int err = check_request_payload(HMMU_OP_DEVICE_CMD, &b->cmd,
+						sizeof(b->cmd), why, size);
 
 		if (err)
 			return err;
@@ -202,6 +225,18 @@ static int check_request_payload(unsigned op, const void *p, char *why,
 		return l->what == 0 || l->what >= HMMU_LIST_MAX_ ?
 			fail(-EINVAL, why, size, "list: no list number %u",
 			     l->what) : 0;
+	}
+	case HMMU_OP_QUEUE_CREATE: {
+		const struct hmmu_wire_queue_create *q = p;
+
+		if (q->reserved)
+			return fail(-EINVAL, why, size,
+				    "queue-create: reserved is not 0");
+		if (q->entries == 0 || q->entries > HMMU_QUEUE_MAX_ENTRIES)
+			return fail(-EINVAL, why, size,
+				    "queue-create: entries must be 1 to %u",
+				    HMMU_QUEUE_MAX_ENTRIES);
+		return 0;
 	}
 	case HMMU_OP_JOB: {
 		const struct hmmu_wire_job *j = p;
@@ -295,11 +330,12 @@ int hmmu_proto_check_why(const void *msg, size_t len, int reply, char *why,
 			return fail(-EPROTO, why, size,
 				    "%s: status %d in a request", d->name,
 				    h->status);
-		if (payload != d->request)
+		if (payload != d->request &&
+		    (!d->request_ext || payload != d->request_ext))
 			return fail(-EMSGSIZE, why, size,
 				    "%s: %zu bytes of payload, the op takes %zu",
 				    d->name, payload, d->request);
-		return check_request_payload(h->op, h + 1, why, size);
+		return check_request_payload(h->op, h + 1, payload, why, size);
 	}
 
 	/* A failed reply may carry no payload (or, for hello, the version). */

@@ -43,9 +43,11 @@ enum hmmu_op {
 	HMMU_OP_JOB = 10,	       /* run an accelerator job, wait for it */
 	HMMU_OP_LIST = 11,	       /* what the daemon holds, a page at a time */
 	/* Not in version 3's first daemons, which answer -EOPNOTSUPP. */
-	HMMU_OP_BUFFER_CREATE = 12,    /* bytes -> buffer id, + its memfd */
-	HMMU_OP_BUFFER_DESTROY = 13,   /* buffer id */
-	HMMU_OP_DEVICE_CMD_BUFFER = 14, /* DEVICE_CMD whose buffer is a buffer's */
+	HMMU_OP_QUEUE_CREATE = 12,     /* shared rings for a mirror -> 2 fds */
+	HMMU_OP_QUEUE_DESTROY = 13,    /* queue id */
+	HMMU_OP_BUFFER_CREATE = 14,    /* bytes -> buffer id, + its memfd */
+	HMMU_OP_BUFFER_DESTROY = 15,   /* buffer id */
+	HMMU_OP_DEVICE_CMD_BUFFER = 16, /* DEVICE_CMD whose buffer is a buffer's */
 	HMMU_OP_MAX_
 };
 
@@ -142,6 +144,23 @@ struct hmmu_wire_register {
 };
 
 /*
+ * MIRROR_REGISTER's long form: the same op with 8 more bytes, sent only
+ * when a flag is set (a daemon that predates it refuses the size with
+ * -EMSGSIZE, and changes nothing). HMMU_REGISTER_COARSE: the mirror wants
+ * coarse-grained coherence; the userfaultfd that goes with the NEED_UFFD
+ * round must then have UFFD_FEATURE_WP_ASYNC, and one that goes with a
+ * fine-grained registration must not. Unknown flags and a non-zero
+ * reserved are -EINVAL.
+ */
+#define HMMU_REGISTER_COARSE 0x1u
+#define HMMU_REGISTER_FLAGS_ HMMU_REGISTER_COARSE
+struct hmmu_wire_register_ext {
+	struct hmmu_wire_register base;
+	uint32_t flags;
+	uint32_t reserved;
+};
+
+/*
  * The counters of HMMU_OP_STATS, in reply order. The reply carries as many
  * u64 as the daemon knows; a client reads the ones it knows. New counters go
  * at the end, never in between.
@@ -160,6 +179,16 @@ enum hmmu_stat {
 	HMMU_STAT_SESSIONS,
 	HMMU_STAT_DEVICE_PAGES,
 	HMMU_STAT_DEVICE_MEM_PAGES,
+	HMMU_STAT_FAULT_BATCHES,
+	HMMU_STAT_FAULT_ENTRIES,
+	HMMU_STAT_FAULT_DUPLICATES,
+	HMMU_STAT_FAULT_BLOCKS,
+	HMMU_STAT_FAULT_RUNS,
+	HMMU_STAT_DENSITY_FETCHES,
+	HMMU_STAT_FAULT_WINDOW_PAGES,
+	HMMU_STAT_FAULT_DENSITY_PCT,
+	HMMU_STAT_FAULT_BATCH_MAX,
+	HMMU_STAT_FAULT_BLOCK_PAGES,
 	HMMU_STAT_NR_
 };
 
@@ -306,6 +335,107 @@ struct hmmu_wire_list_entry {
 	((HMMU_MSG_MAX - sizeof(struct hmmu_wire_hdr) -                       \
 	  sizeof(struct hmmu_wire_list_reply)) /                               \
 	 sizeof(struct hmmu_wire_list_entry))
+
+/*
+ * Asynchronous submission (docs/protocol.md §9). QUEUE_CREATE makes a
+ * submission ring and a completion ring for one mirror in a memfd the
+ * daemon creates, sizes and seals (shrink, grow, seal), and answers with two
+ * fds (SCM_RIGHTS, in this order): that memfd, and an eventfd, the doorbell
+ * of a parked queue. Both ends map the memfd MAP_SHARED. The daemon reads
+ * every byte the client may write once, into its own memory, and checks it.
+ */
+#define HMMU_QUEUE_MAX_ENTRIES 1024u
+
+struct hmmu_wire_queue_create {
+	uint64_t mirror;
+	uint32_t entries;  /* 1 to HMMU_QUEUE_MAX_ENTRIES, rounded up to 2^n */
+	uint32_t reserved; /* 0 */
+};
+
+struct hmmu_wire_queue_reply {
+	uint64_t queue;	  /* id, scoped to the connection */
+	uint32_t entries; /* of each ring, a power of 2 */
+	uint32_t reserved;
+	uint64_t size;	  /* of the memfd, to map whole */
+	uint32_t sqes_off; /* where the SQE array starts */
+	uint32_t cqes_off; /* where the CQE array starts */
+};
+
+struct hmmu_wire_queue_id {
+	uint64_t queue;
+};
+
+/*
+ * The control words, each on its own cache line at the start of the
+ * memfd. "head" and "tail" are free-running u32 counters; entry i of a
+ * ring is at index i & (entries - 1). Who writes what:
+ *   sq_tail   client (release); the doorbell's futex word
+ *   sq_head   daemon: SQEs it has taken (read once each)
+ *   sq_flags  daemon: HMMU_SQ_NEED_WAKEUP, HMMU_SQ_NEED_EVENT
+ *   cq_tail   daemon (release); the client's futex word
+ *   cq_head   client: CQEs it has consumed
+ *   cq_flags  client: HMMU_CQ_WAITING
+ */
+#define HMMU_RING_LINE 64u
+enum hmmu_ring_word {
+	HMMU_RING_SQ_HEAD = 0,
+	HMMU_RING_SQ_TAIL = 1,
+	HMMU_RING_SQ_FLAGS = 2,
+	HMMU_RING_CQ_HEAD = 3,
+	HMMU_RING_CQ_TAIL = 4,
+	HMMU_RING_CQ_FLAGS = 5,
+	HMMU_RING_WORDS_
+};
+/* Byte offset of a control word. */
+#define HMMU_RING_OFF(word) ((word) * HMMU_RING_LINE)
+
+/*
+ * sq_flags. NEED_WAKEUP: a daemon thread sleeps on sq_tail (FUTEX_WAIT):
+ * after publishing a new tail, FUTEX_WAKE it. NEED_EVENT: nobody serves
+ * the queue: write 1 to the eventfd. Neither: the daemon polls the ring,
+ * no call needed. The client reads the flags after its tail store, with a
+ * full barrier between (the daemon sets them, barrier, reads the tail).
+ */
+#define HMMU_SQ_NEED_WAKEUP 0x1u
+#define HMMU_SQ_NEED_EVENT 0x2u
+/* cq_flags: the client sleeps on cq_tail; FUTEX_WAKE it after a CQE. */
+#define HMMU_CQ_WAITING 0x1u
+
+enum hmmu_wire_sqe_op {
+	HMMU_SQE_NOP = 1, /* completes with 0 */
+	HMMU_SQE_CMD = 2, /* u.cmd: READ, WRITE or SNAPSHOT */
+	HMMU_SQE_JOB = 3, /* u.job */
+	HMMU_SQE_MAX_
+};
+
+/*
+ * A submission: the payload of the DEVICE_CMD or JOB request it stands for,
+ * whose mirror field must be 0 (the queue's mirror is meant), checked by the
+ * same decoder as a request.
+ */
+struct hmmu_wire_sqe {
+	uint16_t op;	   /* enum hmmu_wire_sqe_op */
+	uint16_t reserved; /* 0 */
+	uint32_t reserved2; /* 0 */
+	uint64_t user_data; /* echoed in the completion */
+	union {
+		struct hmmu_wire_device_cmd cmd;
+		struct hmmu_wire_job job;
+	} u;
+};
+
+/* A completion: the results of the reply the request would have had. */
+struct hmmu_wire_cqe {
+	uint64_t user_data;
+	int32_t status; /* 0 or -errno */
+	uint32_t op;	/* the SQE's op, or 0 if it made no sense */
+	uint64_t cpages; /* commands */
+	uint64_t faults;
+	uint64_t result; /* jobs */
+	uint64_t elapsed_ns;
+};
+_Static_assert(sizeof(struct hmmu_wire_sqe) == 72, "SQE layout");
+_Static_assert(sizeof(struct hmmu_wire_cqe) == 48, "CQE layout");
 
 /*
  * Check a received message: magic, flags, op, length for that op, reserved

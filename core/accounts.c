@@ -71,6 +71,16 @@ int account_connect(struct account *a)
 	return err;
 }
 
+unsigned account_connections(struct account *a)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&lock);
+	n = a->connections;
+	pthread_mutex_unlock(&lock);
+	return n;
+}
+
 void account_disconnect(struct account *a)
 {
 	pthread_mutex_lock(&lock);

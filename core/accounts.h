@@ -39,6 +39,8 @@ void account_put(struct account *a);
 
 /* Open connections, all users, and one more for @a: -EDQUOT/-EUSERS. */
 int account_connect(struct account *a);
+/* @a's open connections now (its count changes under the accounts' lock). */
+unsigned account_connections(struct account *a);
 void account_disconnect(struct account *a);
 
 /* One more mirror of @a: -EDQUOT past mirrors-per-user. */

@@ -21,6 +21,16 @@ struct counters {
 	 */
 	atomic_uint_fast64_t mirrors;
 	atomic_uint_fast64_t device_pages; /* held in device page tables, now */
+	/* Replayable fault buffers (faultbuf.h): what their servicers did. */
+	atomic_uint_fast64_t fault_batches;    /* batches drained */
+	atomic_uint_fast64_t fault_entries;    /* faults posted and drained */
+	atomic_uint_fast64_t fault_duplicates; /* dropped: already served */
+	atomic_uint_fast64_t fault_blocks;     /* 2 MiB blocks served, per batch */
+	atomic_uint_fast64_t fault_runs;       /* range faults (WP + read) */
+	atomic_uint_fast64_t density_fetches;  /* blocks fetched whole */
+	/* Their rule, the largest of the devices' (set as they are created). */
+	atomic_uint_fast64_t fault_window_pages;
+	atomic_uint_fast64_t fault_density_pct;
 };
 
 extern struct counters counters;

@@ -5,6 +5,7 @@
  * reaches a model.
  */
 #include "device.h"
+#include "counters.h"
 #include "command.h"
 #include "devmem.h"
 #include "mirror.h"
@@ -304,6 +305,31 @@ static void create_failed(struct hmmu_device *dev, const char *spec,
 			spec, dev->module->model, strerror(-err));
 }
 
+/* Raise *@c to @v (devices are created one at a time, on the main thread). */
+static void raise_to(atomic_uint_fast64_t *c, uint64_t v)
+{
+	if (counter_read(c) < v)
+		atomic_store(c, v);
+}
+
+/* What a device holds besides its model's state and threads. */
+static void device_free(struct hmmu_device *dev)
+{
+	devmem_destroy(dev->mem);
+	placement_destroy(dev->near);
+	if (dev->dl)
+		dlclose(dev->dl);
+	pthread_mutex_destroy(&dev->log_rl.lock);
+	free(dev);
+}
+
+/* A device with a fault buffer: its rule shows in the stats (hmmuctl stats). */
+static void fault_rule_publish(const struct hmmu_device *dev)
+{
+	raise_to(&counters.fault_window_pages, dev->prefetch);
+	raise_to(&counters.fault_density_pct, dev->density_pct);
+}
+
 int device_create(const char *spec, struct hmmu_device **out)
 {
 	struct hmmu_device *dev;
@@ -326,6 +352,8 @@ int device_create(const char *spec, struct hmmu_device **out)
 	dev->numa_node = s.numa_node;
 	dev->mem_bytes = s.mem_bytes;
 	dev->prefetch = 1;
+	dev->fault_entries = 0;
+	dev->density_pct = 0;
 	pthread_mutex_init(&dev->log_rl.lock, NULL);
 	dev->module = s.module;
 	err = s.path ? load_module(s.path, &dev->dl, &dev->module) : 0;
@@ -347,13 +375,10 @@ int device_create(const char *spec, struct hmmu_device **out)
 		}
 	}
 	device_spec_free(&s);
+	if (!err && dev->fault_entries)
+		fault_rule_publish(dev);
 	if (err) {
-		devmem_destroy(dev->mem);
-		placement_destroy(dev->near);
-		if (dev->dl)
-			dlclose(dev->dl);
-		pthread_mutex_destroy(&dev->log_rl.lock);
-		free(dev);
+		device_free(dev);
 		return err;
 	}
 	*out = dev;
@@ -368,12 +393,7 @@ void device_destroy(struct hmmu_device *dev)
 		dev->ops->destroy(dev);
 	if (dev->threads)
 		workers_stop(dev->threads);
-	devmem_destroy(dev->mem);
-	placement_destroy(dev->near);
-	if (dev->dl)
-		dlclose(dev->dl);
-	pthread_mutex_destroy(&dev->log_rl.lock);
-	free(dev);
+	device_free(dev);
 }
 
 const char *device_model(const struct hmmu_device *dev)
@@ -383,7 +403,8 @@ const char *device_model(const struct hmmu_device *dev)
 
 int device_bind(struct hmmu_mirror *m)
 {
-	int err = mmu_init(&m->mmu, m, m->dev->prefetch);
+	int err = mmu_init(&m->mmu, m, m->dev->prefetch, m->dev->fault_entries,
+			   m->dev->density_pct);
 
 	if (err)
 		return err;

@@ -33,6 +33,8 @@ struct hmmu_device {
 	struct placement *near; /* the CPUs of its node (NULL: no node) */
 	struct workers *threads; /* compute threads, if the model asked */
 	unsigned prefetch;	/* pages a device load fault brings in */
+	unsigned fault_entries; /* its replayable fault buffer (0: none) */
+	unsigned density_pct;	/* the buffer's density rule (0: none) */
 	unsigned index;		/* its place among the daemon's devices */
 	void *drvdata;		/* the model's */
 	struct log_ratelimit log_rl; /* hmmu_log()'s */

@@ -13,6 +13,7 @@
 #include "device.h"
 #include "explain.h"
 #include "fault.h"
+#include "faultbuf.h"
 #include "migrate.h"
 #include "mirror.h"
 #include "mmu.h"
@@ -58,6 +59,17 @@ int hmmu_device_set_prefetch(struct hmmu_device *dev, unsigned pages)
 	if (pages == 0 || pages > 512)
 		return -EINVAL;
 	dev->prefetch = pages;
+	return 0;
+}
+
+int hmmu_device_set_fault_buffer(struct hmmu_device *dev, unsigned entries,
+				 unsigned density_pct)
+{
+	if ((entries && entries < FAULTBUF_MIN_ENTRIES) ||
+	    entries > FAULTBUF_MAX_ENTRIES || density_pct > 100)
+		return -EINVAL;
+	dev->fault_entries = entries;
+	dev->density_pct = density_pct;
 	return 0;
 }
 
@@ -128,6 +140,15 @@ int hmmu_mmu_load(struct hmmu_mirror *m, uint64_t addr, void *dst,
 {
 	return explained(m, mmu_load(&m->mmu, addr, dst, len, faults), addr,
 			 addr + len, false);
+}
+
+int hmmu_mmu_fault_replayable(struct hmmu_mirror *m, uint64_t addr)
+{
+	if (!m->mmu.fb.cap)
+		return -EOPNOTSUPP;
+	if (addr >= HMMU_VA_LIMIT)
+		return -EFAULT;
+	return faultbuf_fault(&m->mmu, page_down(addr));
 }
 
 int hmmu_mmu_pin(struct hmmu_mirror *m, uint64_t start, uint64_t end,
@@ -343,8 +364,11 @@ void hmmu_device_queue_work(struct hmmu_device *dev, struct hmmu_work *w)
 	if (cur)
 		q->ctx = *cur; /* the request's deadline and cancellation */
 	if (!dev->threads) {
-		/* A model that started no threads: its work runs here. */
-		run_work(&q->work);
+		/*
+		 * A model that started no threads: its work runs here, under
+		 * the caller's own context, which it must keep afterwards.
+		 */
+		w->fn(w);
 		return;
 	}
 	workers_queue(dev->threads, &q->work);

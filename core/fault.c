@@ -22,10 +22,20 @@
  * never touched. Without it, those are skipped by the kernel, and the copy in
  * step 4 maps the zero page unprotected: so without it we copy once before
  * protecting (which populates), and once after.
+ *
+ * In a coarse-grained process (coherence.h) a CPU write after step 3 does
+ * not fault: the kernel clears the page's protection, and the next command
+ * boundary finds it and invalidates. Step 3 is then a PAGEMAP_SCAN that
+ * protects the written pages of the range and reports them, and each is
+ * invalidated in every mirror (another device may hold an older copy):
+ * that moves the sequence, so the attempt retries. range_fault() collects
+ * once before its loop, so that usually the attempt in the loop finds
+ * nothing written and commits at once.
  */
 #include "fault.h"
 #include "../common/page.h"
 #include "client_mem.h"
+#include "coherence.h"
 #include "command.h"
 #include "counters.h"
 #include "../lib/log.h"
@@ -106,6 +116,11 @@ static int snapshot(struct process *p, uint64_t start, uint64_t end,
 	uint64_t len = end - start;
 	int err;
 
+	if (p->coarse) {
+		err = coherence_collect(p, start, end, NULL);
+		return err ? err :
+			client_readv_checked(p, start, pages, npages, len);
+	}
 	if (!(p->uffd_features & UFFD_FEATURE_WP_UNPOPULATED)) {
 		err = client_readv_checked(p, start, pages, npages, len);
 		if (err)
@@ -126,13 +141,16 @@ int fault_snapshot(struct process *p, uint64_t start, uint64_t end,
 int range_fault(struct range_fault *rf)
 {
 	struct process *p = rf->m->proc;
+	int max = rf->max_tries ? rf->max_tries : MAX_TRIES;
 	int err;
 
 	err = process_register_range(p, rf->start, rf->end, rf->write);
+	if (!err && p->coarse)
+		err = coherence_collect(p, rf->start, rf->end, NULL);
 	if (err)
 		return err;
 
-	for (int tries = 0; tries < MAX_TRIES; tries++) {
+	for (int tries = 0; tries < max; tries++) {
 		uint64_t seq;
 
 		err = fault_read_begin(p, &seq);
@@ -152,6 +170,8 @@ int range_fault(struct range_fault *rf)
 		}
 		pthread_mutex_unlock(rf->lock);
 	}
+	if (rf->max_tries)
+		return -EAGAIN;
 	log_warn("client %d: range fault %#" PRIx64 "-%#" PRIx64
 		 " invalidated %d times in a row",
 		 p->pid, rf->start, rf->end, MAX_TRIES);

@@ -37,6 +37,14 @@ struct range_fault {
 	/* With *lock held and the snapshot still valid: install it. */
 	int (*commit)(struct range_fault *rf);
 	void *arg; /* the device's */
+	/*
+	 * Attempts before -EAGAIN: 0 for the default (1000), after which
+	 * the client is named in the log. A batched run (faultbuf.c) asks
+	 * for few and gives up quietly: under a stream of CPU writes a
+	 * whole 2 MiB block may never see a quiet moment, and its units
+	 * then fault their own windows, which do.
+	 */
+	int max_tries;
 };
 
 /*

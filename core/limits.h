@@ -22,6 +22,10 @@ struct limits {
 	unsigned zaps_per_process;	  /* REMOVEs waiting with a pagemap copy */
 	uint64_t job_timeout_ms;	  /* longest command or job */
 	uint64_t stop_timeout_ms;	  /* longest clean stop */
+	uint64_t copy_pool_bytes;	  /* warm page copies kept unused */
+	uint64_t copy_pool_idle_ms;	  /* unused this long: given back */
+	unsigned queues_per_connection;	  /* submission queues (queue.c) */
+	unsigned queue_threads;		  /* servicers of all queues */
 	unsigned buffers_per_user;	  /* shared buffers (hmmu_buffer_create) */
 	uint64_t buffer_bytes_per_user;	  /* their memory */
 };

@@ -265,6 +265,21 @@ int migrate_prepare(struct hmmu_mirror *m, uint64_t start, uint64_t npages,
 
 	*count = 0;
 	memset(map, 0, npages);
+	/*
+	 * A page moves only once no CPU write can land in it between our
+	 * copy and its discard: the writer is held on its write-protect fault
+	 * until FINISH. Under UFFD_FEATURE_WP_ASYNC there is no such fault, and
+	 * a write made after our copy would be thrown away with the page: a
+	 * coarse-grained process keeps its pages (docs/semantics.md).
+	 */
+	if (p->coarse) {
+		err = command_fail(-EOPNOTSUPP, "this process's mirrors are "
+				   "coarse-grained: its pages never move to "
+				   "device memory (a CPU write racing the move "
+				   "could not be held, and would be lost); "
+				   "register fine-grained mirrors to migrate");
+		goto out;
+	}
 	if (!cand || !bounce) {
 		err = -ENOMEM;
 		goto out;
@@ -866,12 +881,13 @@ int hmmu_migrate_vma_setup(struct hmmu_migrate_vma *args)
  */
 int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard)
 {
-	struct process *p = args->mirror->proc;
+	struct process *p;
 	uint64_t npages;
 	int err = migrate_vma_check(args);
 
 	if (err)
 		return err;
+	p = args->mirror->proc;
 	npages = (args->end - args->start) / page_size();
 	memset(discard, 0, (npages + 7) / 8);
 	args->cpages = 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "mmu.h"
 #include "../lib/pagetable.h"
+#include "copy_pool.h"
 #include "counters.h"
 #include "accounts.h"
 #include "client_mem.h"
@@ -33,41 +34,12 @@
 
 
 /*
- * The device's page copies come from slabs of pages, recycled through a
- * free list, one per mirror and under its page-table lock (no lock shared
- * by the fault paths of different mirrors): malloc() of a page per fault
- * made the workers' arenas grow, an mprotect and a page fault per page.
- * A slab's first page links the slabs; they go back at mmu_fini().
+ * The device's page copies come from the daemon's pool (copy_pool.c):
+ * pages written once already, so that reading a client page into one
+ * costs no first-touch fault, kept across mirrors, bounded by its own cap.
+ * A copy handed out is charged to the mirror's user until freed, exactly
+ * as before the pool; the pool's own idle pages are no one's.
  */
-#define SLAB_PAGES 512
-
-/*
- * mmu->lock held. Fresh pages are handed out from the newest slab in order
- * (never pre-linked: linking touches, and so faults in, the whole slab at
- * once, which made one device fault in 512 take 1.6 ms).
- */
-static void *copy_alloc(struct dev_mmu *mmu)
-{
-	void *page = mmu->free_pages;
-
-	if (page) {
-		mmu->free_pages = *(void **)page;
-		return page;
-	}
-	if (mmu->slab_next == SLAB_PAGES || !mmu->slabs) {
-		char *slab = mmap(NULL, SLAB_PAGES * page_size(),
-				  PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (slab == MAP_FAILED)
-			return NULL;
-		/* Its first page links the slabs. */
-		*(void **)slab = mmu->slabs;
-		mmu->slabs = slab;
-		mmu->slab_next = 1;
-	}
-	return (char *)mmu->slabs + mmu->slab_next++ * page_size();
-}
 
 static const char shared_zero[65536] __attribute__((aligned(65536)));
 
@@ -93,8 +65,7 @@ static void copy_recycle(struct dev_mmu *mmu, void *page)
 		mmu->limbo[mmu->nlimbo++] = page;
 		return;
 	}
-	*(void **)page = mmu->free_pages;
-	mmu->free_pages = page;
+	copy_pool_free(page);
 }
 
 /* mmu->lock held: a copy is no longer in use (charged once, freed once). */
@@ -137,19 +108,22 @@ void mmu_unpin(struct dev_mmu *mmu)
 	pthread_mutex_unlock(&mmu->lock);
 }
 
-int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch)
+int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch,
+	     unsigned fault_entries, unsigned density_pct)
 {
 	int err = pt_create(&mmu->pt);
 
 	if (err)
 		return err;
+	err = faultbuf_init(&mmu->fb, fault_entries, density_pct);
+	if (err) {
+		pt_destroy(mmu->pt, NULL, NULL);
+		return err;
+	}
 	pthread_mutex_init(&mmu->lock, NULL);
 	mmu->m = m;
 	mmu->acct = m->acct;
 	mmu->prefetch = prefetch ? prefetch : 1;
-	mmu->free_pages = NULL;
-	mmu->slabs = NULL;
-	mmu->slab_next = 0;
 	mmu->readers = 0;
 	mmu->limbo = NULL;
 	mmu->nlimbo = mmu->limbo_cap = 0;
@@ -176,13 +150,11 @@ void mmu_fini(struct dev_mmu *mmu)
 	pthread_mutex_unlock(&mmu->lock);
 	pt_destroy(mmu->pt, NULL, NULL);
 	mmu->pt = NULL;
+	/* No reader is left at the end (its request holds the mirror). */
+	while (mmu->nlimbo)
+		copy_pool_free(mmu->limbo[--mmu->nlimbo]);
 	free(mmu->limbo);
-	while (mmu->slabs) {
-		void *next = *(void **)mmu->slabs;
-
-		munmap(mmu->slabs, SLAB_PAGES * page_size());
-		mmu->slabs = next;
-	}
+	faultbuf_fini(&mmu->fb);
 	pthread_mutex_destroy(&mmu->lock);
 }
 
@@ -303,23 +275,21 @@ static int by_address(const void *a, const void *b)
  * straight into them, and the commit installs them.
  */
 static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
-		       int write)
+		       int write, int max_tries)
 {
 	uint64_t n = (end - start) / page_size();
 	struct iovec *pages = scratch_get(SCRATCH_PAGES, n * sizeof(*pages));
 	struct range_fault rf = {
 		.m = mmu->m, .start = start, .end = end, .write = write,
 		.pages = pages, .lock = &mmu->lock, .commit = install_snapshot,
-		.arg = mmu,
+		.arg = mmu, .max_tries = max_tries,
 	};
 	int err = 0;
 
 	if (!pages)
 		return -ENOMEM;
-	pthread_mutex_lock(&mmu->lock);
 	/* Charged for a whole chunk at most, until the commit drops the zeros. */
 	if (mmu->acct && !account_charge_copies(mmu->acct, n)) {
-		pthread_mutex_unlock(&mmu->lock);
 		log_warn("client %d: its user holds as many page copies as allowed "
 			 "(--limit copy-mib-per-user)", mmu->m->owner.pid);
 		return command_fail(-EDQUOT, "this user's device page copies "
@@ -328,25 +298,25 @@ static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 				    "mirrors it no longer needs",
 				    limits.copy_bytes_per_user >> 20);
 	}
-	for (uint64_t i = 0; i < n && !err; i++) {
-		pages[i].iov_base = copy_alloc(mmu);
-		pages[i].iov_len = page_size();
-		if (!pages[i].iov_base) {
-			if (mmu->acct)
-				account_uncharge_copies(mmu->acct, n - i);
-			n = i;
-			err = -ENOMEM;
-		}
+	/*
+	 * The pool's pages hold what their last user left: the snapshot
+	 * overwrites every byte of each before the commit installs it, and a
+	 * snapshot that fails installs nothing (docs/design.md, "Page
+	 * copies").
+	 */
+	err = copy_pool_alloc(pages, (unsigned)n);
+	if (err) {
+		if (mmu->acct)
+			account_uncharge_copies(mmu->acct, n);
+		return err;
 	}
-	pthread_mutex_unlock(&mmu->lock);
 	/*
 	 * Which copy holds which page is ours to choose: in address order,
 	 * neighbours in a slab become one buffer for the snapshot's read
 	 * (client_mem.c merges them), one call of the mem file's instead of
 	 * one a page.
 	 */
-	if (!err)
-		qsort(pages, n, sizeof(*pages), by_address);
+	qsort(pages, n, sizeof(*pages), by_address);
 	if (!err)
 		err = range_fault(&rf);
 	/* Give back whatever the commit did not take. */
@@ -399,7 +369,7 @@ int mmu_fault_in(struct dev_mmu *mmu, uint64_t start, uint64_t end, int write,
 			break;
 		if (copy_if_present(mmu, a, ce, NULL, write))
 			continue;
-		err = fault_chunk(mmu, a, ce, write);
+		err = fault_chunk(mmu, a, ce, write, 0);
 		*faulted = 1;
 	}
 	return err;
@@ -433,7 +403,7 @@ int mmu_read(struct dev_mmu *mmu, uint64_t start, uint64_t end, void *buf,
 				err = -EAGAIN;
 				break;
 			}
-			err = fault_chunk(mmu, a, ce, 0);
+			err = fault_chunk(mmu, a, ce, 0, 0);
 			if (err)
 				break;
 		}
@@ -535,7 +505,7 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
 	for (uint64_t a = start; a < end && !err; a += chunk) {
 		uint64_t ce = end - a < chunk ? end : a + chunk;
 
-		err = fault_chunk(mmu, a, ce, 1);
+		err = fault_chunk(mmu, a, ce, 1, 0);
 	}
 	return err;
 }
@@ -563,10 +533,65 @@ static uint64_t prefetch_end(struct dev_mmu *mmu, uint64_t page)
 	return end;
 }
 
+/* Attempts of a batched run before its units fault their own windows. */
+#define RUN_TRIES 8
+
+int mmu_fault_run(struct dev_mmu *mmu, uint64_t start, uint64_t end)
+{
+	return fault_chunk(mmu, start, end, 0, RUN_TRIES);
+}
+
+static int set_held(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	uint64_t **ctx = arg; /* [0]: the map, [1]: the block's address */
+	uint64_t i = (addr - (uint64_t)(uintptr_t)ctx[1]) / page_size();
+
+	(void)e;
+	ctx[0][i / 64] |= 1ull << (i % 64);
+	return 0;
+}
+
+unsigned mmu_held_map(struct dev_mmu *mmu, uint64_t block, uint64_t bytes,
+		      uint64_t *map)
+{
+	uint64_t *ctx[2] = { map, (uint64_t *)(uintptr_t)block };
+	uint64_t words = (bytes / page_size() + 63) / 64;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&mmu->lock);
+	pt_walk(mmu->pt, block, block + bytes, set_held, ctx);
+	pthread_mutex_unlock(&mmu->lock);
+	for (uint64_t w = 0; w < words; w++)
+		n += (unsigned)__builtin_popcountll(map[w]);
+	return n;
+}
+
+uint64_t mmu_window_end(struct dev_mmu *mmu, uint64_t page)
+{
+	return prefetch_end(mmu, page);
+}
+
+void mmu_mapping(struct dev_mmu *mmu, uint64_t page, uint64_t *lo,
+		 uint64_t *hi)
+{
+	struct vma_cursor c;
+	struct vma v;
+
+	*lo = page;
+	*hi = page + page_size();
+	vma_cursor_init(&c, mmu->m->proc, page);
+	if (vma_next(&c, &v) == 1 && v.start <= page && v.end > page) {
+		*lo = v.start;
+		*hi = v.end;
+	}
+	vma_cursor_done(&c);
+}
+
 int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 	     uint64_t *faults)
 {
 	char *out = dst, *local = NULL;
+	uint64_t posted = 1; /* the last page posted to the fault buffer */
 	int err = 0;
 
 	if (addr >= PT_VA_LIMIT || len > PT_VA_LIMIT - addr)
@@ -603,6 +628,19 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 			*faults += 1;
 			if (err)
 				break;
+		}
+		if (!hit && mmu->fb.cap && page != posted) {
+			/*
+			 * A replayable fault: posted to the fault buffer, serviced
+			 * in a batch, then the access is replayed. A page still
+			 * missing at its replay faults alone, below.
+			 */
+			if ((err = command_check()))
+				break;
+			posted = page;
+			err = faultbuf_fault(mmu, page);
+			*faults += 1;
+			continue;
 		}
 		if (!hit) {
 			/*

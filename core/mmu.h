@@ -5,10 +5,11 @@
  * holding the device's own copy of each mirrored page, filled by range
  * faults and emptied by invalidations.
  *
- * Locking: lock protects pt and the page-copy pool. It is taken inside the process lock (by
- * invalidations) and by the range fault's commit; nothing that waits for the
- * client runs under it. Calls that read or write client memory run on a
- * worker, never on the loop thread.
+ * Locking: lock protects pt and the limbo of pinned copies (the copies
+ * themselves come from copy_pool.c, whose locks are leaves). It is taken
+ * inside the process lock (by invalidations) and by the range fault's
+ * commit; nothing that waits for the client runs under it. Calls that read
+ * or write client memory run on a worker, never on the loop thread.
  */
 #ifndef HMMU_DEVICE_MMU_H
 #define HMMU_DEVICE_MMU_H
@@ -16,6 +17,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/uio.h>
+
+#include "faultbuf.h"
 
 struct hmmu_mirror;
 struct pt;
@@ -41,7 +44,6 @@ struct dev_mmu {
 	 * process_vm_readv, and count as one fault.
 	 */
 	unsigned prefetch;
-	void *free_pages; /* recycled page copies, under lock */
 	/*
 	 * Copies freed while a reader uses page copies without the lock
 	 * (mmu_pin()) wait in limbo until the last reader is done. Limbo is
@@ -51,12 +53,20 @@ struct dev_mmu {
 	unsigned readers;
 	void **limbo;
 	unsigned nlimbo, limbo_cap;
-	void *slabs;	  /* where they come from, for mmu_fini() */
 	struct account *acct; /* charged for the copies in use (may be NULL) */
-	unsigned slab_next; /* the newest slab's first page not handed out */
+	/*
+	 * Where load faults go to be serviced in batches (faultbuf.h);
+	 * fb.cap 0: each is taken alone.
+	 */
+	struct fault_buf fb;
 };
 
-int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch);
+/*
+ * @fault_entries: the replayable fault buffer's size (0: none), and
+ * @density_pct its density rule (0: none), faultbuf.h.
+ */
+int mmu_init(struct dev_mmu *mmu, struct hmmu_mirror *m, unsigned prefetch,
+	     unsigned fault_entries, unsigned density_pct);
 /* Drop every page and free the table. */
 void mmu_fini(struct dev_mmu *mmu);
 
@@ -105,6 +115,7 @@ int mmu_write(struct dev_mmu *mmu, uint64_t addr, uint64_t len,
  * Device load of @len bytes at @addr (any alignment) into @dst, through the
  * page table, a page at a time: each page the device does not hold is one
  * device fault, added to *@faults, which brings in mmu->prefetch pages
+ * (or, through the fault buffer, what its batch plan gives the page)
  * from there (fewer where the mapping ends).
  */
 int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
@@ -119,6 +130,22 @@ int mmu_load(struct dev_mmu *mmu, uint64_t addr, void *dst, uint64_t len,
 int mmu_pin(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 	    struct iovec *pages);
 void mmu_unpin(struct dev_mmu *mmu);
+
+/*
+ * For the fault buffer's servicer (faultbuf.c), no lock held:
+ * mmu_fault_run() brings [start, end) (at most 1024 pages) in with one
+ * range fault: one write-protect and one scattered read. mmu_held_map()
+ * sets a bit in @map for each page of [block, block + bytes) the device
+ * holds, and returns how many. mmu_window_end() is where a fault's
+ * prefetch window from @page ends; mmu_mapping() the mapping around @page
+ * ([page, page + 1 page) if it cannot tell).
+ */
+int mmu_fault_run(struct dev_mmu *mmu, uint64_t start, uint64_t end);
+unsigned mmu_held_map(struct dev_mmu *mmu, uint64_t block, uint64_t bytes,
+		      uint64_t *map);
+uint64_t mmu_window_end(struct dev_mmu *mmu, uint64_t page);
+void mmu_mapping(struct dev_mmu *mmu, uint64_t page, uint64_t *lo,
+		 uint64_t *hi);
 
 /* Number of pages the device holds. */
 uint64_t mmu_pages(struct dev_mmu *mmu);

@@ -42,7 +42,7 @@ struct pending_zap {
 };
 
 /* Is @fd a userfaultfd, and with which features? Both from /proc. */
-static int uffd_inspect(int fd, uint64_t *features)
+int process_uffd_features(int fd, uint64_t *features)
 {
 	char path[64], target[64], line[128];
 	unsigned long long api, feat, ioctls;
@@ -117,7 +117,7 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	uint64_t features = 0;
 	int err, flags;
 
-	err = uffd_inspect(uffd, &features);
+	err = process_uffd_features(uffd, &features);
 	if (err)
 		return err;
 	if ((features & HMMU_UFFD_REQUIRED_FEATURES) !=
@@ -145,6 +145,8 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	p->pid_ino = peer->pid_ino;
 	p->uffd = uffd;
 	p->uffd_features = features;
+	p->coarse = features & UFFD_FEATURE_WP_ASYNC;
+	pthread_mutex_init(&p->scan_lock, NULL);
 	p->loop = loop;
 	atomic_init(&p->refs, 1); /* the registry's table */
 	pthread_rwlock_init(&p->lock, NULL);
@@ -206,6 +208,7 @@ void process_put(struct process *p)
 		free(z);
 	}
 	pthread_mutex_destroy(&p->zap_lock);
+	pthread_mutex_destroy(&p->scan_lock);
 	migrate_fini(p);
 	account_put(p->acct);
 	pthread_rwlock_destroy(&p->lock);
@@ -401,6 +404,40 @@ void process_wait_invalidations(struct process *p, long timeout_ns)
 		syscall(SYS_futex, futex_word(p), FUTEX_WAIT_PRIVATE, seen,
 			&limit, NULL, 0);
 	atomic_fetch_sub(&p->inval_waiters, 1);
+}
+
+/* See process.h. Waiters: as inval_waiters, both sides seq_cst. */
+static atomic_uint events_seq;
+static atomic_int events_waiters;
+
+void process_events_begin(void)
+{
+	atomic_fetch_add(&events_seq, 1);
+}
+
+void process_events_end(void)
+{
+	atomic_fetch_add(&events_seq, 1);
+	if (atomic_load(&events_waiters))
+		syscall(SYS_futex, (int *)&events_seq, FUTEX_WAKE_PRIVATE,
+			INT_MAX, NULL, NULL, 0);
+}
+
+void process_wait_events(void)
+{
+	unsigned seen = atomic_load(&events_seq);
+
+	if (!(seen & 1))
+		return;
+	/*
+	 * Only the batch seen in progress: a later one read nothing that the
+	 * client had seen complete before it sent this request.
+	 */
+	atomic_fetch_add(&events_waiters, 1);
+	while (atomic_load(&events_seq) == seen)
+		syscall(SYS_futex, (int *)&events_seq, FUTEX_WAIT_PRIVATE,
+			seen, NULL, NULL, 0);
+	atomic_fetch_sub(&events_waiters, 1);
 }
 
 /* ---- REMOVE: invalidations that end when the kernel's zap is done ---- */

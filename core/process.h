@@ -42,6 +42,20 @@ struct process {
 	int pidfd; /* our own dup: the connection's may close first */
 	int uffd;
 	uint64_t uffd_features;
+	/*
+	 * Coarse-grained coherence (coherence.c): the userfaultfd came with
+	 * UFFD_FEATURE_WP_ASYNC, so CPU writes to protected pages never fault
+	 * into us; they are collected at command boundaries instead. Set once
+	 * at creation, from the fd's features; read without a lock.
+	 * scan_lock serialises the collections (a PAGEMAP_SCAN that
+	 * re-protects the written pages, then their invalidation): a page one
+	 * scan took is invalidated before any other scan returns. Taken by
+	 * workers and compute units holding at most a mirror's state_lock;
+	 * under it only p->lock (read) and the device page-table locks, through
+	 * the invalidation. Never by the loop thread.
+	 */
+	bool coarse;
+	pthread_mutex_t scan_lock;
 	struct loop *loop; /* NULL: nobody watches the userfaultfd (unit tests) */
 	atomic_uint refs;
 
@@ -134,6 +148,11 @@ struct process {
 int process_create(const struct peer *peer, int uffd, struct loop *loop,
 		   struct process **out);
 /*
+ * The features @fd went through UFFDIO_API with; -EBADF if it is not a
+ * userfaultfd. (process_create() makes the state's coherence mode of them.)
+ */
+int process_uffd_features(int fd, uint64_t *features);
+/*
  * Prove that the userfaultfd belongs to the address space we opened for
  * the sender, using @probe, two pages of the sender's that nobody touched
  * (libhmmu maps them for this): a random value is placed in the first
@@ -208,6 +227,24 @@ bool process_settle_zaps(struct process *p);
  * but the loop, which ends the invalidations.
  */
 void process_wait_invalidations(struct process *p, long timeout_ns);
+
+/*
+ * The loop thread, around one read of a userfaultfd and the events it
+ * brought: begin before the read, end once their invalidations are done.
+ * One seqcount for all processes (odd while a batch is being applied):
+ * the loop reads one userfaultfd at a time.
+ *
+ * Reading an UNMAP, REMOVE or REMAP event lets the client's munmap,
+ * madvise or mremap return, before the loop has applied it; the request
+ * the client sends next may reach a receiver meanwhile. So every request
+ * first waits out the batch in progress, if any (process_wait_events()):
+ * what a client ordered after a munmap/madvise/mremap then finds the
+ * device copies gone and the counters moved (rule 7). Never called on the
+ * loop thread. Costs a request one atomic load when no batch is in flight.
+ */
+void process_events_begin(void);
+void process_events_end(void);
+void process_wait_events(void);
 
 /* Both at once, for changes that need nothing done in between. */
 void process_invalidate(struct process *p, uint64_t start, uint64_t end,

@@ -185,11 +185,16 @@ void uffd_events_handle(struct process *p, unsigned revents)
 
 	(void)revents;
 	for (;;) {
-		ssize_t n = read(p->uffd, msgs, sizeof(msgs));
+		ssize_t n;
 		unsigned count, again;
 
-		if (n < 0 && errno == EINTR)
+		process_events_begin();
+		n = read(p->uffd, msgs, sizeof(msgs));
+
+		if (n < 0 && errno == EINTR) {
+			process_events_end();
 			continue;
+		}
 		if (n <= 0) {
 			/* Empty (EAGAIN) or gone. Nothing more will come now. */
 			if (n < 0 && errno != EAGAIN)
@@ -209,6 +214,11 @@ void uffd_events_handle(struct process *p, unsigned revents)
 		for (unsigned i = 0; i < count; i++)
 			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 				again += (unsigned)handle_or_hold(p, &msgs[i]);
+		/*
+		 * Applied, with what they count: requests may run. (Resolving
+		 * a fault lets its thread go before it is counted.)
+		 */
+		process_events_end();
 
 		/*
 		 * A short read emptied the queue: anything new wakes the

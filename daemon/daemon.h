@@ -9,12 +9,14 @@
 #include "registry.h"
 
 struct hmmu_device;
+struct receivers;
 struct session;
 struct workers;
 
 struct daemon {
 	struct loop *loop;
-	struct workers *workers;
+	struct workers *workers;	/* long requests, teardowns */
+	struct receivers *receivers;	/* the client sockets; short requests */
 	struct registry registry;
 	struct hmmu_device **devices; /* fixed once the loop runs */
 	unsigned ndevices;
@@ -28,6 +30,11 @@ struct daemon {
 	 * teardowns still have the loop to service the userfaultfds.
 	 */
 	atomic_bool stopping;
+	/*
+	 * Set once loop_run() has returned: from then on main() closes the
+	 * sessions that are left, on its thread, and nobody else may.
+	 */
+	atomic_bool loop_done;
 };
 
 /* A connection's teardown is complete (any thread). */

@@ -4,12 +4,14 @@
  * systemd passes), the devices, the worker pool and the event loop, then
  * serves until SIGTERM or SIGINT.
  */
+#include "../core/copy_pool.h"
 #include "../core/counters.h"
 #include "daemon.h"
 #include "../core/limits.h"
 #include "../lib/log.h"
 #include "../lib/placement.h"
 #include "../common/kfeatures.h"
+#include "queue.h"
 #include "session.h"
 #include "../lib/workers.h"
 #include "../core/device.h"
@@ -794,6 +796,9 @@ static int run(const struct options *o)
 	if (!err)
 		err = workers_start(o->workers, placement_bind_self, near,
 				    &d.workers);
+	if (!err)
+		err = receivers_start(o->workers, placement_bind_self, near,
+				      &d.receivers);
 	if (err) {
 		log_err("start: %s", strerror(-err));
 		goto out;
@@ -820,6 +825,7 @@ static int run(const struct options *o)
 				 strerror(-serr));
 	}
 
+	copy_pool_start();
 	log_info("listening on %s, %u device(s), %u worker(s) on cpus %s",
 		 own_socket ? path : "the socket from systemd", d.ndevices,
 		 o->workers, placement_cpus(near));
@@ -851,10 +857,18 @@ static int run(const struct options *o)
 	 * end the watches being removed, close the other connections (their
 	 * teardown is queued on the workers), then let the workers finish.
 	 */
+	atomic_store(&d.loop_done, true);
 	loop_finish(d.loop);
 	while (d.sessions)
 		session_close(d.sessions);
 out:
+	/*
+	 * Receivers first: they end the sockets' tokens, and queue work;
+	 * then the submission queues' servicers, which queue work too.
+	 */
+	if (d.receivers)
+		receivers_stop(d.receivers);
+	queues_stop();
 	if (d.workers)
 		workers_stop(d.workers);
 	placement_destroy(near);

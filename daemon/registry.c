@@ -10,6 +10,10 @@
 #include "../core/process.h"
 #include "../core/device.h"
 #include "../core/reason.h"
+#include "../common/kernel_uapi.h"
+#include "../common/kfeatures.h"
+#include "../core/faultbuf.h"
+#include "../common/page.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -63,16 +67,53 @@ static void remove_process(struct registry *r, struct process *p)
 }
 
 /*
+ * The userfaultfd's features decide the process's coherence mode
+ * (process_create()); they must be those of the mode the mirror asked for.
+ * A coarse process needs WP_UNPOPULATED too (the kernel offers
+ * PAGEMAP_SCAN's write-protect only on VMAs that use markers) and
+ * PAGEMAP_SCAN itself.
+ */
+static int check_uffd_mode(int uffd, bool coarse, struct reply_reason *why)
+{
+	uint64_t features = 0;
+	int err = process_uffd_features(uffd, &features);
+
+	if (err)
+		return err; /* add_process() says why */
+	if (!coarse && (features & UFFD_FEATURE_WP_ASYNC))
+		return reason_set(why, -EINVAL, "a fine-grained mirror needs a "
+				  "userfaultfd without UFFD_FEATURE_WP_ASYNC: "
+				  "with it, CPU writes never reach hmmud");
+	if (coarse && !(features & UFFD_FEATURE_WP_ASYNC))
+		return reason_set(why, -EINVAL, "a coarse-grained mirror needs "
+				  "a userfaultfd with UFFD_FEATURE_WP_ASYNC");
+	if (coarse && !(features & UFFD_FEATURE_WP_UNPOPULATED))
+		return reason_set(why, -EOPNOTSUPP, "coarse-grained mirrors "
+				  "need UFFD_FEATURE_WP_UNPOPULATED with "
+				  "WP_ASYNC (Linux 6.7 or newer)");
+	if (coarse && !kfeatures()->pagemap_scan)
+		return reason_set(why, -EOPNOTSUPP, "coarse-grained mirrors "
+				  "need PAGEMAP_SCAN on /proc/PID/pagemap "
+				  "(Linux 6.7 or newer), which hmmud's kernel "
+				  "lacks");
+	return 0;
+}
+
+/*
  * reg->lock held; creates, checks, starts and inserts the state for @m's
  * owner. The checks (process.h) make sure the userfaultfd is the sender's
  * own and a full one: all else hmmu does for this process relies on it.
  */
 static int add_process(struct registry *r, struct hmmu_mirror *m, int *uffd,
-		       uint64_t probe, struct process **out,
+		       uint64_t probe, bool coarse, struct process **out,
 		       struct reply_reason *why)
 {
 	struct process *p;
 	int err;
+
+	err = check_uffd_mode(*uffd, coarse, why);
+	if (err)
+		return err;
 
 	err = process_create(&m->owner, *uffd, r->loop, &p);
 	if (err == -EBADF)
@@ -136,6 +177,13 @@ static int add_process(struct registry *r, struct hmmu_mirror *m, int *uffd,
 int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 		      uint64_t probe, struct reply_reason *why)
 {
+	return registry_register_mode(r, m, uffd, probe, false, why);
+}
+
+int registry_register_mode(struct registry *r, struct hmmu_mirror *m,
+			   int *uffd, uint64_t probe, bool coarse,
+			   struct reply_reason *why)
+{
 	struct process *p;
 	int err = 0;
 
@@ -158,12 +206,22 @@ int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 				 "registered: the new image must connect anew");
 		goto out;
 	}
+	/* One userfaultfd per process, and its features are its mode. */
+	if (p && p->coarse != coarse) {
+		err = reason_set(why, -EBUSY, "this process's mirrors are "
+				 "%s-grained, and a process has one coherence "
+				 "mode while it has mirrors: register this one "
+				 "%s-grained, or once all are unregistered",
+				 p->coarse ? "coarse" : "fine",
+				 p->coarse ? "coarse" : "fine");
+		goto out;
+	}
 	if (!p) {
 		if (*uffd < 0) {
 			err = HMMU_STATUS_NEED_UFFD;
 			goto out;
 		}
-		err = add_process(r, m, uffd, probe, &p, why);
+		err = add_process(r, m, uffd, probe, coarse, &p, why);
 		if (err)
 			goto out;
 	}
@@ -306,6 +364,22 @@ void registry_stats(struct registry *r, const struct peer *peer,
 	pthread_mutex_unlock(&r->lock);
 
 	out->value[HMMU_STAT_DEVICE_FAULTS] = counter_read(&c->device_faults);
+	out->value[HMMU_STAT_FAULT_BATCHES] = counter_read(&c->fault_batches);
+	out->value[HMMU_STAT_FAULT_ENTRIES] = counter_read(&c->fault_entries);
+	out->value[HMMU_STAT_FAULT_DUPLICATES] = counter_read(&c->fault_duplicates);
+	out->value[HMMU_STAT_FAULT_BLOCKS] = counter_read(&c->fault_blocks);
+	out->value[HMMU_STAT_FAULT_RUNS] = counter_read(&c->fault_runs);
+	out->value[HMMU_STAT_DENSITY_FETCHES] = counter_read(&c->density_fetches);
+	/* The rule is the daemon's, whoever asks. */
+	out->value[HMMU_STAT_FAULT_WINDOW_PAGES] =
+		counter_read(&counters.fault_window_pages);
+	out->value[HMMU_STAT_FAULT_DENSITY_PCT] =
+		counter_read(&counters.fault_density_pct);
+	if (out->value[HMMU_STAT_FAULT_WINDOW_PAGES]) {
+		out->value[HMMU_STAT_FAULT_BATCH_MAX] = FAULTBUF_BATCH;
+		out->value[HMMU_STAT_FAULT_BLOCK_PAGES] =
+			FAULTBUF_BLOCK_BYTES / page_size();
+	}
 	out->value[HMMU_STAT_CPU_FAULTS] = counter_read(&c->cpu_faults);
 	out->value[HMMU_STAT_INVALIDATIONS] = counter_read(&c->invalidations);
 	out->value[HMMU_STAT_MIGRATED_TO_DEVICE] =
@@ -316,7 +390,7 @@ void registry_stats(struct registry *r, const struct peer *peer,
 		out->value[HMMU_STAT_SESSIONS] = counter_read(&counters.sessions);
 		out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&counters.device_pages);
 	} else {
-		out->value[HMMU_STAT_SESSIONS] = acct->connections;
+		out->value[HMMU_STAT_SESSIONS] = account_connections(acct);
 		out->value[HMMU_STAT_DEVICE_PAGES] = counter_read(&acct->copy_pages);
 	}
 }

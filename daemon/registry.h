@@ -18,6 +18,7 @@
 #define HMMUD_REGISTRY_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../common/proto.h"
@@ -57,6 +58,18 @@ void registry_fini(struct registry *r);
  */
 int registry_register(struct registry *r, struct hmmu_mirror *m, int *uffd,
 		      uint64_t probe, struct reply_reason *why);
+/*
+ * The same, in a coherence mode: @coarse for coarse-grained (core/
+ * coherence.h), else fine-grained. The mode is the process's, set by the
+ * registration that makes its state, from its userfaultfd's features:
+ * -EINVAL if the fd does not match the mode asked (WP_ASYNC for coarse,
+ * not WP_ASYNC for fine), -EOPNOTSUPP if coarse and the fd lacks
+ * WP_UNPOPULATED or this kernel PAGEMAP_SCAN. While the state lives, a
+ * mirror asking for the other mode gets -EBUSY and changes nothing.
+ */
+int registry_register_mode(struct registry *r, struct hmmu_mirror *m,
+			   int *uffd, uint64_t probe, bool coarse,
+			   struct reply_reason *why);
 
 /* Unregister @m. -EINVAL if it is not registered. */
 int registry_unregister(struct registry *r, struct hmmu_mirror *m);

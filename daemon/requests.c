@@ -5,15 +5,18 @@
 #include "../lib/log.h"
 #include "../core/accounts.h"
 #include "../core/client_mem.h"
+#include "../core/coherence.h"
 #include "../core/command.h"
 #include "../core/limits.h"
 #include "../core/mirror.h"
+#include "../core/process.h"
 #include "registry.h"
 #include "session.h"
 #include "../lib/workers.h"
 #include "../core/device.h"
 #include "../core/devmem.h"
 #include "../core/reason.h"
+#include "queue.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -25,6 +28,9 @@ struct request {
 	struct work work;
 	struct session *s;
 	int fd;
+	/* Set for a submission from a queue (queue.c): the reply goes there. */
+	request_done_fn done;
+	void *done_arg;
 	struct reply_reason why; /* the error reply's reason */
 	union {
 		struct hmmu_wire_hdr hdr;
@@ -39,6 +45,10 @@ static const void *payload(const struct request *r)
 
 static void reply(struct request *r, int status, const void *p, size_t len)
 {
+	if (r->done) {
+		r->done(r->done_arg, status, p, len);
+		return;
+	}
 	session_reply(r->s, &r->msg.hdr, status, reason_for(&r->why, status),
 		      p, len);
 }
@@ -190,12 +200,18 @@ static void do_mirror_register(struct request *r)
 {
 	const struct hmmu_wire_register *req = payload(r);
 	struct hmmu_mirror *m = request_mirror(r, req->mirror);
+	bool coarse = false;
 	int err;
 
 	if (!m)
 		return;
-	err = registry_register(&daemon_of(r)->registry, m, &r->fd, req->probe,
-				&r->why);
+	/* The long form (proto.h) carries flags; proto.c checked them. */
+	if (r->msg.hdr.len - sizeof(r->msg.hdr) ==
+	    sizeof(struct hmmu_wire_register_ext))
+		coarse = ((const struct hmmu_wire_register_ext *)req)->flags &
+			 HMMU_REGISTER_COARSE;
+	err = registry_register_mode(&daemon_of(r)->registry, m, &r->fd,
+				     req->probe, coarse, &r->why);
 	if (err == -ENOENT)
 		reason_default(&r->why, err, "mirror %llu was destroyed",
 			       (unsigned long long)req->mirror);
@@ -244,6 +260,8 @@ static void do_mirror_destroy(struct request *r)
 		reply(r, -ENOENT, NULL, 0);
 		return;
 	}
+	/* Its queues first: nothing submitted from now on reaches it. */
+	queue_mirror_gone(r->s, req->mirror);
 	registry_destroy(&daemon_of(r)->registry, m);
 	mirror_put(m);
 	reply(r, 0, NULL, 0);
@@ -391,6 +409,9 @@ static int run_on_mirror(struct request *r, struct hmmu_mirror *m, void *res)
 				   m->dev->name);
 	else if (!client_mm_alive(m->proc))
 		err = -ESRCH; /* exited, or exec'd: not the one that registered */
+	/* A command boundary: a coarse process's CPU writes reach devices. */
+	else if ((err = coherence_boundary(m->proc)) != 0)
+		;
 	else if (r->msg.hdr.op == HMMU_OP_JOB)
 		err = run_job(m, req, res);
 	else
@@ -460,7 +481,46 @@ static void do_buffer_destroy(struct request *r)
 	buffer_destroy(r->s, &r->msg.hdr, &r->why);
 }
 
+static void do_queue_create(struct request *r)
+{
+	const struct hmmu_wire_queue_create *req = payload(r);
+	struct hmmu_mirror *m = request_mirror(r, req->mirror);
+	struct hmmu_wire_queue_reply rep;
+	int fds[2], err;
+
+	if (!m)
+		return;
+	err = queue_create(r->s, m->id, req->entries, &rep, fds, &r->why);
+	mirror_put(m);
+	if (err) {
+		reply(r, err, NULL, 0);
+		return;
+	}
+	err = queue_reply_fds(r->s, &r->msg.hdr, &rep, fds);
+	close(fds[0]);
+	close(fds[1]);
+	/* Nobody learnt of it: it goes. */
+	if (err) {
+		log_warn("client %d: queue reply: %s", r->s->peer.pid,
+			 strerror(-err));
+		queue_destroy(r->s, rep.queue);
+	}
+}
+
+static void do_queue_destroy(struct request *r)
+{
+	const struct hmmu_wire_queue_id *req = payload(r);
+	int err = queue_destroy(r->s, req->queue);
+
+	if (err)
+		reason_set(&r->why, err, "no queue %llu on this connection",
+			   (unsigned long long)req->queue);
+	reply(r, err, NULL, 0);
+}
+
 static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
+	[HMMU_OP_QUEUE_CREATE] = do_queue_create,
+	[HMMU_OP_QUEUE_DESTROY] = do_queue_destroy,
 	[HMMU_OP_DEVICE_COUNT] = do_device_count,
 	[HMMU_OP_DEVICE_INFO] = do_device_info,
 	[HMMU_OP_MIRROR_CREATE] = do_mirror_create,
@@ -476,22 +536,94 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_DEVICE_CMD_BUFFER] = do_mirror_op,
 };
 
+/* Run @r's handler, then let go of what it held (the fd, the reasons). */
+static void request_finish(struct request *r)
+{
+	/*
+	 * Received on another thread than the loop, which reads the
+	 * userfaultfds: an unmap or discard the client saw complete before
+	 * it sent this is applied first (process.h).
+	 */
+	process_wait_events();
+	handlers[r->msg.hdr.op](r);
+	if (r->fd >= 0)
+		close(r->fd);
+	reason_fini(&r->why);
+}
+
 static void request_run(struct work *w)
 {
 	struct request *r = (struct request *)w;
 	struct session *s = r->s;
 
-	handlers[r->msg.hdr.op](r);
-	if (r->fd >= 0)
-		close(r->fd);
-	reason_fini(&r->why);
+	request_finish(r);
 	free(r);
 	session_request_done(s);
+	/* A queue held back by the connection's share may go on now. */
+	queue_session_kick(s);
 	session_put(s);
 }
 
-int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
+/*
+ * The most pages a device command may cover and still run on the thread
+ * that received it. A range fault of 16 pages is one write-protect and one
+ * read of 64 KiB (about 20 us here, the order of the round trip itself), so
+ * handing it to a worker would still cost a noticeable share of it (a
+ * wake-up of another thread: 6.5 us measured); past that the command's
+ * own work dwarfs the hand-off. It is also the accelerator's fault window,
+ * and the size past which one write-protect of a running client costs
+ * less per page than its TLB shootdown (uffd-pitfalls 13).
+ */
+#define SHORT_CMD_PAGES 16
+
+bool request_is_short(const struct hmmu_wire_hdr *h)
+{
+	const struct hmmu_wire_device_cmd *c = (const void *)(h + 1);
+
+	switch (h->op) {
+	case HMMU_OP_DEVICE_COUNT:
+	case HMMU_OP_DEVICE_INFO:
+	case HMMU_OP_MIRROR_CREATE:
+	case HMMU_OP_STATS:
+	case HMMU_OP_LIST:
+		return true;
+	case HMMU_OP_DEVICE_CMD:
+		/*
+		 * The commands bounded by their pages. The others (RELEASE
+		 * drops all of a mirror's pages, the migrations move device
+		 * memory) go to the workers, as do jobs (their length is the
+		 * job's own: a list walk runs to its deadline), the lifecycle
+		 * (a registration's probe waits on the loop, an unregistration
+		 * or destruction for the mirror's commands) and any op not
+		 * named here.
+		 */
+		return (c->cmd == HMMU_CMD_READ || c->cmd == HMMU_CMD_WRITE ||
+			c->cmd == HMMU_CMD_SNAPSHOT) &&
+		       c->npages <= SHORT_CMD_PAGES;
+	default:
+		return false;
+	}
+}
+
+void request_run_now(struct session *s, const struct hmmu_wire_hdr *h,
 		     size_t len, int fd)
+{
+	struct request r;
+
+	r.s = s;
+	r.fd = fd;
+	r.done = NULL;
+	r.done_arg = NULL;
+	reason_init(&r.why);
+	memcpy(r.msg.buf, h, len);
+	request_finish(&r);
+	session_request_done(s);
+	queue_session_kick(s);
+	session_put(s);
+}
+
+static int queue_work(struct session *s, const struct hmmu_wire_hdr *h,
+		      size_t len, int fd, request_done_fn done, void *done_arg)
 {
 	struct request *r;
 
@@ -503,10 +635,37 @@ int request_dispatch(struct session *s, const struct hmmu_wire_hdr *h,
 	r->work.fn = request_run;
 	r->s = s;
 	r->fd = fd;
+	r->done = done;
+	r->done_arg = done_arg;
 	reason_init(&r->why);
 	memcpy(r->msg.buf, h, len);
-	session_get(s);
-	atomic_fetch_add(&s->inflight, 1);
 	workers_queue_fair(s->d->workers, &s->requests, &r->work);
 	return 0;
+}
+
+int request_queue(struct session *s, const struct hmmu_wire_hdr *h,
+		  size_t len, int fd)
+{
+	return queue_work(s, h, len, fd, NULL, NULL);
+}
+
+/*
+ * From a submission queue (queue.c): counted in the connection's share and
+ * holding the session as a received request does, always on a worker.
+ */
+int request_dispatch_queued(struct session *s, const struct hmmu_wire_hdr *h,
+			    size_t len, request_done_fn done, void *arg)
+{
+	int err;
+
+	if (h->op != HMMU_OP_DEVICE_CMD && h->op != HMMU_OP_JOB)
+		return -EOPNOTSUPP;
+	session_get(s);
+	atomic_fetch_add(&s->inflight, 1);
+	err = queue_work(s, h, len, -1, done, arg);
+	if (err) {
+		session_request_done(s);
+		session_put(s);
+	}
+	return err;
 }

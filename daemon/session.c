@@ -8,6 +8,7 @@
 #include "../lib/log.h"
 #include "../core/mirror.h"
 #include "registry.h"
+#include "queue.h"
 #include "requests.h"
 #include "../common/proto.h"
 #include "../common/kernel_uapi.h"
@@ -23,6 +24,11 @@
 #include <unistd.h>
 
 #define MAX_FDS_PER_MSG 4
+
+union message {
+	struct hmmu_wire_hdr hdr;
+	char buf[HMMU_MSG_MAX];
+};
 
 void session_get(struct session *s)
 {
@@ -49,6 +55,7 @@ static void session_teardown(struct work *w)
 	close(s->fd);
 	close(s->peer.pidfd);
 	account_put(s->acct);
+	pthread_mutex_destroy(&s->recv_lock);
 	pthread_mutex_destroy(&s->lock);
 	counter_sub(&counters.sessions, 1);
 	daemon_session_gone(s->d);
@@ -122,12 +129,6 @@ static void watch_gone(struct session *s)
 	session_put(s); /* the loop's */
 }
 
-static void sock_gone(struct loop_watch *w)
-{
-	watch_gone((struct session *)((char *)w -
-				      offsetof(struct session, sock_watch)));
-}
-
 static void pidfd_gone(struct loop_watch *w)
 {
 	watch_gone((struct session *)((char *)w -
@@ -138,9 +139,8 @@ void session_close(struct session *s)
 {
 	int why = atomic_load(&s->d->stopping) ? -ESHUTDOWN : -ECANCELED;
 
-	if (s->closing)
+	if (atomic_exchange(&s->closing, true))
 		return;
-	s->closing = true;
 	/*
 	 * The connection no longer counts against its user's limit now, not
 	 * when its teardown ends: a client that reconnects at once must not
@@ -153,9 +153,14 @@ void session_close(struct session *s)
 	for (struct hmmu_mirror *m = s->mirrors; m; m = m->session_next)
 		mirror_cancel(m, why);
 	pthread_mutex_unlock(&s->lock);
-	/* Wake any worker blocked on nothing; the client sees EOF. */
+	/* Its queues stop taking submissions; they hold the session till gone. */
+	queue_session_closed(s);
+	/*
+	 * The client sees EOF; the socket turns readable, which brings its
+	 * token, if it is armed, to a receiver that sees closing and ends it.
+	 * A token held elsewhere ends with its holder (token_pass()).
+	 */
 	shutdown(s->fd, SHUT_RDWR);
-	loop_watch_remove(s->d->loop, &s->sock_watch);
 	loop_watch_remove(s->d->loop, &s->pidfd_watch);
 }
 
@@ -169,6 +174,14 @@ static void end_on_loop(void *arg)
 
 void session_end(struct session *s)
 {
+	/*
+	 * Once the loop has stopped, main() closes every session itself, on
+	 * its thread: the list of sessions is that thread's then.
+	 */
+	if (atomic_load(&s->d->loop_done)) {
+		shutdown(s->fd, SHUT_RDWR);
+		return;
+	}
 	session_get(s);
 	if (loop_defer(s->d->loop, end_on_loop, s) < 0) {
 		/*
@@ -190,7 +203,8 @@ static void pidfd_ready(struct loop_watch *w, unsigned revents)
 	session_close(s);
 }
 
-static void handle_hello(struct session *s, const struct hmmu_wire_hdr *h)
+/* 0, or -EPIPE: hang up. */
+static int handle_hello(struct session *s, const struct hmmu_wire_hdr *h)
 {
 	const struct hmmu_wire_hello *req = (const void *)(h + 1);
 	struct hmmu_wire_hello_reply rep = { .version = HMMU_PROTO_VERSION };
@@ -203,7 +217,7 @@ static void handle_hello(struct session *s, const struct hmmu_wire_hdr *h)
 			 s->peer.pid);
 		session_reply(s, h, -EPROTO, "HELLO was said already on this "
 			      "connection", NULL, 0);
-		return;
+		return 0;
 	}
 	/*
 	 * No reason on this reply: a client of any version reads the version
@@ -213,11 +227,11 @@ static void handle_hello(struct session *s, const struct hmmu_wire_hdr *h)
 		log_warn("client %d: speaks protocol version %u, we speak %u",
 			 s->peer.pid, req->version, HMMU_PROTO_VERSION);
 		session_reply(s, h, -EPROTONOSUPPORT, NULL, &rep, sizeof(rep));
-		session_close(s);
-		return;
+		return -EPIPE;
 	}
 	s->hello_done = true;
 	session_reply(s, h, 0, NULL, &rep, sizeof(rep));
+	return 0;
 }
 
 /*
@@ -283,19 +297,21 @@ static int read_cmsgs(struct session *s, struct msghdr *msg, int *fd)
 	return err;
 }
 
-/* Receive and dispatch one message. Returns 0, or -EAGAIN when empty. */
-static int receive_one(struct session *s)
+/*
+ * Receive and check one message, with recv_lock held, and answer what is
+ * answered at once: a bad message, HELLO, a connection refused. Returns 1
+ * with a request to run in @in (*@len bytes, *@fd to go with it, taken),
+ * 0 when that was all, -EAGAIN when nothing came, -EPIPE to hang up.
+ */
+static int receive_one(struct session *s, union message *in, size_t *len,
+		       int *fdp)
 {
-	union {
-		struct hmmu_wire_hdr hdr;
-		char buf[HMMU_MSG_MAX];
-	} in;
 	union {
 		char buf[CMSG_SPACE(MAX_FDS_PER_MSG * sizeof(int)) +
 			 CMSG_SPACE(sizeof(struct ucred))];
 		struct cmsghdr align;
 	} control;
-	struct iovec iov = { .iov_base = in.buf, .iov_len = sizeof(in.buf) };
+	struct iovec iov = { .iov_base = in->buf, .iov_len = sizeof(in->buf) };
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
@@ -315,12 +331,14 @@ static int receive_one(struct session *s)
 	 * An empty record and end-of-file both read 0 bytes; only a record
 	 * comes with control data (our SO_PASSCRED credentials).
 	 */
-	if (n == 0 && msg.msg_controllen == 0)
+	if (n == 0 && msg.msg_controllen == 0) {
+		log_debug("client %d: hung up", s->peer.pid);
 		return -EPIPE;
+	}
 
 	err = read_cmsgs(s, &msg, &fd);
-	if ((size_t)n >= sizeof(in.hdr))
-		h = &in.hdr;
+	if ((size_t)n >= sizeof(in->hdr))
+		h = &in->hdr;
 	if (err == -EPERM)
 		snprintf(why, sizeof(why), "it came from another process than "
 			 "the one that connected (a forked child?), which must "
@@ -334,7 +352,7 @@ static int receive_one(struct session *s)
 			 HMMU_MSG_MAX);
 	}
 	if (!err)
-		err = hmmu_proto_check_why(in.buf, (size_t)n, 0, why,
+		err = hmmu_proto_check_why(in->buf, (size_t)n, 0, why,
 					   sizeof(why));
 	if (!err && fd >= 0 && h->op != HMMU_OP_MIRROR_REGISTER) {
 		err = -EINVAL;
@@ -375,68 +393,133 @@ static int receive_one(struct session *s)
 	if (s->refused) {
 		/* Whatever it asks first, it learns why it cannot stay. */
 		session_reply(s, h, s->refused, refused_reason(s, h), NULL, 0);
-		session_close(s);
-		return 0;
-	}
-	if (h->op == HMMU_OP_HELLO) {
-		handle_hello(s, h);
-		return 0;
-	}
-	err = request_dispatch(s, h, (size_t)n, fd);
-	if (err) {
-		log_err("client %d: %s: %s", s->peer.pid,
-			hmmu_proto_op_name(h->op), strerror(-err));
 		if (fd >= 0)
 			close(fd);
-		session_reply(s, h, err, "hmmud ran out of memory: see its log",
-			      NULL, 0);
+		return -EPIPE;
 	}
-	return 0;
+	if (h->op == HMMU_OP_HELLO)
+		return handle_hello(s, h);
+	*len = (size_t)n;
+	*fdp = fd;
+	return 1;
 }
 
-/* Loop thread: read what the connection sent, up to its share of requests. */
-static void receive_all(struct session *s)
+static void token_drop(struct session *s)
+{
+	receivers_remove(s->d->receivers, &s->recv);
+	session_put(s); /* the token's */
+}
+
+/*
+ * The token's holder is done with it: the socket is watched again, or, if
+ * the session is closing, never again. A session_close() after the check
+ * shuts the socket down, which makes it readable: the receiver that then
+ * gets the token sees closing and ends it.
+ */
+static void token_pass(struct session *s)
 {
 	int err;
 
-	while (!s->closing &&
-	       atomic_load(&s->inflight) < limits.requests_per_connection) {
-		err = receive_one(s);
-		if (err == -EAGAIN)
-			break;
-		if (err == -EPIPE) {
-			log_debug("client %d: hung up", s->peer.pid);
-			session_close(s);
-		}
+	if (atomic_load(&s->closing)) {
+		token_drop(s);
+		return;
+	}
+	err = receivers_arm(s->d->receivers, &s->recv);
+	if (err) {
+		log_err("client %d: cannot watch its connection: %s",
+			s->peer.pid, strerror(-err));
+		session_end(s);
+		token_drop(s);
 	}
 }
 
-static void sock_ready(struct loop_watch *w, unsigned revents)
+/*
+ * The holder that finds the connection at its share parks the token: nobody
+ * reads the socket till a request ends. Requests from submission queues
+ * (queue.c) count in the share too but never hold the token, so the count
+ * alone cannot say whether the token is parked; the flag does. A request
+ * that ends between the holder's count and its flag is caught by the
+ * recheck: the two are sequentially consistent, so at least one side sees
+ * the other, and the exchange lets exactly one of them pass the token on.
+ */
+static void token_unpark(struct session *s)
 {
-	(void)revents;
-	receive_all((struct session *)((char *)w -
-				       offsetof(struct session, sock_watch)));
+	if (atomic_load(&s->token_parked) &&
+	    atomic_exchange(&s->token_parked, false))
+		token_pass(s);
 }
 
-static void resume_on_loop(void *arg)
+static void token_park(struct session *s)
 {
-	struct session *s = arg;
+	atomic_store(&s->token_parked, true);
+	if (atomic_load(&s->inflight) < limits.requests_per_connection)
+		token_unpark(s);
+}
 
-	receive_all(s);
-	session_put(s);
+/*
+ * On a receiver, with the socket's token: one message, then the token goes
+ * back before the request runs, so that the connection's next message can
+ * go to another receiver meanwhile, after the other connections' turns.
+ */
+static void sock_ready(struct recv_source *src, unsigned events)
+{
+	struct session *s = (struct session *)((char *)src -
+					       offsetof(struct session, recv));
+	union message in;
+	size_t len = 0;
+	int fd = -1, err;
+	bool now;
+
+	(void)events;
+	if (atomic_load(&s->closing)) {
+		token_drop(s);
+		return;
+	}
+	pthread_mutex_lock(&s->recv_lock);
+	err = receive_one(s, &in, &len, &fd);
+	pthread_mutex_unlock(&s->recv_lock);
+	if (err == -EPIPE) {
+		session_end(s);
+		token_drop(s);
+		return;
+	}
+	if (err != 1) {
+		token_pass(s);
+		return;
+	}
+
+	/*
+	 * Counted before the token goes on. The message that fills the
+	 * connection's share parks the token; the request whose end brings
+	 * the count back under it passes it on (token_park()).
+	 */
+	session_get(s); /* the request's */
+	now = request_is_short(&in.hdr);
+	if (atomic_fetch_add(&s->inflight, 1) + 1 < limits.requests_per_connection)
+		token_pass(s);
+	else
+		token_park(s);
+	if (now) {
+		request_run_now(s, &in.hdr, len, fd);
+		return;
+	}
+	err = request_queue(s, &in.hdr, len, fd);
+	if (err) {
+		log_err("client %d: %s: %s", s->peer.pid,
+			hmmu_proto_op_name(in.hdr.op), strerror(-err));
+		if (fd >= 0)
+			close(fd);
+		session_reply(s, &in.hdr, err, "hmmud ran out of memory: see "
+			      "its log", NULL, 0);
+		session_request_done(s);
+		session_put(s);
+	}
 }
 
 void session_request_done(struct session *s)
 {
-	/*
-	 * The poll fires on new data only: what stayed unread while the
-	 * connection was at its share is read now, or never.
-	 */
-	if (atomic_fetch_sub(&s->inflight, 1) != limits.requests_per_connection)
-		return;
-	session_get(s);
-	if (loop_defer(s->d->loop, resume_on_loop, s) < 0)
-		session_put(s);
+	if (atomic_fetch_sub(&s->inflight, 1) - 1 < limits.requests_per_connection)
+		token_unpark(s);
 }
 
 static int peer_identify(int fd, struct peer *peer)
@@ -530,31 +613,37 @@ int session_accept(struct daemon *d, int fd)
 	buffers_init(&s->buffers);
 	counter_add(&counters.sessions, 1);
 
-	s->sock_watch.fd = fd;
-	s->sock_watch.ready = sock_ready;
-	s->sock_watch.gone = sock_gone;
+	pthread_mutex_init(&s->recv_lock, NULL);
+	s->recv.fd = fd;
+	s->recv.ready = sock_ready;
 	s->pidfd_watch.fd = s->peer.pidfd;
 	s->pidfd_watch.ready = pidfd_ready;
 	s->pidfd_watch.gone = pidfd_gone;
+
+	err = loop_watch_add(d->loop, &s->pidfd_watch);
+	if (err) {
+		/* Nothing watches it yet: undo by hand, the teardown closes. */
+		log_err("client %d: cannot watch its process: %s",
+			s->peer.pid, strerror(-err));
+		if (!s->refused)
+			account_disconnect(s->acct);
+		session_put(s);
+		return err;
+	}
+	s->watches = 1;
 	s->next = d->sessions;
 	if (s->next)
 		s->next->pprev = &s->next;
 	s->pprev = &d->sessions;
 	d->sessions = s;
 
-	err = loop_watch_add(d->loop, &s->sock_watch);
-	if (!err) {
-		s->watches++;
-		err = loop_watch_add(d->loop, &s->pidfd_watch);
-		if (!err)
-			s->watches++;
-	}
+	session_get(s); /* the token's */
+	err = receivers_add(d->receivers, &s->recv);
 	if (err) {
 		log_err("client %d: cannot watch its connection: %s",
 			s->peer.pid, strerror(-err));
-		s->watches++; /* so that the removal below ends in one put */
+		session_put(s);
 		session_close(s);
-		watch_gone(s);
 		return err;
 	}
 	log_debug("client %d (uid %u): connected", s->peer.pid, s->peer.uid);

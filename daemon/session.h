@@ -3,15 +3,20 @@
  * A session is one client connection: who the peer is, the mirrors it
  * created, and the requests in flight on it.
  *
- * The loop thread accepts, receives and decodes; requests run on workers,
- * which send the replies themselves (a SOCK_SEQPACKET send is atomic, so
- * concurrent replies never interleave).
+ * The loop thread accepts and watches the peer's pidfd. The socket is a
+ * source of the receivers (lib/workers.h): the receiver that wakes reads one
+ * message, decodes it, and runs it there if it is short (requests.c says
+ * which), else queues it for the workers, which run it and send the reply
+ * themselves (a SOCK_SEQPACKET send is atomic, so concurrent replies never
+ * interleave). Neither ever runs on the loop thread, which services the
+ * userfaultfds that requests may wait on.
  *
- * Lifetime: the loop holds a reference while it watches the socket or the
- * pidfd, each request in flight holds one. When the peer hangs up or its
- * process exits, the loop stops watching; the last reference queues the
- * teardown (release of every registered mirror) on a worker, never on the
- * loop thread, which must not wait for the registry lock.
+ * Lifetime: the loop holds a reference while it watches the pidfd, the
+ * socket's receive token one (below), each request in flight one. When the
+ * peer hangs up or its process exits, the session closes; the last
+ * reference queues the teardown (release of every registered mirror) on a
+ * worker, never on the loop thread, which must not wait for the registry
+ * lock.
  */
 #ifndef HMMUD_SESSION_H
 #define HMMUD_SESSION_H
@@ -42,11 +47,24 @@ struct session {
 	atomic_uint refs;
 
 	/* Loop thread only. */
-	struct loop_watch sock_watch, pidfd_watch;
-	unsigned watches; /* how many of the two are on the ring */
-	bool closing;
-	bool hello_done;
+	struct loop_watch pidfd_watch;
+	unsigned watches; /* 1 while the pidfd is on the ring */
 	struct session *next, **pprev; /* d->sessions */
+
+	/* Set once, on the loop thread; read by receivers and workers. */
+	atomic_bool closing;
+
+	/*
+	 * The socket, as a source of the receivers. Its token (one holder:
+	 * the epoll set, the receiver reading, or the request that brought
+	 * the connection to its share) holds a reference to the session.
+	 * recv_lock is held while reading a message: only the token's holder
+	 * reads, but the holder changes threads, and the lock says so to the
+	 * sanitizers. It protects hello_done. Leaf.
+	 */
+	struct recv_source recv;
+	pthread_mutex_t recv_lock;
+	bool hello_done;
 
 	pthread_mutex_t lock; /* protects mirrors, nmirrors, next_id */
 	struct hmmu_mirror *mirrors;
@@ -58,13 +76,17 @@ struct session {
 	struct work teardown;
 
 	/*
-	 * Its requests, a class of the worker pool (fair turns with the other
-	 * connections), and how many are queued or running. At
-	 * requests-per-connection the loop stops reading the socket: the rest
-	 * wait there, in the client's own socket buffer, and its sends block.
+	 * Its long requests, a class of the worker pool (fair turns with the
+	 * other connections), and how many requests are queued or running,
+	 * short ones included. At requests-per-connection the socket's token
+	 * is parked: nobody reads it, the rest wait there, in the client's own
+	 * socket buffer, and its sends block. The request that brings the
+	 * count under the share re-arms it. Requests from submission queues
+	 * count too, so token_parked says whether the token waits there.
 	 */
 	struct work_class requests;
 	atomic_uint inflight;
+	atomic_bool token_parked;
 };
 
 /*

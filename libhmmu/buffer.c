@@ -45,12 +45,13 @@ HMMU_EXPORT int hmmu_buffer_create(struct hmmu *h, size_t bytes, void **addr,
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	err = hmmu_call_recv_fd(h, HMMU_OP_BUFFER_CREATE, &req, sizeof(req),
-				&rep, sizeof(rep), &fd);
+	/* A successful reply without its memfd is -EPROTO. */
+	err = hmmu_call_fds(h, HMMU_OP_BUFFER_CREATE, &req, sizeof(req), -1,
+			    &rep, sizeof(rep), NULL, &fd, 1);
 	if (err == -EOPNOTSUPP)
 		hmmu_set_detail("this hmmud has no shared buffers: it is older "
 				"than this libhmmu (%s)", HMMU_VERSION);
-	if (!err && (fd < 0 || rep.bytes < bytes)) {
+	if (!err && rep.bytes < bytes) {
 		destroy_call(h, rep.buffer);
 		err = -EPROTO;
 	}

@@ -21,6 +21,8 @@
 #define FIX_GONE                                                               \
 	"restart it or check its log (journalctl -u hmmud)"
 
+static void owner_init(struct hmmu *h);
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -117,38 +119,42 @@ static void receive_one(struct hmmu *h)
 		struct hmmu_wire_hdr hdr;
 		char buf[HMMU_MSG_MAX];
 	} in;
-	const char *reason;
-	struct pending *p;
-	size_t off;
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(HMMU_REPLY_MAX_FDS * sizeof(int))];
 		struct cmsghdr align;
 	} control;
 	struct iovec iov = { .iov_base = in.buf, .iov_len = sizeof(in.buf) };
-	struct msghdr msg;
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	int fds[HMMU_REPLY_MAX_FDS];
+	unsigned nfds = 0;
+	const char *reason;
+	struct pending *p;
+	size_t off;
 	ssize_t n;
-	int fd = -1, err = wait_readable(h);
+	int err = wait_readable(h);
 
-	/* A reply may carry an fd (BUFFER_CREATE's): never more than one. */
-	do {
-		msg = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1,
-				       .msg_control = control.buf,
-				       .msg_controllen = sizeof(control.buf) };
+	do
 		n = err ? -1 : recvmsg(h->fd, &msg, MSG_CMSG_CLOEXEC);
-	} while (n < 0 && !err && errno == EINTR);
+	while (n < 0 && !err && errno == EINTR);
+	/* Only the replies of QUEUE_CREATE and BUFFER_CREATE bring fds (protocol.md). */
 	for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL; c;
 	     c = CMSG_NXTHDR(&msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
 		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		     i++) {
-			int one;
+			int fd;
 
-			memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (fd < 0)
-				fd = one;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (nfds < HMMU_REPLY_MAX_FDS)
+				fds[nfds++] = fd;
 			else
-				close(one);
+				close(fd);
 		}
 	}
 
@@ -157,22 +163,27 @@ static void receive_one(struct hmmu *h)
 		h->broken = err ? err : n == 0 ? -ECONNRESET : -errno;
 		return;
 	}
+	p = hmmu_proto_check(in.buf, (size_t)n, 1) < 0 ? NULL :
+		find_pending(h, in.hdr.id);
+	/* Fds go only to a request that asked for them, all or none. */
+	if (p && p->fds && nfds == p->nfds && !(msg.msg_flags & MSG_CTRUNC) &&
+	    in.hdr.status == 0 && in.hdr.op == p->op) {
+		memcpy(p->fds, fds, nfds * sizeof(int));
+		p->got_fds = true;
+	} else {
+		while (nfds)
+			close(fds[--nfds]);
+	}
 	if (hmmu_proto_check(in.buf, (size_t)n, 1) < 0) {
 		h->broken = -EPROTO;
-		goto out;
+		return;
 	}
-	p = find_pending(h, in.hdr.id);
 	if (!p)
-		goto out; /* nobody waits for it (an answer to a broken message) */
+		return; /* nobody waits for it (an answer to a broken message) */
 	/* Op NONE: the daemon did not know the op (an older daemon). */
 	if (in.hdr.op != p->op && in.hdr.op != HMMU_OP_NONE) {
 		h->broken = -EPROTO;
-		goto out;
-	}
-	/* Only to the request that asked for one, and only with success. */
-	if (fd >= 0 && p->fd && in.hdr.status == 0) {
-		*p->fd = fd;
-		fd = -1;
+		return;
 	}
 	/*
 	 * A reason comes first (the decoder checked its NUL); the op's
@@ -189,9 +200,6 @@ static void receive_one(struct hmmu *h)
 		memcpy(p->out, in.buf + off, p->len);
 	p->status = in.hdr.status;
 	p->done = true;
-out:
-	if (fd >= 0)
-		close(fd);
 }
 
 /*
@@ -242,14 +250,21 @@ static void explain_status(int status)
 	}
 }
 
-static int call(struct hmmu *h, unsigned op, const void *req,
-		size_t req_len, int fd, void *out, size_t cap, size_t *len,
-		int *fd_out)
+int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
+		  size_t req_len, int fd, void *out, size_t cap, size_t *len)
 {
-	struct pending p = { .op = op, .out = out, .cap = cap, .fd = fd_out };
+	return hmmu_call_fds(h, op, req, req_len, fd, out, cap, len, NULL, 0);
+}
+
+int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
+		  size_t req_len, int fd, void *out, size_t cap, size_t *len,
+		  int *fds, unsigned nfds)
+{
+	struct pending p = { .op = op, .out = out, .cap = cap, .fds = fds,
+			     .nfds = nfds };
 	int err;
 
-	if (getpid() != h->pid) {
+	if (!hmmu_is_owner(h)) {
 		explain_status(-ECHILD);
 		return -ECHILD;
 	}
@@ -290,20 +305,15 @@ static int call(struct hmmu *h, unsigned op, const void *req,
 		explain_status(err ? err : p.status);
 	if (len)
 		*len = err ? 0 : p.len;
-	return err ? err : p.status;
-}
-
-int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
-		  size_t req_len, int fd, void *out, size_t cap, size_t *len)
-{
-	return call(h, op, req, req_len, fd, out, cap, len, NULL);
-}
-
-int hmmu_call_recv_fd(struct hmmu *h, unsigned op, const void *req,
-		      size_t req_len, void *out, size_t cap, int *fd_out)
-{
-	*fd_out = -1;
-	return call(h, op, req, req_len, -1, out, cap, NULL, fd_out);
+	err = err ? err : p.status;
+	/* Fds that came with a reply we do not take are not leaked. */
+	if (p.got_fds && err) {
+		for (unsigned i = 0; i < p.nfds; i++)
+			close(fds[i]);
+	} else if (fds && !err && !p.got_fds) {
+		err = -EPROTO;
+	}
+	return err;
 }
 
 int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
@@ -477,7 +487,7 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 		munmap(h, hmmu_handle_bytes());
 		return err;
 	}
-	h->pid = getpid();
+	owner_init(h);
 	h->deadline_ms = deadline;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
@@ -515,9 +525,32 @@ HMMU_EXPORT void hmmu_disconnect(struct hmmu *h)
 	munmap(h, hmmu_handle_bytes());
 }
 
-size_t hmmu_handle_bytes(void)
+static size_t handle_own_bytes(void)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 
 	return (sizeof(struct hmmu) + page - 1) / page * page;
+}
+
+size_t hmmu_handle_bytes(void)
+{
+	return handle_own_bytes() + (size_t)sysconf(_SC_PAGESIZE);
+}
+
+bool hmmu_is_owner(const struct hmmu *h)
+{
+	return h->owner ? *h->owner != 0 : getpid() == h->pid;
+}
+
+/* The owner page, last in the handle's mapping: see struct hmmu. */
+static void owner_init(struct hmmu *h)
+{
+	uint32_t *word = (uint32_t *)((char *)h + handle_own_bytes());
+
+	h->pid = getpid();
+	h->owner = NULL;
+	if (madvise(word, (size_t)sysconf(_SC_PAGESIZE), MADV_WIPEONFORK) == 0) {
+		*word = 1;
+		h->owner = word;
+	}
 }

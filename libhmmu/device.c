@@ -62,15 +62,25 @@ static const struct {
 	[HMMU_STAT_SESSIONS] = STAT_FIELD(sessions),
 	[HMMU_STAT_DEVICE_PAGES] = STAT_FIELD(device_pages),
 	[HMMU_STAT_DEVICE_MEM_PAGES] = STAT_FIELD(device_mem_pages),
+	[HMMU_STAT_FAULT_BATCHES] = STAT_FIELD(fault_batches),
+	[HMMU_STAT_FAULT_ENTRIES] = STAT_FIELD(fault_entries),
+	[HMMU_STAT_FAULT_DUPLICATES] = STAT_FIELD(fault_duplicates),
+	[HMMU_STAT_FAULT_BLOCKS] = STAT_FIELD(fault_blocks),
+	[HMMU_STAT_FAULT_RUNS] = STAT_FIELD(fault_runs),
+	[HMMU_STAT_DENSITY_FETCHES] = STAT_FIELD(density_fetches),
+	[HMMU_STAT_FAULT_WINDOW_PAGES] = STAT_FIELD(fault_window_pages),
+	[HMMU_STAT_FAULT_DENSITY_PCT] = STAT_FIELD(fault_density_pct),
+	[HMMU_STAT_FAULT_BATCH_MAX] = STAT_FIELD(fault_batch_max),
+	[HMMU_STAT_FAULT_BLOCK_PAGES] = STAT_FIELD(fault_block_pages),
 };
 
 /*
  * One field per counter, in the same order: a counter added to the wire
  * needs its field appended to struct hmmu_stats and its entry above.
  */
-_Static_assert(HMMU_STAT_NR_ == 13, "a new counter needs a stat_fields entry");
+_Static_assert(HMMU_STAT_NR_ == 23, "a new counter needs a stat_fields entry");
 _Static_assert(sizeof(struct hmmu_stats) ==
-		       offsetof(struct hmmu_stats, device_mem_pages) +
+		       offsetof(struct hmmu_stats, fault_block_pages) +
 			       sizeof(uint64_t),
 	       "struct hmmu_stats has a field without a counter");
 _Static_assert(sizeof(struct hmmu_stats) >= HMMU_STATS_SIZE_VER0,
@@ -212,6 +222,30 @@ HMMU_EXPORT int hmmu_snapshot(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		return -EINVAL;
 	return hmmu_device_cmd(m, c, HMMU_CMD_SNAPSHOT, states, c->npages);
 }
+
+int hmmu_job_to_wire(const struct hmmu_job *job, uint64_t mirror,
+		     struct hmmu_wire_job *out)
+{
+	if (job->reserved || job->kind < HMMU_JOB_FILL ||
+	    job->kind > HMMU_JOB_LIST_SUM) {
+		hmmu_set_detail("a job of kind %u with reserved %u: the kinds "
+				"are enum hmmu_job_kind, reserved is 0",
+				job->kind, job->reserved);
+		return -EINVAL;
+	}
+	*out = (struct hmmu_wire_job){
+		.mirror = mirror,
+		.kind = job->kind,
+		.dst = job->dst,
+		.src = job->src,
+		.len = job->len,
+		.value = job->value,
+		.next_offset = job->next_offset,
+		.value_offset = job->value_offset,
+	};
+	return 0;
+}
+
 HMMU_EXPORT int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job)
 {
 	struct hmmu_wire_job req;
@@ -221,23 +255,9 @@ HMMU_EXPORT int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job)
 	hmmu_clear_detail();
 	if (!m || !job)
 		return -EINVAL;
-	if (job->reserved || job->kind < HMMU_JOB_FILL ||
-	    job->kind > HMMU_JOB_LIST_SUM) {
-		hmmu_set_detail("a job of kind %u with reserved %u: the kinds "
-				"are enum hmmu_job_kind, reserved is 0",
-				job->kind, job->reserved);
-		return -EINVAL;
-	}
-	req = (struct hmmu_wire_job){
-		.mirror = m->id,
-		.kind = job->kind,
-		.dst = job->dst,
-		.src = job->src,
-		.len = job->len,
-		.value = job->value,
-		.next_offset = job->next_offset,
-		.value_offset = job->value_offset,
-	};
+	err = hmmu_job_to_wire(job, m->id, &req);
+	if (err)
+		return err;
 	err = hmmu_call(m->h, HMMU_OP_JOB, &req, sizeof(req), -1, &rep,
 			sizeof(rep));
 	job->result = rep.result;

@@ -24,13 +24,24 @@ struct pending {
 	void *out;  /* where the payload goes */
 	size_t cap; /* its size */
 	char reason[HMMU_REASON_MAX]; /* of an error reply; "" if none */
-	int *fd; /* where an fd the reply carries goes; NULL: closed */
+	int *fds;      /* where the fds of a successful reply go, or NULL */
+	unsigned nfds; /* how many it must carry */
+	bool got_fds;
 	struct pending *next;
 };
 
 struct hmmu {
 	int fd;
-	pid_t pid; /* the process that connected: see hmmu_call() */
+	/*
+	 * Who may use the handle (hmmu_call()): the process that connected.
+	 * A forked child must fail with -ECHILD, never speak for its parent.
+	 * Told without a system call: the page after the handle's own is
+	 * MADV_WIPEONFORK and holds a nonzero word, which every child, made
+	 * by fork() or a raw clone(), sees as 0. Only where the kernel lacks
+	 * it (before 4.14) is getpid() compared with pid on each call.
+	 */
+	const volatile uint32_t *owner; /* in the wiped page; NULL: use pid */
+	pid_t pid;
 	char release[HMMU_RELEASE_MAX]; /* the daemon's, from HELLO */
 	/*
 	 * While hmmu_connect() waits for HELLO's reply, and only then: when
@@ -66,6 +77,8 @@ struct hmmu_mirror {
 	struct hmmu *h;
 	uint64_t id; /* the daemon's */
 	struct hmmu_mirror *next;
+	/* hmmu_mirror_set_coherence(); read by each register */
+	_Atomic int coherence;
 };
 
 /*
@@ -80,9 +93,6 @@ int hmmu_call(struct hmmu *h, unsigned op, const void *req, size_t req_len,
 /* The same, and how many payload bytes the reply carried into *@len. */
 int hmmu_call_len(struct hmmu *h, unsigned op, const void *req,
 		  size_t req_len, int fd, void *out, size_t cap, size_t *len);
-/* hmmu_call(), and the fd the reply carried into *@fd_out (-1 if none). */
-int hmmu_call_recv_fd(struct hmmu *h, unsigned op, const void *req,
-		      size_t req_len, void *out, size_t cap, int *fd_out);
 /* A device read into [offset, ...) of @b (buffer.c). */
 int hmmu_buffer_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		    struct hmmu_buffer *b, uint64_t offset);
@@ -95,6 +105,17 @@ void hmmu_buffers_free(struct hmmu *h);
 struct hmmu_buffer *hmmu_buffer_find(struct hmmu *h, const void *buf,
 				     uint64_t len, uint64_t *offset);
 
+/* Most fds a reply may carry: a queue's memfd and eventfd, a buffer's memfd. */
+#define HMMU_REPLY_MAX_FDS 2
+/*
+ * The same, for a request whose successful reply carries exactly @nfds
+ * fds (@fds NULL: none), put into @fds (else -EPROTO); the caller owns
+ * them on success.
+ */
+int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
+		  size_t req_len, int fd, void *out, size_t cap, size_t *len,
+		  int *fds, unsigned nfds);
+
 /*
  * A device command: the command checks of the public calls, the request,
  * cpages and faults back into @c. @buf is the data or state buffer.
@@ -102,8 +123,19 @@ struct hmmu_buffer *hmmu_buffer_find(struct hmmu *h, const void *buf,
 int hmmu_device_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c, unsigned cmd,
 		    const void *buf, uint64_t buf_len);
 
-/* The size of a connection handle's own mapping. */
+/* @job checked and put in wire form for @mirror: 0, or -EINVAL (detail set). */
+int hmmu_job_to_wire(const struct hmmu_job *job, uint64_t mirror,
+		     struct hmmu_wire_job *out);
+
+/* The size of a connection handle's own mapping (with its owner page). */
 size_t hmmu_handle_bytes(void);
+
+/*
+ * Whether the calling process is the one that connected @h (struct hmmu's
+ * owner word): false in a forked child, whose calls must fail -ECHILD.
+ * No system call where the kernel has MADV_WIPEONFORK.
+ */
+bool hmmu_is_owner(const struct hmmu *h);
 
 /*
  * The checks of a device command's range, at the boundary: 0, or -EINVAL
@@ -111,8 +143,12 @@ size_t hmmu_handle_bytes(void);
  */
 int hmmu_check_range(const struct hmmu_cmd *c);
 
-/* The process's userfaultfd, made for hand-off to the daemon. */
-int hmmu_uffd_create(int *out);
+/*
+ * The process's userfaultfd, made for hand-off to the daemon; with
+ * UFFD_FEATURE_WP_ASYNC if @coarse (-EOPNOTSUPP, with the detail, if this
+ * kernel lacks it or WP_UNPOPULATED).
+ */
+int hmmu_uffd_create(int *out, int coarse);
 
 /*
  * The detail returned by hmmu_error_detail() for this thread: every public

@@ -55,24 +55,57 @@ static int mirror_call(struct hmmu_mirror *m, unsigned op, int fd)
 	return hmmu_call(m->h, op, &req, sizeof(req), fd, NULL, 0);
 }
 
-static int register_call(struct hmmu_mirror *m, int uffd, uint64_t probe)
+/*
+ * A fine-grained registration goes in the short form every hmmud knows;
+ * only a coarse one needs the long form (proto.h), which a daemon older
+ * than it refuses as too long.
+ */
+static int register_call(struct hmmu_mirror *m, int uffd, uint64_t probe,
+			 int coarse)
 {
-	struct hmmu_wire_register req = { .mirror = m->id, .probe = probe };
+	struct hmmu_wire_register_ext req = {
+		.base = { .mirror = m->id, .probe = probe },
+		.flags = coarse ? HMMU_REGISTER_COARSE : 0,
+	};
+	int err;
 
-	return hmmu_call(m->h, HMMU_OP_MIRROR_REGISTER, &req, sizeof(req), uffd,
-			 NULL, 0);
+	err = hmmu_call(m->h, HMMU_OP_MIRROR_REGISTER, &req,
+			coarse ? sizeof(req) : sizeof(req.base), uffd, NULL, 0);
+	if (coarse && err == -EMSGSIZE) {
+		hmmu_set_detail("this hmmud predates coarse-grained coherence: "
+				"update it, or register the mirror "
+				"fine-grained");
+		err = -EOPNOTSUPP;
+	}
+	return err;
+}
+
+HMMU_EXPORT int hmmu_mirror_set_coherence(struct hmmu_mirror *m,
+					  enum hmmu_coherence mode)
+{
+	hmmu_clear_detail();
+	if (!m)
+		return -EINVAL;
+	if (mode != HMMU_COHERENCE_FINE && mode != HMMU_COHERENCE_COARSE) {
+		hmmu_set_detail("no coherence mode %d: HMMU_COHERENCE_FINE or "
+				"HMMU_COHERENCE_COARSE", (int)mode);
+		return -EINVAL;
+	}
+	m->coherence = (int)mode;
+	return 0;
 }
 
 HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 {
 	size_t probe_len = 2 * (size_t)sysconf(_SC_PAGESIZE);
 	void *probe;
-	int err, uffd;
+	int err, uffd, coarse;
 
 	hmmu_clear_detail();
 	if (!m)
 		return -EINVAL;
-	err = register_call(m, -1, 0);
+	coarse = m->coherence == HMMU_COHERENCE_COARSE;
+	err = register_call(m, -1, 0, coarse);
 	if (err != HMMU_STATUS_NEED_UFFD)
 		return err;
 
@@ -84,7 +117,7 @@ HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 	 * touched, which the daemon uses to check that the userfaultfd is
 	 * this process's own; they are ours to unmap once it replied.
 	 */
-	err = hmmu_uffd_create(&uffd);
+	err = hmmu_uffd_create(&uffd, coarse);
 	if (err)
 		return err;
 	probe = mmap(NULL, probe_len, PROT_READ | PROT_WRITE,
@@ -93,7 +126,7 @@ HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 		close(uffd);
 		return -ENOMEM;
 	}
-	err = register_call(m, uffd, (uint64_t)(uintptr_t)probe);
+	err = register_call(m, uffd, (uint64_t)(uintptr_t)probe, coarse);
 	close(uffd);
 	munmap(probe, probe_len);
 	if (err == HMMU_STATUS_NEED_UFFD) {

@@ -35,7 +35,7 @@ static int try_api(int fd, uint64_t features)
 	return ioctl(fd, UFFDIO_API, &api) < 0 ? -errno : 0;
 }
 
-int hmmu_uffd_create(int *out)
+int hmmu_uffd_create(int *out, int coarse)
 {
 	uint64_t supported, want;
 	int fd, err;
@@ -54,6 +54,25 @@ int hmmu_uffd_create(int *out)
 	}
 	want = HMMU_UFFD_REQUIRED_FEATURES |
 	       (supported & HMMU_UFFD_OPTIONAL_FEATURES);
+	if (coarse) {
+		/*
+		 * Asynchronous write-protect: a CPU write clears the page's
+		 * protection in the kernel and goes on; hmmud collects the
+		 * written pages with PAGEMAP_SCAN, which works only where
+		 * empty PTEs can carry markers (WP_UNPOPULATED).
+		 */
+		uint64_t need = UFFD_FEATURE_WP_ASYNC |
+				UFFD_FEATURE_WP_UNPOPULATED;
+
+		if ((supported & need) != need) {
+			hmmu_set_detail("coarse-grained coherence needs "
+					"userfaultfd's asynchronous write-protect "
+					"(UFFD_FEATURE_WP_ASYNC, Linux 6.7 or "
+					"newer), which this kernel lacks");
+			return -EOPNOTSUPP;
+		}
+		want |= need;
+	}
 
 	fd = open_uffd();
 	if (fd < 0)

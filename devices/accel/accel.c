@@ -14,7 +14,17 @@
  * the job, so for them too.
  *
  * Options: cus=N, the number of compute units (default 2, at most 64);
- * prefetch=N, pages a device fault brings in at once (default 16, 64 KiB).
+ * prefetch=N, pages a device fault brings in at once (default 16, 64 KiB);
+ * faultbuf=N, entries of the replayable fault buffer its compute units
+ * post their faults into (default 1024; 0: each unit faults alone);
+ * density=P, the buffer's density rule: once P percent of a 2 MiB block
+ * is held or faulting, the whole block comes in (default 50; 0: never).
+ *
+ * Why the core's fault buffer (hmmu_device_set_fault_buffer()) and not one
+ * of our own: a batch must be serviced with the core's range fault and its
+ * sequence check, under the device MMU's lock, and planned against the
+ * device page table the core keeps; a model-side buffer could only call
+ * hmmu_mmu_fault() once per run, after a second lookup of each page.
  */
 #include <hmmu/driver.h>
 
@@ -28,6 +38,9 @@
 #define MAX_CUS 64u
 #define DEFAULT_PREFETCH 16u
 #define MAX_PREFETCH 512u
+#define DEFAULT_FAULTBUF 1024u
+#define MAX_FAULTBUF 65536u
+#define DEFAULT_DENSITY 50u
 #define BLOCK_BYTES (64u * 1024u) /* what a compute unit moves at once */
 #define MAX_JOB_BYTES (1ull << 36)
 #define MAX_LIST_NODES (1ull << 26) /* and the job deadline bounds the walk */
@@ -55,11 +68,12 @@ struct slice {
 };
 
 /*
- * "key=N" with 1 <= N <= max into *out; 1 if @opt was that key. A bad
+ * "key=N" with min <= N <= max into *out; 1 if @opt was that key. A bad
  * value is logged here, where the key and its range are known.
  */
-static int parse_option(struct hmmu_device *dev, const char *opt,
-			const char *key, unsigned max, unsigned *out, int *err)
+static int parse_option_from(struct hmmu_device *dev, const char *opt,
+			     const char *key, unsigned min, unsigned max,
+			     unsigned *out, int *err)
 {
 	size_t len = strlen(key);
 	unsigned long v;
@@ -70,20 +84,28 @@ static int parse_option(struct hmmu_device *dev, const char *opt,
 	errno = 0;
 	v = strtoul(opt + len + 1, &end, 10);
 	if (errno || *end || end == opt + len + 1 || opt[len + 1] == '-' ||
-	    v == 0 || v > max) {
-		hmmu_log(dev, HMMU_LOG_ERROR, "%s: want a whole number from 1 "
-			 "to %u", opt, max);
+	    v < min || v > max) {
+		hmmu_log(dev, HMMU_LOG_ERROR, "%s: want a whole number from %u "
+			 "to %u", opt, min, max);
 		*err = -EINVAL;
 	}
 	*out = (unsigned)v;
 	return 1;
 }
 
+/* The same, from 1. */
+static int parse_option(struct hmmu_device *dev, const char *opt,
+			const char *key, unsigned max, unsigned *out, int *err)
+{
+	return parse_option_from(dev, opt, key, 1, max, out, err);
+}
+
 static int accel_create(struct hmmu_device *dev, const char *args)
 {
 	struct accel *a = calloc(1, sizeof(*a));
 	char *copy = strdup(args ? args : ""), *opt, *save = NULL;
-	unsigned prefetch = DEFAULT_PREFETCH;
+	unsigned prefetch = DEFAULT_PREFETCH, faultbuf = DEFAULT_FAULTBUF;
+	unsigned density = DEFAULT_DENSITY;
 	int err = 0;
 
 	if (!a || !copy) {
@@ -96,16 +118,27 @@ static int accel_create(struct hmmu_device *dev, const char *args)
 	     opt = strtok_r(NULL, ",", &save)) {
 		if (parse_option(dev, opt, "cus", MAX_CUS, &a->ncus, &err) ||
 		    parse_option(dev, opt, "prefetch", MAX_PREFETCH, &prefetch,
-				 &err))
+				 &err) ||
+		    parse_option_from(dev, opt, "faultbuf", 0, MAX_FAULTBUF,
+				      &faultbuf, &err) ||
+		    parse_option_from(dev, opt, "density", 0, 100, &density,
+				      &err))
 			continue;
 		hmmu_log(dev, HMMU_LOG_ERROR, "unknown option '%s' (model "
-			 "accel takes cus=N and prefetch=N, besides name=, "
-			 "mem= and node=)", opt);
+			 "accel takes cus=N, prefetch=N, faultbuf=N and "
+			 "density=P, besides name=, mem= and node=)", opt);
 		err = -EINVAL;
 	}
 	free(copy);
 	if (!err)
 		err = hmmu_device_set_prefetch(dev, prefetch);
+	if (!err && faultbuf && faultbuf < 256) {
+		hmmu_log(dev, HMMU_LOG_ERROR, "faultbuf=%u: want 0 (none) or "
+			 "256 to %u entries", faultbuf, MAX_FAULTBUF);
+		err = -EINVAL;
+	}
+	if (!err)
+		err = hmmu_device_set_fault_buffer(dev, faultbuf, density);
 	/* The core places them on the CPUs next to the device's memory. */
 	if (!err)
 		err = hmmu_device_threads_start(dev, a->ncus);

@@ -86,8 +86,9 @@ struct hmmu_mirror;
  *                         take (name=, mem=, node= are the core's), as
  *                         "key=value,key=value", maybe "". -EINVAL for an
  *                         option it does not know. May call
- *                         hmmu_device_set_drvdata(), hmmu_device_set_prefetch()
- *                         and hmmu_device_threads_start().
+ *                         hmmu_device_set_drvdata(), hmmu_device_set_prefetch(),
+ *                         hmmu_device_set_fault_buffer() and
+ *                         hmmu_device_threads_start().
  * destroy(dev)            main thread, after every mirror is gone.
  * bind(m)                 a request worker, when @m is registered (the
  *                         kernel: a driver's open() inserting its notifier).
@@ -180,6 +181,28 @@ void *hmmu_device_get_drvdata(const struct hmmu_device *dev);
  * 512 or for 0.
  */
 int hmmu_device_set_prefetch(struct hmmu_device *dev, unsigned pages);
+
+/*
+ * create() only: device loads that miss (hmmu_mmu_load(),
+ * hmmu_mmu_fault_replayable()) post their fault into a replayable fault
+ * buffer of @entries entries, one per mirror, instead of each taking a
+ * range fault alone, as a GPU's compute units post faults into the fault
+ * buffer its driver drains (NVIDIA UVM's replayable faults). No thread of
+ * the core's serves it: the first faulting thread to find no servicer at
+ * work becomes it, drains up to 256 entries, drops duplicates and pages
+ * held already, groups the rest by 2 MiB block and brings each contiguous
+ * run in with one write-protect and one read; the other faulting threads
+ * sleep until a batch has taken their fault, then replay their access.
+ * Prefetch per fault is the window of hmmu_device_set_prefetch(), or, by
+ * the density rule, the whole 2 MiB block: when the pages the device holds
+ * in a block, plus the block's faults in the batch, reach @density_pct
+ * percent of it, every page of the block it lacks (within the faulting
+ * page's mapping) comes in at once. @density_pct 0: no density rule.
+ * @entries 0 (the default): no buffer. -EINVAL for @entries from 1 to 255
+ * or above 65536, or @density_pct above 100.
+ */
+int hmmu_device_set_fault_buffer(struct hmmu_device *dev, unsigned entries,
+				 unsigned density_pct);
 
 /* Any thread, while @m is bound: its device, and the client's pid. */
 struct hmmu_device *hmmu_mirror_device(const struct hmmu_mirror *m);
@@ -315,10 +338,30 @@ int hmmu_mmu_write(struct hmmu_mirror *m, uint64_t addr, uint64_t len,
 /*
  * A device load of @len bytes at @addr (any alignment) into @dst, a page
  * at a time: each page the device does not hold is a device fault, added to
- * *@faults, bringing in the device's prefetch window from that page.
+ * *@faults, bringing in the device's prefetch window from that page; on a
+ * device with a fault buffer, the fault goes through it (a replayable
+ * fault, serviced in a batch with other threads' faults, then replayed).
  */
 int hmmu_mmu_load(struct hmmu_mirror *m, uint64_t addr, void *dst,
 		  uint64_t len, uint64_t *faults);
+
+/*
+ * A replayable device fault on the page at @addr, for a model that does
+ * its own loads (hmmu_mmu_pin(), say): posted into the device's fault
+ * buffer (hmmu_device_set_fault_buffer()), serviced in a batch by whichever
+ * faulting thread serves the buffer then (maybe this one, which then also
+ * serves the others' faults of that batch), and 0 once a batch took it.
+ * Then replay the access: the page is usually held now, but not always
+ * (an invalidation ran since, or its run failed); a page still missing at
+ * the replay is for hmmu_mmu_fault() alone, which says why it fails.
+ * Counts nothing: the model counts its faults (hmmu_count_device_faults()).
+ * Request workers and compute threads, with none of the model's locks
+ * held that its notifier takes; it waits for other threads' faults, never
+ * longer than the caller's command may run: hmmu_should_stop()'s errors.
+ * -EOPNOTSUPP if the device has no fault buffer, -EFAULT for an address
+ * past user space.
+ */
+int hmmu_mmu_fault_replayable(struct hmmu_mirror *m, uint64_t addr);
 
 /*
  * The device's copies of [start, end) (at most 1024 pages) as one iovec a
@@ -459,7 +502,10 @@ struct hmmu_range {
  * The copies are current only if hmmu_interval_read_retry(range->notifier,
  * range->notifier_seq) says false under the model's lock afterwards.
  * Request workers and compute threads; may wait for the client. Errors as
- * the device MMU's, and -EBUSY: an invalidation ran meanwhile; begin again.
+ * the device MMU's (not -EDQUOT: the copies are the model's), and -EBUSY:
+ * an invalidation ran meanwhile; begin again. Unlike the device MMU's calls,
+ * a faulting range fault refuses memory userfaultfd cannot track (-EPERM):
+ * it can keep no copy of it coherent.
  */
 int hmmu_range_fault(struct hmmu_range *range);
 
@@ -496,8 +542,9 @@ int hmmu_dma_writev(struct hmmu_mirror *m, uint64_t addr,
 
 /*
  * Check, before a transfer, that all of [start, end) is mapped with the
- * permission it needs and can be tracked, so that a command fails before
- * its first byte moves. Errors as the device MMU's.
+ * permission it needs (for a write, as the mappings say now), so that a
+ * command fails before its first byte moves. Memory userfaultfd cannot
+ * track passes: DMA keeps no copy. Errors as the device MMU's.
  */
 int hmmu_dma_check(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 		   bool write);
@@ -551,7 +598,7 @@ int hmmu_migrate_vma_pages(struct hmmu_migrate_vma *args, uint8_t *discard);
  * Step 3, finalize, in the client's next request: pages the client
  * discarded are now device-private to @mirror's device, the rest are rolled
  * back; sleeping writers wake up. args->cpages: pages that moved. Needs
- * mirror, start and end only.
+ * mirror, start and end only, which it checks as setup does (-EINVAL).
  */
 int hmmu_migrate_vma_finalize(struct hmmu_migrate_vma *args);
 

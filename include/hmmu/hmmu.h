@@ -156,8 +156,44 @@ int hmmu_mirror_create(struct hmmu *h, const char *device,
  * CAP_SYS_PTRACE or CAP_DAC_OVERRIDE over it, docs/operations.md); -ESRCH
  * (the daemon no longer serves this process: it exec'd); -EAGAIN (the
  * daemon could not start the thread of its check: try again); -ENOMEM.
+ * With a coherence mode (hmmu_mirror_set_coherence()): -EBUSY (the
+ * process's other mirrors are of the other mode), -EOPNOTSUPP (coarse-
+ * grained coherence is not available here).
  */
 int hmmu_mirror_register(struct hmmu_mirror *m);
+
+/*
+ * Coherence modes (docs/semantics.md, "Coherence modes").
+ * HMMU_COHERENCE_FINE, the default, is HMM's: a CPU write to a page a
+ * device holds drops the device's copy before the write completes.
+ * HMMU_COHERENCE_COARSE is OpenCL 2.0's coarse-grained SVM: CPU writes
+ * cost no more than a kernel write-protect fault, and a device command or
+ * job sees every CPU write that completed before the command started;
+ * writes made while it runs may or may not be seen. After a command
+ * returns, the CPU sees the device's writes (both modes).
+ */
+enum hmmu_coherence {
+	HMMU_COHERENCE_FINE = 0,
+	HMMU_COHERENCE_COARSE = 1,
+};
+
+/*
+ * hmmu_mirror_set_coherence - the coherence mode @m registers with, from
+ * its next hmmu_mirror_register() on (a registration in force keeps its
+ * mode). The mode belongs to the whole process, which has one userfaultfd:
+ * the registration that creates the process's state sets it (a coarse one
+ * makes the userfaultfd with UFFD_FEATURE_WP_ASYNC), and while any mirror
+ * of the process is registered, registering a mirror of the other mode
+ * fails with -EBUSY. Pages of a coarse-grained process never move to
+ * device memory: hmmu_migrate_to_device() and hmmu_make_exclusive() fail
+ * with -EOPNOTSUPP (a CPU write racing the move could not be held back).
+ * The register call then fails with -EOPNOTSUPP if the kernel (Linux 6.7
+ * or newer: asynchronous write-protect, PAGEMAP_SCAN) or the daemon lacks
+ * coarse-grained coherence, with hmmu_error_detail() saying which.
+ * Errors: -EINVAL (@m is NULL, or an unknown @mode). Not thread-safe
+ * against a register of the same mirror.
+ */
+int hmmu_mirror_set_coherence(struct hmmu_mirror *m, enum hmmu_coherence mode);
 
 /*
  * hmmu_mirror_unregister - stop mirroring. When it returns, the device
@@ -182,11 +218,14 @@ void hmmu_mirror_destroy(struct hmmu_mirror *m);
  *               mirror not registered;
  *  -EOPNOTSUPP  the mirror's device runs no commands (model "accel");
  *  -ESRCH       the daemon no longer serves this process (it exec'd).
+ * Memory userfaultfd cannot write-protect (anything but anonymous, shmem
+ * and hugetlbfs memory: a file mapping on most filesystems) is mirrored
+ * without copies: the device reaches it in this process's memory at each
+ * access, so these commands and jobs work on it as on any other memory.
  * The commands that fault pages in (read, write, and hmmu_job_run) may
  * also return:
- *  -EPERM       part of the range is memory userfaultfd cannot
- *               write-protect (only anonymous, shmem and hugetlbfs memory
- *               can be mirrored), so the device could not stay coherent;
+ *  -EINVAL      part of a hugetlb page: hmmu mirrors hugetlbfs memory in
+ *               whole, aligned huge pages only;
  *  -EBUSY       a mapping of the range is registered with another
  *               userfaultfd of this process, or a page the daemon must
  *               write (a data or state buffer, or the target of a DMA
@@ -213,9 +252,8 @@ struct hmmu_cmd {
  * (hmmu_buffer_create(), below), it is hmmu_device_read_buffer().
  * Errors: -EFAULT (part of the range unmapped or PROT_NONE: @buf untouched;
  * or part of @buf not writable: the chunks of 1024 pages before it are
- * copied and counted in cpages), -EPERM (memory userfaultfd cannot
- * write-protect, such as a private file mapping), and those of every
- * command that faults pages in, above.
+ * copied and counted in cpages), and those of every command that faults
+ * pages in, above.
  */
 int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
 
@@ -223,12 +261,12 @@ int hmmu_device_read(struct hmmu_mirror *m, struct hmmu_cmd *c, void *buf);
  * hmmu_device_write - the device writes @buf (npages pages) into
  * [addr, addr + npages pages), as DMA into system memory: the CPU sees the
  * data when the call returns, and every device's stale copy is dropped.
- * Errors: -EPERM (read-only memory, or memory userfaultfd cannot track;
- * nothing written), -EFAULT (unmapped or PROT_NONE memory: nothing written;
- * or @buf not readable: the data is moved 1024 pages at a time, and what
- * came before the unreadable part is written), -EBUSY (a target page is in
- * the middle of a migration: the write stops there, what came before it
- * is written), and those of every command that faults pages in, above.
+ * Errors: -EPERM (part of the range is read-only: nothing written),
+ * -EFAULT (unmapped or PROT_NONE memory: nothing written; or @buf not
+ * readable: the data is moved 1024 pages at a time, and what came before
+ * the unreadable part is written), -EBUSY (a target page is in the middle
+ * of a migration: the write stops there, what came before it is written),
+ * and those of every command that faults pages in, above.
  */
 int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
 		      const void *buf);
@@ -392,14 +430,119 @@ struct hmmu_job {
 /*
  * hmmu_job_run - launch @job on the mirror's device and wait for it.
  * Errors: -EOPNOTSUPP (the device runs no jobs), -EFAULT (the job touched
- * unmapped or PROT_NONE memory), -EPERM (it wrote read-only memory, or
- * touched memory userfaultfd cannot track), -ELOOP (a list longer than len
- * nodes), -EINVAL (bad job, or the mirror not registered), -ESRCH (the
- * daemon no longer serves this process), -ENOMEM, and -EBUSY, -E2BIG,
- * -EAGAIN, -EDQUOT and -ETIMEDOUT as for the device commands that fault
- * pages in. A job that fails may have written part of its output.
+ * unmapped or PROT_NONE memory), -EPERM (it wrote read-only memory),
+ * -ELOOP (a list longer than len nodes), -EINVAL (bad job, the mirror not
+ * registered, or part of a hugetlb page), -ESRCH (the daemon no longer
+ * serves this process), -ENOMEM, and -EBUSY, -E2BIG, -EAGAIN, -EDQUOT and
+ * -ETIMEDOUT as for the device commands that fault pages in. A job that
+ * fails may have written part of its output.
  */
 int hmmu_job_run(struct hmmu_mirror *m, struct hmmu_job *job);
+
+/*
+ * Queues: asynchronous submission, as io_uring's rings or an NVMe queue
+ * pair. A queue belongs to one mirror: a submission ring and a completion
+ * ring in memory this process and hmmud both map. Submitting and reaping
+ * take no system call while the daemon polls the ring; a futex wake-up (or
+ * an eventfd write, for a queue the daemon parked) only when it asked for
+ * one, and a futex wait only when the caller must sleep. Many commands may
+ * be in flight; each completes with the results the synchronous call would
+ * have returned, and the caller's @user_data. Completions may come in any
+ * order.
+ *
+ * Thread-safety: a queue is used by one thread at a time (the caller
+ * serialises, as with a liburing ring); different queues are independent.
+ * After fork() the child has no mapping of the rings (MADV_DONTFORK): every
+ * call on an inherited queue fails with -ECHILD, and hmmu_queue_destroy()
+ * only frees the handle.
+ */
+struct hmmu_queue;
+
+/* What a submission did: what its synchronous call would have returned. */
+struct hmmu_cqe {
+	uint64_t user_data;  /* the submission's */
+	int32_t status;	     /* 0 or -errno, as the synchronous call */
+	uint32_t op;	     /* enum hmmu_queue_op; 0 if it made no sense */
+	uint64_t cpages;     /* commands: as struct hmmu_cmd */
+	uint64_t faults;     /* commands and jobs */
+	uint64_t result;     /* jobs: as struct hmmu_job */
+	uint64_t elapsed_ns; /* jobs */
+};
+
+enum hmmu_queue_op {
+	HMMU_QUEUE_NOP = 1, /* completes with 0: for measuring */
+	HMMU_QUEUE_CMD = 2, /* read, write, snapshot */
+	HMMU_QUEUE_JOB = 3,
+};
+
+/* Entries of the largest queue. */
+#define HMMU_QUEUE_MAX 1024
+
+/*
+ * hmmu_queue_create - a new queue for @m with rings of @entries (1 to
+ * HMMU_QUEUE_MAX, rounded up to a power of 2), all of which may be in
+ * flight at once. @m may be registered later; commands on a mirror not
+ * registered complete with -EINVAL. The queue goes when hmmu_queue_destroy()
+ * is called, when its mirror is destroyed (its later submissions never
+ * complete) and with the connection. In the symbol version HMMU_1.1.
+ * Errors: -EINVAL (a NULL argument, or @entries out of range), -ENOENT
+ * (the mirror was destroyed), -ENOSPC (the connection has as many queues
+ * as hmmud allows: --limit queues-per-connection), -EOPNOTSUPP (a hmmud
+ * without queues), -EMFILE, -ENOMEM.
+ */
+int hmmu_queue_create(struct hmmu_mirror *m, unsigned entries,
+		      struct hmmu_queue **out);
+
+/*
+ * Prepare a submission: it goes to the daemon at the next
+ * hmmu_queue_submit(). The command calls take the arguments of their
+ * synchronous twins (hmmu_device_read(), hmmu_device_write(),
+ * hmmu_snapshot(), hmmu_job_run()) and check them the same way; only the
+ * results go to the completion instead. The buffers must stay valid until
+ * the completion.
+ * Errors: -EINVAL (a NULL argument, or what the synchronous call refuses
+ * before sending), -EBUSY (as many submissions are prepared or in flight
+ * as the queue has entries: reap completions first), -ECHILD.
+ */
+int hmmu_queue_nop(struct hmmu_queue *q, uint64_t user_data);
+int hmmu_queue_read(struct hmmu_queue *q, const struct hmmu_cmd *c, void *buf,
+		    uint64_t user_data);
+int hmmu_queue_write(struct hmmu_queue *q, const struct hmmu_cmd *c,
+		     const void *buf, uint64_t user_data);
+int hmmu_queue_snapshot(struct hmmu_queue *q, const struct hmmu_cmd *c,
+			uint8_t *states, uint64_t user_data);
+int hmmu_queue_job(struct hmmu_queue *q, const struct hmmu_job *job,
+		   uint64_t user_data);
+
+/*
+ * hmmu_queue_submit - hand the prepared submissions to the daemon; rings
+ * its doorbell only if it asked for one. Returns how many went.
+ * Errors: -EINVAL (@q is NULL), -ECHILD, and those of write(2) on the
+ * doorbell.
+ */
+int hmmu_queue_submit(struct hmmu_queue *q);
+
+/*
+ * hmmu_queue_wait - copy up to @max completions into @out, waiting until
+ * at least @min have come (min <= max) or @timeout_ms passes (-1: no
+ * limit; 0: do not wait). Sleeps on a futex the daemon wakes only
+ * because this call asked it to (no spinning: on few CPUs it only delays
+ * the daemon). Returns how many were
+ * copied; that is fewer than @min only on a timeout, when it is 0 or more.
+ * Errors: -EINVAL (a NULL argument, @min > @max), -EINTR (a signal,
+ * nothing copied), -ECHILD.
+ */
+int hmmu_queue_wait(struct hmmu_queue *q, struct hmmu_cqe *out, unsigned max,
+		    unsigned min, int timeout_ms);
+
+/*
+ * hmmu_queue_destroy - the daemon takes no more submissions from @q, and
+ * the handle and the rings are freed; completions not reaped are lost.
+ * Submissions running on the daemon finish there. Call it before
+ * hmmu_disconnect() of the queue's connection (a mirror destroyed already
+ * is fine). NULL is ignored.
+ */
+void hmmu_queue_destroy(struct hmmu_queue *q);
 
 /*
  * Counters of the daemon and of the calling process. A caller that is not
@@ -423,6 +566,30 @@ struct hmmu_stats {
 	uint64_t sessions;	     /* open client connections */
 	uint64_t device_pages;	     /* pages held in device page tables, all devices */
 	uint64_t device_mem_pages;   /* device memory in use (migrated pages), all devices */
+	/*
+	 * Since 0.2: devices' replayable fault buffers (docs/design.md,
+	 * "Batched device faults"). Batches drained, faults drained, faults
+	 * dropped (the same page twice in a batch, or held already), 2 MiB
+	 * blocks served (once per batch), range faults taken for them (one
+	 * write-protect and one read each), blocks fetched whole by the
+	 * density rule.
+	 */
+	uint64_t fault_batches;
+	uint64_t fault_entries;
+	uint64_t fault_duplicates;
+	uint64_t fault_blocks;
+	uint64_t fault_runs;
+	uint64_t density_fetches;
+	/*
+	 * The rule, of the devices with a fault buffer (the largest value
+	 * where they differ; 0: no device has one): the prefetch window of a
+	 * fault, in pages; the density threshold, in percent of a block (0:
+	 * no density rule); the most faults one batch drains; a block's pages.
+	 */
+	uint64_t fault_window_pages;
+	uint64_t fault_density_pct;
+	uint64_t fault_batch_max;
+	uint64_t fault_block_pages;
 };
 
 /* sizeof(struct hmmu_stats) in hmmu 0.1: the least hmmu_stats() takes. */

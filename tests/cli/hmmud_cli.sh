@@ -117,7 +117,7 @@ bad_device() {
 		expect_refused "$hmmud" "accel:name=x,cus=0" \
 			"x: cus=0: want a whole number from 1 to 64" $mode
 		expect_refused "$hmmud" "accel:name=x,bogus=1" \
-			"x: unknown option 'bogus=1' (model accel takes cus=N and prefetch=N" $mode
+			"x: unknown option 'bogus=1' (model accel takes cus=N, prefetch=N, faultbuf=N and density=P" $mode
 		expect_refused "$hmmud" "model=$tmp/none.so,name=x" \
 			"--device model=$tmp/none.so: " $mode
 	done

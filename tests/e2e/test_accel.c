@@ -8,6 +8,10 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -250,5 +254,230 @@ Test(accel, dmirror_runs_no_jobs)
 
 	expect_daemon_log("job on dmirror0: %s", strerror(EOPNOTSUPP));
 	cr_expect_eq(hmmu_job_run(f.m, &job), -EOPNOTSUPP);
+	fixture_close(&f);
+}
+
+/* ---- the replayable fault buffer -------------------------------------- */
+
+/* A private hmmud whose acc1 has @opts; the fixture on acc1. */
+static struct fixture open_acc1(const char *opts, const char *limit)
+{
+	static char spec[128];
+	const char *args[] = { "--device", spec, limit ? "--limit" : NULL,
+			       limit, NULL };
+
+	snprintf(spec, sizeof(spec), "accel:name=acc1,%s", opts);
+	daemon_restart(args);
+	return fixture_open("acc1");
+}
+
+/* 2 MiB of pages at a 2 MiB boundary, never huge (its density block). */
+static uint64_t *map_block(size_t *npages)
+{
+	size_t block = (2u << 20) / page_size();
+	char *p = map_rw(2 * block);
+	char *b = (char *)(((uintptr_t)p + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
+
+	cr_assert_eq(madvise(p, 2 * block * page_size(), MADV_NOHUGEPAGE), 0);
+	*npages = block;
+	return (uint64_t *)b;
+}
+
+Test(accel, units_faulting_one_page_get_it_with_one_read)
+{
+	/* Four compute units, each summing one word of the same page. */
+	struct fixture f = open_acc1("cus=4,prefetch=1", NULL);
+	uint64_t *v = map_rw(1);
+	struct hmmu_job job = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
+				.len = 4 };
+	struct hmmu_stats s0, s1;
+
+	v[0] = 1, v[1] = 20, v[2] = 300, v[3] = 4000;
+	s0 = stats_of(f.h);
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
+	s1 = stats_of(f.h);
+	cr_expect_eq(job.result, 4321);
+	/*
+	 * However the units' faults fell into batches, the page was read
+	 * once: a second fault found it held, or shared the first's batch.
+	 */
+	cr_expect_eq(s1.fault_runs - s0.fault_runs, 1);
+	cr_expect_eq((s1.fault_entries - s0.fault_entries) -
+			     (s1.fault_duplicates - s0.fault_duplicates), 1);
+	cr_expect_eq(s1.fault_entries - s0.fault_entries, job.faults);
+	fixture_close(&f);
+}
+
+Test(accel, density_rule_fetches_the_rest_of_a_block_at_once)
+{
+	/* One unit: faults come one at a time, each a batch. */
+	struct fixture f = open_acc1("cus=1,prefetch=16,density=50", NULL);
+	size_t pages;
+	uint64_t *v = map_block(&pages), expect = 0;
+	size_t n = pages * page_size() / 8;
+	struct hmmu_job job = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
+				.len = n };
+	struct hmmu_stats s0, s1;
+
+	for (size_t i = 0; i < n; i++)
+		expect += v[i] = i + 7;
+	s0 = stats_of(f.h);
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
+	s1 = stats_of(f.h);
+	cr_expect_eq(job.result, expect);
+	/*
+	 * 16-page windows until half the block (256 of 512 pages) is held,
+	 * then the fault at page 256 brings the other 256: 16 + 1 faults.
+	 */
+	cr_expect_eq(job.faults, pages / 2 / 16 + 1);
+	cr_expect_eq(s1.density_fetches - s0.density_fetches, 1);
+	cr_expect_eq(s1.fault_runs - s0.fault_runs, job.faults);
+	cr_expect_eq(s1.fault_blocks - s0.fault_blocks, job.faults);
+	/* The rule is in the stats, as hmmuctl stats shows it. */
+	cr_expect_eq(s1.fault_window_pages, 16);
+	cr_expect_eq(s1.fault_density_pct, 50);
+	cr_expect_eq(s1.fault_batch_max, 256);
+	cr_expect_eq(s1.fault_block_pages, pages);
+	fixture_close(&f);
+}
+
+Test(accel, without_density_rule_a_block_takes_a_fault_per_window)
+{
+	struct fixture f = open_acc1("cus=1,prefetch=16,density=0", NULL);
+	size_t pages;
+	uint64_t *v = map_block(&pages);
+	struct hmmu_job job = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
+				.len = pages * page_size() / 8 };
+	struct hmmu_stats s0, s1;
+
+	memset(v, 1, pages * page_size());
+	s0 = stats_of(f.h);
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
+	s1 = stats_of(f.h);
+	cr_expect_eq(job.faults, pages / 16);
+	cr_expect_eq(s1.density_fetches - s0.density_fetches, 0);
+	fixture_close(&f);
+}
+
+struct writer {
+	uint64_t *v;
+	size_t n;
+	atomic_int stop;
+};
+
+/*
+ * Keep adding 1 to words all over the array, page after page, a burst of
+ * 16 writes every 50 us. Not flat out: each write to a page a device
+ * holds is an invalidation, and hmmu's invalidation sequence is the
+ * process's, not the range's, so a writer that never pauses can starve
+ * every range fault of the process (each retries until it gives up with
+ * -EAGAIN). This test is about stale copies, not that limit.
+ */
+static void *cpu_writer(void *arg)
+{
+	struct writer *w = arg;
+	size_t per_page = page_size() / 8;
+
+	for (uint64_t k = 0; !atomic_load(&w->stop); k++) {
+		w->v[(k * 7919 % (w->n / per_page)) * per_page + k % per_page] += 1;
+		if (k % 16 == 15)
+			usleep(50);
+	}
+	return NULL;
+}
+
+Test(accel, batched_faults_racing_cpu_writes_leave_no_stale_copy)
+{
+	struct fixture f = open_acc1("cus=4,prefetch=16,density=50", NULL);
+	size_t pages = 2048, n = pages * page_size() / 8;
+	uint64_t *v = map_rw(pages), expect = 0;
+	struct writer w = { .v = v, .n = n };
+	struct hmmu_job job = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
+				.len = n };
+	pthread_t t;
+
+	for (size_t i = 0; i < n; i++)
+		v[i] = i;
+	cr_assert_eq(pthread_create(&t, NULL, cpu_writer, &w), 0);
+	/* Each CPU write invalidates a page: the jobs keep faulting. */
+	for (int round = 0; round < 20; round++)
+		cr_assert_eq(hmmu_job_run(f.m, &job), 0);
+	atomic_store(&w.stop, 1);
+	pthread_join(t, NULL);
+	/* Every copy a batch took while the CPU wrote was invalidated. */
+	for (size_t i = 0; i < n; i++)
+		expect += v[i];
+	cr_assert_eq(hmmu_job_run(f.m, &job), 0);
+	cr_expect_eq(job.result, expect, "device %#lx, cpu %#lx",
+		     (unsigned long)job.result, (unsigned long)expect);
+	fixture_close(&f);
+}
+
+/* 8 GiB never touched: every page a fault (a zero page), for seconds. */
+static struct hmmu_job endless_faults(void **p, size_t *len)
+{
+	*len = 8ull << 30;
+	*p = mmap(NULL, *len, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	cr_assert_neq(*p, MAP_FAILED);
+	return (struct hmmu_job){ .kind = HMMU_JOB_SUM64,
+				  .src = (uintptr_t)*p, .len = *len / 8 };
+}
+
+Test(accel, job_deadline_stops_units_waiting_on_the_servicer)
+{
+	struct fixture f = open_acc1("cus=4,prefetch=1", "job-seconds=1");
+	void *p;
+	size_t len;
+	struct hmmu_job job = endless_faults(&p, &len);
+	uint64_t *v = map_rw(1);
+	struct hmmu_job fine = { .kind = HMMU_JOB_SUM64, .src = (uintptr_t)v,
+				 .len = 2 };
+
+	expect_daemon_log("job on acc1: %s", strerror(ETIMEDOUT));
+	cr_expect_eq(hmmu_job_run(f.m, &job), -ETIMEDOUT);
+	/* Nobody is left waiting: the device takes the next job. */
+	v[0] = 40, v[1] = 2;
+	cr_expect_eq(hmmu_job_run(f.m, &fine), 0);
+	cr_expect_eq(fine.result, 42);
+	munmap(p, len);
+	fixture_close(&f);
+}
+
+Test(accel, client_killed_while_its_units_fault_is_released)
+{
+	struct fixture f = open_acc1("cus=4,prefetch=1", "job-seconds=600");
+	int ready[2];
+	pid_t pid;
+	char c;
+
+	cr_assert_eq(pipe(ready), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct fixture fc;
+		size_t len = 8ull << 30;
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		struct hmmu_job job = { .kind = HMMU_JOB_SUM64,
+					.src = (uintptr_t)p, .len = len / 8 };
+
+		close(ready[0]);
+		if (p == MAP_FAILED || fixture_try_open(&fc, "acc1"))
+			_exit(1);
+		(void)!write(ready[1], "r", 1);
+		_exit(hmmu_job_run(fc.m, &job) == 0 ? 0 : 2);
+	}
+	close(ready[1]);
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the child registered");
+	close(ready[0]);
+	usleep(200000); /* its units are faulting by now */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* Left: this process's own state (the fixture's mirror). */
+	for (int i = 0; i < 1000 && stats_of(f.h).processes != 1; i++)
+		usleep(10000);
+	cr_expect_eq(stats_of(f.h).processes, 1, "the dead client's state is gone");
+	cr_expect_eq(stats_of(f.h).mirrors, 1);
 	fixture_close(&f);
 }

@@ -10,6 +10,11 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -347,5 +352,77 @@ Test(lifecycle, handle_used_in_forked_child_is_echild)
 	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	/* The parent's mirror is untouched. */
 	cr_expect_eq(stats_of(f.h).my_mirrors, 1);
+	fixture_close(&f);
+}
+
+/*
+ * The same for a child that no fork handler hears of (a raw clone, as a
+ * runtime or a sandbox makes them): libhmmu tells the child by the
+ * handle's wiped-on-fork page, not by anything fork() runs.
+ */
+Test(lifecycle, handle_used_in_raw_cloned_child_is_echild)
+{
+	struct fixture f = fixture_open("dmirror0");
+	pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct hmmu_stats st;
+		int ok = hmmu_stats(f.h, &st, sizeof(st)) == -ECHILD &&
+			 hmmu_device_count(f.h) == -ECHILD &&
+			 hmmu_mirror_unregister(f.m) == -ECHILD;
+
+		syscall(SYS_exit_group, ok ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "status %#x", status);
+	cr_expect_eq(stats_of(f.h).my_mirrors, 1);
+	cr_expect_geq(hmmu_device_count(f.h), 1);
+	fixture_close(&f);
+}
+
+/*
+ * A call costs no getpid(): in a child that connected itself, getpid()
+ * is made to fail (seccomp), and its calls still work; a handle of the
+ * parent still says -ECHILD there.
+ */
+Test(lifecycle, calls_make_no_getpid_and_a_parents_handle_still_is_echild)
+{
+	struct fixture f = fixture_open("dmirror0");
+	pid_t pid = fork();
+	int status;
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct sock_filter code[] = {
+			BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+				 offsetof(struct seccomp_data, nr)),
+			BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpid, 0, 1),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+			BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		};
+		struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]),
+					   .filter = code };
+		struct hmmu *own = NULL;
+		int ok;
+
+		if (hmmu_connect(daemon_under_test.socket, &own))
+			_exit(2);
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+			_exit(3);
+		if (syscall(SYS_getpid) != -1)
+			_exit(4);
+		ok = hmmu_device_count(own) >= 1 &&
+		     hmmu_device_count(f.h) == -ECHILD;
+		hmmu_disconnect(own);
+		_exit(ok ? 0 : 1);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "status %#x (2 connect, 3 seccomp, 4 getpid still works)",
+		  status);
 	fixture_close(&f);
 }

@@ -570,3 +570,108 @@ Test(limits, connections_past_the_fd_limit_are_refused_not_left_waiting)
 	cr_assert_eq(err, 0, "connect once fds are free: %s", strerror(-err));
 	hmmu_disconnect(h[0]);
 }
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+struct long_job {
+	struct fixture f;
+	atomic_int state; /* 1 running, 2 done */
+	int err;
+};
+
+static void *run_long_job(void *arg)
+{
+	struct long_job *lj = arg;
+	struct hmmu_job job = cycle_job(1ull << 26);
+
+	atomic_store(&lj->state, 1);
+	lj->err = hmmu_job_run(lj->f.m, &job);
+	atomic_store(&lj->state, 2);
+	return NULL;
+}
+
+/*
+ * One worker, busy with another connection's endless job: short requests
+ * (a no-op, a one-page device read) are run by the thread that receives
+ * them and answer at once, not when the job hits its deadline.
+ */
+Test(limits, short_requests_do_not_wait_behind_anothers_long_job)
+{
+	const char *args[] = { "--workers", "1", "--limit", "job-seconds=4",
+			       NULL };
+	struct long_job lj = { .state = 0 };
+	struct fixture f;
+	struct timespec t0;
+	struct hmmu_cmd c;
+	char *buf, *out;
+	pthread_t t;
+
+	daemon_start_args(args);
+	expect_daemon_log("job on acc0: %s", strerror(ETIMEDOUT));
+	lj.f = fixture_open("acc0");
+	f = fixture_open("dmirror0");
+	buf = map_touched(1);
+	out = malloc(page_size());
+	cr_assert_not_null(out);
+	cr_assert_eq(pthread_create(&t, NULL, run_long_job, &lj), 0);
+	while (atomic_load(&lj.state) == 0)
+		usleep(1000);
+	usleep(300000); /* on the one worker by now */
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_expect_geq(hmmu_device_count(f.h), 1);
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)buf, .npages = 1 };
+	cr_expect_eq(hmmu_device_read(f.m, &c, out), 0);
+	cr_expect_eq(out[0], 1);
+	cr_expect_lt(seconds_since(&t0), 1.0, "short requests took %.2f s",
+		     seconds_since(&t0));
+	cr_expect_eq(atomic_load(&lj.state), 1, "the job was still running");
+
+	pthread_join(t, NULL);
+	cr_expect_eq(lj.err, -ETIMEDOUT);
+	free(out);
+	munmap(buf, page_size());
+	fixture_close(&f);
+	fixture_close(&lj.f);
+}
+
+/*
+ * One receiver: a client that sends requests and never reads the replies
+ * is hung up on when its socket fills; meanwhile, and after, another
+ * connection is served.
+ */
+Test(limits, a_client_that_does_not_read_cannot_stall_the_receiver)
+{
+	const char *args[] = { "--workers", "1", NULL };
+	struct fixture f;
+	struct timespec t0;
+	int sock, sent = 0;
+
+	daemon_start_args(args);
+	expect_daemon_log("does not read its replies");
+	f = fixture_open("dmirror0");
+	sock = raw_open(0);
+	cr_assert_geq(sock, 0);
+	cr_assert_eq(raw_hello(sock), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* Until the daemon hangs up (or a bound), never reading. */
+	while (sent < 200000 && seconds_since(&t0) < 20) {
+		if (!raw_post(sock, HMMU_OP_DEVICE_COUNT, NULL, 0, -1))
+			break;
+		if (++sent % 64 == 0)
+			cr_expect_geq(hmmu_device_count(f.h), 1);
+	}
+	cr_expect_lt(sent, 200000, "the daemon never hung up");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cr_expect_geq(hmmu_device_count(f.h), 1);
+	cr_expect_lt(seconds_since(&t0), 1.0);
+	close(sock);
+	fixture_close(&f);
+}

@@ -436,9 +436,17 @@ static void lifecycle_with_device_pages(int die)
 
 Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 600)
 {
-	struct fixture f = fixture_open(NULL);
+	/*
+	 * No warm page copies kept (they are the pool's, up to its cap, not
+	 * a leak): what the daemon's size then says is about the mirrors.
+	 */
+	const char *args[] = { "--limit", "copy-pool-mib=0", NULL };
+	struct fixture f;
 	int fds;
 	long rss;
+
+	daemon_restart(args);
+	f = fixture_open(NULL);
 
 	/* Warm up: first-use allocations are not leaks. */
 	for (int i = 0; i < 20; i++)
@@ -458,9 +466,15 @@ Test(migrate, a_thousand_lifecycles_with_device_pages_leak_nothing, .timeout = 6
 		     "the daemon leaked fds (%d, had %d)",
 		     count_fds(daemon_under_test.pid), fds);
 #ifndef __SANITIZE_ADDRESS__
-	/* 1000 lifecycles of 8 pages: a leak of them would show as 32 MiB. */
-	cr_expect_lt(daemon_rss_kib() - rss, 8 * 1024,
-		     "the daemon grew from %ld to %ld KiB", rss, daemon_rss_kib());
+	/*
+	 * 1000 lifecycles of 8 pages: a leak of them would show as 32 MiB.
+	 * Not for another build of the daemon ($HMMU_TEST_HMMUD: the TSan
+	 * one), whose runtime keeps shadow and history memory of its own.
+	 */
+	if (!getenv("HMMU_TEST_HMMUD"))
+		cr_expect_lt(daemon_rss_kib() - rss, 8 * 1024,
+			     "the daemon grew from %ld to %ld KiB", rss,
+			     daemon_rss_kib());
 #else
 	/*
 	 * ASan keeps freed memory in quarantine, so RSS says nothing here;

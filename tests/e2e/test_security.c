@@ -238,6 +238,13 @@ static void still_serves(void)
 #define QUEUED_CMDS 3
 #define QUEUED_ID 100 /* the first queued request's id */
 #define SRC_PAGES 4
+/*
+ * The queued commands' pages: more than a receiver runs itself (16,
+ * daemon/requests.c), so that they queue behind the delay jobs and run
+ * after the exec. Past the old image's SRC_PAGES: had one run before the
+ * exec, it would be -EFAULT.
+ */
+#define QUEUED_PAGES 17
 
 /* Exit codes of the client before it execs: the step that failed. */
 enum {
@@ -311,7 +318,8 @@ static int post_cmd(int sock, const struct hmmu_wire_device_cmd *req)
  * The client, in a forked child: a raw connection it leaves open across
  * exec, a registered mirror whose device holds a copy of SRC_PAGES pages
  * (0xc3), then, if @queue, requests queued behind QUEUED_JOBS slow jobs
- * (so that they run once it has exec'd), each aimed at EXEC_TARGET_ADDR,
+ * (so that they run once it has exec'd; long enough for the workers, not
+ * the receivers), each aimed at EXEC_TARGET_ADDR,
  * where only the next image has memory: a READ of the device's copy into
  * it, a SNAPSHOT into it, a WRITE of the old image's page onto it. Then it
  * execs exec_target. Never returns.
@@ -361,11 +369,12 @@ static void old_image(int queue, int report)
 
 	if (queue) {
 		struct hmmu_wire_device_cmd cmds[QUEUED_CMDS] = {
-			cmd_req(dm, HMMU_CMD_READ, src, 1, target, page_size()),
-			cmd_req(dm, HMMU_CMD_SNAPSHOT, src, SRC_PAGES, target,
-				SRC_PAGES),
-			cmd_req(dm, HMMU_CMD_WRITE, target, 1, src,
-				page_size()),
+			cmd_req(dm, HMMU_CMD_READ, src, QUEUED_PAGES, target,
+				QUEUED_PAGES * page_size()),
+			cmd_req(dm, HMMU_CMD_SNAPSHOT, src, QUEUED_PAGES,
+				target, QUEUED_PAGES),
+			cmd_req(dm, HMMU_CMD_WRITE, target, QUEUED_PAGES, src,
+				QUEUED_PAGES * page_size()),
 		};
 
 		atomic_store(&raw_next_id, QUEUED_ID);

@@ -100,7 +100,10 @@ static int model(const void *msg, size_t len, int reply, int *want)
 			*want = -EPROTO;
 			return 1;
 		}
-		if (payload != hmmu_proto_request_size(h.op)) {
+		/* A registration also has a long form (its coherence mode). */
+		if (payload != hmmu_proto_request_size(h.op) &&
+		    !(h.op == HMMU_OP_MIRROR_REGISTER &&
+		      payload == sizeof(struct hmmu_wire_register_ext))) {
 			*want = -EMSGSIZE;
 			return 1;
 		}

@@ -93,7 +93,9 @@ assert all(isinstance(m["device_pages"], int) and m["uid"] == os.getuid() for m 
 stats = json.load(open(sys.argv[3]))
 keys = ["connections", "processes", "mirrors", "device_pages", "device_mem_pages",
         "device_faults", "cpu_faults", "invalidations", "migrated_to_device_pages",
-        "migrated_to_system_pages", "releases"]
+        "migrated_to_system_pages", "releases", "fault_batches", "fault_entries",
+        "fault_duplicates", "fault_blocks", "fault_runs", "density_fetches",
+        "fault_window_pages", "fault_density_pct", "fault_batch_max", "fault_block_pages"]
 assert list(stats) == keys, list(stats)
 assert all(isinstance(v, int) and v >= 0 for v in stats.values()), stats
 assert stats["processes"] == 1 and stats["mirrors"] == 2 and stats["device_faults"] > 0, stats

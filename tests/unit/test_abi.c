@@ -74,7 +74,7 @@ Test(abi, hmmu_job_layout_is_fixed)
 
 Test(abi, hmmu_stats_layout_is_fixed)
 {
-	SIZE(hmmu_stats, 96);
+	SIZE(hmmu_stats, 176);
 	FIELD(hmmu_stats, processes, 0, 8);
 	FIELD(hmmu_stats, mirrors, 8, 8);
 	FIELD(hmmu_stats, my_state, 16, 4);
@@ -88,6 +88,16 @@ Test(abi, hmmu_stats_layout_is_fixed)
 	FIELD(hmmu_stats, sessions, 72, 8);
 	FIELD(hmmu_stats, device_pages, 80, 8);
 	FIELD(hmmu_stats, device_mem_pages, 88, 8);
+	FIELD(hmmu_stats, fault_batches, 96, 8);
+	FIELD(hmmu_stats, fault_entries, 104, 8);
+	FIELD(hmmu_stats, fault_duplicates, 112, 8);
+	FIELD(hmmu_stats, fault_blocks, 120, 8);
+	FIELD(hmmu_stats, fault_runs, 128, 8);
+	FIELD(hmmu_stats, density_fetches, 136, 8);
+	FIELD(hmmu_stats, fault_window_pages, 144, 8);
+	FIELD(hmmu_stats, fault_density_pct, 152, 8);
+	FIELD(hmmu_stats, fault_batch_max, 160, 8);
+	FIELD(hmmu_stats, fault_block_pages, 168, 8);
 	/* The first version is what 0.1 shipped, whatever is appended later. */
 	cr_expect_eq(HMMU_STATS_SIZE_VER0, 96);
 }

@@ -75,6 +75,28 @@ static size_t valid_request(union msg *m, unsigned op)
 	case HMMU_OP_LIST:
 		((struct hmmu_wire_list *)payload(m))->what = HMMU_LIST_MIRRORS;
 		break;
+	case HMMU_OP_BUFFER_CREATE:
+		((struct hmmu_wire_buffer_create *)payload(m))->bytes = 4096;
+		break;
+	case HMMU_OP_DEVICE_CMD_BUFFER: {
+		struct hmmu_wire_device_cmd_buffer *b = payload(m);
+
+		b->cmd.mirror = 1;
+		b->cmd.cmd = HMMU_CMD_READ;
+		b->cmd.addr = 0x10000;
+		b->cmd.npages = 1;
+		b->cmd.buf = 0x20000;
+		b->cmd.buf_len = 4096;
+		b->buffer = 1;
+		break;
+	}
+	case HMMU_OP_QUEUE_CREATE: {
+		struct hmmu_wire_queue_create *q = payload(m);
+
+		q->mirror = 1;
+		q->entries = 64;
+		break;
+	}
 	case HMMU_OP_JOB: {
 		struct hmmu_wire_job *j = payload(m);
 
@@ -96,7 +118,8 @@ static const unsigned sized_ops[] = {
 	HMMU_OP_MIRROR_CREATE,	   HMMU_OP_MIRROR_REGISTER,
 	HMMU_OP_MIRROR_UNREGISTER, HMMU_OP_MIRROR_DESTROY,
 	HMMU_OP_DEVICE_CMD,	   HMMU_OP_JOB,
-	HMMU_OP_LIST,
+	HMMU_OP_LIST,		   HMMU_OP_QUEUE_CREATE,
+	HMMU_OP_QUEUE_DESTROY,
 };
 
 #define NR_SIZED_OPS (sizeof(sized_ops) / sizeof(sized_ops[0]))
@@ -264,9 +287,30 @@ Test(proto, oversized_payload_of_each_op_is_emsgsize)
 		cr_expect_eq(hmmu_proto_check(&m, full + 1, 0), -EMSGSIZE,
 			     "op %s, one byte more", hmmu_proto_op_name(op));
 		m.hdr.len = (uint32_t)full + 8;
-		cr_expect_eq(hmmu_proto_check(&m, full + 8, 0), -EMSGSIZE,
+		/* MIRROR_REGISTER has a long form, 8 bytes longer (below). */
+		cr_expect_eq(hmmu_proto_check(&m, full + 8, 0),
+			     op == HMMU_OP_MIRROR_REGISTER ? 0 : -EMSGSIZE,
 			     "op %s, eight bytes more", hmmu_proto_op_name(op));
+		m.hdr.len = (uint32_t)full + 16;
+		cr_expect_eq(hmmu_proto_check(&m, full + 16, 0), -EMSGSIZE,
+			     "op %s, sixteen bytes more", hmmu_proto_op_name(op));
 	}
+}
+
+Test(proto, register_long_form_checks_flags_and_reserved)
+{
+	union msg m;
+	size_t full = valid_request(&m, HMMU_OP_MIRROR_REGISTER) + 8;
+	struct hmmu_wire_register_ext *x = (void *)(&m.hdr + 1);
+
+	m.hdr.len = (uint32_t)full;
+	x->flags = HMMU_REGISTER_COARSE;
+	cr_expect_eq(hmmu_proto_check(&m, full, 0), 0);
+	x->flags = 2;
+	cr_expect_eq(hmmu_proto_check(&m, full, 0), -EINVAL, "unknown flag");
+	x->flags = HMMU_REGISTER_COARSE;
+	x->reserved = 1;
+	cr_expect_eq(hmmu_proto_check(&m, full, 0), -EINVAL, "reserved");
 }
 
 Test(proto, message_shorter_than_header_is_emsgsize)
