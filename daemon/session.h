@@ -122,6 +122,15 @@ void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
 		   int status, const char *reason, const void *payload,
 		   size_t len);
 
+/*
+ * A successful reply whose payload comes with @nfds fds (SCM_RIGHTS; the
+ * caller keeps and closes its own). 0, or -errno (a client that does not
+ * read is hung up on, as by session_reply()).
+ */
+int session_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
+		      const void *payload, size_t len, const int *fds,
+		      unsigned nfds);
+
 /* Mirror table of the connection. */
 struct hmmu_mirror *session_find_mirror(struct session *s, uint64_t id);
 /* Add @m to the table; its new id in *@id. -ENOSPC if the table is full. */
