@@ -743,11 +743,15 @@ static void main_pidfd_ready(void)
 	if (poll(&p, 1, 0) != 1)
 		return;
 	if (waitid((idtype_t)P_PIDFD, (id_t)s.pidfd, &si,
-		   WEXITED | WNOHANG) == 0 && si.si_pid) {
-		describe(&si, how, sizeof(how));
-		main_exited(how);
+		   WEXITED | WNOHANG) == 0) {
+		if (si.si_pid) {
+			describe(&si, how, sizeof(how));
+			main_exited(how);
+		}
 	} else if (errno == ECHILD) {
 		main_exited("unknown (not our child)");
+	} else {
+		event("waitid pid=%d: %s", (int)s.pid, strerror(errno));
 	}
 }
 
