@@ -770,47 +770,6 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 	return 0;
 }
 
-int queue_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
-		    const struct hmmu_wire_queue_reply *rep, const int fds[2])
-{
-	struct hmmu_wire_hdr h = {
-		.magic = HMMU_PROTO_MAGIC,
-		.op = req->op,
-		.flags = HMMU_MSG_REPLY,
-		.len = sizeof(h) + sizeof(*rep),
-		.id = req->id,
-	};
-	struct iovec iov[2] = {
-		{ .iov_base = &h, .iov_len = sizeof(h) },
-		{ .iov_base = (void *)rep, .iov_len = sizeof(*rep) },
-	};
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct msghdr msg = {
-		.msg_iov = iov,
-		.msg_iovlen = 2,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(2 * sizeof(int));
-	memcpy(CMSG_DATA(c), fds, 2 * sizeof(int));
-	/* As session_reply(): never wait for a client that does not read. */
-	if (sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-		int err = -errno;
-
-		if (err == -EAGAIN)
-			shutdown(s->fd, SHUT_RDWR);
-		return err;
-	}
-	return 0;
-}
-
 /* Take the queues of @s that @match off the list, and kill them. */
 static unsigned kill_matching(struct session *s, bool (*match)(struct queue *q,
 							       uint64_t arg),

@@ -116,6 +116,52 @@ void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
 	}
 }
 
+int session_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
+		      const void *payload, size_t len, const int *fds,
+		      unsigned nfds)
+{
+	struct hmmu_wire_hdr h = {
+		.magic = HMMU_PROTO_MAGIC,
+		.op = req->op,
+		.flags = HMMU_MSG_REPLY,
+		.len = (uint32_t)(sizeof(h) + len),
+		.id = req->id,
+	};
+	struct iovec iov[2] = {
+		{ .iov_base = &h, .iov_len = sizeof(h) },
+		{ .iov_base = (void *)payload, .iov_len = len },
+	};
+	union {
+		char buf[CMSG_SPACE(MAX_FDS_PER_MSG * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct msghdr msg = {
+		.msg_iov = iov,
+		.msg_iovlen = 2,
+		.msg_control = control.buf,
+		.msg_controllen = CMSG_SPACE(nfds * sizeof(int)),
+	};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	if (nfds == 0 || nfds > MAX_FDS_PER_MSG)
+		return -EINVAL;
+	memset(&control, 0, sizeof(control));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	/* As session_reply(): never block on a client that does not read. */
+	if (sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+		return 0;
+	if (errno == EAGAIN) {
+		log_warn("client %d: does not read its replies, hanging up",
+			 s->peer.pid);
+		shutdown(s->fd, SHUT_RDWR);
+		return -EAGAIN;
+	}
+	return -errno;
+}
+
 static void watch_gone(struct session *s)
 {
 	if (--s->watches)
