@@ -17,7 +17,6 @@
 #include "../core/devmem.h"
 #include "../core/reason.h"
 #include "queue.h"
-#include "../common/page.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -578,26 +577,6 @@ static void request_run(struct work *w)
  */
 #define SHORT_CMD_PAGES 16
 
-/*
- * A job over at most SHORT_CMD_PAGES pages of data: a model cuts it into
- * few slices and runs one on this thread (accel), so it is about as long
- * as a short command. A list walk runs to its deadline: never short.
- */
-static bool job_is_short(const struct hmmu_wire_job *j)
-{
-	uint64_t max = SHORT_CMD_PAGES * (uint64_t)page_size();
-
-	switch (j->kind) {
-	case HMMU_WIRE_JOB_SUM64:
-		return j->len <= max / 8;
-	case HMMU_WIRE_JOB_FILL:
-	case HMMU_WIRE_JOB_COPY:
-		return j->len <= max;
-	default:
-		return false;
-	}
-}
-
 bool request_is_short(const struct hmmu_wire_hdr *h)
 {
 	const struct hmmu_wire_device_cmd *c = (const void *)(h + 1);
@@ -613,16 +592,15 @@ bool request_is_short(const struct hmmu_wire_hdr *h)
 		/*
 		 * The commands bounded by their pages. The others (RELEASE
 		 * drops all of a mirror's pages, the migrations move device
-		 * memory) go to the workers, as do long jobs (job_is_short()),
-		 * the lifecycle (a registration's probe waits on the loop, an
-		 * unregistration or destruction for the mirror's commands) and
-		 * any op not named here.
+		 * memory) go to the workers, as do jobs (their length is the
+		 * job's own: a list walk runs to its deadline), the lifecycle
+		 * (a registration's probe waits on the loop, an unregistration
+		 * or destruction for the mirror's commands) and any op not
+		 * named here.
 		 */
 		return (c->cmd == HMMU_CMD_READ || c->cmd == HMMU_CMD_WRITE ||
 			c->cmd == HMMU_CMD_SNAPSHOT) &&
 		       c->npages <= SHORT_CMD_PAGES;
-	case HMMU_OP_JOB:
-		return job_is_short((const struct hmmu_wire_job *)(h + 1));
 	default:
 		return false;
 	}
