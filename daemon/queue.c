@@ -684,7 +684,7 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 {
 	struct queue *q;
 	uint32_t sqes_off, cqes_off, n = 1;
-	uint64_t size;
+	uint64_t size, id = 0;
 	unsigned mine = 0;
 	int err;
 
@@ -731,7 +731,7 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 	err = mine >= limits.queues_per_connection ? -ENOSPC :
 						     servicers_start_locked();
 	if (!err) {
-		q->id = ++queues.next_id;
+		q->id = id = ++queues.next_id;
 		atomic_init(&q->refs, 2); /* the list's and the watch's */
 		session_get(s);		  /* the queue's */
 		q->next = queues.all;
@@ -756,12 +756,15 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 		free(q);
 		return err;
 	}
-	queue_get(q); /* for the deferred call, which hands it to the watch */
-	queue_put(q);
+	/*
+	 * From here on @q is on the list and may be killed and freed at any
+	 * moment (the client dying, a concurrent destroy): the reply is built
+	 * from locals only.
+	 */
 	if (loop_defer(s->d->loop, watch_on_loop, q) < 0)
 		queue_put(q);
 	*rep = (struct hmmu_wire_queue_reply){
-		.queue = q->id,
+		.queue = id,
 		.entries = n,
 		.size = size,
 		.sqes_off = sqes_off,
