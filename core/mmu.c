@@ -317,8 +317,7 @@ static int fault_chunk(struct dev_mmu *mmu, uint64_t start, uint64_t end,
 	 * one a page.
 	 */
 	qsort(pages, n, sizeof(*pages), by_address);
-	if (!err)
-		err = range_fault(&rf);
+	err = range_fault(&rf);
 	/* Give back whatever the commit did not take. */
 	pthread_mutex_lock(&mmu->lock);
 	for (uint64_t i = 0; i < n; i++)

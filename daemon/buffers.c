@@ -58,49 +58,6 @@ void buffers_fini(struct session_buffers *t)
 	pthread_mutex_destroy(&t->lock);
 }
 
-/* The success reply of BUFFER_CREATE, with the memfd. */
-static int reply_with_fd(struct session *s, const struct hmmu_wire_hdr *req,
-			 const struct hmmu_wire_buffer *rep, int fd)
-{
-	struct hmmu_wire_hdr h = {
-		.magic = HMMU_PROTO_MAGIC,
-		.op = req->op,
-		.flags = HMMU_MSG_REPLY,
-		.len = sizeof(h) + sizeof(*rep),
-		.id = req->id,
-	};
-	struct iovec iov[2] = {
-		{ .iov_base = &h, .iov_len = sizeof(h) },
-		{ .iov_base = (void *)rep, .iov_len = sizeof(*rep) },
-	};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct msghdr msg = {
-		.msg_iov = iov,
-		.msg_iovlen = 2,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-
-	memset(&control, 0, sizeof(control));
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	/* As session_reply(): never block on a client that does not read. */
-	if (sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
-		return 0;
-	if (errno == EAGAIN) {
-		log_warn("client %d: does not read its replies, hanging up",
-			 s->peer.pid);
-		shutdown(s->fd, SHUT_RDWR);
-	}
-	return -errno;
-}
-
 /*
  * A sealed memfd of @bytes, mapped here: the fd (for the client only) in
  * *@fd, the mapping in *@local. 0 or -errno.
@@ -189,7 +146,7 @@ void buffer_create(struct session *s, const struct hmmu_wire_hdr *req,
 	 * Not sent: the connection is going; its teardown frees the buffer
 	 * with the others.
 	 */
-	reply_with_fd(s, req, &rep, fd);
+	session_reply_fds(s, req, &rep, sizeof(rep), &fd, 1);
 	close(fd); /* the client has its own; the mapping keeps the file */
 	return;
 out:

@@ -684,7 +684,7 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 {
 	struct queue *q;
 	uint32_t sqes_off, cqes_off, n = 1;
-	uint64_t size;
+	uint64_t size, id = 0;
 	unsigned mine = 0;
 	int err;
 
@@ -731,7 +731,7 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 	err = mine >= limits.queues_per_connection ? -ENOSPC :
 						     servicers_start_locked();
 	if (!err) {
-		q->id = ++queues.next_id;
+		q->id = id = ++queues.next_id;
 		atomic_init(&q->refs, 2); /* the list's and the watch's */
 		session_get(s);		  /* the queue's */
 		q->next = queues.all;
@@ -756,58 +756,20 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 		free(q);
 		return err;
 	}
-	queue_get(q); /* for the deferred call, which hands it to the watch */
-	queue_put(q);
+	/*
+	 * From here on @q is on the list and may be killed and freed at any
+	 * moment (the client dying, a concurrent destroy): the reply is built
+	 * from locals only.
+	 */
 	if (loop_defer(s->d->loop, watch_on_loop, q) < 0)
 		queue_put(q);
 	*rep = (struct hmmu_wire_queue_reply){
-		.queue = q->id,
+		.queue = id,
 		.entries = n,
 		.size = size,
 		.sqes_off = sqes_off,
 		.cqes_off = cqes_off,
 	};
-	return 0;
-}
-
-int queue_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
-		    const struct hmmu_wire_queue_reply *rep, const int fds[2])
-{
-	struct hmmu_wire_hdr h = {
-		.magic = HMMU_PROTO_MAGIC,
-		.op = req->op,
-		.flags = HMMU_MSG_REPLY,
-		.len = sizeof(h) + sizeof(*rep),
-		.id = req->id,
-	};
-	struct iovec iov[2] = {
-		{ .iov_base = &h, .iov_len = sizeof(h) },
-		{ .iov_base = (void *)rep, .iov_len = sizeof(*rep) },
-	};
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	struct msghdr msg = {
-		.msg_iov = iov,
-		.msg_iovlen = 2,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(2 * sizeof(int));
-	memcpy(CMSG_DATA(c), fds, 2 * sizeof(int));
-	/* As session_reply(): never wait for a client that does not read. */
-	if (sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-		int err = -errno;
-
-		if (err == -EAGAIN)
-			shutdown(s->fd, SHUT_RDWR);
-		return err;
-	}
 	return 0;
 }
 

@@ -33,10 +33,6 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 		 struct hmmu_wire_queue_reply *rep, int fds[2],
 		 struct reply_reason *why);
 
-/* Send the successful reply to QUEUE_CREATE with its two fds. Worker. */
-int queue_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
-		    const struct hmmu_wire_queue_reply *rep, const int fds[2]);
-
 /* QUEUE_DESTROY: -ENOENT if @s has no queue @id. Any thread. */
 int queue_destroy(struct session *s, uint64_t id);
 

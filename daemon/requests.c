@@ -502,13 +502,14 @@ static void do_queue_create(struct request *r)
 		reply(r, err, NULL, 0);
 		return;
 	}
-	err = queue_reply_fds(r->s, &r->msg.hdr, &rep, fds);
+	err = session_reply_fds(r->s, &r->msg.hdr, &rep, sizeof(rep), fds, 2);
 	close(fds[0]);
 	close(fds[1]);
 	/* Nobody learnt of it: it goes. */
 	if (err) {
-		log_warn("client %d: queue reply: %s", r->s->peer.pid,
-			 strerror(-err));
+		if (err != -EAGAIN) /* that one is logged already */
+			log_warn("client %d: queue reply: %s", r->s->peer.pid,
+				 strerror(-err));
 		queue_destroy(r->s, rep.queue);
 	}
 }

@@ -132,7 +132,7 @@ int session_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
 		{ .iov_base = (void *)payload, .iov_len = len },
 	};
 	union {
-		char buf[CMSG_SPACE(4 * sizeof(int))];
+		char buf[CMSG_SPACE(MAX_FDS_PER_MSG * sizeof(int))];
 		struct cmsghdr align;
 	} control;
 	struct msghdr msg = {
@@ -141,12 +141,11 @@ int session_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
 		.msg_control = control.buf,
 		.msg_controllen = CMSG_SPACE(nfds * sizeof(int)),
 	};
-	struct cmsghdr *c;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 
-	if (nfds > 4)
+	if (nfds == 0 || nfds > MAX_FDS_PER_MSG)
 		return -EINVAL;
 	memset(&control, 0, sizeof(control));
-	c = CMSG_FIRSTHDR(&msg);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
@@ -158,6 +157,7 @@ int session_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
 		log_warn("client %d: does not read its replies, hanging up",
 			 s->peer.pid);
 		shutdown(s->fd, SHUT_RDWR);
+		return -EAGAIN;
 	}
 	return -errno;
 }

@@ -121,11 +121,10 @@ void session_request_done(struct session *s);
 void session_reply(struct session *s, const struct hmmu_wire_hdr *req,
 		   int status, const char *reason, const void *payload,
 		   size_t len);
-
 /*
- * A successful reply whose payload comes with @nfds fds (SCM_RIGHTS; the
- * caller keeps and closes its own). 0, or -errno (a client that does not
- * read is hung up on, as by session_reply()).
+ * A successful reply of @len bytes of @payload carrying @nfds fds (1 to 4),
+ * which stay the caller's. 0, or -errno: then the client got nothing (a
+ * client that does not read its replies is hung up on, and logged).
  */
 int session_reply_fds(struct session *s, const struct hmmu_wire_hdr *req,
 		      const void *payload, size_t len, const int *fds,

@@ -9,9 +9,9 @@
  * as the client wrote them: the point of shared virtual memory.
  *
  * A job is cut into one slice per compute unit (a list walk is one slice);
- * the compute units are the device's compute threads. The request worker
- * that received the job waits for its slices: an unregistration waits for
- * the job, so for them too.
+ * the compute units are the device's compute threads, and the request
+ * worker that received the job runs the last slice itself, then waits for
+ * the others: an unregistration waits for the job, so for them too.
  *
  * Options: cus=N, the number of compute units (default 2, at most 64);
  * prefetch=N, pages a device fault brings in at once (default 16, 64 KiB);
@@ -410,8 +410,15 @@ static int accel_job(struct hmmu_mirror *m, const struct hmmu_job_desc *job,
 	for (unsigned i = 0; i < n; i++) {
 		slices[i].run = &run;
 		slices[i].work.fn = slice_run;
-		hmmu_device_queue_work(dev, &slices[i].work);
 	}
+	/*
+	 * The compute units take all slices but the last, which this thread
+	 * runs itself while it would wait anyway: a job of one slice (a short
+	 * load) then costs no hand-off to a compute thread and back.
+	 */
+	for (unsigned i = 0; i + 1 < n; i++)
+		hmmu_device_queue_work(dev, &slices[i].work);
+	slice_run(&slices[n - 1].work);
 	pthread_mutex_lock(&run.lock);
 	while (run.pending)
 		pthread_cond_wait(&run.done, &run.lock);

@@ -518,8 +518,8 @@ int hmmu_range_fault(struct hmmu_range *range);
  * its address in the daemon, else NULL. A model may then read into it
  * directly (hmmu_mmu_read_direct()) instead of copying twice; the
  * hmmu_dma_*() calls below reach it without the model's asking. Valid
- * until the command returns; only on the thread running the command (or a
- * compute thread running a slice of it).
+ * until the command returns; only on the thread running the command: a
+ * compute thread running a slice of it gets NULL, and copies as usual.
  */
 void *hmmu_dma_map(struct hmmu_mirror *m, uint64_t addr, uint64_t len);
 
