@@ -3,9 +3,9 @@
  * The device memory file of a client process ("hmmu-devmem"): where hmmud
  * keeps the process's pages in device memory, and the journal that lets
  * libhmmu bring them home itself if hmmud dies (docs/design.md, "If the
- * daemon dies"). Shared by both ends: hmmud writes it, libhmmu maps it
- * read-only (the file is sealed F_SEAL_SHRINK | F_SEAL_GROW |
- * F_SEAL_FUTURE_WRITE | F_SEAL_SEAL once hmmud has mapped it).
+ * daemon dies"). Shared by both ends: hmmud writes it, libhmmu maps a
+ * read-only open of it (the file is sealed F_SEAL_SHRINK | F_SEAL_GROW |
+ * F_SEAL_SEAL; hmmud punches out the page of each slot it frees).
  *
  * Layout: the header, then nslots slot descriptors, then, from data_off (a
  * multiple of the page size), one data page per slot: slot i's page is at

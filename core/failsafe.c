@@ -9,12 +9,13 @@
 #include <fcntl.h>
 #include <numa.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL)
+#define SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 /* Set at startup, before any client: read-only afterwards. */
 static struct {
@@ -122,9 +123,11 @@ int failsafe_create(struct failsafe **out)
 	for (unsigned i = 0; i < ndevices; i++)
 		place(fs, &fs->runs[i], devices[i].node);
 	/*
-	 * Sealed after our writable mapping is made: the client can map it
-	 * read-only only, and can neither shrink it under us (no access of
-	 * ours ever faults) nor write the journal we keep for it.
+	 * Sealed so that no one can shrink it under us (no access of ours
+	 * ever faults). The client gets a read-only open of it
+	 * (failsafe_open_for_client()), so it cannot write the journal or
+	 * punch pages either; F_SEAL_FUTURE_WRITE would do that too, but it
+	 * would also stop us punching the pages of freed slots.
 	 */
 	if (fcntl(fs->fd, F_ADD_SEALS, SEALS) < 0)
 		goto fail_unmap;
@@ -235,6 +238,18 @@ void failsafe_slot_free(struct failsafe *fs, uint32_t slot)
 				     memory_order_release) == HMMU_SLOT_HELD)
 		atomic_fetch_sub_explicit(&fs->hdr->held, 1,
 					  memory_order_relaxed);
+	/*
+	 * The page's memory goes back now: otherwise the file would keep
+	 * every page it ever held, and only HELD pages are bounded (by the
+	 * device's pool). Failing costs memory, not correctness: a slot is
+	 * written whole before it is HELD again.
+	 */
+	if (fallocate(fs->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(fs->data - fs->map) +
+			      (off_t)slot * (off_t)page_size(),
+		      (off_t)page_size()) < 0)
+		log_warn("device memory file: cannot release slot %u: %s",
+			 slot, strerror(errno));
 	if (!r) {
 		log_err("device memory file: slot %u is no device's", slot);
 		return;
@@ -242,9 +257,15 @@ void failsafe_slot_free(struct failsafe *fs, uint32_t slot)
 	r->stack[r->n++] = slot; /* room made when it was taken fresh */
 }
 
-int failsafe_fd(const struct failsafe *fs)
+int failsafe_open_for_client(const struct failsafe *fs)
 {
-	return fs->fd;
+	char path[64];
+	int fd;
+
+	/* A new open file description, read-only: its mmap cannot write. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fs->fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 uint64_t failsafe_gen(const struct failsafe *fs)

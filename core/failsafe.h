@@ -42,8 +42,9 @@ void failsafe_slot_move(struct failsafe *fs, uint32_t slot, uint64_t addr);
 /* -> FREE, back on its device's free list. */
 void failsafe_slot_free(struct failsafe *fs, uint32_t slot);
 
-/* The memfd (for the client only) and the file's generation, never 0. */
-int failsafe_fd(const struct failsafe *fs);
+/* A read-only fd of the file for the client, or -errno. */
+int failsafe_open_for_client(const struct failsafe *fs);
+/* The file's generation, never 0, and its size. */
 uint64_t failsafe_gen(const struct failsafe *fs);
 uint64_t failsafe_bytes(const struct failsafe *fs);
 

@@ -617,8 +617,8 @@ int migrate_devfile(struct process *p, int *fd, uint64_t *gen,
 	else if (!p->devfile)
 		err = failsafe_create(&p->devfile);
 	if (!err) {
-		*fd = fcntl(failsafe_fd(p->devfile), F_DUPFD_CLOEXEC, 0);
-		err = *fd < 0 ? -errno : 0;
+		*fd = failsafe_open_for_client(p->devfile);
+		err = *fd < 0 ? *fd : 0;
 		*gen = failsafe_gen(p->devfile);
 		*bytes = failsafe_bytes(p->devfile);
 	}

@@ -73,6 +73,14 @@ void hmmu_failsafe_init(struct hmmu *h)
 	h->fs.pidfd = -1;
 }
 
+/* The daemon hung up on @sock (or the socket is unusable). */
+static bool hung_up(int sock)
+{
+	struct pollfd p = { .fd = sock, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) != 0;
+}
+
 /*
  * The daemon's pidfd: SO_PEERPIDFD, else pidfd_open() of its SO_PEERCRED
  * pid (while the connection is up, that pid is the daemon's). -1 if
@@ -92,14 +100,10 @@ static int daemon_pidfd(int sock)
 	    cred.pid <= 0)
 		return -1;
 	fd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
-	if (fd >= 0) {
-		struct pollfd p = { .fd = sock, .events = POLLRDHUP };
-
-		/* Hung up already: the pid may be another's by now. */
-		if (poll(&p, 1, 0) != 0) {
-			close(fd);
-			fd = -1;
-		}
+	/* Hung up already: the pid may be another's by now. */
+	if (fd >= 0 && hung_up(sock)) {
+		close(fd);
+		fd = -1;
 	}
 	return fd < 0 ? -1 : fd;
 }
@@ -126,6 +130,38 @@ static int check_layout(const struct hmmu_failsafe_header *hdr, size_t bytes)
 }
 
 static void *watch(void *arg);
+
+/*
+ * Lock held. A new thread's start touches memory (its TLS, malloc's or a
+ * sanitizer's per-thread state) that may lie in ranges hmmud registered:
+ * pages not there yet are missing faults, which only hmmud serves. So the
+ * watcher is in its loop before the first page is held, and if hmmud dies
+ * while it starts, it may wait for ever on such a fault: then our dup of
+ * the userfaultfd is closed, which releases the fault (no page is held
+ * yet, so nothing is lost) and leaves the watcher nothing to rescue.
+ */
+static void wait_watcher_started(struct hmmu *h)
+{
+	while (!h->fs.started) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 20 * 1000 * 1000;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&h->cond, &h->lock, &until) !=
+			    ETIMEDOUT ||
+		    !hung_up(h->fd))
+			continue;
+		if (!h->fs.started && h->fs.uffd >= 0) {
+			close(h->fs.uffd);
+			h->fs.uffd = -1;
+		}
+		return;
+	}
+}
 
 /* Lock held: start the watcher, with every signal blocked in it. */
 static int start_watcher(struct hmmu *h)
@@ -217,6 +253,8 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 	h->fs.map = map;
 	h->fs.bytes = rep.bytes;
 	err = h->fs.running ? 0 : start_watcher(h);
+	if (!err)
+		wait_watcher_started(h);
 	if (err) {
 		/* Without a watcher, hold nothing: discard nothing either. */
 		munmap(map, rep.bytes);
@@ -330,7 +368,7 @@ void hmmu_failsafe_stop(struct hmmu *h)
 		/* An eventfd's counter cannot overflow from one write. */
 		(void)!write(h->fs.stopfd, &one, sizeof(one));
 		pthread_join(h->fs.thread, NULL);
-		h->fs.running = false;
+		h->fs.running = h->fs.started = false;
 	}
 	if (h->fs.map)
 		munmap((void *)h->fs.map, h->fs.bytes);
@@ -362,10 +400,26 @@ struct rescue {
 	const struct hmmu_failsafe_slot *slots;
 	const char *data;
 	uint64_t page;
-	struct held *held;
-	size_t nheld;
+	struct held *held; /* fresh_memory(), held_bytes long */
+	size_t nheld, held_bytes;
 	uint64_t home, kept, lost;
 };
+
+/*
+ * Memory for the rescue. Once the daemon is dead, a fault on a page of a
+ * registered range that is not there waits for ever (our dup keeps the
+ * userfaultfd alive), and the watcher is the one that would have to serve
+ * it. So it takes no memory from malloc (whose arenas, or a sanitizer's
+ * regions, may lie in registered ranges) but a mapping made now, which no
+ * one registers any more.
+ */
+static void *fresh_memory(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
 
 /*
  * The HELD slots, read where the file has data: never-used parts of the
@@ -374,7 +428,13 @@ struct rescue {
 static int collect_held(struct rescue *r, int memfd)
 {
 	uint64_t end = r->hdr->slots_off + r->hdr->nslots * r->hdr->slot_size;
-	size_t cap = 0;
+
+	if (!r->hdr->nslots)
+		return 0;
+	r->held_bytes = r->hdr->nslots * sizeof(*r->held);
+	r->held = fresh_memory(r->held_bytes);
+	if (!r->held)
+		return -ENOMEM;
 
 	for (off_t off = (off_t)r->hdr->slots_off; (uint64_t)off < end;) {
 		off_t d = lseek(memfd, off, SEEK_DATA), hole;
@@ -395,15 +455,6 @@ static int collect_held(struct rescue *r, int memfd)
 						 memory_order_acquire) !=
 			    HMMU_SLOT_HELD)
 				continue;
-			if (r->nheld == cap) {
-				size_t c = cap ? 2 * cap : 64;
-				struct held *n = realloc(r->held, c * sizeof(*n));
-
-				if (!n)
-					return -ENOMEM;
-				r->held = n;
-				cap = c;
-			}
 			r->held[r->nheld++] = (struct held){
 				.addr = atomic_load_explicit(
 					&s->addr, memory_order_relaxed),
@@ -567,22 +618,64 @@ static void let_go(struct rescue *r, uint64_t start, uint64_t end)
 	(void)ioctl(r->uffd, UFFDIO_UNREGISTER, &range);
 }
 
+/* "start-end ..." at @line: 0, or -1 if it is not a VMA's line. */
+static int parse_vma(const char *line, uint64_t *start, uint64_t *end)
+{
+	char *rest;
+
+	errno = 0;
+	*start = strtoull(line, &rest, 16);
+	if (errno || rest == line || *rest != '-')
+		return -1;
+	line = rest + 1;
+	*end = strtoull(line, &rest, 16);
+	if (errno || rest == line || *rest != ' ' || *start >= *end)
+		return -1;
+	return 0;
+}
+
+/*
+ * /proc/self/maps with read(), line by line, in a buffer of fresh memory
+ * (not stdio: fopen() mallocs; see fresh_memory()). A line is far shorter
+ * than the buffer; the line that straddles a read is kept for the next.
+ */
 static void release_all(struct rescue *r)
 {
-	FILE *maps = fopen("/proc/self/maps", "re");
-	char line[512];
+	const size_t cap = 64 * 1024;
+	char *buf = fresh_memory(cap);
+	size_t have = 0;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
 
-	if (!maps)
-		return; /* closing the dup below releases what it can */
-	while (fgets(line, sizeof(line), maps)) {
-		unsigned long long s, e;
+	if (fd < 0 || !buf)
+		goto out; /* closing the dup later releases what it can */
+	for (;;) {
+		ssize_t n = read(fd, buf + have, cap - 1 - have);
+		char *line = buf, *nl;
 
-		/* A line longer than the buffer: its tail is no VMA. */
-		if (sscanf(line, "%llx-%llx ", &s, &e) == 2 && s < e &&
-		    strchr(line, '-') < strchr(line, ' '))
-			let_go(r, s, e);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		buf[have] = '\0';
+		while ((nl = strchr(line, '\n'))) {
+			uint64_t s, e;
+
+			*nl = '\0';
+			if (parse_vma(line, &s, &e) == 0)
+				let_go(r, s, e);
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		if (have == cap - 1)
+			have = 0; /* no line is this long: drop it */
+		memmove(buf, line, have);
 	}
-	fclose(maps);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (buf)
+		munmap(buf, cap);
 }
 
 static void take_over(struct hmmu *h)
@@ -602,17 +695,23 @@ static void take_over(struct hmmu *h)
 	r.uffd = uffd;
 	r.slots = (const void *)((const char *)r.hdr + r.hdr->slots_off);
 	r.data = (const char *)r.hdr + r.hdr->data_off;
-	flags = fcntl(uffd, F_GETFL);
-	if (flags >= 0 && !(flags & O_NONBLOCK))
-		fcntl(uffd, F_SETFL, flags | O_NONBLOCK);
-	err = collect_held(&r, h->fs.memfd);
-	settle(&r);
-	bring_home(&r);
-	release_all(&r);
-	drain(&r);
+	/* No dup: let go while we started (wait_watcher_started()). */
+	if (uffd >= 0) {
+		flags = fcntl(uffd, F_GETFL);
+		if (flags >= 0 && !(flags & O_NONBLOCK))
+			fcntl(uffd, F_SETFL, flags | O_NONBLOCK);
+		err = collect_held(&r, h->fs.memfd);
+		settle(&r);
+		bring_home(&r);
+		release_all(&r);
+		drain(&r);
+	} else {
+		err = 0;
+	}
 
 	pthread_mutex_lock(&h->lock);
-	close(uffd);
+	if (uffd >= 0)
+		close(uffd);
 	h->fs.uffd = -1;
 	/*
 	 * Nothing was in device memory (a daemon that stopped cleanly had
@@ -634,7 +733,20 @@ static void take_over(struct hmmu *h)
 	h->fs.done = true;
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
-	free(r.held);
+	if (r.held)
+		munmap(r.held, r.held_bytes);
+}
+
+/*
+ * Touch the stack the rescue will use while hmmud can still serve faults:
+ * a page of it not there yet could be in a registered range by then.
+ */
+static __attribute__((noinline)) void touch_stack(void)
+{
+	volatile char reserve[64 * 1024];
+
+	for (size_t i = 0; i < sizeof(reserve); i += 1024)
+		reserve[i] = 0;
 }
 
 static void *watch(void *arg)
@@ -644,6 +756,12 @@ static void *watch(void *arg)
 		{ .fd = h->fd, .events = POLLRDHUP },
 		{ .fd = h->fs.stopfd, .events = POLLIN },
 	};
+
+	touch_stack();
+	pthread_mutex_lock(&h->lock);
+	h->fs.started = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
 
 	for (;;) {
 		if (poll(p, 2, -1) < 0) {

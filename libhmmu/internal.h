@@ -58,6 +58,7 @@ struct hmmu_failsafe {
 	int pidfd;	   /* the daemon's, or -1 if it cannot be had */
 	pthread_t thread;
 	bool running;	   /* the thread was started (joined at disconnect) */
+	bool started;	   /* and is in its loop: see wait_watcher_started() */
 	bool took_over;	   /* the daemon hung up: the thread is at work */
 	bool done;	   /* and finished: detail says what it did */
 	unsigned ndiscards; /* entries of discards[] */

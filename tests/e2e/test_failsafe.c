@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,6 +114,59 @@ Test(failsafe, pages_in_device_memory_come_home_after_sigkill)
 	daemon_kill();
 	/* No zero page: every byte as it was, read from the CPU. */
 	expect_pattern(p, n, 1);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, n * page_size());
+}
+
+/* Bytes the process's device memory file holds now (its allocated blocks). */
+static long long devfile_bytes(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long long bytes = -1;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d))) {
+		char path[300], target[128];
+		struct stat st;
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strstr(target, "memfd:hmmu-devmem") && stat(path, &st) == 0)
+			bytes = (long long)st.st_blocks * 512;
+	}
+	closedir(d);
+	cr_assert_geq(bytes, 0, "no device memory file among our fds");
+	return bytes;
+}
+
+Test(failsafe, pages_back_from_device_memory_give_their_memory_back)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	size_t n = 64;
+	unsigned char *p = map_pattern(n, 2);
+	long long held, after;
+	uint64_t cpages = 0;
+
+	cr_assert_eq(migrate_pages(m, p, n, &cpages), 0, "%s",
+		     hmmu_error_detail());
+	cr_assert_eq(cpages, n);
+	held = devfile_bytes();
+	cr_assert_geq(held, (long long)(n * page_size()),
+		      "the file holds %lld bytes for %zu pages", held, n);
+	/* Reading from the CPU brings every page home. */
+	expect_pattern(p, n, 2);
+	cr_assert_neq(state_of(m, p), HMMU_PAGE_DEV_LOCAL);
+	after = devfile_bytes();
+	cr_expect_leq(after, held - (long long)(n * page_size()),
+		      "the file kept %lld of %lld bytes after its pages came "
+		      "home", after, held);
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 	munmap(p, n * page_size());
