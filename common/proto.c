@@ -61,6 +61,8 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 	[HMMU_OP_DEVICE_CMD_BUFFER] = OP("device-cmd-buffer",
 					 sizeof(struct hmmu_wire_device_cmd_buffer),
 					 sizeof(struct hmmu_wire_cmd_result)),
+	[HMMU_OP_FAILSAFE] = OP("failsafe", sizeof(struct hmmu_wire_mirror),
+				sizeof(struct hmmu_wire_failsafe)),
 };
 
 static const struct op_desc *op_desc(unsigned op)

@@ -48,6 +48,7 @@ enum hmmu_op {
 	HMMU_OP_BUFFER_CREATE = 14,    /* bytes -> buffer id, + its memfd */
 	HMMU_OP_BUFFER_DESTROY = 15,   /* buffer id */
 	HMMU_OP_DEVICE_CMD_BUFFER = 16, /* DEVICE_CMD whose buffer is a buffer's */
+	HMMU_OP_FAILSAFE = 17,	       /* mirror id -> device memory file + uffd */
 	HMMU_OP_MAX_
 };
 
@@ -262,16 +263,34 @@ struct hmmu_wire_device_cmd_buffer {
 
 #define HMMU_PREPARE_MAX_PAGES 2048u
 
-/* The reply to MIGRATE_PREPARE and EXCLUSIVE_PREPARE. */
+/*
+ * The reply to MIGRATE_PREPARE and EXCLUSIVE_PREPARE. @devfile: the
+ * generation of the process's device memory file (common/failsafe.h), 0 if
+ * none (an older daemon sends no such field): a client that does not hold
+ * that generation asks for it (FAILSAFE) before it discards anything.
+ */
 struct hmmu_wire_prepare_result {
 	uint64_t cpages;
 	uint64_t faults;
 	uint8_t discard[HMMU_PREPARE_MAX_PAGES / 8]; /* bit i: page i */
+	uint64_t devfile;
 };
 _Static_assert(sizeof(struct hmmu_wire_hdr) + HMMU_REASON_MAX +
 		       sizeof(struct hmmu_wire_prepare_result) <= HMMU_MSG_MAX,
 	       "a PREPARE reply fits in one message, with a reason");
 _Static_assert(HMMU_REASON_MAX % 8 == 0, "a reason ends at a multiple of 8");
+
+/*
+ * FAILSAFE (request: struct hmmu_wire_mirror, a registered mirror of the
+ * caller's process): the successful reply carries two fds, the process's
+ * device memory file (a sealed memfd, to be mapped read-only) and its
+ * userfaultfd, and says which generation of the file they are; the file is
+ * made now if the process has none (docs/protocol.md §10).
+ */
+struct hmmu_wire_failsafe {
+	uint64_t generation;
+	uint64_t bytes; /* of the file */
+};
 
 /* Job kinds: the values of enum hmmu_job_kind in <hmmu/hmmu.h>. */
 enum hmmu_wire_job_kind {

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Device memory: a device's own pool of pages, where migrated pages live.
- * The pool is allocated with libnuma on the NUMA node the device is
- * configured on (the caller has checked that it exists), and handed out a page at
- * a time. Running out is -ENOMEM for whoever asked, never a crash.
+ * Device memory: a device's capacity, counted a page at a time. The pages
+ * themselves live in each client process's device memory file
+ * (failsafe.h), whose run for this device is placed on the device's NUMA
+ * node; the pool only says how many may be in use at once. Running out is
+ * -ENOMEM for whoever asked, never a crash.
  *
  * Thread-safe: one mutex inside, a leaf lock.
  */
@@ -17,15 +18,17 @@ struct devmem;
 
 /*
  * A pool of @bytes (rounded down to pages; 0 gives an empty pool) on NUMA
- * node @node, or wherever the kernel likes if @node is -1. -ENOMEM.
+ * node @node, or wherever the kernel likes if @node is -1. -ENOMEM,
+ * -EINVAL past UINT32_MAX pages.
  */
 int devmem_create(uint64_t bytes, int node, struct devmem **out);
 void devmem_destroy(struct devmem *dm);
 
-void *devmem_alloc_page(struct devmem *dm); /* NULL when full */
-void devmem_free_page(struct devmem *dm, void *page);
+int devmem_take_page(struct devmem *dm); /* 0, or -ENOMEM when full */
+void devmem_give_page(struct devmem *dm);
 
 uint64_t devmem_pages_total(const struct devmem *dm);
 uint64_t devmem_pages_used(struct devmem *dm);
+int devmem_node(const struct devmem *dm);
 
 #endif

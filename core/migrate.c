@@ -27,9 +27,11 @@
 #include "../common/kernel_uapi.h"
 #include "device.h"
 #include "devmem.h"
+#include "failsafe.h"
 #include "../lib/pagetable.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +46,10 @@ enum devpage_state {
 };
 
 struct devpage {
-	void *mem;	     /* a page of the owner's device memory */
-	struct devmem *pool; /* where mem goes back to */
+	void *mem;	     /* its slot's data page in the process's file */
+	struct failsafe *fs; /* the process's device memory file */
+	uint32_t slot;	     /* its slot there: the journal entry */
+	struct devmem *pool; /* the device's capacity it counts in */
 	struct account *acct; /* charged for it (the process's, outlives it) */
 	unsigned dev;	      /* which device's share it counts in */
 	struct hmmu_mirror *owner;
@@ -61,7 +65,8 @@ static void free_devpage(struct pt_entry *e, void *arg)
 	struct devpage *dp = e->data;
 
 	(void)arg;
-	devmem_free_page(dp->pool, dp->mem);
+	failsafe_slot_free(dp->fs, dp->slot);
+	devmem_give_page(dp->pool);
 	account_uncharge_devmem(dp->acct, dp->dev);
 	free(dp);
 }
@@ -70,6 +75,7 @@ int migrate_init(struct process *p)
 {
 	int err = pt_create(&p->devpages);
 
+	p->devfile = NULL;
 	if (!err)
 		pthread_mutex_init(&p->migrate_lock, NULL);
 	return err;
@@ -78,6 +84,8 @@ int migrate_init(struct process *p)
 void migrate_fini(struct process *p)
 {
 	pt_destroy(p->devpages, free_devpage, NULL);
+	failsafe_destroy(p->devfile);
+	p->devfile = NULL;
 	pthread_mutex_destroy(&p->migrate_lock);
 	free(p->held);
 }
@@ -165,6 +173,13 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 	int err = 0;
 
 	pthread_mutex_lock(&p->migrate_lock);
+	/* The process's first migration makes its device memory file. */
+	if (!p->devfile && (err = failsafe_create(&p->devfile)) < 0) {
+		log_err("client %d: device memory file: %s", p->pid,
+			strerror(-err));
+		err = command_fail(err, "hmmud could not make this process's "
+				   "device memory file: see its log");
+	}
 	for (uint64_t i = 0; i < npages && !err; i++) {
 		uint64_t a = start + i * page_size();
 		struct pt_entry e;
@@ -173,9 +188,7 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 		if (!cand[i] || lookup(p, a))
 			continue; /* not migratable, or already on a device */
 		dp = calloc(1, sizeof(*dp));
-		if (dp)
-			dp->mem = devmem_alloc_page(m->dev->mem);
-		if (!dp || !dp->mem) {
+		if (!dp || devmem_take_page(m->dev->mem) < 0) {
 			free(dp);
 			err = command_fail(-ENOMEM, "device %s's memory is full "
 					   "(%" PRIu64 " pages): migrate fewer "
@@ -190,7 +203,7 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 			log_warn("client %d: its user holds %u%% of %s's memory, "
 				 "as much as allowed (--limit devmem-percent-per-user)",
 				 p->pid, limits.devmem_percent_per_user, m->dev->name);
-			devmem_free_page(m->dev->mem, dp->mem);
+			devmem_give_page(m->dev->mem);
 			free(dp);
 			err = command_fail(-EDQUOT, "this user holds %u%% of "
 					   "device %s's memory, hmmud's limit "
@@ -200,8 +213,19 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 					   m->dev->name);
 			break;
 		}
-		/* The pool is shared: never let old contents show through. */
+		/* The journal says COPYING from here: the CPU page exists. */
+		if (failsafe_slot_alloc(p->devfile, m->dev->index, a, &dp->slot,
+					&dp->mem) < 0) {
+			account_uncharge_devmem(p->acct, m->dev->index);
+			devmem_give_page(m->dev->mem);
+			free(dp);
+			err = command_fail(-ENOMEM, "hmmud ran out of memory "
+					   "reserving device pages");
+			break;
+		}
+		/* A slot reused holds this process's old data: never show it. */
 		memset(dp->mem, 0, page_size());
+		dp->fs = p->devfile;
 		dp->pool = m->dev->mem;
 		dp->acct = p->acct;
 		dp->dev = m->dev->index;
@@ -223,6 +247,28 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 	}
 	pthread_mutex_unlock(&p->migrate_lock);
 	return err;
+}
+
+/*
+ * The end of step 1, before the reply that has the client discard: the
+ * copies of this call's pages are complete, and the journal says so
+ * (COPYING -> HELD), so that a client whose daemon dies from here on
+ * brings them home itself.
+ */
+static void hold_copies(struct process *p, struct hmmu_mirror *m,
+			uint64_t start, uint64_t npages, const uint8_t *map)
+{
+	pthread_mutex_lock(&p->migrate_lock);
+	for (uint64_t i = 0; i < npages; i++) {
+		struct devpage *dp;
+
+		if (!map[i])
+			continue;
+		dp = lookup(p, start + i * page_size());
+		if (dp && dp->owner == m)
+			failsafe_slot_hold(dp->fs, dp->slot);
+	}
+	pthread_mutex_unlock(&p->migrate_lock);
 }
 
 /* Copy a run of reserved pages into device memory, write-protected first. */
@@ -310,6 +356,7 @@ int migrate_prepare(struct hmmu_mirror *m, uint64_t start, uint64_t npages,
 		}
 		i = j;
 	}
+	hold_copies(p, m, start, npages, map);
 out:
 	free(cand);
 	free(bounce);
@@ -552,6 +599,41 @@ void migrate_drop_mirror(struct process *p, struct hmmu_mirror *m)
 		forget(p, c.addrs[i]);
 	pthread_mutex_unlock(&p->migrate_lock);
 	free(c.addrs);
+}
+
+int migrate_devfile(struct process *p, int *fd, uint64_t *gen,
+		    uint64_t *bytes)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	/*
+	 * Made here too, before the first PREPARE: the client arms itself
+	 * while no page of it is held (a write of its own would then wait
+	 * for its own FINISH). Coarse processes never migrate.
+	 */
+	if (p->coarse)
+		err = -EOPNOTSUPP;
+	else if (!p->devfile)
+		err = failsafe_create(&p->devfile);
+	if (!err) {
+		*fd = failsafe_open_for_client(p->devfile);
+		err = *fd < 0 ? *fd : 0;
+		*gen = failsafe_gen(p->devfile);
+		*bytes = failsafe_bytes(p->devfile);
+	}
+	pthread_mutex_unlock(&p->migrate_lock);
+	return err;
+}
+
+uint64_t migrate_devfile_gen(struct process *p)
+{
+	uint64_t gen;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	gen = p->devfile ? failsafe_gen(p->devfile) : 0;
+	pthread_mutex_unlock(&p->migrate_lock);
+	return gen;
 }
 
 /* ---- device side ---------------------------------------------------------- */
@@ -803,13 +885,13 @@ void migrate_on_remap(struct process *p, uint64_t from, uint64_t to,
 		moving->fresh = 0;
 		pt_clear_range(p->devpages, old, old + page_size(), NULL, NULL);
 		if (pt_set(p->devpages, new, &e, NULL, NULL) < 0) {
-			struct devpage *dp = e.data;
-
 			log_err("client %d: lost a device page in mremap",
 				p->pid);
-			devmem_free_page(dp->pool, dp->mem);
-			free(dp);
+			free_devpage(&e, NULL);
+			continue;
 		}
+		/* The journal follows the page (a window: operations.md). */
+		failsafe_slot_move(moving->fs, moving->slot, new);
 	}
 	pthread_mutex_unlock(&p->migrate_lock);
 	free(mv.addrs);

@@ -63,6 +63,16 @@ int migrate_to_system(struct hmmu_mirror *m, uint64_t start, uint64_t end,
 /* The mirror's process is gone: free its device pages without copying. */
 void migrate_drop_mirror(struct process *p, struct hmmu_mirror *m);
 
+/*
+ * The process's device memory file, for its client: a dup of its memfd in
+ * *@fd (the caller closes it), its generation and size; made now if no
+ * migration made it yet. -EOPNOTSUPP for a coarse-grained process.
+ */
+int migrate_devfile(struct process *p, int *fd, uint64_t *gen,
+		    uint64_t *bytes);
+/* Its generation, or 0 if there is none yet. */
+uint64_t migrate_devfile_gen(struct process *p);
+
 /* 0 if every page of [start, end) is exclusive to @m, else -EPERM. */
 int migrate_check_exclusive(struct hmmu_mirror *m, uint64_t start, uint64_t end);
 

@@ -129,6 +129,11 @@ struct process {
 	 */
 	pthread_mutex_t migrate_lock;
 	struct pt *devpages;
+	/*
+	 * Where the device pages live, and their journal (failsafe.h): made
+	 * by the first migration, under migrate_lock; NULL before.
+	 */
+	struct failsafe *devfile;
 	struct uffd_msg *held;
 	unsigned nheld, held_cap;
 

@@ -15,6 +15,9 @@
 #include "session.h"
 #include "../lib/workers.h"
 #include "../core/device.h"
+#include "../core/devmem.h"
+#include "../core/failsafe.h"
+#include "../core/accounts.h"
 #include "hmmu_build_info.h"
 
 #include <errno.h>
@@ -302,6 +305,16 @@ static int make_devices(struct daemon *d, const struct options *o)
 			}
 		}
 		dev->index = d->ndevices;
+		/* Each process's device memory file has a run of its pages. */
+		err = failsafe_add_device(dev->index,
+					  devmem_pages_total(dev->mem),
+					  devmem_node(dev->mem));
+		if (err) {
+			log_err("device '%s': more devices than hmmu counts "
+				"(%u)", specs[i], (unsigned)ACCOUNT_MAX_DEVICES);
+			device_destroy(dev);
+			return err;
+		}
 		d->devices[d->ndevices++] = dev;
 		log_info("device %s (%s), %llu MiB of memory on node %d, cpus %s",
 			 dev->name, device_model(dev),

@@ -15,10 +15,12 @@
 #include "../lib/workers.h"
 #include "../core/device.h"
 #include "../core/devmem.h"
+#include "../core/migrate.h"
 #include "../core/reason.h"
 #include "queue.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -326,6 +328,10 @@ static int run_command(struct request *r, struct hmmu_mirror *m,
 	out->cpages = res.cpages;
 	out->faults = res.faults;
 	memcpy(out->discard, res.discard, sizeof(out->discard));
+	/* The client holds this file before it discards (FAILSAFE). */
+	if (!err && (w->cmd == HMMU_CMD_MIGRATE_PREPARE ||
+		     w->cmd == HMMU_CMD_EXCLUSIVE_PREPARE))
+		out->devfile = migrate_devfile_gen(m->proc);
 	return err;
 }
 
@@ -519,7 +525,54 @@ static void do_queue_destroy(struct request *r)
 	reply(r, err, NULL, 0);
 }
 
+/*
+ * FAILSAFE: the process's device memory file and a dup of its own
+ * userfaultfd, with which libhmmu brings its pages home if hmmud dies
+ * (docs/design.md, "If the daemon dies"). Both are the client's already
+ * (its userfaultfd, its pages): nothing of anyone else's goes out.
+ */
+static void do_failsafe(struct request *r)
+{
+	const struct hmmu_wire_mirror *req = payload(r);
+	struct hmmu_mirror *m = request_mirror(r, req->mirror);
+	struct hmmu_wire_failsafe rep = { 0 };
+	int fds[2] = { -1, -1 }, err;
+
+	if (!m)
+		return;
+	pthread_rwlock_rdlock(&m->state_lock);
+	if (!m->registered) {
+		err = reason_set(&r->why, -EINVAL, "mirror %llu is not "
+				 "registered", (unsigned long long)m->id);
+	} else {
+		err = migrate_devfile(m->proc, &fds[0], &rep.generation,
+				      &rep.bytes);
+		if (err == -EOPNOTSUPP)
+			reason_set(&r->why, err, "this process's mirrors are "
+				   "coarse-grained: its pages never move to "
+				   "device memory");
+		else if (!err && (fds[1] = fcntl(m->proc->uffd,
+						 F_DUPFD_CLOEXEC, 0)) < 0)
+			err = -errno;
+	}
+	pthread_rwlock_unlock(&m->state_lock);
+	mirror_put(m);
+	if (!err) {
+		err = session_reply_fds(r->s, &r->msg.hdr, &rep, sizeof(rep),
+					fds, 2);
+		if (err)
+			log_warn("client %d: failsafe reply: %s",
+				 r->s->peer.pid, strerror(-err));
+	} else {
+		reply(r, err, NULL, 0);
+	}
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
 static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
+	[HMMU_OP_FAILSAFE] = do_failsafe,
 	[HMMU_OP_QUEUE_CREATE] = do_queue_create,
 	[HMMU_OP_QUEUE_DESTROY] = do_queue_destroy,
 	[HMMU_OP_DEVICE_COUNT] = do_device_count,

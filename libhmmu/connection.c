@@ -160,7 +160,9 @@ static void receive_one(struct hmmu *h)
 
 	pthread_mutex_lock(&h->lock);
 	if (n <= 0) {
-		h->broken = err ? err : n == 0 ? -ECONNRESET : -errno;
+		/* The failsafe watcher's -ESHUTDOWN, if it came first, stays. */
+		if (!h->broken)
+			h->broken = err ? err : n == 0 ? -ECONNRESET : -errno;
 		return;
 	}
 	p = hmmu_proto_check(in.buf, (size_t)n, 1) < 0 ? NULL :
@@ -262,6 +264,7 @@ int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
 {
 	struct pending p = { .op = op, .out = out, .cap = cap, .fds = fds,
 			     .nfds = nfds };
+	char gone[sizeof(h->fs.detail)] = "";
 	int err;
 
 	if (!hmmu_is_owner(h)) {
@@ -271,9 +274,14 @@ int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
 
 	pthread_mutex_lock(&h->lock);
 	if (h->broken) {
-		err = h->broken;
+		/* Pages in device memory are home before this says so. */
+		err = hmmu_failsafe_wait(h, h->broken);
+		if (err == -ESHUTDOWN && h->fs.done)
+			snprintf(gone, sizeof(gone), "%s", h->fs.detail);
 		pthread_mutex_unlock(&h->lock);
 		explain_status(err);
+		if (gone[0])
+			hmmu_set_detail("%s", gone);
 		return err;
 	}
 	p.id = ++h->next_id;
@@ -297,12 +305,19 @@ int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
 			pthread_cond_wait(&h->cond, &h->lock);
 		}
 	}
+	if (err) {
+		err = hmmu_failsafe_wait(h, err);
+		if (err == -ESHUTDOWN && h->fs.done)
+			snprintf(gone, sizeof(gone), "%s", h->fs.detail);
+	}
 	unlink_pending(h, &p);
 	pthread_mutex_unlock(&h->lock);
 	if (!err && p.reason[0])
 		hmmu_set_detail("%s", p.reason);
 	else
 		explain_status(err ? err : p.status);
+	if (gone[0])
+		hmmu_set_detail("%s", gone);
 	if (len)
 		*len = err ? 0 : p.len;
 	err = err ? err : p.status;
@@ -488,6 +503,7 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 		return err;
 	}
 	owner_init(h);
+	hmmu_failsafe_init(h);
 	h->deadline_ms = deadline;
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_cond_init(&h->cond, NULL);
@@ -513,7 +529,11 @@ HMMU_EXPORT void hmmu_disconnect(struct hmmu *h)
 
 	if (!h)
 		return;
-	/* Closing the socket is enough: the daemon releases what was ours. */
+	/*
+	 * The failsafe watcher first (it polls the socket); then closing
+	 * the socket is enough: the daemon releases what was ours.
+	 */
+	hmmu_failsafe_stop(h);
 	close(h->fd);
 	hmmu_buffers_free(h);
 	while ((m = h->mirrors)) {

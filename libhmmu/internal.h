@@ -30,6 +30,43 @@ struct pending {
 	struct pending *next;
 };
 
+/*
+ * A range a migration is discarding right now (failsafe.c); once the
+ * watcher took over, one it discarded since (done), which stays listed.
+ */
+struct hmmu_discard {
+	uint64_t start, end;
+	bool done;
+};
+
+#define HMMU_DISCARDS_MAX 64
+
+/*
+ * What keeps this connection's pages in device memory safe if hmmud dies
+ * (failsafe.c): from the first migration on, the process's device memory
+ * file (mapped read-only), a dup of the process's userfaultfd, and a
+ * watcher thread waiting for the socket to hang up. Under the handle's
+ * lock.
+ */
+struct hmmu_failsafe {
+	uint64_t gen;	   /* of the file held; 0: none (and nothing below) */
+	int memfd;
+	const char *map;
+	size_t bytes;
+	int uffd;	   /* our dup of the process's userfaultfd */
+	int stopfd;	   /* eventfd: hmmu_disconnect() stops the watcher */
+	int pidfd;	   /* the daemon's, or -1 if it cannot be had */
+	pthread_t thread;
+	bool running;	   /* the thread was started (joined at disconnect) */
+	bool started;	   /* and is in its loop: see wait_watcher_started() */
+	bool took_over;	   /* the daemon hung up: the thread is at work */
+	bool done;	   /* and finished: detail says what it did */
+	unsigned ndiscards; /* entries of discards[] */
+	unsigned active;    /* of them, not done */
+	struct hmmu_discard discards[HMMU_DISCARDS_MAX];
+	char detail[224];
+};
+
 struct hmmu {
 	int fd;
 	/*
@@ -63,6 +100,7 @@ struct hmmu {
 	struct pending *pending;
 	struct hmmu_mirror *mirrors;
 	struct hmmu_buffer *buffers;
+	struct hmmu_failsafe fs;
 };
 
 struct hmmu_buffer {
@@ -149,6 +187,25 @@ int hmmu_check_range(const struct hmmu_cmd *c);
  * kernel lacks it or WP_UNPOPULATED).
  */
 int hmmu_uffd_create(int *out, int coarse);
+
+/*
+ * failsafe.c. hmmu_failsafe_update(): hold generation @gen of the process's
+ * device memory file (0: any, if none is held), asking for it and starting
+ * the watcher the first time. Never between a PREPARE and its FINISH (the
+ * thread's own writes, to its heap say, may be held there). 0, or -errno. hmmu_discard_begin/end(): around a
+ * migration's discard of [start, end); begin fails (-ESHUTDOWN) once the
+ * watcher took over, or -EBUSY when too many are in flight (retry).
+ * hmmu_failsafe_wait(): with the lock held, a call failed with @err: if the
+ * watcher is bringing pages home, wait for it and return -ESHUTDOWN.
+ * hmmu_failsafe_stop(): hmmu_disconnect(), before the socket is closed.
+ */
+void hmmu_failsafe_init(struct hmmu *h);
+int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen);
+uint64_t hmmu_failsafe_gen(struct hmmu *h); /* 0: none held */
+int hmmu_discard_begin(struct hmmu *h, uint64_t start, uint64_t end);
+void hmmu_discard_end(struct hmmu *h, uint64_t start, uint64_t end);
+int hmmu_failsafe_wait(struct hmmu *h, int err);
+void hmmu_failsafe_stop(struct hmmu *h);
 
 /*
  * The detail returned by hmmu_error_detail() for this thread: every public

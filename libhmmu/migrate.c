@@ -14,6 +14,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+static uint64_t page_size_of(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 /* Discard each run of pages the daemon copied (bit set in @discard). */
 static void discard(uint64_t addr, uint64_t npages, const uint8_t *map)
 {
@@ -48,19 +53,50 @@ static int migrate_chunk(struct hmmu_mirror *m, uint64_t addr, uint64_t npages,
 		.addr = addr,
 		.npages = npages,
 	};
+	uint64_t end = addr + npages * page_size_of();
 	struct hmmu_wire_prepare_result rep;
-	struct hmmu_cmd finish = { .addr = addr, .npages = npages };
-	int err;
+	int err, held;
 
-	memset(&rep, 0, sizeof(rep));
-	err = hmmu_call(m->h, HMMU_OP_DEVICE_CMD, &req, sizeof(req), -1, &rep,
-			sizeof(rep));
-	if (err)
+	/*
+	 * Before a page is thrown away, this connection holds what brings
+	 * it home should hmmud die (failsafe.c). Armed before PREPARE: from
+	 * PREPARE to FINISH, this thread's writes to the pages being moved
+	 * (its heap's, in pthread_create() say) would wait for itself. A
+	 * daemon that cannot (-EOPNOTSUPP: coarse) refuses PREPARE too.
+	 */
+	err = hmmu_failsafe_update(m, 0);
+	if (err && err != -EOPNOTSUPP)
 		return err;
-	discard(addr, npages, rep.discard);
-	err = hmmu_device_cmd(m, &finish, HMMU_CMD_MIGRATE_FINISH, NULL, 0);
-	*cpages += finish.cpages;
-	return err;
+	for (int attempt = 0;; attempt++) {
+		struct hmmu_cmd finish = { .addr = addr, .npages = npages };
+
+		memset(&rep, 0, sizeof(rep));
+		err = hmmu_call(m->h, HMMU_OP_DEVICE_CMD, &req, sizeof(req), -1,
+				&rep, sizeof(rep));
+		if (err)
+			return err;
+		/*
+		 * Not the file held (the process's state was made anew since):
+		 * discard nothing, let FINISH roll the chunk back, take the new
+		 * file and prepare again. An older daemon names none: as before.
+		 */
+		held = rep.devfile && rep.devfile != hmmu_failsafe_gen(m->h) ?
+			       -ESTALE : 0;
+		if (!held)
+			held = hmmu_discard_begin(m->h, addr, end);
+		if (!held) {
+			discard(addr, npages, rep.discard);
+			hmmu_discard_end(m->h, addr, end);
+		}
+		err = hmmu_device_cmd(m, &finish, HMMU_CMD_MIGRATE_FINISH,
+				      NULL, 0);
+		*cpages += finish.cpages;
+		if (held != -ESTALE || err || attempt)
+			return held == -ESTALE ? -EAGAIN : held ? held : err;
+		err = hmmu_failsafe_update(m, rep.devfile);
+		if (err)
+			return err;
+	}
 }
 
 /* Migrate [start, end) in chunks; cpages add up in @c. */

@@ -2,7 +2,9 @@
 /*
  * The process's userfaultfd. libhmmu makes it, with the events the daemon
  * needs, and hands it over with the first registration of the process; it
- * keeps no copy, so the daemon alone decides when it goes away.
+ * keeps no copy, so the daemon alone decides when it goes away, until the
+ * first migration: from then on the connection holds a dup the daemon
+ * sends back (failsafe.c), to bring device pages home if the daemon dies.
  */
 #include "internal.h"
 #include "../common/uffd_open.h"

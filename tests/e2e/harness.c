@@ -389,6 +389,21 @@ void daemon_stop(void)
 	daemon_remove_dir();
 }
 
+void daemon_kill(void)
+{
+	struct daemon_instance *d = &daemon_under_test;
+	int status = 0;
+
+	cr_assert_gt(d->pid, 0, "no daemon to kill");
+	cr_assert_eq(kill(d->pid, SIGKILL), 0);
+	cr_assert_eq(waitpid(d->pid, &status, 0), d->pid);
+	d->pid = 0;
+	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		  "hmmud ended otherwise than by the SIGKILL (status %#x)",
+		  status);
+	daemon_remove_dir();
+}
+
 void daemon_restart(const char *const *extra)
 {
 	daemon_log_check();

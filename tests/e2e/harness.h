@@ -41,6 +41,13 @@ void daemon_start(void);
 /* The same, with the socket open to every user (tests with other uids). */
 void daemon_start_open_to_all(void);
 void daemon_stop(void);
+/*
+ * Kill the daemon under test with SIGKILL, as a crash would, and reap it:
+ * it must have died of that signal, not stopped on its own. Then judge its
+ * log up to its death and remove its directory; daemon_stop() has nothing
+ * left to do, and a test may start another daemon.
+ */
+void daemon_kill(void);
 /* Stop the daemon under test and start another with @extra (may be NULL). */
 void daemon_restart(const char *const *extra);
 /*

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device memory file of a client process ("hmmu-devmem"): where hmmud
+ * keeps the process's pages in device memory, and the journal that lets
+ * libhmmu bring them home itself if hmmud dies (docs/design.md, "If the
+ * daemon dies"). Shared by both ends: hmmud writes it, libhmmu maps a
+ * read-only open of it (the file is sealed F_SEAL_SHRINK | F_SEAL_GROW |
+ * F_SEAL_SEAL; hmmud punches out the page of each slot it frees).
+ *
+ * Layout: the header, then nslots slot descriptors, then, from data_off (a
+ * multiple of the page size), one data page per slot: slot i's page is at
+ * data_off + i * page_size. The slots are partitioned by device: device d
+ * owns a contiguous run of as many slots as it has pages of memory, so
+ * hmmud can place each run on its device's NUMA node once.
+ *
+ * A slot's life, each step written by hmmud before it takes effect (so a
+ * SIGKILL at any instruction leaves a record the client can act on):
+ *
+ *   FREE ──reserve──► COPYING ──end of PREPARE, before its reply──► HELD
+ *     ▲                  │                                           │
+ *     └──rolled back─────┘      └──copied back into the client (UFFDIO_COPY
+ *     └──────────────────────────  succeeded or EEXIST), discarded by the
+ *                                  client, unmapped, or the mirror dropped
+ *
+ * COPYING: the data page is being filled; the client's page surely exists.
+ * HELD: the data page is complete and is the page's contents, unless the
+ * client's page exists (a copy that came back, or one the client never
+ * discarded): UFFDIO_COPY then says EEXIST and the client's page stays.
+ * The address is written before the state (a release store); a reader
+ * loads the state with acquire, then the address. mremap of a HELD page
+ * rewrites its address in place (one atomic store).
+ *
+ * held counts the HELD slots (a hint for a report, not a bound on a scan).
+ */
+#ifndef HMMU_COMMON_FAILSAFE_H
+#define HMMU_COMMON_FAILSAFE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define HMMU_FAILSAFE_MAGIC 0x53464d48u /* "HMFS" in memory order */
+#define HMMU_FAILSAFE_VERSION 1u
+
+enum hmmu_failsafe_state {
+	HMMU_SLOT_FREE = 0,
+	HMMU_SLOT_COPYING = 1,
+	HMMU_SLOT_HELD = 2,
+};
+
+struct hmmu_failsafe_slot {
+	_Atomic uint64_t addr; /* the client's page address */
+	_Atomic uint32_t state; /* enum hmmu_failsafe_state */
+	uint32_t device;	/* the daemon's device index */
+};
+
+struct hmmu_failsafe_header {
+	uint32_t magic;	     /* HMMU_FAILSAFE_MAGIC */
+	uint32_t version;    /* HMMU_FAILSAFE_VERSION */
+	uint32_t page_size;  /* of the data pages: the host's */
+	uint32_t slot_size;  /* sizeof(struct hmmu_failsafe_slot) */
+	uint64_t nslots;
+	uint64_t slots_off;  /* of slot 0 */
+	uint64_t data_off;   /* of slot 0's data page */
+	uint64_t bytes;	     /* of the whole file */
+	_Atomic uint64_t held; /* slots HELD now */
+	uint64_t reserved[1];
+};
+
+_Static_assert(sizeof(struct hmmu_failsafe_slot) == 16, "slot is 16 bytes");
+_Static_assert(sizeof(struct hmmu_failsafe_header) == 64, "header is 64 bytes");
+
+#endif

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT */
+#include "failsafe.h"
+#include "accounts.h"
+#include "../common/failsafe.h"
+#include "../common/page.h"
+#include "../lib/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <numa.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+/* Set at startup, before any client: read-only afterwards. */
+static struct {
+	uint64_t npages;
+	int node;
+} devices[ACCOUNT_MAX_DEVICES];
+static unsigned ndevices;
+
+static atomic_uint_fast64_t last_gen;
+
+/*
+ * One device's run of slots: [base, base + npages). Slots never used are
+ * taken from @fresh on; freed ones go on a stack, whose room is grown when
+ * a fresh slot is taken, so that a free never needs memory.
+ */
+struct run {
+	uint32_t base, npages;
+	uint32_t fresh;
+	uint32_t *stack;
+	uint32_t n, cap;
+};
+
+struct failsafe {
+	int fd;
+	uint64_t gen;
+	uint64_t bytes;
+	char *map; /* ours, read-write */
+	struct hmmu_failsafe_header *hdr;
+	struct hmmu_failsafe_slot *slots;
+	char *data;
+	unsigned nruns;
+	struct run runs[];
+};
+
+int failsafe_add_device(unsigned index, uint64_t npages, int node)
+{
+	if (index >= ACCOUNT_MAX_DEVICES || npages > UINT32_MAX)
+		return -EINVAL;
+	devices[index].npages = npages;
+	devices[index].node = node;
+	if (index >= ndevices)
+		ndevices = index + 1;
+	return 0;
+}
+
+/* Best effort: the device's run of data pages on its node. */
+static void place(struct failsafe *fs, const struct run *r, int node)
+{
+	if (node < 0 || !r->npages || numa_available() < 0)
+		return;
+	numa_tonode_memory(fs->data + (uint64_t)r->base * page_size(),
+			   (uint64_t)r->npages * page_size(), node);
+}
+
+int failsafe_create(struct failsafe **out)
+{
+	uint64_t total = 0, ps = page_size();
+	struct failsafe *fs;
+	int err;
+
+	for (unsigned i = 0; i < ndevices; i++)
+		total += devices[i].npages;
+	if (total > UINT32_MAX)
+		return -EINVAL;
+	fs = calloc(1, sizeof(*fs) + ndevices * sizeof(fs->runs[0]));
+	if (!fs)
+		return -ENOMEM;
+	fs->nruns = ndevices;
+	for (unsigned i = 0, base = 0; i < ndevices; i++) {
+		fs->runs[i].base = base;
+		fs->runs[i].npages = (uint32_t)devices[i].npages;
+		base += (uint32_t)devices[i].npages;
+	}
+	{
+		uint64_t slots_off = sizeof(struct hmmu_failsafe_header);
+		uint64_t data_off = (slots_off + total * sizeof(*fs->slots) +
+				     ps - 1) / ps * ps;
+
+		fs->bytes = data_off + total * ps;
+		fs->fd = memfd_create("hmmu-devmem",
+				      MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (fs->fd < 0)
+			goto fail_errno;
+		if (ftruncate(fs->fd, (off_t)fs->bytes) < 0)
+			goto fail_close;
+		/* Sparse: only the pages written cost memory. */
+		fs->map = mmap(NULL, fs->bytes, PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_NORESERVE, fs->fd, 0);
+		if (fs->map == MAP_FAILED)
+			goto fail_close;
+		fs->hdr = (void *)fs->map;
+		fs->slots = (void *)(fs->map + slots_off);
+		fs->data = fs->map + data_off;
+		*fs->hdr = (struct hmmu_failsafe_header){
+			.magic = HMMU_FAILSAFE_MAGIC,
+			.version = HMMU_FAILSAFE_VERSION,
+			.page_size = (uint32_t)ps,
+			.slot_size = sizeof(struct hmmu_failsafe_slot),
+			.nslots = total,
+			.slots_off = slots_off,
+			.data_off = data_off,
+			.bytes = fs->bytes,
+		};
+	}
+	for (unsigned i = 0; i < ndevices; i++)
+		place(fs, &fs->runs[i], devices[i].node);
+	/*
+	 * Sealed so that no one can shrink it under us (no access of ours
+	 * ever faults). The client gets a read-only open of it
+	 * (failsafe_open_for_client()), so it cannot write the journal or
+	 * punch pages either; F_SEAL_FUTURE_WRITE would do that too, but it
+	 * would also stop us punching the pages of freed slots.
+	 */
+	if (fcntl(fs->fd, F_ADD_SEALS, SEALS) < 0)
+		goto fail_unmap;
+	fs->gen = atomic_fetch_add(&last_gen, 1) + 1;
+	*out = fs;
+	return 0;
+fail_unmap:
+	err = -errno;
+	munmap(fs->map, fs->bytes);
+	close(fs->fd);
+	free(fs);
+	return err;
+fail_close:
+	err = -errno;
+	close(fs->fd);
+	free(fs);
+	return err;
+fail_errno:
+	err = -errno;
+	free(fs);
+	return err;
+}
+
+void failsafe_destroy(struct failsafe *fs)
+{
+	if (!fs)
+		return;
+	munmap(fs->map, fs->bytes);
+	close(fs->fd);
+	for (unsigned i = 0; i < fs->nruns; i++)
+		free(fs->runs[i].stack);
+	free(fs);
+}
+
+static struct run *run_of(struct failsafe *fs, uint32_t slot)
+{
+	for (unsigned i = 0; i < fs->nruns; i++)
+		if (slot >= fs->runs[i].base &&
+		    slot - fs->runs[i].base < fs->runs[i].npages)
+			return &fs->runs[i];
+	return NULL;
+}
+
+int failsafe_slot_alloc(struct failsafe *fs, unsigned dev, uint64_t addr,
+			uint32_t *slot, void **data)
+{
+	struct hmmu_failsafe_slot *s;
+	struct run *r;
+	uint32_t i;
+
+	if (dev >= fs->nruns)
+		return -ENOMEM;
+	r = &fs->runs[dev];
+	if (r->n) {
+		i = r->stack[--r->n];
+	} else if (r->fresh < r->npages) {
+		if (r->fresh == r->cap) {
+			uint32_t cap = r->cap ? 2 * r->cap : 64;
+			uint32_t *st;
+
+			if (cap > r->npages)
+				cap = r->npages;
+			st = realloc(r->stack, cap * sizeof(*st));
+			if (!st)
+				return -ENOMEM;
+			r->stack = st;
+			r->cap = cap;
+		}
+		i = r->base + r->fresh++;
+	} else {
+		return -ENOMEM;
+	}
+	/* FREE until the state says otherwise: the address may go first. */
+	s = &fs->slots[i];
+	atomic_store_explicit(&s->addr, addr, memory_order_relaxed);
+	s->device = dev;
+	atomic_store_explicit(&s->state, HMMU_SLOT_COPYING,
+			      memory_order_release);
+	*slot = i;
+	*data = fs->data + (uint64_t)i * page_size();
+	return 0;
+}
+
+void failsafe_slot_hold(struct failsafe *fs, uint32_t slot)
+{
+	struct hmmu_failsafe_slot *s = &fs->slots[slot];
+
+	if (atomic_load_explicit(&s->state, memory_order_relaxed) !=
+	    HMMU_SLOT_COPYING)
+		return;
+	/* The data page's stores come before: release. */
+	atomic_store_explicit(&s->state, HMMU_SLOT_HELD, memory_order_release);
+	atomic_fetch_add_explicit(&fs->hdr->held, 1, memory_order_relaxed);
+}
+
+void failsafe_slot_move(struct failsafe *fs, uint32_t slot, uint64_t addr)
+{
+	atomic_store_explicit(&fs->slots[slot].addr, addr,
+			      memory_order_release);
+}
+
+void failsafe_slot_free(struct failsafe *fs, uint32_t slot)
+{
+	struct hmmu_failsafe_slot *s = &fs->slots[slot];
+	struct run *r = run_of(fs, slot);
+
+	if (atomic_exchange_explicit(&s->state, HMMU_SLOT_FREE,
+				     memory_order_release) == HMMU_SLOT_HELD)
+		atomic_fetch_sub_explicit(&fs->hdr->held, 1,
+					  memory_order_relaxed);
+	/*
+	 * The page's memory goes back now: otherwise the file would keep
+	 * every page it ever held, and only HELD pages are bounded (by the
+	 * device's pool). Failing costs memory, not correctness: a slot is
+	 * written whole before it is HELD again.
+	 */
+	if (fallocate(fs->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(fs->data - fs->map) +
+			      (off_t)slot * (off_t)page_size(),
+		      (off_t)page_size()) < 0)
+		log_warn("device memory file: cannot release slot %u: %s",
+			 slot, strerror(errno));
+	if (!r) {
+		log_err("device memory file: slot %u is no device's", slot);
+		return;
+	}
+	r->stack[r->n++] = slot; /* room made when it was taken fresh */
+}
+
+int failsafe_open_for_client(const struct failsafe *fs)
+{
+	char path[64];
+	int fd;
+
+	/* A new open file description, read-only: its mmap cannot write. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fs->fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+uint64_t failsafe_gen(const struct failsafe *fs)
+{
+	return fs->gen;
+}
+
+uint64_t failsafe_bytes(const struct failsafe *fs)
+{
+	return fs->bytes;
+}
