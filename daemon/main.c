@@ -395,18 +395,53 @@ static int listen_on(const char *path, const struct options *o, int *out)
 }
 
 /* The socket systemd passed, if any: 1 if found, 0 if none, or -errno. */
+/*
+ * The listening socket systemd (or a supervisor speaking its protocol)
+ * passed: the fd named "hmmud.socket" (systemd names a socket unit's fds
+ * after the unit), else the only listening SEQPACKET socket passed. An
+ * fd store may pass other fds along; none is ours to keep yet, so they
+ * are closed. 1 and *out, 0 if nothing was passed, or -errno.
+ */
 static int activated_socket(int *out)
 {
-	int n = sd_listen_fds(1);
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names), named = -1, only = -1;
+	int sockets = 0, found;
 
 	if (n <= 0)
 		return n;
-	if (n > 1)
-		return -E2BIG;
-	if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_SEQPACKET, 1, NULL, 0) <=
-	    0)
-		return -ENOTSOCK;
-	*out = SD_LISTEN_FDS_START;
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i;
+
+		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0)
+			continue;
+		sockets++;
+		only = fd;
+		if (names && names[i] && strcmp(names[i], "hmmud.socket") == 0)
+			named = fd;
+	}
+	if (named >= 0)
+		found = named;
+	else if (sockets == 1)
+		found = only;
+	else
+		found = sockets ? -E2BIG : -ENOTSOCK; /* which is ours? */
+	for (int i = 0; i < n; i++) {
+		if (SD_LISTEN_FDS_START + i == found)
+			continue;
+		if (found >= 0)
+			log_warn("passed fd %d (%s) is not the listening "
+				 "socket: closed", SD_LISTEN_FDS_START + i,
+				 names && names[i] ? names[i] : "unnamed");
+		close(SD_LISTEN_FDS_START + i);
+	}
+	if (names)
+		for (int i = 0; i < n; i++)
+			free(names[i]);
+	free(names);
+	if (found < 0)
+		return found;
+	*out = found;
 	return 1;
 }
 

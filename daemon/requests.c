@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct request {
@@ -528,15 +529,19 @@ static void do_queue_destroy(struct request *r)
 /*
  * FAILSAFE: the process's device memory file and a dup of its own
  * userfaultfd, with which libhmmu brings its pages home if hmmud dies
- * (docs/design.md, "If the daemon dies"). Both are the client's already
- * (its userfaultfd, its pages): nothing of anyone else's goes out.
+ * (docs/design.md, "If the daemon dies"), and a pidfd of hmmud, by which
+ * it tells a death from a hang-up. The first two are the client's already
+ * (its userfaultfd, its pages): nothing of anyone else's goes out. The
+ * pidfd is needed because the socket cannot say who hmmud is: under
+ * socket activation its peer credentials are those of whoever called
+ * listen(), systemd or a supervisor, which outlives every hmmud.
  */
 static void do_failsafe(struct request *r)
 {
 	const struct hmmu_wire_mirror *req = payload(r);
 	struct hmmu_mirror *m = request_mirror(r, req->mirror);
 	struct hmmu_wire_failsafe rep = { 0 };
-	int fds[2] = { -1, -1 }, err;
+	int fds[3] = { -1, -1, -1 }, err;
 
 	if (!m)
 		return;
@@ -554,19 +559,22 @@ static void do_failsafe(struct request *r)
 		else if (!err && (fds[1] = fcntl(m->proc->uffd,
 						 F_DUPFD_CLOEXEC, 0)) < 0)
 			err = -errno;
+		else if (!err && (fds[2] = (int)syscall(SYS_pidfd_open,
+							 getpid(), 0)) < 0)
+			err = -errno;
 	}
 	pthread_rwlock_unlock(&m->state_lock);
 	mirror_put(m);
 	if (!err) {
 		err = session_reply_fds(r->s, &r->msg.hdr, &rep, sizeof(rep),
-					fds, 2);
+					fds, 3);
 		if (err)
 			log_warn("client %d: failsafe reply: %s",
 				 r->s->peer.pid, strerror(-err));
 	} else {
 		reply(r, err, NULL, 0);
 	}
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
 }

@@ -81,33 +81,6 @@ static bool hung_up(int sock)
 	return poll(&p, 1, 0) != 0;
 }
 
-/*
- * The daemon's pidfd: SO_PEERPIDFD, else pidfd_open() of its SO_PEERCRED
- * pid (while the connection is up, that pid is the daemon's). -1 if
- * neither works (another pid namespace, an old kernel).
- */
-static int daemon_pidfd(int sock)
-{
-	struct ucred cred;
-	socklen_t len = sizeof(int);
-	int fd = -1;
-
-	if (getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 &&
-	    fd >= 0)
-		return fd;
-	len = sizeof(cred);
-	if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    cred.pid <= 0)
-		return -1;
-	fd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
-	/* Hung up already: the pid may be another's by now. */
-	if (fd >= 0 && hung_up(sock)) {
-		close(fd);
-		fd = -1;
-	}
-	return fd < 0 ? -1 : fd;
-}
-
 /* ---- holding the file ---------------------------------------------------- */
 
 /* The layout is one this library knows, and fits the file. */
@@ -183,7 +156,7 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 	struct hmmu *h = m->h;
 	struct hmmu_wire_mirror req = { .mirror = m->id };
 	struct hmmu_wire_failsafe rep;
-	int fds[2] = { -1, -1 }, stopfd = -1, err;
+	int fds[3] = { -1, -1, -1 }, stopfd = -1, err;
 	struct stat st;
 	void *map = MAP_FAILED;
 	size_t len = 0;
@@ -196,7 +169,7 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 
 	memset(&rep, 0, sizeof(rep));
 	err = hmmu_call_fds(h, HMMU_OP_FAILSAFE, &req, sizeof(req), -1, &rep,
-			    sizeof(rep), &len, fds, 2);
+			    sizeof(rep), &len, fds, 3);
 	if (err)
 		return err < 0 ? err : -EPROTO;
 	if (len < sizeof(rep) || !rep.generation || !rep.bytes ||
@@ -237,9 +210,9 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 			goto fail;
 		}
 		h->fs.stopfd = stopfd;
-		h->fs.pidfd = daemon_pidfd(h->fd);
-		if (h->fs.pidfd >= 0)
-			fcntl(h->fs.pidfd, F_SETFD, FD_CLOEXEC);
+		/* One daemon per connection: the first pidfd is the one. */
+		h->fs.pidfd = fds[2];
+		fds[2] = -1;
 	}
 	/* The old generation's (the process's state ended since): let go. */
 	if (h->fs.map) {
@@ -269,11 +242,13 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 		h->fs.memfd = h->fs.uffd = -1;
 	}
 	pthread_mutex_unlock(&h->lock);
+	if (fds[2] >= 0)
+		close(fds[2]); /* a later generation's: we have the first */
 	return err;
 fail:
 	if (map != MAP_FAILED)
 		munmap(map, rep.bytes);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	return err;

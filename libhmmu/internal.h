@@ -143,8 +143,11 @@ void hmmu_buffers_free(struct hmmu *h);
 struct hmmu_buffer *hmmu_buffer_find(struct hmmu *h, const void *buf,
 				     uint64_t len, uint64_t *offset);
 
-/* Most fds a reply may carry: a queue's memfd and eventfd, a buffer's memfd. */
-#define HMMU_REPLY_MAX_FDS 2
+/*
+ * Most fds a reply may carry: a queue's memfd and eventfd, a buffer's
+ * memfd, FAILSAFE's file, userfaultfd and daemon pidfd.
+ */
+#define HMMU_REPLY_MAX_FDS 3
 /*
  * The same, for a request whose successful reply carries exactly @nfds
  * fds (@fds NULL: none), put into @fds (else -EPROTO); the caller owns
