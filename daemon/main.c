@@ -395,14 +395,18 @@ static int listen_on(const char *path, const struct options *o, int *out)
 }
 
 /* The socket systemd passed, if any: 1 if found, 0 if none, or -errno. */
+/* Our own socket's name in the fd store (a socket unit's is its unit's). */
+#define STORED_SOCKET "hmmud-listen"
+
 /*
  * The listening socket systemd (or a supervisor speaking its protocol)
  * passed: the fd named "hmmud.socket" (systemd names a socket unit's fds
- * after the unit), else the only listening SEQPACKET socket passed. An
- * fd store may pass other fds along; none is ours to keep yet, so they
- * are closed. 1 and *out, 0 if nothing was passed, or -errno.
+ * after the unit) or STORED_SOCKET (ours, from the fd store: *stored is
+ * then true), else the only listening SEQPACKET socket passed. Other fds
+ * are none of ours to keep yet: closed. 1 and *out, 0 if nothing was
+ * passed, or -errno.
  */
-static int activated_socket(int *out)
+static int activated_socket(int *out, bool *stored)
 {
 	char **names = NULL;
 	int n = sd_listen_fds_with_names(1, &names), named = -1, only = -1;
@@ -417,7 +421,9 @@ static int activated_socket(int *out)
 			continue;
 		sockets++;
 		only = fd;
-		if (names && names[i] && strcmp(names[i], "hmmud.socket") == 0)
+		if (names && names[i] &&
+		    (strcmp(names[i], "hmmud.socket") == 0 ||
+		     strcmp(names[i], STORED_SOCKET) == 0))
 			named = fd;
 	}
 	if (named >= 0)
@@ -435,6 +441,8 @@ static int activated_socket(int *out)
 				 names && names[i] ? names[i] : "unnamed");
 		close(SD_LISTEN_FDS_START + i);
 	}
+	*stored = found >= 0 && names && names[found - SD_LISTEN_FDS_START] &&
+		  strcmp(names[found - SD_LISTEN_FDS_START], STORED_SOCKET) == 0;
 	if (names)
 		for (int i = 0; i < n; i++)
 			free(names[i]);
@@ -740,13 +748,20 @@ static int place_workers(struct daemon *d, struct placement **out)
 	return placement_create(nodes, d->ndevices, out);
 }
 
-/* The listening socket: systemd's, or our own at @path. */
+/*
+ * The listening socket: systemd's, or our own at @path. Under a service
+ * manager, our own goes into its fd store (FileDescriptorStoreMax=) as we
+ * make it: a successor after a crash listens on the very socket, so a
+ * client that connects meanwhile waits in its backlog, never finds the
+ * path gone or refused. A stored one handed back is ours as before.
+ */
 static int open_listener(const char *path, const struct options *o, int *fd,
-			 int *own)
+			 int *own, bool notify)
 {
+	bool stored = false;
 	int one = 1, err;
 
-	err = activated_socket(fd);
+	err = activated_socket(fd, &stored);
 	if (err < 0) {
 		log_err("socket from systemd: %s", strerror(-err));
 		return err;
@@ -758,8 +773,23 @@ static int open_listener(const char *path, const struct options *o, int *fd,
 			return err;
 		}
 		*own = 1;
+		if (notify &&
+		    sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDNAME="
+					   STORED_SOCKET, fd, 1) <= 0)
+			log_warn("cannot put the listening socket in the fd "
+				 "store: a restart makes a new one");
 	} else if (fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) | O_NONBLOCK) < 0) {
 		return -errno;
+	} else if (stored) {
+		struct sockaddr_un addr;
+		socklen_t len = sizeof(addr);
+
+		/* Ours to remove at stop only if it is at @path still. */
+		memset(&addr, 0, sizeof(addr));
+		*own = getsockname(*fd, (struct sockaddr *)&addr, &len) == 0 &&
+		       strncmp(addr.sun_path, path, sizeof(addr.sun_path)) == 0;
+		log_info("listening on the socket a predecessor kept in the "
+			 "fd store (%s)", addr.sun_path);
 	}
 	/* Accepted sockets inherit it: the kernel tells us every sender. */
 	if (setsockopt(*fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
@@ -822,7 +852,7 @@ static int run(const struct options *o)
 	if (err == -EINVAL || err == -ENOEXEC || err == -EEXIST)
 		exit_status = EXIT_USAGE; /* what the command line asked */
 	if (!err)
-		err = open_listener(path, o, &listen_fd, &own_socket);
+		err = open_listener(path, o, &listen_fd, &own_socket, notify);
 	if (err)
 		goto out;
 
@@ -935,6 +965,9 @@ out:
 		close(d.reserve_fd);
 	if (listen_fd >= 0)
 		close(listen_fd);
+	/* A clean stop: the next start makes its socket anew. */
+	if (own_socket && notify)
+		sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" STORED_SOCKET);
 	if (own_socket)
 		unlink(path);
 	if (ready_fd >= 0)

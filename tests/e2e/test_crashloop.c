@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -405,4 +406,37 @@ Test(crashloop, sigkill_at_random_moments_loses_no_byte_without_the_fd_store)
 	cr_expect_gt(sum.deaths, 0, "no client ever saw hmmud die");
 	cr_expect_gt(sum.bytes_checked, 0);
 	munmap(stats, CLIENTS * sizeof(*stats));
+}
+
+/* ---- the listening socket in the fd store ------------------------------- */
+
+TestSuite(fdstore, .fini = supervised_cleanup, .timeout = 120);
+
+Test(fdstore, hmmud_keeps_its_socket_across_a_crash_and_removes_it_at_stop)
+{
+	char sock[128];
+	struct stat before, after;
+	struct hmmu *h;
+
+	supervised_prepare();
+	snprintf(sock, sizeof(sock), "%s/own.sock", supervised.dir);
+	supervised_start((const char *[]){ "--fdstore-max", "4", NULL },
+			 (const char *[]){ supervised_hmmud_path(),
+					   "--foreground", "--socket", sock,
+					   NULL });
+	supervised_wait_state("restarts=0\nready=1\nstored=1");
+	cr_assert_eq(stat(sock, &before), 0);
+
+	supervised_crash_and_wait(1);
+	supervised_wait_state("stored=1");
+	cr_assert_eq(stat(sock, &after), 0);
+	cr_assert_eq(after.st_ino, before.st_ino, "a new socket after a crash");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_gt(hmmu_device_count(h), 0);
+	hmmu_disconnect(h);
+
+	supervised_stop();
+	cr_assert(supervised_logged("removed hmmud-listen"), "%s",
+		  supervised_slurp(supervised.log));
+	cr_assert_neq(stat(sock, &after), 0, "%s left behind", sock);
 }
