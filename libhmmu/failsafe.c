@@ -724,6 +724,26 @@ static __attribute__((noinline)) void touch_stack(void)
 		reserve[i] = 0;
 }
 
+/*
+ * Poll p[0] (what to wait for) and p[1] (the stop eventfd) until p[0]
+ * shows one of @want: true. False if hmmu_disconnect() stops us first, or
+ * p[0] is no fd.
+ */
+static bool wait_for(struct pollfd p[2], short want)
+{
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return false;
+		}
+		if (p[1].revents || (p[0].revents & POLLNVAL))
+			return false;
+		if (p[0].revents & want)
+			return true;
+	}
+}
+
 static void *watch(void *arg)
 {
 	struct hmmu *h = arg;
@@ -738,20 +758,9 @@ static void *watch(void *arg)
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
 
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return NULL;
-		}
-		if (p[1].revents)
-			return NULL; /* hmmu_disconnect() */
-		if (p[0].revents & POLLNVAL)
-			return NULL;
-		/* Only a hang-up says the daemon is gone. */
-		if (p[0].revents & (POLLHUP | POLLRDHUP | POLLERR))
-			break;
-	}
+	/* Only a hang-up says the daemon is gone. */
+	if (!wait_for(p, POLLHUP | POLLRDHUP | POLLERR))
+		return NULL;
 	/*
 	 * A daemon that stops cleanly hangs up first, then brings every page
 	 * back and exits: wait for its exit (the pidfd turns readable), and
@@ -761,17 +770,8 @@ static void *watch(void *arg)
 	 */
 	if (h->fs.pidfd >= 0) {
 		p[0] = (struct pollfd){ .fd = h->fs.pidfd, .events = POLLIN };
-		for (;;) {
-			if (poll(p, 2, -1) < 0) {
-				if (errno == EINTR)
-					continue;
-				return NULL;
-			}
-			if (p[1].revents)
-				return NULL;
-			if (p[0].revents)
-				break;
-		}
+		if (!wait_for(p, POLLIN | POLLHUP | POLLERR))
+			return NULL;
 	}
 	take_over(h);
 	return NULL;
