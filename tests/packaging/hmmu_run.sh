@@ -66,7 +66,11 @@ esac
 # A daemon that answers is used, not a private one.
 "$build/hmmud" --foreground --socket "$tmp/sock" --log-level warning &
 daemon=$!
-for _ in $(seq 100); do [ -S "$tmp/sock" ] && break; sleep 0.05; done
+# The socket file appears at bind(), before listen(): wait for an answer.
+for _ in $(seq 100); do
+	"$build/hmmuctl" --socket "$tmp/sock" version >/dev/null 2>&1 && break
+	sleep 0.05
+done
 HMMU_SOCKET=$tmp/sock "$run" -- sh -c 'echo "$HMMU_SOCKET"' >"$tmp/used"
 [ "$(cat "$tmp/used")" = "$tmp/sock" ] || fail "the answering daemon was not used"
 "$run" --socket "$tmp/sock" -- true || fail "--socket with a daemon"
