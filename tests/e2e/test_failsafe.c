@@ -172,6 +172,35 @@ Test(failsafe, pages_back_from_device_memory_give_their_memory_back)
 	munmap(p, n * page_size());
 }
 
+/* hmmud punches freed pages out in batches of at most this many (failsafe.c). */
+#define PUNCH_BATCH 256
+
+Test(failsafe, file_holds_at_most_a_batch_more_than_its_device_pages)
+{
+	struct hmmu *h = connect_or_die();
+	struct hmmu_mirror *m = mirror_registered(h, "dmirror0");
+	size_t n = 2 * PUNCH_BATCH, home = PUNCH_BATCH + 64;
+	unsigned char *p = map_pattern(n, 3);
+	long long after, bound;
+	uint64_t cpages = 0;
+
+	cr_assert_eq(migrate_pages(m, p, n, &cpages), 0, "%s",
+		     hmmu_error_detail());
+	cr_assert_eq(cpages, n);
+	/* More pages come home than a batch: one punch at least. */
+	expect_pattern(p, home, 3);
+	after = devfile_bytes();
+	/* The descriptors' pages are a few; a batch is the slack. */
+	bound = (long long)((n - home + PUNCH_BATCH + 4) * page_size());
+	cr_expect_leq(after, bound,
+		      "%zu of %zu pages in device memory, and the file holds "
+		      "%lld bytes", n - home, n, after);
+	expect_pattern(p, n, 3);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, n * page_size());
+}
+
 struct writer {
 	volatile unsigned char *at;
 	unsigned char value;
