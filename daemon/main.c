@@ -360,34 +360,55 @@ static int restrict_socket(const char *path, const struct options *o)
 	return chmod(path, o->socket_mode) < 0 ? -errno : 0;
 }
 
+/*
+ * Where the socket is bound before it listens: it is renamed to its path
+ * only then, so that whoever sees the path can connect (a script that
+ * waits for the file would otherwise race bind() with listen()). A
+ * socket's own address stays this name (getsockname()).
+ */
+static int unready_name(const char *path, char *out, size_t size)
+{
+	int n = snprintf(out, size, "%s.new", path);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
 static int listen_on(const char *path, const struct options *o, int *out)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct sockaddr_un bound = { .sun_family = AF_UNIX };
 	int fd, err;
 
 	if (strlen(path) >= sizeof(addr.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(addr.sun_path, path);
+	err = unready_name(path, bound.sun_path, sizeof(bound.sun_path));
+	if (err)
+		return err;
 	if (strcmp(path, DEFAULT_SOCKET) == 0 && mkdir("/run/hmmu", 0755) < 0 &&
 	    errno != EEXIST)
 		return -errno;
 	err = remove_stale_socket(&addr);
+	if (!err)
+		err = remove_stale_socket(&bound); /* a start that died early */
 	if (err)
 		return err;
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+	if (bind(fd, (struct sockaddr *)&bound, sizeof(bound)) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
-	err = restrict_socket(path, o);
+	err = restrict_socket(bound.sun_path, o);
 	if (!err && listen(fd, 128) < 0)
+		err = -errno;
+	if (!err && rename(bound.sun_path, path) < 0)
 		err = -errno;
 	if (err) {
 		close(fd);
-		unlink(path);
+		unlink(bound.sun_path);
 		return err;
 	}
 	*out = fd;
@@ -784,12 +805,15 @@ static int open_listener(const char *path, const struct options *o, int *fd,
 		struct sockaddr_un addr;
 		socklen_t len = sizeof(addr);
 
-		/* Ours to remove at stop only if it is at @path still. */
+		char name[sizeof(addr.sun_path)];
+
+		/* Ours to remove at stop if it was made for @path. */
 		memset(&addr, 0, sizeof(addr));
-		*own = getsockname(*fd, (struct sockaddr *)&addr, &len) == 0 &&
-		       strncmp(addr.sun_path, path, sizeof(addr.sun_path)) == 0;
+		*own = unready_name(path, name, sizeof(name)) == 0 &&
+		       getsockname(*fd, (struct sockaddr *)&addr, &len) == 0 &&
+		       strncmp(addr.sun_path, name, sizeof(name)) == 0;
 		log_info("listening on the socket a predecessor kept in the "
-			 "fd store (%s)", addr.sun_path);
+			 "fd store for %s", path);
 	}
 	/* Accepted sockets inherit it: the kernel tells us every sender. */
 	if (setsockopt(*fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
