@@ -415,7 +415,6 @@ static int listen_on(const char *path, const struct options *o, int *out)
 	return 0;
 }
 
-/* The socket systemd passed, if any: 1 if found, 0 if none, or -errno. */
 /* Our own socket's name in the fd store (a socket unit's is its unit's). */
 #define STORED_SOCKET "hmmud-listen"
 
