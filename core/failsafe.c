@@ -97,9 +97,11 @@ int failsafe_create(struct failsafe **out)
 	if (!fs)
 		return -ENOMEM;
 	fs->nruns = ndevices;
+	fs->fd = -1;
+	fs->map = MAP_FAILED;
 	fs->pending = calloc(PUNCH_BATCH, sizeof(*fs->pending));
 	if (!fs->pending) {
-		free(fs);
+		failsafe_destroy(fs);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0, base = 0; i < ndevices; i++) {
@@ -115,15 +117,13 @@ int failsafe_create(struct failsafe **out)
 		fs->bytes = data_off + total * ps;
 		fs->fd = memfd_create("hmmu-devmem",
 				      MFD_CLOEXEC | MFD_ALLOW_SEALING);
-		if (fs->fd < 0)
-			goto fail_errno;
-		if (ftruncate(fs->fd, (off_t)fs->bytes) < 0)
-			goto fail_close;
+		if (fs->fd < 0 || ftruncate(fs->fd, (off_t)fs->bytes) < 0)
+			goto fail;
 		/* Sparse: only the pages written cost memory. */
 		fs->map = mmap(NULL, fs->bytes, PROT_READ | PROT_WRITE,
 			       MAP_SHARED | MAP_NORESERVE, fs->fd, 0);
 		if (fs->map == MAP_FAILED)
-			goto fail_close;
+			goto fail;
 		fs->hdr = (void *)fs->map;
 		fs->slots = (void *)(fs->map + slots_off);
 		fs->data = fs->map + data_off;
@@ -148,36 +148,25 @@ int failsafe_create(struct failsafe **out)
 	 * would also stop us punching the pages of freed slots.
 	 */
 	if (fcntl(fs->fd, F_ADD_SEALS, SEALS) < 0)
-		goto fail_unmap;
+		goto fail;
 	fs->gen = atomic_fetch_add(&last_gen, 1) + 1;
 	*out = fs;
 	return 0;
-fail_unmap:
+fail:
 	err = -errno;
-	munmap(fs->map, fs->bytes);
-	close(fs->fd);
-	free(fs->pending);
-	free(fs);
-	return err;
-fail_close:
-	err = -errno;
-	close(fs->fd);
-	free(fs->pending);
-	free(fs);
-	return err;
-fail_errno:
-	err = -errno;
-	free(fs->pending);
-	free(fs);
+	failsafe_destroy(fs);
 	return err;
 }
 
+/* Also of one failsafe_create() made only in part. */
 void failsafe_destroy(struct failsafe *fs)
 {
 	if (!fs)
 		return;
-	munmap(fs->map, fs->bytes);
-	close(fs->fd);
+	if (fs->map != MAP_FAILED)
+		munmap(fs->map, fs->bytes);
+	if (fs->fd >= 0)
+		close(fs->fd);
 	for (unsigned i = 0; i < fs->nruns; i++)
 		free(fs->runs[i].stack);
 	free(fs->pending);

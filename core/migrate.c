@@ -31,7 +31,6 @@
 #include "../lib/pagetable.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
