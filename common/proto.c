@@ -63,6 +63,8 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 					 sizeof(struct hmmu_wire_cmd_result)),
 	[HMMU_OP_FAILSAFE] = OP("failsafe", sizeof(struct hmmu_wire_mirror),
 				sizeof(struct hmmu_wire_failsafe)),
+	[HMMU_OP_MIRROR_RESTORE] = OP("mirror-restore",
+				      sizeof(struct hmmu_wire_mirror_restore), 0),
 };
 
 static const struct op_desc *op_desc(unsigned op)
@@ -171,6 +173,20 @@ static int check_request_payload(unsigned op, const void *p, size_t len,
 		return name_is_valid(n->name) ? 0 :
 			fail(-EINVAL, why, size,
 			     "mirror-create: the device name must be 1 to %u "
+			     "bytes, then NUL bytes to the end",
+			     HMMU_NAME_MAX - 1);
+	}
+	case HMMU_OP_MIRROR_RESTORE: {
+		const struct hmmu_wire_mirror_restore *r = p;
+
+		if (!r->mirror || r->reserved ||
+		    (r->flags & ~HMMU_RESTORE_FLAGS_))
+			return fail(-EINVAL, why, size, "mirror-restore: the "
+				    "mirror id is 0, flags %#x are unknown, or "
+				    "reserved is not 0", r->flags);
+		return name_is_valid(r->device) ? 0 :
+			fail(-EINVAL, why, size,
+			     "mirror-restore: the device name must be 1 to %u "
 			     "bytes, then NUL bytes to the end",
 			     HMMU_NAME_MAX - 1);
 	}

@@ -49,6 +49,7 @@ enum hmmu_op {
 	HMMU_OP_BUFFER_DESTROY = 15,   /* buffer id */
 	HMMU_OP_DEVICE_CMD_BUFFER = 16, /* DEVICE_CMD whose buffer is a buffer's */
 	HMMU_OP_FAILSAFE = 17,	       /* mirror id -> device memory file + uffd */
+	HMMU_OP_MIRROR_RESTORE = 18,   /* a mirror again, after a restart */
 	HMMU_OP_MAX_
 };
 
@@ -104,6 +105,14 @@ struct hmmu_wire_hello_reply {
 	uint32_t version;
 	uint32_t reserved;		/* 0 */
 	char release[HMMU_RELEASE_MAX]; /* "0.1.0 (git 4415f675eea2)", NUL-padded */
+	/*
+	 * Which incarnation of state the daemon serves (docs/protocol.md
+	 * §11): random, not 0, made by an hmmud that started with nothing
+	 * to adopt, and announced unchanged by a successor that adopted its
+	 * predecessor's state from the fd store. Absent (the reply is 8 bytes
+	 * shorter) from daemons that predate it: read as 0, "unknown".
+	 */
+	uint64_t incarnation;
 };
 
 struct hmmu_wire_index {
@@ -290,6 +299,26 @@ _Static_assert(HMMU_REASON_MAX % 8 == 0, "a reason ends at a multiple of 8");
 struct hmmu_wire_failsafe {
 	uint64_t generation;
 	uint64_t bytes; /* of the file */
+};
+
+/*
+ * MIRROR_RESTORE (docs/protocol.md §11): after a reconnection to a daemon
+ * that announced the incarnation the client saw before, make mirror
+ * @mirror again on this connection, on @device, registered if
+ * HMMU_RESTORE_REGISTERED (joining the process's adopted state; never with
+ * a userfaultfd), in coarse-grained mode if HMMU_RESTORE_COARSE. Reply:
+ * no payload. -EEXIST if the id is taken on this connection, -ESTALE if
+ * REGISTERED and the daemon holds no state for the caller's process
+ * (nothing changes then).
+ */
+#define HMMU_RESTORE_REGISTERED 0x1u
+#define HMMU_RESTORE_COARSE 0x2u
+#define HMMU_RESTORE_FLAGS_ (HMMU_RESTORE_REGISTERED | HMMU_RESTORE_COARSE)
+struct hmmu_wire_mirror_restore {
+	uint64_t mirror; /* not 0 */
+	char device[HMMU_NAME_MAX];
+	uint32_t flags;
+	uint32_t reserved; /* 0 */
 };
 
 /* Job kinds: the values of enum hmmu_job_kind in <hmmu/hmmu.h>. */
