@@ -31,6 +31,8 @@
  * rewrites its address in place (one atomic store).
  *
  * held counts the HELD slots (a hint for a report, not a bound on a scan).
+ * gen is the generation FAILSAFE's reply names: a successor of hmmud that
+ * adopts the file from the fd store goes on with it.
  */
 #ifndef HMMU_COMMON_FAILSAFE_H
 #define HMMU_COMMON_FAILSAFE_H
@@ -63,7 +65,7 @@ struct hmmu_failsafe_header {
 	uint64_t data_off;   /* of slot 0's data page */
 	uint64_t bytes;	     /* of the whole file */
 	_Atomic uint64_t held; /* slots HELD now */
-	uint64_t reserved[1];
+	uint64_t gen;	     /* the file's generation (hmmud's; 0 in old files) */
 };
 
 _Static_assert(sizeof(struct hmmu_failsafe_slot) == 16, "slot is 16 bytes");

@@ -89,6 +89,13 @@ void account_disconnect(struct account *a)
 	pthread_mutex_unlock(&lock);
 }
 
+void account_force_mirror(struct account *a)
+{
+	pthread_mutex_lock(&lock);
+	a->mirrors++;
+	pthread_mutex_unlock(&lock);
+}
+
 int account_add_mirror(struct account *a)
 {
 	int err = 0;
@@ -163,6 +170,13 @@ bool account_charge_devmem(struct account *a, unsigned dev, uint64_t total)
 
 	return dev < ACCOUNT_MAX_DEVICES &&
 	       charge(&a->devmem_pages[dev], 1, max ? max : 1);
+}
+
+void account_force_devmem(struct account *a, unsigned dev)
+{
+	if (dev < ACCOUNT_MAX_DEVICES)
+		atomic_fetch_add_explicit(&a->devmem_pages[dev], 1,
+					  memory_order_relaxed);
 }
 
 void account_uncharge_devmem(struct account *a, unsigned dev)

@@ -45,6 +45,8 @@ void account_disconnect(struct account *a);
 
 /* One more mirror of @a: -EDQUOT past mirrors-per-user. */
 int account_add_mirror(struct account *a);
+/* One more mirror past any limit: a successor's placeholders (restart.c). */
+void account_force_mirror(struct account *a);
 void account_del_mirror(struct account *a);
 
 /* One more shared buffer of @bytes: -EDQUOT past either limit. */
@@ -58,6 +60,8 @@ void account_uncharge_copies(struct account *a, uint64_t n);
 /* One page of device @dev (of @total pages): false past its share. */
 bool account_charge_devmem(struct account *a, unsigned dev, uint64_t total);
 void account_uncharge_devmem(struct account *a, unsigned dev);
+/* Charge a page that is in device memory already (adopted), past any limit. */
+void account_force_devmem(struct account *a, unsigned dev);
 
 /* Count an event daemon-wide and for its user (@a may be NULL). */
 #define account_count(a, field, n)                                             \

@@ -8,11 +8,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <numa.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
@@ -83,61 +85,88 @@ static void place(struct failsafe *fs, const struct run *r, int node)
 			   (uint64_t)r->npages * page_size(), node);
 }
 
-int failsafe_create(struct failsafe **out)
+/* The layout this daemon's devices give a file: its header. */
+static int layout(struct hmmu_failsafe_header *h)
 {
 	uint64_t total = 0, ps = page_size();
-	struct failsafe *fs;
-	int err;
 
 	for (unsigned i = 0; i < ndevices; i++)
 		total += devices[i].npages;
 	if (total > UINT32_MAX)
 		return -EINVAL;
-	fs = calloc(1, sizeof(*fs) + ndevices * sizeof(fs->runs[0]));
+	*h = (struct hmmu_failsafe_header){
+		.magic = HMMU_FAILSAFE_MAGIC,
+		.version = HMMU_FAILSAFE_VERSION,
+		.page_size = (uint32_t)ps,
+		.slot_size = sizeof(struct hmmu_failsafe_slot),
+		.nslots = total,
+		.slots_off = sizeof(struct hmmu_failsafe_header),
+	};
+	h->data_off = (h->slots_off + total * h->slot_size + ps - 1) / ps * ps;
+	h->bytes = h->data_off + total * ps;
+	return 0;
+}
+
+/* The struct around a file of layout @h, with no fd or mapping yet. */
+static struct failsafe *alloc_for(const struct hmmu_failsafe_header *h)
+{
+	struct failsafe *fs = calloc(1, sizeof(*fs) +
+					 ndevices * sizeof(fs->runs[0]));
+
 	if (!fs)
-		return -ENOMEM;
+		return NULL;
 	fs->nruns = ndevices;
 	fs->fd = -1;
 	fs->map = MAP_FAILED;
+	fs->bytes = h->bytes;
 	fs->pending = calloc(PUNCH_BATCH, sizeof(*fs->pending));
 	if (!fs->pending) {
 		failsafe_destroy(fs);
-		return -ENOMEM;
+		return NULL;
 	}
 	for (unsigned i = 0, base = 0; i < ndevices; i++) {
 		fs->runs[i].base = base;
 		fs->runs[i].npages = (uint32_t)devices[i].npages;
 		base += (uint32_t)devices[i].npages;
 	}
-	{
-		uint64_t slots_off = sizeof(struct hmmu_failsafe_header);
-		uint64_t data_off = (slots_off + total * sizeof(*fs->slots) +
-				     ps - 1) / ps * ps;
+	return fs;
+}
 
-		fs->bytes = data_off + total * ps;
-		fs->fd = memfd_create("hmmu-devmem",
-				      MFD_CLOEXEC | MFD_ALLOW_SEALING);
-		if (fs->fd < 0 || ftruncate(fs->fd, (off_t)fs->bytes) < 0)
-			goto fail;
-		/* Sparse: only the pages written cost memory. */
-		fs->map = mmap(NULL, fs->bytes, PROT_READ | PROT_WRITE,
-			       MAP_SHARED | MAP_NORESERVE, fs->fd, 0);
-		if (fs->map == MAP_FAILED)
-			goto fail;
-		fs->hdr = (void *)fs->map;
-		fs->slots = (void *)(fs->map + slots_off);
-		fs->data = fs->map + data_off;
-		*fs->hdr = (struct hmmu_failsafe_header){
-			.magic = HMMU_FAILSAFE_MAGIC,
-			.version = HMMU_FAILSAFE_VERSION,
-			.page_size = (uint32_t)ps,
-			.slot_size = sizeof(struct hmmu_failsafe_slot),
-			.nslots = total,
-			.slots_off = slots_off,
-			.data_off = data_off,
-			.bytes = fs->bytes,
-		};
+static int map_file(struct failsafe *fs, const struct hmmu_failsafe_header *h)
+{
+	/* Sparse: only the pages written cost memory. */
+	fs->map = mmap(NULL, fs->bytes, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_NORESERVE, fs->fd, 0);
+	if (fs->map == MAP_FAILED)
+		return -errno;
+	fs->hdr = (void *)fs->map;
+	fs->slots = (void *)(fs->map + h->slots_off);
+	fs->data = fs->map + h->data_off;
+	return 0;
+}
+
+int failsafe_create(struct failsafe **out)
+{
+	struct hmmu_failsafe_header h;
+	struct failsafe *fs;
+	int err = layout(&h);
+
+	if (err)
+		return err;
+	fs = alloc_for(&h);
+	if (!fs)
+		return -ENOMEM;
+	fs->fd = memfd_create("hmmu-devmem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fs->fd < 0 || ftruncate(fs->fd, (off_t)fs->bytes) < 0)
+		goto fail;
+	err = map_file(fs, &h);
+	if (err) {
+		failsafe_destroy(fs);
+		return err;
 	}
+	fs->gen = atomic_fetch_add(&last_gen, 1) + 1;
+	h.gen = fs->gen;
+	*fs->hdr = h;
 	for (unsigned i = 0; i < ndevices; i++)
 		place(fs, &fs->runs[i], devices[i].node);
 	/*
@@ -149,7 +178,6 @@ int failsafe_create(struct failsafe **out)
 	 */
 	if (fcntl(fs->fd, F_ADD_SEALS, SEALS) < 0)
 		goto fail;
-	fs->gen = atomic_fetch_add(&last_gen, 1) + 1;
 	*out = fs;
 	return 0;
 fail:
@@ -300,6 +328,120 @@ void failsafe_slot_free(struct failsafe *fs, uint32_t slot)
 	fs->pending[fs->npending++] = slot;
 	if (fs->npending == PUNCH_BATCH || !fs->used)
 		punch_pending(fs);
+}
+
+/* A slot of an adopted file (a free or a held one), in its run. */
+static int adopt_slot(struct failsafe *fs, struct run *r, uint32_t i,
+		      bool in_use)
+{
+	/* Slots up to the last one in use count as taken fresh... */
+	while (r->fresh <= i - r->base) {
+		if (r->fresh == r->cap) {
+			uint32_t cap = r->cap ? 2 * r->cap : 64;
+			uint32_t *st;
+
+			if (cap > r->npages)
+				cap = r->npages;
+			st = realloc(r->stack, cap * sizeof(*st));
+			if (!st)
+				return -ENOMEM;
+			r->stack = st;
+			r->cap = cap;
+		}
+		/* ...and those free among them go on the free stack. */
+		if (r->base + r->fresh != i || !in_use)
+			r->stack[r->n++] = r->base + r->fresh;
+		r->fresh++;
+	}
+	if (in_use)
+		fs->used++;
+	return 0;
+}
+
+int failsafe_adopt(int fd, struct failsafe **out,
+		   void (*held)(void *arg, uint32_t slot, uint64_t addr,
+				unsigned dev, void *data),
+		   void *arg)
+{
+	struct hmmu_failsafe_header want;
+	struct failsafe *fs;
+	int seals = fcntl(fd, F_GET_SEALS), err = layout(&want);
+	struct stat st;
+
+	if (err)
+		return err;
+	if (seals != SEALS || fstat(fd, &st) < 0 ||
+	    (uint64_t)st.st_size != want.bytes)
+		return -EBADMSG;
+	fs = alloc_for(&want);
+	if (!fs)
+		return -ENOMEM;
+	fs->fd = fd;
+	err = map_file(fs, &want);
+	if (err) {
+		fs->fd = -1; /* still the caller's */
+		failsafe_destroy(fs);
+		return err;
+	}
+	want.gen = fs->hdr->gen;
+	want.held = fs->hdr->held;
+	if (memcmp(fs->hdr, &want, sizeof(want)) || !want.gen) {
+		fs->fd = -1; /* still the caller's */
+		failsafe_destroy(fs);
+		return -EBADMSG;
+	}
+	fs->gen = want.gen;
+	failsafe_gen_floor(fs->gen);
+	*out = fs; /* for @held's pages */
+	for (unsigned i = 0; i < ndevices; i++)
+		place(fs, &fs->runs[i], devices[i].node);
+	/* First the free lists, which may fail; then the pages, which may not. */
+	for (unsigned d = 0; d < fs->nruns; d++) {
+		struct run *r = &fs->runs[d];
+
+		for (uint32_t i = r->base; i < r->base + r->npages; i++) {
+			struct hmmu_failsafe_slot *s = &fs->slots[i];
+			uint32_t state = atomic_load(&s->state);
+
+			if (state == HMMU_SLOT_COPYING)
+				atomic_store(&s->state, HMMU_SLOT_FREE);
+			if (state == HMMU_SLOT_HELD &&
+			    adopt_slot(fs, r, i, true) < 0) {
+				fs->fd = -1;
+				failsafe_destroy(fs);
+				*out = NULL;
+				return -ENOMEM;
+			}
+		}
+	}
+	for (unsigned d = 0; d < fs->nruns; d++) {
+		struct run *r = &fs->runs[d];
+
+		for (uint32_t i = r->base; i < r->base + r->npages; i++) {
+			struct hmmu_failsafe_slot *s = &fs->slots[i];
+
+			if (atomic_load(&s->state) != HMMU_SLOT_HELD)
+				continue;
+			s->device = d; /* the slot's run is its device */
+			held(arg, i, atomic_load(&s->addr), d,
+			     fs->data + (uint64_t)i * page_size());
+		}
+	}
+	atomic_store(&fs->hdr->held, fs->used);
+	return 0;
+}
+
+int failsafe_fd(const struct failsafe *fs)
+{
+	return fs->fd;
+}
+
+void failsafe_gen_floor(uint64_t gen)
+{
+	uint64_t last = atomic_load(&last_gen);
+
+	while (last < gen && !atomic_compare_exchange_weak(&last_gen, &last, gen))
+		;
 }
 
 int failsafe_open_for_client(const struct failsafe *fs)

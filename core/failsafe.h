@@ -42,6 +42,22 @@ void failsafe_slot_move(struct failsafe *fs, uint32_t slot, uint64_t addr);
 /* -> FREE, back on its device's free list. */
 void failsafe_slot_free(struct failsafe *fs, uint32_t slot);
 
+/*
+ * Take over the file @fd a predecessor made (from the fd store), if its
+ * layout is the one failsafe_create() would make now: -EBADMSG if not.
+ * Every COPYING slot becomes FREE (its CPU page exists); @held is called
+ * for each HELD one, whose data page is at @data. On success the file
+ * owns @fd.
+ */
+int failsafe_adopt(int fd, struct failsafe **out,
+		   void (*held)(void *arg, uint32_t slot, uint64_t addr,
+				unsigned dev, void *data),
+		   void *arg);
+/* No file made from now on has a generation <= @gen (adopted files). */
+void failsafe_gen_floor(uint64_t gen);
+/* The file's own fd, for the fd store. */
+int failsafe_fd(const struct failsafe *fs);
+
 /* A read-only fd of the file for the client, or -errno. */
 int failsafe_open_for_client(const struct failsafe *fs);
 /* The file's generation, never 0, and its size. */

@@ -103,6 +103,22 @@ static void forget(struct process *p, uint64_t page)
 		       NULL);
 }
 
+void (*migrate_devfile_made)(struct process *p, int fd);
+
+/* migrate_lock held: the process's device memory file, made if need be. */
+static int make_devfile(struct process *p)
+{
+	int err;
+
+	if (p->devfile)
+		return 0;
+	err = failsafe_create(&p->devfile);
+	/* In the fd store before any page is in it: see restart.c. */
+	if (!err && migrate_devfile_made)
+		migrate_devfile_made(p, failsafe_fd(p->devfile));
+	return err;
+}
+
 /* ---- step 1: prepare ---------------------------------------------------- */
 
 /*
@@ -173,7 +189,7 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 
 	pthread_mutex_lock(&p->migrate_lock);
 	/* The process's first migration makes its device memory file. */
-	if (!p->devfile && (err = failsafe_create(&p->devfile)) < 0) {
+	if ((err = make_devfile(p)) < 0) {
 		log_err("client %d: device memory file: %s", p->pid,
 			strerror(-err));
 		err = command_fail(err, "hmmud could not make this process's "
@@ -613,8 +629,8 @@ int migrate_devfile(struct process *p, int *fd, uint64_t *gen,
 	 */
 	if (p->coarse)
 		err = -EOPNOTSUPP;
-	else if (!p->devfile)
-		err = failsafe_create(&p->devfile);
+	else
+		err = make_devfile(p);
 	if (!err) {
 		*fd = failsafe_open_for_client(p->devfile);
 		err = *fd < 0 ? *fd : 0;
@@ -633,6 +649,145 @@ uint64_t migrate_devfile_gen(struct process *p)
 	gen = p->devfile ? failsafe_gen(p->devfile) : 0;
 	pthread_mutex_unlock(&p->migrate_lock);
 	return gen;
+}
+
+/* ---- a successor's adoption (restart.c) ----------------------------------- */
+
+struct adoption {
+	struct process *p;
+	struct hmmu_mirror *const *owners;
+	unsigned nowners;
+	uint64_t pages, migrating;
+	int err;
+};
+
+/* Does the client's page at @addr exist (present or swapped)? */
+static bool cpu_page_exists(struct process *p, uint64_t addr)
+{
+	uint64_t word = 0;
+
+	if (pread(p->pagemap_fd, &word, sizeof(word),
+		  (off_t)(addr / page_size() * sizeof(word))) != sizeof(word))
+		return false;
+	return word & (3ull << 62); /* PM_PRESENT, PM_SWAP */
+}
+
+static void adopt_held(void *arg, uint32_t slot, uint64_t addr, unsigned dev,
+		       void *data)
+{
+	struct adoption *a = arg;
+	struct process *p = a->p;
+	struct hmmu_mirror *m = dev < a->nowners ? a->owners[dev] : NULL;
+	struct devpage *dp;
+	struct pt_entry e;
+
+	if (a->err)
+		return;
+	if (!m || addr % page_size() || addr >= PT_VA_LIMIT || lookup(p, addr)) {
+		a->err = -EBADMSG;
+		return;
+	}
+	dp = calloc(1, sizeof(*dp));
+	if (!dp) {
+		a->err = -ENOMEM;
+		return;
+	}
+	*dp = (struct devpage){
+		.mem = data,
+		.fs = p->devfile,
+		.slot = slot,
+		.pool = m->dev->mem,
+		.acct = p->acct,
+		.dev = dev,
+		.owner = m,
+		/*
+		 * HELD with the CPU page still there: the predecessor died
+		 * between PREPARE and the client's discard. The client either
+		 * discards it now (the REMOVE waits in the userfaultfd) or
+		 * sends its FINISH again, which rolls it back: as if the
+		 * migration were in flight, which it is.
+		 */
+		.state = cpu_page_exists(p, addr) ? DP_MIGRATING : DP_DEVICE,
+	};
+	/* The same devices, the same capacity: the pool has this page. */
+	if (devmem_take_page(m->dev->mem) < 0) {
+		free(dp);
+		a->err = -ENOSPC;
+		return;
+	}
+	account_force_devmem(p->acct, dev);
+	e = (struct pt_entry){ .data = dp };
+	if (pt_set(p->devpages, addr, &e, NULL, NULL) < 0) {
+		devmem_give_page(m->dev->mem);
+		account_uncharge_devmem(p->acct, dev);
+		free(dp);
+		a->err = -ENOMEM;
+		return;
+	}
+	a->pages++;
+	a->migrating += dp->state == DP_MIGRATING;
+}
+
+int migrate_adopt(struct process *p, int fd, struct hmmu_mirror *const *owners,
+		  unsigned nowners, uint64_t *pages, uint64_t *migrating)
+{
+	struct adoption a = { .p = p, .owners = owners, .nowners = nowners };
+	int err;
+
+	pthread_mutex_lock(&p->migrate_lock);
+	/* adopt_held() runs inside, with p->devfile set for the pages. */
+	err = failsafe_adopt(fd, &p->devfile, adopt_held, &a);
+	if (err)
+		close(fd);
+	pthread_mutex_unlock(&p->migrate_lock);
+	if (!err && a.err) {
+		migrate_abandon(p);
+		err = a.err;
+	}
+	*pages = a.pages;
+	*migrating = a.migrating;
+	return err;
+}
+
+/* Like free_devpage(), but the slot stays as the journal says. */
+static void drop_devpage(struct pt_entry *e, void *arg)
+{
+	struct devpage *dp = e->data;
+
+	(void)arg;
+	devmem_give_page(dp->pool);
+	account_uncharge_devmem(dp->acct, dp->dev);
+	free(dp);
+}
+
+void migrate_abandon(struct process *p)
+{
+	pthread_mutex_lock(&p->migrate_lock);
+	pt_clear_range(p->devpages, 0, PT_VA_LIMIT, drop_devpage, NULL);
+	failsafe_destroy(p->devfile);
+	p->devfile = NULL;
+	pthread_mutex_unlock(&p->migrate_lock);
+}
+
+static int transfer(uint64_t addr, struct pt_entry *e, void *arg)
+{
+	struct hmmu_mirror **from_to = arg;
+	struct devpage *dp = e->data;
+
+	(void)addr;
+	if (dp->owner == from_to[0])
+		dp->owner = from_to[1];
+	return 0;
+}
+
+void migrate_transfer(struct process *p, struct hmmu_mirror *from,
+		      struct hmmu_mirror *to)
+{
+	struct hmmu_mirror *from_to[2] = { from, to };
+
+	pthread_mutex_lock(&p->migrate_lock);
+	pt_walk(p->devpages, 0, PT_VA_LIMIT, transfer, from_to);
+	pthread_mutex_unlock(&p->migrate_lock);
 }
 
 /* ---- device side ---------------------------------------------------------- */

@@ -73,6 +73,30 @@ int migrate_devfile(struct process *p, int *fd, uint64_t *gen,
 /* Its generation, or 0 if there is none yet. */
 uint64_t migrate_devfile_gen(struct process *p);
 
+/*
+ * Called once the process's device memory file is made, before any page
+ * is in it: the daemon puts @fd in its fd store (restart.c). NULL: no call.
+ */
+extern void (*migrate_devfile_made)(struct process *p, int fd);
+
+/*
+ * A successor takes over the device memory file @fd of adopted process @p
+ * (before its userfaultfd is watched): each HELD page becomes a page of
+ * @owners[its device] in device memory, or a page being migrated if the
+ * client's page still exists. -EBADMSG if the file is not one this daemon
+ * would make. @fd is @p's, or closed on failure.
+ */
+int migrate_adopt(struct process *p, int fd, struct hmmu_mirror *const *owners,
+		  unsigned nowners, uint64_t *pages, uint64_t *migrating);
+/*
+ * An adoption that failed: let the pages and the file go without a change
+ * to the journal, which the client's fail-safe then reads.
+ */
+void migrate_abandon(struct process *p);
+/* Every page of @from is @to's now (same device; restart.c). */
+void migrate_transfer(struct process *p, struct hmmu_mirror *from,
+		      struct hmmu_mirror *to);
+
 /* 0 if every page of [start, end) is exclusive to @m, else -EPERM. */
 int migrate_check_exclusive(struct hmmu_mirror *m, uint64_t start, uint64_t end);
 

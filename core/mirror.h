@@ -45,6 +45,12 @@ struct hmmu_mirror {
 	 * registered again, whoever still holds a reference to it.
 	 */
 	bool dead;
+	/*
+	 * A successor's placeholder for an adopted process's device pages
+	 * (daemon/restart.c), owned by no connection: registry lock. Cleared
+	 * by the restored mirror that takes its pages.
+	 */
+	bool ghost;
 	atomic_int cancel; /* 0, or why its commands must stop (command.h) */
 	struct process *proc; /* while registered: the process's state */
 	void *drvdata;	      /* the model's (hmmu_mirror_set_drvdata()) */

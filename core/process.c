@@ -14,6 +14,7 @@
 #include "../common/kernel_uapi.h"
 #include "device.h"
 #include "notifier.h"
+#include "journal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -110,12 +111,25 @@ static int open_mm_files(struct process *p, const struct peer *peer)
 	return p->maps_fd < 0 ? p->maps_fd : 0;
 }
 
-int process_create(const struct peer *peer, int uffd, struct loop *loop,
-		   struct process **out)
+bool process_journals;
+static atomic_uint_fast64_t last_serial;
+
+void process_serial_floor(uint64_t serial)
+{
+	uint64_t last = atomic_load(&last_serial);
+
+	while (last < serial &&
+	       !atomic_compare_exchange_weak(&last_serial, &last, serial))
+		;
+}
+
+/* The state around @uffd (checked) with no file of the address space yet. */
+static int process_alloc(const struct peer *peer, int uffd, struct loop *loop,
+			 struct process **out)
 {
 	struct process *p;
 	uint64_t features = 0;
-	int err, flags;
+	int err;
 
 	err = process_uffd_features(uffd, &features);
 	if (err)
@@ -143,7 +157,7 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	p->pid = peer->pid;
 	p->uid = peer->uid;
 	p->pid_ino = peer->pid_ino;
-	p->uffd = uffd;
+	p->uffd = -1; /* the caller's until the end */
 	p->uffd_features = features;
 	p->coarse = features & UFFD_FEATURE_WP_ASYNC;
 	pthread_mutex_init(&p->scan_lock, NULL);
@@ -153,30 +167,103 @@ int process_create(const struct peer *peer, int uffd, struct loop *loop,
 	pthread_mutex_init(&p->close_lock, NULL);
 	pthread_cond_init(&p->close_cond, NULL);
 	pthread_mutex_init(&p->zap_lock, NULL);
+	if (!p->acct) {
+		process_put(p);
+		return -ENOMEM;
+	}
+	*out = p;
+	return 0;
+}
+
+/* The daemon keeps a journal for a successor: make it. */
+static int make_journal(struct process *p)
+{
+	struct journal_identity id = {
+		.pid = p->pid,
+		.uid = p->uid,
+		.pid_ino = p->pid_ino,
+		.coarse = p->coarse,
+	};
+
+	p->serial = id.serial = atomic_fetch_add(&last_serial, 1) + 1;
+	return process_journals ? journal_create(&id, &p->journal) : 0;
+}
+
+/*
+ * The daemon polls the fd, and poll on a blocking userfaultfd reports
+ * EPOLLERR (so would systemd, which drops such an fd from its store). The
+ * flag lives on the open file, so this also changes the client's copy,
+ * which the client never reads.
+ */
+static int set_nonblocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+int process_create(const struct peer *peer, int uffd, struct loop *loop,
+		   struct process **out)
+{
+	struct process *p;
+	int err = process_alloc(peer, uffd, loop, &p);
+
+	if (err)
+		return err;
 	err = open_mm_files(p, peer);
-	if (!err && !p->acct)
-		err = -ENOMEM;
-	if (err) {
+	if (err)
 		log_warn("client %d: cannot open its /proc/%d files: %s",
 			 peer->pid, peer->pid, strerror(-err));
-		p->uffd = -1; /* still the caller's */
+	if (!err)
+		err = make_journal(p);
+	/* Last, so that a failure above leaves the caller's fd as it was. */
+	if (!err)
+		err = set_nonblocking(uffd);
+	if (err) {
 		process_put(p);
 		return err;
 	}
-	/*
-	 * The daemon polls the fd, and poll on a blocking userfaultfd reports
-	 * EPOLLERR. The flag lives on the open file, so this also changes the
-	 * client's copy, which the client never reads. Last, so that a
-	 * failure above leaves the caller's fd as it was.
-	 */
-	flags = fcntl(uffd, F_GETFL);
-	if (flags < 0 || fcntl(uffd, F_SETFL, flags | O_NONBLOCK) < 0) {
-		err = -errno;
-		p->uffd = -1; /* still the caller's */
-		process_put(p);
-		return err;
-	}
+	p->uffd = uffd;
 	p->uffd_watch.fd = uffd;
+	*out = p;
+	return 0;
+}
+
+int process_adopt(const struct peer *peer, const struct process_fds *fds,
+		  struct journal *j, uint64_t serial,
+		  const struct uffd_range *ranges, unsigned n,
+		  struct loop *loop, struct process **out)
+{
+	struct process *p;
+	int err = process_alloc(peer, fds->uffd, loop, &p);
+
+	if (err)
+		return err;
+	if (n) {
+		p->ranges = malloc(n * sizeof(*p->ranges));
+		if (!p->ranges) {
+			process_put(p);
+			return -ENOMEM;
+		}
+		memcpy(p->ranges, ranges, n * sizeof(*p->ranges));
+		p->nranges = p->ranges_cap = n;
+	}
+	err = set_nonblocking(fds->uffd);
+	if (err) {
+		process_put(p);
+		return err;
+	}
+	/* Everything is the state's from here on, journal included. */
+	p->mem_fd = fds->mem;
+	p->pagemap_fd = fds->pagemap;
+	p->maps_fd = fds->maps;
+	p->journal = j;
+	p->serial = serial;
+	process_serial_floor(serial);
+	p->uffd = fds->uffd;
+	p->uffd_watch.fd = fds->uffd;
 	*out = p;
 	return 0;
 }
@@ -214,6 +301,7 @@ void process_put(struct process *p)
 	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->close_lock);
 	pthread_cond_destroy(&p->close_cond);
+	journal_destroy(p->journal);
 	free(p->ranges);
 	free(p);
 }
@@ -280,6 +368,13 @@ static void stop_watch(void *arg)
 		loop_watch_remove(p->loop, &p->uffd_watch);
 }
 
+/* p->lock held for write: the ranges changed, so does the journal. */
+static void ranges_changed(struct process *p)
+{
+	if (p->journal)
+		journal_write_ranges(p->journal, p->ranges, p->nranges);
+}
+
 void process_stop(struct process *p)
 {
 	pthread_rwlock_wrlock(&p->lock);
@@ -296,6 +391,7 @@ void process_stop(struct process *p)
 				 p->pid, start, len, strerror(-err));
 	}
 	p->nranges = 0;
+	ranges_changed(p);
 	pthread_rwlock_unlock(&p->lock);
 
 	/*
@@ -645,6 +741,7 @@ void process_forget_range(struct process *p, uint64_t start, uint64_t end)
 			r->start = end;
 		i++;
 	}
+	ranges_changed(p);
 	pthread_rwlock_unlock(&p->lock);
 }
 
@@ -653,6 +750,7 @@ void process_add_range(struct process *p, uint64_t start, uint64_t end)
 	pthread_rwlock_wrlock(&p->lock);
 	if (!p->stopped && range_add(p, start, end) < 0)
 		log_warn("client %d: out of memory for ranges", p->pid);
+	ranges_changed(p);
 	pthread_rwlock_unlock(&p->lock);
 }
 
@@ -774,6 +872,11 @@ static int register_vmas(struct process *p, uint64_t start, uint64_t end,
 			break;
 		remember_vma(p, &vmas[i]);
 	}
+	/*
+	 * After the registrations: a range the journal lacks has no page in
+	 * device memory yet (a slot is reserved only after this returns).
+	 */
+	ranges_changed(p);
 out:
 	pthread_rwlock_unlock(&p->lock);
 	return err;

@@ -27,6 +27,7 @@
 struct account;
 struct hmmu_mirror;
 struct registry;
+struct journal;
 
 struct uffd_range {
 	uint64_t start, end;
@@ -137,6 +138,14 @@ struct process {
 	struct uffd_msg *held;
 	unsigned nheld, held_cap;
 
+	/*
+	 * For a successor (restart.c): the journal (journal.h), NULL unless
+	 * process_journals, and the number naming the process's fds in the
+	 * fd store. Set at creation.
+	 */
+	struct journal *journal;
+	uint64_t serial;
+
 	struct loop_watch uffd_watch;
 	/* uffd_closed: the loop closed the fd; process_stop() waits for it. */
 	pthread_mutex_t close_lock;
@@ -152,6 +161,27 @@ struct process {
  */
 int process_create(const struct peer *peer, int uffd, struct loop *loop,
 		   struct process **out);
+/* Keep a journal for each process made from now on (the daemon's fd store). */
+extern bool process_journals;
+
+/* The fds of an address space a successor adopts from the fd store. */
+struct process_fds {
+	int uffd, mem, pagemap, maps;
+};
+
+/*
+ * A successor's process_create(): the state of a process its predecessor
+ * made, from the fds and journal it kept. No check of the userfaultfd
+ * beyond its features: the predecessor proved it, and the fd store is the
+ * daemon's own. On success the state owns the fds and @j.
+ */
+int process_adopt(const struct peer *peer, const struct process_fds *fds,
+		  struct journal *j, uint64_t serial,
+		  const struct uffd_range *ranges, unsigned n,
+		  struct loop *loop, struct process **out);
+/* Processes made from now on are numbered past @serial. */
+void process_serial_floor(uint64_t serial);
+
 /*
  * The features @fd went through UFFDIO_API with; -EBADF if it is not a
  * userfaultfd. (process_create() makes the state's coherence mode of them.)

@@ -14,6 +14,7 @@
 #include "queue.h"
 #include "session.h"
 #include "../lib/workers.h"
+#include "restart.h"
 #include "../core/device.h"
 #include "../core/devmem.h"
 #include "../core/failsafe.h"
@@ -57,6 +58,7 @@ struct options {
 	const char *devices[MAX_DEVICES];
 	unsigned ndevices;
 	unsigned workers;
+	unsigned adopt_grace_ms;
 	int foreground;
 	int check;
 	const char *log_level;
@@ -95,6 +97,9 @@ static void usage(FILE *f)
 		"  --socket-mode M who may connect, as an octal file mode (default 0660)\n"
 		"  --socket-group G the socket's group (default: hmmu, if it exists)\n"
 		"  --workers N     request worker threads (default: one per CPU)\n"
+		"  --adopt-grace MS after a restart that adopted clients' state\n"
+		"                  from the fd store, how long a state waits for its\n"
+		"                  client to reconnect (default 10000)\n"
 		"  --limit NAME=N  bound what one client or user may make hmmud spend:\n");
 	limits_usage(f);
 	fprintf(f,
@@ -118,6 +123,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "socket", required_argument, NULL, 's' },
 		{ "device", required_argument, NULL, 'd' },
 		{ "workers", required_argument, NULL, 'w' },
+		{ "adopt-grace", required_argument, NULL, 'A' },
 		{ "limit", required_argument, NULL, 'L' },
 		{ "socket-mode", required_argument, NULL, 'M' },
 		{ "socket-group", required_argument, NULL, 'G' },
@@ -133,6 +139,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->workers = default_workers();
+	o->adopt_grace_ms = 10000;
 	o->socket_mode = 0660;
 	while ((c = getopt_long(argc, argv, "s:d:w:fl:ch", longopts, NULL)) !=
 	       -1) {
@@ -141,6 +148,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (limits_set(optarg, stderr) < 0)
 				return -EINVAL;
 			break;
+		case 'A': {
+			char *end;
+			unsigned long ms = strtoul(optarg, &end, 10);
+
+			if (*end || end == optarg || ms > 3600000) {
+				fprintf(stderr, "hmmud: --adopt-grace takes 0 to 3600000 (ms)\n");
+				return -EINVAL;
+			}
+			o->adopt_grace_ms = (unsigned)ms;
+			break;
+		}
 		case 'M': {
 			char *end;
 			unsigned long m = strtoul(optarg, &end, 8);
@@ -422,9 +440,9 @@ static int listen_on(const char *path, const struct options *o, int *out)
  * The listening socket systemd (or a supervisor speaking its protocol)
  * passed: the fd named "hmmud.socket" (systemd names a socket unit's fds
  * after the unit) or STORED_SOCKET (ours, from the fd store: *stored is
- * then true), else the only listening SEQPACKET socket passed. Other fds
- * are none of ours to keep yet: closed. 1 and *out, 0 if nothing was
- * passed, or -errno.
+ * then true), else the only listening SEQPACKET socket passed. The other
+ * fds are a predecessor's state, for restart_take(). 1 and *out, 0 if
+ * nothing was passed, or -errno.
  */
 static int activated_socket(int *out, bool *stored)
 {
@@ -456,10 +474,10 @@ static int activated_socket(int *out, bool *stored)
 		if (SD_LISTEN_FDS_START + i == found)
 			continue;
 		if (found >= 0)
-			log_warn("passed fd %d (%s) is not the listening "
-				 "socket: closed", SD_LISTEN_FDS_START + i,
-				 names && names[i] ? names[i] : "unnamed");
-		close(SD_LISTEN_FDS_START + i);
+			restart_take(SD_LISTEN_FDS_START + i,
+				     names ? names[i] : NULL);
+		else
+			close(SD_LISTEN_FDS_START + i);
 	}
 	*stored = found >= 0 && names && names[found - SD_LISTEN_FDS_START] &&
 		  strcmp(names[found - SD_LISTEN_FDS_START], STORED_SOCKET) == 0;
@@ -870,6 +888,9 @@ static int run(const struct options *o)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Under a service manager, state is kept for a successor (restart.h). */
+	if (notify)
+		restart_init();
 	/* A bad device spec fails before the socket is touched. */
 	err = make_devices(&d, o);
 	if (err == -EINVAL || err == -ENOEXEC || err == -EEXIST)
@@ -904,6 +925,9 @@ static int run(const struct options *o)
 		log_err("start: %s", strerror(-err));
 		goto out;
 	}
+
+	/* Before the loop runs: adopted faults are served from its start. */
+	restart_adopt(&d, o->adopt_grace_ms);
 
 	d.listen_watch = (struct loop_watch){ .fd = listen_fd,
 					      .ready = listen_ready,
@@ -962,6 +986,7 @@ static int run(const struct options *o)
 	loop_finish(d.loop);
 	while (d.sessions)
 		session_close(d.sessions);
+	restart_stop();
 out:
 	/*
 	 * Receivers first: they end the sockets' tokens, and queue work;

@@ -14,6 +14,7 @@
 #include "../common/kfeatures.h"
 #include "../core/faultbuf.h"
 #include "../common/page.h"
+#include "restart.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -61,8 +62,11 @@ static void remove_process(struct registry *r, struct process *p)
 	 * Still under the registry lock: a registration racing with this
 	 * teardown waits for the lock, then finds no state and builds fresh
 	 * state, with a new userfaultfd, on ranges we have unregistered.
+	 * Out of the fd store after the stop: a successor that finds it
+	 * there meanwhile adopts a state the client then unregisters again.
 	 */
 	process_stop(p);
+	restart_forget_process(p);
 	process_put(p); /* the table's reference */
 }
 
@@ -170,6 +174,8 @@ static int add_process(struct registry *r, struct hmmu_mirror *m, int *uffd,
 	p->hash_next = *bucket(r, p->pid);
 	*bucket(r, p->pid) = p;
 	r->processes++;
+	/* Before the reply: a successor must find what the client counts on. */
+	restart_store_process(p);
 	*out = p;
 	return 0;
 }
@@ -439,6 +445,83 @@ uint32_t registry_list(struct registry *r, const struct peer *viewer,
 	}
 	pthread_mutex_unlock(&r->lock);
 	return n;
+}
+
+int registry_adopt(struct registry *r, struct process *p,
+		   struct hmmu_mirror *const *ghosts, unsigned n)
+{
+	struct peer who = { .pid = p->pid, .pid_ino = p->pid_ino };
+	unsigned bound = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (lookup(r, &who))
+		err = -EEXIST;
+	/* The ghosts are nobody else's yet: their state_locks are not needed. */
+	for (; bound < n && !err; bound++) {
+		ghosts[bound]->proc = p;
+		err = device_bind(ghosts[bound]);
+		if (err) {
+			ghosts[bound]->proc = NULL;
+			break;
+		}
+	}
+	if (err) {
+		while (bound--) {
+			device_unbind(ghosts[bound]);
+			ghosts[bound]->proc = NULL;
+		}
+		pthread_mutex_unlock(&r->lock);
+		return err;
+	}
+	p->hash_next = *bucket(r, p->pid);
+	*bucket(r, p->pid) = p;
+	r->processes++;
+	for (unsigned i = 0; i < n; i++) {
+		process_get(p); /* the mirror's, while registered */
+		ghosts[i]->registered = true;
+		ghosts[i]->ghost = true;
+		p->nmirrors++;
+		r->mirrors++;
+		counter_add(&counters.mirrors, 1);
+		process_add_mirror(p, ghosts[i]);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+int registry_restore(struct registry *r, struct hmmu_mirror *m, bool coarse,
+		     struct reply_reason *why)
+{
+	struct hmmu_mirror *ghost = NULL;
+	struct process *p;
+	int nofd = -1, err;
+
+	err = registry_register_mode(r, m, &nofd, 0, coarse, why);
+	if (err == HMMU_STATUS_NEED_UFFD)
+		return reason_set(why, -ESTALE, "hmmud holds no state for this "
+				  "process: it was not handed over across the "
+				  "restart");
+	if (err)
+		return err;
+	/* The ghost of this device, if any, gives its pages to @m. */
+	pthread_mutex_lock(&r->lock);
+	p = m->proc;
+	for (struct hmmu_mirror *g = p->mirrors; g; g = g->proc_next) {
+		if (g->ghost && g->dev == m->dev) {
+			g->ghost = false; /* claimed: by us only */
+			ghost = g;
+			mirror_get(ghost);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (ghost) {
+		migrate_transfer(p, ghost, m);
+		registry_destroy(r, ghost);
+		mirror_put(ghost);
+	}
+	return 0;
 }
 
 struct process *registry_find_process(struct registry *r,

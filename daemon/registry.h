@@ -106,6 +106,21 @@ uint32_t registry_list(struct registry *r, const struct peer *viewer,
 		       uint32_t *count);
 
 /*
+ * A successor's adopted state (restart.c): insert @p, with the @n ghosts
+ * (placeholder mirrors of no connection, one per device) bound and
+ * registered on it. On failure nothing is inserted or bound.
+ */
+int registry_adopt(struct registry *r, struct process *p,
+		   struct hmmu_mirror *const *ghosts, unsigned n);
+/*
+ * MIRROR_RESTORE's registration: join the state held for @m's process,
+ * never making one (-ESTALE if there is none), and take the pages of the
+ * ghost of @m's device, if one is left.
+ */
+int registry_restore(struct registry *r, struct hmmu_mirror *m, bool coarse,
+		     struct reply_reason *why);
+
+/*
  * The state of @peer's process with a reference taken, or NULL. For the
  * fault path, which then works without the registry lock.
  */

@@ -270,6 +270,71 @@ static void do_mirror_destroy(struct request *r)
 	reply(r, 0, NULL, 0);
 }
 
+/*
+ * After a restart (protocol.md §11): the mirror the client had, under its
+ * id, registered again if it was, taking the pages the adopted state holds
+ * for its device. All or nothing: on an error the mirror is not made.
+ */
+static void do_mirror_restore(struct request *r)
+{
+	const struct hmmu_wire_mirror_restore *req = payload(r);
+	struct daemon *d = daemon_of(r);
+	struct hmmu_device *dev = find_device(d, req->device);
+	struct hmmu_mirror *m;
+	int err;
+
+	if (!dev) {
+		reason_set(&r->why, -ENODEV, "hmmud has no device named "
+			   "'%.32s' any more", req->device);
+		log_warn("client %d: restore mirror %llu: no such device",
+			 r->s->peer.pid, (unsigned long long)req->mirror);
+		reply(r, -ENODEV, NULL, 0);
+		return;
+	}
+	err = account_add_mirror(r->s->acct);
+	if (err) {
+		reason_set(&r->why, err, "this user has as many mirrors as "
+			   "hmmud allows (%u, --limit mirrors-per-user)",
+			   limits.mirrors_per_user);
+		reply(r, err, NULL, 0);
+		return;
+	}
+	m = mirror_new(0, dev, &r->s->peer, r->s->acct);
+	if (!m) {
+		account_del_mirror(r->s->acct);
+		reply(r, -ENOMEM, NULL, 0);
+		return;
+	}
+	mirror_get(m); /* ours: a DESTROY may take the table's at once */
+	err = session_add_mirror_id(r->s, m, req->mirror);
+	if (err) {
+		reason_set(&r->why, err, err == -EEXIST ?
+			   "mirror %llu exists on this connection already" :
+			   "this connection holds as many mirrors as it may",
+			   (unsigned long long)req->mirror);
+		mirror_put(m); /* the table's, which it never had */
+	} else if (req->flags & HMMU_RESTORE_REGISTERED) {
+		err = registry_restore(&d->registry, m,
+				       req->flags & HMMU_RESTORE_COARSE,
+				       &r->why);
+		if (err) {
+			struct hmmu_mirror *t = session_take_mirror(r->s,
+								    req->mirror);
+
+			log_warn("client %d: restore mirror %llu on %s: %s%s%s",
+				 r->s->peer.pid, (unsigned long long)req->mirror,
+				 dev->name, strerror(-err),
+				 *why(r, err) ? ": " : "", why(r, err));
+			if (t) {
+				registry_destroy(&d->registry, t);
+				mirror_put(t);
+			}
+		}
+	}
+	mirror_put(m);
+	reply(r, err, NULL, 0);
+}
+
 static void do_stats(struct request *r)
 {
 	struct hmmu_wire_stats st;
@@ -589,6 +654,7 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_MIRROR_REGISTER] = do_mirror_register,
 	[HMMU_OP_MIRROR_UNREGISTER] = do_mirror_unregister,
 	[HMMU_OP_MIRROR_DESTROY] = do_mirror_destroy,
+	[HMMU_OP_MIRROR_RESTORE] = do_mirror_restore,
 	[HMMU_OP_STATS] = do_stats,
 	[HMMU_OP_DEVICE_CMD] = do_mirror_op,
 	[HMMU_OP_JOB] = do_mirror_op,

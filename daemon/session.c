@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "session.h"
+#include "restart.h"
 #include "../core/accounts.h"
 #include "../core/command.h"
 #include "../core/counters.h"
@@ -52,6 +53,7 @@ static void session_teardown(struct work *w)
 		log_info("client %d: gone, released %u mirror(s)", s->peer.pid,
 			 n);
 	buffers_fini(&s->buffers);
+	restart_forget_session(s);
 	close(s->fd);
 	close(s->peer.pidfd);
 	account_put(s->acct);
@@ -253,7 +255,10 @@ static void pidfd_ready(struct loop_watch *w, unsigned revents)
 static int handle_hello(struct session *s, const struct hmmu_wire_hdr *h)
 {
 	const struct hmmu_wire_hello *req = (const void *)(h + 1);
-	struct hmmu_wire_hello_reply rep = { .version = HMMU_PROTO_VERSION };
+	struct hmmu_wire_hello_reply rep = {
+		.version = HMMU_PROTO_VERSION,
+		.incarnation = restart_incarnation(),
+	};
 
 	snprintf(rep.release, sizeof(rep.release), "%s (git %s)",
 		 HMMU_BUILD_VERSION, HMMU_BUILD_COMMIT);
@@ -692,6 +697,7 @@ int session_accept(struct daemon *d, int fd)
 		session_close(s);
 		return err;
 	}
+	restart_store_session(s);
 	log_debug("client %d (uid %u): connected", s->peer.pid, s->peer.uid);
 	return 0;
 }
@@ -719,6 +725,29 @@ int session_add_mirror(struct session *s, struct hmmu_mirror *m, uint64_t *id)
 		err = -ENOSPC;
 	} else {
 		m->id = *id = ++s->next_id;
+		m->session_next = s->mirrors;
+		s->mirrors = m;
+		s->nmirrors++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}
+
+int session_add_mirror_id(struct session *s, struct hmmu_mirror *m,
+			  uint64_t id)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (struct hmmu_mirror *x = s->mirrors; x && !err; x = x->session_next)
+		if (x->id == id)
+			err = -EEXIST;
+	if (!err && s->nmirrors >= SESSION_MAX_MIRRORS)
+		err = -ENOSPC;
+	if (!err) {
+		m->id = id;
+		if (s->next_id < id)
+			s->next_id = id;
 		m->session_next = s->mirrors;
 		s->mirrors = m;
 		s->nmirrors++;

@@ -71,6 +71,8 @@ struct session {
 	unsigned nmirrors;
 	uint64_t next_id;
 
+	uint64_t serial; /* its name in the fd store, or 0 (restart.c) */
+
 	struct session_buffers buffers; /* hmmu_buffer_create()'s (buffers.h) */
 
 	struct work teardown;
@@ -135,5 +137,11 @@ struct hmmu_mirror *session_find_mirror(struct session *s, uint64_t id);
 /* Add @m to the table; its new id in *@id. -ENOSPC if the table is full. */
 int session_add_mirror(struct session *s, struct hmmu_mirror *m, uint64_t *id);
 struct hmmu_mirror *session_take_mirror(struct session *s, uint64_t id);
+/*
+ * Add @m under @id, which a MIRROR_RESTORE names (protocol.md §11): later
+ * ids come after it. -EEXIST if taken, -ENOSPC if the table is full.
+ */
+int session_add_mirror_id(struct session *s, struct hmmu_mirror *m,
+			  uint64_t id);
 
 #endif

@@ -424,11 +424,12 @@ Test(fdstore, hmmud_keeps_its_socket_across_a_crash_and_removes_it_at_stop)
 			 (const char *[]){ supervised_hmmud_path(),
 					   "--foreground", "--socket", sock,
 					   NULL });
-	supervised_wait_state("restarts=0\nready=1\nstored=1");
+	/* The socket and the incarnation (restart.h). */
+	supervised_wait_state("restarts=0\nready=1\nstored=2");
 	cr_assert_eq(stat(sock, &before), 0);
 
 	supervised_crash_and_wait(1);
-	supervised_wait_state("stored=1");
+	supervised_wait_state("stored=2");
 	cr_assert_eq(stat(sock, &after), 0);
 	cr_assert_eq(after.st_ino, before.st_ino, "a new socket after a crash");
 	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
@@ -437,6 +438,8 @@ Test(fdstore, hmmud_keeps_its_socket_across_a_crash_and_removes_it_at_stop)
 
 	supervised_stop();
 	cr_assert(supervised_logged("removed hmmud-listen"), "%s",
+		  supervised_slurp(supervised.log));
+	cr_assert(supervised_logged("removed hmmud-state"), "%s",
 		  supervised_slurp(supervised.log));
 	cr_assert_neq(stat(sock, &after), 0, "%s left behind", sock);
 }

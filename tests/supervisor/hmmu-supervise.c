@@ -12,6 +12,8 @@
  *    absent or invalid), at most --fdstore-max of them; FDSTOREREMOVE=1
  *    with FDNAME= closes all of that name; a stored fd that polls POLLHUP
  *    or POLLERR is closed, unless FDPOLL=0 came with it;
+ *  - $FDSTORE tells the service --fdstore-max, if not 0 (systemd 254 and
+ *    later do so);
  *  - a (re)started service gets the --listen socket first, then the store,
  *    newest first as systemd does (its documented order is "arbitrary"),
  *    through LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES.
@@ -256,6 +258,12 @@ static void child(const int *fds, int *tmp, size_t n, const char *names)
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDNAMES");
 	setenv("NOTIFY_SOCKET", s.notify_path, 1);
+	/* As systemd 254 and later tell a service its FileDescriptorStoreMax=. */
+	unsetenv("FDSTORE");
+	if (s.fdstore_max) {
+		snprintf(num, sizeof(num), "%u", s.fdstore_max);
+		setenv("FDSTORE", num, 1);
+	}
 	if (n) {
 		snprintf(num, sizeof(num), "%zu", n);
 		setenv("LISTEN_FDS", num, 1);

@@ -61,6 +61,14 @@ static size_t valid_request(union msg *m, unsigned op)
 		strcpy(((struct hmmu_wire_device_name *)payload(m))->name,
 		       "dmirror0");
 		break;
+	case HMMU_OP_MIRROR_RESTORE: {
+		struct hmmu_wire_mirror_restore *r = payload(m);
+
+		r->mirror = 3;
+		strcpy(r->device, "dmirror0");
+		r->flags = HMMU_RESTORE_REGISTERED;
+		break;
+	}
 	case HMMU_OP_DEVICE_CMD: {
 		struct hmmu_wire_device_cmd *c = payload(m);
 
