@@ -278,6 +278,11 @@ static int adopt_process(struct daemon *d, struct group *g, uint64_t *pages,
 	unsigned n = 0;
 	int err;
 
+	/* A pidfd polls POLLHUP once its process is reaped: the store drops it. */
+	if (g->fd[K_PIDFD] < 0) {
+		*what = "it exited while hmmud was down (its pidfd left the store)";
+		return -ESRCH;
+	}
 	for (unsigned k = 0; k < K_DEVMEM; k++) {
 		if (g->fd[k] < 0) {
 			*what = "some of its fds are missing from the store";

@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A crash of hmmud under a manager with an fd store (issue 12, item 1;
+ * docs/protocol.md §11): the successor adopts each client process's state
+ * from the store, and the client sees a stall, never an error nor a wrong
+ * byte. hmmud runs under hmmu-supervise (tests/supervisor), which speaks
+ * systemd's protocol; the test process is the client.
+ */
+#include "supervised.h"
+
+#include <hmmu/hmmu.h>
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NPAGES 64
+#define MIGRATED 32
+
+TestSuite(restart, .fini = supervised_cleanup, .timeout = 120);
+
+static char sock[128];
+
+/* hmmud under the supervisor, with a store and @grace_ms of grace. */
+static void start(const char *restart_ms, const char *grace_ms)
+{
+	supervised_prepare();
+	snprintf(sock, sizeof(sock), "%s/hmmud.sock", supervised.dir);
+	supervised_start((const char *[]){ "--fdstore-max", "4096",
+					   "--restart-ms", restart_ms, NULL },
+			 (const char *[]){ supervised_hmmud_path(),
+					   "--foreground", "--socket", sock,
+					   "--adopt-grace", grace_ms, NULL });
+	supervised_wait_state("restarts=0\nready=1");
+}
+
+static size_t page(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint8_t *patterned(unsigned seed)
+{
+	uint8_t *p = mmap(NULL, NPAGES * page(), PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert_neq(p, MAP_FAILED);
+	for (size_t i = 0; i < NPAGES * page(); i++)
+		p[i] = (uint8_t)(i * 7 + i / page() + seed);
+	return p;
+}
+
+static void expect_pattern(const uint8_t *p, unsigned seed, const char *what)
+{
+	for (size_t i = 0; i < NPAGES * page(); i++)
+		if (p[i] != (uint8_t)(i * 7 + i / page() + seed))
+			cr_assert_fail("%s: byte %zu of page %zu is %u, not %u",
+				       what, i % page(), i / page(), p[i],
+				       (uint8_t)(i * 7 + i / page() + seed));
+}
+
+/* A registered mirror on dmirror0 with MIGRATED pages of @p moved to it. */
+static struct hmmu_mirror *migrated(struct hmmu *h, uint8_t *p)
+{
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = MIGRATED };
+	struct hmmu_mirror *m;
+
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0, "%s",
+		     hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_register(m), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_migrate_to_device(m, &c), 0, "%s",
+		     hmmu_error_detail());
+	cr_assert_eq(c.cpages, MIGRATED);
+	return m;
+}
+
+Test(restart, a_crash_costs_a_stall_not_an_error_nor_a_byte)
+{
+	uint8_t *p = patterned(1), *buf, states[NPAGES];
+	struct hmmu_cmd c = { .addr = 0, .npages = NPAGES };
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	char want[128];
+
+	start("100", "60000");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	m = migrated(h, p);
+
+	supervised_crash_and_wait(1);
+	snprintf(want, sizeof(want), "adopted 1 process(es) from the fd "
+		 "store, %d page(s) in device memory", MIGRATED);
+	cr_assert_not_null(strstr(supervised_slurp(supervised.out), want),
+			   "%s", supervised_slurp(supervised.out));
+
+	/* The same handle, no error: the pages are still on the device. */
+	c.addr = (uintptr_t)p;
+	cr_assert_eq(hmmu_snapshot(m, &c, states), 0, "%s",
+		     hmmu_error_detail());
+	for (int i = 0; i < MIGRATED; i++)
+		cr_expect_eq(states[i], HMMU_PAGE_DEV_LOCAL,
+			     "page %d: state %#x after the restart", i,
+			     states[i]);
+	buf = malloc(NPAGES * page());
+	cr_assert_not_null(buf);
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = NPAGES };
+	cr_assert_eq(hmmu_device_read(m, &c, buf), 0, "%s",
+		     hmmu_error_detail());
+	expect_pattern(buf, 1, "device read after the restart");
+
+	/* The CPU brings them home through the successor. */
+	expect_pattern(p, 1, "CPU read after the restart");
+	p[5] = 0xa5;
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 1 };
+	cr_assert_eq(hmmu_device_read(m, &c, buf), 0, "%s",
+		     hmmu_error_detail());
+	cr_expect_eq(buf[5], 0xa5, "the device missed a CPU write after the "
+		     "restart");
+
+	free(buf);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, NPAGES * page());
+	supervised_stop();
+}
+
+/*
+ * A process that exits while no hmmud runs is not adopted: its state goes,
+ * and the successor says why.
+ */
+Test(restart, a_client_gone_while_hmmud_was_down_is_let_go)
+{
+	int go[2], status;
+	pid_t child;
+
+	start("1000", "60000");
+	cr_assert_eq(pipe(go), 0);
+	child = fork();
+	cr_assert_geq(child, 0);
+	if (child == 0) {
+		uint8_t *p = patterned(2);
+		struct hmmu *h;
+		char c;
+
+		close(go[1]);
+		if (hmmu_connect(sock, &h) || !migrated(h, p))
+			_exit(1);
+		/* Told: hmmud is dead; go without a word to anyone. */
+		_exit(read(go[0], &c, 1) == 1 ? 0 : 2);
+	}
+	close(go[0]);
+	/* The child has its pages on the device once hmmud stores them. */
+	for (int i = 0; i < 100 && !supervised_logged("stored p1.devmem"); i++)
+		usleep(20000);
+	cr_assert(supervised_logged("stored p1.devmem"), "%s",
+		  supervised_slurp(supervised.log));
+	cr_assert_eq(kill(supervised.pid, SIGUSR1), 0);
+	cr_assert_eq(write(go[1], "x", 1), 1);
+	cr_assert_eq(waitpid(child, &status, 0), child);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%#x", status);
+	supervised_wait_state("restarts=1\nready=1");
+	cr_assert_not_null(strstr(supervised_slurp(supervised.out),
+				  "it exited while hmmud was down"), "%s",
+			   supervised_slurp(supervised.out));
+	supervised_wait_state("stored=2"); /* the socket, the incarnation */
+	supervised_stop();
+}
