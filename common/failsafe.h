@@ -22,7 +22,13 @@
  *     └──────────────────────────  succeeded or EEXIST), discarded by the
  *                                  client, unmapped, or the mirror dropped
  *
+ * HELD ──about to be copied back (UFFDIO_COPY)──► RETURNING ──► FREE
+ *
  * COPYING: the data page is being filled; the client's page surely exists.
+ * RETURNING: as HELD for the client (the data page is the page's contents
+ * unless the client's page exists); for a successor of hmmud it also says
+ * that a client page that exists is this one come home, not one still
+ * to be discarded by a migration (which HELD says).
  * HELD: the data page is complete and is the page's contents, unless the
  * client's page exists (a copy that came back, or one the client never
  * discarded): UFFDIO_COPY then says EEXIST and the client's page stays.
@@ -41,12 +47,13 @@
 #include <stdint.h>
 
 #define HMMU_FAILSAFE_MAGIC 0x53464d48u /* "HMFS" in memory order */
-#define HMMU_FAILSAFE_VERSION 1u
+#define HMMU_FAILSAFE_VERSION 2u /* 2: RETURNING */
 
 enum hmmu_failsafe_state {
 	HMMU_SLOT_FREE = 0,
 	HMMU_SLOT_COPYING = 1,
 	HMMU_SLOT_HELD = 2,
+	HMMU_SLOT_RETURNING = 3,
 };
 
 struct hmmu_failsafe_slot {

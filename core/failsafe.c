@@ -263,6 +263,16 @@ void failsafe_slot_hold(struct failsafe *fs, uint32_t slot)
 	atomic_fetch_add_explicit(&fs->hdr->held, 1, memory_order_relaxed);
 }
 
+void failsafe_slot_returning(struct failsafe *fs, uint32_t slot, bool on)
+{
+	uint32_t from = on ? HMMU_SLOT_HELD : HMMU_SLOT_RETURNING;
+
+	atomic_compare_exchange_strong_explicit(
+		&fs->slots[slot].state, &from,
+		on ? HMMU_SLOT_RETURNING : HMMU_SLOT_HELD,
+		memory_order_release, memory_order_relaxed);
+}
+
 void failsafe_slot_move(struct failsafe *fs, uint32_t slot, uint64_t addr)
 {
 	atomic_store_explicit(&fs->slots[slot].addr, addr,
@@ -315,8 +325,10 @@ void failsafe_slot_free(struct failsafe *fs, uint32_t slot)
 	struct hmmu_failsafe_slot *s = &fs->slots[slot];
 	struct run *r = run_of(fs, slot);
 
-	if (atomic_exchange_explicit(&s->state, HMMU_SLOT_FREE,
-				     memory_order_release) == HMMU_SLOT_HELD)
+	uint32_t was = atomic_exchange_explicit(&s->state, HMMU_SLOT_FREE,
+						memory_order_release);
+
+	if (was == HMMU_SLOT_HELD || was == HMMU_SLOT_RETURNING)
 		atomic_fetch_sub_explicit(&fs->hdr->held, 1,
 					  memory_order_relaxed);
 	fs->used--;
@@ -360,7 +372,7 @@ static int adopt_slot(struct failsafe *fs, struct run *r, uint32_t i,
 
 int failsafe_adopt(int fd, struct failsafe **out,
 		   void (*held)(void *arg, uint32_t slot, uint64_t addr,
-				unsigned dev, void *data),
+				unsigned dev, void *data, bool returning),
 		   void *arg)
 {
 	struct hmmu_failsafe_header want;
@@ -405,7 +417,8 @@ int failsafe_adopt(int fd, struct failsafe **out,
 
 			if (state == HMMU_SLOT_COPYING)
 				atomic_store(&s->state, HMMU_SLOT_FREE);
-			if (state == HMMU_SLOT_HELD &&
+			if ((state == HMMU_SLOT_HELD ||
+			     state == HMMU_SLOT_RETURNING) &&
 			    adopt_slot(fs, r, i, true) < 0) {
 				fs->fd = -1;
 				failsafe_destroy(fs);
@@ -419,12 +432,15 @@ int failsafe_adopt(int fd, struct failsafe **out,
 
 		for (uint32_t i = r->base; i < r->base + r->npages; i++) {
 			struct hmmu_failsafe_slot *s = &fs->slots[i];
+			uint32_t state = atomic_load(&s->state);
 
-			if (atomic_load(&s->state) != HMMU_SLOT_HELD)
+			if (state != HMMU_SLOT_HELD &&
+			    state != HMMU_SLOT_RETURNING)
 				continue;
 			s->device = d; /* the slot's run is its device */
 			held(arg, i, atomic_load(&s->addr), d,
-			     fs->data + (uint64_t)i * page_size());
+			     fs->data + (uint64_t)i * page_size(),
+			     state == HMMU_SLOT_RETURNING);
 		}
 	}
 	atomic_store(&fs->hdr->held, fs->used);

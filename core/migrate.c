@@ -504,13 +504,17 @@ static int restore(struct process *p, uint64_t page, struct devpage *dp)
 	int err;
 
 	process_invalidate_range_start(p, &r);
+	/* A successor must tell this page come home from one to discard. */
+	failsafe_slot_returning(dp->fs, dp->slot, true);
 	err = process_fill_page(p, page, src, 0);
 	if (uffdio_verdict(UFFDIO_COPY, err) == UFFDIO_FAILED)
 		log_err("client %d: UFFDIO_COPY %#" PRIx64 ": %s", p->pid, page,
 			strerror(-err));
 	process_invalidate_end(p);
-	if (err == -EAGAIN)
+	if (err == -EAGAIN) {
+		failsafe_slot_returning(dp->fs, dp->slot, false);
 		return err;
+	}
 	forget(p, page);
 	if (!err)
 		account_count(p->acct, migrated_to_system, 1);
@@ -673,16 +677,24 @@ static bool cpu_page_exists(struct process *p, uint64_t addr)
 }
 
 static void adopt_held(void *arg, uint32_t slot, uint64_t addr, unsigned dev,
-		       void *data)
+		       void *data, bool returning)
 {
 	struct adoption *a = arg;
 	struct process *p = a->p;
 	struct hmmu_mirror *m = dev < a->nowners ? a->owners[dev] : NULL;
+	bool exists = cpu_page_exists(p, addr);
 	struct devpage *dp;
 	struct pt_entry e;
 
 	if (a->err)
 		return;
+	/* On its way home: home if the client has it, else in device memory. */
+	if (returning && exists) {
+		failsafe_slot_free(p->devfile, slot);
+		return;
+	}
+	if (returning)
+		failsafe_slot_returning(p->devfile, slot, false);
 	if (!m || addr % page_size() || addr >= PT_VA_LIMIT || lookup(p, addr)) {
 		a->err = -EBADMSG;
 		return;
@@ -707,7 +719,7 @@ static void adopt_held(void *arg, uint32_t slot, uint64_t addr, unsigned dev,
 		 * sends its FINISH again, which rolls it back: as if the
 		 * migration were in flight, which it is.
 		 */
-		.state = cpu_page_exists(p, addr) ? DP_MIGRATING : DP_DEVICE,
+		.state = exists ? DP_MIGRATING : DP_DEVICE,
 	};
 	/* The same devices, the same capacity: the pool has this page. */
 	if (devmem_take_page(m->dev->mem) < 0) {

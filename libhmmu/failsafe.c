@@ -507,9 +507,12 @@ static int collect_held(struct rescue *r, int memfd)
 		     i++) {
 			const struct hmmu_failsafe_slot *s = &r->slots[i];
 
-			if (atomic_load_explicit(&s->state,
-						 memory_order_acquire) !=
-			    HMMU_SLOT_HELD)
+			uint32_t state = atomic_load_explicit(
+				&s->state, memory_order_acquire);
+
+			/* RETURNING is HELD on its way home: the same to us. */
+			if (state != HMMU_SLOT_HELD &&
+			    state != HMMU_SLOT_RETURNING)
 				continue;
 			r->held[r->nheld++] = (struct held){
 				.addr = atomic_load_explicit(
