@@ -268,6 +268,22 @@ int process_adopt(const struct peer *peer, const struct process_fds *fds,
 	return 0;
 }
 
+void process_wake_all(struct process *p)
+{
+	pthread_rwlock_rdlock(&p->lock);
+	for (unsigned i = 0; i < p->nranges; i++) {
+		int err = uffdio_wake(p->uffd, p->ranges[i].start,
+				      p->ranges[i].end - p->ranges[i].start);
+
+		if (uffdio_verdict(UFFDIO_WAKE, err) == UFFDIO_FAILED)
+			log_warn("client %d: UFFDIO_WAKE %#" PRIx64 "+%#" PRIx64
+				 ": %s", p->pid, p->ranges[i].start,
+				 p->ranges[i].end - p->ranges[i].start,
+				 strerror(-err));
+	}
+	pthread_rwlock_unlock(&p->lock);
+}
+
 void process_get(struct process *p)
 {
 	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);

@@ -179,6 +179,13 @@ int process_adopt(const struct peer *peer, const struct process_fds *fds,
 		  struct journal *j, uint64_t serial,
 		  const struct uffd_range *ranges, unsigned n,
 		  struct loop *loop, struct process **out);
+/*
+ * Wake every thread asleep on a fault in @p's ranges: a successor does so
+ * once it watches the userfaultfd, for the faults its predecessor read and
+ * died before serving (no event tells of them again). Each woken thread
+ * takes its fault again if it still must, and the successor sees that one.
+ */
+void process_wake_all(struct process *p);
 /* Processes made from now on are numbered past @serial. */
 void process_serial_floor(uint64_t serial);
 

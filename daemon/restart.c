@@ -353,11 +353,12 @@ static int adopt_process(struct daemon *d, struct group *g, uint64_t *pages,
 		process_put(p);
 		return err;
 	}
-	process_put(p); /* the table has its own */
 	err = process_start(p);
 	if (err)
 		log_err("client %d: cannot watch its userfaultfd: %s", p->pid,
 			strerror(-err));
+	process_wake_all(p);
+	process_put(p); /* the table has its own */
 	return 0;
 
 fail_pages:
