@@ -201,6 +201,22 @@ void failsafe_destroy(struct failsafe *fs)
 	free(fs);
 }
 
+/* Room on @r's free stack for one more slot taken fresh. */
+static int grow_stack(struct run *r)
+{
+	uint32_t cap = r->cap ? 2 * r->cap : 64;
+	uint32_t *st;
+
+	if (cap > r->npages)
+		cap = r->npages;
+	st = realloc(r->stack, cap * sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	r->stack = st;
+	r->cap = cap;
+	return 0;
+}
+
 static struct run *run_of(struct failsafe *fs, uint32_t slot)
 {
 	for (unsigned i = 0; i < fs->nruns; i++)
@@ -223,18 +239,8 @@ int failsafe_slot_alloc(struct failsafe *fs, unsigned dev, uint64_t addr,
 	if (r->n) {
 		i = r->stack[--r->n];
 	} else if (r->fresh < r->npages) {
-		if (r->fresh == r->cap) {
-			uint32_t cap = r->cap ? 2 * r->cap : 64;
-			uint32_t *st;
-
-			if (cap > r->npages)
-				cap = r->npages;
-			st = realloc(r->stack, cap * sizeof(*st));
-			if (!st)
-				return -ENOMEM;
-			r->stack = st;
-			r->cap = cap;
-		}
+		if (r->fresh == r->cap && grow_stack(r) < 0)
+			return -ENOMEM;
 		i = r->base + r->fresh++;
 	} else {
 		return -ENOMEM;
@@ -348,18 +354,8 @@ static int adopt_slot(struct failsafe *fs, struct run *r, uint32_t i,
 {
 	/* Slots up to the last one in use count as taken fresh... */
 	while (r->fresh <= i - r->base) {
-		if (r->fresh == r->cap) {
-			uint32_t cap = r->cap ? 2 * r->cap : 64;
-			uint32_t *st;
-
-			if (cap > r->npages)
-				cap = r->npages;
-			st = realloc(r->stack, cap * sizeof(*st));
-			if (!st)
-				return -ENOMEM;
-			r->stack = st;
-			r->cap = cap;
-		}
+		if (r->fresh == r->cap && grow_stack(r) < 0)
+			return -ENOMEM;
 		/* ...and those free among them go on the free stack. */
 		if (r->base + r->fresh != i || !in_use)
 			r->stack[r->n++] = r->base + r->fresh;
