@@ -32,30 +32,15 @@ HMMU_EXPORT int hmmu_mirror_create(struct hmmu *h, const char *device,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	for (;;) {
-		struct pending p = { .op = HMMU_OP_MIRROR_CREATE, .req = &req,
-				     .req_len = sizeof(req), .fd = -1,
-				     .out = &rep, .cap = sizeof(rep) };
-
-		err = hmmu_request(h, &p);
-		if (err) {
-			free(m);
-			return err < 0 ? err : -EPROTO;
-		}
-		hmmu_lock_settled(h);
-		if (p.restarts == h->restarts)
-			break;
-		/*
-		 * Made by a daemon that restarted before the mirror was
-		 * listed, so the reconnection did not make it again: it is
-		 * no more. Make one anew.
-		 */
-		pthread_mutex_unlock(&h->lock);
+	err = hmmu_call(h, HMMU_OP_MIRROR_CREATE, &req, sizeof(req), -1, &rep,
+			sizeof(rep));
+	if (err) {
+		free(m);
+		return err < 0 ? err : -EPROTO;
 	}
-	/* Listed in the same breath: a restart now makes it again. */
 	m->h = h;
 	m->id = rep.mirror;
-	strcpy(m->device, device);
+	pthread_mutex_lock(&h->lock);
 	m->next = h->mirrors;
 	h->mirrors = m;
 	pthread_mutex_unlock(&h->lock);
@@ -169,18 +154,6 @@ HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
 		return;
 	h = m->h;
 	/*
-	 * Unlisted first: a reconnection from now on does not make it again
-	 * (the DESTROY it may send again then names no mirror, harmlessly).
-	 */
-	hmmu_lock_settled(h);
-	for (struct hmmu_mirror **pp = &h->mirrors; *pp; pp = &(*pp)->next) {
-		if (*pp == m) {
-			*pp = m->next;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&h->lock);
-	/*
 	 * The daemon unregisters it if needed. In a child, just forget it.
 	 * The detail of the caller's last failure stays: cleanup comes
 	 * before reading it, often.
@@ -188,5 +161,13 @@ HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
 	snprintf(detail, sizeof(detail), "%s", hmmu_error_detail());
 	mirror_call(m, HMMU_OP_MIRROR_DESTROY, -1);
 	hmmu_set_detail("%s", detail);
+	pthread_mutex_lock(&h->lock);
+	for (struct hmmu_mirror **pp = &h->mirrors; *pp; pp = &(*pp)->next) {
+		if (*pp == m) {
+			*pp = m->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
 	free(m);
 }

@@ -357,7 +357,9 @@ static void crashloop(bool fdstore)
 					   "--fdstore-max",
 					   fdstore ? "4096" : "0", NULL },
 			 (const char *[]){ hmmud, "--foreground",
-					   "--log-level", "info", NULL });
+					   "--log-level", "info",
+					   "--adopt-grace",
+					   fdstore ? "10000" : "0", NULL });
 	supervised_wait_state("restarts=0\nready=1");
 	stats = mmap(NULL, CLIENTS * sizeof(*stats), PROT_READ | PROT_WRITE,
 		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -431,17 +433,18 @@ Test(crashloop, sigkill_at_random_moments_loses_no_byte_without_the_fd_store)
 }
 
 /*
- * Not yet passing, so not run unless asked (HMMU_CRASHLOOP_FDSTORE=1): 60
- * rounds lost 57156 bytes and gave one -EBUSY (issue 12 stays open until
- * this passes; docs/operations.md says what is promised meanwhile).
+ * Not yet passing, so not run unless asked (HMMU_CRASHLOOP_FDSTORE=1): it
+ * needs libhmmu's reconnection (branch i12-reconnect, not merged: it broke
+ * security/migrating_pages_around_a_malloc_buffer_never_hangs), and with
+ * it 60 rounds lost 57156 bytes and gave one -EBUSY (issue 12 stays open).
  */
 Test(crashloop, sigkill_at_random_moments_costs_no_error_under_the_fd_store)
 {
 	const char *on = getenv("HMMU_CRASHLOOP_FDSTORE");
 
 	if (!on || strcmp(on, "1") != 0)
-		cr_skip("known to lose bytes yet (issue 12, open): set "
-			"HMMU_CRASHLOOP_FDSTORE=1 to run it");
+		cr_skip("needs libhmmu's reconnection, not merged yet (issue "
+			"12, open): set HMMU_CRASHLOOP_FDSTORE=1 to run it");
 	crashloop(true);
 }
 
@@ -461,12 +464,11 @@ Test(fdstore, hmmud_keeps_its_socket_across_a_crash_and_removes_it_at_stop)
 			 (const char *[]){ supervised_hmmud_path(),
 					   "--foreground", "--socket", sock,
 					   NULL });
-	/* The socket and the incarnation (restart.h). */
-	supervised_wait_state("restarts=0\nready=1\nstored=2");
+	supervised_wait_state("restarts=0\nready=1\nstored=1");
 	cr_assert_eq(stat(sock, &before), 0);
 
 	supervised_crash_and_wait(1);
-	supervised_wait_state("stored=2");
+	supervised_wait_state("stored=1");
 	cr_assert_eq(stat(sock, &after), 0);
 	cr_assert_eq(after.st_ino, before.st_ino, "a new socket after a crash");
 	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
@@ -475,8 +477,6 @@ Test(fdstore, hmmud_keeps_its_socket_across_a_crash_and_removes_it_at_stop)
 
 	supervised_stop();
 	cr_assert(supervised_logged("removed hmmud-listen"), "%s",
-		  supervised_slurp(supervised.log));
-	cr_assert(supervised_logged("removed hmmud-state"), "%s",
 		  supervised_slurp(supervised.log));
 	cr_assert_neq(stat(sock, &after), 0, "%s left behind", sock);
 }
