@@ -358,7 +358,7 @@ static int adopt_process(struct daemon *d, struct group *g, uint64_t *pages,
 		log_err("client %d: cannot watch its userfaultfd: %s", p->pid,
 			strerror(-err));
 	process_wake_all(p);
-	process_put(p); /* the table has its own */
+	/* process_adopt()'s reference is the table's now: not ours to put. */
 	return 0;
 
 fail_pages:
