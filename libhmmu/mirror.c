@@ -32,15 +32,30 @@ HMMU_EXPORT int hmmu_mirror_create(struct hmmu *h, const char *device,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	err = hmmu_call(h, HMMU_OP_MIRROR_CREATE, &req, sizeof(req), -1, &rep,
-			sizeof(rep));
-	if (err) {
-		free(m);
-		return err < 0 ? err : -EPROTO;
+	for (;;) {
+		struct pending p = { .op = HMMU_OP_MIRROR_CREATE, .req = &req,
+				     .req_len = sizeof(req), .fd = -1,
+				     .out = &rep, .cap = sizeof(rep) };
+
+		err = hmmu_request(h, &p);
+		if (err) {
+			free(m);
+			return err < 0 ? err : -EPROTO;
+		}
+		hmmu_lock_settled(h);
+		if (p.restarts == h->restarts)
+			break;
+		/*
+		 * Made by a daemon that restarted before the mirror was
+		 * listed, so the reconnection did not make it again: it is
+		 * no more. Make one anew.
+		 */
+		pthread_mutex_unlock(&h->lock);
 	}
+	/* Listed in the same breath: a restart now makes it again. */
 	m->h = h;
 	m->id = rep.mirror;
-	pthread_mutex_lock(&h->lock);
+	strcpy(m->device, device);
 	m->next = h->mirrors;
 	h->mirrors = m;
 	pthread_mutex_unlock(&h->lock);
@@ -154,14 +169,10 @@ HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
 		return;
 	h = m->h;
 	/*
-	 * The daemon unregisters it if needed. In a child, just forget it.
-	 * The detail of the caller's last failure stays: cleanup comes
-	 * before reading it, often.
+	 * Unlisted first: a reconnection from now on does not make it again
+	 * (the DESTROY it may send again then names no mirror, harmlessly).
 	 */
-	snprintf(detail, sizeof(detail), "%s", hmmu_error_detail());
-	mirror_call(m, HMMU_OP_MIRROR_DESTROY, -1);
-	hmmu_set_detail("%s", detail);
-	pthread_mutex_lock(&h->lock);
+	hmmu_lock_settled(h);
 	for (struct hmmu_mirror **pp = &h->mirrors; *pp; pp = &(*pp)->next) {
 		if (*pp == m) {
 			*pp = m->next;
@@ -169,5 +180,13 @@ HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
 		}
 	}
 	pthread_mutex_unlock(&h->lock);
+	/*
+	 * The daemon unregisters it if needed. In a child, just forget it.
+	 * The detail of the caller's last failure stays: cleanup comes
+	 * before reading it, often.
+	 */
+	snprintf(detail, sizeof(detail), "%s", hmmu_error_detail());
+	mirror_call(m, HMMU_OP_MIRROR_DESTROY, -1);
+	hmmu_set_detail("%s", detail);
 	free(m);
 }
