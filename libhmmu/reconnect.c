@@ -28,14 +28,16 @@
  * waiting.
  *
  * Locking (h->lock; reconnecting, senders and reading are under it):
- * reconnecting set keeps every other thread from reading, sending, filing
- * replies, and changing the lists of pending requests, mirrors and buffers
- * (hmmu_lock_settled()); the reconnecting thread waits for the readers and
- * senders of the old socket to leave it, then works with the lock dropped,
- * on a socket nobody else knows, and swaps it in under the lock, clearing
- * reconnecting in the same breath. The pending entries it sends again live
- * in their callers' frames, which wait for the verdict before they unlink
- * them.
+ * reconnecting set keeps every other thread from starting to read or send,
+ * and from changing the lists of pending requests, mirrors and buffers
+ * (hmmu_lock_settled()). The reconnecting thread shuts the old socket down,
+ * so that its readers and senders leave it; once the same incarnation
+ * answered, it waits for them to be out (a reader may still file a reply
+ * that came before the hang-up), then works with the lock dropped, on a
+ * socket nobody else knows, and swaps it in under the lock, clearing
+ * reconnecting in the same breath. The old socket is closed only then: no
+ * thread is left in it. The pending entries it sends again live in their
+ * callers' frames, which wait for the verdict before they unlink them.
  */
 #include "internal.h"
 
@@ -44,6 +46,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -227,6 +230,32 @@ static bool poisoned(struct hmmu *h, char *why, size_t size)
 	return false;
 }
 
+/* Lock held: wait for the readers and senders of the old socket to leave. */
+static int old_socket_left(struct hmmu *h, int64_t deadline, char *why,
+			   size_t size)
+{
+	while (h->reading || h->senders) {
+		int64_t left = deadline - hmmu_now_ms();
+		struct timespec until;
+
+		if (left <= 0) {
+			snprintf(why, size, "hmmud restarted, but a thread did "
+				 "not leave the old connection in time");
+			return -ETIMEDOUT;
+		}
+		/* cond waits on CLOCK_REALTIME, as wait_watcher_started(). */
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += left / 1000;
+		until.tv_nsec += (left % 1000) * 1000000;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&h->cond, &h->lock, &until);
+	}
+	return 0;
+}
+
 /*
  * Lock held, h->fd hung up, h->incarnation known: connect again and make
  * what the daemon kept ours again, or give the verdict "dead" (h->broken,
@@ -247,19 +276,25 @@ static void reconnect(struct hmmu *h)
 	 * up anyway), then waits for our verdict.
 	 */
 	shutdown(old, SHUT_RDWR);
-	while (h->reading || h->senders)
-		pthread_cond_wait(&h->cond, &h->lock);
-	if (poisoned(h, why, sizeof(why))) {
-		err = -ESHUTDOWN;
-		answered = true;
-	}
 	pthread_mutex_unlock(&h->lock);
 
 	/* The whole takes at most one budget: nothing here may hang. */
+	err = hello_again(h, deadline, budget, &sock, &answered, why,
+			  sizeof(why));
+
+	/*
+	 * The daemon holds our state from here on, and serves our faults.
+	 * Not before: a reader of the old socket may wait in one (on a new
+	 * page of its stack), which only the watcher's rescue would end, and
+	 * the rescue waits for our verdict. Once the readers are out, no
+	 * reply is filed, and no registration noted, behind our back.
+	 */
+	pthread_mutex_lock(&h->lock);
 	if (!err)
-		err = hello_again(h, deadline, budget, &sock, &answered, why,
-				  sizeof(why));
-	/* The daemon holds our state from here on, and serves our faults. */
+		err = old_socket_left(h, deadline, why, sizeof(why));
+	if (!err && poisoned(h, why, sizeof(why)))
+		err = -ESHUTDOWN;
+	pthread_mutex_unlock(&h->lock);
 	if (!err)
 		err = restore_mirrors(h, sock, deadline, why, sizeof(why));
 	if (!err)
