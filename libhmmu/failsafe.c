@@ -299,7 +299,7 @@ int hmmu_failsafe_rearm(struct hmmu *h, int sock, int64_t deadline_ms,
 		snprintf(why, size, "hmmud restarted, but no mirror of this "
 			 "connection is registered to take its device memory "
 			 "file again");
-		return -ESTALE;
+		return -ENOENT;
 	}
 	memset(&rep, 0, sizeof(rep));
 	err = hmmu_call_direct(sock, deadline_ms, &p);
@@ -799,6 +799,24 @@ static void take_over(struct hmmu *h)
 }
 
 /*
+ * Lock held. The daemon that answered the reconnection holds this
+ * process's state, which it brings home itself once our connection is gone
+ * (reconnect.c): ours would race it. Our dup of the userfaultfd goes, so
+ * that it never keeps a fault waiting for a rescue that will not come.
+ */
+static void stand_down(struct hmmu *h)
+{
+	if (h->fs.uffd >= 0)
+		close(h->fs.uffd);
+	h->fs.uffd = -1;
+	snprintf(h->fs.detail, sizeof(h->fs.detail), "%s; hmmud kept the "
+		 "pages that were in device memory and brings them home "
+		 "itself: connect again", h->why);
+	h->fs.done = true;
+	pthread_cond_broadcast(&h->cond);
+}
+
+/*
  * Touch the stack the rescue will use while hmmud can still serve faults:
  * a page of it not there yet could be in a registered range by then.
  */
@@ -865,6 +883,11 @@ static void *watch(void *arg)
 		lost = hmmu_connection_lost(h, seen, -ECONNRESET, true);
 	} while (!lost);
 	h->fs.watching = false;
+	if (h->kept) {
+		stand_down(h);
+		pthread_mutex_unlock(&h->lock);
+		return NULL;
+	}
 	p[0] = (struct pollfd){ .fd = h->fs.pidfd, .events = POLLIN };
 	pthread_mutex_unlock(&h->lock);
 

@@ -152,6 +152,11 @@ struct hmmu {
 	 */
 	int verdict;
 	char why[HMMU_WHY_MAX];
+	/*
+	 * And the daemon that answered holds this process's state: it
+	 * brings the pages in device memory home itself (reconnect.c).
+	 */
+	bool kept;
 	uint64_t next_id;
 	struct pending *pending;
 	struct hmmu_mirror *mirrors;
@@ -330,7 +335,8 @@ void hmmu_failsafe_stop(struct hmmu *h);
  * @deadline_ms: if the failsafe is armed, FAILSAFE again on registered
  * mirror @mirror (0: there is none), for the new daemon's pidfd, which the
  * watcher waits for from now on; the file held and our userfaultfd stay.
- * 0 (also when not armed), or -errno with @why set.
+ * 0 (also when not armed), or -errno with @why set: -ESTALE if the daemon
+ * holds another generation of the file (it did not adopt ours).
  */
 int hmmu_failsafe_rearm(struct hmmu *h, int sock, int64_t deadline_ms,
 			uint64_t id, uint64_t mirror, char *why, size_t size);

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -79,10 +80,27 @@ static int migrate_chunk(struct hmmu_mirror *m, uint64_t addr, uint64_t npages,
 		return err;
 	for (int attempt = 0;; attempt++) {
 		struct hmmu_wire_cmd_result done = { 0, 0 };
+		struct pending p = { .op = HMMU_OP_DEVICE_CMD, .req = &req,
+				     .req_len = sizeof(req), .fd = -1,
+				     .out = &rep, .cap = sizeof(rep) };
 
 		memset(&rep, 0, sizeof(rep));
-		err = hmmu_call(h, HMMU_OP_DEVICE_CMD, &req, sizeof(req), -1,
-				&rep, sizeof(rep));
+		err = hmmu_request(h, &p);
+		/*
+		 * Sent again after a restart (reconnect.c), it may have run on
+		 * the daemon that died: the successor adopted those pages as
+		 * being migrated, and only a FINISH lets them go (they stay
+		 * with the CPU: nothing was discarded).
+		 */
+		if (err && p.resent) {
+			char detail[HMMU_DETAIL_MAX];
+
+			snprintf(detail, sizeof(detail), "%s",
+				 hmmu_error_detail());
+			hmmu_call(h, HMMU_OP_DEVICE_CMD, &fin, sizeof(fin), -1,
+				  &done, sizeof(done));
+			hmmu_set_detail("%s", detail);
+		}
 		if (err)
 			return err;
 		/*

@@ -12,7 +12,13 @@
  * verdict "dead": every call fails (-ESHUTDOWN if a daemon answered
  * without our state, -ECONNRESET if none answered, as before), and the
  * failsafe watcher, if armed, brings the pages in device memory home as
- * before.
+ * before. Unless the daemon that answered holds our state (the same
+ * incarnation; no -ESTALE, which says it could not adopt this process, or
+ * holds another device memory file) and only what came after failed (a
+ * refused restore, a request it died on time and again): then it brings
+ * the pages home itself, once our connection is gone (--adopt-grace), and
+ * a rescue of ours would pull the ranges from under a live daemon
+ * (h->kept: the watcher stands down).
  *
  * Who reconnects. A caller that finds the connection hung up (recv(2)
  * reads 0, send(2) fails with EPIPE), unless the failsafe watcher watches
@@ -43,6 +49,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -257,6 +264,46 @@ static int old_socket_left(struct hmmu *h, int64_t deadline, char *why,
 }
 
 /*
+ * One try: connect, HELLO, and if the same incarnation answers, make ours
+ * again on @sock. 0, or -ECONNRESET if the new daemon hung up in turn
+ * (it died too: try again), or the verdict "dead" with @why; *@kept if
+ * the daemon that answered holds our state.
+ */
+static int try_once(struct hmmu *h, int64_t deadline, int budget, int *sock,
+		    bool *answered, bool *kept, char *why, size_t size)
+{
+	int err = hello_again(h, deadline, budget, sock, answered, why, size);
+
+	*kept = !err;
+	/*
+	 * The daemon holds our state from here on, and serves our faults.
+	 * Not before: a reader of the old socket may wait in one (on a new
+	 * page of its stack), which only the watcher's rescue would end, and
+	 * the rescue waits for our verdict. Once the readers are out, no
+	 * reply is filed, and no registration noted, behind our back.
+	 */
+	pthread_mutex_lock(&h->lock);
+	if (!err)
+		err = old_socket_left(h, deadline, why, size);
+	if (!err && poisoned(h, why, size))
+		err = -ESHUTDOWN;
+	pthread_mutex_unlock(&h->lock);
+	if (!err)
+		err = restore_mirrors(h, *sock, deadline, why, size);
+	if (!err)
+		err = hmmu_failsafe_rearm(h, *sock, deadline, new_id(h),
+					  registered_mirror(h), why, size);
+	if (!err)
+		err = resend(h, *sock, deadline, why, size);
+	if (!err)
+		err = hmmu_socket_block(*sock);
+	/* ESTALE: it could not adopt this process, or has another file. */
+	if (err == -ESTALE)
+		*kept = false;
+	return err;
+}
+
+/*
  * Lock held, h->fd hung up, h->incarnation known: connect again and make
  * what the daemon kept ours again, or give the verdict "dead" (h->broken,
  * h->why). The lock is dropped meanwhile (see the top of the file).
@@ -267,8 +314,8 @@ static void reconnect(struct hmmu *h)
 					  HMMU_CONNECT_TIMEOUT_MS;
 	int64_t deadline = hmmu_now_ms() + budget;
 	char why[HMMU_WHY_MAX] = "";
-	int old = h->fd, sock = -1, err = 0;
-	bool answered = false;
+	int old = h->fd, sock = -1, err;
+	bool answered = false, kept = false;
 
 	h->reconnecting = true;
 	/*
@@ -278,33 +325,24 @@ static void reconnect(struct hmmu *h)
 	shutdown(old, SHUT_RDWR);
 	pthread_mutex_unlock(&h->lock);
 
-	/* The whole takes at most one budget: nothing here may hang. */
-	err = hello_again(h, deadline, budget, &sock, &answered, why,
-			  sizeof(why));
-
 	/*
-	 * The daemon holds our state from here on, and serves our faults.
-	 * Not before: a reader of the old socket may wait in one (on a new
-	 * page of its stack), which only the watcher's rescue would end, and
-	 * the rescue waits for our verdict. Once the readers are out, no
-	 * reply is filed, and no registration noted, behind our back.
+	 * The whole takes at most one budget: nothing here may hang. A
+	 * successor that dies in turn (its socket hangs up) is one more
+	 * restart: try its successor, within the same budget.
 	 */
-	pthread_mutex_lock(&h->lock);
-	if (!err)
-		err = old_socket_left(h, deadline, why, sizeof(why));
-	if (!err && poisoned(h, why, sizeof(why)))
-		err = -ESHUTDOWN;
-	pthread_mutex_unlock(&h->lock);
-	if (!err)
-		err = restore_mirrors(h, sock, deadline, why, sizeof(why));
-	if (!err)
-		err = hmmu_failsafe_rearm(h, sock, deadline, new_id(h),
-					  registered_mirror(h), why,
-					  sizeof(why));
-	if (!err)
-		err = resend(h, sock, deadline, why, sizeof(why));
-	if (!err)
-		err = hmmu_socket_block(sock);
+	for (int tries = 0;; tries++) {
+		if (sock >= 0)
+			close(sock);
+		sock = -1;
+		why[0] = '\0';
+		/* One that accepts and hangs up at once must not spin us. */
+		if (tries)
+			poll(NULL, 0, 10);
+		err = try_once(h, deadline, budget, &sock, &answered, &kept,
+			       why, sizeof(why));
+		if (err != -ECONNRESET || hmmu_now_ms() >= deadline)
+			break;
+	}
 
 	pthread_mutex_lock(&h->lock);
 	if (err) {
@@ -318,6 +356,7 @@ static void reconnect(struct hmmu *h)
 		 */
 		h->verdict = answered ? -ESHUTDOWN : -ECONNRESET;
 		h->broken = h->verdict;
+		h->kept = kept;
 	} else {
 		close(old);
 		h->fd = sock;

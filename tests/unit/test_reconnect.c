@@ -65,6 +65,9 @@ struct stand_in {
 	unsigned hang_count;	     /* ...this many such requests came */
 	bool gone_after_hang_up;     /* and stop listening then */
 	int restore_status;	     /* MIRROR_RESTORE's answer */
+	int prepare_status[CONNS];   /* MIGRATE_PREPARE's, on each */
+	unsigned restore_dies;	     /* this connection (not 0) hangs up at
+					a MIRROR_RESTORE: dies in turn */
 
 	bool started;
 	atomic_bool stopping;
@@ -264,6 +267,11 @@ static void answer(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
 		const struct hmmu_wire_device_cmd *c = payload;
 		struct hmmu_wire_prepare_result *r = (void *)out;
 
+		if (c->cmd == HMMU_CMD_MIGRATE_PREPARE &&
+		    s.prepare_status[conn]) {
+			reply(fd, req, s.prepare_status[conn], NULL, 0);
+			return;
+		}
 		/* Nothing to discard: no page ever leaves the client. */
 		r->devfile = s.devfile[conn];
 		reply(fd, req, 0, r,
@@ -317,9 +325,12 @@ static bool serve_one(int fd, unsigned conn)
 		}
 		if (conn == 0 && s.hang_op && in.hdr.op == s.hang_op)
 			hang = ++s.held == s.hang_count;
+		if (conn && conn == s.restore_dies &&
+		    in.hdr.op == HMMU_OP_MIRROR_RESTORE)
+			hang = true;
 		pthread_mutex_unlock(&s.lock);
 		if (hang)
-			return !s.gone_after_hang_up;
+			return conn || !s.gone_after_hang_up;
 		if (conn == 0 && in.hdr.op == s.hang_op)
 			continue; /* held: never answered */
 		if (!s.silent[conn])
@@ -959,4 +970,145 @@ Test(reconnect, the_failsafe_watcher_reconnects_and_then_watches_the_successor)
 	cr_expect_eq(threads_running(), threads);
 	cr_expect_eq(pidfds_of(s.daemon_pid[1]), 0);
 	munmap(mem, page);
+}
+
+/* Armed, with a call in flight when the first daemon dies. */
+static struct hmmu *armed(struct hmmu_mirror **m, char **mem)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct hmmu_cmd c = { .npages = 1 };
+	struct hmmu *h;
+
+	*mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(*mem, MAP_FAILED);
+	c.addr = (uintptr_t)*mem;
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", m), 0);
+	cr_assert_eq(hmmu_mirror_register(*m), 0);
+	cr_assert_eq(hmmu_migrate_to_device(*m, &c), 0, "%s",
+		     hmmu_error_detail());
+	return h;
+}
+
+Test(reconnect, a_refused_restore_leaves_the_pages_to_the_daemon_that_kept_them)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	long long t0;
+	char *mem;
+	int err;
+
+	/*
+	 * The same incarnation: the successor holds the state, and brings
+	 * the pages home itself once the connection is gone. The watcher
+	 * must not race it: no rescue, no wait for a daemon's exit.
+	 */
+	s.daemon_pid[0] = fake_daemon();
+	s.devfile[0] = 5;
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.restore_status = -EDQUOT;
+	stand_in_start();
+	h = armed(&m, &mem);
+	t0 = now_ms();
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	cr_expect_lt(now_ms() - t0, 2000, "took %lld ms", now_ms() - t0);
+	cr_expect(strstr(hmmu_error_detail(), "EDQUOT") &&
+			  strstr(hmmu_error_detail(), "hmmud kept the pages") &&
+			  !strstr(hmmu_error_detail(), "brought home"),
+		  "'%s'", hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+Test(reconnect, a_successor_that_could_not_adopt_us_leaves_the_rescue_to_us)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	char *mem;
+	int err;
+
+	/* -ESTALE: the same incarnation, but our process was not adopted. */
+	s.daemon_pid[0] = fake_daemon();
+	s.devfile[0] = 5;
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.restore_status = -ESTALE;
+	stand_in_start();
+	h = armed(&m, &mem);
+	kill(s.daemon_pid[0], SIGKILL); /* the first daemon is dead */
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	cr_expect(strstr(hmmu_error_detail(), "ESTALE") &&
+			  strstr(hmmu_error_detail(), "brought home"),
+		  "'%s'", hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+Test(reconnect, a_prepare_sent_again_and_refused_is_finished_all_the_same)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct hmmu_cmd c = { .npages = 1 };
+	const struct request *r[16];
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	bool finished = false;
+	unsigned n;
+	char *mem;
+	int err;
+
+	/*
+	 * The first daemon dies with the PREPARE in flight: it may have
+	 * prepared, and its successor adopted those pages as being migrated.
+	 * Sent again, the PREPARE is refused; only a FINISH lets them go.
+	 */
+	s.daemon_pid[0] = fake_daemon();
+	s.daemon_pid[1] = fake_daemon();
+	s.devfile[0] = s.devfile[1] = 5;
+	s.hang_op = HMMU_OP_DEVICE_CMD;
+	s.prepare_status[1] = -EBUSY;
+	stand_in_start();
+	mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	c.addr = (uintptr_t)mem;
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	err = hmmu_migrate_to_device(m, &c);
+	cr_expect_eq(err, -EBUSY, "%d (%s)", err, strerror(-err));
+	n = logged(HMMU_OP_DEVICE_CMD, r, 16);
+	for (unsigned i = 0; i < n; i++) {
+		const struct hmmu_wire_device_cmd *d = (const void *)r[i]->payload;
+
+		if (r[i]->conn == 1 && d->cmd == HMMU_CMD_MIGRATE_FINISH)
+			finished = d->addr == c.addr && d->npages == 1;
+	}
+	cr_expect(finished, "no FINISH of the range after the PREPARE refused");
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, page);
+}
+
+Test(reconnect, a_successor_that_dies_in_turn_is_followed_by_the_next)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	int err;
+
+	/* Connection 1 dies at the restore; connection 2 serves. */
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.restore_dies = 1;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, 207, "%d (%s)", err, hmmu_error_detail());
+	cr_expect_eq(conns_accepted(), 3u);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
 }
