@@ -73,19 +73,22 @@ static int mirror_call(struct hmmu_mirror *m, unsigned op, int fd)
 /*
  * A fine-grained registration goes in the short form every hmmud knows;
  * only a coarse one needs the long form (proto.h), which a daemon older
- * than it refuses as too long.
+ * than it refuses as too long. *@resent: it was sent again after a restart.
  */
 static int register_call(struct hmmu_mirror *m, int uffd, uint64_t probe,
-			 int coarse)
+			 int coarse, bool *resent)
 {
 	struct hmmu_wire_register_ext req = {
 		.base = { .mirror = m->id, .probe = probe },
 		.flags = coarse ? HMMU_REGISTER_COARSE : 0,
 	};
+	struct pending p = { .op = HMMU_OP_MIRROR_REGISTER, .req = &req,
+			     .req_len = coarse ? sizeof(req) : sizeof(req.base),
+			     .fd = uffd };
 	int err;
 
-	err = hmmu_call(m->h, HMMU_OP_MIRROR_REGISTER, &req,
-			coarse ? sizeof(req) : sizeof(req.base), uffd, NULL, 0);
+	err = hmmu_request(m->h, &p);
+	*resent = p.resent;
 	if (coarse && err == -EMSGSIZE) {
 		hmmu_set_detail("this hmmud predates coarse-grained coherence: "
 				"update it, or register the mirror "
@@ -110,17 +113,14 @@ HMMU_EXPORT int hmmu_mirror_set_coherence(struct hmmu_mirror *m,
 	return 0;
 }
 
-HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
+static int register_once(struct hmmu_mirror *m, bool *resent)
 {
 	size_t probe_len = 2 * (size_t)sysconf(_SC_PAGESIZE);
 	void *probe;
 	int err, uffd, coarse;
 
-	hmmu_clear_detail();
-	if (!m)
-		return -EINVAL;
 	coarse = m->coherence == HMMU_COHERENCE_COARSE;
-	err = register_call(m, -1, 0, coarse);
+	err = register_call(m, -1, 0, coarse, resent);
 	if (err != HMMU_STATUS_NEED_UFFD)
 		return err;
 
@@ -141,7 +141,8 @@ HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 		close(uffd);
 		return -ENOMEM;
 	}
-	err = register_call(m, uffd, (uint64_t)(uintptr_t)probe, coarse);
+	err = register_call(m, uffd, (uint64_t)(uintptr_t)probe, coarse,
+			    resent);
 	close(uffd);
 	munmap(probe, probe_len);
 	if (err == HMMU_STATUS_NEED_UFFD) {
@@ -149,6 +150,26 @@ HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 				"twice: are hmmud and libhmmu of one release?");
 		return -EPROTO;
 	}
+	return err;
+}
+
+HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
+{
+	int err, tries = 0;
+	bool resent;
+
+	hmmu_clear_detail();
+	if (!m)
+		return -EINVAL;
+	/*
+	 * The probe pages of a registration sent again after a restart may
+	 * have been touched by the daemon that died (its check reads them):
+	 * the successor then refuses them (-EFAULT), and the registration is
+	 * made again from the start, with fresh ones. A few times at most.
+	 */
+	do
+		err = register_once(m, &resent);
+	while (err == -EFAULT && resent && ++tries < 4);
 	return err;
 }
 

@@ -68,6 +68,11 @@ struct stand_in {
 	int prepare_status[CONNS];   /* MIGRATE_PREPARE's, on each */
 	unsigned restore_dies;	     /* this connection (not 0) hangs up at
 					a MIRROR_RESTORE: dies in turn */
+	/*
+	 * Registration needs the userfaultfd on connection 0, which dies
+	 * when it comes with it; the probe sent again is refused on 1.
+	 */
+	bool probe_touched;
 
 	bool started;
 	atomic_bool stopping;
@@ -247,6 +252,18 @@ static void answer(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
 		else
 			reply(fd, req, 0, NULL, 0);
 		return;
+	case HMMU_OP_MIRROR_REGISTER: {
+		const struct hmmu_wire_register *r = payload;
+
+		if (s.probe_touched && !r->probe && conn == 0)
+			reply(fd, req, HMMU_STATUS_NEED_UFFD, NULL, 0);
+		else if (s.probe_touched && r->probe)
+			reply_reason(fd, req, -EFAULT, "the probe pages were "
+				     "touched");
+		else
+			reply(fd, req, 0, NULL, 0);
+		return;
+	}
 	case HMMU_OP_DEVICE_COUNT: {
 		struct hmmu_wire_count *r = (void *)out;
 
@@ -327,6 +344,10 @@ static bool serve_one(int fd, unsigned conn)
 			hang = ++s.held == s.hang_count;
 		if (conn && conn == s.restore_dies &&
 		    in.hdr.op == HMMU_OP_MIRROR_RESTORE)
+			hang = true;
+		if (conn == 0 && s.probe_touched &&
+		    in.hdr.op == HMMU_OP_MIRROR_REGISTER &&
+		    ((const struct hmmu_wire_register *)payload)->probe)
 			hang = true;
 		pthread_mutex_unlock(&s.lock);
 		if (hang)
@@ -1109,6 +1130,45 @@ Test(reconnect, a_successor_that_dies_in_turn_is_followed_by_the_next)
 	err = hmmu_device_count(h);
 	cr_expect_eq(err, 207, "%d (%s)", err, hmmu_error_detail());
 	cr_expect_eq(conns_accepted(), 3u);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(reconnect, a_registration_whose_probe_was_touched_is_made_again)
+{
+	const struct request *r[8];
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	unsigned n;
+	int err;
+
+	/*
+	 * The daemon that died may have read the probe pages; its successor
+	 * refuses them (-EFAULT). Registered anew, the mirror joins the
+	 * state the successor holds.
+	 */
+	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	/* The library makes one to send: the test needs the kernel's leave. */
+	if (uffd < 0)
+		cr_skip_test("no userfaultfd for this user: %s", strerror(errno));
+	close(uffd);
+	s.probe_touched = true;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	err = hmmu_mirror_register(m);
+	cr_expect_eq(err, 0, "%d (%s)", err, hmmu_error_detail());
+	n = logged(HMMU_OP_MIRROR_REGISTER, r, 8);
+	cr_assert_eq(n, 4u, "%u registrations", n);
+	cr_expect(r[2]->conn == 1 &&
+			  ((const struct hmmu_wire_register *)r[2]->payload)->probe,
+		  "the one with the probe, sent again");
+	cr_expect(r[3]->conn == 1 &&
+			  !((const struct hmmu_wire_register *)r[3]->payload)->probe,
+		  "then made again from the start");
+	/* Registered, as the daemon said last: a restart makes it so. */
+	cr_expect_eq(hmmu_mirror_unregister(m), 0);
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 }
