@@ -14,7 +14,7 @@
 
 static void unlink_buffer(struct hmmu *h, struct hmmu_buffer *b)
 {
-	pthread_mutex_lock(&h->lock);
+	hmmu_lock_settled(h);
 	for (struct hmmu_buffer **pp = &h->buffers; *pp; pp = &(*pp)->next) {
 		if (*pp == b) {
 			*pp = b->next;
@@ -22,6 +22,18 @@ static void unlink_buffer(struct hmmu *h, struct hmmu_buffer *b)
 		}
 	}
 	pthread_mutex_unlock(&h->lock);
+}
+
+/*
+ * Made by a daemon that restarted since: hmmud does not make buffers again
+ * (docs/protocol.md §11). Detail set.
+ */
+static bool buffer_dead(const struct hmmu_buffer *b)
+{
+	if (b->restarts == atomic_load(&b->h->restarts))
+		return false;
+	hmmu_set_detail(HMMU_RESTARTED_DETAIL);
+	return true;
 }
 
 static void destroy_call(struct hmmu *h, uint64_t id)
@@ -38,6 +50,9 @@ HMMU_EXPORT int hmmu_buffer_create(struct hmmu *h, size_t bytes, void **addr,
 	struct hmmu_wire_buffer rep = { 0, 0 };
 	struct hmmu_buffer *b;
 	int fd = -1, err;
+	struct pending p = { .op = HMMU_OP_BUFFER_CREATE, .req = &req,
+			     .req_len = sizeof(req), .fd = -1, .out = &rep,
+			     .cap = sizeof(rep), .fds = &fd, .nfds = 1 };
 
 	hmmu_clear_detail();
 	if (!h || !addr || !out || !bytes)
@@ -46,8 +61,7 @@ HMMU_EXPORT int hmmu_buffer_create(struct hmmu *h, size_t bytes, void **addr,
 	if (!b)
 		return -ENOMEM;
 	/* A successful reply without its memfd is -EPROTO. */
-	err = hmmu_call_fds(h, HMMU_OP_BUFFER_CREATE, &req, sizeof(req), -1,
-			    &rep, sizeof(rep), NULL, &fd, 1);
+	err = hmmu_request(h, &p);
 	if (err == -EOPNOTSUPP)
 		hmmu_set_detail("this hmmud has no shared buffers: it is older "
 				"than this libhmmu (%s)", HMMU_VERSION);
@@ -72,7 +86,9 @@ HMMU_EXPORT int hmmu_buffer_create(struct hmmu *h, size_t bytes, void **addr,
 	b->h = h;
 	b->id = rep.buffer;
 	b->bytes = rep.bytes;
-	pthread_mutex_lock(&h->lock);
+	/* Dead at once if its daemon restarted since it replied. */
+	b->restarts = p.restarts;
+	hmmu_lock_settled(h);
 	b->next = h->buffers;
 	h->buffers = b;
 	pthread_mutex_unlock(&h->lock);
@@ -89,8 +105,10 @@ HMMU_EXPORT void hmmu_buffer_destroy(struct hmmu_buffer *b)
 	/*
 	 * In a child of the process that made it, the buffer is the parent's:
 	 * the child lets go of its own mapping and handle, and says nothing.
+	 * Nor to a daemon that never made it (a restart's successor).
 	 */
-	if (getpid() == b->h->pid)
+	if (getpid() == b->h->pid &&
+	    b->restarts == atomic_load(&b->h->restarts))
 		destroy_call(b->h, b->id);
 	munmap(b->addr, b->bytes);
 	free(b);
@@ -127,6 +145,8 @@ int hmmu_buffer_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c,
 
 	if (err)
 		return err;
+	if (buffer_dead(b))
+		return -ESHUTDOWN;
 	if (offset > b->bytes || len > b->bytes - offset) {
 		hmmu_set_detail("%llu pages at offset %llu do not fit in the "
 				"buffer of %zu bytes",

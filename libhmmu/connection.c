@@ -15,15 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-/* How long hmmu_connect() waits for the daemon, unless told otherwise. */
-#define CONNECT_TIMEOUT_MS 5000
-
 #define FIX_GONE                                                               \
 	"restart it or check its log (journalctl -u hmmud)"
 
 static void owner_init(struct hmmu *h);
 
-static int64_t now_ms(void)
+int64_t hmmu_now_ms(void)
 {
 	struct timespec ts;
 
@@ -49,8 +46,35 @@ static void unlink_pending(struct hmmu *h, struct pending *p)
 	}
 }
 
-static int send_request(struct hmmu *h, unsigned op, uint64_t id,
-			const void *req, size_t req_len, int fd)
+/*
+ * Wait until @sock shows @events or @deadline_ms (CLOCK_MONOTONIC) passes;
+ * no deadline (0): at once. 0, -ETIMEDOUT, or -errno.
+ */
+static int wait_ready(int sock, short events, int64_t deadline_ms)
+{
+	struct pollfd pfd = { .fd = sock, .events = events };
+	int64_t left;
+	int n;
+
+	if (!deadline_ms)
+		return 0;
+	do {
+		left = deadline_ms - hmmu_now_ms();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n ? 0 : -ETIMEDOUT;
+}
+
+/*
+ * Send a request on @sock, by @deadline_ms if the socket does not block
+ * (a reconnection's). 0, -ECONNRESET if the daemon hung up, or -errno.
+ */
+static int send_request(int sock, int64_t deadline_ms, unsigned op,
+			uint64_t id, const void *req, size_t req_len, int fd)
 {
 	struct hmmu_wire_hdr hdr = {
 		.magic = HMMU_PROTO_MAGIC,
@@ -67,6 +91,7 @@ static int send_request(struct hmmu *h, unsigned op, uint64_t id,
 		struct cmsghdr align;
 	} control;
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = req_len ? 2 : 1 };
+	int err;
 
 	if (fd >= 0) {
 		struct cmsghdr *c;
@@ -79,70 +104,66 @@ static int send_request(struct hmmu *h, unsigned op, uint64_t id,
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &fd, sizeof(int));
 	}
-	while (sendmsg(h->fd, &msg, MSG_NOSIGNAL) < 0) {
-		if (errno != EINTR)
-			return errno == EPIPE ? -ECONNRESET : -errno;
+	while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0) {
+		err = -errno;
+		/* How kernels tell a sender that its peer closed. */
+		if (err == -EPIPE || err == -ECONNREFUSED || err == -ENOTCONN)
+			err = -ECONNRESET;
+		if (err == -EINTR)
+			continue;
+		if (err != -EAGAIN || !deadline_ms)
+			return err;
+		err = wait_ready(sock, POLLOUT, deadline_ms);
+		if (err)
+			return err;
 	}
 	return 0;
 }
 
-/*
- * During hmmu_connect(): wait for the reply until the deadline. 0 once
- * something came, -ETIMEDOUT, or -errno.
- */
-static int wait_readable(struct hmmu *h)
-{
-	struct pollfd pfd = { .fd = h->fd, .events = POLLIN };
-	int64_t left;
-	int n;
-
-	if (!h->deadline_ms)
-		return 0;
-	do {
-		left = h->deadline_ms - now_ms();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	return n ? 0 : -ETIMEDOUT;
-}
-
-/*
- * Receive one reply and file it under its request. Called by the reading
- * thread without the lock; returns with the lock held.
- */
-static void receive_one(struct hmmu *h)
-{
+/* One message as it came off the socket. */
+struct message {
 	union {
 		struct hmmu_wire_hdr hdr;
 		char buf[HMMU_MSG_MAX];
 	} in;
+	size_t len;
+	bool valid; /* the decoder took it (hmmu_proto_check()) */
+	bool ctrunc;
+	unsigned nfds;
+	int fds[HMMU_REPLY_MAX_FDS];
+};
+
+/*
+ * One message from @sock, by @deadline_ms (0: none). 0, -ECONNRESET if
+ * the daemon hung up, -ETIMEDOUT, or -errno.
+ */
+static int recv_message(int sock, int64_t deadline_ms, struct message *m)
+{
 	union {
 		char buf[CMSG_SPACE(HMMU_REPLY_MAX_FDS * sizeof(int))];
 		struct cmsghdr align;
 	} control;
-	struct iovec iov = { .iov_base = in.buf, .iov_len = sizeof(in.buf) };
+	struct iovec iov = { .iov_base = m->in.buf,
+			     .iov_len = sizeof(m->in.buf) };
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
 		.msg_control = control.buf,
 		.msg_controllen = sizeof(control.buf),
 	};
-	int fds[HMMU_REPLY_MAX_FDS];
-	unsigned nfds = 0;
-	const char *reason;
-	struct pending *p;
-	size_t off;
 	ssize_t n;
-	int err = wait_readable(h);
+	int err = wait_ready(sock, POLLIN, deadline_ms);
 
+	if (err)
+		return err;
 	do
-		n = err ? -1 : recvmsg(h->fd, &msg, MSG_CMSG_CLOEXEC);
-	while (n < 0 && !err && errno == EINTR);
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n == 0 || errno == ECONNRESET ? -ECONNRESET : -errno;
+	m->nfds = 0;
 	/* Only the replies of QUEUE_CREATE and BUFFER_CREATE bring fds (protocol.md). */
-	for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL; c;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
 	     c = CMSG_NXTHDR(&msg, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
@@ -151,57 +172,134 @@ static void receive_one(struct hmmu *h)
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			if (nfds < HMMU_REPLY_MAX_FDS)
-				fds[nfds++] = fd;
+			if (m->nfds < HMMU_REPLY_MAX_FDS)
+				m->fds[m->nfds++] = fd;
 			else
 				close(fd);
 		}
 	}
+	m->len = (size_t)n;
+	m->valid = hmmu_proto_check(m->in.buf, m->len, 1) == 0;
+	m->ctrunc = msg.msg_flags & MSG_CTRUNC;
+	return 0;
+}
 
-	pthread_mutex_lock(&h->lock);
-	if (n <= 0) {
-		/* The failsafe watcher's -ESHUTDOWN, if it came first, stays. */
-		if (!h->broken)
-			h->broken = err ? err : n == 0 ? -ECONNRESET : -errno;
-		return;
-	}
-	p = hmmu_proto_check(in.buf, (size_t)n, 1) < 0 ? NULL :
-		find_pending(h, in.hdr.id);
+/*
+ * File reply @m under @p, the request of its id (NULL: nobody waits for
+ * it). 0, or -EPROTO: the connection is unusable.
+ */
+static int file_reply(struct pending *p, struct message *m)
+{
+	const char *reason;
+	size_t off;
+
+	if (!m->valid)
+		p = NULL;
 	/* Fds go only to a request that asked for them, all or none. */
-	if (p && p->fds && nfds == p->nfds && !(msg.msg_flags & MSG_CTRUNC) &&
-	    in.hdr.status == 0 && in.hdr.op == p->op) {
-		memcpy(p->fds, fds, nfds * sizeof(int));
+	if (p && p->fds && m->nfds == p->nfds && !m->ctrunc &&
+	    m->in.hdr.status == 0 && m->in.hdr.op == p->op) {
+		memcpy(p->fds, m->fds, m->nfds * sizeof(int));
 		p->got_fds = true;
 	} else {
-		while (nfds)
-			close(fds[--nfds]);
+		while (m->nfds)
+			close(m->fds[--m->nfds]);
 	}
-	if (hmmu_proto_check(in.buf, (size_t)n, 1) < 0) {
-		h->broken = -EPROTO;
-		return;
-	}
+	if (!m->valid)
+		return -EPROTO;
 	if (!p)
-		return; /* nobody waits for it (an answer to a broken message) */
+		return 0; /* an answer to a broken message */
 	/* Op NONE: the daemon did not know the op (an older daemon). */
-	if (in.hdr.op != p->op && in.hdr.op != HMMU_OP_NONE) {
-		h->broken = -EPROTO;
-		return;
-	}
+	if (m->in.hdr.op != p->op && m->in.hdr.op != HMMU_OP_NONE)
+		return -EPROTO;
 	/*
 	 * A reason comes first (the decoder checked its NUL); the op's
 	 * payload follows it. hmmu_set_detail() makes it safe to show.
 	 */
-	reason = hmmu_proto_reason(in.buf);
+	reason = hmmu_proto_reason(m->in.buf);
 	if (reason)
 		snprintf(p->reason, sizeof(p->reason), "%s", reason);
-	off = hmmu_proto_payload_offset(in.buf);
-	p->len = (size_t)n - off;
+	off = hmmu_proto_payload_offset(m->in.buf);
+	p->len = m->len - off;
 	if (p->len > p->cap)
 		p->len = p->cap;
 	if (p->len)
-		memcpy(p->out, in.buf + off, p->len);
-	p->status = in.hdr.status;
+		memcpy(p->out, m->in.buf + off, p->len);
+	p->status = m->in.hdr.status;
 	p->done = true;
+	return 0;
+}
+
+/*
+ * Lock held: @p, a successful MIRROR_(UN)REGISTER, changed what a
+ * reconnection must make again. Noted here, where the reply is filed, so
+ * that no reconnection can come between the reply and the note.
+ */
+static void note_registration(struct hmmu *h, const struct pending *p)
+{
+	struct hmmu_wire_register_ext r;
+
+	if (p->status != 0 || (p->op != HMMU_OP_MIRROR_REGISTER &&
+			       p->op != HMMU_OP_MIRROR_UNREGISTER))
+		return;
+	/* UNREGISTER's request is the mirror id alone: the rest reads 0. */
+	memset(&r, 0, sizeof(r));
+	memcpy(&r, p->req, p->req_len < sizeof(r) ? p->req_len : sizeof(r));
+	for (struct hmmu_mirror *m = h->mirrors; m; m = m->next) {
+		if (m->id != r.base.mirror)
+			continue;
+		m->registered = p->op == HMMU_OP_MIRROR_REGISTER;
+		m->coarse = m->registered && (r.flags & HMMU_REGISTER_COARSE);
+	}
+}
+
+/*
+ * Receive one reply on @sock and file it under its request. Called by the
+ * reading thread without the lock; returns with the lock held: 0, or
+ * -ECONNRESET if the daemon hung up (for the caller to see to). Any other
+ * failure breaks the connection (h->broken).
+ */
+static int receive_one(struct hmmu *h, int sock)
+{
+	struct message m;
+	struct pending *p;
+	int err = recv_message(sock, h->deadline_ms, &m);
+
+	pthread_mutex_lock(&h->lock);
+	if (err == -ECONNRESET)
+		return err;
+	if (!err) {
+		p = m.valid ? find_pending(h, m.in.hdr.id) : NULL;
+		err = file_reply(p, &m);
+		if (!err && p) {
+			p->restarts = h->restarts;
+			note_registration(h, p);
+		}
+	}
+	/* The failsafe watcher's -ESHUTDOWN, if it came first, stays. */
+	if (err && !h->broken)
+		h->broken = err;
+	return 0;
+}
+
+int hmmu_send_pending(int sock, int64_t deadline_ms, const struct pending *p)
+{
+	return send_request(sock, deadline_ms, p->op, p->id, p->req,
+			    p->req_len, p->fd);
+}
+
+int hmmu_call_direct(int sock, int64_t deadline_ms, struct pending *p)
+{
+	struct message m;
+	int err = send_request(sock, deadline_ms, p->op, p->id, p->req,
+			       p->req_len, p->fd);
+
+	if (!err)
+		err = recv_message(sock, deadline_ms, &m);
+	if (err)
+		return err;
+	/* Nothing else is in flight: a reply of another id is wrong too. */
+	err = file_reply(m.valid && m.in.hdr.id == p->id ? p : NULL, &m);
+	return err ? err : p->done ? 0 : -EPROTO;
 }
 
 /*
@@ -262,70 +360,125 @@ int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
 		  size_t req_len, int fd, void *out, size_t cap, size_t *len,
 		  int *fds, unsigned nfds)
 {
-	struct pending p = { .op = op, .out = out, .cap = cap, .fds = fds,
+	struct pending p = { .op = op, .req = req, .req_len = req_len,
+			     .fd = fd, .out = out, .cap = cap, .fds = fds,
 			     .nfds = nfds };
-	char gone[sizeof(h->fs.detail)] = "";
-	int err;
+	int err = hmmu_request(h, &p);
+
+	if (len)
+		*len = p.len;
+	return err;
+}
+
+/*
+ * Lock held: a call fails with @err. Pages in device memory are home before
+ * this says so; what to say instead of explain_status()'s sentence goes to
+ * @gone ("" if nothing).
+ */
+static int call_failed(struct hmmu *h, int err, char *gone, size_t size)
+{
+	err = hmmu_failsafe_wait(h, err);
+	if (err == -ESHUTDOWN && h->fs.done)
+		snprintf(gone, size, "%s", h->fs.detail);
+	else if (err == h->broken && h->why[0])
+		snprintf(gone, size, "%s; %s", h->why,
+			 err == -ECONNRESET ? FIX_GONE :
+					      "this connection has no device "
+					      "any more: connect again");
+	return err;
+}
+
+void hmmu_lock_settled(struct hmmu *h)
+{
+	pthread_mutex_lock(&h->lock);
+	/* In a child forked during one, no thread of ours is at it. */
+	while (h->reconnecting && hmmu_is_owner(h))
+		pthread_cond_wait(&h->cond, &h->lock);
+}
+
+int hmmu_request(struct hmmu *h, struct pending *p)
+{
+	char gone[HMMU_DETAIL_MAX] = "";
+	unsigned seen;
+	int err, sock;
 
 	if (!hmmu_is_owner(h)) {
 		explain_status(-ECHILD);
 		return -ECHILD;
 	}
 
-	pthread_mutex_lock(&h->lock);
+	hmmu_lock_settled(h);
 	if (h->broken) {
-		/* Pages in device memory are home before this says so. */
-		err = hmmu_failsafe_wait(h, h->broken);
-		if (err == -ESHUTDOWN && h->fs.done)
-			snprintf(gone, sizeof(gone), "%s", h->fs.detail);
+		err = call_failed(h, h->broken, gone, sizeof(gone));
 		pthread_mutex_unlock(&h->lock);
 		explain_status(err);
 		if (gone[0])
 			hmmu_set_detail("%s", gone);
 		return err;
 	}
-	p.id = ++h->next_id;
-	p.next = h->pending;
-	h->pending = &p;
+	p->id = ++h->next_id;
+	p->next = h->pending;
+	h->pending = p;
+	sock = h->fd;
+	seen = h->restarts;
+	h->senders++;
 	pthread_mutex_unlock(&h->lock);
 
-	err = send_request(h, op, p.id, req, req_len, fd);
+	err = send_request(sock, 0, p->op, p->id, p->req, p->req_len, p->fd);
 
 	pthread_mutex_lock(&h->lock);
-	while (!err && !p.done) {
-		if (h->broken) {
+	h->senders--;
+	pthread_cond_broadcast(&h->cond); /* a reconnection may wait for it */
+	/* Sent or not, the request is listed: a reconnection sends it. */
+	if (err == -ECONNRESET)
+		err = hmmu_connection_lost(h, seen, err, false);
+	/*
+	 * Until the reply comes: one thread reads for all. A reconnection
+	 * may come in between; then the request went again on the new
+	 * connection, and its reply comes there. Nobody leaves (and unlinks
+	 * its entry) while one is under way: it walks the list unlocked.
+	 */
+	for (;;) {
+		if (h->reconnecting) {
+			pthread_cond_wait(&h->cond, &h->lock);
+		} else if (err || p->done) {
+			break;
+		} else if (h->broken) {
 			err = h->broken;
 		} else if (!h->reading) {
 			h->reading = true;
+			sock = h->fd;
+			seen = h->restarts;
 			pthread_mutex_unlock(&h->lock);
-			receive_one(h); /* returns locked */
+			err = receive_one(h, sock); /* returns locked */
 			h->reading = false;
 			pthread_cond_broadcast(&h->cond);
+			if (err)
+				err = hmmu_connection_lost(h, seen, err, false);
 		} else {
 			pthread_cond_wait(&h->cond, &h->lock);
 		}
 	}
-	if (err) {
-		err = hmmu_failsafe_wait(h, err);
-		if (err == -ESHUTDOWN && h->fs.done)
-			snprintf(gone, sizeof(gone), "%s", h->fs.detail);
-	}
-	unlink_pending(h, &p);
+	if (err)
+		err = call_failed(h, err, gone, sizeof(gone));
+	unlink_pending(h, p);
 	pthread_mutex_unlock(&h->lock);
-	if (!err && p.reason[0])
-		hmmu_set_detail("%s", p.reason);
+	if (!err && p->reason[0])
+		hmmu_set_detail("%s", p->reason);
 	else
-		explain_status(err ? err : p.status);
+		explain_status(err ? err : p->status);
 	if (gone[0])
 		hmmu_set_detail("%s", gone);
-	if (len)
-		*len = err ? 0 : p.len;
-	err = err ? err : p.status;
+	if (err)
+		p->len = 0;
+	err = err ? err : p->status;
 	/* Fds that came with a reply we do not take are not leaked. */
-	if (p.got_fds && err) {
-		for (unsigned i = 0; i < p.nfds; i++)
-			close(fds[i]);
-	} else if (fds && !err && !p.got_fds) {
+	if (p->got_fds && err) {
+		for (unsigned i = 0; i < p->nfds; i++) {
+			close(p->fds[i]);
+			p->fds[i] = -1;
+		}
+	} else if (p->fds && !err && !p->got_fds) {
 		err = -EPROTO;
 	}
 	return err;
@@ -348,7 +501,7 @@ static int connect_timeout(int *ms)
 	char *end;
 	long v;
 
-	*ms = CONNECT_TIMEOUT_MS;
+	*ms = HMMU_CONNECT_TIMEOUT_MS;
 	if (!env || !*env)
 		return 0;
 	errno = 0;
@@ -396,16 +549,26 @@ static void explain_connect(int err, const char *path, int timeout_ms)
 	}
 }
 
+int hmmu_socket_block(int sock)
+{
+	int flags = fcntl(sock, F_GETFL);
+
+	if (flags < 0 || fcntl(sock, F_SETFL, flags & ~O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
 /*
  * Connect, by @deadline_ms (0: no deadline). A listener whose backlog is
  * full makes a non-blocking connect fail with EAGAIN: try again a little
- * later. The socket goes back to blocking mode, which the rest of the
- * library expects.
+ * later. The rest of the library expects a blocking socket: @block, or
+ * hmmu_socket_block() once done with it (a reconnection).
  */
-static int open_socket(const char *path, int64_t deadline_ms, int *out)
+int hmmu_open_socket(const char *path, int64_t deadline_ms, bool block,
+		     int *out)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd, flags, err = 0;
+	int fd, err = 0;
 
 	if (strlen(path) >= sizeof(addr.sun_path))
 		return -ENAMETOOLONG;
@@ -419,16 +582,15 @@ static int open_socket(const char *path, int64_t deadline_ms, int *out)
 			continue;
 		if (err != -EAGAIN)
 			break;
-		if (deadline_ms && now_ms() >= deadline_ms) {
+		if (deadline_ms && hmmu_now_ms() >= deadline_ms) {
 			err = -ETIMEDOUT;
 			break;
 		}
 		poll(NULL, 0, 10);
 		err = 0;
 	}
-	if (!err && ((flags = fcntl(fd, F_GETFL)) < 0 ||
-		     fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0))
-		err = -errno;
+	if (!err && block)
+		err = hmmu_socket_block(fd);
 	if (err) {
 		close(fd);
 		return err;
@@ -466,6 +628,9 @@ static int hello(struct hmmu *h, const char *path, int timeout_ms)
 		return err < 0 ? err : -EPROTO;
 	if (got > offsetof(struct hmmu_wire_hello_reply, release))
 		memcpy(h->release, rep.release, sizeof(h->release));
+	/* An older daemon's reply ends before it: it keeps no state. */
+	if (got == sizeof(rep))
+		h->incarnation = rep.incarnation;
 	return 0;
 }
 
@@ -486,7 +651,7 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 	if (err)
 		return err;
 	if (timeout)
-		deadline = now_ms() + timeout;
+		deadline = hmmu_now_ms() + timeout;
 
 	/*
 	 * A mapping of its own, not the heap: every call writes the handle,
@@ -496,7 +661,7 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (h == MAP_FAILED)
 		return -ENOMEM;
-	err = open_socket(socket_path, deadline, &h->fd);
+	err = hmmu_open_socket(socket_path, deadline, true, &h->fd);
 	if (err) {
 		explain_connect(err, socket_path, timeout);
 		munmap(h, hmmu_handle_bytes());
@@ -514,6 +679,9 @@ HMMU_EXPORT int hmmu_connect(const char *socket_path, struct hmmu **out)
 		return err;
 	}
 	h->deadline_ms = 0;
+	/* Fits: hmmu_open_socket() checked. */
+	strcpy(h->path, socket_path);
+	h->timeout_ms = timeout;
 	*out = h;
 	return 0;
 }

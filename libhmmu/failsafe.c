@@ -14,8 +14,11 @@
  *
  * The watcher polls the socket for a hang-up, and only that: it never reads
  * (the request path owns reads), and under systemd a successor that keeps
- * the socket alive means it must do nothing. On a hang-up it marks the
- * connection dead (every call then fails -ESHUTDOWN, once it is done), then:
+ * the socket alive means it must do nothing. On a hang-up it first
+ * reconnects (reconnect.c): if a successor holds this process's state, it
+ * goes on watching the new socket, and the pages stay where they are. Else,
+ * the verdict "dead", it waits for the daemon's exit (its pidfd), marks the
+ * connection dead (every call then fails -ESHUTDOWN, once it is done), and:
  *
  *   1. reads the userfaultfd's queued messages: a REMOVE or UNMAP makes the
  *      HELD pages it covers obsolete (the client threw them away), unless
@@ -157,9 +160,12 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 	struct hmmu_wire_mirror req = { .mirror = m->id };
 	struct hmmu_wire_failsafe rep;
 	int fds[3] = { -1, -1, -1 }, stopfd = -1, err;
+	struct pending p = { .op = HMMU_OP_FAILSAFE, .req = &req,
+			     .req_len = sizeof(req), .fd = -1, .out = &rep,
+			     .cap = sizeof(rep), .fds = fds, .nfds = 3 };
 	struct stat st;
 	void *map = MAP_FAILED;
-	size_t len = 0;
+	size_t len;
 
 	pthread_mutex_lock(&h->lock);
 	err = h->fs.gen && (!gen || h->fs.gen == gen) ? 1 : 0;
@@ -168,10 +174,10 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 		return 0;
 
 	memset(&rep, 0, sizeof(rep));
-	err = hmmu_call_fds(h, HMMU_OP_FAILSAFE, &req, sizeof(req), -1, &rep,
-			    sizeof(rep), &len, fds, 3);
+	err = hmmu_request(h, &p);
 	if (err)
 		return err < 0 ? err : -EPROTO;
+	len = p.len;
 	if (len < sizeof(rep) || !rep.generation || !rep.bytes ||
 	    rep.bytes > SIZE_MAX || fstat(fds[0], &st) < 0 ||
 	    (uint64_t)st.st_size != rep.bytes) {
@@ -190,11 +196,22 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 		goto fail;
 	}
 
-	pthread_mutex_lock(&h->lock);
+	hmmu_lock_settled(h);
 	if (h->fs.took_over || h->broken) {
 		err = h->broken ? h->broken : -ESHUTDOWN;
 		pthread_mutex_unlock(&h->lock);
 		goto fail;
+	}
+	if (p.restarts != h->restarts) {
+		/*
+		 * The daemon that sent these restarted since, and the
+		 * reconnection found nothing armed: ask its successor.
+		 */
+		pthread_mutex_unlock(&h->lock);
+		munmap(map, rep.bytes);
+		for (int i = 0; i < 3; i++)
+			close(fds[i]);
+		return hmmu_failsafe_update(m, gen);
 	}
 	if (h->fs.gen == rep.generation || (!gen && h->fs.gen)) {
 		/* another thread was first */
@@ -210,7 +227,10 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 			goto fail;
 		}
 		h->fs.stopfd = stopfd;
-		/* One daemon per connection: the first pidfd is the one. */
+		/*
+		 * One daemon per connection: the first pidfd is the one,
+		 * until a reconnection brings the next (hmmu_failsafe_rearm()).
+		 */
 		h->fs.pidfd = fds[2];
 		fds[2] = -1;
 	}
@@ -248,6 +268,67 @@ int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen)
 fail:
 	if (map != MAP_FAILED)
 		munmap(map, rep.bytes);
+	for (int i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return err;
+}
+
+int hmmu_failsafe_rearm(struct hmmu *h, int sock, int64_t deadline_ms,
+			uint64_t id, uint64_t mirror, char *why, size_t size)
+{
+	struct hmmu_wire_mirror req = { .mirror = mirror };
+	struct hmmu_wire_failsafe rep;
+	int fds[3] = { -1, -1, -1 }, err;
+	struct pending p = { .id = id, .op = HMMU_OP_FAILSAFE, .req = &req,
+			     .req_len = sizeof(req), .fd = -1, .out = &rep,
+			     .cap = sizeof(rep), .fds = fds, .nfds = 3 };
+	uint64_t gen;
+
+	pthread_mutex_lock(&h->lock);
+	gen = h->fs.gen;
+	pthread_mutex_unlock(&h->lock);
+	if (!gen)
+		return 0;
+	/*
+	 * Without the new daemon's pidfd, the watcher could not tell its
+	 * clean stop (it brings the pages home itself, after it hung up)
+	 * from a crash, and would race it.
+	 */
+	if (!mirror) {
+		snprintf(why, size, "hmmud restarted, but no mirror of this "
+			 "connection is registered to take its device memory "
+			 "file again");
+		return -ENOENT;
+	}
+	memset(&rep, 0, sizeof(rep));
+	err = hmmu_call_direct(sock, deadline_ms, &p);
+	if (!err && p.status)
+		err = p.status < 0 ? p.status : -EPROTO;
+	if (!err && (!p.got_fds || p.len < sizeof(rep)))
+		err = -EPROTO;
+	if (!err && rep.generation != gen) {
+		snprintf(why, size, "hmmud restarted with another device memory "
+			 "file (generation %" PRIu64 ", now %" PRIu64 ")", gen,
+			 rep.generation);
+		err = -ESTALE;
+	} else if (err) {
+		snprintf(why, size, "hmmud restarted, but did not hand its "
+			 "device memory file over again (error %d%s%.60s)",
+			 -err, p.reason[0] ? ": " : "", p.reason);
+	}
+	if (!err) {
+		/*
+		 * The same file, which we hold mapped, and the same
+		 * userfaultfd, of which we hold a dup: only the daemon is new.
+		 */
+		pthread_mutex_lock(&h->lock);
+		if (h->fs.pidfd >= 0)
+			close(h->fs.pidfd);
+		h->fs.pidfd = fds[2];
+		fds[2] = -1;
+		pthread_mutex_unlock(&h->lock);
+	}
 	for (int i = 0; i < 3; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -659,6 +740,7 @@ out:
 static void take_over(struct hmmu *h)
 {
 	struct rescue r = { .h = h, .page = (uint64_t)sysconf(_SC_PAGESIZE) };
+	const char *why;
 	int uffd, flags, err;
 
 	pthread_mutex_lock(&h->lock);
@@ -693,26 +775,45 @@ static void take_over(struct hmmu *h)
 	h->fs.uffd = -1;
 	/*
 	 * Nothing was in device memory (a daemon that stopped cleanly had
-	 * brought it all back): the connection was reset, as for any client.
+	 * brought it all back): the connection was reset, as for any client;
+	 * unless a reconnection found a daemon without our state: that is
+	 * -ESHUTDOWN for every call, with or without pages (protocol.md §11).
 	 */
-	if (!err && !r.nheld)
+	if (!err && !r.nheld && h->verdict != -ESHUTDOWN)
 		h->broken = -ECONNRESET;
+	why = h->why[0] ? h->why : "hmmud went away";
 	if (err || r.lost)
 		snprintf(h->fs.detail, sizeof(h->fs.detail),
-			 "hmmud went away; of the pages that were in device "
-			 "memory, %" PRIu64 " were brought home and %" PRIu64
-			 " could not be%s", r.home, r.lost,
-			 err ? " (out of memory reading the journal)" : "");
+			 "%s; of its pages in device memory %" PRIu64 " were "
+			 "brought home, %" PRIu64 " could not be%s", why,
+			 r.home, r.lost, err ? " (out of memory)" : "");
 	else
 		snprintf(h->fs.detail, sizeof(h->fs.detail),
-			 "hmmud went away; the %" PRIu64 " pages that were in "
-			 "device memory were brought home, and this connection "
-			 "has no device any more: connect again", r.home);
+			 "%s; the %" PRIu64 " pages that were in device memory "
+			 "were brought home: connect again", why, r.home);
 	h->fs.done = true;
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
 	if (r.held)
 		munmap(r.held, r.held_bytes);
+}
+
+/*
+ * Lock held. The daemon that answered the reconnection holds this
+ * process's state, which it brings home itself once our connection is gone
+ * (reconnect.c): ours would race it. Our dup of the userfaultfd goes, so
+ * that it never keeps a fault waiting for a rescue that will not come.
+ */
+static void stand_down(struct hmmu *h)
+{
+	if (h->fs.uffd >= 0)
+		close(h->fs.uffd);
+	h->fs.uffd = -1;
+	snprintf(h->fs.detail, sizeof(h->fs.detail), "%s; hmmud kept the "
+		 "pages that were in device memory and brings them home "
+		 "itself: connect again", h->why);
+	h->fs.done = true;
+	pthread_cond_broadcast(&h->cond);
 }
 
 /*
@@ -751,19 +852,45 @@ static void *watch(void *arg)
 {
 	struct hmmu *h = arg;
 	struct pollfd p[2] = {
-		{ .fd = h->fd, .events = POLLRDHUP },
+		{ .fd = -1 },
 		{ .fd = h->fs.stopfd, .events = POLLIN },
 	};
+	unsigned seen;
+	int lost;
 
 	touch_stack();
 	pthread_mutex_lock(&h->lock);
 	h->fs.started = true;
+	h->fs.watching = true;
 	pthread_cond_broadcast(&h->cond);
+	/*
+	 * Only a hang-up says the daemon is gone; if it restarted and kept
+	 * our state, the reconnection (reconnect.c: here, while we watch)
+	 * gives us a new socket to watch.
+	 */
+	do {
+		/* A caller's, begun before we watched. */
+		while (h->reconnecting)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (h->broken)
+			break;
+		p[0] = (struct pollfd){ .fd = h->fd, .events = POLLRDHUP };
+		seen = h->restarts;
+		pthread_mutex_unlock(&h->lock);
+		if (!wait_for(p, POLLHUP | POLLRDHUP | POLLERR))
+			goto stopped;
+		pthread_mutex_lock(&h->lock);
+		lost = hmmu_connection_lost(h, seen, -ECONNRESET, true);
+	} while (!lost);
+	h->fs.watching = false;
+	if (h->kept) {
+		stand_down(h);
+		pthread_mutex_unlock(&h->lock);
+		return NULL;
+	}
+	p[0] = (struct pollfd){ .fd = h->fs.pidfd, .events = POLLIN };
 	pthread_mutex_unlock(&h->lock);
 
-	/* Only a hang-up says the daemon is gone. */
-	if (!wait_for(p, POLLHUP | POLLRDHUP | POLLERR))
-		return NULL;
 	/*
 	 * A daemon that stops cleanly hangs up first, then brings every page
 	 * back and exits: wait for its exit (the pidfd turns readable), and
@@ -771,11 +898,14 @@ static void *watch(void *arg)
 	 * on releases our mirrors itself: then this thread waits, doing
 	 * nothing, until hmmu_disconnect().
 	 */
-	if (h->fs.pidfd >= 0) {
-		p[0] = (struct pollfd){ .fd = h->fs.pidfd, .events = POLLIN };
-		if (!wait_for(p, POLLIN | POLLHUP | POLLERR))
-			return NULL;
-	}
+	if (p[0].fd >= 0 && !wait_for(p, POLLIN | POLLHUP | POLLERR))
+		return NULL;
 	take_over(h);
+	return NULL;
+
+stopped:
+	pthread_mutex_lock(&h->lock);
+	h->fs.watching = false;
+	pthread_mutex_unlock(&h->lock);
 	return NULL;
 }

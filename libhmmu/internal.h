@@ -4,20 +4,39 @@
 #define LIBHMMU_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include "../common/proto.h"
 #include <hmmu/hmmu.h>
 
 #define HMMU_EXPORT __attribute__((visibility("default")))
 
-/* A request waiting for its reply. */
+/*
+ * The detail returned by hmmu_error_detail() for this thread: every public
+ * call that returns an int clears it first, and sets it where it fails in a
+ * way the errno alone does not explain (hmmu.h says the rule).
+ */
+#define HMMU_DETAIL_MAX 256
+/* A reconnection's reason for its verdict "dead": the start of a detail. */
+#define HMMU_WHY_MAX 160
+
+/*
+ * A request waiting for its reply. What it sent stays in the caller's
+ * frame, which waits as long as the entry is listed: a reconnection sends
+ * it again from there (connection.c).
+ */
 struct pending {
 	uint64_t id;
 	unsigned op;
+	const void *req;
+	size_t req_len;
+	int fd;	       /* sent along if >= 0 */
+	unsigned resent; /* times sent again, after restarts */
 	bool done;
 	int status;
 	size_t len; /* payload bytes received */
@@ -27,6 +46,7 @@ struct pending {
 	int *fds;      /* where the fds of a successful reply go, or NULL */
 	unsigned nfds; /* how many it must carry */
 	bool got_fds;
+	unsigned restarts; /* struct hmmu's, when the reply was filed */
 	struct pending *next;
 };
 
@@ -59,15 +79,25 @@ struct hmmu_failsafe {
 	pthread_t thread;
 	bool running;	   /* the thread was started (joined at disconnect) */
 	bool started;	   /* and is in its loop: see wait_watcher_started() */
+	/*
+	 * It waits for the socket to hang up; a hang-up is then its to
+	 * handle (the reconnection runs in it, see connection.c).
+	 */
+	bool watching;
 	bool took_over;	   /* the daemon hung up: the thread is at work */
 	bool done;	   /* and finished: detail says what it did */
 	unsigned ndiscards; /* entries of discards[] */
 	unsigned active;    /* of them, not done */
 	struct hmmu_discard discards[HMMU_DISCARDS_MAX];
-	char detail[224];
+	char detail[HMMU_DETAIL_MAX];
 };
 
 struct hmmu {
+	/*
+	 * The connection. It changes only when a reconnection swaps in a new
+	 * one, under lock and with reconnecting set: a thread that reads or
+	 * sends on it counts itself in reading or senders first.
+	 */
 	int fd;
 	/*
 	 * Who may use the handle (hmmu_call()): the process that connected.
@@ -85,17 +115,48 @@ struct hmmu {
 	 * to give up (CLOCK_MONOTONIC, ms); 0 for never.
 	 */
 	int64_t deadline_ms;
+	/* What a reconnection needs: where, how long it may take, and whom. */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int timeout_ms;	      /* hmmu_connect()'s; 0: no bound was asked */
+	uint64_t incarnation; /* from HELLO; 0: the daemon keeps no state */
 
 	/*
-	 * lock protects everything below. One thread at a time receives
-	 * (reading); it files each reply under its pending entry and wakes
-	 * the others on cond, one of which takes over receiving when the
-	 * reader's own reply has come.
+	 * lock protects everything below, and each mirror's registered and
+	 * coarse; it is the library's only lock (the failsafe's state is
+	 * under it too). One thread at a time receives (reading); it files
+	 * each reply under its pending entry and wakes the others on cond,
+	 * one of which takes over receiving when the reader's own reply has
+	 * come. A reconnection (reconnect.c) holds the others off with
+	 * reconnecting, not with the lock, which it drops while it talks to
+	 * the new daemon.
 	 */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool reading;
+	unsigned senders; /* threads in send_request() on fd */
 	int broken; /* the connection failed: -errno for every later call */
+	/*
+	 * A thread is reconnecting: until it gives its verdict, nobody else
+	 * reads, sends, or changes the pending, mirror or buffer lists.
+	 */
+	bool reconnecting;
+	/*
+	 * Successful reconnections. A queue or buffer made under an older
+	 * count is dead: hmmud does not make them again. Read without the
+	 * lock by the queues, hence atomic.
+	 */
+	_Atomic unsigned restarts;
+	/*
+	 * A reconnection's verdict "dead": -ECONNRESET (no daemon answered)
+	 * or -ESHUTDOWN (one did, without this process's state), and why.
+	 */
+	int verdict;
+	char why[HMMU_WHY_MAX];
+	/*
+	 * And the daemon that answered holds this process's state: it
+	 * brings the pages in device memory home itself (reconnect.c).
+	 */
+	bool kept;
 	uint64_t next_id;
 	struct pending *pending;
 	struct hmmu_mirror *mirrors;
@@ -106,6 +167,7 @@ struct hmmu {
 struct hmmu_buffer {
 	struct hmmu *h;
 	uint64_t id; /* the daemon's */
+	unsigned restarts; /* the handle's when it was made: see struct hmmu */
 	char *addr;  /* our mapping */
 	size_t bytes;
 	struct hmmu_buffer *next;
@@ -114,6 +176,14 @@ struct hmmu_buffer {
 struct hmmu_mirror {
 	struct hmmu *h;
 	uint64_t id; /* the daemon's */
+	char device[HMMU_NAME_MAX];
+	/*
+	 * What the daemon said last, as a reconnection makes the mirror
+	 * again: set where its reply is filed (connection.c), under the
+	 * handle's lock.
+	 */
+	bool registered;
+	bool coarse; /* registered coarse-grained */
 	struct hmmu_mirror *next;
 	/* hmmu_mirror_set_coherence(); read by each register */
 	_Atomic int coherence;
@@ -156,6 +226,57 @@ struct hmmu_buffer *hmmu_buffer_find(struct hmmu *h, const void *buf,
 int hmmu_call_fds(struct hmmu *h, unsigned op, const void *req,
 		  size_t req_len, int fd, void *out, size_t cap, size_t *len,
 		  int *fds, unsigned nfds);
+/*
+ * The same, from a request the caller filled in (op, req, req_len, fd,
+ * out, cap, fds, nfds): the reply's status, p->len, and p->restarts, the
+ * count of reconnections when the reply came. A caller that makes
+ * something which a restart does not keep compares it with h->restarts.
+ */
+int hmmu_request(struct hmmu *h, struct pending *p);
+
+/*
+ * Lock @h once no reconnection is under way: what changes the lists of
+ * mirrors and buffers takes the lock so.
+ */
+void hmmu_lock_settled(struct hmmu *h);
+
+/*
+ * reconnect.c. Lock held: the connection hung up (@err: -ECONNRESET) that
+ * the caller used when h->restarts was @seen. One thread reconnects (the
+ * failsafe watcher if it watches, and then only it: see reconnect.c), the
+ * others wait for its verdict. 0: @h has a connection again, on which
+ * every request without a reply went again; or the -errno that every call
+ * fails with from now on.
+ */
+int hmmu_connection_lost(struct hmmu *h, unsigned seen, int err, bool watcher);
+
+/* How long hmmu_connect() waits for the daemon, unless told otherwise. */
+#define HMMU_CONNECT_TIMEOUT_MS 5000
+
+int64_t hmmu_now_ms(void); /* CLOCK_MONOTONIC */
+/*
+ * A connected socket to @path, non-blocking unless @block, by @deadline_ms
+ * (0: none): 0, or the -errno of socket(2) or connect(2), or -ETIMEDOUT.
+ */
+int hmmu_open_socket(const char *path, int64_t deadline_ms, bool block,
+		     int *out);
+int hmmu_socket_block(int sock); /* back to blocking mode: 0 or -errno */
+/*
+ * Send request @p on @sock (by @deadline_ms if @sock does not block): 0,
+ * -ECONNRESET if the daemon hung up, or -errno.
+ */
+int hmmu_send_pending(int sock, int64_t deadline_ms, const struct pending *p);
+/*
+ * A request on @sock, which nobody else uses (a reconnection's socket, not
+ * swapped in yet), and its reply, by @deadline_ms (CLOCK_MONOTONIC): 0 with
+ * the reply in @p (p->status), or -errno (-ETIMEDOUT, -ECONNRESET, -EPROTO).
+ */
+int hmmu_call_direct(int sock, int64_t deadline_ms, struct pending *p);
+
+/* The detail of a call on a queue or buffer that a restart killed. */
+#define HMMU_RESTARTED_DETAIL                                                  \
+	"hmmud restarted; queues and shared buffers are not made again: "      \
+	"make them anew"
 
 /*
  * A device command: the command checks of the public calls, the request,
@@ -209,13 +330,17 @@ int hmmu_discard_begin(struct hmmu *h, uint64_t start, uint64_t end);
 void hmmu_discard_end(struct hmmu *h, uint64_t start, uint64_t end);
 int hmmu_failsafe_wait(struct hmmu *h, int err);
 void hmmu_failsafe_stop(struct hmmu *h);
-
 /*
- * The detail returned by hmmu_error_detail() for this thread: every public
- * call that returns an int clears it first, and sets it where it fails in a
- * way the errno alone does not explain (hmmu.h says the rule).
+ * A reconnection to the same incarnation, on @sock (not swapped in yet), by
+ * @deadline_ms: if the failsafe is armed, FAILSAFE again on registered
+ * mirror @mirror (0: there is none), for the new daemon's pidfd, which the
+ * watcher waits for from now on; the file held and our userfaultfd stay.
+ * 0 (also when not armed), or -errno with @why set: -ESTALE if the daemon
+ * holds another generation of the file (it did not adopt ours).
  */
-#define HMMU_DETAIL_MAX 256
+int hmmu_failsafe_rearm(struct hmmu *h, int sock, int64_t deadline_ms,
+			uint64_t id, uint64_t mirror, char *why, size_t size);
+
 __attribute__((format(printf, 1, 2))) void hmmu_set_detail(const char *fmt,
 							   ...);
 void hmmu_clear_detail(void);

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -43,20 +44,30 @@ static void discard(uint64_t addr, uint64_t npages, const uint8_t *map)
 	}
 }
 
-/* Prepare, discard, finish: one chunk of at most HMMU_PREPARE_MAX_PAGES. */
+/*
+ * Prepare, discard, finish: one chunk of at most HMMU_PREPARE_MAX_PAGES.
+ *
+ * The mirror handle is heap memory, which may lie among the pages being
+ * moved: once they are discarded, reading it is a missing fault that
+ * brings its page back before FINISH (which then does not count it). So
+ * what the steps after PREPARE need of it is read before.
+ */
 static int migrate_chunk(struct hmmu_mirror *m, uint64_t addr, uint64_t npages,
 			 unsigned prepare, uint64_t *cpages)
 {
+	struct hmmu *h = m->h;
 	struct hmmu_wire_device_cmd req = {
 		.mirror = m->id,
 		.cmd = prepare,
 		.addr = addr,
 		.npages = npages,
 	};
+	struct hmmu_wire_device_cmd fin = req;
 	uint64_t end = addr + npages * page_size_of();
 	struct hmmu_wire_prepare_result rep;
 	int err, held;
 
+	fin.cmd = HMMU_CMD_MIGRATE_FINISH;
 	/*
 	 * Before a page is thrown away, this connection holds what brings
 	 * it home should hmmud die (failsafe.c). Armed before PREPARE: from
@@ -68,11 +79,28 @@ static int migrate_chunk(struct hmmu_mirror *m, uint64_t addr, uint64_t npages,
 	if (err && err != -EOPNOTSUPP)
 		return err;
 	for (int attempt = 0;; attempt++) {
-		struct hmmu_cmd finish = { .addr = addr, .npages = npages };
+		struct hmmu_wire_cmd_result done = { 0, 0 };
+		struct pending p = { .op = HMMU_OP_DEVICE_CMD, .req = &req,
+				     .req_len = sizeof(req), .fd = -1,
+				     .out = &rep, .cap = sizeof(rep) };
 
 		memset(&rep, 0, sizeof(rep));
-		err = hmmu_call(m->h, HMMU_OP_DEVICE_CMD, &req, sizeof(req), -1,
-				&rep, sizeof(rep));
+		err = hmmu_request(h, &p);
+		/*
+		 * Sent again after a restart (reconnect.c), it may have run on
+		 * the daemon that died: the successor adopted those pages as
+		 * being migrated, and only a FINISH lets them go (they stay
+		 * with the CPU: nothing was discarded).
+		 */
+		if (err && p.resent) {
+			char detail[HMMU_DETAIL_MAX];
+
+			snprintf(detail, sizeof(detail), "%s",
+				 hmmu_error_detail());
+			hmmu_call(h, HMMU_OP_DEVICE_CMD, &fin, sizeof(fin), -1,
+				  &done, sizeof(done));
+			hmmu_set_detail("%s", detail);
+		}
 		if (err)
 			return err;
 		/*
@@ -80,17 +108,17 @@ static int migrate_chunk(struct hmmu_mirror *m, uint64_t addr, uint64_t npages,
 		 * discard nothing, let FINISH roll the chunk back, take the new
 		 * file and prepare again. An older daemon names none: as before.
 		 */
-		held = rep.devfile && rep.devfile != hmmu_failsafe_gen(m->h) ?
+		held = rep.devfile && rep.devfile != hmmu_failsafe_gen(h) ?
 			       -ESTALE : 0;
 		if (!held)
-			held = hmmu_discard_begin(m->h, addr, end);
+			held = hmmu_discard_begin(h, addr, end);
 		if (!held) {
 			discard(addr, npages, rep.discard);
-			hmmu_discard_end(m->h, addr, end);
+			hmmu_discard_end(h, addr, end);
 		}
-		err = hmmu_device_cmd(m, &finish, HMMU_CMD_MIGRATE_FINISH,
-				      NULL, 0);
-		*cpages += finish.cpages;
+		err = hmmu_call(h, HMMU_OP_DEVICE_CMD, &fin, sizeof(fin), -1,
+				&done, sizeof(done));
+		*cpages += done.cpages;
 		if (held != -ESTALE || err || attempt)
 			return held == -ESTALE ? -EAGAIN : held ? held : err;
 		err = hmmu_failsafe_update(m, rep.devfile);

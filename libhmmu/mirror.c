@@ -32,15 +32,30 @@ HMMU_EXPORT int hmmu_mirror_create(struct hmmu *h, const char *device,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	err = hmmu_call(h, HMMU_OP_MIRROR_CREATE, &req, sizeof(req), -1, &rep,
-			sizeof(rep));
-	if (err) {
-		free(m);
-		return err < 0 ? err : -EPROTO;
+	for (;;) {
+		struct pending p = { .op = HMMU_OP_MIRROR_CREATE, .req = &req,
+				     .req_len = sizeof(req), .fd = -1,
+				     .out = &rep, .cap = sizeof(rep) };
+
+		err = hmmu_request(h, &p);
+		if (err) {
+			free(m);
+			return err < 0 ? err : -EPROTO;
+		}
+		hmmu_lock_settled(h);
+		if (p.restarts == h->restarts)
+			break;
+		/*
+		 * Made by a daemon that restarted before the mirror was
+		 * listed, so the reconnection did not make it again: it is
+		 * no more. Make one anew.
+		 */
+		pthread_mutex_unlock(&h->lock);
 	}
+	/* Listed in the same breath: a restart now makes it again. */
 	m->h = h;
 	m->id = rep.mirror;
-	pthread_mutex_lock(&h->lock);
+	strcpy(m->device, device);
 	m->next = h->mirrors;
 	h->mirrors = m;
 	pthread_mutex_unlock(&h->lock);
@@ -58,19 +73,22 @@ static int mirror_call(struct hmmu_mirror *m, unsigned op, int fd)
 /*
  * A fine-grained registration goes in the short form every hmmud knows;
  * only a coarse one needs the long form (proto.h), which a daemon older
- * than it refuses as too long.
+ * than it refuses as too long. *@resent: it was sent again after a restart.
  */
 static int register_call(struct hmmu_mirror *m, int uffd, uint64_t probe,
-			 int coarse)
+			 int coarse, bool *resent)
 {
 	struct hmmu_wire_register_ext req = {
 		.base = { .mirror = m->id, .probe = probe },
 		.flags = coarse ? HMMU_REGISTER_COARSE : 0,
 	};
+	struct pending p = { .op = HMMU_OP_MIRROR_REGISTER, .req = &req,
+			     .req_len = coarse ? sizeof(req) : sizeof(req.base),
+			     .fd = uffd };
 	int err;
 
-	err = hmmu_call(m->h, HMMU_OP_MIRROR_REGISTER, &req,
-			coarse ? sizeof(req) : sizeof(req.base), uffd, NULL, 0);
+	err = hmmu_request(m->h, &p);
+	*resent = p.resent;
 	if (coarse && err == -EMSGSIZE) {
 		hmmu_set_detail("this hmmud predates coarse-grained coherence: "
 				"update it, or register the mirror "
@@ -95,17 +113,14 @@ HMMU_EXPORT int hmmu_mirror_set_coherence(struct hmmu_mirror *m,
 	return 0;
 }
 
-HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
+static int register_once(struct hmmu_mirror *m, bool *resent)
 {
 	size_t probe_len = 2 * (size_t)sysconf(_SC_PAGESIZE);
 	void *probe;
 	int err, uffd, coarse;
 
-	hmmu_clear_detail();
-	if (!m)
-		return -EINVAL;
 	coarse = m->coherence == HMMU_COHERENCE_COARSE;
-	err = register_call(m, -1, 0, coarse);
+	err = register_call(m, -1, 0, coarse, resent);
 	if (err != HMMU_STATUS_NEED_UFFD)
 		return err;
 
@@ -126,7 +141,8 @@ HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 		close(uffd);
 		return -ENOMEM;
 	}
-	err = register_call(m, uffd, (uint64_t)(uintptr_t)probe, coarse);
+	err = register_call(m, uffd, (uint64_t)(uintptr_t)probe, coarse,
+			    resent);
 	close(uffd);
 	munmap(probe, probe_len);
 	if (err == HMMU_STATUS_NEED_UFFD) {
@@ -134,6 +150,26 @@ HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
 				"twice: are hmmud and libhmmu of one release?");
 		return -EPROTO;
 	}
+	return err;
+}
+
+HMMU_EXPORT int hmmu_mirror_register(struct hmmu_mirror *m)
+{
+	int err, tries = 0;
+	bool resent;
+
+	hmmu_clear_detail();
+	if (!m)
+		return -EINVAL;
+	/*
+	 * The probe pages of a registration sent again after a restart may
+	 * have been touched by the daemon that died (its check reads them):
+	 * the successor then refuses them (-EFAULT), and the registration is
+	 * made again from the start, with fresh ones. A few times at most.
+	 */
+	do
+		err = register_once(m, &resent);
+	while (err == -EFAULT && resent && ++tries < 4);
 	return err;
 }
 
@@ -154,14 +190,10 @@ HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
 		return;
 	h = m->h;
 	/*
-	 * The daemon unregisters it if needed. In a child, just forget it.
-	 * The detail of the caller's last failure stays: cleanup comes
-	 * before reading it, often.
+	 * Unlisted first: a reconnection from now on does not make it again
+	 * (the DESTROY it may send again then names no mirror, harmlessly).
 	 */
-	snprintf(detail, sizeof(detail), "%s", hmmu_error_detail());
-	mirror_call(m, HMMU_OP_MIRROR_DESTROY, -1);
-	hmmu_set_detail("%s", detail);
-	pthread_mutex_lock(&h->lock);
+	hmmu_lock_settled(h);
 	for (struct hmmu_mirror **pp = &h->mirrors; *pp; pp = &(*pp)->next) {
 		if (*pp == m) {
 			*pp = m->next;
@@ -169,5 +201,13 @@ HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
 		}
 	}
 	pthread_mutex_unlock(&h->lock);
+	/*
+	 * The daemon unregisters it if needed. In a child, just forget it.
+	 * The detail of the caller's last failure stays: cleanup comes
+	 * before reading it, often.
+	 */
+	snprintf(detail, sizeof(detail), "%s", hmmu_error_detail());
+	mirror_call(m, HMMU_OP_MIRROR_DESTROY, -1);
+	hmmu_set_detail("%s", detail);
 	free(m);
 }

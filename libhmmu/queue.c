@@ -17,6 +17,11 @@
 
 /* How long hmmu_queue_wait() spins before it sleeps. */
 #define WAIT_SPIN_NS 0
+/*
+ * How often a sleeping hmmu_queue_wait() looks whether hmmud restarted:
+ * its successor never completes, nor wakes, what it did not make.
+ */
+#define WAIT_RESTART_CHECK_NS (100 * 1000000LL)
 
 struct hmmu_queue {
 	struct hmmu *h; /* its connection: outlives the queue */
@@ -29,6 +34,7 @@ struct hmmu_queue {
 	int efd;
 	uint32_t sq_tail;  /* ours, with what is prepared and not submitted */
 	uint32_t cq_head;
+	unsigned restarts; /* the connection's when it was made: struct hmmu */
 };
 
 _Static_assert(sizeof(struct hmmu_cqe) == sizeof(struct hmmu_wire_cqe) &&
@@ -43,6 +49,18 @@ _Static_assert((int)HMMU_QUEUE_NOP == HMMU_SQE_NOP &&
 		       (int)HMMU_QUEUE_JOB == HMMU_SQE_JOB,
 	       "queue ops are the wire's");
 
+/*
+ * Made by a daemon that restarted since: hmmud does not make queues again
+ * (docs/protocol.md §11). -ESHUTDOWN with the detail, or 0.
+ */
+static int queue_dead(struct hmmu_queue *q)
+{
+	if (q->restarts == atomic_load(&q->h->restarts))
+		return 0;
+	hmmu_set_detail(HMMU_RESTARTED_DETAIL);
+	return -ESHUTDOWN;
+}
+
 static int check_queue(struct hmmu_queue *q)
 {
 	if (!q)
@@ -53,7 +71,7 @@ static int check_queue(struct hmmu_queue *q)
 				"the child");
 		return -ECHILD;
 	}
-	return 0;
+	return queue_dead(q);
 }
 
 static _Atomic uint32_t *word(struct hmmu_queue *q, enum hmmu_ring_word w)
@@ -70,6 +88,9 @@ HMMU_EXPORT int hmmu_queue_create(struct hmmu_mirror *m, unsigned entries,
 	uint32_t sqes_off, cqes_off;
 	uint64_t size;
 	int fds[2], err;
+	struct pending p = { .op = HMMU_OP_QUEUE_CREATE, .req = &req,
+			     .req_len = sizeof(req), .fd = -1, .out = &rep,
+			     .cap = sizeof(rep), .fds = fds, .nfds = 2 };
 
 	hmmu_clear_detail();
 	if (!m || !out || entries == 0 || entries > HMMU_QUEUE_MAX)
@@ -79,8 +100,7 @@ HMMU_EXPORT int hmmu_queue_create(struct hmmu_mirror *m, unsigned entries,
 		return -ENOMEM;
 	req.mirror = m->id;
 	memset(&rep, 0, sizeof(rep));
-	err = hmmu_call_fds(m->h, HMMU_OP_QUEUE_CREATE, &req, sizeof(req), -1,
-			    &rep, sizeof(rep), NULL, fds, 2);
+	err = hmmu_request(m->h, &p);
 	if (err) {
 		free(q);
 		return err;
@@ -114,6 +134,8 @@ HMMU_EXPORT int hmmu_queue_create(struct hmmu_mirror *m, unsigned entries,
 	q->sqes = (struct hmmu_wire_sqe *)(q->ring + sqes_off);
 	q->cqes = (struct hmmu_wire_cqe *)(q->ring + cqes_off);
 	q->efd = fds[1];
+	/* Dead at once if its daemon restarted since it replied. */
+	q->restarts = p.restarts;
 	q->sq_tail = atomic_load(word(q, HMMU_RING_SQ_TAIL));
 	q->cq_head = atomic_load(word(q, HMMU_RING_CQ_HEAD));
 	*out = q;
@@ -332,6 +354,11 @@ HMMU_EXPORT int hmmu_queue_wait(struct hmmu_queue *q, struct hmmu_cqe *out,
 			if (left <= 0)
 				return (int)got;
 		}
+		err = queue_dead(q);
+		if (err)
+			return got ? (int)got : err;
+		if (!left || left > WAIT_RESTART_CHECK_NS)
+			left = WAIT_RESTART_CHECK_NS;
 		/* Ask for a wake-up, then look again: no CQE falls between. */
 		atomic_store(flags, HMMU_CQ_WAITING);
 		qring_full_barrier();
@@ -349,11 +376,15 @@ HMMU_EXPORT void hmmu_queue_destroy(struct hmmu_queue *q)
 
 	if (!q)
 		return;
-	/* In a child, the rings are not mapped and the queue is not ours. */
-	if (check_queue(q) == 0) {
+	/*
+	 * In a child, the rings are not mapped and the queue is not ours.
+	 * A daemon that restarted since never made it: nothing to say.
+	 */
+	if (hmmu_is_owner(q->h)) {
 		id.queue = q->id;
-		hmmu_call(q->h, HMMU_OP_QUEUE_DESTROY, &id, sizeof(id), -1,
-			  NULL, 0);
+		if (q->restarts == atomic_load(&q->h->restarts))
+			hmmu_call(q->h, HMMU_OP_QUEUE_DESTROY, &id, sizeof(id),
+				  -1, NULL, 0);
 		munmap(q->ring, q->size);
 	}
 	close(q->efd);

@@ -27,6 +27,11 @@
  *  -ECONNRESET  the daemon closed the connection (it stopped or crashed,
  *               or hung up on a client that does not read its replies);
  *               every later call on the handle fails so too;
+ *  -ESHUTDOWN   the daemon crashed while pages were in device memory
+ *               (the library brought them home), or restarted without
+ *               this process's state; as for -ECONNRESET. A restart that
+ *               kept the state costs a delay, not an error (except on
+ *               queues and shared buffers): hmmu_connect(3), NOTES;
  *  -EPROTO      the daemon's reply made no sense; the handle is broken, as
  *               for -ECONNRESET;
  *  -ENOMEM      the library or the daemon ran out of memory;

@@ -1,0 +1,1174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libhmmu's side of a daemon restart (docs/protocol.md §11), against a
+ * stand-in for hmmud on a socket of the test's own: it announces an
+ * incarnation in HELLO, answers what the library asks, hangs up when the
+ * test says (with requests in flight, or idle), and announces the same
+ * incarnation or another on the connection that follows. It logs every
+ * request, so a test can check what the library sent again, and the
+ * MIRROR_RESTOREs (ids, devices, flags) that came first.
+ *
+ * What the caller sees is the proof: with the same incarnation, the calls
+ * in flight return the successor's answers, no error; otherwise they fail
+ * (-ESHUTDOWN, -ECONNRESET) at once or within the connect timeout, with a
+ * detail that says why. No real daemon runs.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hmmu/hmmu.h>
+
+#include "common/failsafe.h"
+#include "common/proto.h"
+#include "common/qring.h"
+
+#define CONNS 4	   /* connections a test may script */
+#define LOG_MAX 256 /* requests the stand-in remembers */
+#define INCARNATION 0x1234abcd5678ef01ull
+
+struct request {
+	unsigned conn; /* which connection it came on: 0, 1, ... */
+	struct hmmu_wire_hdr hdr;
+	size_t len; /* of the payload */
+	char payload[HMMU_MSG_MAX];
+};
+
+struct stand_in {
+	char dir[64];
+	char path[108];
+	int listen_fd;
+	pthread_t thread;
+
+	/* The script, set before the client connects. */
+	uint64_t incarnation[CONNS]; /* announced on each connection */
+	uint64_t devfile[CONNS];     /* FAILSAFE's generation on each */
+	pid_t daemon_pid[CONNS];     /* whose pidfd FAILSAFE sends */
+	bool silent[CONNS];	     /* accept, read, never answer */
+	unsigned hang_op;	     /* on connection 0: hang up once... */
+	unsigned hang_count;	     /* ...this many such requests came */
+	bool gone_after_hang_up;     /* and stop listening then */
+	int restore_status;	     /* MIRROR_RESTORE's answer */
+	int prepare_status[CONNS];   /* MIGRATE_PREPARE's, on each */
+	unsigned restore_dies;	     /* this connection (not 0) hangs up at
+					a MIRROR_RESTORE: dies in turn */
+	/*
+	 * Registration needs the userfaultfd on connection 0, which dies
+	 * when it comes with it; the probe sent again is refused on 1.
+	 */
+	bool probe_touched;
+
+	bool started;
+	atomic_bool stopping;
+
+	/* What happened, under lock. */
+	pthread_mutex_t lock;
+	unsigned conns;	   /* accepted so far */
+	int conn_fd;	   /* the one served now, or -1 */
+	unsigned held;	   /* hang_op requests read and not answered */
+	struct request log[LOG_MAX];
+	unsigned nlog;
+	uint64_t next_mirror;
+};
+
+static struct stand_in s;
+
+static void fill_hdr(struct hmmu_wire_hdr *out, const struct hmmu_wire_hdr *req,
+		     int status, size_t len, uint16_t flags)
+{
+	*out = (struct hmmu_wire_hdr){
+		.magic = HMMU_PROTO_MAGIC,
+		.op = req->op,
+		.flags = HMMU_MSG_REPLY | flags,
+		.len = (uint32_t)(sizeof(*out) + len),
+		.status = status,
+		.id = req->id,
+	};
+}
+
+static void reply_fds(int fd, const struct hmmu_wire_hdr *req, int status,
+		      const void *payload, size_t len, const int *fds,
+		      unsigned nfds)
+{
+	union {
+		struct hmmu_wire_hdr hdr;
+		char buf[HMMU_MSG_MAX];
+	} out;
+	union {
+		char buf[CMSG_SPACE(3 * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = out.buf,
+			     .iov_len = sizeof(out.hdr) + len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	memset(&out, 0, sizeof(out));
+	fill_hdr(&out.hdr, req, status, len, 0);
+	if (len)
+		memcpy(&out.hdr + 1, payload, len);
+	if (nfds) {
+		struct cmsghdr *c;
+
+		msg.msg_control = control.buf;
+		msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+	}
+	(void)!sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+static void reply(int fd, const struct hmmu_wire_hdr *req, int status,
+		  const void *payload, size_t len)
+{
+	reply_fds(fd, req, status, payload, len, NULL, 0);
+}
+
+/* An error reply with a reason, as hmmud sends them. */
+static void reply_reason(int fd, const struct hmmu_wire_hdr *req, int status,
+			 const char *reason)
+{
+	char payload[HMMU_REASON_MAX];
+	size_t len = HMMU_REASON_WIRE_SIZE(strlen(reason));
+	union {
+		struct hmmu_wire_hdr hdr;
+		char buf[HMMU_MSG_MAX];
+	} out;
+
+	memset(payload, 0, sizeof(payload));
+	memcpy(payload, reason, strlen(reason));
+	memset(&out, 0, sizeof(out));
+	fill_hdr(&out.hdr, req, status, len, HMMU_MSG_REASON);
+	memcpy(&out.hdr + 1, payload, len);
+	(void)!send(fd, out.buf, sizeof(out.hdr) + len, MSG_NOSIGNAL);
+}
+
+/* A memfd of @bytes, with @init written at its start. */
+static int memfd_of(size_t bytes, const void *init, size_t len)
+{
+	int fd = memfd_create("stand-in", MFD_CLOEXEC);
+
+	if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0 ||
+	    (len && pwrite(fd, init, len, 0) != (ssize_t)len))
+		abort();
+	return fd;
+}
+
+static void answer_failsafe(int fd, const struct hmmu_wire_hdr *req,
+			    unsigned conn)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct hmmu_failsafe_header hdr = {
+		.magic = HMMU_FAILSAFE_MAGIC,
+		.version = HMMU_FAILSAFE_VERSION,
+		.page_size = (uint32_t)page,
+		.slot_size = sizeof(struct hmmu_failsafe_slot),
+		.nslots = 0,
+		.slots_off = sizeof(hdr),
+		.data_off = page,
+		.bytes = page,
+	};
+	struct hmmu_wire_failsafe rep = { .generation = s.devfile[conn],
+					  .bytes = page };
+	int fds[3];
+
+	/* No page is ever held: any fd stands in for the userfaultfd. */
+	fds[0] = memfd_of(page, &hdr, sizeof(hdr));
+	fds[1] = eventfd(0, EFD_CLOEXEC);
+	fds[2] = (int)syscall(SYS_pidfd_open, s.daemon_pid[conn], 0);
+	if (fds[1] < 0 || fds[2] < 0)
+		abort();
+	reply_fds(fd, req, 0, &rep, sizeof(rep), fds, 3);
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+}
+
+static void answer_queue(int fd, const struct hmmu_wire_hdr *req,
+			 const void *payload)
+{
+	const struct hmmu_wire_queue_create *q = payload;
+	struct hmmu_wire_queue_reply rep = { .queue = 77 };
+	int fds[2];
+
+	rep.entries = 1;
+	while (rep.entries < q->entries)
+		rep.entries *= 2;
+	qring_layout(rep.entries, &rep.sqes_off, &rep.cqes_off, &rep.size);
+	fds[0] = memfd_of(rep.size, NULL, 0);
+	fds[1] = eventfd(0, EFD_CLOEXEC);
+	reply_fds(fd, req, 0, &rep, sizeof(rep), fds, 2);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* The answer of a daemon that holds whatever the request names. */
+static void answer(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
+		   const void *payload)
+{
+	char out[HMMU_MSG_MAX];
+
+	memset(out, 0, sizeof(out));
+	switch (req->op) {
+	case HMMU_OP_HELLO: {
+		struct hmmu_wire_hello_reply *r = (void *)out;
+
+		r->version = HMMU_PROTO_VERSION;
+		strcpy(r->release, "stand-in");
+		r->incarnation = s.incarnation[conn];
+		reply(fd, req, 0, r, sizeof(*r));
+		return;
+	}
+	case HMMU_OP_MIRROR_CREATE: {
+		struct hmmu_wire_mirror *r = (void *)out;
+
+		pthread_mutex_lock(&s.lock);
+		r->mirror = ++s.next_mirror;
+		pthread_mutex_unlock(&s.lock);
+		reply(fd, req, 0, r, sizeof(*r));
+		return;
+	}
+	case HMMU_OP_MIRROR_RESTORE:
+		if (s.restore_status)
+			reply_reason(fd, req, s.restore_status,
+				     "no state for this process");
+		else
+			reply(fd, req, 0, NULL, 0);
+		return;
+	case HMMU_OP_MIRROR_REGISTER: {
+		const struct hmmu_wire_register *r = payload;
+
+		if (s.probe_touched && !r->probe && conn == 0)
+			reply(fd, req, HMMU_STATUS_NEED_UFFD, NULL, 0);
+		else if (s.probe_touched && r->probe)
+			reply_reason(fd, req, -EFAULT, "the probe pages were "
+				     "touched");
+		else
+			reply(fd, req, 0, NULL, 0);
+		return;
+	}
+	case HMMU_OP_DEVICE_COUNT: {
+		struct hmmu_wire_count *r = (void *)out;
+
+		r->count = 7 + 100 * conn; /* says who answered */
+		reply(fd, req, 0, r, sizeof(*r));
+		return;
+	}
+	case HMMU_OP_DEVICE_INFO: {
+		const struct hmmu_wire_index *i = payload;
+		struct hmmu_wire_device_info *r = (void *)out;
+
+		snprintf(r->name, sizeof(r->name), "dev%u", i->index);
+		snprintf(r->model, sizeof(r->model), "conn%u", conn);
+		reply(fd, req, 0, r, sizeof(*r));
+		return;
+	}
+	case HMMU_OP_DEVICE_CMD: {
+		const struct hmmu_wire_device_cmd *c = payload;
+		struct hmmu_wire_prepare_result *r = (void *)out;
+
+		if (c->cmd == HMMU_CMD_MIGRATE_PREPARE &&
+		    s.prepare_status[conn]) {
+			reply(fd, req, s.prepare_status[conn], NULL, 0);
+			return;
+		}
+		/* Nothing to discard: no page ever leaves the client. */
+		r->devfile = s.devfile[conn];
+		reply(fd, req, 0, r,
+		      c->cmd == HMMU_CMD_MIGRATE_PREPARE ?
+			      sizeof(*r) : sizeof(struct hmmu_wire_cmd_result));
+		return;
+	}
+	case HMMU_OP_FAILSAFE:
+		answer_failsafe(fd, req, conn);
+		return;
+	case HMMU_OP_BUFFER_CREATE: {
+		const struct hmmu_wire_buffer_create *b = payload;
+		struct hmmu_wire_buffer r = { .buffer = 55, .bytes = b->bytes };
+		int mfd = memfd_of(b->bytes, NULL, 0);
+
+		reply_fds(fd, req, 0, &r, sizeof(r), &mfd, 1);
+		close(mfd);
+		return;
+	}
+	case HMMU_OP_QUEUE_CREATE:
+		answer_queue(fd, req, payload);
+		return;
+	default:
+		reply(fd, req, 0, out, hmmu_proto_reply_min_size(req->op));
+		return;
+	}
+}
+
+/* Serve one connection until it ends; false to stop serving. */
+static bool serve_one(int fd, unsigned conn)
+{
+	union {
+		struct hmmu_wire_hdr hdr;
+		char buf[HMMU_MSG_MAX];
+	} in;
+	ssize_t n;
+
+	while ((n = recv(fd, in.buf, sizeof(in.buf), MSG_CMSG_CLOEXEC)) >=
+	       (ssize_t)sizeof(in.hdr)) {
+		const void *payload = &in.hdr + 1;
+		bool hang = false;
+
+		pthread_mutex_lock(&s.lock);
+		if (s.nlog < LOG_MAX) {
+			struct request *r = &s.log[s.nlog++];
+
+			r->conn = conn;
+			r->hdr = in.hdr;
+			r->len = (size_t)n - sizeof(in.hdr);
+			memcpy(r->payload, payload, r->len);
+		}
+		if (conn == 0 && s.hang_op && in.hdr.op == s.hang_op)
+			hang = ++s.held == s.hang_count;
+		if (conn && conn == s.restore_dies &&
+		    in.hdr.op == HMMU_OP_MIRROR_RESTORE)
+			hang = true;
+		if (conn == 0 && s.probe_touched &&
+		    in.hdr.op == HMMU_OP_MIRROR_REGISTER &&
+		    ((const struct hmmu_wire_register *)payload)->probe)
+			hang = true;
+		pthread_mutex_unlock(&s.lock);
+		if (hang)
+			return conn || !s.gone_after_hang_up;
+		if (conn == 0 && in.hdr.op == s.hang_op)
+			continue; /* held: never answered */
+		if (!s.silent[conn])
+			answer(fd, conn, &in.hdr, payload);
+	}
+	return true;
+}
+
+static void *serve(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept4(s.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		unsigned conn;
+		bool more;
+
+		if (fd < 0 || atomic_load(&s.stopping)) {
+			if (fd >= 0)
+				close(fd);
+			return NULL;
+		}
+		pthread_mutex_lock(&s.lock);
+		conn = s.conns++;
+		s.conn_fd = fd;
+		pthread_mutex_unlock(&s.lock);
+		/* The script covers CONNS; later ones are as the last. */
+		if (conn >= CONNS)
+			conn = CONNS - 1;
+		more = serve_one(fd, conn);
+		pthread_mutex_lock(&s.lock);
+		s.conn_fd = -1;
+		pthread_mutex_unlock(&s.lock);
+		close(fd); /* the hang-up */
+		if (!more) {
+			/* hmmud is gone: nobody listens any more. */
+			close(s.listen_fd);
+			unlink(s.path);
+			s.listen_fd = -1;
+			return NULL;
+		}
+	}
+}
+
+static void stand_in_start(void)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+	strcpy(s.dir, "/tmp/hmmu-reconnect-XXXXXX");
+	cr_assert_not_null(mkdtemp(s.dir));
+	snprintf(s.path, sizeof(s.path), "%s/hmmud.sock", s.dir);
+	strcpy(addr.sun_path, s.path);
+	s.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	cr_assert_geq(s.listen_fd, 0);
+	cr_assert_eq(bind(s.listen_fd, (struct sockaddr *)&addr, sizeof(addr)),
+		     0);
+	cr_assert_eq(listen(s.listen_fd, 4), 0);
+	s.conn_fd = -1;
+	pthread_mutex_init(&s.lock, NULL);
+	cr_assert_eq(pthread_create(&s.thread, NULL, serve, NULL), 0);
+	s.started = true;
+}
+
+/* The script's defaults: the same incarnation on every connection. */
+static void setup(void)
+{
+	memset(&s, 0, sizeof(s));
+	for (unsigned i = 0; i < CONNS; i++)
+		s.incarnation[i] = INCARNATION;
+	s.hang_count = 1;
+	unsetenv("HMMU_CONNECT_TIMEOUT_MS");
+}
+
+/* After the client's last disconnect. */
+static void teardown(void)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (s.started) {
+		/* Out of a connection, then out of accept(): a last one. */
+		atomic_store(&s.stopping, true);
+		pthread_mutex_lock(&s.lock);
+		if (s.conn_fd >= 0)
+			shutdown(s.conn_fd, SHUT_RDWR);
+		pthread_mutex_unlock(&s.lock);
+		strcpy(addr.sun_path, s.path);
+		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		(void)!connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+		pthread_join(s.thread, NULL);
+		close(fd);
+		if (s.listen_fd >= 0) {
+			close(s.listen_fd);
+			unlink(s.path);
+		}
+		rmdir(s.dir);
+	}
+	for (unsigned i = 0; i < CONNS; i++)
+		if (s.daemon_pid[i] > 0) {
+			kill(s.daemon_pid[i], SIGKILL);
+			waitpid(s.daemon_pid[i], NULL, 0);
+		}
+}
+
+TestSuite(reconnect, .init = setup, .fini = teardown, .timeout = 60);
+
+/* The stand-in hangs up on connection @conn, idle, as a dying daemon. */
+static void hang_up_now(void)
+{
+	pthread_mutex_lock(&s.lock);
+	if (s.conn_fd >= 0)
+		shutdown(s.conn_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&s.lock);
+}
+
+/* The requests of @op the stand-in read, in order, into @out. */
+static unsigned logged(unsigned op, const struct request **out, unsigned max)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&s.lock);
+	for (unsigned i = 0; i < s.nlog; i++)
+		if (s.log[i].hdr.op == op && n < max)
+			out[n++] = &s.log[i];
+	pthread_mutex_unlock(&s.lock);
+	return n;
+}
+
+static const struct request *restore_of(uint64_t mirror)
+{
+	const struct request *r[16];
+	unsigned n = logged(HMMU_OP_MIRROR_RESTORE, r, 16);
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct hmmu_wire_mirror_restore *p =
+			(const void *)r[i]->payload;
+
+		if (p->mirror == mirror)
+			return r[i];
+	}
+	return NULL;
+}
+
+static void expect_restore(uint64_t mirror, const char *device,
+			   uint32_t flags)
+{
+	const struct request *r = restore_of(mirror);
+	const struct hmmu_wire_mirror_restore *p;
+
+	cr_assert_not_null(r, "no MIRROR_RESTORE of mirror %llu",
+			   (unsigned long long)mirror);
+	p = (const void *)r->payload;
+	cr_expect_eq(r->conn, 1u);
+	cr_expect_eq(r->len, sizeof(*p));
+	cr_expect_str_eq(p->device, device, "mirror %llu",
+			 (unsigned long long)mirror);
+	cr_expect_eq(p->flags, flags, "mirror %llu: flags %#x, want %#x",
+		     (unsigned long long)mirror, p->flags, flags);
+	cr_expect_eq(p->reserved, 0u);
+}
+
+static unsigned conns_accepted(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&s.lock);
+	n = s.conns;
+	pthread_mutex_unlock(&s.lock);
+	return n;
+}
+
+static long long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+Test(reconnect, same_incarnation_restores_mirrors_and_answers_the_call)
+{
+	struct hmmu_mirror *fine, *coarse, *idle;
+	struct hmmu_device_info info;
+	const struct request *r[8];
+	struct hmmu *h;
+	unsigned n;
+	int err;
+
+	s.hang_op = HMMU_OP_DEVICE_INFO;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &fine), 0);
+	cr_assert_eq(hmmu_mirror_register(fine), 0);
+	cr_assert_eq(hmmu_mirror_create(h, "acc0", &coarse), 0);
+	cr_assert_eq(hmmu_mirror_set_coherence(coarse, HMMU_COHERENCE_COARSE),
+		     0);
+	cr_assert_eq(hmmu_mirror_register(coarse), 0);
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror1", &idle), 0);
+
+	/* Connection 0 reads it and hangs up; connection 1 answers it. */
+	err = hmmu_device_info(h, 5, &info);
+	cr_assert_eq(err, 0, "%s (%s)", strerror(-err), hmmu_error_detail());
+	cr_expect_str_eq(info.name, "dev5");
+	cr_expect_str_eq(info.model, "conn1", "answered by %s", info.model);
+	cr_expect_str_eq(hmmu_error_detail(), "");
+	cr_expect_eq(conns_accepted(), 2u);
+
+	expect_restore(1, "dmirror0", HMMU_RESTORE_REGISTERED);
+	expect_restore(2, "acc0",
+		       HMMU_RESTORE_REGISTERED | HMMU_RESTORE_COARSE);
+	expect_restore(3, "dmirror1", 0);
+
+	/* The same request, sent again: op, id, payload. */
+	n = logged(HMMU_OP_DEVICE_INFO, r, 8);
+	cr_assert_eq(n, 2u);
+	cr_expect_eq(r[0]->conn, 0u);
+	cr_expect_eq(r[1]->conn, 1u);
+	cr_expect_eq(r[1]->hdr.id, r[0]->hdr.id);
+	cr_expect_eq(r[1]->len, r[0]->len);
+	cr_expect_eq(memcmp(r[1]->payload, r[0]->payload, r[0]->len), 0);
+
+	/* On connection 1: HELLO, the three restores, then the request. */
+	pthread_mutex_lock(&s.lock);
+	for (unsigned i = 0, k = 0; i < s.nlog; i++) {
+		if (s.log[i].conn != 1)
+			continue;
+		if (k == 0)
+			cr_expect_eq(s.log[i].hdr.op, HMMU_OP_HELLO);
+		else if (k < 4)
+			cr_expect_eq(s.log[i].hdr.op, HMMU_OP_MIRROR_RESTORE,
+				     "request %u: op %u", k, s.log[i].hdr.op);
+		else if (k == 4)
+			cr_expect_eq(s.log[i].hdr.op, HMMU_OP_DEVICE_INFO);
+		k++;
+	}
+	pthread_mutex_unlock(&s.lock);
+
+	/* The mirrors work on; new calls go to connection 1. */
+	cr_expect_eq(hmmu_device_count(h), 107);
+	cr_expect_eq(hmmu_mirror_unregister(fine), 0);
+	hmmu_mirror_destroy(fine);
+	hmmu_mirror_destroy(coarse);
+	hmmu_mirror_destroy(idle);
+	hmmu_disconnect(h);
+}
+
+struct info_call {
+	struct hmmu *h;
+	unsigned index;
+	int err;
+	struct hmmu_device_info info;
+};
+
+static void *info_thread(void *arg)
+{
+	struct info_call *c = arg;
+
+	c->err = hmmu_device_info(c->h, c->index, &c->info);
+	return NULL;
+}
+
+Test(reconnect, every_call_in_flight_is_sent_again_and_answered)
+{
+	struct info_call c[4];
+	pthread_t t[4];
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+
+	/* Hang up once all four are in: each waits for its reply. */
+	s.hang_op = HMMU_OP_DEVICE_INFO;
+	s.hang_count = 4;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	for (unsigned i = 0; i < 4; i++) {
+		c[i] = (struct info_call){ .h = h, .index = 10 + i };
+		cr_assert_eq(pthread_create(&t[i], NULL, info_thread, &c[i]),
+			     0);
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		char want[16];
+
+		pthread_join(t[i], NULL);
+		snprintf(want, sizeof(want), "dev%u", 10 + i);
+		cr_expect_eq(c[i].err, 0, "call %u: %s", i,
+			     strerror(-c[i].err));
+		cr_expect_str_eq(c[i].info.name, want);
+		cr_expect_str_eq(c[i].info.model, "conn1");
+	}
+	cr_expect_eq(conns_accepted(), 2u);
+	expect_restore(1, "dmirror0", HMMU_RESTORE_REGISTERED);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(reconnect, a_hang_up_while_idle_is_met_by_the_next_call)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_device_count(h), 7);
+	hang_up_now();
+	/* Its send fails, or its reply never comes: either way, again. */
+	for (int i = 0; i < 3; i++)
+		cr_expect_eq(hmmu_device_count(h), 107, "%s",
+			     hmmu_error_detail());
+	expect_restore(1, "dmirror0", 0);
+	/* A mirror made now is not made again by mistake, nor lost. */
+	hmmu_mirror_destroy(m);
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror1", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(reconnect, another_incarnation_is_eshutdown_naming_the_restart)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	char want[64];
+	int err;
+
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.incarnation[1] = 0x99;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	snprintf(want, sizeof(want), "incarnation %016llx, now %016llx",
+		 INCARNATION, 0x99ull);
+	cr_expect(strstr(hmmu_error_detail(), "hmmud restarted without this "
+			 "process's state") &&
+			  strstr(hmmu_error_detail(), want),
+		  "'%s'", hmmu_error_detail());
+	/* Every later call, a mirror's too, and nothing made again. */
+	cr_expect_eq(hmmu_mirror_unregister(m), -ESHUTDOWN);
+	cr_expect(strstr(hmmu_error_detail(), "hmmud restarted"), "'%s'",
+		  hmmu_error_detail());
+	cr_expect_eq(hmmu_device_count(h), -ESHUTDOWN);
+	cr_expect_null(restore_of(1));
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(reconnect, a_daemon_without_incarnations_is_econnreset_as_before)
+{
+	struct hmmu *h;
+	int err;
+
+	/* Incarnation 0: an hmmud before §11. No reconnection is tried. */
+	s.incarnation[0] = 0;
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ECONNRESET, "%d (%s)", err, strerror(-err));
+	cr_expect(strstr(hmmu_error_detail(), "hmmud went away"), "'%s'",
+		  hmmu_error_detail());
+	cr_expect_eq(conns_accepted(), 1u);
+	hmmu_disconnect(h);
+}
+
+Test(reconnect, nobody_listening_after_the_hang_up_fails_at_once)
+{
+	struct hmmu *h;
+	long long t0;
+	int err;
+
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.gone_after_hang_up = true;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	t0 = now_ms();
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ECONNRESET, "%d (%s)", err, strerror(-err));
+	cr_expect_lt(now_ms() - t0, 1000, "took %lld ms", now_ms() - t0);
+	cr_expect(strstr(hmmu_error_detail(), "hmmud went away") &&
+			  strstr(hmmu_error_detail(), s.path),
+		  "'%s'", hmmu_error_detail());
+	cr_expect_eq(hmmu_device_count(h), -ECONNRESET);
+	hmmu_disconnect(h);
+}
+
+Test(reconnect, a_successor_that_never_answers_is_dead_after_the_timeout)
+{
+	struct hmmu *h;
+	long long t0, took;
+	int err;
+
+	setenv("HMMU_CONNECT_TIMEOUT_MS", "300", 1);
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.silent[1] = true;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	t0 = now_ms();
+	err = hmmu_device_count(h);
+	took = now_ms() - t0;
+	cr_expect_eq(err, -ECONNRESET, "%d (%s)", err, strerror(-err));
+	cr_expect(took >= 250 && took < 3000, "took %lld ms", took);
+	cr_expect(strstr(hmmu_error_detail(), "did not answer within 300 ms"),
+		  "'%s'", hmmu_error_detail());
+	hmmu_disconnect(h);
+}
+
+Test(reconnect, a_refused_restore_is_eshutdown_with_its_reason)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	int err;
+
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.restore_status = -ESTALE;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	cr_expect(strstr(hmmu_error_detail(), "mirror 1 on dmirror0") &&
+			  strstr(hmmu_error_detail(), "ESTALE") &&
+			  strstr(hmmu_error_detail(),
+				 "no state for this process"),
+		  "'%s'", hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+struct waiter {
+	struct hmmu_queue *q;
+	int err;
+	long long took;
+};
+
+static void *wait_thread(void *arg)
+{
+	struct waiter *w = arg;
+	struct hmmu_cqe cqe;
+	long long t0 = now_ms();
+
+	/* No timeout: only the restart can end it. */
+	w->err = hmmu_queue_wait(w->q, &cqe, 1, 1, -1);
+	w->took = now_ms() - t0;
+	return NULL;
+}
+
+Test(reconnect, queues_and_buffers_die_with_a_restart_mirrors_do_not)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	const struct request *r[8];
+	struct hmmu_buffer *b;
+	struct hmmu_queue *q;
+	struct hmmu_mirror *m;
+	struct hmmu_cmd c = { .npages = 1 };
+	struct waiter w = { 0 };
+	pthread_t t;
+	struct hmmu *h;
+	void *addr;
+	char *mem;
+
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	stand_in_start();
+	mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	c.addr = (uintptr_t)mem;
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	cr_assert_eq(hmmu_buffer_create(h, page, &addr, &b), 0, "%s",
+		     hmmu_error_detail());
+	cr_assert_eq(hmmu_device_read_buffer(m, &c, b, 0), 0);
+	cr_assert_eq(hmmu_queue_create(m, 4, &q), 0, "%s",
+		     hmmu_error_detail());
+	w.q = q;
+	cr_assert_eq(pthread_create(&t, NULL, wait_thread, &w), 0);
+	usleep(50 * 1000); /* asleep in it */
+
+	cr_assert_eq(hmmu_device_count(h), 107, "%s", hmmu_error_detail());
+	pthread_join(t, NULL);
+	cr_expect_eq(w.err, -ESHUTDOWN, "queue wait: %d", w.err);
+	cr_expect_lt(w.took, 2000, "the waiter took %lld ms", w.took);
+
+	cr_expect_eq(hmmu_device_read_buffer(m, &c, b, 0), -ESHUTDOWN);
+	cr_expect(strstr(hmmu_error_detail(), "hmmud restarted; queues and "
+			 "shared buffers are not made again"),
+		  "'%s'", hmmu_error_detail());
+	cr_expect_eq(hmmu_queue_nop(q, 1), -ESHUTDOWN);
+	cr_expect_eq(hmmu_queue_submit(q), -ESHUTDOWN);
+	cr_expect(strstr(hmmu_error_detail(), "hmmud restarted"), "'%s'",
+		  hmmu_error_detail());
+	/* The mirror works on, and new buffers do. */
+	cr_expect_eq(hmmu_device_read(m, &c, mem), 0, "%s",
+		     hmmu_error_detail());
+	hmmu_queue_destroy(q);
+	hmmu_buffer_destroy(b);
+	cr_assert_eq(hmmu_buffer_create(h, page, &addr, &b), 0);
+	cr_expect_eq(hmmu_device_read_buffer(m, &c, b, 0), 0, "%s",
+		     hmmu_error_detail());
+	hmmu_buffer_destroy(b);
+	/* Nothing was destroyed on the successor that it never made. */
+	cr_expect_eq(logged(HMMU_OP_QUEUE_DESTROY, r, 8), 0u);
+	cr_expect_eq(logged(HMMU_OP_BUFFER_DESTROY, r, 8), 1u);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, page);
+}
+
+/* ---- with the failsafe armed ------------------------------------------- */
+
+/* A process to stand for hmmud's pid: FAILSAFE sends a pidfd of it. */
+static pid_t fake_daemon(void)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		/*
+		 * Gone with the test, whatever becomes of it, and off its
+		 * output, which ctest reads to the end.
+		 */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(null, 1);
+		dup2(null, 2);
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+/* How many of our fds are pidfds of @pid. */
+static int pidfds_of(pid_t pid)
+{
+	DIR *d = opendir("/proc/self/fdinfo");
+	struct dirent *e;
+	char want[32];
+	int n = 0;
+
+	cr_assert_not_null(d);
+	snprintf(want, sizeof(want), "\nPid:\t%d\n", pid);
+	while ((e = readdir(d))) {
+		char path[300], buf[1024];
+		ssize_t len;
+		int fd;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf + 1, sizeof(buf) - 2);
+		close(fd);
+		buf[0] = '\n';
+		buf[len > 0 ? len + 1 : 1] = '\0';
+		n += strstr(buf, want) != NULL;
+	}
+	closedir(d);
+	return n;
+}
+
+static int threads_running(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	cr_assert_not_null(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+Test(reconnect, the_failsafe_watcher_reconnects_and_then_watches_the_successor)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct hmmu_mirror *m;
+	struct hmmu_cmd c = { .npages = 1 };
+	struct hmmu *h;
+	int threads, err;
+	char *mem;
+
+	s.daemon_pid[0] = fake_daemon();
+	s.daemon_pid[1] = fake_daemon();
+	s.daemon_pid[2] = fake_daemon();
+	s.devfile[0] = s.devfile[1] = 5;
+	s.incarnation[2] = 0x77; /* the third start kept nothing */
+	stand_in_start();
+	mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	c.addr = (uintptr_t)mem;
+	threads = threads_running();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	/* Armed: the file, a watcher, and the first daemon's pidfd. */
+	cr_assert_eq(hmmu_migrate_to_device(m, &c), 0, "%s",
+		     hmmu_error_detail());
+	cr_assert_eq(threads_running(), threads + 1);
+	cr_assert_eq(pidfds_of(s.daemon_pid[0]), 1);
+
+	/* The first dies: the watcher reconnects, with no call in flight. */
+	kill(s.daemon_pid[0], SIGKILL);
+	hang_up_now();
+	for (int i = 0; i < 500 && pidfds_of(s.daemon_pid[1]) == 0; i++)
+		usleep(10 * 1000);
+	cr_expect_eq(pidfds_of(s.daemon_pid[1]), 1, "the successor's pidfd");
+	cr_expect_eq(pidfds_of(s.daemon_pid[0]), 0, "the old pidfd is kept");
+	cr_expect_eq(conns_accepted(), 2u);
+	expect_restore(1, "dmirror0", HMMU_RESTORE_REGISTERED);
+	cr_expect_eq(hmmu_device_count(h), 107, "%s", hmmu_error_detail());
+	cr_expect_eq(threads_running(), threads + 1);
+
+	/*
+	 * The successor dies too, and the next start has nothing: dead. The
+	 * watcher waits for the successor's exit, not the first's, then
+	 * brings home what is held (nothing).
+	 */
+	kill(s.daemon_pid[1], SIGKILL);
+	hang_up_now();
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	cr_expect(strstr(hmmu_error_detail(), "hmmud restarted without this "
+			 "process's state") &&
+			  strstr(hmmu_error_detail(), "brought home"),
+		  "'%s'", hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	cr_expect_eq(threads_running(), threads);
+	cr_expect_eq(pidfds_of(s.daemon_pid[1]), 0);
+	munmap(mem, page);
+}
+
+/* Armed, with a call in flight when the first daemon dies. */
+static struct hmmu *armed(struct hmmu_mirror **m, char **mem)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct hmmu_cmd c = { .npages = 1 };
+	struct hmmu *h;
+
+	*mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(*mem, MAP_FAILED);
+	c.addr = (uintptr_t)*mem;
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", m), 0);
+	cr_assert_eq(hmmu_mirror_register(*m), 0);
+	cr_assert_eq(hmmu_migrate_to_device(*m, &c), 0, "%s",
+		     hmmu_error_detail());
+	return h;
+}
+
+Test(reconnect, a_refused_restore_leaves_the_pages_to_the_daemon_that_kept_them)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	long long t0;
+	char *mem;
+	int err;
+
+	/*
+	 * The same incarnation: the successor holds the state, and brings
+	 * the pages home itself once the connection is gone. The watcher
+	 * must not race it: no rescue, no wait for a daemon's exit.
+	 */
+	s.daemon_pid[0] = fake_daemon();
+	s.devfile[0] = 5;
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.restore_status = -EDQUOT;
+	stand_in_start();
+	h = armed(&m, &mem);
+	t0 = now_ms();
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	cr_expect_lt(now_ms() - t0, 2000, "took %lld ms", now_ms() - t0);
+	cr_expect(strstr(hmmu_error_detail(), "EDQUOT") &&
+			  strstr(hmmu_error_detail(), "hmmud kept the pages") &&
+			  !strstr(hmmu_error_detail(), "brought home"),
+		  "'%s'", hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+Test(reconnect, a_successor_that_could_not_adopt_us_leaves_the_rescue_to_us)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	char *mem;
+	int err;
+
+	/* -ESTALE: the same incarnation, but our process was not adopted. */
+	s.daemon_pid[0] = fake_daemon();
+	s.devfile[0] = 5;
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.restore_status = -ESTALE;
+	stand_in_start();
+	h = armed(&m, &mem);
+	kill(s.daemon_pid[0], SIGKILL); /* the first daemon is dead */
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	cr_expect(strstr(hmmu_error_detail(), "ESTALE") &&
+			  strstr(hmmu_error_detail(), "brought home"),
+		  "'%s'", hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+Test(reconnect, a_prepare_sent_again_and_refused_is_finished_all_the_same)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct hmmu_cmd c = { .npages = 1 };
+	const struct request *r[16];
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	bool finished = false;
+	unsigned n;
+	char *mem;
+	int err;
+
+	/*
+	 * The first daemon dies with the PREPARE in flight: it may have
+	 * prepared, and its successor adopted those pages as being migrated.
+	 * Sent again, the PREPARE is refused; only a FINISH lets them go.
+	 */
+	s.daemon_pid[0] = fake_daemon();
+	s.daemon_pid[1] = fake_daemon();
+	s.devfile[0] = s.devfile[1] = 5;
+	s.hang_op = HMMU_OP_DEVICE_CMD;
+	s.prepare_status[1] = -EBUSY;
+	stand_in_start();
+	mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	c.addr = (uintptr_t)mem;
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	err = hmmu_migrate_to_device(m, &c);
+	cr_expect_eq(err, -EBUSY, "%d (%s)", err, strerror(-err));
+	n = logged(HMMU_OP_DEVICE_CMD, r, 16);
+	for (unsigned i = 0; i < n; i++) {
+		const struct hmmu_wire_device_cmd *d = (const void *)r[i]->payload;
+
+		if (r[i]->conn == 1 && d->cmd == HMMU_CMD_MIGRATE_FINISH)
+			finished = d->addr == c.addr && d->npages == 1;
+	}
+	cr_expect(finished, "no FINISH of the range after the PREPARE refused");
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, page);
+}
+
+Test(reconnect, a_successor_that_dies_in_turn_is_followed_by_the_next)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	int err;
+
+	/* Connection 1 dies at the restore; connection 2 serves. */
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.restore_dies = 1;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	cr_assert_eq(hmmu_mirror_register(m), 0);
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, 207, "%d (%s)", err, hmmu_error_detail());
+	cr_expect_eq(conns_accepted(), 3u);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+Test(reconnect, a_registration_whose_probe_was_touched_is_made_again)
+{
+	const struct request *r[8];
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	unsigned n;
+	int err;
+
+	/*
+	 * The daemon that died may have read the probe pages; its successor
+	 * refuses them (-EFAULT). Registered anew, the mirror joins the
+	 * state the successor holds.
+	 */
+	int uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	/* The library makes one to send: the test needs the kernel's leave. */
+	if (uffd < 0)
+		cr_skip_test("no userfaultfd for this user: %s", strerror(errno));
+	close(uffd);
+	s.probe_touched = true;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
+	err = hmmu_mirror_register(m);
+	cr_expect_eq(err, 0, "%d (%s)", err, hmmu_error_detail());
+	n = logged(HMMU_OP_MIRROR_REGISTER, r, 8);
+	cr_assert_eq(n, 4u, "%u registrations", n);
+	cr_expect(r[2]->conn == 1 &&
+			  ((const struct hmmu_wire_register *)r[2]->payload)->probe,
+		  "the one with the probe, sent again");
+	cr_expect(r[3]->conn == 1 &&
+			  !((const struct hmmu_wire_register *)r[3]->payload)->probe,
+		  "then made again from the start");
+	/* Registered, as the daemon said last: a restart makes it so. */
+	cr_expect_eq(hmmu_mirror_unregister(m), 0);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
