@@ -18,25 +18,33 @@
  *
  *   FREE ──reserve──► COPYING ──end of PREPARE, before its reply──► HELD
  *     ▲                  │                                           │
- *     └──rolled back─────┘      └──copied back into the client (UFFDIO_COPY
- *     └──────────────────────────  succeeded or EEXIST), discarded by the
- *                                  client, unmapped, or the mirror dropped
+ *     └──rolled back─────┘            hmmud read the client's discard│
+ *     │                                                              ▼
+ *     │      SETTLED ◄──copy back tried again── RETURNING ◄──────── SETTLED
+ *     │                                            │  about to be copied back
+ *     └────────────────────────────────────────────┘  (UFFDIO_COPY)
  *
- * HELD ──about to be copied back (UFFDIO_COPY)──► RETURNING ──► FREE
+ * and from HELD, SETTLED or RETURNING to FREE when the page is copied back
+ * (UFFDIO_COPY succeeded or EEXIST), rolled back at FINISH (not discarded),
+ * unmapped, or its mirror dropped.
  *
  * COPYING: the data page is being filled; the client's page surely exists.
- * RETURNING: as HELD for the client (the data page is the page's contents
- * unless the client's page exists); for a successor of hmmud it also says
- * that a client page that exists is this one come home, not one still
- * to be discarded by a migration (which HELD says).
  * HELD: the data page is complete and is the page's contents, unless the
- * client's page exists (a copy that came back, or one the client never
- * discarded): UFFDIO_COPY then says EEXIST and the client's page stays.
+ * client's page exists (one the client has not discarded yet, or never
+ * will): UFFDIO_COPY then says EEXIST and the client's page stays. For a
+ * successor of hmmud, the page is still being migrated: the client's
+ * discard (a REMOVE event) may wait unread in the userfaultfd.
+ * SETTLED: as HELD for the client; for a successor, hmmud has seen the
+ * discard: a REMOVE that comes now is the program's own (MADV_DONTNEED of
+ * a page in device memory), whose data it throws away.
+ * RETURNING: as HELD for the client; for a successor it also says that a
+ * client page that exists is this one come home.
  * The address is written before the state (a release store); a reader
  * loads the state with acquire, then the address. mremap of a HELD page
  * rewrites its address in place (one atomic store).
  *
- * held counts the HELD slots (a hint for a report, not a bound on a scan).
+ * held counts the live slots, HELD, SETTLED or RETURNING (a hint for a
+ * report, not a bound on a scan).
  * gen is the generation FAILSAFE's reply names: a successor of hmmud that
  * adopts the file from the fd store goes on with it.
  */
@@ -47,14 +55,22 @@
 #include <stdint.h>
 
 #define HMMU_FAILSAFE_MAGIC 0x53464d48u /* "HMFS" in memory order */
-#define HMMU_FAILSAFE_VERSION 2u /* 2: RETURNING */
+#define HMMU_FAILSAFE_VERSION 3u /* 2: RETURNING; 3: SETTLED */
 
 enum hmmu_failsafe_state {
 	HMMU_SLOT_FREE = 0,
 	HMMU_SLOT_COPYING = 1,
 	HMMU_SLOT_HELD = 2,
 	HMMU_SLOT_RETURNING = 3,
+	HMMU_SLOT_SETTLED = 4,
 };
+
+/* A slot whose data page is a page of the client's (if it has none). */
+static inline int hmmu_failsafe_slot_live(uint32_t state)
+{
+	return state == HMMU_SLOT_HELD || state == HMMU_SLOT_SETTLED ||
+	       state == HMMU_SLOT_RETURNING;
+}
 
 struct hmmu_failsafe_slot {
 	_Atomic uint64_t addr; /* the client's page address */

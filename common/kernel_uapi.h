@@ -70,10 +70,14 @@
  */
 #ifndef PM_PRESENT
 #define PM_PRESENT (1ull << 63)
+#define PM_SWAP (1ull << 62)	       /* or any other swap-type entry */
 #define PM_FILE (1ull << 61)	       /* page cache or shared anon */
 #define PM_UFFD_WP (1ull << 57)	       /* 5.13 */
 #define PM_MMAP_EXCLUSIVE (1ull << 56) /* 4.2 */
 #define PM_PFN_MASK ((1ull << 55) - 1)
+/* With PM_SWAP: the entry's swap type, 5 bits; the last is a PTE marker. */
+#define PM_SWAP_TYPE_MASK 0x1full
+#define PM_SWAP_TYPE_PTE_MARKER 0x1full
 #endif
 
 /* PAGEMAP_SCAN on /proc/PID/pagemap (6.7). */

@@ -269,14 +269,33 @@ void failsafe_slot_hold(struct failsafe *fs, uint32_t slot)
 	atomic_fetch_add_explicit(&fs->hdr->held, 1, memory_order_relaxed);
 }
 
-void failsafe_slot_returning(struct failsafe *fs, uint32_t slot, bool on)
+void failsafe_slot_settle(struct failsafe *fs, uint32_t slot)
 {
-	uint32_t from = on ? HMMU_SLOT_HELD : HMMU_SLOT_RETURNING;
+	uint32_t from = HMMU_SLOT_HELD;
 
 	atomic_compare_exchange_strong_explicit(
-		&fs->slots[slot].state, &from,
-		on ? HMMU_SLOT_RETURNING : HMMU_SLOT_HELD,
+		&fs->slots[slot].state, &from, HMMU_SLOT_SETTLED,
 		memory_order_release, memory_order_relaxed);
+}
+
+uint32_t failsafe_slot_return(struct failsafe *fs, uint32_t slot)
+{
+	_Atomic uint32_t *state = &fs->slots[slot].state;
+	uint32_t was = atomic_load_explicit(state, memory_order_relaxed);
+
+	if (was == HMMU_SLOT_HELD || was == HMMU_SLOT_SETTLED)
+		atomic_store_explicit(state, HMMU_SLOT_RETURNING,
+				      memory_order_release);
+	return was;
+}
+
+void failsafe_slot_unreturn(struct failsafe *fs, uint32_t slot, uint32_t was)
+{
+	uint32_t from = HMMU_SLOT_RETURNING;
+
+	atomic_compare_exchange_strong_explicit(&fs->slots[slot].state, &from,
+						was, memory_order_release,
+						memory_order_relaxed);
 }
 
 void failsafe_slot_move(struct failsafe *fs, uint32_t slot, uint64_t addr)
@@ -334,7 +353,7 @@ void failsafe_slot_free(struct failsafe *fs, uint32_t slot)
 	uint32_t was = atomic_exchange_explicit(&s->state, HMMU_SLOT_FREE,
 						memory_order_release);
 
-	if (was == HMMU_SLOT_HELD || was == HMMU_SLOT_RETURNING)
+	if (hmmu_failsafe_slot_live(was))
 		atomic_fetch_sub_explicit(&fs->hdr->held, 1,
 					  memory_order_relaxed);
 	fs->used--;
@@ -368,7 +387,7 @@ static int adopt_slot(struct failsafe *fs, struct run *r, uint32_t i,
 
 int failsafe_adopt(int fd, struct failsafe **out,
 		   void (*held)(void *arg, uint32_t slot, uint64_t addr,
-				unsigned dev, void *data, bool returning),
+				unsigned dev, void *data, uint32_t state),
 		   void *arg)
 {
 	struct hmmu_failsafe_header want;
@@ -413,8 +432,7 @@ int failsafe_adopt(int fd, struct failsafe **out,
 
 			if (state == HMMU_SLOT_COPYING)
 				atomic_store(&s->state, HMMU_SLOT_FREE);
-			if ((state == HMMU_SLOT_HELD ||
-			     state == HMMU_SLOT_RETURNING) &&
+			if (hmmu_failsafe_slot_live(state) &&
 			    adopt_slot(fs, r, i, true) < 0) {
 				fs->fd = -1;
 				failsafe_destroy(fs);
@@ -430,13 +448,11 @@ int failsafe_adopt(int fd, struct failsafe **out,
 			struct hmmu_failsafe_slot *s = &fs->slots[i];
 			uint32_t state = atomic_load(&s->state);
 
-			if (state != HMMU_SLOT_HELD &&
-			    state != HMMU_SLOT_RETURNING)
+			if (!hmmu_failsafe_slot_live(state))
 				continue;
 			s->device = d; /* the slot's run is its device */
 			held(arg, i, atomic_load(&s->addr), d,
-			     fs->data + (uint64_t)i * page_size(),
-			     state == HMMU_SLOT_RETURNING);
+			     fs->data + (uint64_t)i * page_size(), state);
 		}
 	}
 	atomic_store(&fs->hdr->held, fs->used);

@@ -38,11 +38,15 @@ int failsafe_slot_alloc(struct failsafe *fs, unsigned dev, uint64_t addr,
 			uint32_t *slot, void **data);
 /* COPYING -> HELD: the data page is complete (end of PREPARE). */
 void failsafe_slot_hold(struct failsafe *fs, uint32_t slot);
+/* HELD -> SETTLED: hmmud read the client's discard of the page. */
+void failsafe_slot_settle(struct failsafe *fs, uint32_t slot);
 /*
- * HELD -> RETURNING before the page is copied back into the client (@on),
- * RETURNING -> HELD if the copy must be tried again (!@on).
+ * HELD or SETTLED -> RETURNING before the page is copied back into the
+ * client; the state it had, for failsafe_slot_unreturn().
  */
-void failsafe_slot_returning(struct failsafe *fs, uint32_t slot, bool on);
+uint32_t failsafe_slot_return(struct failsafe *fs, uint32_t slot);
+/* RETURNING -> @was: the copy back must be tried again. */
+void failsafe_slot_unreturn(struct failsafe *fs, uint32_t slot, uint32_t was);
 /* A HELD page moved with its VMA (mremap). */
 void failsafe_slot_move(struct failsafe *fs, uint32_t slot, uint64_t addr);
 /* -> FREE, back on its device's free list. */
@@ -52,12 +56,12 @@ void failsafe_slot_free(struct failsafe *fs, uint32_t slot);
  * Take over the file @fd a predecessor made (from the fd store), if its
  * layout is the one failsafe_create() would make now: -EBADMSG if not.
  * Every COPYING slot becomes FREE (its CPU page exists); @held is called
- * for each HELD or RETURNING one (@returning), whose data page is at
- * @data. On success the file owns @fd.
+ * for each live one (HELD, SETTLED or RETURNING: @state), whose data page
+ * is at @data. On success the file owns @fd.
  */
 int failsafe_adopt(int fd, struct failsafe **out,
 		   void (*held)(void *arg, uint32_t slot, uint64_t addr,
-				unsigned dev, void *data, bool returning),
+				unsigned dev, void *data, uint32_t state),
 		   void *arg);
 /* No file made from now on has a generation <= @gen (adopted files). */
 void failsafe_gen_floor(uint64_t gen);

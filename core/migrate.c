@@ -28,6 +28,7 @@
 #include "device.h"
 #include "devmem.h"
 #include "failsafe.h"
+#include "../common/failsafe.h"
 #include "../lib/pagetable.h"
 
 #include <errno.h>
@@ -397,6 +398,8 @@ static int finish_page(uint64_t addr, struct pt_entry *e, void *arg)
 	if (dp->state == DP_DEVICE && dp->fresh) {
 		dp->fresh = 0;
 		fa->cpages++;
+		/* Its discard, if a REMOVE was lost with a predecessor. */
+		failsafe_slot_settle(dp->fs, dp->slot);
 	}
 	return 0;
 }
@@ -501,18 +504,19 @@ static int restore(struct process *p, uint64_t page, struct devpage *dp)
 		.owner = dp->owner->dev,
 	};
 	const void *src = device_to_ram(dp->owner, page, dp->mem);
+	uint32_t was;
 	int err;
 
 	process_invalidate_range_start(p, &r);
 	/* A successor must tell this page come home from one to discard. */
-	failsafe_slot_returning(dp->fs, dp->slot, true);
+	was = failsafe_slot_return(dp->fs, dp->slot);
 	err = process_fill_page(p, page, src, 0);
 	if (uffdio_verdict(UFFDIO_COPY, err) == UFFDIO_FAILED)
 		log_err("client %d: UFFDIO_COPY %#" PRIx64 ": %s", p->pid, page,
 			strerror(-err));
 	process_invalidate_end(p);
 	if (err == -EAGAIN) {
-		failsafe_slot_returning(dp->fs, dp->slot, false);
+		failsafe_slot_unreturn(dp->fs, dp->slot, was);
 		return err;
 	}
 	forget(p, page);
@@ -665,7 +669,12 @@ struct adoption {
 	int err;
 };
 
-/* Does the client's page at @addr exist (present or swapped)? */
+/*
+ * Does the client's page at @addr exist (present, swapped out, or being
+ * moved by the kernel)? A uffd-wp marker left on a missing page (what
+ * UFFDIO_WRITEPROTECT puts in an empty entry under WP_UNPOPULATED) reads
+ * as a swap entry too, of the last swap type: that is no page.
+ */
 static bool cpu_page_exists(struct process *p, uint64_t addr)
 {
 	uint64_t word = 0;
@@ -673,11 +682,29 @@ static bool cpu_page_exists(struct process *p, uint64_t addr)
 	if (pread(p->pagemap_fd, &word, sizeof(word),
 		  (off_t)(addr / page_size() * sizeof(word))) != sizeof(word))
 		return false;
-	return word & (3ull << 62); /* PM_PRESENT, PM_SWAP */
+	if (word & PM_PRESENT)
+		return true;
+	return (word & PM_SWAP) &&
+	       (word & PM_SWAP_TYPE_MASK) != PM_SWAP_TYPE_PTE_MARKER;
 }
 
+/*
+ * A live slot of the predecessor's, by its journal state (failsafe.h) and
+ * whether the client has the page now:
+ *
+ *   RETURNING, page there   came home: the slot is free
+ *   SETTLED, page there     cannot be (coming home is RETURNING first);
+ *                           the CPU's page is what the program sees
+ *   HELD, page there        being migrated: the client has not discarded
+ *                           it yet, or never will (its FINISH rolls it back)
+ *   HELD, no page           discarded, its REMOVE perhaps unread: the
+ *                           device's, fresh as in a migration not finished
+ *   SETTLED, no page        the device's
+ *   RETURNING, no page      the device's, its copy back to be tried again;
+ *                           whether its REMOVE was read is not known: HELD
+ */
 static void adopt_held(void *arg, uint32_t slot, uint64_t addr, unsigned dev,
-		       void *data, bool returning)
+		       void *data, uint32_t state)
 {
 	struct adoption *a = arg;
 	struct process *p = a->p;
@@ -688,13 +715,18 @@ static void adopt_held(void *arg, uint32_t slot, uint64_t addr, unsigned dev,
 
 	if (a->err)
 		return;
-	/* On its way home: home if the client has it, else in device memory. */
-	if (returning && exists) {
+	if (exists && state != HMMU_SLOT_HELD) {
+		if (state == HMMU_SLOT_SETTLED)
+			log_warn("client %d: page %#" PRIx64 " is in device "
+				 "memory and on the CPU: keeping the CPU's",
+				 p->pid, addr);
 		failsafe_slot_free(p->devfile, slot);
 		return;
 	}
-	if (returning)
-		failsafe_slot_returning(p->devfile, slot, false);
+	if (state == HMMU_SLOT_RETURNING) {
+		failsafe_slot_unreturn(p->devfile, slot, HMMU_SLOT_HELD);
+		state = HMMU_SLOT_HELD;
+	}
 	if (!m || addr % page_size() || addr >= PT_VA_LIMIT || lookup(p, addr)) {
 		a->err = -EBADMSG;
 		return;
@@ -717,9 +749,11 @@ static void adopt_held(void *arg, uint32_t slot, uint64_t addr, unsigned dev,
 		 * between PREPARE and the client's discard. The client either
 		 * discards it now (the REMOVE waits in the userfaultfd) or
 		 * sends its FINISH again, which rolls it back: as if the
-		 * migration were in flight, which it is.
+		 * migration were in flight, which it is. HELD without it:
+		 * discarded, and the REMOVE that says so is not to drop it.
 		 */
 		.state = exists ? DP_MIGRATING : DP_DEVICE,
+		.fresh = !exists && state == HMMU_SLOT_HELD,
 	};
 	/* The same devices, the same capacity: the pool has this page. */
 	if (devmem_take_page(m->dev->mem) < 0) {
@@ -969,6 +1003,8 @@ static int on_remove(uint64_t addr, struct pt_entry *e, void *arg)
 		/* madvise of a device-private page: its data is discarded. */
 		return push(gone, addr);
 	}
+	/* Seen: from now on a REMOVE of it is the program's (failsafe.h). */
+	failsafe_slot_settle(dp->fs, dp->slot);
 	return 0;
 }
 

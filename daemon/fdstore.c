@@ -3,18 +3,28 @@
 #include "../lib/log.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How long a message may wait for room in the manager's queue. */
 #define SEND_WAIT_MS 1000
 
 static bool enabled;
+
+static int64_t now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 void fdstore_enable(void)
 {
@@ -71,18 +81,32 @@ static int notify(const char *state, int fd)
 	s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s < 0)
 		return -errno;
-	/* Connected: poll then says when the manager's queue has room. */
+	/*
+	 * Connected: poll then says when the manager's queue has room. Room
+	 * seen may be taken by another thread's message before ours: try
+	 * again, until SEND_WAIT_MS have passed in all.
+	 */
 	if (connect(s, (struct sockaddr *)&addr, len) < 0)
 		err = -errno;
-	for (int tries = 0; !err && tries < 2; tries++) {
+	for (int64_t deadline = now_ms() + SEND_WAIT_MS; !err;) {
 		struct pollfd p = { .fd = s, .events = POLLOUT };
+		int64_t left = deadline - now_ms();
 
 		if (sendmsg(s, &msg, MSG_NOSIGNAL) >= 0)
 			break;
 		err = -errno;
-		if (err != -EAGAIN || tries)
+		if (err == -EINTR) {
+			err = 0;
+			continue;
+		}
+		if (err != -EAGAIN)
 			break;
-		err = poll(&p, 1, SEND_WAIT_MS) == 1 ? 0 : -ETIMEDOUT;
+		if (left <= 0) {
+			err = -ETIMEDOUT;
+			break;
+		}
+		if (poll(&p, 1, (int)left) >= 0 || errno == EINTR)
+			err = 0;
 	}
 	close(s);
 	return err;

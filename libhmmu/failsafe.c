@@ -510,9 +510,8 @@ static int collect_held(struct rescue *r, int memfd)
 			uint32_t state = atomic_load_explicit(
 				&s->state, memory_order_acquire);
 
-			/* RETURNING is HELD on its way home: the same to us. */
-			if (state != HMMU_SLOT_HELD &&
-			    state != HMMU_SLOT_RETURNING)
+			/* HELD, SETTLED, RETURNING: the same to us. */
+			if (!hmmu_failsafe_slot_live(state))
 				continue;
 			r->held[r->nheld++] = (struct held){
 				.addr = atomic_load_explicit(

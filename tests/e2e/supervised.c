@@ -91,16 +91,29 @@ void supervised_start(const char *const *sup, const char *const *svc)
 
 const char *supervised_slurp(const char *path)
 {
-	static char buf[65536];
-	ssize_t n = 0;
+	static char *buf;
+	static size_t cap;
+	size_t len = 1;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	buf[0] = '\n';
-	if (fd >= 0) {
-		n = read(fd, buf + 1, sizeof(buf) - 2);
-		close(fd);
+	/* The whole file, however long a crash loop made it. */
+	for (;;) {
+		ssize_t n;
+
+		if (!buf || cap - len < 4096) {
+			cap = cap ? cap * 2 : 65536;
+			buf = realloc(buf, cap);
+			cr_assert_not_null(buf);
+		}
+		n = fd >= 0 ? read(fd, buf + len, cap - len - 1) : 0;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
 	}
-	buf[1 + (n > 0 ? n : 0)] = '\0';
+	if (fd >= 0)
+		close(fd);
+	buf[0] = '\n';
+	buf[len] = '\0';
 	return buf;
 }
 
