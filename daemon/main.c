@@ -97,9 +97,9 @@ static void usage(FILE *f)
 		"  --socket-mode M who may connect, as an octal file mode (default 0660)\n"
 		"  --socket-group G the socket's group (default: hmmu, if it exists)\n"
 		"  --workers N     request worker threads (default: one per CPU)\n"
-		"  --adopt-grace MS keep clients' state in the fd store, and after a\n"
-		"                  restart wait MS for each client to reconnect\n"
-		"                  (default 0: keep none)\n"
+		"  --adopt-grace MS under a manager with an fd store, keep clients'\n"
+		"                  state there, and after a restart wait MS for each\n"
+		"                  client to reconnect (default 10000; 0: keep none)\n"
 		"  --limit NAME=N  bound what one client or user may make hmmud spend:\n");
 	limits_usage(f);
 	fprintf(f,
@@ -139,7 +139,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->workers = default_workers();
-	o->adopt_grace_ms = 0; /* off until libhmmu reconnects (restart.h) */
+	o->adopt_grace_ms = 10000; /* restart.h */
 	o->socket_mode = 0660;
 	while ((c = getopt_long(argc, argv, "s:d:w:fl:ch", longopts, NULL)) !=
 	       -1) {
@@ -889,8 +889,8 @@ static int run(const struct options *o)
 	signal(SIGPIPE, SIG_IGN);
 
 	/*
-	 * Under a service manager, state is kept for a successor (restart.h),
-	 * if asked: this libhmmu does not reconnect yet (issue 12).
+	 * Under a service manager with an fd store, state is kept for a
+	 * successor (restart.h), unless --adopt-grace 0 says not to.
 	 */
 	if (notify && o->adopt_grace_ms)
 		restart_init();

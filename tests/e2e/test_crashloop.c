@@ -465,19 +465,8 @@ Test(crashloop, sigkill_at_random_moments_loses_no_byte_without_the_fd_store)
 	crashloop(false);
 }
 
-/*
- * Not yet passing, so not run unless asked (HMMU_CRASHLOOP_FDSTORE=1): it
- * needs libhmmu's reconnection (branch i12-reconnect, not merged: it broke
- * security/migrating_pages_around_a_malloc_buffer_never_hangs), and with
- * it 60 rounds lost 57156 bytes and gave one -EBUSY (issue 12 stays open).
- */
 Test(crashloop, sigkill_at_random_moments_costs_no_error_under_the_fd_store)
 {
-	const char *on = getenv("HMMU_CRASHLOOP_FDSTORE");
-
-	if (!on || strcmp(on, "1") != 0)
-		cr_skip("needs libhmmu's reconnection, not merged yet (issue "
-			"12, open): set HMMU_CRASHLOOP_FDSTORE=1 to run it");
 	crashloop(true);
 }
 
@@ -497,11 +486,12 @@ Test(fdstore, hmmud_keeps_its_socket_across_a_crash_and_removes_it_at_stop)
 			 (const char *[]){ supervised_hmmud_path(),
 					   "--foreground", "--socket", sock,
 					   NULL });
-	supervised_wait_state("restarts=0\nready=1\nstored=1");
+	/* The socket, and the incarnation its clients' state goes with. */
+	supervised_wait_state("restarts=0\nready=1\nstored=2");
 	cr_assert_eq(stat(sock, &before), 0);
 
 	supervised_crash_and_wait(1);
-	supervised_wait_state("stored=1");
+	supervised_wait_state("stored=2");
 	cr_assert_eq(stat(sock, &after), 0);
 	cr_assert_eq(after.st_ino, before.st_ino, "a new socket after a crash");
 	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
