@@ -847,6 +847,48 @@ static bool wait_for(struct pollfd p[2], short want)
 	}
 }
 
+/*
+ * Until the connection hangs up: 1, or 0 if hmmu_disconnect() stops us
+ * first. The daemon's death alone is no hang-up when a service manager
+ * holds our connection in its fd store for a successor; one that comes
+ * closes it. But none may come (systemd's start limit, with
+ * FileDescriptorStorePreserve=yes keeping the store): once the daemon has
+ * exited, wait one connection budget for the hang-up, then take it as
+ * given, for a thread touching a page in device memory waits until then.
+ */
+static int wait_for_hangup(struct hmmu *h, int sock, int pidfd)
+{
+	int budget = h->timeout_ms > 0 ? h->timeout_ms : HMMU_CONNECT_TIMEOUT_MS;
+	struct pollfd p[3] = {
+		{ .fd = sock, .events = POLLRDHUP },
+		{ .fd = h->fs.stopfd, .events = POLLIN },
+		{ .fd = pidfd, .events = POLLIN },
+	};
+	int64_t deadline = -1;
+
+	for (;;) {
+		int left = deadline < 0 ? -1 : (int)(deadline - hmmu_now_ms());
+		int n;
+
+		if (deadline >= 0 && left <= 0)
+			return 1;
+		n = poll(p, 3, left);
+		if (n < 0 && errno != EINTR)
+			return 0;
+		if (n <= 0)
+			continue;
+		if (p[1].revents || (p[0].revents & POLLNVAL))
+			return 0;
+		if (p[0].revents & (POLLHUP | POLLRDHUP | POLLERR))
+			return 1;
+		if (p[2].revents) {
+			/* Exited (or no pidfd to wait on): the budget runs. */
+			p[2].fd = -1;
+			deadline = hmmu_now_ms() + budget;
+		}
+	}
+}
+
 static void *watch(void *arg)
 {
 	struct hmmu *h = arg;
@@ -863,20 +905,24 @@ static void *watch(void *arg)
 	h->fs.watching = true;
 	pthread_cond_broadcast(&h->cond);
 	/*
-	 * Only a hang-up says the daemon is gone; if it restarted and kept
-	 * our state, the reconnection (reconnect.c: here, while we watch)
-	 * gives us a new socket to watch.
+	 * A hang-up says the daemon is gone (or its death, if nobody hangs
+	 * up: wait_for_hangup()); if it restarted and kept our state, the
+	 * reconnection (reconnect.c: here, while we watch) gives us a new
+	 * socket to watch.
 	 */
 	do {
+		int sock, pidfd;
+
 		/* A caller's, begun before we watched. */
 		while (h->reconnecting)
 			pthread_cond_wait(&h->cond, &h->lock);
 		if (h->broken)
 			break;
-		p[0] = (struct pollfd){ .fd = h->fd, .events = POLLRDHUP };
+		sock = h->fd;
+		pidfd = h->fs.pidfd; /* a reconnection, ours, changes it */
 		seen = h->restarts;
 		pthread_mutex_unlock(&h->lock);
-		if (!wait_for(p, POLLHUP | POLLRDHUP | POLLERR))
+		if (!wait_for_hangup(h, sock, pidfd))
 			goto stopped;
 		pthread_mutex_lock(&h->lock);
 		lost = hmmu_connection_lost(h, seen, -ECONNRESET, true);

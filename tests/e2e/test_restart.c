@@ -137,6 +137,48 @@ Test(restart, a_crash_costs_a_stall_not_an_error_nor_a_byte)
 }
 
 /*
+ * The manager keeps the store, and with it the client's connection, but
+ * no successor comes (systemd's start limit, FileDescriptorStorePreserve=
+ * yes; here a restart 60 s away): no hang-up ever comes. Once hmmud has
+ * exited, libhmmu waits one connection budget for it, then brings its
+ * pages home itself.
+ */
+Test(restart, a_successor_that_does_not_come_costs_no_hang)
+{
+	uint8_t *p = patterned(3);
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 1 };
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	int err;
+
+	cr_assert_eq(setenv("HMMU_CONNECT_TIMEOUT_MS", "500", 1), 0);
+	start("60000", "60000");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	m = migrated(h, p);
+	cr_assert_eq(kill(supervised.pid, SIGUSR1), 0);
+	for (int i = 0; i < 500 && !supervised_logged("status=killed/KILL"); i++)
+		usleep(10000);
+	cr_assert(supervised_logged("status=killed/KILL"), "%s",
+		  supervised_slurp(supervised.log));
+
+	/* Pages in device memory: the CPU waits for the rescue, not for ever. */
+	expect_pattern(p, 3, "CPU read with no hmmud");
+	err = hmmu_migrate_to_device(m, &c);
+	cr_expect(err == -ESHUTDOWN, "a call after the rescue: %d (%s)", err,
+		  hmmu_error_detail());
+	cr_expect(strstr(hmmu_error_detail(), "brought home") != NULL, "%s",
+		  hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, NPAGES * page());
+	unsetenv("HMMU_CONNECT_TIMEOUT_MS");
+	/* No hmmud runs to be stopped: the supervisor and its store go. */
+	cr_assert_eq(kill(supervised.pid, SIGTERM), 0);
+	cr_assert_eq(waitpid(supervised.pid, NULL, 0), supervised.pid);
+	supervised.pid = 0;
+}
+
+/*
  * A process that exits while no hmmud runs is not adopted: its state goes,
  * and the successor says why.
  */
