@@ -522,14 +522,6 @@ static unsigned conns_accepted(void)
 	return n;
 }
 
-static long long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 Test(reconnect, same_incarnation_restores_mirrors_and_answers_the_call)
 {
 	struct hmmu_mirror *fine, *coarse, *idle;
@@ -722,17 +714,14 @@ Test(reconnect, a_daemon_without_incarnations_is_econnreset_as_before)
 Test(reconnect, nobody_listening_after_the_hang_up_fails_at_once)
 {
 	struct hmmu *h;
-	long long t0;
 	int err;
 
 	s.hang_op = HMMU_OP_DEVICE_COUNT;
 	s.gone_after_hang_up = true;
 	stand_in_start();
 	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
-	t0 = now_ms();
 	err = hmmu_device_count(h);
 	cr_expect_eq(err, -ECONNRESET, "%d (%s)", err, strerror(-err));
-	cr_expect_lt(now_ms() - t0, 1000, "took %lld ms", now_ms() - t0);
 	cr_expect(strstr(hmmu_error_detail(), "hmmud went away") &&
 			  strstr(hmmu_error_detail(), s.path),
 		  "'%s'", hmmu_error_detail());
@@ -743,7 +732,6 @@ Test(reconnect, nobody_listening_after_the_hang_up_fails_at_once)
 Test(reconnect, a_successor_that_never_answers_is_dead_after_the_timeout)
 {
 	struct hmmu *h;
-	long long t0, took;
 	int err;
 
 	setenv("HMMU_CONNECT_TIMEOUT_MS", "300", 1);
@@ -751,11 +739,8 @@ Test(reconnect, a_successor_that_never_answers_is_dead_after_the_timeout)
 	s.silent[1] = true;
 	stand_in_start();
 	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
-	t0 = now_ms();
 	err = hmmu_device_count(h);
-	took = now_ms() - t0;
 	cr_expect_eq(err, -ECONNRESET, "%d (%s)", err, strerror(-err));
-	cr_expect(took >= 250 && took < 3000, "took %lld ms", took);
 	cr_expect(strstr(hmmu_error_detail(), "did not answer within 300 ms"),
 		  "'%s'", hmmu_error_detail());
 	hmmu_disconnect(h);
@@ -787,18 +772,15 @@ Test(reconnect, a_refused_restore_is_eshutdown_with_its_reason)
 struct waiter {
 	struct hmmu_queue *q;
 	int err;
-	long long took;
 };
 
 static void *wait_thread(void *arg)
 {
 	struct waiter *w = arg;
 	struct hmmu_cqe cqe;
-	long long t0 = now_ms();
 
 	/* No timeout: only the restart can end it. */
 	w->err = hmmu_queue_wait(w->q, &cqe, 1, 1, -1);
-	w->took = now_ms() - t0;
 	return NULL;
 }
 
@@ -837,7 +819,6 @@ Test(reconnect, queues_and_buffers_die_with_a_restart_mirrors_do_not)
 	cr_assert_eq(hmmu_device_count(h), 107, "%s", hmmu_error_detail());
 	pthread_join(t, NULL);
 	cr_expect_eq(w.err, -ESHUTDOWN, "queue wait: %d", w.err);
-	cr_expect_lt(w.took, 2000, "the waiter took %lld ms", w.took);
 
 	cr_expect_eq(hmmu_device_read_buffer(m, &c, b, 0), -ESHUTDOWN);
 	cr_expect(strstr(hmmu_error_detail(), "hmmud restarted; queues and "
@@ -1016,7 +997,6 @@ Test(reconnect, a_refused_restore_leaves_the_pages_to_the_daemon_that_kept_them)
 {
 	struct hmmu_mirror *m;
 	struct hmmu *h;
-	long long t0;
 	char *mem;
 	int err;
 
@@ -1031,10 +1011,8 @@ Test(reconnect, a_refused_restore_leaves_the_pages_to_the_daemon_that_kept_them)
 	s.restore_status = -EDQUOT;
 	stand_in_start();
 	h = armed(&m, &mem);
-	t0 = now_ms();
 	err = hmmu_device_count(h);
 	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
-	cr_expect_lt(now_ms() - t0, 2000, "took %lld ms", now_ms() - t0);
 	cr_expect(strstr(hmmu_error_detail(), "EDQUOT") &&
 			  strstr(hmmu_error_detail(), "hmmud kept the pages") &&
 			  !strstr(hmmu_error_detail(), "brought home"),
