@@ -91,10 +91,12 @@ static uint64_t new_id(struct hmmu *h)
 
 /*
  * Connect and HELLO: 0 if the daemon holds our state, else why not;
- * *@answered if a daemon answered at all.
+ * *@answered if a daemon answered at all, and its release in @release
+ * (HMMU_RELEASE_MAX bytes: a successor may be a newer hmmud).
  */
 static int hello_again(struct hmmu *h, int64_t deadline, int budget_ms,
-		       int *sock, bool *answered, char *why, size_t size)
+		       int *sock, bool *answered, char *release, char *why,
+		       size_t size)
 {
 	struct hmmu_wire_hello req = { .version = HMMU_PROTO_VERSION };
 	struct hmmu_wire_hello_reply rep;
@@ -137,6 +139,8 @@ static int hello_again(struct hmmu *h, int64_t deadline, int budget_ms,
 	if (p.status)
 		return p.status < 0 ? p.status : -EPROTO;
 
+	memcpy(release, rep.release, HMMU_RELEASE_MAX);
+	release[HMMU_RELEASE_MAX - 1] = '\0';
 	if (p.len == sizeof(rep))
 		now = rep.incarnation;
 	if (now == h->incarnation)
@@ -270,9 +274,11 @@ static int old_socket_left(struct hmmu *h, int64_t deadline, char *why,
  * the daemon that answered holds our state.
  */
 static int try_once(struct hmmu *h, int64_t deadline, int budget, int *sock,
-		    bool *answered, bool *kept, char *why, size_t size)
+		    bool *answered, bool *kept, char *release, char *why,
+		    size_t size)
 {
-	int err = hello_again(h, deadline, budget, sock, answered, why, size);
+	int err = hello_again(h, deadline, budget, sock, answered, release,
+			      why, size);
 
 	*kept = !err;
 	/*
@@ -313,7 +319,7 @@ static void reconnect(struct hmmu *h)
 	int budget = h->timeout_ms > 0 ? h->timeout_ms :
 					  HMMU_CONNECT_TIMEOUT_MS;
 	int64_t deadline = hmmu_now_ms() + budget;
-	char why[HMMU_WHY_MAX] = "";
+	char why[HMMU_WHY_MAX] = "", release[HMMU_RELEASE_MAX] = "";
 	int old = h->fd, sock = -1, err;
 	bool answered = false, kept = false;
 
@@ -339,7 +345,7 @@ static void reconnect(struct hmmu *h)
 		if (tries)
 			poll(NULL, 0, 10);
 		err = try_once(h, deadline, budget, &sock, &answered, &kept,
-			       why, sizeof(why));
+			       release, why, sizeof(why));
 		if (err != -ECONNRESET || hmmu_now_ms() >= deadline)
 			break;
 	}
@@ -361,6 +367,8 @@ static void reconnect(struct hmmu *h)
 		close(old);
 		h->fd = sock;
 		h->restarts++;
+		/* hmmu_daemon_version(): the successor's, which may be newer. */
+		memcpy(h->release, release, sizeof(h->release));
 	}
 	h->reconnecting = false;
 	pthread_cond_broadcast(&h->cond);

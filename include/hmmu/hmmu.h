@@ -101,7 +101,9 @@ int hmmu_connect(const char *socket_path, struct hmmu **out);
 /*
  * hmmu_daemon_version - the release of the hmmud that @h is connected to,
  * as it named itself in the handshake: "0.1.0 (git 4415f675eea2)"; "" if
- * it did not say, or @h is NULL. The string lives as long as @h. Compare
+ * it did not say, or @h is NULL. The string lives as long as @h; after a
+ * restart that kept this process's state, it names the successor (which
+ * may be a newer release), so read it again rather than keep it. Compare
  * hmmu_version(), the library's. In the symbol version HMMU_1.1.
  */
 const char *hmmu_daemon_version(struct hmmu *h);

@@ -231,7 +231,7 @@ static void answer(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
 		struct hmmu_wire_hello_reply *r = (void *)out;
 
 		r->version = HMMU_PROTO_VERSION;
-		strcpy(r->release, "stand-in");
+		snprintf(r->release, sizeof(r->release), "stand-in %u", conn);
 		r->incarnation = s.incarnation[conn];
 		reply(fd, req, 0, r, sizeof(*r));
 		return;
@@ -541,6 +541,7 @@ Test(reconnect, same_incarnation_restores_mirrors_and_answers_the_call)
 		     0);
 	cr_assert_eq(hmmu_mirror_register(coarse), 0);
 	cr_assert_eq(hmmu_mirror_create(h, "dmirror1", &idle), 0);
+	cr_expect_str_eq(hmmu_daemon_version(h), "stand-in 0");
 
 	/* Connection 0 reads it and hangs up; connection 1 answers it. */
 	err = hmmu_device_info(h, 5, &info);
@@ -549,6 +550,8 @@ Test(reconnect, same_incarnation_restores_mirrors_and_answers_the_call)
 	cr_expect_str_eq(info.model, "conn1", "answered by %s", info.model);
 	cr_expect_str_eq(hmmu_error_detail(), "");
 	cr_expect_eq(conns_accepted(), 2u);
+	cr_expect_str_eq(hmmu_daemon_version(h), "stand-in 1",
+			 "the successor's release");
 
 	expect_restore(1, "dmirror0", HMMU_RESTORE_REGISTERED);
 	expect_restore(2, "acc0",
