@@ -72,10 +72,16 @@ static inline int hmmu_failsafe_slot_live(uint32_t state)
 	       state == HMMU_SLOT_RETURNING;
 }
 
+/*
+ * In a slot's device word: the page was made exclusive to the device, for
+ * its atomics (until a CPU access brings it home). A successor keeps it so.
+ */
+#define HMMU_SLOT_EXCLUSIVE (1u << 31)
+
 struct hmmu_failsafe_slot {
 	_Atomic uint64_t addr; /* the client's page address */
 	_Atomic uint32_t state; /* enum hmmu_failsafe_state */
-	uint32_t device;	/* the daemon's device index */
+	uint32_t device;	/* the daemon's device index | HMMU_SLOT_EXCLUSIVE */
 };
 
 struct hmmu_failsafe_header {

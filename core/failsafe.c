@@ -227,7 +227,7 @@ static struct run *run_of(struct failsafe *fs, uint32_t slot)
 }
 
 int failsafe_slot_alloc(struct failsafe *fs, unsigned dev, uint64_t addr,
-			uint32_t *slot, void **data)
+			bool exclusive, uint32_t *slot, void **data)
 {
 	struct hmmu_failsafe_slot *s;
 	struct run *r;
@@ -249,7 +249,7 @@ int failsafe_slot_alloc(struct failsafe *fs, unsigned dev, uint64_t addr,
 	/* FREE until the state says otherwise: the address may go first. */
 	s = &fs->slots[i];
 	atomic_store_explicit(&s->addr, addr, memory_order_relaxed);
-	s->device = dev;
+	s->device = dev | (exclusive ? HMMU_SLOT_EXCLUSIVE : 0);
 	atomic_store_explicit(&s->state, HMMU_SLOT_COPYING,
 			      memory_order_release);
 	*slot = i;
@@ -387,7 +387,8 @@ static int adopt_slot(struct failsafe *fs, struct run *r, uint32_t i,
 
 int failsafe_adopt(int fd, struct failsafe **out,
 		   void (*held)(void *arg, uint32_t slot, uint64_t addr,
-				unsigned dev, void *data, uint32_t state),
+				unsigned dev, void *data, uint32_t state,
+				bool exclusive),
 		   void *arg)
 {
 	struct hmmu_failsafe_header want;
@@ -446,13 +447,16 @@ int failsafe_adopt(int fd, struct failsafe **out,
 
 		for (uint32_t i = r->base; i < r->base + r->npages; i++) {
 			struct hmmu_failsafe_slot *s = &fs->slots[i];
-			uint32_t state = atomic_load(&s->state);
+			uint32_t state = atomic_load(&s->state), excl;
 
 			if (!hmmu_failsafe_slot_live(state))
 				continue;
-			s->device = d; /* the slot's run is its device */
+			/* The slot's run is its device. */
+			excl = s->device & HMMU_SLOT_EXCLUSIVE;
+			s->device = d | excl;
 			held(arg, i, atomic_load(&s->addr), d,
-			     fs->data + (uint64_t)i * page_size(), state);
+			     fs->data + (uint64_t)i * page_size(), state,
+			     excl != 0);
 		}
 	}
 	atomic_store(&fs->hdr->held, fs->used);

@@ -30,12 +30,13 @@ int failsafe_create(struct failsafe **out);
 void failsafe_destroy(struct failsafe *fs);
 
 /*
- * A FREE slot of device @dev's run for the client page @addr, marked
- * COPYING; its data page in *@data. -ENOMEM if the run is full (the
- * device's capacity bounds it first) or a free list cannot grow.
+ * A FREE slot of device @dev's run for the client page @addr (@exclusive
+ * to the device), marked COPYING; its data page in *@data. -ENOMEM if the
+ * run is full (the device's capacity bounds it first) or a free list
+ * cannot grow.
  */
 int failsafe_slot_alloc(struct failsafe *fs, unsigned dev, uint64_t addr,
-			uint32_t *slot, void **data);
+			bool exclusive, uint32_t *slot, void **data);
 /* COPYING -> HELD: the data page is complete (end of PREPARE). */
 void failsafe_slot_hold(struct failsafe *fs, uint32_t slot);
 /* HELD -> SETTLED: hmmud read the client's discard of the page. */
@@ -56,12 +57,13 @@ void failsafe_slot_free(struct failsafe *fs, uint32_t slot);
  * Take over the file @fd a predecessor made (from the fd store), if its
  * layout is the one failsafe_create() would make now: -EBADMSG if not.
  * Every COPYING slot becomes FREE (its CPU page exists); @held is called
- * for each live one (HELD, SETTLED or RETURNING: @state), whose data page
- * is at @data. On success the file owns @fd.
+ * for each live one (HELD, SETTLED or RETURNING: @state; @exclusive to its
+ * device), whose data page is at @data. On success the file owns @fd.
  */
 int failsafe_adopt(int fd, struct failsafe **out,
 		   void (*held)(void *arg, uint32_t slot, uint64_t addr,
-				unsigned dev, void *data, uint32_t state),
+				unsigned dev, void *data, uint32_t state,
+				bool exclusive),
 		   void *arg);
 /* No file made from now on has a generation <= @gen (adopted files). */
 void failsafe_gen_floor(uint64_t gen);

@@ -230,8 +230,8 @@ static int reserve(struct process *p, struct hmmu_mirror *m, uint64_t start,
 			break;
 		}
 		/* The journal says COPYING from here: the CPU page exists. */
-		if (failsafe_slot_alloc(p->devfile, m->dev->index, a, &dp->slot,
-					&dp->mem) < 0) {
+		if (failsafe_slot_alloc(p->devfile, m->dev->index, a,
+					exclusive, &dp->slot, &dp->mem) < 0) {
 			account_uncharge_devmem(p->acct, m->dev->index);
 			devmem_give_page(m->dev->mem);
 			free(dp);
@@ -704,7 +704,7 @@ static bool cpu_page_exists(struct process *p, uint64_t addr)
  *                           whether its REMOVE was read is not known: HELD
  */
 static void adopt_held(void *arg, uint32_t slot, uint64_t addr, unsigned dev,
-		       void *data, uint32_t state)
+		       void *data, uint32_t state, bool exclusive)
 {
 	struct adoption *a = arg;
 	struct process *p = a->p;
@@ -754,6 +754,7 @@ static void adopt_held(void *arg, uint32_t slot, uint64_t addr, unsigned dev,
 		 */
 		.state = exists ? DP_MIGRATING : DP_DEVICE,
 		.fresh = !exists && state == HMMU_SLOT_HELD,
+		.exclusive = exclusive,
 	};
 	/* The same devices, the same capacity: the pool has this page. */
 	if (devmem_take_page(m->dev->mem) < 0) {

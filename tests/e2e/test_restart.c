@@ -136,6 +136,35 @@ Test(restart, a_crash_costs_a_stall_not_an_error_nor_a_byte)
 	supervised_stop();
 }
 
+/* Pages made exclusive to a device for its atomics stay so across a crash. */
+Test(restart, exclusive_access_outlives_a_crash)
+{
+	uint8_t *p = patterned(4);
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 8 };
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+
+	start("100", "60000");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0, "%s",
+		     hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_register(m), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_make_exclusive(m, &c), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_check_exclusive(m, &c), 0, "%s", hmmu_error_detail());
+
+	supervised_crash_and_wait(1);
+	cr_expect_eq(hmmu_check_exclusive(m, &c), 0, "after the restart: %s",
+		     hmmu_error_detail());
+	/* And a CPU access still takes it back, with the data. */
+	expect_pattern(p, 4, "CPU read after the restart");
+	cr_expect_eq(hmmu_check_exclusive(m, &c), -EPERM);
+
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, NPAGES * page());
+	supervised_stop();
+}
+
 /*
  * The manager keeps the store, and with it the client's connection, but
  * no successor comes (systemd's start limit, FileDescriptorStorePreserve=
