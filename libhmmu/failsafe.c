@@ -882,7 +882,7 @@ static int wait_for_hangup(struct hmmu *h, int sock, int pidfd)
 		if (p[0].revents & (POLLHUP | POLLRDHUP | POLLERR))
 			return 1;
 		if (p[2].revents) {
-			/* Exited (or no pidfd to wait on): the budget runs. */
+			/* hmmud exited: the hang-up has one budget to come. */
 			p[2].fd = -1;
 			deadline = hmmu_now_ms() + budget;
 		}
