@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,8 @@ void supervised_start(const char *const *sup, const char *const *svc)
 	supervised.pid = fork();
 	cr_assert_geq(supervised.pid, 0);
 	if (supervised.pid == 0) {
+		/* Never outlive the test: it stops its service as on SIGTERM. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(out, 1);
 		dup2(out, 2);
 		execv(argv[0], (char *const *)argv);

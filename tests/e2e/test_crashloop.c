@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -258,10 +259,17 @@ static int one_op(struct client *c, enum op_kind *kind)
 	return err ? err : hmmu_mirror_register(c->dev);
 }
 
-static void client_main(unsigned index, const char *sock)
+static void client_main(unsigned index, const char *sock, pid_t test)
 {
 	struct client c = { .st = &stats[index] };
 	size_t n;
+
+	/*
+	 * A test that fails an assertion exits without stopping us: go with
+	 * it, or the loop runs on and ctest waits for ever on our stderr.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != test)
+		_exit(3);
 
 	c.page = (size_t)sysconf(_SC_PAGESIZE);
 	n = NPAGES * c.page;
@@ -376,6 +384,7 @@ static void crashloop(bool fdstore)
 	unsigned n = rounds(), seed = (unsigned)now_ns();
 	struct client_stats sum = { 0 };
 	pid_t pids[CLIENTS];
+	pid_t test = getpid();
 	unsigned bad;
 	uint64_t t0;
 
@@ -396,7 +405,7 @@ static void crashloop(bool fdstore)
 		pids[i] = fork();
 		cr_assert_geq(pids[i], 0);
 		if (pids[i] == 0)
-			client_main(i, supervised.sock);
+			client_main(i, supervised.sock, test);
 	}
 
 	srand(seed);
