@@ -66,15 +66,23 @@ static void expect_pattern(const uint8_t *p, unsigned seed, const char *what)
 				       (uint8_t)(i * 7 + i / page() + seed));
 }
 
-/* A registered mirror on dmirror0 with MIGRATED pages of @p moved to it. */
-static struct hmmu_mirror *migrated(struct hmmu *h, uint8_t *p)
+/* A registered mirror on dmirror0. */
+static struct hmmu_mirror *registered(struct hmmu *h)
 {
-	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = MIGRATED };
 	struct hmmu_mirror *m;
 
 	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0, "%s",
 		     hmmu_error_detail());
 	cr_assert_eq(hmmu_mirror_register(m), 0, "%s", hmmu_error_detail());
+	return m;
+}
+
+/* A registered mirror on dmirror0 with MIGRATED pages of @p moved to it. */
+static struct hmmu_mirror *migrated(struct hmmu *h, uint8_t *p)
+{
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = MIGRATED };
+	struct hmmu_mirror *m = registered(h);
+
 	cr_assert_eq(hmmu_migrate_to_device(m, &c), 0, "%s",
 		     hmmu_error_detail());
 	cr_assert_eq(c.cpages, MIGRATED);
@@ -146,9 +154,7 @@ Test(restart, exclusive_access_outlives_a_crash)
 
 	start("100", "60000");
 	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0, "%s",
-		     hmmu_error_detail());
-	cr_assert_eq(hmmu_mirror_register(m), 0, "%s", hmmu_error_detail());
+	m = registered(h);
 	cr_assert_eq(hmmu_make_exclusive(m, &c), 0, "%s", hmmu_error_detail());
 	cr_assert_eq(hmmu_check_exclusive(m, &c), 0, "%s", hmmu_error_detail());
 
