@@ -396,6 +396,27 @@ void hmmu_lock_settled(struct hmmu *h)
 		pthread_cond_wait(&h->cond, &h->lock);
 }
 
+int hmmu_connection_check(struct hmmu *h)
+{
+	char gone[HMMU_DETAIL_MAX] = "";
+	struct pollfd p;
+	int err = 0;
+
+	hmmu_lock_settled(h);
+	p = (struct pollfd){ .fd = h->fd, .events = POLLRDHUP };
+	if (!h->broken && poll(&p, 1, 0) == 1 &&
+	    (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+		hmmu_connection_lost(h, h->restarts, -ECONNRESET, false);
+	if (h->broken)
+		err = call_failed(h, h->broken, gone, sizeof(gone));
+	pthread_mutex_unlock(&h->lock);
+	if (err)
+		explain_status(err);
+	if (gone[0])
+		hmmu_set_detail("%s", gone);
+	return err;
+}
+
 int hmmu_request(struct hmmu *h, struct pending *p)
 {
 	char gone[HMMU_DETAIL_MAX] = "";

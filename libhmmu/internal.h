@@ -249,6 +249,12 @@ void hmmu_lock_settled(struct hmmu *h);
  * fails with from now on.
  */
 int hmmu_connection_lost(struct hmmu *h, unsigned seen, int err, bool watcher);
+/*
+ * For a caller that waits on something else than the socket (a queue's
+ * rings): has the connection hung up? Then as a request that found it so
+ * (a reconnection, or the verdict). 0, or the handle's error, detail set.
+ */
+int hmmu_connection_check(struct hmmu *h);
 
 /* How long hmmu_connect() waits for the daemon, unless told otherwise. */
 #define HMMU_CONNECT_TIMEOUT_MS 5000

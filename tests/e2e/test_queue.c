@@ -220,12 +220,18 @@ Test(queue, scribbled_rings_get_errors_and_harm_nobody)
 	struct hmmu_cqe c[8];
 	uint32_t t;
 
-	/* Bad ops, bad reserved fields, a mirror named, a bad command. */
+	/*
+	 * Bad ops, bad reserved fields, a mirror named, a bad command. The
+	 * user_data on the wire is libhmmu's tag for the submission: kept.
+	 */
 	for (unsigned i = 0; i < 6; i++) {
+		uint64_t tag;
+
 		cr_assert_eq(hmmu_queue_nop(q, 10 + i), 0);
 		t = atomic_load(sq_tail) + i;
+		tag = sqes[t & 7].user_data;
 		memset(&sqes[t & 7], 0, sizeof(sqes[0]));
-		sqes[t & 7].user_data = 10 + i;
+		sqes[t & 7].user_data = tag;
 	}
 	t = atomic_load(sq_tail);
 	sqes[t & 7].op = 0;
@@ -287,12 +293,13 @@ static void *scribble(void *arg)
 		x ^= x << 17;
 		sqe = (volatile unsigned char *)&s->sqes[x % s->entries];
 		/*
-		 * Its op, reserved fields, user_data, mirror and npages; not
-		 * the addresses nor the command, which would make hmmud
-		 * write where this process (its own business) lives.
+		 * Its op, reserved fields, mirror and npages; not the
+		 * addresses nor the command, which would make hmmud write
+		 * where this process (its own business) lives, nor the
+		 * user_data, libhmmu's tag, which hmmud only echoes.
 		 */
-		off = (unsigned)(x >> 20) % 32;
-		off = off < 24 ? off : 40 + off - 24;
+		off = (unsigned)(x >> 20) % 24;
+		off = off < 8 ? off : off < 16 ? off + 8 : off + 24;
 		sqe[off] = (unsigned char)(x >> 40);
 	}
 	return NULL;
