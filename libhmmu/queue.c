@@ -565,6 +565,7 @@ HMMU_EXPORT int hmmu_queue_wait(struct hmmu_queue *q, struct hmmu_cqe *out,
 {
 	_Atomic uint32_t *tail, *flags;
 	int64_t deadline = 0, spin_end;
+	bool slept_idle = false;
 	unsigned got = 0;
 	int err;
 
@@ -600,11 +601,12 @@ HMMU_EXPORT int hmmu_queue_wait(struct hmmu_queue *q, struct hmmu_cqe *out,
 				return (int)got;
 		}
 		/*
-		 * Nothing here reads the socket: see whether hmmud went
-		 * away, for it completes nothing more, and its successor
-		 * serves only rings it made.
+		 * Nothing here reads the socket: after a sleep that saw no
+		 * completion, see whether hmmud went away, for it completes
+		 * nothing more, and its successor serves only rings it made.
+		 * (Not before each sleep: a system call per wait.)
 		 */
-		err = hmmu_connection_check(q->h);
+		err = slept_idle ? hmmu_connection_check(q->h) : 0;
 		if (!err)
 			err = queue_current(q);
 		if (err)
@@ -623,6 +625,7 @@ HMMU_EXPORT int hmmu_queue_wait(struct hmmu_queue *q, struct hmmu_cqe *out,
 		if (atomic_load(tail) == seen)
 			err = qring_futex_wait(tail, seen, left);
 		atomic_store(flags, 0);
+		slept_idle = err == -ETIMEDOUT;
 		if (err == -EINTR && !got)
 			return -EINTR;
 	}
