@@ -535,9 +535,12 @@ int hmmu_queue_submit(struct hmmu_queue *q);
  * limit; 0: do not wait). Sleeps on a futex the daemon wakes only
  * because this call asked it to (no spinning: on few CPUs it only delays
  * the daemon). Returns how many were
- * copied; that is fewer than @min only on a timeout, when it is 0 or more.
+ * copied; that is fewer than @min only on a timeout (0 or more), or when
+ * an error ends the wait after some came (the next call returns it).
+ * After an hmmud restart that kept this process's state, the queue is
+ * made again on the successor: what was in flight completes there.
  * Errors: -EINVAL (a NULL argument, @min > @max), -EINTR (a signal,
- * nothing copied), -ECHILD.
+ * nothing copied), -ECHILD, -ESHUTDOWN/-ECONNRESET (hmmud went away).
  */
 int hmmu_queue_wait(struct hmmu_queue *q, struct hmmu_cqe *out, unsigned max,
 		    unsigned min, int timeout_ms);
