@@ -31,7 +31,7 @@
  *               (the library brought them home), or restarted without
  *               this process's state; as for -ECONNRESET. A restart that
  *               kept the state costs a delay, not an error (except on
- *               queues and shared buffers): hmmu_connect(3), NOTES;
+ *               shared buffers): hmmu_connect(3), NOTES;
  *  -EPROTO      the daemon's reply made no sense; the handle is broken, as
  *               for -ECONNRESET;
  *  -ENOMEM      the library or the daemon ran out of memory;
