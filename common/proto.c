@@ -65,6 +65,8 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 				sizeof(struct hmmu_wire_failsafe)),
 	[HMMU_OP_MIRROR_RESTORE] = OP("mirror-restore",
 				      sizeof(struct hmmu_wire_mirror_restore), 0),
+	[HMMU_OP_BUFFER_RESTORE] = OP("buffer-restore",
+				      sizeof(struct hmmu_wire_buffer), 0),
 };
 
 static const struct op_desc *op_desc(unsigned op)
@@ -224,6 +226,13 @@ static int check_request_payload(unsigned op, const void *p, size_t len,
 
 		return b->bytes ? fail(-EINVAL, why, size,
 				       "buffer-destroy: bytes is not 0") : 0;
+	}
+	case HMMU_OP_BUFFER_RESTORE: {
+		const struct hmmu_wire_buffer *b = p;
+
+		return b->buffer && b->bytes ? 0 :
+			fail(-EINVAL, why, size, "buffer-restore: the buffer "
+			     "id or bytes is 0");
 	}
 	case HMMU_OP_DEVICE_CMD_BUFFER: {
 		const struct hmmu_wire_device_cmd_buffer *b = p;

@@ -50,6 +50,7 @@ enum hmmu_op {
 	HMMU_OP_DEVICE_CMD_BUFFER = 16, /* DEVICE_CMD whose buffer is a buffer's */
 	HMMU_OP_FAILSAFE = 17,	       /* mirror id -> device memory file + uffd */
 	HMMU_OP_MIRROR_RESTORE = 18,   /* a mirror again, after a restart */
+	HMMU_OP_BUFFER_RESTORE = 19,   /* a buffer again, + its memfd */
 	HMMU_OP_MAX_
 };
 
@@ -257,6 +258,20 @@ struct hmmu_wire_buffer {
 	uint64_t buffer; /* its id */
 	uint64_t bytes;
 };
+
+/*
+ * BUFFER_RESTORE (docs/protocol.md §11): after a reconnection to a daemon
+ * that announced the incarnation the client saw before, make buffer
+ * @buffer (not 0) of @bytes (not 0) again on this connection, from the
+ * memfd that comes with the request (SCM_RIGHTS): the one BUFFER_CREATE
+ * gave, which the client kept. The request is struct hmmu_wire_buffer;
+ * the reply has no payload. The daemon maps the memfd only if it is what
+ * it would have made itself (a memfd named "hmmu-buffer" of exactly
+ * @bytes, whole pages, open read-write, sealed F_SEAL_SHRINK | F_SEAL_GROW
+ * | F_SEAL_SEAL and not against writes), else -EINVAL; -EBADF without an
+ * fd, -EEXIST if the id is taken on this connection, and BUFFER_CREATE's
+ * limits. Nothing changes on an error.
+ */
 
 /*
  * DEVICE_CMD_BUFFER: a READ whose destination is [offset, offset +

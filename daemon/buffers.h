@@ -15,6 +15,12 @@
  * the daemon punches its pages out (MADV_REMOVE), so that what a client
  * may keep mapped afterwards holds no memory charged to the daemon.
  *
+ * After a restart (BUFFER_RESTORE, protocol.md §11) the client hands the
+ * memfd back, and the successor maps it under the id the client names,
+ * once it checked that the file is what make_memfd() makes: a memfd of
+ * that name and size, open read-write, sealed as above and not against
+ * writes. It is charged and freed as a buffer it made.
+ *
  * Lifetime: the connection's table holds one reference, each command
  * running into the buffer one more; the mapping goes with the last.
  */
@@ -59,6 +65,13 @@ void buffer_create(struct session *s, const struct hmmu_wire_hdr *req,
 		   struct reply_reason *why);
 void buffer_destroy(struct session *s, const struct hmmu_wire_hdr *req,
 		    struct reply_reason *why);
+/*
+ * BUFFER_RESTORE of @s, after a restart (protocol.md §11): the buffer the
+ * client names, mapped from the memfd @fd that came with the request (-1:
+ * none), which stays the caller's to close. Replies itself.
+ */
+void buffer_restore(struct session *s, const struct hmmu_wire_hdr *req,
+		    int fd, struct reply_reason *why);
 
 /*
  * For a DEVICE_CMD_BUFFER of @s, after command_enter(): the buffer it

@@ -553,6 +553,11 @@ static void do_buffer_destroy(struct request *r)
 	buffer_destroy(r->s, &r->msg.hdr, &r->why);
 }
 
+static void do_buffer_restore(struct request *r)
+{
+	buffer_restore(r->s, &r->msg.hdr, r->fd, &r->why);
+}
+
 static void do_queue_create(struct request *r)
 {
 	const struct hmmu_wire_queue_create *req = payload(r);
@@ -662,6 +667,7 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_BUFFER_CREATE] = do_buffer_create,
 	[HMMU_OP_BUFFER_DESTROY] = do_buffer_destroy,
 	[HMMU_OP_DEVICE_CMD_BUFFER] = do_mirror_op,
+	[HMMU_OP_BUFFER_RESTORE] = do_buffer_restore,
 };
 
 /* Run @r's handler, then let go of what it held (the fd, the reasons). */

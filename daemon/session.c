@@ -405,10 +405,11 @@ static int receive_one(struct session *s, union message *in, size_t *len,
 	if (!err)
 		err = hmmu_proto_check_why(in->buf, (size_t)n, 0, why,
 					   sizeof(why));
-	if (!err && fd >= 0 && h->op != HMMU_OP_MIRROR_REGISTER) {
+	if (!err && fd >= 0 && h->op != HMMU_OP_MIRROR_REGISTER &&
+	    h->op != HMMU_OP_BUFFER_RESTORE) {
 		err = -EINVAL;
 		snprintf(why, sizeof(why), "an fd may come only with "
-			 "mirror-register");
+			 "mirror-register or buffer-restore");
 	}
 	if (!err && !s->hello_done && h->op != HMMU_OP_HELLO) {
 		err = -EPROTO;

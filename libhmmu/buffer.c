@@ -2,7 +2,9 @@
 /*
  * Shared buffers: memory the daemon makes and maps, handed to us as a
  * sealed memfd, so that a device read into it is one copy
- * (daemon/buffers.h).
+ * (daemon/buffers.h). We keep the memfd: after a restart the reconnection
+ * hands it to the successor (BUFFER_RESTORE, reconnect.c), and the buffer
+ * goes on at the same address with what it held.
  */
 #include "internal.h"
 
@@ -25,14 +27,14 @@ static void unlink_buffer(struct hmmu *h, struct hmmu_buffer *b)
 }
 
 /*
- * Made by a daemon that restarted since: hmmud does not make buffers again
- * (docs/protocol.md §11). Detail set.
+ * Lost at a restart, to a successor older than BUFFER_RESTORE (reconnect.c):
+ * as before it, the buffer is no more (docs/protocol.md §11). Detail set.
  */
 static bool buffer_dead(const struct hmmu_buffer *b)
 {
-	if (b->restarts == atomic_load(&b->h->restarts))
+	if (!atomic_load(&b->lost))
 		return false;
-	hmmu_set_detail(HMMU_RESTARTED_DETAIL);
+	hmmu_set_detail(HMMU_BUFFER_LOST_DETAIL);
 	return true;
 }
 
@@ -43,23 +45,20 @@ static void destroy_call(struct hmmu *h, uint64_t id)
 	hmmu_call(h, HMMU_OP_BUFFER_DESTROY, &req, sizeof(req), -1, NULL, 0);
 }
 
-HMMU_EXPORT int hmmu_buffer_create(struct hmmu *h, size_t bytes, void **addr,
-				   struct hmmu_buffer **out)
+/*
+ * BUFFER_CREATE, and our mapping of its memfd: 0 with the memfd in b->fd
+ * and the reconnection count of the reply in *@restarts, or -errno.
+ */
+static int create_once(struct hmmu *h, size_t bytes, struct hmmu_buffer *b,
+		       unsigned *restarts)
 {
 	struct hmmu_wire_buffer_create req = { .bytes = bytes };
 	struct hmmu_wire_buffer rep = { 0, 0 };
-	struct hmmu_buffer *b;
 	int fd = -1, err;
 	struct pending p = { .op = HMMU_OP_BUFFER_CREATE, .req = &req,
 			     .req_len = sizeof(req), .fd = -1, .out = &rep,
 			     .cap = sizeof(rep), .fds = &fd, .nfds = 1 };
 
-	hmmu_clear_detail();
-	if (!h || !addr || !out || !bytes)
-		return -EINVAL;
-	b = calloc(1, sizeof(*b));
-	if (!b)
-		return -ENOMEM;
 	/* A successful reply without its memfd is -EPROTO. */
 	err = hmmu_request(h, &p);
 	if (err == -EOPNOTSUPP)
@@ -77,18 +76,51 @@ HMMU_EXPORT int hmmu_buffer_create(struct hmmu *h, size_t bytes, void **addr,
 			destroy_call(h, rep.buffer);
 		}
 	}
-	if (fd >= 0)
-		close(fd); /* the mapping keeps it */
 	if (err) {
-		free(b);
+		if (fd >= 0)
+			close(fd);
 		return err < 0 ? err : -EPROTO;
 	}
-	b->h = h;
+	b->fd = fd;
 	b->id = rep.buffer;
 	b->bytes = rep.bytes;
-	/* Dead at once if its daemon restarted since it replied. */
-	b->restarts = p.restarts;
-	hmmu_lock_settled(h);
+	*restarts = p.restarts;
+	return 0;
+}
+
+HMMU_EXPORT int hmmu_buffer_create(struct hmmu *h, size_t bytes, void **addr,
+				   struct hmmu_buffer **out)
+{
+	struct hmmu_buffer *b;
+	unsigned restarts;
+	int err;
+
+	hmmu_clear_detail();
+	if (!h || !addr || !out || !bytes)
+		return -EINVAL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (;;) {
+		err = create_once(h, bytes, b, &restarts);
+		if (err) {
+			free(b);
+			return err;
+		}
+		hmmu_lock_settled(h);
+		if (restarts == h->restarts)
+			break;
+		/*
+		 * Made by a daemon that restarted before the buffer was
+		 * listed, so the reconnection did not make it again: it is
+		 * no more. Make one anew, as hmmu_mirror_create() does.
+		 */
+		pthread_mutex_unlock(&h->lock);
+		munmap(b->addr, b->bytes);
+		close(b->fd);
+	}
+	/* Listed in the same breath: a restart now makes it again. */
+	b->h = h;
 	b->next = h->buffers;
 	h->buffers = b;
 	pthread_mutex_unlock(&h->lock);
@@ -104,13 +136,14 @@ HMMU_EXPORT void hmmu_buffer_destroy(struct hmmu_buffer *b)
 	unlink_buffer(b->h, b);
 	/*
 	 * In a child of the process that made it, the buffer is the parent's:
-	 * the child lets go of its own mapping and handle, and says nothing.
-	 * Nor to a daemon that never made it (a restart's successor).
+	 * the child lets go of its own mapping, memfd and handle, and says
+	 * nothing. Nor to a daemon that never made it (an older successor,
+	 * whose buffer of that id would be another).
 	 */
-	if (getpid() == b->h->pid &&
-	    b->restarts == atomic_load(&b->h->restarts))
+	if (getpid() == b->h->pid && !atomic_load(&b->lost))
 		destroy_call(b->h, b->id);
 	munmap(b->addr, b->bytes);
+	close(b->fd);
 	free(b);
 }
 
@@ -168,6 +201,9 @@ int hmmu_buffer_cmd(struct hmmu_mirror *m, struct hmmu_cmd *c,
 	};
 	err = hmmu_call(m->h, HMMU_OP_DEVICE_CMD_BUFFER, &req, sizeof(req), -1,
 			&rep, sizeof(rep));
+	/* Sent again after a restart to a successor that lost the buffer. */
+	if (err == -ENOENT && buffer_dead(b))
+		err = -ESHUTDOWN;
 	c->cpages = rep.cpages;
 	c->faults = rep.faults;
 	return err;
@@ -195,6 +231,7 @@ void hmmu_buffers_free(struct hmmu *h)
 	while ((b = h->buffers)) {
 		h->buffers = b->next;
 		munmap(b->addr, b->bytes);
+		close(b->fd);
 		free(b);
 	}
 }

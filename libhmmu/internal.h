@@ -141,9 +141,9 @@ struct hmmu {
 	 */
 	bool reconnecting;
 	/*
-	 * Successful reconnections. A queue or buffer made under an older
-	 * count is dead: hmmud does not make them again. Read without the
-	 * lock by the queues, hence atomic.
+	 * Successful reconnections. A queue made under an older count is
+	 * dead: hmmud does not make queues again. Read without the lock by
+	 * the queues, hence atomic.
 	 */
 	_Atomic unsigned restarts;
 	/*
@@ -167,7 +167,14 @@ struct hmmu {
 struct hmmu_buffer {
 	struct hmmu *h;
 	uint64_t id; /* the daemon's */
-	unsigned restarts; /* the handle's when it was made: see struct hmmu */
+	/* Its memfd, kept for a reconnection to hand back (reconnect.c). */
+	int fd;
+	/*
+	 * A restart's successor could not make it again (an hmmud older than
+	 * BUFFER_RESTORE): every call on it fails, and its id may be another
+	 * buffer's now. Set by the reconnection, read without the lock.
+	 */
+	atomic_bool lost;
 	char *addr;  /* our mapping */
 	size_t bytes;
 	struct hmmu_buffer *next;
@@ -279,10 +286,10 @@ int hmmu_send_pending(int sock, int64_t deadline_ms, const struct pending *p);
  */
 int hmmu_call_direct(int sock, int64_t deadline_ms, struct pending *p);
 
-/* The detail of a call on a queue or buffer that a restart killed. */
-#define HMMU_RESTARTED_DETAIL                                                  \
-	"hmmud restarted; queues and shared buffers are not made again: "      \
-	"make them anew"
+/* The detail of a call on a buffer an older successor could not make again. */
+#define HMMU_BUFFER_LOST_DETAIL                                                \
+	"hmmud restarted, and its successor is older than this libhmmu: it "   \
+	"could not make the shared buffer again; make it anew"
 
 /*
  * A device command: the command checks of the public calls, the request,

@@ -6,10 +6,11 @@
  * before. When the connection hangs up, one thread connects again: if the
  * same incarnation answers, it makes the connection's mirrors again
  * (MIRROR_RESTORE), asks for the new daemon's pidfd if the failsafe is
- * armed, sends again every request that had no reply, and swaps the new
- * socket in. The callers see a delay, no error. Anything else (nobody
- * listens, no answer in time, another incarnation, a refusal) is the
- * verdict "dead": every call fails (-ESHUTDOWN if a daemon answered
+ * armed, makes the shared buffers again from the memfds we kept
+ * (BUFFER_RESTORE), sends again every request that had no reply, and
+ * swaps the new socket in. The callers see a delay, no error. Anything
+ * else (nobody listens, no answer in time, another incarnation, a refusal)
+ * is the verdict "dead": every call fails (-ESHUTDOWN if a daemon answered
  * without our state, -ECONNRESET if none answered, as before), and the
  * failsafe watcher, if armed, brings the pages in device memory home as
  * before. Unless the daemon that answered holds our state (the same
@@ -190,6 +191,51 @@ static int restore_mirrors(struct hmmu *h, int sock, int64_t deadline,
 	return err;
 }
 
+/*
+ * BUFFER_RESTORE for each buffer of @h, under the same id, with the memfd
+ * it kept: the successor maps the same pages, so the buffer keeps its
+ * address and what it held. A successor older than the op answers
+ * -EOPNOTSUPP, and has none of them: *@lost, and the buffers die with the
+ * restart, as before the op (buffer.c). Any other refusal is the verdict
+ * "dead", as a refused MIRROR_RESTORE.
+ */
+static int restore_buffers(struct hmmu *h, int sock, int64_t deadline,
+			   bool *lost, char *why, size_t size)
+{
+	int err = 0;
+
+	*lost = false;
+	pthread_mutex_lock(&h->lock);
+	for (struct hmmu_buffer *b = h->buffers; b && !err && !*lost;
+	     b = b->next) {
+		struct hmmu_wire_buffer req = { .buffer = b->id,
+						.bytes = b->bytes };
+		struct pending p = { .op = HMMU_OP_BUFFER_RESTORE, .req = &req,
+				     .req_len = sizeof(req), .fd = b->fd };
+
+		/* Lost at an earlier restart: its id may be another's now. */
+		if (atomic_load(&b->lost))
+			continue;
+		p.id = ++h->next_id;
+		/* b stays listed: hmmu_buffer_destroy() waits for us. */
+		pthread_mutex_unlock(&h->lock);
+		err = hmmu_call_direct(sock, deadline, &p);
+		if (!err && p.status == -EOPNOTSUPP)
+			*lost = true;
+		else if (!err && p.status)
+			err = p.status < 0 ? p.status : -EPROTO;
+		if (err)
+			snprintf(why, size, "hmmud restarted, but did not make "
+				 "buffer %" PRIu64 " of %" PRIu64 " bytes "
+				 "again (%s%s%.60s)", req.buffer, req.bytes,
+				 errname(err), p.reason[0] ? ": " : "",
+				 p.reason);
+		pthread_mutex_lock(&h->lock);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return err;
+}
+
 /* A registered mirror of @h, for FAILSAFE: its id, or 0 if none. */
 static uint64_t registered_mirror(struct hmmu *h)
 {
@@ -271,11 +317,12 @@ static int old_socket_left(struct hmmu *h, int64_t deadline, char *why,
  * One try: connect, HELLO, and if the same incarnation answers, make ours
  * again on @sock. 0, or -ECONNRESET if the new daemon hung up in turn
  * (it died too: try again), or the verdict "dead" with @why; *@kept if
- * the daemon that answered holds our state.
+ * the daemon that answered holds our state, *@lost if it could not make
+ * the buffers again.
  */
 static int try_once(struct hmmu *h, int64_t deadline, int budget, int *sock,
-		    bool *answered, bool *kept, char *release, char *why,
-		    size_t size)
+		    bool *answered, bool *kept, bool *lost, char *release,
+		    char *why, size_t size)
 {
 	int err = hello_again(h, deadline, budget, sock, answered, release,
 			      why, size);
@@ -299,6 +346,14 @@ static int try_once(struct hmmu *h, int64_t deadline, int budget, int *sock,
 	if (!err)
 		err = hmmu_failsafe_rearm(h, *sock, deadline, new_id(h),
 					  registered_mirror(h), why, size);
+	/*
+	 * Before the requests sent again, which may name a buffer; and as
+	 * late as that: a buffer's connection that ends takes its pages
+	 * with it (the daemon punches them out), so the less that can fail
+	 * after, the less a verdict "dead" costs the buffers' contents.
+	 */
+	if (!err)
+		err = restore_buffers(h, *sock, deadline, lost, why, size);
 	if (!err)
 		err = resend(h, *sock, deadline, why, size);
 	if (!err)
@@ -321,7 +376,7 @@ static void reconnect(struct hmmu *h)
 	int64_t deadline = hmmu_now_ms() + budget;
 	char why[HMMU_WHY_MAX] = "", release[HMMU_RELEASE_MAX] = "";
 	int old = h->fd, sock = -1, err;
-	bool answered = false, kept = false;
+	bool answered = false, kept = false, lost = false;
 
 	h->reconnecting = true;
 	/*
@@ -345,7 +400,7 @@ static void reconnect(struct hmmu *h)
 		if (tries)
 			poll(NULL, 0, 10);
 		err = try_once(h, deadline, budget, &sock, &answered, &kept,
-			       release, why, sizeof(why));
+			       &lost, release, why, sizeof(why));
 		if (err != -ECONNRESET || hmmu_now_ms() >= deadline)
 			break;
 	}
@@ -367,6 +422,13 @@ static void reconnect(struct hmmu *h)
 		close(old);
 		h->fd = sock;
 		h->restarts++;
+		/*
+		 * Before reconnecting is cleared: a call that found one not
+		 * lost a moment ago waits for us, goes to the successor and
+		 * gets -ENOENT, which it reads as the loss (buffer.c).
+		 */
+		for (struct hmmu_buffer *b = h->buffers; lost && b; b = b->next)
+			atomic_store(&b->lost, true);
 		/* hmmu_daemon_version(): the successor's, which may be newer. */
 		memcpy(h->release, release, sizeof(h->release));
 	}

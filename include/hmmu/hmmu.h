@@ -30,8 +30,8 @@
  *  -ESHUTDOWN   the daemon crashed while pages were in device memory
  *               (the library brought them home), or restarted without
  *               this process's state; as for -ECONNRESET. A restart that
- *               kept the state costs a delay, not an error (except on
- *               shared buffers): hmmu_connect(3), NOTES;
+ *               kept the state costs a delay, not an error:
+ *               hmmu_connect(3), NOTES;
  *  -EPROTO      the daemon's reply made no sense; the handle is broken, as
  *               for -ECONNRESET;
  *  -ENOMEM      the library or the daemon ran out of memory;
@@ -299,10 +299,15 @@ int hmmu_device_write(struct hmmu_mirror *m, struct hmmu_cmd *c,
  * in the buffer is -EINVAL.
  *
  * A buffer lives until hmmu_buffer_destroy(), hmmu_disconnect(), or the
- * end of the process; the daemon then frees its memory. After fork(), the
- * child inherits the mapping (shared with the parent, as any MAP_SHARED
- * memory) but not the buffer: calls with the parent's handle fail with
- * -ECHILD; hmmu_buffer_destroy() in the child only unmaps its own copy.
+ * end of the process; the daemon then frees its memory. It outlives a
+ * restart of hmmud that kept this process's state (hmmu_connect(3),
+ * NOTES): the library keeps the memfd (one fd per buffer, close-on-exec)
+ * and hands it to the new daemon, so the buffer stays at *@addr with its
+ * bytes; only a new daemon older than this library loses it (calls on it
+ * then fail with -ESHUTDOWN). After fork(), the child inherits the
+ * mapping (shared with the parent, as any MAP_SHARED memory) but not the
+ * buffer: calls with the parent's handle fail with -ECHILD;
+ * hmmu_buffer_destroy() in the child only unmaps its own copy.
  *
  * Errors: -EINVAL (a NULL argument, @bytes 0), -EDQUOT (this user's buffers
  * would pass hmmud --limit buffers-per-user or buffer-mib-per-user),

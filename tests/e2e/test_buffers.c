@@ -12,6 +12,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,5 +319,284 @@ Test(buffers, hostile_ranges_are_einval_and_change_nothing)
 	close(sock);
 	cr_assert_eq(wait_buffers(0), 0);
 	munmap(src, 4 * ps);
+	fixture_close(&f);
+}
+
+/* ---- BUFFER_RESTORE (docs/protocol.md §11) ------------------------------ */
+
+#define BUFFER_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+/* A memfd named @name, of @bytes, with @seals added (0: none). */
+static int memfd_named(const char *name, size_t bytes, int seals)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	cr_assert_geq(fd, 0, "memfd_create: %s", strerror(errno));
+	cr_assert_eq(ftruncate(fd, (off_t)bytes), 0);
+	if (seals)
+		cr_assert_eq(fcntl(fd, F_ADD_SEALS, seals), 0, "seals %#x: %s",
+			     seals, strerror(errno));
+	return fd;
+}
+
+/* What hmmud makes for a buffer of @bytes (daemon/buffers.c). */
+static int buffer_memfd(size_t bytes)
+{
+	return memfd_named("hmmu-buffer", bytes, BUFFER_SEALS);
+}
+
+/* BUFFER_RESTORE by hand, with @fd unless it is -1: its status. */
+static int raw_restore(int sock, uint64_t id, uint64_t bytes, int fd)
+{
+	struct hmmu_wire_buffer req = { .buffer = id, .bytes = bytes };
+
+	return raw_call(sock, HMMU_OP_BUFFER_RESTORE, &req, sizeof(req), fd,
+			NULL, 0);
+}
+
+/* BUFFER_CREATE by hand, asserting: the id (its memfd is not taken). */
+static uint64_t raw_create(int sock, uint64_t bytes)
+{
+	struct hmmu_wire_buffer_create req = { .bytes = bytes };
+	struct hmmu_wire_buffer rep = { 0, 0 };
+
+	cr_assert_eq(raw_call(sock, HMMU_OP_BUFFER_CREATE, &req, sizeof(req),
+			      -1, &rep, sizeof(rep)), 0);
+	return rep.buffer;
+}
+
+/* A raw connection with a registered mirror (the fixture's state): its id. */
+static uint64_t raw_mirror(int sock)
+{
+	uint64_t mirror = raw_mirror_create(sock, "dmirror0");
+
+	cr_assert_neq(mirror, 0);
+	cr_assert_eq(raw_register(sock, mirror, -1, 0), 0);
+	return mirror;
+}
+
+Test(buffers, a_restored_buffer_is_the_memfd_handed_back_under_its_id)
+{
+	struct fixture f = fixture_open("dmirror0");
+	size_t ps = page_size();
+	unsigned char *src = map_filled(2, 6), *mem;
+	struct hmmu_wire_buffer id = { .buffer = 7 };
+	int sock = raw_session(), fd;
+	uint64_t mirror = raw_mirror(sock);
+
+	fd = buffer_memfd(2 * ps);
+	mem = mmap(NULL, 2 * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	memset(mem, 0xee, 2 * ps);
+	cr_assert_eq(raw_restore(sock, 7, 2 * ps, fd), 0);
+	cr_assert_eq(daemon_buffers(), 1);
+
+	/* The daemon reads into the pages the client maps. */
+	cr_assert_eq(raw_buffer_read(sock, mirror, 7, (uintptr_t)src, 2,
+				     (uintptr_t)mem, 2 * ps, 0), 0);
+	expect_filled_pages(mem, 2, 6);
+	/* A buffer made now has an id past it, even past the largest. */
+	cr_assert_eq(raw_create(sock, ps), 8);
+	cr_assert_eq(raw_restore(sock, UINT64_MAX, 2 * ps, fd), 0);
+	cr_assert_eq(raw_create(sock, ps), 1, "wrapped, to an id not taken");
+	cr_assert_eq(daemon_buffers(), 4);
+
+	/* Freed as one it made: its pages punched out, uncharged. */
+	cr_assert_eq(raw_call(sock, HMMU_OP_BUFFER_DESTROY, &id, sizeof(id),
+			      -1, NULL, 0), 0);
+	id.buffer = UINT64_MAX;
+	cr_assert_eq(raw_call(sock, HMMU_OP_BUFFER_DESTROY, &id, sizeof(id),
+			      -1, NULL, 0), 0);
+	cr_assert_eq(wait_buffers(2), 2);
+	cr_expect_eq(mem[0], 0, "the pages stayed with the daemon gone");
+	close(sock);
+	cr_assert_eq(wait_buffers(0), 0);
+	munmap(mem, 2 * ps);
+	close(fd);
+	munmap(src, 2 * ps);
+	fixture_close(&f);
+}
+
+/* A file with a page of room, on a disk if /tmp is one. */
+static int regular_file(size_t bytes)
+{
+	int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd < 0) {
+		char path[128];
+
+		snprintf(path, sizeof(path), "%s/plain", daemon_under_test.dir);
+		fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+		cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+		unlink(path);
+	}
+	cr_assert_eq(ftruncate(fd, (off_t)bytes), 0);
+	return fd;
+}
+
+/* A read-only open of a good memfd, as the device memory file comes. */
+static int read_only_memfd(size_t bytes)
+{
+	int good = buffer_memfd(bytes), fd;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", good);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0);
+	close(good);
+	return fd;
+}
+
+struct bad_restore {
+	const char *what;
+	int fd;		/* -1: none */
+	uint64_t id;
+	uint64_t bytes;
+	int err;
+	const char *why; /* in the daemon's log line */
+};
+
+/* A pipe's read end. */
+static int pipe_end(void)
+{
+	int p[2];
+
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	close(p[1]);
+	return p[0];
+}
+
+Test(buffers, restore_of_anything_but_a_buffer_memfd_is_refused)
+{
+	const char *not_memfd = "not a buffer's memfd";
+	const char *seals = "seals are";
+	size_t ps = page_size();
+	struct bad_restore bad[16];
+	struct fixture f;
+	unsigned n = 0;
+	uint64_t made;
+	int sock, fd;
+
+	/* One log line each: more than one call site's burst. */
+	setenv("HMMUD_LOG_RATELIMIT", "0", 1);
+	daemon_restart(NULL);
+	expect_daemon_log("restore buffer");
+	f = fixture_open(NULL);
+	sock = raw_session();
+	/* Ids 3 (restored) and 4 (made) are taken. */
+	fd = buffer_memfd(ps);
+	cr_assert_eq(raw_restore(sock, 3, ps, fd), 0);
+	close(fd);
+	made = raw_create(sock, ps);
+	cr_assert_eq(made, 4);
+
+	bad[n++] = (struct bad_restore){ "no fd", -1, 10, ps, -EBADF,
+					 "needs the buffer's memfd" };
+	bad[n++] = (struct bad_restore){ "a pipe", pipe_end(), 10, ps,
+					 -EINVAL, not_memfd };
+	bad[n++] = (struct bad_restore){ "a regular file", regular_file(ps),
+					 10, ps, -EINVAL, not_memfd };
+	fd = open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		cr_assert_eq(ftruncate(fd, (off_t)ps), 0);
+		bad[n++] = (struct bad_restore){ "a file on tmpfs", fd, 10, ps,
+						 -EINVAL, not_memfd };
+	}
+	bad[n++] = (struct bad_restore){ "the device memory file's name",
+		memfd_named("hmmu-devmem", ps, BUFFER_SEALS), 10, ps, -EINVAL,
+		not_memfd };
+	bad[n++] = (struct bad_restore){ "a read-only open of a memfd",
+		read_only_memfd(ps), 10, ps, -EINVAL, "not open for reading "
+		"and writing" };
+	bad[n++] = (struct bad_restore){ "an unsealed memfd",
+		memfd_named("hmmu-buffer", ps, 0), 10, ps, -EINVAL, seals };
+	bad[n++] = (struct bad_restore){ "a memfd that may shrink",
+		memfd_named("hmmu-buffer", ps, F_SEAL_GROW | F_SEAL_SEAL), 10,
+		ps, -EINVAL, seals };
+	bad[n++] = (struct bad_restore){ "a memfd sealed against writes",
+		memfd_named("hmmu-buffer", ps, BUFFER_SEALS | F_SEAL_WRITE),
+		10, ps, -EINVAL, seals };
+	bad[n++] = (struct bad_restore){ "a memfd sealed against future "
+		"writes", memfd_named("hmmu-buffer", ps, BUFFER_SEALS |
+				      F_SEAL_FUTURE_WRITE), 10, ps, -EINVAL,
+		seals };
+	bad[n++] = (struct bad_restore){ "a memfd of another size",
+		buffer_memfd(2 * ps), 10, ps, -EINVAL, "bytes, not" };
+	bad[n++] = (struct bad_restore){ "a size not in pages",
+		buffer_memfd(ps), 10, ps + 1, -EINVAL,
+		"whole number of pages" };
+	bad[n++] = (struct bad_restore){ "past buffer-mib-per-user",
+		buffer_memfd(ps), 10, 512ull << 20, -EDQUOT,
+		"buffer-mib-per-user=256" };
+	bad[n++] = (struct bad_restore){ "the id of a restored buffer",
+		buffer_memfd(ps), 3, ps, -EEXIST, "exists on this connection" };
+	bad[n++] = (struct bad_restore){ "the id of a buffer it made",
+		buffer_memfd(ps), made, ps, -EEXIST,
+		"exists on this connection" };
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct bad_restore *c = &bad[i];
+		int fds = count_fds(daemon_under_test.pid), now = 0;
+		int lines = daemon_log_count("restore buffer");
+		int whys = daemon_log_count(c->why), err;
+
+		err = raw_restore(sock, c->id, c->bytes, c->fd);
+		cr_expect_eq(err, c->err, "%s: %d (%s), want %d", c->what,
+			     err, strerror(-err), c->err);
+		cr_expect_eq(daemon_log_count("restore buffer"), lines + 1,
+			     "%s: one log line", c->what);
+		cr_expect_eq(daemon_log_count(c->why), whys + 1,
+			     "%s: logged \"%s\"", c->what, c->why);
+		cr_expect_eq(daemon_buffers(), 2, "%s: the daemon maps it",
+			     c->what);
+		/*
+		 * The fd is closed once the request ends, after its reply
+		 * (and so is the one of the request before: fewer is fine).
+		 */
+		for (int t = 0; t < 500; t++) {
+			now = count_fds(daemon_under_test.pid);
+			if (now <= fds)
+				break;
+			usleep(10000);
+		}
+		cr_expect_leq(now, fds, "%s: the daemon kept an fd", c->what);
+		if (c->fd >= 0)
+			close(c->fd);
+	}
+	/* The connection goes on: a buffer made now takes the next id. */
+	cr_assert_eq(raw_create(sock, ps), 5);
+	close(sock);
+	cr_assert_eq(wait_buffers(0), 0);
+	fixture_close(&f);
+}
+
+Test(buffers, restored_buffers_count_against_the_user_limits)
+{
+	const char *args[] = { "--limit", "buffers-per-user=1", "--limit",
+			       "buffer-mib-per-user=1", NULL };
+	size_t ps = page_size();
+	struct hmmu_wire_buffer id = { .buffer = 1 };
+	struct fixture f;
+	int sock, fd;
+
+	daemon_restart(args);
+	expect_daemon_log("restore buffer");
+	f = fixture_open(NULL);
+	sock = raw_session();
+	fd = buffer_memfd(2 << 20);
+	cr_expect_eq(raw_restore(sock, 1, 2 << 20, fd), -EDQUOT,
+		     "past the bytes");
+	close(fd);
+	fd = buffer_memfd(ps);
+	cr_assert_eq(raw_restore(sock, 1, ps, fd), 0);
+	cr_expect_eq(raw_restore(sock, 2, ps, fd), -EDQUOT, "past the count");
+	cr_assert_eq(daemon_buffers(), 1);
+	/* Room again once it is gone. */
+	cr_assert_eq(raw_call(sock, HMMU_OP_BUFFER_DESTROY, &id, sizeof(id),
+			      -1, NULL, 0), 0);
+	cr_expect_eq(raw_restore(sock, 2, ps, fd), 0);
+	close(fd);
+	close(sock);
+	cr_assert_eq(wait_buffers(0), 0);
 	fixture_close(&f);
 }

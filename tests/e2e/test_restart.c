@@ -145,6 +145,74 @@ Test(restart, a_crash_costs_a_stall_not_an_error_nor_a_byte)
 	supervised_stop();
 }
 
+/* Bytes @from to @from + @len of patterned(@seed), at @got. */
+static void expect_bytes(const uint8_t *got, size_t from, size_t len,
+			 unsigned seed, const char *what)
+{
+	for (size_t i = from; i < from + len; i++)
+		if (got[i - from] != (uint8_t)(i * 7 + i / page() + seed))
+			cr_assert_fail("%s: byte %zu of page %zu is %u, not %u",
+				       what, i % page(), i / page(),
+				       got[i - from],
+				       (uint8_t)(i * 7 + i / page() + seed));
+}
+
+/*
+ * A shared buffer outlives a crash: the same handle at the same address,
+ * with its bytes, and device reads go on into it (docs/protocol.md §11).
+ */
+Test(restart, a_shared_buffer_outlives_a_crash_with_its_bytes)
+{
+	const size_t half = NPAGES / 2 * page();
+	uint8_t *p = patterned(5), *buf;
+	struct hmmu_cmd c = { .addr = (uintptr_t)p, .npages = 8 };
+	struct hmmu_buffer *b;
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	int err;
+
+	start("100", "60000");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	m = registered(h);
+	cr_assert_eq(hmmu_buffer_create(h, NPAGES * page(), (void **)&buf,
+					&b), 0, "%s", hmmu_error_detail());
+	/* Its first 8 pages from the device, its second half the CPU's. */
+	cr_assert_eq(hmmu_device_read_buffer(m, &c, b, 0), 0, "%s",
+		     hmmu_error_detail());
+	expect_bytes(buf, 0, 8 * page(), 5, "device read before the crash");
+	memcpy(buf + half, p + half, half);
+
+	supervised_crash_and_wait(1);
+	expect_bytes(buf, 0, 8 * page(), 5, "the device's bytes after it");
+	expect_bytes(buf + half, half, half, 5, "the CPU's bytes after it");
+
+	/* Into the same handle, and found by its address: no error. */
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)(p + 8 * page()),
+			       .npages = 8 };
+	err = hmmu_device_read_buffer(m, &c, b, 8 * page());
+	cr_assert_eq(err, 0, "after the restart: %d (%s)", err,
+		     hmmu_error_detail());
+	cr_expect_eq(c.cpages, 8);
+	expect_bytes(buf + 8 * page(), 8 * page(), 8 * page(), 5,
+		     "device read into the buffer after the crash");
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)(p + 16 * page()),
+			       .npages = 8 };
+	err = hmmu_device_read(m, &c, buf + 16 * page());
+	cr_assert_eq(err, 0, "%d (%s)", err, hmmu_error_detail());
+	expect_bytes(buf + 16 * page(), 16 * page(), 8 * page(), 5,
+		     "device read at the buffer's address after the crash");
+	expect_bytes(buf, 0, 8 * page(), 5, "the first pages, untouched");
+	cr_expect_null(strstr(supervised_slurp(supervised.out),
+			      "restore buffer"), "%s",
+		       supervised_slurp(supervised.out));
+
+	hmmu_buffer_destroy(b);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, NPAGES * page());
+	supervised_stop();
+}
+
 /* Pages made exclusive to a device for its atomics stay so across a crash. */
 Test(restart, exclusive_access_outlives_a_crash)
 {

@@ -133,7 +133,8 @@ void wire_judge(const void *msg, size_t n, int nfds, int foreign,
 		err = -EMSGSIZE;
 	if (!err)
 		err = hmmu_proto_check(msg, n, 0);
-	if (!err && nfds > 0 && h.op != HMMU_OP_MIRROR_REGISTER)
+	if (!err && nfds > 0 && h.op != HMMU_OP_MIRROR_REGISTER &&
+	    h.op != HMMU_OP_BUFFER_RESTORE)
 		err = -EINVAL;
 	if (!err && !hello_done && h.op != HMMU_OP_HELLO)
 		err = -EPROTO;

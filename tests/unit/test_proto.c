@@ -86,6 +86,13 @@ static size_t valid_request(union msg *m, unsigned op)
 	case HMMU_OP_BUFFER_CREATE:
 		((struct hmmu_wire_buffer_create *)payload(m))->bytes = 4096;
 		break;
+	case HMMU_OP_BUFFER_RESTORE: {
+		struct hmmu_wire_buffer *b = payload(m);
+
+		b->buffer = 5;
+		b->bytes = 4096;
+		break;
+	}
 	case HMMU_OP_DEVICE_CMD_BUFFER: {
 		struct hmmu_wire_device_cmd_buffer *b = payload(m);
 
@@ -551,6 +558,26 @@ Test(proto, list_of_unknown_kind_is_einval)
 		cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL, "what %u",
 			     whats[i]);
 	}
+}
+
+Test(proto, buffer_restore_of_id_or_bytes_0_is_einval)
+{
+	union msg m;
+	size_t n = valid_request(&m, HMMU_OP_BUFFER_RESTORE);
+
+	cr_expect_eq(hmmu_proto_request_size(HMMU_OP_BUFFER_RESTORE),
+		     sizeof(struct hmmu_wire_buffer));
+	cr_expect_eq(hmmu_proto_reply_min_size(HMMU_OP_BUFFER_RESTORE), 0);
+	((struct hmmu_wire_buffer *)payload(&m))->buffer = 0;
+	cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL, "id 0");
+	n = valid_request(&m, HMMU_OP_BUFFER_RESTORE);
+	((struct hmmu_wire_buffer *)payload(&m))->bytes = 0;
+	cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL, "0 bytes");
+	/* Every other value is the daemon's to judge, with the memfd. */
+	n = valid_request(&m, HMMU_OP_BUFFER_RESTORE);
+	((struct hmmu_wire_buffer *)payload(&m))->buffer = UINT64_MAX;
+	((struct hmmu_wire_buffer *)payload(&m))->bytes = 1;
+	cr_expect_eq(hmmu_proto_check(&m, n, 0), 0);
 }
 
 /* ---- reasons (protocol 3) ------------------------------------------------- */

@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -48,6 +49,20 @@ struct request {
 	struct hmmu_wire_hdr hdr;
 	size_t len; /* of the payload */
 	char payload[HMMU_MSG_MAX];
+	/* The fd that came with it, if one did: what it was. */
+	bool fd;
+	ino_t fd_ino;
+	off_t fd_size;
+	int fd_seals;
+};
+
+#define BUFFERS_MAX 8 /* buffers the stand-in holds, all connections */
+
+/* A buffer the stand-in holds: the memfd it made, or was handed back. */
+struct held_buffer {
+	unsigned conn;
+	uint64_t id;
+	int fd;
 };
 
 struct stand_in {
@@ -68,6 +83,8 @@ struct stand_in {
 	int prepare_status[CONNS];   /* MIGRATE_PREPARE's, on each */
 	unsigned restore_dies;	     /* this connection (not 0) hangs up at
 					a MIRROR_RESTORE: dies in turn */
+	int buffer_restore_status;   /* BUFFER_RESTORE's answer */
+	bool buffer_restore_unknown; /* answered as by an older hmmud */
 	/*
 	 * Registration needs the userfaultfd on connection 0, which dies
 	 * when it comes with it; the probe sent again is refused on 1.
@@ -88,6 +105,10 @@ struct stand_in {
 	/* The rings of the queue made on each connection, as hmmud maps them. */
 	char *ring[CONNS];
 	uint64_t ring_size[CONNS];
+	uint64_t next_buffer[CONNS]; /* ids are the connection's, as hmmud's */
+	struct held_buffer buffers[BUFFERS_MAX];
+	unsigned nbuffers;
+	ino_t made_ino; /* of the last memfd BUFFER_CREATE made */
 };
 
 static struct stand_in s;
@@ -164,6 +185,16 @@ static void reply_reason(int fd, const struct hmmu_wire_hdr *req, int status,
 	(void)!send(fd, out.buf, sizeof(out.hdr) + len, MSG_NOSIGNAL);
 }
 
+/* The answer of an hmmud that does not know the op (protocol.md §6). */
+static void reply_unknown_op(int fd, const struct hmmu_wire_hdr *req)
+{
+	struct hmmu_wire_hdr out;
+
+	fill_hdr(&out, req, -EOPNOTSUPP, 0, 0);
+	out.op = HMMU_OP_NONE;
+	(void)!send(fd, &out, sizeof(out), MSG_NOSIGNAL);
+}
+
 /* A memfd of @bytes, with @init written at its start. */
 static int memfd_of(size_t bytes, const void *init, size_t len)
 {
@@ -230,12 +261,116 @@ static void answer_queue(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
 	close(fds[1]);
 }
 
+/* Lock held: buffer @id of connection @conn, or NULL. */
+static struct held_buffer *held(unsigned conn, uint64_t id)
+{
+	for (unsigned i = 0; i < s.nbuffers; i++)
+		if (s.buffers[i].conn == conn && s.buffers[i].id == id &&
+		    s.buffers[i].fd >= 0)
+			return &s.buffers[i];
+	return NULL;
+}
+
+/* Lock held: hold @fd as buffer @id of connection @conn. */
+static void hold(unsigned conn, uint64_t id, int fd)
+{
+	if (s.nbuffers == BUFFERS_MAX)
+		abort();
+	s.buffers[s.nbuffers++] = (struct held_buffer){ conn, id, fd };
+}
+
+/* As hmmud makes one: a sealed memfd, which it holds. */
+static void answer_buffer_create(int fd, unsigned conn,
+				 const struct hmmu_wire_hdr *req,
+				 const void *payload)
+{
+	const struct hmmu_wire_buffer_create *b = payload;
+	struct hmmu_wire_buffer r = { .bytes = b->bytes };
+	int mfd = memfd_create("hmmu-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	struct stat st;
+
+	if (mfd < 0 || ftruncate(mfd, (off_t)b->bytes) < 0 ||
+	    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW |
+					    F_SEAL_SEAL) < 0 ||
+	    fstat(mfd, &st) < 0)
+		abort();
+	pthread_mutex_lock(&s.lock);
+	r.buffer = 50 + ++s.next_buffer[conn];
+	s.made_ino = st.st_ino;
+	hold(conn, r.buffer, dup(mfd));
+	pthread_mutex_unlock(&s.lock);
+	reply_fds(fd, req, 0, &r, sizeof(r), &mfd, 1);
+	close(mfd);
+}
+
+/* The memfd that came with it (@mfd, now ours), held under its id. */
+static void answer_buffer_restore(int fd, unsigned conn,
+				  const struct hmmu_wire_hdr *req,
+				  const void *payload, int mfd)
+{
+	const struct hmmu_wire_buffer *b = payload;
+
+	if (s.buffer_restore_unknown) {
+		reply_unknown_op(fd, req);
+	} else if (s.buffer_restore_status) {
+		reply_reason(fd, req, s.buffer_restore_status,
+			     "past this user's shared buffers");
+	} else if (mfd < 0) {
+		reply(fd, req, -EBADF, NULL, 0);
+	} else {
+		pthread_mutex_lock(&s.lock);
+		hold(conn, b->buffer, mfd);
+		pthread_mutex_unlock(&s.lock);
+		reply(fd, req, 0, NULL, 0);
+		return;
+	}
+	if (mfd >= 0)
+		close(mfd);
+}
+
+/*
+ * A read into a buffer the connection holds: the device's bytes are 'A'
+ * plus the connection's number, written through the stand-in's own fd,
+ * so that the client sees them only if its mapping is of that file.
+ */
+static void answer_cmd_buffer(int fd, unsigned conn,
+			      const struct hmmu_wire_hdr *req,
+			      const void *payload)
+{
+	const struct hmmu_wire_device_cmd_buffer *c = payload;
+	struct hmmu_wire_cmd_result r = { .cpages = c->cmd.npages };
+	struct held_buffer *b;
+	char byte = (char)('A' + conn);
+	int bfd = -1;
+
+	pthread_mutex_lock(&s.lock);
+	b = held(conn, c->buffer);
+	if (b)
+		bfd = b->fd;
+	pthread_mutex_unlock(&s.lock);
+	if (bfd < 0) {
+		reply_reason(fd, req, -ENOENT, "no such buffer on this "
+			     "connection");
+		return;
+	}
+	for (uint64_t i = 0; i < c->cmd.buf_len; i++)
+		if (pwrite(bfd, &byte, 1, (off_t)(c->offset + i)) != 1)
+			abort();
+	reply(fd, req, 0, &r, sizeof(r));
+}
+
 /* The answer of a daemon that holds whatever the request names. */
 static void answer(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
-		   const void *payload)
+		   const void *payload, int rfd)
 {
 	char out[HMMU_MSG_MAX];
 
+	if (req->op == HMMU_OP_BUFFER_RESTORE) {
+		answer_buffer_restore(fd, conn, req, payload, rfd);
+		return;
+	}
+	if (rfd >= 0)
+		close(rfd); /* a userfaultfd: a stand-in needs none */
 	memset(out, 0, sizeof(out));
 	switch (req->op) {
 	case HMMU_OP_HELLO: {
@@ -310,15 +445,26 @@ static void answer(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
 	case HMMU_OP_FAILSAFE:
 		answer_failsafe(fd, req, conn);
 		return;
-	case HMMU_OP_BUFFER_CREATE: {
-		const struct hmmu_wire_buffer_create *b = payload;
-		struct hmmu_wire_buffer r = { .buffer = 55, .bytes = b->bytes };
-		int mfd = memfd_of(b->bytes, NULL, 0);
+	case HMMU_OP_BUFFER_CREATE:
+		answer_buffer_create(fd, conn, req, payload);
+		return;
+	case HMMU_OP_BUFFER_DESTROY: {
+		const struct hmmu_wire_buffer *b = payload;
+		struct held_buffer *h;
 
-		reply_fds(fd, req, 0, &r, sizeof(r), &mfd, 1);
-		close(mfd);
+		pthread_mutex_lock(&s.lock);
+		h = held(conn, b->buffer);
+		if (h) {
+			close(h->fd);
+			h->fd = -1;
+		}
+		pthread_mutex_unlock(&s.lock);
+		reply(fd, req, h ? 0 : -ENOENT, NULL, 0);
 		return;
 	}
+	case HMMU_OP_DEVICE_CMD_BUFFER:
+		answer_cmd_buffer(fd, conn, req, payload);
+		return;
 	case HMMU_OP_QUEUE_CREATE:
 		answer_queue(fd, conn, req, payload);
 		return;
@@ -326,6 +472,30 @@ static void answer(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
 		reply(fd, req, 0, out, hmmu_proto_reply_min_size(req->op));
 		return;
 	}
+}
+
+/*
+ * One message from @fd into @in, and the fd that came with it into *@rfd
+ * (-1 if none): its length.
+ */
+static ssize_t receive(int fd, void *in, size_t size, int *rfd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = in, .iov_len = size };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *c;
+	ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+
+	*rfd = -1;
+	c = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(rfd, CMSG_DATA(c), sizeof(int));
+	return n;
 }
 
 /* Serve one connection until it ends; false to stop serving. */
@@ -336,8 +506,9 @@ static bool serve_one(int fd, unsigned conn)
 		char buf[HMMU_MSG_MAX];
 	} in;
 	ssize_t n;
+	int rfd;
 
-	while ((n = recv(fd, in.buf, sizeof(in.buf), MSG_CMSG_CLOEXEC)) >=
+	while ((n = receive(fd, in.buf, sizeof(in.buf), &rfd)) >=
 	       (ssize_t)sizeof(in.hdr)) {
 		const void *payload = &in.hdr + 1;
 		bool hang = false;
@@ -345,11 +516,18 @@ static bool serve_one(int fd, unsigned conn)
 		pthread_mutex_lock(&s.lock);
 		if (s.nlog < LOG_MAX) {
 			struct request *r = &s.log[s.nlog++];
+			struct stat st;
 
 			r->conn = conn;
 			r->hdr = in.hdr;
 			r->len = (size_t)n - sizeof(in.hdr);
 			memcpy(r->payload, payload, r->len);
+			r->fd = rfd >= 0 && fstat(rfd, &st) == 0;
+			if (r->fd) {
+				r->fd_ino = st.st_ino;
+				r->fd_size = st.st_size;
+				r->fd_seals = fcntl(rfd, F_GET_SEALS);
+			}
 		}
 		if (conn == 0 && s.hang_op && in.hdr.op == s.hang_op)
 			hang = ++s.held == s.hang_count;
@@ -361,12 +539,15 @@ static bool serve_one(int fd, unsigned conn)
 		    ((const struct hmmu_wire_register *)payload)->probe)
 			hang = true;
 		pthread_mutex_unlock(&s.lock);
-		if (hang)
-			return conn || !s.gone_after_hang_up;
-		if (conn == 0 && in.hdr.op == s.hang_op)
-			continue; /* held: never answered */
-		if (!s.silent[conn])
-			answer(fd, conn, &in.hdr, payload);
+		if (hang || (conn == 0 && in.hdr.op == s.hang_op) ||
+		    s.silent[conn]) {
+			if (rfd >= 0)
+				close(rfd);
+			if (hang)
+				return conn || !s.gone_after_hang_up;
+			continue; /* held, or silent: never answered */
+		}
+		answer(fd, conn, &in.hdr, payload, rfd);
 	}
 	return true;
 }
@@ -459,6 +640,9 @@ static void teardown(void)
 		}
 		rmdir(s.dir);
 	}
+	for (unsigned i = 0; i < s.nbuffers; i++)
+		if (s.buffers[i].fd >= 0)
+			close(s.buffers[i].fd);
 	for (unsigned i = 0; i < CONNS; i++) {
 		if (s.daemon_pid[i] > 0) {
 			kill(s.daemon_pid[i], SIGKILL);
@@ -884,48 +1068,187 @@ Test(reconnect, a_queue_is_made_again_with_what_it_had_in_flight)
 	hmmu_disconnect(h);
 }
 
-Test(reconnect, buffers_die_with_a_restart_mirrors_do_not)
+/* A registered mirror on dmirror0, and a buffer of @npages on @h. */
+static struct hmmu_mirror *with_buffer(struct hmmu *h, size_t npages,
+				       char **addr, struct hmmu_buffer **b)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	const struct request *r[8];
-	struct hmmu_buffer *b;
 	struct hmmu_mirror *m;
-	struct hmmu_cmd c = { .npages = 1 };
-	struct hmmu *h;
-	void *addr;
-	char *mem;
 
-	s.hang_op = HMMU_OP_DEVICE_COUNT;
-	stand_in_start();
-	mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(mem, MAP_FAILED);
-	c.addr = (uintptr_t)mem;
-	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
 	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
 	cr_assert_eq(hmmu_mirror_register(m), 0);
-	cr_assert_eq(hmmu_buffer_create(h, page, &addr, &b), 0, "%s",
-		     hmmu_error_detail());
-	cr_assert_eq(hmmu_device_read_buffer(m, &c, b, 0), 0);
+	cr_assert_eq(hmmu_buffer_create(h, npages * page, (void **)addr, b),
+		     0, "%s", hmmu_error_detail());
+	return m;
+}
 
-	cr_assert_eq(hmmu_device_count(h), 107, "%s", hmmu_error_detail());
-	cr_expect_eq(hmmu_device_read_buffer(m, &c, b, 0), -ESHUTDOWN);
-	cr_expect(strstr(hmmu_error_detail(), "hmmud restarted; queues and "
-			 "shared buffers are not made again"),
-		  "'%s'", hmmu_error_detail());
-	/* The mirror works on, and new buffers do. */
-	cr_expect_eq(hmmu_device_read(m, &c, mem), 0, "%s",
-		     hmmu_error_detail());
+/* A device read of page @i of @mem into page @i of @b: its result. */
+static int read_page(struct hmmu_mirror *m, struct hmmu_buffer *b,
+		     const char *mem, size_t i)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct hmmu_cmd c = { .addr = (uintptr_t)(mem + i * page),
+			      .npages = 1 };
+
+	return hmmu_device_read_buffer(m, &c, b, i * page);
+}
+
+Test(reconnect, a_buffer_is_made_again_from_its_memfd_before_the_requests)
+{
+	static const unsigned order[] = {
+		HMMU_OP_HELLO, HMMU_OP_MIRROR_RESTORE, HMMU_OP_BUFFER_RESTORE,
+		HMMU_OP_DEVICE_CMD_BUFFER,
+	};
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	const struct request *r[8], *restore;
+	const struct hmmu_wire_buffer *w;
+	struct hmmu_buffer *b;
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	uint64_t id;
+	char *addr, *mem;
+	unsigned k = 0;
+	ino_t ino;
+	int err;
+
+	/* Connection 0 reads the device read into the buffer, hangs up. */
+	s.hang_op = HMMU_OP_DEVICE_CMD_BUFFER;
+	stand_in_start();
+	mem = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	m = with_buffer(h, 4, &addr, &b);
+	cr_assert_eq(logged(HMMU_OP_BUFFER_CREATE, r, 8), 1u);
+	id = 50 + 1; /* the stand-in's first */
+	pthread_mutex_lock(&s.lock);
+	ino = s.made_ino;
+	pthread_mutex_unlock(&s.lock);
+	memset(addr, 'x', 4 * page);
+
+	/* Answered by connection 1, into the same pages, no error. */
+	err = read_page(m, b, mem, 1);
+	cr_assert_eq(err, 0, "%d (%s)", err, hmmu_error_detail());
+	cr_expect_eq(conns_accepted(), 2u);
+	cr_expect_eq(addr[page], 'B', "the successor's bytes are not there");
+	cr_expect_eq(addr[2 * page - 1], 'B');
+	cr_expect_eq(addr[0], 'x', "what the buffer held is gone");
+	cr_expect_eq(addr[2 * page], 'x');
+
+	/* BUFFER_RESTORE: the same id and size, with the same memfd. */
+	cr_assert_eq(logged(HMMU_OP_BUFFER_RESTORE, r, 8), 1u);
+	restore = r[0];
+	w = (const void *)restore->payload;
+	cr_expect_eq(restore->conn, 1u);
+	cr_expect_eq(restore->len, sizeof(*w));
+	cr_expect_eq(w->buffer, id);
+	cr_expect_eq(w->bytes, 4 * page);
+	cr_expect(restore->fd, "no fd came with it");
+	cr_expect_eq(restore->fd_ino, ino, "not the memfd hmmud made");
+	cr_expect_eq(restore->fd_size, (off_t)(4 * page));
+	cr_expect_eq(restore->fd_seals & (F_SEAL_SHRINK | F_SEAL_GROW |
+					  F_SEAL_SEAL),
+		     F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+
+	/* On connection 1: HELLO, the mirror, the buffer, then the read. */
+	pthread_mutex_lock(&s.lock);
+	for (unsigned i = 0; i < s.nlog && k < 4; i++) {
+		if (s.log[i].conn != 1)
+			continue;
+		cr_expect_eq(s.log[i].hdr.op, order[k], "request %u: op %u, "
+			     "want %u", k, s.log[i].hdr.op, order[k]);
+		k++;
+	}
+	pthread_mutex_unlock(&s.lock);
+	cr_expect_eq(k, 4u, "%u requests on connection 1", k);
+
+	/* The same handle goes on, and is destroyed on the successor. */
+	err = read_page(m, b, mem, 3);
+	cr_expect_eq(err, 0, "%d (%s)", err, hmmu_error_detail());
+	cr_expect_eq(addr[3 * page], 'B');
 	hmmu_buffer_destroy(b);
-	cr_assert_eq(hmmu_buffer_create(h, page, &addr, &b), 0);
-	cr_expect_eq(hmmu_device_read_buffer(m, &c, b, 0), 0, "%s",
-		     hmmu_error_detail());
-	hmmu_buffer_destroy(b);
-	/* Nothing was destroyed on the successor that it never made. */
-	cr_expect_eq(logged(HMMU_OP_BUFFER_DESTROY, r, 8), 1u);
+	cr_assert_eq(logged(HMMU_OP_BUFFER_DESTROY, r, 8), 1u);
+	cr_expect_eq(r[0]->conn, 1u);
+	cr_expect_eq(((const struct hmmu_wire_buffer *)r[0]->payload)->buffer,
+		     id);
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
-	munmap(mem, page);
+	munmap(mem, 4 * page);
+}
+
+Test(reconnect, buffers_die_with_a_restart_to_an_hmmud_without_buffer_restore)
+{
+	const struct request *r[8];
+	struct hmmu_buffer *b, *b2;
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	char *addr, *addr2, *mem;
+	int err;
+
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.buffer_restore_unknown = true;
+	stand_in_start();
+	mem = mmap(NULL, 2 * (size_t)sysconf(_SC_PAGESIZE),
+		   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	m = with_buffer(h, 2, &addr, &b);
+	cr_assert_eq(read_page(m, b, mem, 0), 0);
+
+	/* The handle goes on: only the buffer is lost, as before the op. */
+	cr_assert_eq(hmmu_device_count(h), 107, "%s", hmmu_error_detail());
+	err = read_page(m, b, mem, 0);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, hmmu_error_detail());
+	cr_expect(strstr(hmmu_error_detail(), "hmmud restarted") &&
+			  strstr(hmmu_error_detail(), "could not make the "
+				 "shared buffer again"),
+		  "'%s'", hmmu_error_detail());
+	cr_expect_eq(addr[0], 'A', "our mapping of it stays");
+	/*
+	 * A new one takes the id the lost one had (51, each connection's
+	 * first): each keeps to its own.
+	 */
+	cr_assert_eq(hmmu_buffer_create(h, 4096, (void **)&addr2, &b2), 0);
+	cr_assert_eq(logged(HMMU_OP_BUFFER_CREATE, r, 8), 2u);
+	cr_assert_eq(r[1]->conn, 1u);
+	hmmu_buffer_destroy(b);
+	cr_expect_eq(logged(HMMU_OP_BUFFER_DESTROY, r, 8), 0u,
+		     "destroyed on the successor, which never made it");
+	err = read_page(m, b2, mem, 0);
+	cr_expect_eq(err, 0, "%d (%s)", err, hmmu_error_detail());
+	cr_expect_eq(addr2[0], 'B');
+	hmmu_buffer_destroy(b2);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, 2 * (size_t)sysconf(_SC_PAGESIZE));
+}
+
+Test(reconnect, a_refused_buffer_restore_is_eshutdown_with_its_reason)
+{
+	char want[64];
+	struct hmmu_buffer *b;
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	char *addr;
+	int err;
+
+	s.hang_op = HMMU_OP_DEVICE_COUNT;
+	s.buffer_restore_status = -EDQUOT;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	m = with_buffer(h, 1, &addr, &b);
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	snprintf(want, sizeof(want), "buffer 51 of %ld bytes",
+		 sysconf(_SC_PAGESIZE));
+	cr_expect(strstr(hmmu_error_detail(), want) &&
+			  strstr(hmmu_error_detail(), "EDQUOT") &&
+			  strstr(hmmu_error_detail(),
+				 "past this user's shared buffers"),
+		  "'%s'", hmmu_error_detail());
+	hmmu_buffer_destroy(b);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
 }
 
 /* ---- with the failsafe armed ------------------------------------------- */
