@@ -157,7 +157,15 @@ int failsafe_create(struct failsafe **out)
 	if (!fs)
 		return -ENOMEM;
 	fs->fd = memfd_create("hmmu-devmem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fs->fd < 0 || ftruncate(fs->fd, (off_t)fs->bytes) < 0)
+	/*
+	 * A memfd is made 0777, and /proc/PID/fd/N opens it again with the
+	 * file's mode, not the open's: read-only to its owner (us; our fd is
+	 * open already) and to no one else, or the client would reopen its
+	 * read-only open for writing, and write the journal a successor
+	 * adopts.
+	 */
+	if (fs->fd < 0 || fchmod(fs->fd, 0400) < 0 ||
+	    ftruncate(fs->fd, (off_t)fs->bytes) < 0)
 		goto fail;
 	err = map_file(fs, &h);
 	if (err) {

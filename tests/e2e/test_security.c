@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -1453,4 +1454,89 @@ Test(security, migration_moved_by_mremap_before_finish_settles, .timeout = 30)
 	/* The teardown unmaps mg.range: let it unmap the pages' new place. */
 	mg.range = moved;
 	migration_teardown(&mg);
+}
+
+/*
+ * A client gets its device memory file read-only: it holds the journal a
+ * restarted hmmud adopts (which pages are the device's, and charged to
+ * whom). Reopening its fd through /proc/self/fd read-write must fail for
+ * a client without CAP_DAC_OVERRIDE, as writing the open it was given
+ * does. (A client of root's uid without that capability stands for any
+ * user: one not root cannot make a userfaultfd on many machines.)
+ */
+static int drop_dac_capabilities(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+	const int caps[] = { CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+			     CAP_FOWNER };
+
+	if (syscall(SYS_capget, &hdr, d) < 0)
+		return -1;
+	for (unsigned i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		d[caps[i] / 32].effective &= ~(1u << (caps[i] % 32));
+		d[caps[i] / 32].permitted &= ~(1u << (caps[i] % 32));
+	}
+	return (int)syscall(SYS_capset, &hdr, d);
+}
+
+static int devmem_reopen_without_dac(void)
+{
+	char path[64], target[128];
+	unsigned char *p;
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	struct hmmu_cmd c;
+	int found = -1, fd;
+
+	if (drop_dac_capabilities() < 0)
+		return 1;
+	p = mmap(NULL, 4 * page_size(), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 2;
+	memset(p, 7, 4 * page_size());
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = 4 };
+	if (hmmu_connect(daemon_under_test.socket, &h) ||
+	    hmmu_mirror_create(h, "dmirror0", &m) ||
+	    hmmu_mirror_register(m) || hmmu_migrate_to_device(m, &c)) {
+		fprintf(stderr, "without DAC capabilities: %s\n",
+			hmmu_error_detail());
+		return 3;
+	}
+	for (int i = 3; i < 1024 && found < 0; i++) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", i);
+		n = readlink(path, target, sizeof(target) - 1);
+		if (n > 0 && (target[n] = '\0', strstr(target, "hmmu-devmem")))
+			found = i;
+	}
+	if (found < 0)
+		return 4; /* libhmmu holds no device memory file */
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return 5; /* reopened for writing */
+	}
+	return errno == EACCES ? 0 : 6;
+}
+
+Test(security, a_client_cannot_reopen_its_device_memory_file_for_writing)
+{
+	int status;
+	pid_t pid;
+
+	require_root();
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		_exit(devmem_reopen_without_dac());
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status), "status %#x", status);
+	cr_expect_eq(WEXITSTATUS(status), 0,
+		     "%d (1: capset, 3: no migration, 4: no file held, 5: "
+		     "reopened read-write, 6: another errno)",
+		     WEXITSTATUS(status));
 }
