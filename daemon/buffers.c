@@ -62,6 +62,14 @@ void buffers_fini(struct session_buffers *t)
 	pthread_mutex_destroy(&t->lock);
 }
 
+/* -EDQUOT: a buffer of @bytes is past the user's whole @limit. */
+static int too_large(uint64_t bytes, uint64_t limit, struct reply_reason *why)
+{
+	return reason_set(why, -EDQUOT, "a buffer of %" PRIu64 " bytes is "
+			  "larger than hmmud allows a user in all (--limit "
+			  "buffer-mib-per-user=%" PRIu64 ")", bytes, limit >> 20);
+}
+
 /* Lock held: is @id one of the connection's buffers? */
 static bool listed(const struct session_buffers *t, uint64_t id)
 {
@@ -112,10 +120,7 @@ void buffer_create(struct session *s, const struct hmmu_wire_hdr *req,
 
 	/* Rounded up without wrapping: past the limit is past it anyway. */
 	if (bytes > limit) {
-		err = reason_set(why, -EDQUOT, "a buffer of %" PRIu64 " bytes "
-				 "is larger than hmmud allows a user in all "
-				 "(--limit buffer-mib-per-user=%" PRIu64 ")",
-				 bytes, limit >> 20);
+		err = too_large(bytes, limit, why);
 		goto out;
 	}
 	bytes = page_up(bytes);
@@ -255,10 +260,7 @@ void buffer_restore(struct session *s, const struct hmmu_wire_hdr *req,
 		goto out;
 	}
 	if (bytes > limit) {
-		err = reason_set(why, -EDQUOT, "a buffer of %" PRIu64 " bytes "
-				 "is larger than hmmud allows a user in all "
-				 "(--limit buffer-mib-per-user=%" PRIu64 ")",
-				 bytes, limit >> 20);
+		err = too_large(bytes, limit, why);
 		goto out;
 	}
 	err = check_memfd(fd, bytes, why);
