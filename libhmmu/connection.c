@@ -396,11 +396,22 @@ void hmmu_lock_settled(struct hmmu *h)
 		pthread_cond_wait(&h->cond, &h->lock);
 }
 
-int hmmu_connection_check(struct hmmu *h)
+/* Lock held, h->broken set: drop the lock; the call fails, saying why. */
+static int fail_broken(struct hmmu *h)
 {
 	char gone[HMMU_DETAIL_MAX] = "";
+	int err = call_failed(h, h->broken, gone, sizeof(gone));
+
+	pthread_mutex_unlock(&h->lock);
+	explain_status(err);
+	if (gone[0])
+		hmmu_set_detail("%s", gone);
+	return err;
+}
+
+int hmmu_connection_check(struct hmmu *h)
+{
 	struct pollfd p;
-	int err = 0;
 
 	hmmu_lock_settled(h);
 	p = (struct pollfd){ .fd = h->fd, .events = POLLRDHUP };
@@ -408,13 +419,9 @@ int hmmu_connection_check(struct hmmu *h)
 	    (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
 		hmmu_connection_lost(h, h->restarts, -ECONNRESET, false);
 	if (h->broken)
-		err = call_failed(h, h->broken, gone, sizeof(gone));
+		return fail_broken(h);
 	pthread_mutex_unlock(&h->lock);
-	if (err)
-		explain_status(err);
-	if (gone[0])
-		hmmu_set_detail("%s", gone);
-	return err;
+	return 0;
 }
 
 int hmmu_request(struct hmmu *h, struct pending *p)
@@ -429,14 +436,8 @@ int hmmu_request(struct hmmu *h, struct pending *p)
 	}
 
 	hmmu_lock_settled(h);
-	if (h->broken) {
-		err = call_failed(h, h->broken, gone, sizeof(gone));
-		pthread_mutex_unlock(&h->lock);
-		explain_status(err);
-		if (gone[0])
-			hmmu_set_detail("%s", gone);
-		return err;
-	}
+	if (h->broken)
+		return fail_broken(h);
 	p->id = ++h->next_id;
 	p->next = h->pending;
 	h->pending = p;

@@ -169,6 +169,22 @@ static void rings_use(struct hmmu_queue *q, const struct rings *r)
 	q->cq_head = atomic_load(word(q, HMMU_RING_CQ_HEAD));
 }
 
+/*
+ * Let go of rings rings_make() made and nobody uses: unmapped, and, if
+ * @destroy, gone on the daemon too (not on one that died since).
+ */
+static void rings_free(struct hmmu *h, struct rings *r, bool destroy)
+{
+	if (destroy) {
+		struct hmmu_wire_queue_id id = { .queue = r->id };
+
+		hmmu_call(h, HMMU_OP_QUEUE_DESTROY, &id, sizeof(id), -1,
+			  NULL, 0);
+	}
+	munmap(r->ring, r->size);
+	close(r->efd);
+}
+
 static void queue_free(struct hmmu_queue *q)
 {
 	free(q->tags);
@@ -247,8 +263,7 @@ static int revive(struct hmmu_queue *q)
 		if (err || r.restarts == atomic_load(&q->h->restarts))
 			break;
 		/* Made by a daemon that died in turn: its successor's. */
-		munmap(r.ring, r.size);
-		close(r.efd);
+		rings_free(q->h, &r, false);
 		if (tries + 1 == REVIVE_TRIES) {
 			err = -ESHUTDOWN;
 			break;
@@ -263,8 +278,7 @@ static int revive(struct hmmu_queue *q)
 								   -ESHUTDOWN;
 	}
 	if (r.entries != q->entries) {
-		munmap(r.ring, r.size);
-		close(r.efd);
+		rings_free(q->h, &r, true);
 		hmmu_set_detail("hmmud restarted, and made this queue again "
 				"with %u entries, not %u", r.entries,
 				q->entries);
@@ -352,12 +366,7 @@ HMMU_EXPORT int hmmu_queue_create(struct hmmu_mirror *m, unsigned entries,
 	q->free_tags = calloc(r.entries, sizeof(*q->free_tags));
 	q->backlog = calloc(r.entries, sizeof(*q->backlog));
 	if (!q->tags || !q->free_tags || !q->backlog) {
-		struct hmmu_wire_queue_id id = { .queue = r.id };
-
-		hmmu_call(m->h, HMMU_OP_QUEUE_DESTROY, &id, sizeof(id), -1,
-			  NULL, 0);
-		munmap(r.ring, r.size);
-		close(r.efd);
+		rings_free(m->h, &r, true);
 		queue_free(q);
 		return -ENOMEM;
 	}
