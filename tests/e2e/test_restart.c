@@ -360,26 +360,38 @@ Test(restart, a_successor_that_does_not_come_costs_no_hang)
  */
 Test(restart, a_client_gone_while_hmmud_was_down_is_let_go)
 {
-	int go[2], status;
+	int go[2], ready[2], status;
 	pid_t child;
+	char c;
 
 	start("1000", "60000");
 	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(ready), 0);
 	child = fork();
 	cr_assert_geq(child, 0);
 	if (child == 0) {
 		uint8_t *p = patterned(2);
 		struct hmmu *h;
-		char c;
 
 		close(go[1]);
+		close(ready[0]);
 		if (hmmu_connect(sock, &h) || !migrated(h, p))
 			_exit(1);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(3);
 		/* Told: hmmud is dead; go without a word to anyone. */
 		_exit(read(go[0], &c, 1) == 1 ? 0 : 2);
 	}
 	close(go[0]);
-	/* The child has its pages on the device once hmmud stores them. */
+	close(ready[1]);
+	/*
+	 * Kill only once the child's migration has returned: hmmud stores
+	 * the device memory file before it answers, and a child still
+	 * waiting for that answer would wait for the successor, which would
+	 * then find it alive.
+	 */
+	cr_assert_eq(read(ready[0], &c, 1), 1, "the child failed early");
+	close(ready[0]);
 	for (int i = 0; i < 100 && !supervised_logged("stored p1.devmem"); i++)
 		usleep(20000);
 	cr_assert(supervised_logged("stored p1.devmem"), "%s",
