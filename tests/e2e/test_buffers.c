@@ -147,14 +147,18 @@ Test(buffers, buffers_go_with_their_connection)
 	cr_assert_eq(wait_buffers(0), 0, "freed on disconnect");
 }
 
-/* A child that makes a buffer and then exits or waits to be killed. */
+/*
+ * A child that makes a buffer, then waits to be told to exit or to be
+ * killed: it must not be gone before the parent counted its buffer.
+ */
 static void child_with_buffer(int kill_it)
 {
-	int ready[2];
+	int ready[2], go[2];
 	pid_t pid;
 	char c;
 
 	cr_assert_eq(pipe(ready), 0);
+	cr_assert_eq(pipe(go), 0);
 	pid = fork();
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
@@ -163,23 +167,28 @@ static void child_with_buffer(int kill_it)
 		void *a;
 
 		close(ready[0]);
+		close(go[1]);
 		if (hmmu_connect(daemon_under_test.socket, &h) ||
 		    hmmu_buffer_create(h, 1 << 20, &a, &b))
 			_exit(1);
 		memset(a, 1, 1 << 20);
 		if (write(ready[1], "r", 1) != 1)
 			_exit(1);
-		if (kill_it)
-			pause();
+		/* Returns on "x" or when the parent is gone. */
+		(void)!read(go[0], &c, 1);
 		_exit(0);
 	}
 	close(ready[1]);
+	close(go[0]);
 	cr_assert_eq(read(ready[0], &c, 1), 1, "the child made its buffer");
 	cr_assert_eq(daemon_buffers(), 1);
 	if (kill_it)
 		kill(pid, SIGKILL);
+	else
+		cr_assert_eq(write(go[1], "x", 1), 1);
 	waitpid(pid, NULL, 0);
 	close(ready[0]);
+	close(go[1]);
 	cr_assert_eq(wait_buffers(0), 0, "freed when the child %s",
 		     kill_it ? "was killed" : "exited");
 }
