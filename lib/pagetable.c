@@ -86,6 +86,27 @@ int pt_create(struct pt **out)
 }
 
 /*
+ * The slots [*first, *last] of a node at @level covering page numbers from
+ * @base that [lo, hi) touches; false if it touches none.
+ */
+static bool slots_in_range(unsigned int level, uint64_t base, uint64_t lo,
+			   uint64_t hi, unsigned int *first, unsigned int *last)
+{
+	unsigned int cshift = level * PT_LEVEL_BITS;
+	uint64_t span = (uint64_t)PT_SLOTS << cshift;
+
+	if (lo < base)
+		lo = base;
+	if (hi > base + span)
+		hi = base + span;
+	if (lo >= hi)
+		return false;
+	*first = (unsigned int)((lo - base) >> cshift);
+	*last = (unsigned int)((hi - 1 - base) >> cshift);
+	return true;
+}
+
+/*
  * Remove present entries with page numbers in [lo, hi) below node, which
  * sits at level and covers page numbers from base. Frees children that
  * become empty; the caller frees node itself if its used count drops to 0.
@@ -97,18 +118,11 @@ static uint64_t clear_node(void *node, unsigned int level, uint64_t base,
 	struct pt_leaf *l = node;
 	struct pt_dir *d = node;
 	unsigned int cshift = level * PT_LEVEL_BITS;
-	uint64_t span = (uint64_t)PT_SLOTS << cshift;
 	unsigned int first, last, i;
 	uint64_t n = 0;
 
-	if (lo < base)
-		lo = base;
-	if (hi > base + span)
-		hi = base + span;
-	if (lo >= hi)
+	if (!slots_in_range(level, base, lo, hi, &first, &last))
 		return 0;
-	first = (unsigned int)((lo - base) >> cshift);
-	last = (unsigned int)((hi - 1 - base) >> cshift);
 
 	if (!level) {
 		for (i = first; i <= last; i++) {
@@ -148,18 +162,11 @@ static int walk_node(struct pt *pt, void *node, unsigned int level,
 	struct pt_leaf *l = node;
 	struct pt_dir *d = node;
 	unsigned int cshift = level * PT_LEVEL_BITS;
-	uint64_t span = (uint64_t)PT_SLOTS << cshift;
 	unsigned int first, last, i;
 	int ret;
 
-	if (lo < base)
-		lo = base;
-	if (hi > base + span)
-		hi = base + span;
-	if (lo >= hi)
+	if (!slots_in_range(level, base, lo, hi, &first, &last))
 		return 0;
-	first = (unsigned int)((lo - base) >> cshift);
-	last = (unsigned int)((hi - 1 - base) >> cshift);
 
 	if (!level) {
 		for (i = first; i <= last; i++) {
