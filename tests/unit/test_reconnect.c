@@ -1319,11 +1319,41 @@ static int threads_running(void)
 	return n;
 }
 
+/* Connected, with a registered mirror and one page of memory at *mem. */
+static struct hmmu *registered(struct hmmu_mirror **m, char **mem)
+{
+	struct hmmu *h;
+
+	*mem = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE),
+		    PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(*mem, MAP_FAILED);
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", m), 0);
+	cr_assert_eq(hmmu_mirror_register(*m), 0);
+	return h;
+}
+
+/* Armed: registered, and the fail-safe set up by a migration. */
+static struct hmmu *armed(struct hmmu_mirror **m, char **mem)
+{
+	struct hmmu *h = registered(m, mem);
+	struct hmmu_cmd c = { .addr = (uintptr_t)*mem, .npages = 1 };
+
+	cr_assert_eq(hmmu_migrate_to_device(*m, &c), 0, "%s",
+		     hmmu_error_detail());
+	return h;
+}
+
+static void let_go(struct hmmu *h, struct hmmu_mirror *m, char *mem)
+{
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
+}
+
 Test(reconnect, the_failsafe_watcher_reconnects_and_then_watches_the_successor)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	struct hmmu_mirror *m;
-	struct hmmu_cmd c = { .npages = 1 };
 	struct hmmu *h;
 	int threads, err;
 	char *mem;
@@ -1334,17 +1364,9 @@ Test(reconnect, the_failsafe_watcher_reconnects_and_then_watches_the_successor)
 	s.devfile[0] = s.devfile[1] = 5;
 	s.incarnation[2] = 0x77; /* the third start kept nothing */
 	stand_in_start();
-	mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(mem, MAP_FAILED);
-	c.addr = (uintptr_t)mem;
 	threads = threads_running();
-	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
-	cr_assert_eq(hmmu_mirror_register(m), 0);
 	/* Armed: the file, a watcher, and the first daemon's pidfd. */
-	cr_assert_eq(hmmu_migrate_to_device(m, &c), 0, "%s",
-		     hmmu_error_detail());
+	h = armed(&m, &mem);
 	cr_assert_eq(threads_running(), threads + 1);
 	cr_assert_eq(pidfds_of(s.daemon_pid[0]), 1);
 
@@ -1375,30 +1397,9 @@ Test(reconnect, the_failsafe_watcher_reconnects_and_then_watches_the_successor)
 			 "process's state") &&
 			  strstr(hmmu_error_detail(), "brought home"),
 		  "'%s'", hmmu_error_detail());
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
+	let_go(h, m, mem);
 	cr_expect_eq(threads_running(), threads);
 	cr_expect_eq(pidfds_of(s.daemon_pid[1]), 0);
-	munmap(mem, page);
-}
-
-/* Armed, with a call in flight when the first daemon dies. */
-static struct hmmu *armed(struct hmmu_mirror **m, char **mem)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	struct hmmu_cmd c = { .npages = 1 };
-	struct hmmu *h;
-
-	*mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(*mem, MAP_FAILED);
-	c.addr = (uintptr_t)*mem;
-	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", m), 0);
-	cr_assert_eq(hmmu_mirror_register(*m), 0);
-	cr_assert_eq(hmmu_migrate_to_device(*m, &c), 0, "%s",
-		     hmmu_error_detail());
-	return h;
 }
 
 Test(reconnect, a_refused_restore_leaves_the_pages_to_the_daemon_that_kept_them)
@@ -1425,9 +1426,7 @@ Test(reconnect, a_refused_restore_leaves_the_pages_to_the_daemon_that_kept_them)
 			  strstr(hmmu_error_detail(), "hmmud kept the pages") &&
 			  !strstr(hmmu_error_detail(), "brought home"),
 		  "'%s'", hmmu_error_detail());
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
-	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
+	let_go(h, m, mem);
 }
 
 Test(reconnect, a_successor_that_could_not_adopt_us_leaves_the_rescue_to_us)
@@ -1450,14 +1449,11 @@ Test(reconnect, a_successor_that_could_not_adopt_us_leaves_the_rescue_to_us)
 	cr_expect(strstr(hmmu_error_detail(), "ESTALE") &&
 			  strstr(hmmu_error_detail(), "brought home"),
 		  "'%s'", hmmu_error_detail());
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
-	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
+	let_go(h, m, mem);
 }
 
 Test(reconnect, a_prepare_sent_again_and_refused_is_finished_all_the_same)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	struct hmmu_cmd c = { .npages = 1 };
 	const struct request *r[16];
 	struct hmmu_mirror *m;
@@ -1478,13 +1474,8 @@ Test(reconnect, a_prepare_sent_again_and_refused_is_finished_all_the_same)
 	s.hang_op = HMMU_OP_DEVICE_CMD;
 	s.prepare_status[1] = -EBUSY;
 	stand_in_start();
-	mem = mmap(NULL, page, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert_neq(mem, MAP_FAILED);
+	h = registered(&m, &mem);
 	c.addr = (uintptr_t)mem;
-	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
-	cr_assert_eq(hmmu_mirror_register(m), 0);
 	err = hmmu_migrate_to_device(m, &c);
 	cr_expect_eq(err, -EBUSY, "%d (%s)", err, strerror(-err));
 	n = logged(HMMU_OP_DEVICE_CMD, r, 16);
@@ -1495,9 +1486,7 @@ Test(reconnect, a_prepare_sent_again_and_refused_is_finished_all_the_same)
 			finished = d->addr == c.addr && d->npages == 1;
 	}
 	cr_expect(finished, "no FINISH of the range after the PREPARE refused");
-	hmmu_mirror_destroy(m);
-	hmmu_disconnect(h);
-	munmap(mem, page);
+	let_go(h, m, mem);
 }
 
 Test(reconnect, a_successor_that_dies_in_turn_is_followed_by_the_next)
