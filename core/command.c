@@ -2,10 +2,10 @@
 #include "command.h"
 #include "mirror.h"
 #include "reason.h"
+#include "../lib/clock.h"
 
 #include <errno.h>
 #include <stddef.h>
-#include <time.h>
 
 static _Thread_local const struct command_ctx *current;
 
@@ -16,19 +16,11 @@ struct dma_window {
 };
 static _Thread_local struct dma_window dma;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void command_enter(struct command_ctx *c, struct hmmu_mirror *m,
 		   uint64_t timeout_ms, struct reply_reason *reason)
 {
 	c->m = m;
-	c->deadline_ns = now_ns() + timeout_ms * 1000000ull;
+	c->deadline_ns = monotonic_ns() + timeout_ms * 1000000ull;
 	c->reason = reason;
 	dma = (struct dma_window){ 0, 0, NULL };
 	current = c;
@@ -74,7 +66,7 @@ int command_check(void)
 	why = atomic_load_explicit(&c->m->cancel, memory_order_relaxed);
 	if (why)
 		return why;
-	return now_ns() > c->deadline_ns ? -ETIMEDOUT : 0;
+	return monotonic_ns() > c->deadline_ns ? -ETIMEDOUT : 0;
 }
 
 void mirror_cancel(struct hmmu_mirror *m, int why)

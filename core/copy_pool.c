@@ -51,6 +51,7 @@
 #include "../common/kfeatures.h"
 #include "../common/page.h"
 #include "../lib/log.h"
+#include "../lib/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,7 +65,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #define CHUNK_PAGES 512u   /* mapped at a time: 2 MiB */
@@ -121,14 +121,6 @@ static struct {
 };
 
 static __thread struct tcache *my_tcache;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void kick(bool force)
 {
@@ -424,7 +416,7 @@ static void log_stats(void)
 
 static void *pool_thread(void *arg)
 {
-	uint64_t seen = UINT64_MAX, active_at = now_ms(), hold_until = 0;
+	uint64_t seen = UINT64_MAX, active_at = monotonic_ms(), hold_until = 0;
 	int psi = (int)(intptr_t)arg; /* pool_start() opened it */
 
 	for (;;) {
@@ -442,7 +434,7 @@ static void *pool_thread(void *arg)
 		pthread_mutex_unlock(&pool.sync_lock);
 		atomic_store(&pool.kicked, false);
 
-		now = now_ms();
+		now = monotonic_ms();
 		allocs = atomic_load(&pool.allocs);
 		if (allocs != seen) {
 			seen = allocs;

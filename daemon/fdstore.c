@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "fdstore.h"
 #include "../lib/log.h"
+#include "../lib/clock.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -10,21 +11,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 /* How long a message may wait for room in the manager's queue. */
 #define SEND_WAIT_MS 1000
 
 static bool enabled;
-
-static int64_t now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 void fdstore_enable(void)
 {
@@ -88,9 +80,9 @@ static int notify(const char *state, int fd)
 	 */
 	if (connect(s, (struct sockaddr *)&addr, len) < 0)
 		err = -errno;
-	for (int64_t deadline = now_ms() + SEND_WAIT_MS; !err;) {
+	for (uint64_t deadline = monotonic_ms() + SEND_WAIT_MS; !err;) {
 		struct pollfd p = { .fd = s, .events = POLLOUT };
-		int64_t left = deadline - now_ms();
+		int64_t left = (int64_t)(deadline - monotonic_ms());
 
 		if (sendmsg(s, &msg, MSG_NOSIGNAL) >= 0)
 			break;

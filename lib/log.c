@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "log.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -176,14 +177,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * Dropped lines are counted, not formatted: a flood costs a lock and a
  * clock read per line. Their count is told by the first line of a later
@@ -204,7 +197,7 @@ void log_msg_ratelimited(struct log_ratelimit *rl, enum log_level level,
 	if (!log_enabled(level))
 		return;
 	if (burst) {
-		now = now_ms();
+		now = monotonic_ms();
 		pthread_mutex_lock(&rl->lock);
 		if (!rl->begin_ms || now - rl->begin_ms >= interval) {
 			told = rl->suppressed;
