@@ -27,14 +27,18 @@ static void unlink_buffer(struct hmmu *h, struct hmmu_buffer *b)
 }
 
 /*
- * Lost at a restart, to a successor older than BUFFER_RESTORE (reconnect.c):
- * as before it, the buffer is no more (docs/protocol.md §11). Detail set.
+ * Lost at a restart, to a successor older than BUFFER_RESTORE or one that
+ * refused it (reconnect.c): the buffer is no more (docs/protocol.md §11).
+ * Detail set.
  */
 static bool buffer_dead(const struct hmmu_buffer *b)
 {
 	if (!atomic_load(&b->lost))
 		return false;
-	hmmu_set_detail(HMMU_BUFFER_LOST_DETAIL);
+	if (b->refused[0])
+		hmmu_set_detail("%s; make it anew", b->refused);
+	else
+		hmmu_set_detail(HMMU_BUFFER_LOST_DETAIL);
 	return true;
 }
 

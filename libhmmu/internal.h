@@ -171,10 +171,16 @@ struct hmmu_buffer {
 	int fd;
 	/*
 	 * A restart's successor could not make it again (an hmmud older than
-	 * BUFFER_RESTORE): every call on it fails, and its id may be another
-	 * buffer's now. Set by the reconnection, read without the lock.
+	 * BUFFER_RESTORE, or one that refused it): every call on it fails,
+	 * and its id may be another buffer's now. Set by the reconnection,
+	 * read without the lock.
 	 */
 	atomic_bool lost;
+	/*
+	 * Why a successor refused it, "" if it is older than the op. Written
+	 * by the reconnection before @lost, read once @lost is seen.
+	 */
+	char refused[HMMU_WHY_MAX];
 	char *addr;  /* our mapping */
 	size_t bytes;
 	struct hmmu_buffer *next;
@@ -286,7 +292,10 @@ int hmmu_send_pending(int sock, int64_t deadline_ms, const struct pending *p);
  */
 int hmmu_call_direct(int sock, int64_t deadline_ms, struct pending *p);
 
-/* The detail of a call on a buffer an older successor could not make again. */
+/*
+ * The detail of a call on a buffer an older successor could not make again
+ * (one that refused it says why: buffer.c).
+ */
 #define HMMU_BUFFER_LOST_DETAIL                                                \
 	"hmmud restarted, and its successor is older than this libhmmu: it "   \
 	"could not make the shared buffer again; make it anew"

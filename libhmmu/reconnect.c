@@ -196,8 +196,10 @@ static int restore_mirrors(struct hmmu *h, int sock, int64_t deadline,
  * it kept: the successor maps the same pages, so the buffer keeps its
  * address and what it held. A successor older than the op answers
  * -EOPNOTSUPP, and has none of them: *@lost, and the buffers die with the
- * restart, as before the op (buffer.c). Any other refusal is the verdict
- * "dead", as a refused MIRROR_RESTORE.
+ * restart, as before the op (buffer.c). One that refuses a buffer (its
+ * limits, say) costs that buffer alone, its reason in b->refused: not the
+ * connection, whose end would punch out the pages of the buffers made
+ * again before it. Only a failed exchange is an error.
  */
 static int restore_buffers(struct hmmu *h, int sock, int64_t deadline,
 			   bool *lost, char *why, size_t size)
@@ -206,6 +208,10 @@ static int restore_buffers(struct hmmu *h, int sock, int64_t deadline,
 
 	*lost = false;
 	pthread_mutex_lock(&h->lock);
+	/* An earlier try's refusals: this successor answers for itself. */
+	for (struct hmmu_buffer *b = h->buffers; b; b = b->next)
+		if (!atomic_load(&b->lost))
+			b->refused[0] = '\0';
 	for (struct hmmu_buffer *b = h->buffers; b && !err && !*lost;
 	     b = b->next) {
 		struct hmmu_wire_buffer req = { .buffer = b->id,
@@ -220,17 +226,20 @@ static int restore_buffers(struct hmmu *h, int sock, int64_t deadline,
 		/* b stays listed: hmmu_buffer_destroy() waits for us. */
 		pthread_mutex_unlock(&h->lock);
 		err = hmmu_call_direct(sock, deadline, &p);
+		if (err)
+			snprintf(why, size, "hmmud restarted, but the exchange "
+				 "to make buffer %" PRIu64 " again failed (%s)",
+				 req.buffer, errname(err));
+		pthread_mutex_lock(&h->lock);
 		if (!err && p.status == -EOPNOTSUPP)
 			*lost = true;
 		else if (!err && p.status)
-			err = p.status < 0 ? p.status : -EPROTO;
-		if (err)
-			snprintf(why, size, "hmmud restarted, but did not make "
-				 "buffer %" PRIu64 " of %" PRIu64 " bytes "
-				 "again (%s%s%.60s)", req.buffer, req.bytes,
-				 errname(err), p.reason[0] ? ": " : "",
-				 p.reason);
-		pthread_mutex_lock(&h->lock);
+			snprintf(b->refused, sizeof(b->refused),
+				 "hmmud restarted, but did not make buffer %"
+				 PRIu64 " of %" PRIu64 " bytes again (%s%s%.60s)",
+				 req.buffer, req.bytes,
+				 errname(p.status < 0 ? p.status : -EPROTO),
+				 p.reason[0] ? ": " : "", p.reason);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return err;
@@ -427,8 +436,9 @@ static void reconnect(struct hmmu *h)
 		 * lost a moment ago waits for us, goes to the successor and
 		 * gets -ENOENT, which it reads as the loss (buffer.c).
 		 */
-		for (struct hmmu_buffer *b = h->buffers; lost && b; b = b->next)
-			atomic_store(&b->lost, true);
+		for (struct hmmu_buffer *b = h->buffers; b; b = b->next)
+			if (lost || b->refused[0])
+				atomic_store(&b->lost, true);
 		/* hmmu_daemon_version(): the successor's, which may be newer. */
 		memcpy(h->release, release, sizeof(h->release));
 	}

@@ -83,7 +83,8 @@ struct stand_in {
 	int prepare_status[CONNS];   /* MIGRATE_PREPARE's, on each */
 	unsigned restore_dies;	     /* this connection (not 0) hangs up at
 					a MIRROR_RESTORE: dies in turn */
-	int buffer_restore_status;   /* BUFFER_RESTORE's answer */
+	int buffer_restore_status;   /* BUFFER_RESTORE's answer... */
+	uint64_t buffer_refused;     /* ...for this buffer id (0: any) */
 	bool buffer_restore_unknown; /* answered as by an older hmmud */
 	/*
 	 * Registration needs the userfaultfd on connection 0, which dies
@@ -312,7 +313,8 @@ static void answer_buffer_restore(int fd, unsigned conn,
 
 	if (s.buffer_restore_unknown) {
 		reply_unknown_op(fd, req);
-	} else if (s.buffer_restore_status) {
+	} else if (s.buffer_restore_status &&
+		   (!s.buffer_refused || s.buffer_refused == b->buffer)) {
 		reply_reason(fd, req, s.buffer_restore_status,
 			     "past this user's shared buffers");
 	} else if (mfd < 0) {
@@ -1223,32 +1225,57 @@ Test(reconnect, buffers_die_with_a_restart_to_an_hmmud_without_buffer_restore)
 	munmap(mem, 2 * (size_t)sysconf(_SC_PAGESIZE));
 }
 
-Test(reconnect, a_refused_buffer_restore_is_eshutdown_with_its_reason)
+/*
+ * A successor that refuses one buffer costs that buffer alone: the handle,
+ * its mirrors and its other buffers go on, and the refused buffer's bytes
+ * stay in our mapping (a verdict "dead" would end the connection, and the
+ * successor would punch out the pages of the buffers it had made again).
+ */
+Test(reconnect, a_refused_buffer_restore_costs_that_buffer_alone)
 {
-	char want[64];
-	struct hmmu_buffer *b;
+	const struct request *r[8];
+	struct hmmu_buffer *b, *b2;
 	struct hmmu_mirror *m;
+	char want[64], *addr, *addr2, *mem;
 	struct hmmu *h;
-	char *addr;
 	int err;
 
 	s.hang_op = HMMU_OP_DEVICE_COUNT;
 	s.buffer_restore_status = -EDQUOT;
+	s.buffer_refused = 51; /* the connection's first */
 	stand_in_start();
+	mem = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
 	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
 	m = with_buffer(h, 1, &addr, &b);
+	cr_assert_eq(hmmu_buffer_create(h, 4096, (void **)&addr2, &b2), 0);
+	cr_assert_eq(read_page(m, b, mem, 0), 0);
+	cr_assert_eq(read_page(m, b2, mem, 0), 0);
+
 	err = hmmu_device_count(h);
-	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
+	cr_expect_eq(err, 107, "%d (%s)", err, hmmu_error_detail());
+	err = read_page(m, b, mem, 0);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, hmmu_error_detail());
 	snprintf(want, sizeof(want), "buffer 51 of %ld bytes",
 		 sysconf(_SC_PAGESIZE));
 	cr_expect(strstr(hmmu_error_detail(), want) &&
 			  strstr(hmmu_error_detail(), "EDQUOT") &&
 			  strstr(hmmu_error_detail(),
-				 "past this user's shared buffers"),
+				 "past this user's shared buffers") &&
+			  strstr(hmmu_error_detail(), "make it anew"),
 		  "'%s'", hmmu_error_detail());
+	cr_expect_eq(addr[0], 'A', "the refused buffer's bytes stay ours");
+	err = read_page(m, b2, mem, 0);
+	cr_expect_eq(err, 0, "%d (%s)", err, hmmu_error_detail());
+	cr_expect_eq(addr2[0], 'B', "the other buffer is the successor's");
 	hmmu_buffer_destroy(b);
+	hmmu_buffer_destroy(b2);
+	cr_expect_eq(logged(HMMU_OP_BUFFER_DESTROY, r, 8), 1u,
+		     "only the buffer the successor made is destroyed there");
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
+	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
 }
 
 /* ---- with the failsafe armed ------------------------------------------- */
