@@ -235,9 +235,9 @@ static int restore_buffers(struct hmmu *h, int sock, int64_t deadline,
 			*lost = true;
 		else if (!err && p.status)
 			snprintf(b->refused, sizeof(b->refused),
-				 "hmmud restarted, but did not make buffer %"
-				 PRIu64 " of %" PRIu64 " bytes again (%s%s%.60s)",
-				 req.buffer, req.bytes,
+				 "hmmud restarted, but did not make buffer "
+				 "%" PRIu64 " of %" PRIu64 " bytes again "
+				 "(%s%s%.60s)", req.buffer, req.bytes,
 				 errname(p.status < 0 ? p.status : -EPROTO),
 				 p.reason[0] ? ": " : "", p.reason);
 	}
