@@ -716,22 +716,33 @@ HMMU_EXPORT const char *hmmu_daemon_version(struct hmmu *h)
 HMMU_EXPORT void hmmu_disconnect(struct hmmu *h)
 {
 	struct hmmu_mirror *m;
+	bool owner;
 
 	if (!h)
 		return;
 	/*
 	 * The failsafe watcher first (it polls the socket); then closing
-	 * the socket is enough: the daemon releases what was ours.
+	 * the socket is enough: the daemon releases what was ours. In a
+	 * forked child, only the child's copies go: the watcher is the
+	 * parent's thread, and its stop eventfd is shared with the parent,
+	 * whose watcher a write would stop. Nor is h->lock taken there: a
+	 * thread of the parent may have held it at the fork.
 	 */
-	hmmu_failsafe_stop(h);
+	owner = hmmu_is_owner(h);
+	if (owner)
+		hmmu_failsafe_stop(h);
+	else
+		hmmu_failsafe_forget(h);
 	close(h->fd);
 	hmmu_buffers_free(h);
 	while ((m = h->mirrors)) {
 		h->mirrors = m->next;
 		free(m);
 	}
-	pthread_cond_destroy(&h->cond);
-	pthread_mutex_destroy(&h->lock);
+	if (owner) {
+		pthread_cond_destroy(&h->cond);
+		pthread_mutex_destroy(&h->lock);
+	}
 	munmap(h, hmmu_handle_bytes());
 }
 

@@ -426,6 +426,11 @@ void hmmu_failsafe_stop(struct hmmu *h)
 		pthread_join(h->fs.thread, NULL);
 		h->fs.running = h->fs.started = false;
 	}
+	hmmu_failsafe_forget(h);
+}
+
+void hmmu_failsafe_forget(struct hmmu *h)
+{
 	if (h->fs.map)
 		munmap((void *)h->fs.map, h->fs.bytes);
 	if (h->fs.memfd >= 0)

@@ -344,6 +344,8 @@ int hmmu_uffd_create(int *out, int coarse);
  * hmmu_failsafe_wait(): with the lock held, a call failed with @err: if the
  * watcher is bringing pages home, wait for it and return -ESHUTDOWN.
  * hmmu_failsafe_stop(): hmmu_disconnect(), before the socket is closed.
+ * hmmu_failsafe_forget(): its part that closes and unmaps this process's
+ * copies only, all that a forked child's hmmu_disconnect() may do.
  */
 void hmmu_failsafe_init(struct hmmu *h);
 int hmmu_failsafe_update(struct hmmu_mirror *m, uint64_t gen);
@@ -352,6 +354,7 @@ int hmmu_discard_begin(struct hmmu *h, uint64_t start, uint64_t end);
 void hmmu_discard_end(struct hmmu *h, uint64_t start, uint64_t end);
 int hmmu_failsafe_wait(struct hmmu *h, int err);
 void hmmu_failsafe_stop(struct hmmu *h);
+void hmmu_failsafe_forget(struct hmmu *h);
 /*
  * A reconnection to the same incarnation, on @sock (not swapped in yet), by
  * @deadline_ms: if the failsafe is armed, FAILSAFE again on registered

@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,4 +236,86 @@ Test(gone, a_killed_daemon_nobody_restarts_fails_calls_at_once)
 	hmmu_mirror_destroy(moved);
 	hmmu_disconnect(h);
 	munmap(p, n * page_size());
+}
+
+/* Child C of the next test: 0 if every byte came home, else a step's code. */
+static int client_whose_child_disconnects(int ready, int go)
+{
+	size_t n = 8, len = n * page_size();
+	struct hmmu_cmd c = { .npages = n };
+	struct hmmu_mirror *m;
+	unsigned char *p;
+	struct hmmu *h;
+	pid_t child;
+	char x;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 2;
+	for (size_t i = 0; i < len; i++)
+		p[i] = pattern(i / page_size(), i % page_size());
+	c.addr = (uintptr_t)p;
+	if (hmmu_connect(daemon_under_test.socket, &h) ||
+	    hmmu_mirror_create(h, "dmirror0", &m) ||
+	    hmmu_mirror_register(m) || hmmu_migrate_to_device(m, &c) ||
+	    c.cpages != n)
+		return 3;
+	/* Its child cleans up as hmmu_connect(3) says it may. */
+	child = fork();
+	if (child < 0)
+		return 4;
+	if (child == 0) {
+		hmmu_disconnect(h);
+		_exit(0);
+	}
+	if (waitpid(child, NULL, 0) != child || write(ready, "r", 1) != 1 ||
+	    read(go, &x, 1) != 1)
+		return 5;
+	/* hmmud is dead: the pages come home by our fail-safe, or never. */
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != pattern(i / page_size(), i % page_size()))
+			return 6;
+	return 0;
+}
+
+/*
+ * A forked child's hmmu_disconnect() of the handle it inherited lets go of
+ * its own copies only. It used to stop the parent's fail-safe watcher
+ * (their eventfd is shared), so the parent's next touch of a page in
+ * device memory, once hmmud died, waited for ever.
+ */
+Test(gone, a_forked_childs_disconnect_leaves_the_parents_failsafe_armed)
+{
+	int ready[2], go[2], status = 0;
+	pid_t client;
+	char x;
+
+	cr_assert_eq(pipe(ready), 0);
+	cr_assert_eq(pipe(go), 0);
+	client = fork();
+	cr_assert_geq(client, 0);
+	if (client == 0) {
+		close(ready[0]);
+		close(go[1]);
+		_exit(client_whose_child_disconnects(ready[1], go[0]));
+	}
+	close(ready[1]);
+	close(go[0]);
+	cr_assert_eq(read(ready[0], &x, 1), 1, "the client failed early");
+	daemon_kill();
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	/* Bounded: a client stuck in a page fault is the failure. */
+	for (int i = 0; i < 2000 && waitpid(client, &status, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (waitpid(client, &status, WNOHANG) == 0) {
+		kill(client, SIGKILL);
+		waitpid(client, NULL, 0);
+		cr_assert_fail("the client waited 20 s on a page in device "
+			       "memory: its fail-safe was stopped");
+	}
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the client: %#x (6: a byte did not come home)", status);
+	close(ready[0]);
+	close(go[1]);
 }
