@@ -315,8 +315,10 @@ static int adopt_process(struct daemon *d, struct group *g, uint64_t *pages,
 		*what = "its state could not be made";
 		goto fail_journal;
 	}
-	/* p has them now (and a dup of the pidfd). */
+	/* p has them now, and a dup of the pidfd: ours goes. */
 	g->fd[K_UFFD] = g->fd[K_MEM] = g->fd[K_PAGEMAP] = g->fd[K_MAPS] = -1;
+	close(g->fd[K_PIDFD]);
+	g->fd[K_PIDFD] = -1;
 	j = NULL;
 	if (p->coarse != id.coarse) {
 		*what = "its userfaultfd's mode is not the journal's";

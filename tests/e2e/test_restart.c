@@ -11,7 +11,9 @@
 #include <hmmu/hmmu.h>
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -106,8 +108,6 @@ Test(restart, a_crash_costs_a_stall_not_an_error_nor_a_byte)
 	start("100", "60000");
 	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
 	m = migrated(h, p);
-	buf = malloc(NPAGES * page());
-	cr_assert_not_null(buf);
 	supervised_crash_and_wait(1);
 	snprintf(want, sizeof(want), "adopted 1 process(es) from the fd "
 		 "store, %d page(s) in device memory", MIGRATED);
@@ -214,6 +214,70 @@ Test(restart, a_shared_buffer_outlives_a_crash_with_its_bytes)
 }
 
 /* Pages made exclusive to a device for its atomics stay so across a crash. */
+/* How many of process @pid's fds are pidfds of process @of. */
+static int pidfds_in(pid_t pid, pid_t of)
+{
+	char dir[64], want[32];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fdinfo", pid);
+	snprintf(want, sizeof(want), "\nPid:\t%d\n", of);
+	d = opendir(dir);
+	cr_assert_not_null(d, "%s", dir);
+	while ((e = readdir(d))) {
+		char path[384], buf[1024] = "\n";
+		ssize_t len;
+		int fd;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf + 1, sizeof(buf) - 2);
+		close(fd);
+		buf[len > 0 ? len + 1 : 1] = '\0';
+		n += strstr(buf, want) != NULL;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * An adopted process keeps as many pidfds of its client in hmmud as it
+ * had: the successor used to keep the store's besides its own dup, one
+ * more at every restart.
+ */
+Test(restart, an_adoption_leaks_no_pidfd)
+{
+	uint8_t *p = patterned(6);
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	int before;
+
+	start("100", "60000");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	m = migrated(h, p);
+	before = pidfds_in(supervised_state_value("pid"), getpid());
+	cr_assert_gt(before, 0, "hmmud holds a pidfd of its client");
+	for (int round = 1; round <= 2; round++) {
+		supervised_crash_and_wait(round);
+		/* A call: the reconnection is done when it returns. */
+		cr_assert_gt(hmmu_device_count(h), 0, "%s",
+			     hmmu_error_detail());
+		cr_expect_eq(pidfds_in(supervised_state_value("pid"),
+				       getpid()), before,
+			     "pidfds of the client after restart %d", round);
+	}
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, NPAGES * page());
+	supervised_stop();
+}
+
 Test(restart, exclusive_access_outlives_a_crash)
 {
 	uint8_t *p = patterned(4);
