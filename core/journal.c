@@ -31,7 +31,9 @@ struct journal_header {
 	uint32_t coarse;
 	_Atomic uint32_t live; /* which copy of the ranges: 0 or 1 */
 	uint32_t n[2];	       /* ranges in each copy, or RANGES_OVERFLOWED */
-	uint64_t reserved[3];
+	uint64_t devices;      /* journal_devices() */
+	_Atomic uint64_t devmem_gen;
+	uint64_t reserved;
 };
 
 struct journal_file {
@@ -43,6 +45,30 @@ struct journal {
 	int fd;
 	struct journal_file *f;
 };
+
+/* FNV-1a of the devices' names, models and sizes, set up at startup. */
+static uint64_t devices_digest = 0xcbf29ce484222325ull;
+
+static void digest(const void *data, size_t n)
+{
+	const unsigned char *b = data;
+
+	for (size_t i = 0; i < n; i++)
+		devices_digest = (devices_digest ^ b[i]) * 0x100000001b3ull;
+}
+
+void journal_add_device(const char *name, const char *model, uint64_t npages)
+{
+	/* The NULs too: "ab"+"c" is not "a"+"bc". */
+	digest(name, strlen(name) + 1);
+	digest(model, strlen(model) + 1);
+	digest(&npages, sizeof(npages));
+}
+
+uint64_t journal_devices(void)
+{
+	return devices_digest;
+}
 
 int journal_fd(const struct journal *j)
 {
@@ -93,10 +119,22 @@ int journal_create(const struct journal_identity *id, struct journal **out)
 	h->pid_ino = id->pid_ino;
 	h->serial = id->serial;
 	h->coarse = id->coarse;
+	h->devices = devices_digest;
 	/* Last: a journal without its magic is one a successor ignores. */
 	atomic_store_explicit((_Atomic uint32_t *)&h->magic, JOURNAL_MAGIC,
 			      memory_order_release);
 	return 0;
+}
+
+void journal_end(struct journal *j)
+{
+	atomic_store_explicit((_Atomic uint32_t *)&j->f->hdr.magic,
+			      JOURNAL_ENDED, memory_order_release);
+}
+
+void journal_note_devmem(struct journal *j, uint64_t gen)
+{
+	atomic_store_explicit(&j->f->hdr.devmem_gen, gen, memory_order_release);
 }
 
 void journal_write_ranges(struct journal *j, const struct uffd_range *ranges,
@@ -138,6 +176,12 @@ int journal_adopt(int fd, struct journal **out, struct journal_identity *id,
 	if (err)
 		return err;
 	h = &j->f->hdr;
+	if (atomic_load_explicit((_Atomic uint32_t *)&h->magic,
+				 memory_order_acquire) == JOURNAL_ENDED) {
+		munmap(j->f, sizeof(*j->f));
+		free(j);
+		return -ESTALE;
+	}
 	live = atomic_load_explicit(&h->live, memory_order_acquire);
 	count = live <= 1 ? h->n[live] : RANGES_OVERFLOWED;
 	if (h->magic != JOURNAL_MAGIC || h->version != JOURNAL_VERSION ||
@@ -167,6 +211,9 @@ int journal_adopt(int fd, struct journal **out, struct journal_identity *id,
 		.pid_ino = h->pid_ino,
 		.serial = h->serial,
 		.coarse = h->coarse,
+		.devices = h->devices,
+		.devmem_gen = atomic_load_explicit(&h->devmem_gen,
+						   memory_order_acquire),
 	};
 	*ranges = r;
 	*n = count;

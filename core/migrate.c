@@ -14,6 +14,7 @@
 #include "counters.h"
 #include "limits.h"
 #include "fault.h"
+#include "journal.h"
 #include "../lib/log.h"
 #include "../lib/loop.h"
 #include "mirror.h"
@@ -114,10 +115,14 @@ static int make_devfile(struct process *p)
 	if (p->devfile)
 		return 0;
 	err = failsafe_create(&p->devfile);
-	/* In the fd store before any page is in it: see restart.c. */
-	if (!err && migrate_devfile_made)
+	if (err)
+		return err;
+	/* Journalled, then in the fd store, before any page is in it. */
+	if (p->journal)
+		journal_note_devmem(p->journal, failsafe_gen(p->devfile));
+	if (migrate_devfile_made)
 		migrate_devfile_made(p, failsafe_fd(p->devfile));
-	return err;
+	return 0;
 }
 
 /* ---- step 1: prepare ---------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include "../core/device.h"
 #include "../core/devmem.h"
 #include "../core/failsafe.h"
+#include "../core/journal.h"
 #include "../core/accounts.h"
 #include "hmmu_build_info.h"
 
@@ -333,6 +334,8 @@ static int make_devices(struct daemon *d, const struct options *o)
 			device_destroy(dev);
 			return err;
 		}
+		journal_add_device(dev->name, device_model(dev),
+				   devmem_pages_total(dev->mem));
 		d->devices[d->ndevices++] = dev;
 		log_info("device %s (%s), %llu MiB of memory on node %d, cpus %s",
 			 dev->name, device_model(dev),

@@ -113,6 +113,8 @@ void restart_forget_process(struct process *p)
 {
 	char name[64];
 
+	if (p->journal)
+		journal_end(p->journal);
 	if (!fdstore_enabled() || !p->journal)
 		return;
 	for (unsigned k = 0; k < K_NR; k++) {
@@ -291,7 +293,9 @@ static int adopt_process(struct daemon *d, struct group *g, uint64_t *pages,
 	}
 	err = journal_adopt(g->fd[K_JOURNAL], &j, &id, &ranges, &n);
 	if (err) {
-		*what = "its journal is unreadable";
+		*what = err == -ESTALE ? "its state had ended (the store missed "
+					 "the removal)" :
+					 "its journal is unreadable";
 		return err;
 	}
 	g->fd[K_JOURNAL] = -1; /* j's */
@@ -299,6 +303,17 @@ static int adopt_process(struct daemon *d, struct group *g, uint64_t *pages,
 	    fstat(g->fd[K_PIDFD], &st) < 0 ||
 	    (kfeatures()->pidfs && st.st_ino != id.pid_ino)) {
 		*what = "its journal and pidfd disagree";
+		err = -EBADMSG;
+		goto fail_journal;
+	}
+	if (id.devices != journal_devices()) {
+		*what = "it was served with other devices (--device changed)";
+		err = -EBADMSG;
+		goto fail_journal;
+	}
+	/* The store was full, or given up, when the file came to it. */
+	if (id.devmem_gen && g->fd[K_DEVMEM] < 0) {
+		*what = "its device memory file is not in the store";
 		err = -EBADMSG;
 		goto fail_journal;
 	}

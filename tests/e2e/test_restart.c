@@ -31,17 +31,24 @@ TestSuite(restart, .fini = supervised_cleanup, .timeout = 120);
 
 static char sock[128];
 
-/* hmmud under the supervisor, with a store and @grace_ms of grace. */
-static void start(const char *restart_ms, const char *grace_ms)
+/* hmmud under the supervisor, with a store of @store_max fds. */
+static void start_store(const char *restart_ms, const char *grace_ms,
+			const char *store_max)
 {
 	supervised_prepare();
 	snprintf(sock, sizeof(sock), "%s/hmmud.sock", supervised.dir);
-	supervised_start((const char *[]){ "--fdstore-max", "4096",
+	supervised_start((const char *[]){ "--fdstore-max", store_max,
 					   "--restart-ms", restart_ms, NULL },
 			 (const char *[]){ supervised_hmmud_path(),
 					   "--foreground", "--socket", sock,
 					   "--adopt-grace", grace_ms, NULL });
 	supervised_wait_state("restarts=0\nready=1");
+}
+
+/* hmmud under the supervisor, with a store and @grace_ms of grace. */
+static void start(const char *restart_ms, const char *grace_ms)
+{
+	start_store(restart_ms, grace_ms, "4096");
 }
 
 static size_t page(void)
@@ -214,6 +221,103 @@ Test(restart, a_shared_buffer_outlives_a_crash_with_its_bytes)
 }
 
 /* Pages made exclusive to a device for its atomics stay so across a crash. */
+/*
+ * A store too full to keep a process's device memory file: the successor
+ * adopts nothing of that process, and libhmmu's fail-safe brings every
+ * page home. It used to adopt the rest, as a process that never migrated,
+ * and the pages in device memory came home as zeros.
+ */
+Test(restart, a_device_memory_file_the_store_did_not_keep_costs_no_byte)
+{
+	uint8_t *p = patterned(7);
+	struct hmmu_mirror *m;
+	struct hmmu *h;
+	int err;
+
+	/* The listener, the incarnation, the connection, 6 of the process. */
+	start_store("100", "60000", "9");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	m = migrated(h, p);
+	supervised_wait_state("stored=9\nrefused=1");
+	supervised_crash_and_wait(1);
+	expect_pattern(p, 7, "CPU read after the restart");
+	cr_expect_not_null(strstr(supervised_slurp(supervised.out),
+				  "its device memory file is not in the store"),
+			   "%s", supervised_slurp(supervised.out));
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, NPAGES * page());
+	supervised_stop();
+}
+
+/* Stop the manager until hmmud gave its store up: *@extra connections. */
+static unsigned make_hmmud_give_the_store_up(struct hmmu **extra,
+					     unsigned max)
+{
+	unsigned n = 0, want = 10;
+	FILE *f = fopen("/proc/sys/net/unix/max_dgram_qlen", "r");
+
+	/* More stores than a stopped manager's queue holds. */
+	if (f && fscanf(f, "%u", &want) != 1)
+		want = 10;
+	if (f)
+		fclose(f);
+	want = want + 4 < max ? want + 4 : max;
+	cr_assert_eq(kill(supervised.pid, SIGSTOP), 0);
+	while (n < want && hmmu_connect(sock, &extra[n]) == 0)
+		n++;
+	cr_assert_eq(kill(supervised.pid, SIGCONT), 0);
+	cr_assert_eq(n, want, "%s", hmmu_error_detail());
+	for (int i = 0; i < 500 && !strstr(supervised_slurp(supervised.out),
+					   "no fd store"); i++)
+		usleep(10000);
+	cr_assert_not_null(strstr(supervised_slurp(supervised.out),
+				  "no fd store"),
+			   "%s", supervised_slurp(supervised.out));
+	return n;
+}
+
+/*
+ * A store given up (its manager did not read for a second) hears of no
+ * removal: a state that ends then stays in it. Its journal says it ended,
+ * and a successor adopts nothing of it; the state that came after, never
+ * stored, is the client's fail-safe's to bring home. The successor used to
+ * adopt the ended state, with the userfaultfd that state had let go.
+ */
+Test(restart, a_state_that_ended_after_the_store_was_given_up_is_not_adopted)
+{
+	struct hmmu *h, *extra[32];
+	uint8_t *p = patterned(8);
+	struct hmmu_mirror *m;
+	unsigned n;
+	int err;
+
+	start("100", "60000");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	m = migrated(h, p);
+	n = make_hmmud_give_the_store_up(extra, 32);
+	while (n)
+		hmmu_disconnect(extra[--n]);
+	/* The stored state ends; a new one, not stored, holds the pages. */
+	hmmu_mirror_destroy(m);
+	expect_pattern(p, 8, "CPU read after the mirror went");
+	m = migrated(h, p);
+
+	supervised_crash_and_wait(1);
+	cr_expect_not_null(strstr(supervised_slurp(supervised.out),
+				  "its state had ended"),
+			   "%s", supervised_slurp(supervised.out));
+	expect_pattern(p, 8, "CPU read after the restart");
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, hmmu_error_detail());
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+	munmap(p, NPAGES * page());
+	supervised_stop();
+}
+
 /* How many of process @pid's fds are pidfds of process @of. */
 static int pidfds_in(pid_t pid, pid_t of)
 {
