@@ -67,6 +67,8 @@ static const struct op_desc ops[HMMU_OP_MAX_] = {
 				      sizeof(struct hmmu_wire_mirror_restore), 0),
 	[HMMU_OP_BUFFER_RESTORE] = OP("buffer-restore",
 				      sizeof(struct hmmu_wire_buffer), 0),
+	[HMMU_OP_RESERVE_IDS] = OP("reserve-ids",
+				   sizeof(struct hmmu_wire_reserve_ids), 0),
 };
 
 static const struct op_desc *op_desc(unsigned op)
@@ -233,6 +235,15 @@ static int check_request_payload(unsigned op, const void *p, size_t len,
 		return b->buffer && b->bytes ? 0 :
 			fail(-EINVAL, why, size, "buffer-restore: the buffer "
 			     "id or bytes is 0");
+	}
+	case HMMU_OP_RESERVE_IDS: {
+		const struct hmmu_wire_reserve_ids *r = p;
+
+		return r->above <= HMMU_RESERVE_IDS_MAX ? 0 :
+			fail(-EINVAL, why, size, "reserve-ids: %llu is past "
+			     "the largest floor, %llu",
+			     (unsigned long long)r->above,
+			     HMMU_RESERVE_IDS_MAX);
 	}
 	case HMMU_OP_DEVICE_CMD_BUFFER: {
 		const struct hmmu_wire_device_cmd_buffer *b = p;

@@ -51,6 +51,7 @@ enum hmmu_op {
 	HMMU_OP_FAILSAFE = 17,	       /* mirror id -> device memory file + uffd */
 	HMMU_OP_MIRROR_RESTORE = 18,   /* a mirror again, after a restart */
 	HMMU_OP_BUFFER_RESTORE = 19,   /* a buffer again, + its memfd */
+	HMMU_OP_RESERVE_IDS = 20,      /* ids made from now on are > above */
 	HMMU_OP_MAX_
 };
 
@@ -334,6 +335,22 @@ struct hmmu_wire_mirror_restore {
 	char device[HMMU_NAME_MAX];
 	uint32_t flags;
 	uint32_t reserved; /* 0 */
+};
+
+/*
+ * RESERVE_IDS (docs/protocol.md §11): from now on, every id this
+ * connection's MIRROR_CREATE, BUFFER_CREATE and QUEUE_CREATE hands out is
+ * greater than @above. It only ever raises those floors: a lower @above
+ * changes nothing. A reconnecting client sends it first, with the largest
+ * id it was ever given, so that no id it may still name (in a DESTROY sent
+ * again, or a buffer the successor could not make again) is given to
+ * something new. @above past HMMU_RESERVE_IDS_MAX is -EINVAL (the
+ * decoder's): so bounded, a counter raised to it never wraps. Reply: no
+ * payload.
+ */
+#define HMMU_RESERVE_IDS_MAX (1ull << 62)
+struct hmmu_wire_reserve_ids {
+	uint64_t above;
 };
 
 /* Job kinds: the values of enum hmmu_job_kind in <hmmu/hmmu.h>. */

@@ -62,6 +62,14 @@ void buffers_fini(struct session_buffers *t)
 	pthread_mutex_destroy(&t->lock);
 }
 
+void buffers_reserve_ids(struct session_buffers *t, uint64_t above)
+{
+	pthread_mutex_lock(&t->lock);
+	if (t->next_id < above)
+		t->next_id = above;
+	pthread_mutex_unlock(&t->lock);
+}
+
 /* -EDQUOT: a buffer of @bytes is past the user's whole @limit. */
 static int too_large(uint64_t bytes, uint64_t limit, struct reply_reason *why)
 {

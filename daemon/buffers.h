@@ -58,6 +58,13 @@ void buffers_init(struct session_buffers *t);
 void buffers_fini(struct session_buffers *t);
 
 /*
+ * RESERVE_IDS: every buffer BUFFER_CREATE makes on this connection from now
+ * on has an id above @above (at most HMMU_RESERVE_IDS_MAX); a lower one
+ * changes nothing.
+ */
+void buffers_reserve_ids(struct session_buffers *t, uint64_t above);
+
+/*
  * BUFFER_CREATE and BUFFER_DESTROY of @s, on a worker: each replies
  * itself. @req is the checked message.
  */

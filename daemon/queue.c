@@ -821,6 +821,14 @@ static bool any(struct queue *q, uint64_t arg)
 	return true;
 }
 
+void queue_reserve_ids(uint64_t above)
+{
+	pthread_mutex_lock(&queues.lock);
+	if (queues.next_id < above)
+		queues.next_id = above;
+	pthread_mutex_unlock(&queues.lock);
+}
+
 int queue_destroy(struct session *s, uint64_t id)
 {
 	return kill_matching(s, by_id, id) ? 0 : -ENOENT;

@@ -36,6 +36,15 @@ int queue_create(struct session *s, uint64_t mirror, uint32_t entries,
 /* QUEUE_DESTROY: -ENOENT if @s has no queue @id. Any thread. */
 int queue_destroy(struct session *s, uint64_t id);
 
+/*
+ * RESERVE_IDS: every queue made from now on has an id above @above (at
+ * most HMMU_RESERVE_IDS_MAX). The count is the daemon's, not the
+ * connection's, so this raises it for every connection: harmless, since
+ * ids only need to be unique, and a connection names its own queues only.
+ * Any thread.
+ */
+void queue_reserve_ids(uint64_t above);
+
 /* Mirror @mirror of @s is destroyed: so are its queues. Any thread. */
 void queue_mirror_gone(struct session *s, uint64_t mirror);
 

@@ -335,6 +335,24 @@ static void do_mirror_restore(struct request *r)
 	reply(r, err, NULL, 0);
 }
 
+/*
+ * After a restart (protocol.md §11), before anything else: the ids the
+ * client was given before may still be named by what it sends again (a
+ * DESTROY whose reply the crash lost) or keeps (a buffer we could not make
+ * again), and must never name something made on this connection. So
+ * whatever it makes from now on has an id above all of them. The decoder
+ * bounded @above: the counters never wrap.
+ */
+static void do_reserve_ids(struct request *r)
+{
+	const struct hmmu_wire_reserve_ids *req = payload(r);
+
+	session_reserve_ids(r->s, req->above);
+	buffers_reserve_ids(&r->s->buffers, req->above);
+	queue_reserve_ids(req->above);
+	reply(r, 0, NULL, 0);
+}
+
 static void do_stats(struct request *r)
 {
 	struct hmmu_wire_stats st;
@@ -668,6 +686,7 @@ static void (*const handlers[HMMU_OP_MAX_])(struct request *r) = {
 	[HMMU_OP_BUFFER_DESTROY] = do_buffer_destroy,
 	[HMMU_OP_DEVICE_CMD_BUFFER] = do_mirror_op,
 	[HMMU_OP_BUFFER_RESTORE] = do_buffer_restore,
+	[HMMU_OP_RESERVE_IDS] = do_reserve_ids,
 };
 
 /* Run @r's handler, then let go of what it held (the fd, the reasons). */
@@ -720,6 +739,7 @@ bool request_is_short(const struct hmmu_wire_hdr *h)
 	case HMMU_OP_MIRROR_CREATE:
 	case HMMU_OP_STATS:
 	case HMMU_OP_LIST:
+	case HMMU_OP_RESERVE_IDS:
 		return true;
 	case HMMU_OP_DEVICE_CMD:
 		/*

@@ -757,6 +757,14 @@ int session_add_mirror_id(struct session *s, struct hmmu_mirror *m,
 	return err;
 }
 
+void session_reserve_ids(struct session *s, uint64_t above)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->next_id < above)
+		s->next_id = above;
+	pthread_mutex_unlock(&s->lock);
+}
+
 struct hmmu_mirror *session_take_mirror(struct session *s, uint64_t id)
 {
 	struct hmmu_mirror *m = NULL;

@@ -138,6 +138,12 @@ struct hmmu_mirror *session_find_mirror(struct session *s, uint64_t id);
 int session_add_mirror(struct session *s, struct hmmu_mirror *m, uint64_t *id);
 struct hmmu_mirror *session_take_mirror(struct session *s, uint64_t id);
 /*
+ * RESERVE_IDS: every mirror MIRROR_CREATE makes on @s from now on has an
+ * id above @above (at most HMMU_RESERVE_IDS_MAX); a lower one changes
+ * nothing.
+ */
+void session_reserve_ids(struct session *s, uint64_t above);
+/*
  * Add @m under @id, which a MIRROR_RESTORE names (protocol.md §11): later
  * ids come after it. -EEXIST if taken, -ENOSPC if the table is full.
  */

@@ -253,6 +253,25 @@ static void note_registration(struct hmmu *h, const struct pending *p)
 }
 
 /*
+ * Lock held: if @p made a mirror, buffer or queue, its id may be named
+ * after a restart, by a request sent again or a buffer the successor lost:
+ * noted in h->max_id, which the reconnection keeps the successor from
+ * giving out again. The three replies start with the id.
+ */
+static void note_id(struct hmmu *h, const struct pending *p)
+{
+	uint64_t id;
+
+	if (p->status != 0 || p->len < sizeof(id) ||
+	    (p->op != HMMU_OP_MIRROR_CREATE && p->op != HMMU_OP_BUFFER_CREATE &&
+	     p->op != HMMU_OP_QUEUE_CREATE))
+		return;
+	memcpy(&id, p->out, sizeof(id));
+	if (h->max_id < id)
+		h->max_id = id;
+}
+
+/*
  * Receive one reply on @sock and file it under its request. Called by the
  * reading thread without the lock; returns with the lock held: 0, or
  * -ECONNRESET if the daemon hung up (for the caller to see to). Any other
@@ -273,6 +292,7 @@ static int receive_one(struct hmmu *h, int sock)
 		if (!err && p) {
 			p->restarts = h->restarts;
 			note_registration(h, p);
+			note_id(h, p);
 		}
 	}
 	/* The failsafe watcher's -ESHUTDOWN, if it came first, stays. */

@@ -158,6 +158,14 @@ struct hmmu {
 	 */
 	bool kept;
 	uint64_t next_id;
+	/*
+	 * The largest id of a mirror, buffer or queue any daemon gave this
+	 * handle (a restore names only ids given before). Noted where the
+	 * reply is filed (connection.c), so that no reconnection falls
+	 * between the reply and the note; a reconnection asks the successor
+	 * to give none up to it again (RESERVE_IDS, reconnect.c).
+	 */
+	uint64_t max_id;
 	struct pending *pending;
 	struct hmmu_mirror *mirrors;
 	struct hmmu_buffer *buffers;
@@ -171,8 +179,9 @@ struct hmmu_buffer {
 	int fd;
 	/*
 	 * A restart's successor could not make it again (an hmmud older than
-	 * BUFFER_RESTORE, or one that refused it): every call on it fails,
-	 * and its id may be another buffer's now. Set by the reconnection,
+	 * BUFFER_RESTORE, or one that refused it): every call on it fails.
+	 * An hmmud older than RESERVE_IDS may have given its id to another
+	 * buffer since; a newer one never does. Set by the reconnection,
 	 * read without the lock.
 	 */
 	atomic_bool lost;

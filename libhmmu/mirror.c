@@ -190,8 +190,12 @@ HMMU_EXPORT void hmmu_mirror_destroy(struct hmmu_mirror *m)
 		return;
 	h = m->h;
 	/*
-	 * Unlisted first: a reconnection from now on does not make it again
-	 * (the DESTROY it may send again then names no mirror, harmlessly).
+	 * Unlisted first: a reconnection from now on does not make it again.
+	 * The DESTROY it may send again then names no mirror, harmlessly: the
+	 * reconnection first asks the successor to give no new mirror an id
+	 * this handle was given (RESERVE_IDS, reconnect.c), so none has this
+	 * one. Only a successor older than that op may have given it to a
+	 * mirror made since, which the DESTROY would take.
 	 */
 	hmmu_lock_settled(h);
 	for (struct hmmu_mirror **pp = &h->mirrors; *pp; pp = &(*pp)->next) {

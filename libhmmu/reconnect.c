@@ -4,7 +4,8 @@
  * manager with an fd store keeps each client process's state across a
  * crash, and says so by announcing, in HELLO, the incarnation it had
  * before. When the connection hangs up, one thread connects again: if the
- * same incarnation answers, it makes the connection's mirrors again
+ * same incarnation answers, it keeps the successor from giving out again
+ * an id we were given (RESERVE_IDS), makes the connection's mirrors again
  * (MIRROR_RESTORE), asks for the new daemon's pidfd if the failsafe is
  * armed, makes the shared buffers again from the memfds we kept
  * (BUFFER_RESTORE), sends again every request that had no reply, and
@@ -157,6 +158,46 @@ static int hello_again(struct hmmu *h, int64_t deadline, int budget_ms,
 	return -ESTALE;
 }
 
+/*
+ * RESERVE_IDS: the successor gives no id up to @above (the largest we were
+ * ever given) to anything new on this connection. Its counters start
+ * afresh, raised only by the ids we restore; without this, an id we may
+ * still name could go to a mirror, buffer or queue made on it: a DESTROY
+ * whose reply the crash lost (the object unlisted, so not restored), sent
+ * again below, would destroy another thread's new mirror of that id, and
+ * a request sent again naming a buffer the successor refused would write
+ * into a new one. So it comes first, before anything that makes one.
+ *
+ * A successor older than the op answers -EOPNOTSUPP: we go on without
+ * it, and ids may then collide as they did before it. Any other refusal
+ * is the verdict "dead", as a refused MIRROR_RESTORE is: the requests sent
+ * again would not be safe.
+ */
+static int reserve_ids(struct hmmu *h, int sock, int64_t deadline,
+		       uint64_t above, char *why, size_t size)
+{
+	struct hmmu_wire_reserve_ids req = { .above = above };
+	struct pending p = { .op = HMMU_OP_RESERVE_IDS, .req = &req,
+			     .req_len = sizeof(req), .fd = -1 };
+	int err;
+
+	p.id = new_id(h);
+	err = hmmu_call_direct(sock, deadline, &p);
+	if (err) {
+		snprintf(why, size, "hmmud restarted, but the exchange to keep "
+			 "ids up to %" PRIu64 " failed (%s)", above,
+			 errname(err));
+		return err;
+	}
+	if (!p.status || p.status == -EOPNOTSUPP)
+		return 0;
+	err = p.status < 0 ? p.status : -EPROTO;
+	snprintf(why, size, "hmmud restarted, but refused to keep ids up to "
+		 "%" PRIu64 " for what was ours (%s%s%.60s)", above,
+		 errname(err), p.reason[0] ? ": " : "", p.reason);
+	return err;
+}
+
 /* MIRROR_RESTORE for each mirror of @h, under the same id. */
 static int restore_mirrors(struct hmmu *h, int sock, int64_t deadline,
 			   char *why, size_t size)
@@ -219,7 +260,11 @@ static int restore_buffers(struct hmmu *h, int sock, int64_t deadline,
 		struct pending p = { .op = HMMU_OP_BUFFER_RESTORE, .req = &req,
 				     .req_len = sizeof(req), .fd = b->fd };
 
-		/* Lost at an earlier restart: its id may be another's now. */
+		/*
+		 * Lost at an earlier restart: no longer ours to make again
+		 * (and where that successor was older than RESERVE_IDS, its
+		 * id may be another buffer's now).
+		 */
 		if (atomic_load(&b->lost))
 			continue;
 		p.id = ++h->next_id;
@@ -335,6 +380,7 @@ static int try_once(struct hmmu *h, int64_t deadline, int budget, int *sock,
 {
 	int err = hello_again(h, deadline, budget, sock, answered, release,
 			      why, size);
+	uint64_t above;
 
 	*kept = !err;
 	/*
@@ -349,7 +395,11 @@ static int try_once(struct hmmu *h, int64_t deadline, int budget, int *sock,
 		err = old_socket_left(h, deadline, why, size);
 	if (!err && poisoned(h, why, size))
 		err = -ESHUTDOWN;
+	/* Every reply of the old socket is filed: its ids are in. */
+	above = h->max_id;
 	pthread_mutex_unlock(&h->lock);
+	if (!err)
+		err = reserve_ids(h, *sock, deadline, above, why, size);
 	if (!err)
 		err = restore_mirrors(h, *sock, deadline, why, size);
 	if (!err)

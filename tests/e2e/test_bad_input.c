@@ -746,6 +746,131 @@ Test(bad_input, register_of_mirror_never_created_with_fd_does_not_keep_it)
 	fixture_close(&f);
 }
 
+/* ---- RESERVE_IDS (docs/protocol.md §11) ---------------------------------- */
+
+/* RESERVE_IDS of @above: the reply's status. */
+static int reserve(int sock, uint64_t above)
+{
+	struct hmmu_wire_reserve_ids req = { .above = above };
+
+	return raw_call(sock, HMMU_OP_RESERVE_IDS, &req, sizeof(req), -1, NULL,
+			0);
+}
+
+/* The id a create of @op (a mirror on dmirror0, a buffer, a queue) gets. */
+static uint64_t made(int sock, unsigned op, uint64_t mirror)
+{
+	union {
+		struct hmmu_wire_device_name name;
+		struct hmmu_wire_buffer_create buffer;
+		struct hmmu_wire_queue_create queue;
+	} req;
+	/* All three replies start with the id. */
+	union {
+		uint64_t id;
+		struct hmmu_wire_queue_reply queue;
+	} rep = { 0 };
+
+	memset(&req, 0, sizeof(req));
+	if (op == HMMU_OP_MIRROR_CREATE)
+		strcpy(req.name.name, "dmirror0");
+	else if (op == HMMU_OP_BUFFER_CREATE)
+		req.buffer.bytes = page_size();
+	else
+		req.queue = (struct hmmu_wire_queue_create){ .mirror = mirror,
+							     .entries = 1 };
+	cr_assert_eq(raw_call(sock, op, &req, hmmu_proto_request_size(op), -1,
+			      &rep, sizeof(rep)), 0, "%s",
+		     hmmu_proto_op_name(op));
+	return rep.id;
+}
+
+/*
+ * What a reconnecting client asks first: every mirror, buffer and queue
+ * made from now on has an id above the floor; a lower floor changes
+ * nothing.
+ */
+Test(bad_input, reserve_ids_raises_the_floors_and_never_lowers_them)
+{
+	struct fixture f = fixture_open("dmirror0"); /* the process's state */
+	int sock = raw_session();
+	uint64_t mirror;
+
+	cr_assert_eq(made(sock, HMMU_OP_MIRROR_CREATE, 0), 1);
+	cr_assert_eq(made(sock, HMMU_OP_BUFFER_CREATE, 0), 1);
+	cr_assert_eq(reserve(sock, 100), 0);
+	mirror = made(sock, HMMU_OP_MIRROR_CREATE, 0);
+	cr_expect_eq(mirror, 101);
+	cr_expect_eq(made(sock, HMMU_OP_BUFFER_CREATE, 0), 101);
+	/* Queue ids are the daemon's: above the floor, whatever else. */
+	cr_assert_eq(raw_register(sock, mirror, -1, 0), 0);
+	cr_expect_gt(made(sock, HMMU_OP_QUEUE_CREATE, mirror), 100);
+
+	cr_assert_eq(reserve(sock, 50), 0);
+	cr_expect_eq(made(sock, HMMU_OP_MIRROR_CREATE, 0), 102, "lowered");
+	cr_expect_eq(made(sock, HMMU_OP_BUFFER_CREATE, 0), 102, "lowered");
+	/* The floor is the connection's: another one's ids start at 1. */
+	close(sock);
+	sock = raw_session();
+	cr_expect_eq(made(sock, HMMU_OP_MIRROR_CREATE, 0), 1);
+	/* The largest floor there is, then one more id. */
+	cr_assert_eq(reserve(sock, HMMU_RESERVE_IDS_MAX), 0);
+	cr_expect_eq(made(sock, HMMU_OP_MIRROR_CREATE, 0),
+		     HMMU_RESERVE_IDS_MAX + 1);
+	close(sock);
+	fixture_close(&f);
+}
+
+/*
+ * A floor past HMMU_RESERVE_IDS_MAX (past which a counter could wrap) is
+ * -EINVAL, a payload of another size -EMSGSIZE: each logged once, and
+ * nothing changes, the floors included.
+ */
+Test(bad_input, reserve_ids_past_the_bound_or_of_another_size_changes_nothing)
+{
+	static const struct {
+		uint64_t above;
+		size_t len; /* of the payload */
+		int err;
+	} cases[] = {
+		{ HMMU_RESERVE_IDS_MAX + 1, 8, -EINVAL },
+		{ UINT64_MAX, 8, -EINVAL },
+		{ 1000, 7, -EMSGSIZE },
+		{ 1000, 9, -EMSGSIZE },
+		{ 1000, 0, -EMSGSIZE },
+	};
+	struct fixture f = fixture_open(NULL);
+	int sock = raw_session();
+
+	cr_assert_eq(made(sock, HMMU_OP_MIRROR_CREATE, 0), 1);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct snapshot before = snapshot(f.h);
+		uint64_t payload[2] = { cases[i].above, 0 }, id = 200 + i;
+		int lines = my_log_lines(), bad;
+		char line[160], what[64];
+		union raw_msg m;
+		size_t len = raw_build(&m, HMMU_OP_RESERVE_IDS, id, payload,
+				       cases[i].len);
+
+		snprintf(what, sizeof(what), "reserve-ids of %llu, %zu bytes",
+			 (unsigned long long)cases[i].above, cases[i].len);
+		bad_line(line, sizeof(line), "reserve-ids", len, cases[i].err);
+		bad = daemon_log_count(line);
+		call(sock, &m, len, HMMU_OP_RESERVE_IDS, id, cases[i].err,
+		     what);
+		cr_expect_eq(daemon_log_count(line), bad + 1,
+			     "%s: logged \"%s\"", what, line);
+		cr_expect_eq(my_log_lines(), lines + 1, "%s: one log line",
+			     what);
+		expect_unchanged(f.h, &before, what);
+	}
+	cr_expect_eq(made(sock, HMMU_OP_MIRROR_CREATE, 0), 2,
+		     "a refused floor was raised");
+	still_serves(f.h, sock);
+	close(sock);
+	fixture_close(&f);
+}
+
 /* An index past the last device: -ENODEV, and one log line naming it. */
 Test(bad_input, device_info_with_huge_index_is_enodev)
 {

@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,20 +53,62 @@ static void start(const char *restart_ms, const char *grace_ms)
 	start_store(restart_ms, grace_ms, "4096");
 }
 
+/*
+ * SIGUSR1: the supervisor SIGKILLs hmmud, asynchronously; back once the
+ * kill has landed. The successor comes --restart-ms later.
+ */
+static void kill_hmmud(void)
+{
+	cr_assert_eq(kill(supervised.pid, SIGUSR1), 0);
+	for (int i = 0; i < 500 && !supervised_logged("status=killed/KILL");
+	     i++)
+		usleep(10000);
+	cr_assert(supervised_logged("status=killed/KILL"), "%s",
+		  supervised_slurp(supervised.log));
+}
+
 static size_t page(void)
 {
 	return (size_t)sysconf(_SC_PAGESIZE);
 }
 
-static uint8_t *patterned(unsigned seed)
+/* NPAGES of a pattern of @seed at @p, which it returns. */
+static uint8_t *fill(uint8_t *p, unsigned seed)
 {
-	uint8_t *p = mmap(NULL, NPAGES * page(), PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
 	cr_assert_neq(p, MAP_FAILED);
 	for (size_t i = 0; i < NPAGES * page(); i++)
 		p[i] = (uint8_t)(i * 7 + i / page() + seed);
 	return p;
+}
+
+static uint8_t *patterned(unsigned seed)
+{
+	return fill(mmap(NULL, NPAGES * page(), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), seed);
+}
+
+/*
+ * The same, alone in its VMA: a page either side is PROT_NONE, so no
+ * other mapping merges with it. hmmud registers whole VMAs for
+ * migration, and while no hmmud runs, the first touch of a page of one
+ * waits for the successor: so would a malloc() of the test's, if the
+ * heap shared the VMA (ASan's allocator maps next to it). Unmapped with
+ * unmap_alone().
+ */
+static uint8_t *patterned_alone(unsigned seed)
+{
+	uint8_t *p = mmap(NULL, (NPAGES + 2) * page(), PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert_neq(p, MAP_FAILED);
+	cr_assert_eq(mprotect(p + page(), NPAGES * page(),
+			      PROT_READ | PROT_WRITE), 0);
+	return fill(p + page(), seed);
+}
+
+static void unmap_alone(uint8_t *p)
+{
+	munmap(p - page(), (NPAGES + 2) * page());
 }
 
 static void expect_pattern(const uint8_t *p, unsigned seed, const char *what)
@@ -229,7 +273,7 @@ Test(restart, a_shared_buffer_outlives_a_crash_with_its_bytes)
  */
 Test(restart, a_device_memory_file_the_store_did_not_keep_costs_no_byte)
 {
-	uint8_t *p = patterned(7);
+	uint8_t *p = patterned_alone(7);
 	struct hmmu_mirror *m;
 	struct hmmu *h;
 	int err;
@@ -248,7 +292,7 @@ Test(restart, a_device_memory_file_the_store_did_not_keep_costs_no_byte)
 	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, hmmu_error_detail());
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
-	munmap(p, NPAGES * page());
+	unmap_alone(p);
 	supervised_stop();
 }
 
@@ -289,7 +333,7 @@ static unsigned make_hmmud_give_the_store_up(struct hmmu **extra,
 Test(restart, a_state_that_ended_after_the_store_was_given_up_is_not_adopted)
 {
 	struct hmmu *h, *extra[32];
-	uint8_t *p = patterned(8);
+	uint8_t *p = patterned_alone(8);
 	struct hmmu_mirror *m;
 	unsigned n;
 	int err;
@@ -314,7 +358,7 @@ Test(restart, a_state_that_ended_after_the_store_was_given_up_is_not_adopted)
 	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, hmmu_error_detail());
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
-	munmap(p, NPAGES * page());
+	unmap_alone(p);
 	supervised_stop();
 }
 
@@ -357,7 +401,7 @@ static int pidfds_in(pid_t pid, pid_t of)
  */
 Test(restart, an_adoption_leaks_no_pidfd)
 {
-	uint8_t *p = patterned(6);
+	uint8_t *p = patterned_alone(6);
 	struct hmmu_mirror *m;
 	struct hmmu *h;
 	int before;
@@ -378,7 +422,7 @@ Test(restart, an_adoption_leaks_no_pidfd)
 	}
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
-	munmap(p, NPAGES * page());
+	unmap_alone(p);
 	supervised_stop();
 }
 
@@ -499,11 +543,7 @@ Test(restart, a_successor_that_does_not_come_costs_no_hang)
 	start("60000", "60000");
 	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
 	m = migrated(h, p);
-	cr_assert_eq(kill(supervised.pid, SIGUSR1), 0);
-	for (int i = 0; i < 500 && !supervised_logged("status=killed/KILL"); i++)
-		usleep(10000);
-	cr_assert(supervised_logged("status=killed/KILL"), "%s",
-		  supervised_slurp(supervised.log));
+	kill_hmmud();
 
 	/* Pages in device memory: the CPU waits for the rescue, not for ever. */
 	expect_pattern(p, 3, "CPU read with no hmmud");
@@ -520,6 +560,106 @@ Test(restart, a_successor_that_does_not_come_costs_no_hang)
 	cr_assert_eq(kill(supervised.pid, SIGTERM), 0);
 	cr_assert_eq(waitpid(supervised.pid, NULL, 0), supervised.pid);
 	supervised.pid = 0;
+}
+
+/*
+ * Thread @tid of this process is in system call @nr, and waits there.
+ * Nothing allocated: see patterned_alone().
+ */
+static bool waits_in(pid_t tid, long nr)
+{
+	char path[64], buf[64] = "";
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	(void)!read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	/* "running" when it is not in one, else the number first. */
+	return buf[0] != 'r' && strtol(buf, NULL, 10) == nr;
+}
+
+struct destroy_call {
+	struct hmmu_mirror *m;
+	_Atomic pid_t tid;
+};
+
+static void *destroy_thread(void *arg)
+{
+	struct destroy_call *c = arg;
+
+	c->tid = (pid_t)syscall(SYS_gettid);
+	hmmu_mirror_destroy(c->m);
+	return NULL;
+}
+
+/*
+ * A MIRROR_DESTROY in flight across a crash is sent again to the
+ * successor, which never made that mirror again (it was unlisted first):
+ * it must not destroy a mirror made since under the same id. Made so:
+ * mirror B's DESTROY waits for hmmud's answer when hmmud is dead (the
+ * store keeps the connection: no hang-up yet); mirror C's CREATE follows
+ * it; the successor makes A again (id 1), and the reconnection sends the
+ * newest request first: C's CREATE, which runs at once, then B's DESTROY
+ * of id 2, on a worker. A successor that gave C B's id would destroy C.
+ */
+Test(restart, a_destroy_sent_again_spares_a_mirror_made_on_the_successor)
+{
+	uint8_t *p = patterned_alone(6), *q = patterned(7), *buf;
+	struct hmmu_cmd c;
+	struct destroy_call d = { .tid = 0 };
+	struct hmmu_mirror *a, *m;
+	pthread_t t;
+	struct hmmu *h;
+	bool sent = false;
+	int err;
+
+	start("1500", "60000");
+	cr_assert_eq(hmmu_connect(sock, &h), 0, "%s", hmmu_error_detail());
+	a = migrated(h, p); /* id 1, and the failsafe armed */
+	d.m = registered(h); /* id 2 */
+	buf = malloc(NPAGES * page());
+	cr_assert_not_null(buf);
+
+	kill_hmmud();
+	/* B's DESTROY sent: its thread waits in recvmsg() for the answer. */
+	cr_assert_eq(pthread_create(&t, NULL, destroy_thread, &d), 0);
+	for (int i = 0; i < 500 && !sent; i++) {
+		sent = d.tid && waits_in(d.tid, SYS_recvmsg);
+		if (!sent)
+			usleep(10000);
+	}
+	cr_assert(sent, "the DESTROY is not in flight");
+
+	/*
+	 * C's CREATE, sent now (the successor comes 1.5 s after the kill),
+	 * answered by the successor.
+	 */
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0, "%s",
+		     hmmu_error_detail());
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	err = hmmu_mirror_register(m);
+	cr_assert_eq(err, 0, "the mirror made on the successor: %d (%s)", err,
+		     hmmu_error_detail());
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)q, .npages = NPAGES };
+	cr_assert_eq(hmmu_device_read(m, &c, buf), 0, "%s",
+		     hmmu_error_detail());
+	expect_pattern(buf, 7, "device read on the new mirror");
+	/* A goes on, its pages where they were. */
+	c = (struct hmmu_cmd){ .addr = (uintptr_t)p, .npages = NPAGES };
+	cr_assert_eq(hmmu_device_read(a, &c, buf), 0, "%s",
+		     hmmu_error_detail());
+	expect_pattern(buf, 6, "device read on the restored mirror");
+	expect_pattern(p, 6, "CPU read after the restart");
+
+	free(buf);
+	hmmu_mirror_destroy(m);
+	hmmu_mirror_destroy(a);
+	hmmu_disconnect(h);
+	munmap(q, NPAGES * page());
+	unmap_alone(p);
+	supervised_stop();
 }
 
 /*
@@ -564,12 +704,7 @@ Test(restart, a_client_gone_while_hmmud_was_down_is_let_go)
 		usleep(20000);
 	cr_assert(supervised_logged("stored p1.devmem"), "%s",
 		  supervised_slurp(supervised.log));
-	cr_assert_eq(kill(supervised.pid, SIGUSR1), 0);
-	/* The supervisor kills asynchronously: let the kill land first. */
-	for (int i = 0; i < 500 && !supervised_logged("status=killed/KILL"); i++)
-		usleep(10000);
-	cr_assert(supervised_logged("status=killed/KILL"), "%s",
-		  supervised_slurp(supervised.log));
+	kill_hmmud();
 	cr_assert_eq(write(go[1], "x", 1), 1);
 	cr_assert_eq(waitpid(child, &status, 0), child);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%#x", status);

@@ -161,6 +161,7 @@ struct conn {
 	int hangup;	 /* we sent a HELLO of another version */
 	uint64_t next_id;
 	uint64_t creates; /* MIRROR_CREATEs that reached the handler */
+	uint64_t floor;	  /* the largest RESERVE_IDS that reached it */
 	uint8_t *ids_seen;
 	size_t ids_cap;
 	struct mirror_ref mirrors[MAX_MIRRORS];
@@ -828,6 +829,19 @@ static struct conn *conn_open(void)
 	return c;
 }
 
+/*
+ * The largest mirror id @c's creates sent so far may have been given:
+ * each takes the next above every floor a RESERVE_IDS raised, and the
+ * two may run in either order.
+ */
+static uint64_t ids_given_max(const struct conn *c)
+{
+	return c->floor + c->creates;
+}
+
+/* Ids past this are checked for being fresh, not remembered. */
+#define IDS_REMEMBERED (1u << 20)
+
 static struct mirror_ref *mirror_by_id(struct conn *c, uint64_t id)
 {
 	for (unsigned i = 0; i < c->nmirrors; i++)
@@ -869,7 +883,8 @@ static void reply_check(struct conn *c, const union wire_msg *m, size_t n)
 		 * No create sent so far gave this id out: none of them can
 		 * have run before the request did.
 		 */
-		if (p->on_mirror && !p->exact && p->mirror > c->creates) {
+		if (p->on_mirror && !p->exact &&
+		    p->mirror > ids_given_max(c)) {
 			p->exact = 1;
 			p->status = -ENOENT;
 		}
@@ -913,14 +928,18 @@ static void reply_check(struct conn *c, const union wire_msg *m, size_t n)
 	if (best->check_create && h->status == 0) {
 		uint64_t id = ((const struct hmmu_wire_mirror *)(h + 1))->mirror;
 
-		/* Ids are 1, 2, 3, ... in create order, never reused. */
-		if (id == 0 || id > c->creates) {
+		/*
+		 * Ids are 1, 2, 3, ... in create order, past the floors
+		 * RESERVE_IDS raised, never reused.
+		 */
+		if (id == 0 || id > ids_given_max(c)) {
 			finding(best, "conn%d: MIRROR_CREATE gave id %llu "
-				"after %llu create(s)", c->n,
+				"after %llu create(s), floor %llu", c->n,
 				(unsigned long long)id,
-				(unsigned long long)c->creates);
+				(unsigned long long)c->creates,
+				(unsigned long long)c->floor);
 		} else {
-			if (c->ids_cap <= id) {
+			if (c->ids_cap <= id && id < IDS_REMEMBERED) {
 				size_t cap = (size_t)id * 2 + 64;
 				uint8_t *p = realloc(c->ids_seen, cap);
 
@@ -1087,6 +1106,17 @@ static void judge_handler(struct conn *c, const union wire_msg *m,
 			p->check_create = 1;
 		}
 		c->creates++;
+		break;
+	}
+	case HMMU_OP_RESERVE_IDS: {
+		uint64_t above;
+
+		/* The decoder bounded it; the handler takes any such. */
+		memcpy(&above, pl, sizeof(above));
+		p->exact = 1;
+		p->status = 0;
+		if (c->floor < above)
+			c->floor = above;
 		break;
 	}
 	case HMMU_OP_MIRROR_REGISTER:
@@ -1373,7 +1403,7 @@ static uint64_t pick_mirror(struct conn *c, int want_model_accel)
 	case 0:
 		return 0;
 	case 1:
-		return c->creates + 1 + fuzz_rng_below(RNG, 4);
+		return ids_given_max(c) + 1 + fuzz_rng_below(RNG, 4);
 	case 2:
 		return fuzz_rng_next(RNG);
 	default:
@@ -1661,6 +1691,22 @@ static size_t gen_request(struct conn *c, union wire_msg *m, unsigned op,
 		if (!plausible && fuzz_rng_chance(RNG, 1, 4))
 			l.what = (uint32_t)fuzz_rng_next(RNG);
 		return wire_request(m, op, id, &l, sizeof(l));
+	}
+	case HMMU_OP_RESERVE_IDS: {
+		/* Mostly past or below the ids given; sometimes the bound. */
+		static const uint64_t edges[] = {
+			HMMU_RESERVE_IDS_MAX, HMMU_RESERVE_IDS_MAX + 1,
+			UINT64_MAX,
+		};
+		struct hmmu_wire_reserve_ids r = {
+			.above = fuzz_rng_below(RNG, ids_given_max(c) + 16),
+		};
+
+		if (!plausible)
+			r.above = fuzz_rng_chance(RNG, 1, 2) ?
+					  edges[fuzz_rng_below(RNG, 3)] :
+					  fuzz_rng_next(RNG);
+		return wire_request(m, op, id, &r, sizeof(r));
 	}
 	default: {
 		/* DEVICE_COUNT, STATS, and ops newer than this file. */

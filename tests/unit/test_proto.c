@@ -580,6 +580,32 @@ Test(proto, buffer_restore_of_id_or_bytes_0_is_einval)
 	cr_expect_eq(hmmu_proto_check(&m, n, 0), 0);
 }
 
+Test(proto, reserve_ids_past_the_bound_is_einval)
+{
+	static const uint64_t ok[] = { 0, 1, HMMU_RESERVE_IDS_MAX };
+	static const uint64_t bad[] = { HMMU_RESERVE_IDS_MAX + 1, 1ull << 63,
+					UINT64_MAX };
+	union msg m;
+	size_t n;
+
+	cr_expect_eq(hmmu_proto_request_size(HMMU_OP_RESERVE_IDS),
+		     sizeof(struct hmmu_wire_reserve_ids));
+	cr_expect_eq(sizeof(struct hmmu_wire_reserve_ids), 8);
+	cr_expect_eq(hmmu_proto_reply_min_size(HMMU_OP_RESERVE_IDS), 0);
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		n = valid_request(&m, HMMU_OP_RESERVE_IDS);
+		((struct hmmu_wire_reserve_ids *)payload(&m))->above = ok[i];
+		cr_expect_eq(hmmu_proto_check(&m, n, 0), 0, "%llu",
+			     (unsigned long long)ok[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		n = valid_request(&m, HMMU_OP_RESERVE_IDS);
+		((struct hmmu_wire_reserve_ids *)payload(&m))->above = bad[i];
+		cr_expect_eq(hmmu_proto_check(&m, n, 0), -EINVAL, "%llu",
+			     (unsigned long long)bad[i]);
+	}
+}
+
 /* ---- reasons (protocol 3) ------------------------------------------------- */
 
 /*

@@ -86,6 +86,8 @@ struct stand_in {
 	int buffer_restore_status;   /* BUFFER_RESTORE's answer... */
 	uint64_t buffer_refused;     /* ...for this buffer id (0: any) */
 	bool buffer_restore_unknown; /* answered as by an older hmmud */
+	int reserve_status;	     /* RESERVE_IDS's answer */
+	bool reserve_unknown;	     /* answered as by an older hmmud */
 	/*
 	 * Registration needs the userfaultfd on connection 0, which dies
 	 * when it comes with it; the probe sent again is refused on 1.
@@ -393,6 +395,15 @@ static void answer(int fd, unsigned conn, const struct hmmu_wire_hdr *req,
 		reply(fd, req, 0, r, sizeof(*r));
 		return;
 	}
+	case HMMU_OP_RESERVE_IDS:
+		if (s.reserve_unknown)
+			reply_unknown_op(fd, req);
+		else if (s.reserve_status)
+			reply_reason(fd, req, s.reserve_status,
+				     "no ids for you");
+		else
+			reply(fd, req, 0, NULL, 0);
+		return;
 	case HMMU_OP_MIRROR_RESTORE:
 		if (s.restore_status)
 			reply_reason(fd, req, s.restore_status,
@@ -679,6 +690,45 @@ static unsigned logged(unsigned op, const struct request **out, unsigned max)
 	return n;
 }
 
+/* The ops of the requests connection @conn read, in order, into @ops. */
+static unsigned ops_on(unsigned conn, unsigned *ops, unsigned max)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&s.lock);
+	for (unsigned i = 0; i < s.nlog && n < max; i++)
+		if (s.log[i].conn == conn)
+			ops[n++] = s.log[i].hdr.op;
+	pthread_mutex_unlock(&s.lock);
+	return n;
+}
+
+/* Connection 1 read at least @n requests, of the ops @want, in order. */
+static void expect_ops_on_1(const unsigned *want, unsigned n)
+{
+	unsigned ops[LOG_MAX], got = ops_on(1, ops, LOG_MAX);
+
+	cr_expect_geq(got, n, "%u requests on connection 1, want %u", got, n);
+	for (unsigned i = 0; i < n && i < got; i++)
+		cr_expect_eq(ops[i], want[i], "request %u on connection 1: %s, "
+			     "want %s", i, hmmu_proto_op_name(ops[i]),
+			     hmmu_proto_op_name(want[i]));
+}
+
+/* The floor the one RESERVE_IDS of the reconnection asked for. */
+static uint64_t reserved_above(void)
+{
+	const struct request *r[4];
+	const struct hmmu_wire_reserve_ids *p;
+
+	cr_assert_eq(logged(HMMU_OP_RESERVE_IDS, r, 4), 1u,
+		     "one RESERVE_IDS, on the reconnection");
+	p = (const void *)r[0]->payload;
+	cr_expect_eq(r[0]->conn, 1u);
+	cr_expect_eq(r[0]->len, sizeof(*p));
+	return p->above;
+}
+
 static const struct request *restore_of(uint64_t mirror)
 {
 	const struct request *r[16];
@@ -767,21 +817,16 @@ Test(reconnect, same_incarnation_restores_mirrors_and_answers_the_call)
 	cr_expect_eq(r[1]->len, r[0]->len);
 	cr_expect_eq(memcmp(r[1]->payload, r[0]->payload, r[0]->len), 0);
 
-	/* On connection 1: HELLO, the three restores, then the request. */
-	pthread_mutex_lock(&s.lock);
-	for (unsigned i = 0, k = 0; i < s.nlog; i++) {
-		if (s.log[i].conn != 1)
-			continue;
-		if (k == 0)
-			cr_expect_eq(s.log[i].hdr.op, HMMU_OP_HELLO);
-		else if (k < 4)
-			cr_expect_eq(s.log[i].hdr.op, HMMU_OP_MIRROR_RESTORE,
-				     "request %u: op %u", k, s.log[i].hdr.op);
-		else if (k == 4)
-			cr_expect_eq(s.log[i].hdr.op, HMMU_OP_DEVICE_INFO);
-		k++;
-	}
-	pthread_mutex_unlock(&s.lock);
+	/*
+	 * On connection 1: HELLO, the floor of the ids (the mirrors' ids are
+	 * 1 to 3), the three restores, then the request.
+	 */
+	expect_ops_on_1((const unsigned[]){ HMMU_OP_HELLO, HMMU_OP_RESERVE_IDS,
+					    HMMU_OP_MIRROR_RESTORE,
+					    HMMU_OP_MIRROR_RESTORE,
+					    HMMU_OP_MIRROR_RESTORE,
+					    HMMU_OP_DEVICE_INFO }, 6);
+	cr_expect_eq(reserved_above(), 3u);
 
 	/* The mirrors work on; new calls go to connection 1. */
 	cr_expect_eq(hmmu_device_count(h), 107);
@@ -949,27 +994,48 @@ Test(reconnect, a_successor_that_never_answers_is_dead_after_the_timeout)
 	hmmu_disconnect(h);
 }
 
-Test(reconnect, a_refused_restore_is_eshutdown_with_its_reason)
+/*
+ * The stand-in started, to hang up on the first DEVICE_COUNT; connected,
+ * with mirror 1 on dmirror0 registered, in *@m.
+ */
+static struct hmmu *with_mirror_1(struct hmmu_mirror **m)
 {
-	struct hmmu_mirror *m;
 	struct hmmu *h;
-	int err;
 
 	s.hang_op = HMMU_OP_DEVICE_COUNT;
-	s.restore_status = -ESTALE;
 	stand_in_start();
 	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
-	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", &m), 0);
-	cr_assert_eq(hmmu_mirror_register(m), 0);
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror0", m), 0);
+	cr_assert_eq(hmmu_mirror_register(*m), 0);
+	return h;
+}
+
+/*
+ * With mirror 1 registered, the call the stand-in hangs up on meets a
+ * successor that refuses what the reconnection asks (the script says
+ * what): -ESHUTDOWN, with a detail that names each of @want (NULL-ended).
+ * Then the mirror and the handle go.
+ */
+static void expect_refused(const char *const *want)
+{
+	struct hmmu_mirror *m;
+	struct hmmu *h = with_mirror_1(&m);
+	int err;
+
 	err = hmmu_device_count(h);
 	cr_expect_eq(err, -ESHUTDOWN, "%d (%s)", err, strerror(-err));
-	cr_expect(strstr(hmmu_error_detail(), "mirror 1 on dmirror0") &&
-			  strstr(hmmu_error_detail(), "ESTALE") &&
-			  strstr(hmmu_error_detail(),
-				 "no state for this process"),
-		  "'%s'", hmmu_error_detail());
+	for (; *want; want++)
+		cr_expect(strstr(hmmu_error_detail(), *want), "no '%s' in '%s'",
+			  *want, hmmu_error_detail());
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
+}
+
+Test(reconnect, a_refused_restore_is_eshutdown_with_its_reason)
+{
+	s.restore_status = -ESTALE;
+	expect_refused((const char *[]){ "mirror 1 on dmirror0", "ESTALE",
+					 "no state for this process", NULL });
 }
 
 /* The daemon's side of connection @conn's rings: take a submission. */
@@ -1040,6 +1106,8 @@ Test(reconnect, a_queue_is_made_again_with_what_it_had_in_flight)
 	complete(0, 4, &first);
 	cr_assert_eq(hmmu_queue_nop(q, 103), 0);
 	cr_assert_eq(hmmu_device_count(h), 107, "%s", hmmu_error_detail());
+	/* The queue's id (77) is the largest the handle was given. */
+	cr_expect_eq(reserved_above(), 77u);
 
 	/* The next call on the queue makes it again, on connection 1. */
 	cr_assert_eq(hmmu_queue_submit(q), 1, "%s", hmmu_error_detail());
@@ -1097,10 +1165,6 @@ static int read_page(struct hmmu_mirror *m, struct hmmu_buffer *b,
 
 Test(reconnect, a_buffer_is_made_again_from_its_memfd_before_the_requests)
 {
-	static const unsigned order[] = {
-		HMMU_OP_HELLO, HMMU_OP_MIRROR_RESTORE, HMMU_OP_BUFFER_RESTORE,
-		HMMU_OP_DEVICE_CMD_BUFFER,
-	};
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	const struct request *r[8], *restore;
 	const struct hmmu_wire_buffer *w;
@@ -1109,7 +1173,6 @@ Test(reconnect, a_buffer_is_made_again_from_its_memfd_before_the_requests)
 	struct hmmu *h;
 	uint64_t id;
 	char *addr, *mem;
-	unsigned k = 0;
 	ino_t ino;
 	int err;
 
@@ -1152,17 +1215,11 @@ Test(reconnect, a_buffer_is_made_again_from_its_memfd_before_the_requests)
 					  F_SEAL_SEAL),
 		     F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 
-	/* On connection 1: HELLO, the mirror, the buffer, then the read. */
-	pthread_mutex_lock(&s.lock);
-	for (unsigned i = 0; i < s.nlog && k < 4; i++) {
-		if (s.log[i].conn != 1)
-			continue;
-		cr_expect_eq(s.log[i].hdr.op, order[k], "request %u: op %u, "
-			     "want %u", k, s.log[i].hdr.op, order[k]);
-		k++;
-	}
-	pthread_mutex_unlock(&s.lock);
-	cr_expect_eq(k, 4u, "%u requests on connection 1", k);
+	/* On connection 1: HELLO, ids, the mirror, the buffer, the read. */
+	expect_ops_on_1((const unsigned[]){ HMMU_OP_HELLO, HMMU_OP_RESERVE_IDS,
+					    HMMU_OP_MIRROR_RESTORE,
+					    HMMU_OP_BUFFER_RESTORE,
+					    HMMU_OP_DEVICE_CMD_BUFFER }, 5);
 
 	/* The same handle goes on, and is destroyed on the successor. */
 	err = read_page(m, b, mem, 3);
@@ -1276,6 +1333,91 @@ Test(reconnect, a_refused_buffer_restore_costs_that_buffer_alone)
 	hmmu_mirror_destroy(m);
 	hmmu_disconnect(h);
 	munmap(mem, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+/* ---- the ids a successor must not give again ---------------------------- */
+
+/*
+ * Right after HELLO, before anything that makes or names a mirror or a
+ * buffer, the successor is asked to give out no id the handle was given:
+ * the largest of them all, that of a buffer whose DESTROY is in flight (it
+ * is unlisted, so nothing restores it, and the DESTROY sent again must
+ * find no new buffer of its id).
+ */
+Test(reconnect, the_successor_is_first_asked_to_keep_every_id_it_gave)
+{
+	struct hmmu_mirror *m, *m2;
+	struct hmmu_buffer *b, *gone;
+	const struct request *r[8];
+	char *addr, *addr2;
+	struct hmmu *h;
+
+	/* Connection 0 reads the DESTROY of the second buffer, hangs up. */
+	s.hang_op = HMMU_OP_BUFFER_DESTROY;
+	stand_in_start();
+	cr_assert_eq(hmmu_connect(s.path, &h), 0, "%s", hmmu_error_detail());
+	m = with_buffer(h, 1, &addr, &b);
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror1", &m2), 0);
+	cr_assert_eq(hmmu_buffer_create(h, 4096, (void **)&addr2, &gone), 0);
+	/* Mirrors 1 and 2, buffers 51 and 52 (the stand-in's numbers). */
+	hmmu_buffer_destroy(gone);
+	cr_expect_eq(conns_accepted(), 2u);
+
+	expect_ops_on_1((const unsigned[]){ HMMU_OP_HELLO, HMMU_OP_RESERVE_IDS,
+					    HMMU_OP_MIRROR_RESTORE,
+					    HMMU_OP_MIRROR_RESTORE,
+					    HMMU_OP_BUFFER_RESTORE,
+					    HMMU_OP_BUFFER_DESTROY }, 6);
+	cr_expect_eq(reserved_above(), 52u, "not the largest id given");
+	cr_assert_eq(logged(HMMU_OP_BUFFER_RESTORE, r, 8), 1u);
+	cr_expect_eq(((const struct hmmu_wire_buffer *)r[0]->payload)->buffer,
+		     51u);
+
+	/* The handle goes on. */
+	cr_expect_eq(hmmu_device_count(h), 107, "%s", hmmu_error_detail());
+	hmmu_buffer_destroy(b);
+	hmmu_mirror_destroy(m2);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/*
+ * A successor older than RESERVE_IDS answers -EOPNOTSUPP: the handle goes
+ * on as before the op (whose ids may then collide, as they did).
+ */
+Test(reconnect, an_hmmud_without_reserve_ids_is_reconnected_to_as_before)
+{
+	struct hmmu_mirror *m, *m2;
+	struct hmmu *h;
+	int err;
+
+	s.reserve_unknown = true;
+	h = with_mirror_1(&m);
+	err = hmmu_device_count(h);
+	cr_expect_eq(err, 107, "%d (%s)", err, hmmu_error_detail());
+	cr_expect_str_eq(hmmu_error_detail(), "");
+	cr_expect_eq(reserved_above(), 1u, "it was asked all the same");
+	expect_restore(1, "dmirror0", HMMU_RESTORE_REGISTERED);
+	cr_assert_eq(hmmu_mirror_create(h, "dmirror1", &m2), 0);
+	cr_expect_eq(hmmu_mirror_register(m2), 0, "%s", hmmu_error_detail());
+	hmmu_mirror_destroy(m2);
+	hmmu_mirror_destroy(m);
+	hmmu_disconnect(h);
+}
+
+/*
+ * One that refuses it for another reason is the verdict "dead", as a
+ * refused MIRROR_RESTORE is: sending the requests again would not be safe.
+ * Nothing is made again on it.
+ */
+Test(reconnect, a_refused_reserve_ids_is_eshutdown_with_its_reason)
+{
+	const struct request *r[8];
+
+	s.reserve_status = -EINVAL;
+	expect_refused((const char *[]){ "keep ids up to 1", "EINVAL",
+					 "no ids for you", NULL });
+	cr_expect_eq(logged(HMMU_OP_MIRROR_RESTORE, r, 8), 0u);
 }
 
 /* ---- with the failsafe armed ------------------------------------------- */
