@@ -176,28 +176,26 @@ int journal_adopt(int fd, struct journal **out, struct journal_identity *id,
 	if (err)
 		return err;
 	h = &j->f->hdr;
+	err = -ESTALE;
 	if (atomic_load_explicit((_Atomic uint32_t *)&h->magic,
-				 memory_order_acquire) == JOURNAL_ENDED) {
-		munmap(j->f, sizeof(*j->f));
-		free(j);
-		return -ESTALE;
-	}
+				 memory_order_acquire) == JOURNAL_ENDED)
+		goto fail;
+	err = -EBADMSG;
 	live = atomic_load_explicit(&h->live, memory_order_acquire);
 	count = live <= 1 ? h->n[live] : RANGES_OVERFLOWED;
 	if (h->magic != JOURNAL_MAGIC || h->version != JOURNAL_VERSION ||
 	    count > JOURNAL_MAX_RANGES)
-		goto bad;
+		goto fail;
 	if (count && !(r = calloc(count, sizeof(*r)))) {
-		munmap(j->f, sizeof(*j->f));
-		free(j);
-		return -ENOMEM;
+		err = -ENOMEM;
+		goto fail;
 	}
 	for (unsigned i = 0; i < count; i++) {
 		const struct journal_range *x = &j->f->copy[live][i];
 
 		if (x->start >= x->end || x->start % page_size() ||
 		    x->end % page_size())
-			goto bad;
+			goto fail;
 		r[i] = (struct uffd_range){
 			.start = x->start,
 			.end = x->end,
@@ -219,11 +217,11 @@ int journal_adopt(int fd, struct journal **out, struct journal_identity *id,
 	*n = count;
 	*out = j;
 	return 0;
-bad:
+fail:
 	free(r);
 	munmap(j->f, sizeof(*j->f));
 	free(j);
-	return -EBADMSG;
+	return err;
 }
 
 void journal_destroy(struct journal *j)

@@ -113,9 +113,10 @@ void restart_forget_process(struct process *p)
 {
 	char name[64];
 
-	if (p->journal)
-		journal_end(p->journal);
-	if (!fdstore_enabled() || !p->journal)
+	if (!p->journal)
+		return;
+	journal_end(p->journal);
+	if (!fdstore_enabled())
 		return;
 	for (unsigned k = 0; k < K_NR; k++) {
 		process_name(name, sizeof(name), p->serial, k);
